@@ -1,0 +1,31 @@
+// CPU fill of a float32 buffer from the shared Philox stream (element i uses counter offset + i).
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <torch/library.h>
+
+#include "../common/philox.h"
+
+namespace rk {
+namespace {
+
+constexpr int64_t kGrain = 4096;
+
+void philox_fill_cpu(at::Tensor& out, int64_t seed, int64_t offset, bool normal) {
+  TORCH_CHECK(out.scalar_type() == at::kFloat, "philox_fill_: out must be float32");
+  TORCH_CHECK(out.is_contiguous(), "philox_fill_: out must be contiguous");
+  float* data = out.data_ptr<float>();
+  const uint64_t useed = static_cast<uint64_t>(seed), uoffset = static_cast<uint64_t>(offset);
+  at::parallel_for(0, out.numel(), kGrain, [&](int64_t begin, int64_t end) {
+    if (normal) {
+      for (int64_t i = begin; i < end; ++i) data[i] = philox_normal(useed, uoffset + i);
+    } else {
+      for (int64_t i = begin; i < end; ++i) data[i] = philox_uniform(useed, uoffset + i);
+    }
+  });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(robustkernels_C, CPU, m) { m.impl("philox_fill_", &philox_fill_cpu); }
+
+}  // namespace rk

@@ -1,0 +1,31 @@
+// Schemas of the compiled kernels. These are private building blocks: the public ops are the
+// Python custom ops in robustkernels/ops/, which pick a backend and call these for "cpp"/"cuda".
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// Importing robustkernels._C runs the static TORCH_LIBRARY registrations below; the module
+// itself is empty (the pattern of pytorch/extension-cpp).
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+namespace rk {
+
+bool cuda_built() {
+#ifdef RK_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+TORCH_LIBRARY(robustkernels_C, m) {
+  m.def("cuda_built() -> bool", &cuda_built);
+  // Fills a contiguous float32 tensor: out[i] = uniform or normal draw at counter offset + i.
+  m.def("philox_fill_(Tensor(a!) out, int seed, int offset, bool normal) -> ()");
+}
+
+}  // namespace rk

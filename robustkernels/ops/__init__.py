@@ -1,0 +1,8 @@
+"""Public functional ops. Each is a ``torch.library`` custom op (``torch.ops.robustkernels.*``)
+with a fake implementation, autograd where it is differentiable, and one implementation per
+backend."""
+
+from ._random import draw_seed
+from .philox import philox_normal, philox_uniform
+
+__all__ = ["draw_seed", "philox_normal", "philox_uniform"]

@@ -1,0 +1,89 @@
+"""The shared helper every public op is built with.
+
+A :class:`KernelOp` is one ``torch.library`` custom op ``robustkernels::<name>`` whose body
+picks a backend (see ``_backend.py``) from the device of one argument and calls that backend's
+implementation. Each op file registers its implementations, fake (meta) function and autograd
+formula on it. Because the backend is chosen inside the op's body, ``torch.compile`` sees one
+opaque op whatever runs underneath, and random state crosses the graph as plain ``int``s.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from collections.abc import Callable, Sequence
+
+import torch
+
+from .. import _backend
+
+NAMESPACE = "robustkernels"
+
+
+def _device_of(value: object) -> torch.device:
+    if isinstance(value, torch.Tensor):
+        return value.device
+    if isinstance(value, (torch.device, str)):
+        return torch.device(value)
+    raise TypeError(f"cannot tell a device from {type(value).__name__}")
+
+
+class KernelOp:
+    """A custom op with one implementation per backend.
+
+    Args:
+        name: op name; the op is ``torch.ops.robustkernels.<name>``.
+        stub: a function whose annotated signature is the op's schema (body unused).
+        device_arg: the argument (a tensor or a device) whose device picks the backend.
+        mutates_args: as for ``torch.library.custom_op``.
+    """
+
+    def __init__(self, name: str, stub: Callable, *, device_arg: str, mutates_args: Sequence[str] = ()):
+        self.name = name
+        self._impls: dict[str, Callable] = {}
+        signature = inspect.signature(stub)
+        if device_arg not in signature.parameters:
+            raise ValueError(f"device_arg {device_arg!r} is not a parameter of {stub.__name__}")
+
+        @functools.wraps(stub)
+        def dispatch(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            backend = self.backend_for(_device_of(bound.arguments[device_arg]))
+            return self._impls[backend](*args, **kwargs)
+
+        self.op = torch.library.custom_op(f"{NAMESPACE}::{name}", dispatch, mutates_args=tuple(mutates_args))
+
+    def backend_for(self, device: torch.device) -> str:
+        """The backend this op runs on for ``device`` under the current backend choice."""
+        return _backend.resolve(device, tuple(self._impls))
+
+    def register_backend(self, backend: str, impl: Callable | str) -> None:
+        """Add an implementation. ``impl`` may be ``"module:function"``, imported on first use
+        (so that importing robustkernels does not import triton)."""
+        if backend not in _backend.BACKENDS:
+            raise ValueError(f"backend must be one of {_backend.BACKENDS}, got {backend!r}")
+        if isinstance(impl, str):
+            module, _, attr = impl.partition(":")
+
+            def lazy(*args, **kwargs):
+                self._impls[backend] = getattr(importlib.import_module(module), attr)
+                return self._impls[backend](*args, **kwargs)
+
+            self._impls[backend] = lazy
+        else:
+            self._impls[backend] = impl
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        return tuple(self._impls)
+
+    def register_fake(self, fn: Callable) -> Callable:
+        self.op.register_fake(fn)
+        return fn
+
+    def register_autograd(self, backward: Callable, *, setup_context: Callable) -> None:
+        self.op.register_autograd(backward, setup_context=setup_context)
+
+    def __call__(self, *args, **kwargs):
+        return self.op(*args, **kwargs)

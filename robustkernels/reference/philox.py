@@ -1,0 +1,65 @@
+"""Philox4x32-10 with vectorised torch integer ops, bit-identical to Triton's ``tl.rand``.
+
+uint32 values are held in int64 tensors; 32x32-bit products are split into 16-bit halves so
+nothing overflows. Element ``i`` of a draw at ``(seed, offset)`` is the Philox block with
+counter ``(lo32(offset + i), hi32(offset + i), 0, 0)`` and key ``(lo32(seed), hi32(seed))``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_MASK32 = 0xFFFFFFFF
+_KEY_A, _KEY_B = 0x9E3779B9, 0xBB67AE85
+_ROUND_A, _ROUND_B = 0xD2511F53, 0xCD9E8D57
+_UNIFORM_SCALE = 4.6566127342e-10  # Triton's: the largest s with (2**31 - 1) * s < 1 in fp32
+
+
+def _mulhilo(a: int, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """High and low 32 bits of the 64-bit product of a uint32 constant and uint32 values."""
+    low_part = a * (b & 0xFFFF)  # < 2**48
+    t = a * (b >> 16) + (low_part >> 16)  # a * b == t * 2**16 + (low_part & 0xFFFF)
+    return t >> 16, ((t & 0xFFFF) << 16) | (low_part & 0xFFFF)
+
+
+def philox4x32_10(seed: int, counter: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The four uint32 outputs (as int64 tensors) of Philox4x32-10 for int64 counters >= 0."""
+    c0, c1 = counter & _MASK32, (counter >> 32) & _MASK32
+    c2, c3 = torch.zeros_like(counter), torch.zeros_like(counter)
+    k0, k1 = seed & _MASK32, (seed >> 32) & _MASK32
+    for _ in range(10):
+        hi_b, lo_b = _mulhilo(_ROUND_B, c2)
+        hi_a, lo_a = _mulhilo(_ROUND_A, c0)
+        c0, c1, c2, c3 = hi_b ^ c1 ^ k0, lo_b, hi_a ^ c3 ^ k1, lo_a
+        k0, k1 = (k0 + _KEY_A) & _MASK32, (k1 + _KEY_B) & _MASK32
+    return c0, c1, c2, c3
+
+
+def uint_to_uniform(bits: torch.Tensor) -> torch.Tensor:
+    """Triton's conversion: reinterpret as int32, fold negatives with ``~x``, scale to [0, 1)."""
+    signed = torch.where(bits >= 2**31, bits - 2**32, bits)
+    folded = torch.where(signed < 0, ~signed, signed)
+    return folded.to(torch.float32) * _UNIFORM_SCALE
+
+
+def box_muller_cos(u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
+    """Triton's ``pair_uniform_to_normal``, first (cosine) output, in float32."""
+    u1 = u1.clamp_min(1.0e-7)
+    theta = 6.283185307179586 * u2
+    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(theta)
+
+
+def _counters(n: int, offset: int, device: torch.device | str) -> torch.Tensor:
+    return torch.arange(n, dtype=torch.int64, device=device) + offset
+
+
+def philox_uniform(n: int, seed: int, offset: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
+    """[n] float32 in [0, 1): element i equals ``tl.rand(seed, offset + i)``."""
+    c0, _, _, _ = philox4x32_10(seed, _counters(n, offset, device))
+    return uint_to_uniform(c0)
+
+
+def philox_normal(n: int, seed: int, offset: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
+    """[n] float32 standard normal: element i equals ``tl.randn(seed, offset + i)``."""
+    c0, c1, _, _ = philox4x32_10(seed, _counters(n, offset, device))
+    return box_muller_cos(uint_to_uniform(c0), uint_to_uniform(c1))

@@ -36,14 +36,14 @@ def sources(pattern: str) -> list[str]:
 
 
 def extension():
-    cxx_flags = ["-O3", "-std=c++17", "-fopenmp"]
+    cxx_flags = ["-O3", "-fopenmp"]  # cpp_extension picks the C++ standard torch needs
     srcs = sources("csrc/ops.cpp") + sources("csrc/cpu/*.cpp")
     if build_cuda():
         return CUDAExtension(
             "robustkernels._C",
             srcs + sources("csrc/cuda/*.cu"),
             define_macros=[("RK_WITH_CUDA", None)],
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++17"]},
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3"]},
             extra_link_args=["-fopenmp"],
         )
     return CppExtension(

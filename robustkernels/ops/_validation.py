@@ -8,16 +8,16 @@ INT64_MAX = 2**63 - 1
 
 
 def check_int(name: str, value: object, *, low: int | None = None, high: int | None = None) -> None:
-    """``value`` is an int (or a SymInt under torch.compile) within ``[low, high]``."""
-    if isinstance(value, torch.SymInt):
-        # Symbolic under torch.compile: checked when the graph runs, not at trace time.
+    """``value`` is an int (a SymInt under torch.compile) within ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, (int, torch.SymInt)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if torch.compiler.is_compiling():
+        # May be symbolic (e.g. a seed drawn inside the graph): asserted when the graph runs.
         if low is not None:
             torch._check(value >= low, lambda: f"{name} must be >= {low}")
         if high is not None:
             torch._check(value <= high, lambda: f"{name} must be <= {high}")
         return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if low is not None and value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
     if high is not None and value > high:
@@ -28,5 +28,5 @@ def check_random_state(seed: object, offset: object, count: object = 0) -> None:
     """A Philox key and start counter: ``0 <= seed < 2**63`` and ``offset + count < 2**63``."""
     check_int("seed", seed, low=0, high=INT64_MAX)
     check_int("offset", offset, low=0, high=INT64_MAX)
-    if isinstance(offset, int) and isinstance(count, int) and offset + count > INT64_MAX:
+    if not torch.compiler.is_compiling() and offset + count > INT64_MAX:
         raise ValueError(f"offset + number of draws must be < 2**63, got {offset} + {count}")

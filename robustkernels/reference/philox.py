@@ -22,17 +22,26 @@ def _mulhilo(a: int, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return t >> 16, ((t & 0xFFFF) << 16) | (low_part & 0xFFFF)
 
 
-def philox4x32_10(seed: int, counter: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The four uint32 outputs (as int64 tensors) of Philox4x32-10 for int64 counters >= 0."""
-    c0, c1 = counter & _MASK32, (counter >> 32) & _MASK32
-    c2, c3 = torch.zeros_like(counter), torch.zeros_like(counter)
-    k0, k1 = seed & _MASK32, (seed >> 32) & _MASK32
+def philox4x32_10(
+    counter: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], key: tuple[int, int]
+) -> tuple[torch.Tensor, ...]:
+    """Philox4x32-10 (Salmon et al. 2011) on uint32 counter words held in int64 tensors."""
+    c0, c1, c2, c3 = counter
+    k0, k1 = key
     for _ in range(10):
         hi_b, lo_b = _mulhilo(_ROUND_B, c2)
         hi_a, lo_a = _mulhilo(_ROUND_A, c0)
         c0, c1, c2, c3 = hi_b ^ c1 ^ k0, lo_b, hi_a ^ c3 ^ k1, lo_a
         k0, k1 = (k0 + _KEY_A) & _MASK32, (k1 + _KEY_B) & _MASK32
     return c0, c1, c2, c3
+
+
+def philox_block(seed: int, counter: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Triton's ``tl.randint4x(seed, counter)`` for int64 counters >= 0: counter words
+    ``(lo32, hi32, 0, 0)``, key ``(lo32(seed), hi32(seed))``."""
+    zero = torch.zeros_like(counter)
+    words = (counter & _MASK32, (counter >> 32) & _MASK32, zero, zero)
+    return philox4x32_10(words, (seed & _MASK32, (seed >> 32) & _MASK32))
 
 
 def uint_to_uniform(bits: torch.Tensor) -> torch.Tensor:
@@ -55,11 +64,11 @@ def _counters(n: int, offset: int, device: torch.device | str) -> torch.Tensor:
 
 def philox_uniform(n: int, seed: int, offset: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
     """[n] float32 in [0, 1): element i equals ``tl.rand(seed, offset + i)``."""
-    c0, _, _, _ = philox4x32_10(seed, _counters(n, offset, device))
+    c0, _, _, _ = philox_block(seed, _counters(n, offset, device))
     return uint_to_uniform(c0)
 
 
 def philox_normal(n: int, seed: int, offset: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
     """[n] float32 standard normal: element i equals ``tl.randn(seed, offset + i)``."""
-    c0, c1, _, _ = philox4x32_10(seed, _counters(n, offset, device))
+    c0, c1, _, _ = philox_block(seed, _counters(n, offset, device))
     return box_muller_cos(uint_to_uniform(c0), uint_to_uniform(c1))

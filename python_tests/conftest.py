@@ -1,0 +1,47 @@
+"""Test set-up. TRITON_INTERPRET must be set before any Triton kernel is decorated, so it is
+set here, before robustkernels (or triton) is imported."""
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import robustkernels  # noqa: E402
+
+CPU_BACKENDS = ("reference", "cpp", "triton")
+
+
+def backend_params(backends=CPU_BACKENDS, device="cpu"):
+    """pytest params for each backend; one that cannot run here is skipped with the reason.
+
+    Set ROBUSTKERNELS_REQUIRE_BACKENDS=cpp,triton (as CI does) to make a missing one a failure.
+    """
+    available = robustkernels.available_backends(device)
+    params = []
+    for name in backends:
+        marks = []
+        if name not in available:
+            marks.append(pytest.mark.skip(reason=f"backend {name!r} unavailable on {device}"))
+        params.append(pytest.param(name, marks=marks, id=name))
+    return params
+
+
+def pytest_configure(config):
+    required = [b for b in os.environ.get("ROBUSTKERNELS_REQUIRE_BACKENDS", "").split(",") if b]
+    missing = [b for b in required if b not in robustkernels.available_backends("cpu")]
+    if missing:
+        raise pytest.UsageError(
+            f"ROBUSTKERNELS_REQUIRE_BACKENDS asks for {missing}, not available on cpu "
+            f"(extension: {robustkernels._extension.REASON or 'loaded'})"
+        )
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; none on this machine")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

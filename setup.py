@@ -36,7 +36,7 @@ def sources(pattern: str) -> list[str]:
 
 
 def extension():
-    cxx_flags = ["-O3", "-fopenmp"]  # cpp_extension picks the C++ standard torch needs
+    cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno"]  # cpp_extension picks the C++ standard torch needs
     srcs = sources("csrc/ops.cpp") + sources("csrc/cpu/*.cpp")
     if build_cuda():
         return CUDAExtension(

@@ -4,11 +4,20 @@
 #include <torch/library.h>
 
 #include "../common/philox.h"
+#include "simd.h"
 
 namespace rk {
 namespace {
 
-constexpr int64_t kGrain = 4096;
+constexpr int64_t kGrain = 16384;
+
+RK_SIMD_CLONES void fill_uniform(float* out, int64_t n, uint64_t seed, uint64_t counter) {
+  for (int64_t i = 0; i < n; ++i) out[i] = philox_uniform(seed, counter + i);
+}
+
+RK_SIMD_CLONES void fill_normal(float* out, int64_t n, uint64_t seed, uint64_t counter) {
+  for (int64_t i = 0; i < n; ++i) out[i] = philox_normal(seed, counter + i);
+}
 
 void philox_fill_cpu(at::Tensor& out, int64_t seed, int64_t offset, bool normal) {
   TORCH_CHECK(out.scalar_type() == at::kFloat, "philox_fill_: out must be float32");
@@ -16,11 +25,7 @@ void philox_fill_cpu(at::Tensor& out, int64_t seed, int64_t offset, bool normal)
   float* data = out.data_ptr<float>();
   const uint64_t useed = static_cast<uint64_t>(seed), uoffset = static_cast<uint64_t>(offset);
   at::parallel_for(0, out.numel(), kGrain, [&](int64_t begin, int64_t end) {
-    if (normal) {
-      for (int64_t i = begin; i < end; ++i) data[i] = philox_normal(useed, uoffset + i);
-    } else {
-      for (int64_t i = begin; i < end; ++i) data[i] = philox_uniform(useed, uoffset + i);
-    }
+    (normal ? fill_normal : fill_uniform)(data + begin, end - begin, useed, uoffset + begin);
   });
 }
 

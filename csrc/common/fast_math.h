@@ -1,0 +1,70 @@
+// Branch-free float log and cos (Cephes polynomials, ~1 ulp on the ranges we use), so that
+// loops calling them auto-vectorise on the CPU and give the same results as the CUDA build.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "macros.h"
+
+namespace rk {
+
+RK_HOST_DEVICE uint32_t float_bits(float x) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(x);
+#else
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  return bits;
+#endif
+}
+
+RK_HOST_DEVICE float bits_float(uint32_t bits) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(bits);
+#else
+  float x;
+  std::memcpy(&x, &bits, sizeof(x));
+  return x;
+#endif
+}
+
+// Natural log of a positive normal float (Cephes logf).
+RK_HOST_DEVICE float log_poly(float x) {
+  const uint32_t bits = float_bits(x);
+  int32_t exponent = static_cast<int32_t>(bits >> 23) - 127;
+  float m = bits_float((bits & 0x007FFFFFu) | 0x3F800000u);  // [1, 2)
+  const bool high = m > 1.41421356237f;                       // fold to [sqrt(1/2), sqrt(2))
+  m = high ? 0.5f * m : m;
+  exponent = high ? exponent + 1 : exponent;
+  const float f = m - 1.0f, z = f * f, e = static_cast<float>(exponent);
+  float y = 7.0376836292e-2f;
+  y = y * f - 1.1514610310e-1f;
+  y = y * f + 1.1676998740e-1f;
+  y = y * f - 1.2420140846e-1f;
+  y = y * f + 1.4249322787e-1f;
+  y = y * f - 1.6668057665e-1f;
+  y = y * f + 2.0000714765e-1f;
+  y = y * f - 2.4999993993e-1f;
+  y = y * f + 3.3333331174e-1f;
+  y = y * f * z;
+  y += -2.12194440e-4f * e;
+  y += -0.5f * z;
+  return (f + y) + 0.693359375f * e;
+}
+
+// cos(theta) for 0 <= theta < 2**20: Cody-Waite reduction by pi/2, then Cephes sin/cos.
+RK_HOST_DEVICE float cos_poly(float theta) {
+  const int32_t quadrant = static_cast<int32_t>(theta * 0.636619772367581f + 0.5f);
+  const float q = static_cast<float>(quadrant);
+  const float r = ((theta - q * 1.5703125f) - q * 4.837512969970703125e-4f) - q * 7.54978995489188216e-8f;
+  const float z = r * r;
+  const float sin_r = r + r * z * ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f);
+  const float cos_r =
+      1.0f - 0.5f * z + z * z * ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f);
+  const int32_t k = quadrant & 3;
+  const float value = (k & 1) ? sin_r : cos_r;
+  return (k == 1 || k == 2) ? -value : value;
+}
+
+}  // namespace rk

@@ -26,6 +26,11 @@ TORCH_LIBRARY(robustkernels_C, m) {
   m.def("cuda_built() -> bool", &cuda_built);
   // Fills a contiguous float32 tensor: out[i] = uniform or normal draw at counter offset + i.
   m.def("philox_fill_(Tensor(a!) out, int seed, int offset, bool normal) -> ()");
+  // Noise injection (PNI): out = x + std * alpha[(i / inner) % channels] * normal(seed, offset + i)
+  // (alpha[i] when elementwise); x contiguous, alpha and std in the op-math dtype of x.
+  m.def("noise_add(Tensor x, Tensor alpha, Tensor std, int channels, int inner, bool elementwise, int seed, int offset) -> Tensor");
+  // Gradient of the above w.r.t. the flat alpha, regenerating the noise.
+  m.def("noise_alpha_grad(Tensor grad, Tensor alpha, Tensor std, int channels, int inner, bool elementwise, int seed, int offset) -> Tensor");
 }
 
 }  // namespace rk

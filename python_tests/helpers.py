@@ -19,3 +19,13 @@ def run_python(code: str, env: dict[str, str] | None = None) -> subprocess.Compl
 
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=300)
+
+
+def assert_lowp_close(got: torch.Tensor, ref_lowp: torch.Tensor, ref_fp32: torch.Tensor, factor: float = 2.0) -> None:
+    """A bf16/fp16 result is as good as the reference in that dtype: its max error against the
+    fp32 reference is at most ``factor`` times the low-precision reference's own (plus one ulp
+    of the dtype at the data's scale, for the case the reference happens to be exact)."""
+    ulp = torch.finfo(got.dtype).eps * ref_fp32.abs().max().item()
+    own_error = (ref_lowp.float() - ref_fp32.float()).abs().max().item()
+    error = (got.float() - ref_fp32.float()).abs().max().item()
+    assert error <= factor * own_error + ulp, f"error {error:.3g} vs reference's own {own_error:.3g} (+ulp {ulp:.3g})"

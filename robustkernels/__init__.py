@@ -1,7 +1,7 @@
 """robustkernels: adversarial robustness on fused Triton and C++/CUDA kernels."""
 
 from . import _extension  # noqa: F401  (loads the C++ extension, or warns once why not)
-from . import ops, reference
+from . import nn, ops, reference
 from ._backend import BackendUnavailableError, available_backends, requested_backend, use_backend
 
 __version__ = "0.1.0"
@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendUnavailableError",
     "available_backends",
+    "nn",
     "ops",
     "reference",
     "requested_backend",

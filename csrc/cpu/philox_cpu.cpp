@@ -4,19 +4,21 @@
 #include <torch/library.h>
 
 #include "../common/philox.h"
+#include "normal_chunk.h"
 #include "simd.h"
 
 namespace rk {
+
+RK_SIMD_CLONES void fill_normal(float* out, int64_t n, uint64_t seed, uint64_t counter) {
+  for (int64_t i = 0; i < n; ++i) out[i] = philox_normal(seed, counter + i);
+}
+
 namespace {
 
 constexpr int64_t kGrain = 16384;
 
 RK_SIMD_CLONES void fill_uniform(float* out, int64_t n, uint64_t seed, uint64_t counter) {
   for (int64_t i = 0; i < n; ++i) out[i] = philox_uniform(seed, counter + i);
-}
-
-RK_SIMD_CLONES void fill_normal(float* out, int64_t n, uint64_t seed, uint64_t counter) {
-  for (int64_t i = 0; i < n; ++i) out[i] = philox_normal(seed, counter + i);
 }
 
 void philox_fill_cpu(at::Tensor& out, int64_t seed, int64_t offset, bool normal) {

@@ -3,29 +3,83 @@
 #include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
 #include <cstdint>
+
+#include "../noise_host.h"
+#include "dtype.h"
 
 namespace rk {
 
 cudaError_t launch_philox_fill(float* out, int64_t n, uint64_t seed, uint64_t offset, bool normal,
                                cudaStream_t stream);
 
+int64_t noise_piece_cuda();
+cudaError_t launch_noise_add(DType dtype, const void* x, const void* alpha, const void* std, void* out,
+                             NoiseLayout layout, uint64_t seed, uint64_t offset, cudaStream_t stream);
+cudaError_t launch_noise_alpha_grad(DType dtype, const void* grad, const void* std, void* out, NoiseLayout layout,
+                                    uint64_t seed, uint64_t offset, cudaStream_t stream);
+
 namespace {
+
+DType kernel_dtype(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat: return DType::kFloat32;
+    case at::kHalf: return DType::kFloat16;
+    case at::kBFloat16: return DType::kBFloat16;
+    case at::kDouble: return DType::kFloat64;
+    default: TORCH_CHECK(false, "robustkernels CUDA kernels take fp32/fp16/bf16/fp64, got ", type);
+  }
+}
+
+void check_launch(cudaError_t err, const char* what) {
+  TORCH_CHECK(err == cudaSuccess, what, " CUDA launch failed: ", cudaGetErrorString(err));
+}
+
+at::Tensor noise_add_cuda(const at::Tensor& x, const at::Tensor& alpha, const at::Tensor& std, int64_t channels,
+                          int64_t inner, bool elementwise, int64_t seed, int64_t offset) {
+  check_noise_args(x, alpha, std, channels, inner, elementwise);
+  const c10::cuda::CUDAGuard guard(x.device());
+  at::Tensor out = at::empty_like(x);
+  const NoiseLayout layout(x.numel(), channels, inner, elementwise, noise_piece_cuda());
+  check_launch(launch_noise_add(kernel_dtype(x.scalar_type()), x.data_ptr(), alpha.data_ptr(), std.data_ptr(),
+                                out.data_ptr(), layout, static_cast<uint64_t>(seed), static_cast<uint64_t>(offset),
+                                c10::cuda::getCurrentCUDAStream().stream()),
+               "noise_add");
+  return out;
+}
+
+at::Tensor noise_alpha_grad_cuda(const at::Tensor& grad, const at::Tensor& alpha, const at::Tensor& std,
+                                 int64_t channels, int64_t inner, bool elementwise, int64_t seed, int64_t offset) {
+  check_noise_args(grad, alpha, std, channels, inner, elementwise);
+  const c10::cuda::CUDAGuard guard(grad.device());
+  const NoiseLayout layout(grad.numel(), channels, inner, elementwise, noise_piece_cuda());
+  at::Tensor out = elementwise ? at::empty_like(alpha) : at::empty({layout.pieces()}, grad.options().dtype(at::kDouble));
+  check_launch(launch_noise_alpha_grad(kernel_dtype(grad.scalar_type()), grad.data_ptr(), std.data_ptr(),
+                                       out.data_ptr(), layout, static_cast<uint64_t>(seed),
+                                       static_cast<uint64_t>(offset), c10::cuda::getCurrentCUDAStream().stream()),
+               "noise_alpha_grad");
+  return elementwise ? out : reduce_alpha_partials(out, layout, std, alpha.scalar_type());
+}
 
 void philox_fill_cuda(at::Tensor& out, int64_t seed, int64_t offset, bool normal) {
   TORCH_CHECK(out.scalar_type() == at::kFloat, "philox_fill_: out must be float32");
   TORCH_CHECK(out.is_contiguous(), "philox_fill_: out must be contiguous");
   const c10::cuda::CUDAGuard guard(out.device());
-  const cudaError_t err = launch_philox_fill(
-      out.data_ptr<float>(), out.numel(), static_cast<uint64_t>(seed),
-      static_cast<uint64_t>(offset), normal, c10::cuda::getCurrentCUDAStream().stream());
-  TORCH_CHECK(err == cudaSuccess, "philox_fill_ CUDA launch failed: ", cudaGetErrorString(err));
+  check_launch(launch_philox_fill(out.data_ptr<float>(), out.numel(), static_cast<uint64_t>(seed),
+                                  static_cast<uint64_t>(offset), normal, c10::cuda::getCurrentCUDAStream().stream()),
+               "philox_fill_");
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(robustkernels_C, CUDA, m) { m.impl("philox_fill_", &philox_fill_cuda); }
+TORCH_LIBRARY_IMPL(robustkernels_C, CUDA, m) {
+  m.impl("philox_fill_", &philox_fill_cuda);
+  m.impl("noise_add", &noise_add_cuda);
+  m.impl("noise_alpha_grad", &noise_alpha_grad_cuda);
+}
 
 }  // namespace rk

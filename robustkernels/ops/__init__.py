@@ -3,6 +3,7 @@ with a fake implementation, autograd where it is differentiable, and one impleme
 backend."""
 
 from ._random import draw_seed
+from .noise import inject_noise, noisy_weight
 from .philox import philox_normal, philox_uniform
 
-__all__ = ["draw_seed", "philox_normal", "philox_uniform"]
+__all__ = ["draw_seed", "inject_noise", "noisy_weight", "philox_normal", "philox_uniform"]

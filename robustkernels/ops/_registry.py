@@ -74,6 +74,16 @@ class KernelOp:
         else:
             self._impls[backend] = impl
 
+    def register_compiled(self, kernel: str) -> None:
+        """Use ``torch.ops.robustkernels_C.<kernel>`` (same schema as this op) for the cpp and cuda
+        backends; the dispatcher picks the CPU or CUDA kernel from the tensors' device."""
+
+        def compiled(*args, **kwargs):
+            return getattr(torch.ops.robustkernels_C, kernel)(*args, **kwargs)
+
+        self.register_backend("cpp", compiled)
+        self.register_backend("cuda", compiled)
+
     @property
     def backends(self) -> tuple[str, ...]:
         return tuple(self._impls)

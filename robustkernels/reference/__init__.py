@@ -3,6 +3,11 @@
 Nothing here imports the rest of robustkernels.
 """
 
+from . import noise
+from .noise import inject_noise, noisy_weight
 from .philox import philox4x32_10, philox_block, philox_normal, philox_uniform
 
-__all__ = ["philox4x32_10", "philox_block", "philox_normal", "philox_uniform"]
+__all__ = [
+    "inject_noise",
+    "noise",
+    "noisy_weight","philox4x32_10", "philox_block", "philox_normal", "philox_uniform"]

@@ -1,0 +1,32 @@
+// How the noise-injection kernels split a contiguous tensor of n elements: rows of `inner`
+// elements share one alpha (alpha[row % channels]); element-wise alpha is one row of n with
+// alpha[i]. Each row is cut into pieces of at most `piece` elements, the unit of parallel work,
+// so a piece never crosses a row and per-channel sums are deterministic partial sums.
+#pragma once
+
+#include <cstdint>
+
+#include "macros.h"
+
+namespace rk {
+
+struct NoiseLayout {
+  int64_t n, channels, inner, rows, pieces_per_row, piece;
+  bool elementwise;
+
+  RK_HOST_DEVICE NoiseLayout(int64_t numel, int64_t channels_, int64_t inner_, bool elementwise_, int64_t piece_)
+      : n(numel), channels(channels_), inner(elementwise_ ? numel : inner_), piece(piece_), elementwise(elementwise_) {
+    rows = inner > 0 ? n / inner : 0;
+    pieces_per_row = (inner + piece - 1) / piece;
+  }
+  RK_HOST_DEVICE int64_t pieces() const { return rows * pieces_per_row; }
+  RK_HOST_DEVICE int64_t row_of(int64_t p) const { return p / pieces_per_row; }
+  RK_HOST_DEVICE int64_t begin_of(int64_t p) const { return row_of(p) * inner + (p % pieces_per_row) * piece; }
+  RK_HOST_DEVICE int64_t end_of(int64_t p) const {
+    const int64_t end = begin_of(p) + piece, row_end = (row_of(p) + 1) * inner;
+    return end < row_end ? end : row_end;
+  }
+  RK_HOST_DEVICE int64_t channel_of(int64_t p) const { return elementwise ? 0 : row_of(p) % channels; }
+};
+
+}  // namespace rk

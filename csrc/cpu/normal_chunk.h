@@ -1,0 +1,27 @@
+// Chunked access to the shared normal stream for CPU kernels that consume noise elementwise:
+// a vectorised fill into a small stack buffer, then the caller's loop over it.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+namespace rk {
+
+constexpr int64_t kNoiseChunk = 1024;
+
+// out[i] = philox_normal(seed, counter + i) for i < n (AVX2/AVX-512 clones; philox_cpu.cpp).
+void fill_normal(float* out, int64_t n, uint64_t seed, uint64_t counter);
+
+// Calls body(start, count, eta) for consecutive chunks of [begin, end), where
+// eta[j] = philox_normal(seed, offset + start + j).
+template <typename Body>
+inline void for_each_normal_chunk(int64_t begin, int64_t end, uint64_t seed, uint64_t offset, Body&& body) {
+  float eta[kNoiseChunk];
+  for (int64_t start = begin; start < end; start += kNoiseChunk) {
+    const int64_t count = std::min(kNoiseChunk, end - start);
+    fill_normal(eta, count, seed, offset + static_cast<uint64_t>(start));
+    body(start, count, eta);
+  }
+}
+
+}  // namespace rk

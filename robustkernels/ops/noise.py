@@ -1,0 +1,129 @@
+"""Parametric Noise Injection (He, Rakin & Fan, CVPR 2019) as fused ops.
+
+``noisy_weight(w, alpha) = w + alpha * std(w) * eta`` and ``inject_noise(x, alpha)`` (the same
+for activations or inputs), with ``eta ~ N(0, 1)`` generated inside the kernel from the shared
+Philox stream. ``std`` is the unbiased std over the whole tensor, a constant for autograd (as in
+the paper's code). The backward regenerates ``eta`` from ``(seed, offset)``: no noise tensor is
+materialised or kept; the op saves only the 0-dim ``std``.
+
+Gradients: ``d/dx = grad``; ``d/dalpha = std * sum(grad * eta)`` over what each alpha covers.
+"""
+
+import torch
+
+from .. import reference
+from ._random import draw_seed
+from ._registry import KernelOp
+from ._validation import check_int
+
+_FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+
+
+def _noise_add_schema(x: torch.Tensor, alpha: torch.Tensor, std: torch.Tensor, channels: int, inner: int,
+                      elementwise: bool, seed: int, offset: int) -> torch.Tensor:
+    raise NotImplementedError
+
+
+def _noise_alpha_grad_schema(grad: torch.Tensor, alpha: torch.Tensor, std: torch.Tensor, channels: int, inner: int,
+                             elementwise: bool, seed: int, offset: int) -> torch.Tensor:
+    raise NotImplementedError
+
+
+noise_add = KernelOp("noise_add", _noise_add_schema, device_arg="x")
+noise_alpha_grad = KernelOp("noise_alpha_grad", _noise_alpha_grad_schema, device_arg="grad")
+
+for _op, _name in ((noise_add, "noise_add"), (noise_alpha_grad, "noise_alpha_grad")):
+    _op.register_backend("reference", getattr(reference.noise, _name))
+    _op.register_compiled(_name)
+    _op.register_backend("triton", f"robustkernels.kernels.triton.noise:{_name}")
+
+
+@noise_add.register_fake
+def _noise_add_fake(x, alpha, std, channels, inner, elementwise, seed, offset):
+    return torch.empty_like(x)
+
+
+@noise_alpha_grad.register_fake
+def _noise_alpha_grad_fake(grad, alpha, std, channels, inner, elementwise, seed, offset):
+    return torch.empty_like(alpha)
+
+
+def _setup_context(ctx, inputs, output):
+    _, alpha, std, channels, inner, elementwise, seed, offset = inputs
+    ctx.save_for_backward(alpha, std)  # alpha is a parameter, std is 0-dim: no noise is kept
+    ctx.layout = (channels, inner, elementwise, seed, offset)
+
+
+def _backward(ctx, grad):
+    alpha, std = ctx.saved_tensors
+    grad_alpha = None
+    if ctx.needs_input_grad[1]:
+        grad_alpha = noise_alpha_grad(grad.contiguous(), alpha, std, *ctx.layout)
+    return grad, grad_alpha, None, None, None, None, None, None
+
+
+noise_add.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _alpha_layout(x: torch.Tensor, alpha: torch.Tensor, channel_dim: int) -> tuple[int, int, bool]:
+    """(channels, inner, elementwise) for the kernels, from alpha's shape."""
+    if alpha.numel() == 1:
+        return 1, x.numel(), False
+    if alpha.shape == x.shape:
+        return x.numel(), 1, True
+    channels = x.shape[channel_dim]
+    per_channel = [1] * (x.dim() - channel_dim)
+    per_channel[0] = channels
+    if alpha.numel() == channels and list(alpha.shape) in ([channels], per_channel):
+        return channels, x[(0,) * channel_dim].numel() // channels, False
+    raise ValueError(
+        f"alpha must have one element (layer-wise), shape [{channels}] or {per_channel} (per channel along "
+        f"dim {channel_dim}), or x's shape {list(x.shape)} (element-wise); got {list(alpha.shape)}"
+    )
+
+
+def _add_noise(x, alpha, channel_dim, generator, name):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a Tensor, got {type(x).__name__}")
+    if x.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32, bfloat16, float16 or float64, got {x.dtype}")
+    if x.numel() < 2:
+        raise ValueError(f"{name} needs at least 2 elements for its std, got shape {list(x.shape)}")
+    check_int("channel_dim", channel_dim, low=-x.dim(), high=x.dim() - 1)
+    channel_dim %= x.dim()
+    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+        alpha = torch.tensor(float(alpha), dtype=compute, device=x.device)
+    if not isinstance(alpha, torch.Tensor):
+        raise TypeError(f"alpha must be a float or a Tensor, got {type(alpha).__name__}")
+    if not alpha.is_floating_point():
+        raise TypeError(f"alpha must be a floating-point tensor, got {alpha.dtype}")
+    if alpha.device != x.device:
+        raise ValueError(f"alpha is on {alpha.device} but {name} is on {x.device}")
+    channels, inner, elementwise = _alpha_layout(x, alpha, channel_dim)
+    std = x.detach().to(compute).std()
+    out = noise_add(x.contiguous(), alpha.to(compute).reshape(-1).contiguous(), std, channels, inner, elementwise,
+                    draw_seed(generator), 0)
+    return out
+
+
+def noisy_weight(weight: torch.Tensor, alpha, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """PNI-W: ``weight + alpha * std(weight) * eta``, eta ~ N(0, 1) drawn in the kernel.
+
+    Args:
+        weight: any shape, >= 2 elements, fp32/bf16/fp16 (math in fp32) or fp64.
+        alpha: a float or 1-element tensor (layer-wise, the paper's default), ``[C_out]`` or
+            ``[C_out, 1, ...]`` (per output channel, dim 0), or weight's shape (element-wise).
+        generator: where the Philox seed comes from (default generator if None).
+    Returns:
+        A new tensor like ``weight`` (contiguous), differentiable in weight and alpha.
+    """
+    return _add_noise(weight, alpha, 0, generator, "weight")
+
+
+def inject_noise(x: torch.Tensor, alpha, *, channel_dim: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+    """PNI-A / PNI-I: ``x + alpha * std(x) * eta`` for activations or inputs (e.g. [B, C, H, W]).
+
+    ``alpha`` as in :func:`noisy_weight`, per channel along ``channel_dim`` (default 1, NCHW).
+    """
+    return _add_noise(x, alpha, channel_dim, generator, "x")

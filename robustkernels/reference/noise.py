@@ -1,0 +1,59 @@
+"""Noise injection (PNI, He et al. 2019) in eager PyTorch: ``x + alpha * std(x) * eta``.
+
+``eta`` is the shared Philox normal stream (element ``i`` of ``x`` in row-major order uses
+counter ``offset + i``); ``std`` is the unbiased std over the whole tensor, treated as a
+constant, as in the paper's code. Autograd gives the gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .philox import philox_normal
+
+
+def _opmath(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def add_noise(x: torch.Tensor, alpha: torch.Tensor, seed: int, offset: int = 0, channel_dim: int = 0) -> torch.Tensor:
+    """``x + alpha * std(x) * eta`` with alpha of numel 1, ``[C]`` (C = x.shape[channel_dim]),
+    broadcastable to x, or x's shape. Math in fp32 (fp64 for fp64 x); result in x's dtype."""
+    compute = _opmath(x.dtype)
+    eta = philox_normal(x.numel(), seed, offset, device=x.device).to(compute).view(x.shape)
+    if alpha.numel() != 1 and alpha.dim() == 1 and x.dim() > 1:  # per-channel [C]
+        alpha = alpha.view([-1] + [1] * (x.dim() - channel_dim - 1))
+    std = x.detach().to(compute).std()
+    return (x.to(compute) + alpha.to(compute) * std * eta).to(x.dtype)
+
+
+def noisy_weight(weight: torch.Tensor, alpha: torch.Tensor, seed: int, offset: int = 0) -> torch.Tensor:
+    """PNI-W: noise on a weight; a per-channel alpha is per output channel (dim 0)."""
+    return add_noise(weight, alpha, seed, offset, channel_dim=0)
+
+
+def inject_noise(x: torch.Tensor, alpha: torch.Tensor, seed: int, offset: int = 0, channel_dim: int = 1) -> torch.Tensor:
+    """PNI-A / PNI-I: noise on activations or inputs; per-channel alpha along ``channel_dim``."""
+    return add_noise(x, alpha, seed, offset, channel_dim=channel_dim)
+
+
+# The op's flat form, as the kernels see it: x contiguous, alpha flat in op-math dtype, scaled by
+# alpha[(i // inner) % channels], or alpha[i] when elementwise.
+def _flat_alpha(alpha: torch.Tensor, n: int, channels: int, inner: int, elementwise: bool) -> torch.Tensor:
+    if elementwise:
+        return alpha
+    return alpha.view(1, channels, 1).expand(n // (channels * inner), channels, inner).reshape(n)
+
+
+def noise_add(x, alpha, std, channels, inner, elementwise, seed, offset):
+    eta = philox_normal(x.numel(), seed, offset, device=x.device).to(alpha.dtype)
+    scale = std * _flat_alpha(alpha, x.numel(), channels, inner, elementwise)
+    return (x.reshape(-1).to(alpha.dtype) + scale * eta).to(x.dtype).view(x.shape)
+
+
+def noise_alpha_grad(grad, alpha, std, channels, inner, elementwise, seed, offset):
+    eta = philox_normal(grad.numel(), seed, offset, device=grad.device).to(alpha.dtype)
+    per_element = grad.reshape(-1).to(alpha.dtype) * eta * std
+    if elementwise:
+        return per_element
+    return per_element.view(-1, channels, inner).sum(dim=(0, 2))

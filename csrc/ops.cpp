@@ -24,9 +24,11 @@ bool cuda_built() {
 
 TORCH_LIBRARY(robustkernels_C, m) {
   m.def("cuda_built() -> bool", &cuda_built);
-  // Fills a contiguous float32 tensor: out[i] = uniform or normal draw at counter offset + i.
-  m.def("philox_fill_(Tensor(a!) out, int seed, int offset, bool normal) -> ()");
-  // Noise injection (PNI): out = x + std * alpha[(i / inner) % channels] * normal(seed, offset + i)
+  // Fills a contiguous float32 tensor with element offset + i of the uniform or normal stream;
+  // per_block = 1 (tl.rand / tl.randn) or 4 (tl.rand4x / tl.randn4x).
+  m.def("philox_fill_(Tensor(a!) out, int seed, int offset, bool normal, int per_block) -> ()");
+  // Noise injection (PNI): out = x + std * alpha[(i / inner) % channels] * eta_i, eta from the
+  // four-per-block normal stream at offset + i
   // (alpha[i] when elementwise); x contiguous, alpha and std in the op-math dtype of x.
   m.def("noise_add(Tensor x, Tensor alpha, Tensor std, int channels, int inner, bool elementwise, int seed, int offset) -> Tensor");
   // Gradient of the above w.r.t. the flat alpha, regenerating the noise.

@@ -46,57 +46,81 @@ def test_reference_philox_matches_random123_known_answers(counter, key, expected
     assert tuple(int(w) for w in words) == expected
 
 
+PER_BLOCK = pytest.mark.parametrize("per_block", [1, 4], ids=["x1", "x4"])
+
+
 @pytest.mark.parametrize("backend", backend_params(("cpp", "triton")))
 @pytest.mark.parametrize("n, seed, offset", STREAMS)
-def test_uniform_bit_identical_to_reference(backend, n, seed, offset):
-    expected = reference.philox_uniform(n, seed, offset)
+@PER_BLOCK
+def test_uniform_bit_identical_to_reference(backend, n, seed, offset, per_block):
+    expected = reference.philox_uniform(n, seed, offset, per_block=per_block)
     with robustkernels.use_backend(backend):
-        got = ops.philox_uniform(n, seed, offset)
+        got = ops.philox_uniform(n, seed, offset, per_block=per_block)
     assert got.dtype == torch.float32 and got.shape == (n,)
     assert torch.equal(got, expected)
 
 
 @pytest.mark.parametrize("backend", backend_params(("cpp", "triton")))
 @pytest.mark.parametrize("n, seed, offset", STREAMS)
-def test_normal_matches_reference_within_ulps(backend, n, seed, offset):
-    expected = reference.philox_normal(n, seed, offset)
+@PER_BLOCK
+def test_normal_matches_reference_within_ulps(backend, n, seed, offset, per_block):
+    expected = reference.philox_normal(n, seed, offset, per_block=per_block)
     with robustkernels.use_backend(backend):
-        got = ops.philox_normal(n, seed, offset)
+        got = ops.philox_normal(n, seed, offset, per_block=per_block)
     assert got.dtype == torch.float32 and got.shape == (n,)
     assert ulp_distance(got, expected).max().item() <= NORMAL_ULP_BOUND
 
 
 @pytest.mark.parametrize("backend", backend_params(("cpp", "triton")))
-def test_normal_agrees_on_a_large_draw(backend):
-    expected = reference.philox_normal(1 << 18, 99, 3)
+@PER_BLOCK
+def test_normal_agrees_on_a_large_draw(backend, per_block):
+    expected = reference.philox_normal(1 << 18, 99, 3, per_block=per_block)
     with robustkernels.use_backend(backend):
-        got = ops.philox_normal(1 << 18, 99, 3)
+        got = ops.philox_normal(1 << 18, 99, 3, per_block=per_block)
     distance = ulp_distance(got, expected)
     assert distance.max().item() <= NORMAL_ULP_BOUND
     assert (distance <= 2).float().mean().item() > 0.99  # measured: >= 99.4% within 2 ulp
 
 
+def _exact_box_muller(u1, u2):
+    u1 = uint_to_uniform(u1).double().clamp_min(1e-7)
+    theta = 2 * math.pi * uint_to_uniform(u2).double()
+    radius = torch.sqrt(-2 * torch.log(u1))
+    # fp32 error bound: rounding theta = 2*pi*u2 (|d theta| <= theta * eps) times the radius,
+    # plus a few roundings of log, sqrt, cos/sin and the product.
+    bound = radius * torch.finfo(torch.float32).eps * (theta + 4)
+    return radius * torch.cos(theta), radius * torch.sin(theta), bound
+
+
 def test_reference_normal_is_box_muller_of_reference_uniforms():
     n, seed = 1 << 16, 31337
     c0, c1, _, _ = reference.philox_block(seed, torch.arange(n))
-    u1 = uint_to_uniform(c0).double().clamp_min(1e-7)
-    theta = 2 * math.pi * uint_to_uniform(c1).double()
-    radius = torch.sqrt(-2 * torch.log(u1))
-    exact = radius * torch.cos(theta)
-    # fp32 Box-Muller error: rounding theta = 2*pi*u2 (|d theta| <= theta * eps) times the
-    # radius, plus a few roundings of log, sqrt, cos and the product.
-    eps = torch.finfo(torch.float32).eps
-    bound = radius * eps * (theta + 4)
-    assert ((reference.philox_normal(n, seed).double() - exact).abs() <= bound).all()
+    exact_cos, _, bound = _exact_box_muller(c0, c1)
+    assert ((reference.philox_normal(n, seed).double() - exact_cos).abs() <= bound).all()
+
+
+def test_reference_four_per_block_uses_all_words_in_order():
+    blocks, seed, offset = 4096, 99, 8  # offset 8 = block 2, output 0
+    c0, c1, c2, c3 = reference.philox_block(seed, torch.arange(2, 2 + blocks))
+    cos01, sin01, bound01 = _exact_box_muller(c0, c1)
+    cos23, sin23, bound23 = _exact_box_muller(c2, c3)
+    draws = reference.philox_normal(4 * blocks, seed, offset, per_block=4).double().view(blocks, 4)
+    for got, exact, bound in ((draws[:, 0], cos01, bound01), (draws[:, 1], sin01, bound01),
+                              (draws[:, 2], cos23, bound23), (draws[:, 3], sin23, bound23)):
+        assert ((got - exact).abs() <= bound).all()
+    uniforms = reference.philox_uniform(4 * blocks, seed, offset, per_block=4).view(blocks, 4)
+    assert torch.equal(uniforms, torch.stack([uint_to_uniform(c) for c in (c0, c1, c2, c3)], dim=1))
 
 
 @pytest.mark.parametrize("backend", backend_params())
 @pytest.mark.parametrize("draw", [ops.philox_uniform, ops.philox_normal], ids=["uniform", "normal"])
-def test_offset_continues_the_stream(backend, draw):
+@PER_BLOCK
+@pytest.mark.parametrize("start", [200, 201, 203])
+def test_offset_continues_the_stream(backend, draw, per_block, start):
     with robustkernels.use_backend(backend):
-        whole = draw(300, 5, 0)
-        tail = draw(100, 5, 200)
-    assert torch.equal(tail, whole[200:])
+        whole = draw(300, 5, 0, per_block=per_block)
+        tail = draw(300 - start, 5, start, per_block=per_block)
+    assert torch.equal(tail, whole[start:])
 
 
 @pytest.mark.parametrize("backend", backend_params())
@@ -105,9 +129,10 @@ def test_empty_draw(backend):
         assert ops.philox_uniform(0, 1).shape == (0,)
 
 
-def test_uniform_range_and_moments():
+@PER_BLOCK
+def test_uniform_range_and_moments(per_block):
     n = 1 << 20
-    u = ops.philox_uniform(n, 2024).double()
+    u = ops.philox_uniform(n, 2024, per_block=per_block).double()
     assert u.min().item() >= 0.0 and u.max().item() < 1.0
     # 5-sigma bounds from the exact moments of U(0, 1)
     assert abs(u.mean().item() - 0.5) < 5 * math.sqrt(1 / 12 / n)
@@ -116,9 +141,10 @@ def test_uniform_range_and_moments():
     assert abs(stats.skew(u.numpy())) < 5 * math.sqrt(6 / n)
 
 
-def test_uniform_chi_square_and_independence():
+@PER_BLOCK
+def test_uniform_chi_square_and_independence(per_block):
     n, bins = 1 << 20, 256
-    u = ops.philox_uniform(n, 7).numpy()
+    u = ops.philox_uniform(n, 7, per_block=per_block).numpy()
     counts = np.bincount((u * bins).astype(np.int64), minlength=bins)
     assert stats.chisquare(counts).pvalue > 1e-4
     # pairs of consecutive draws fill a 16x16 grid evenly (no serial dependence)
@@ -134,9 +160,11 @@ def test_streams_of_different_seeds_are_independent():
     assert not np.array_equal(a, b)
 
 
-def test_normal_moments_and_distribution():
+@PER_BLOCK
+def test_normal_moments_and_distribution(per_block):
     n = 1 << 20
-    z = ops.philox_normal(n, 4242).double().numpy()
+    z = ops.philox_normal(n, 4242, per_block=per_block).double().numpy()
+    assert abs(np.corrcoef(z[:-1], z[1:])[0, 1]) < 5 / math.sqrt(n)  # cos/sin of one pair too
     assert abs(z.mean()) < 5 / math.sqrt(n)
     assert abs(z.var() - 1) < 5 * math.sqrt(2 / n)
     assert abs(stats.skew(z)) < 5 * math.sqrt(6 / n)
@@ -146,9 +174,10 @@ def test_normal_moments_and_distribution():
 
 @pytest.mark.parametrize("backend", backend_params())
 @pytest.mark.parametrize("normal", [False, True], ids=["uniform", "normal"])
-def test_opcheck(backend, normal):
+@PER_BLOCK
+def test_opcheck(backend, normal, per_block):
     with robustkernels.use_backend(backend):
-        torch.library.opcheck(philox_op.op, (257, 11, 2**32 - 3, normal, torch.device("cpu")))
+        torch.library.opcheck(philox_op.op, (257, 11, 2**32 - 3, normal, per_block, torch.device("cpu")))
 
 
 @pytest.mark.parametrize("backend", backend_params(("reference", "cpp")))
@@ -198,6 +227,7 @@ def test_draw_seed_follows_generators():
         (dict(n=4, seed=0, offset=-5), ValueError, "offset must be >= 0"),
         (dict(n=4, seed=0, offset=2**63 - 2), ValueError, "offset \\+ number of draws"),
         (dict(n=4, seed=0, device=0), TypeError, "device must be"),
+        (dict(n=4, seed=0, per_block=2), ValueError, "per_block must be 1 or 4"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, error, match):
@@ -213,10 +243,12 @@ def test_draw_seed_rejects_non_generator():
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("backend", ["cuda", "triton"])
-def test_cuda_backends_match_reference(backend):
+@PER_BLOCK
+def test_cuda_backends_match_reference(backend, per_block):
     n, seed, offset = 100_003, 2**40 + 1, 2**32 - 7
     with robustkernels.use_backend(backend):
-        u = ops.philox_uniform(n, seed, offset, device="cuda")
-        z = ops.philox_normal(n, seed, offset, device="cuda")
-    assert torch.equal(u.cpu(), reference.philox_uniform(n, seed, offset))
-    assert ulp_distance(z.cpu(), reference.philox_normal(n, seed, offset)).max().item() <= NORMAL_ULP_BOUND
+        u = ops.philox_uniform(n, seed, offset, device="cuda", per_block=per_block)
+        z = ops.philox_normal(n, seed, offset, device="cuda", per_block=per_block)
+    assert torch.equal(u.cpu(), reference.philox_uniform(n, seed, offset, per_block=per_block))
+    expected = reference.philox_normal(n, seed, offset, per_block=per_block)
+    assert ulp_distance(z.cpu(), expected).max().item() <= NORMAL_ULP_BOUND

@@ -53,8 +53,8 @@ RK_HOST_DEVICE float log_poly(float x) {
   return (f + y) + 0.693359375f * e;
 }
 
-// cos(theta) for 0 <= theta < 2**20: Cody-Waite reduction by pi/2, then Cephes sin/cos.
-RK_HOST_DEVICE float cos_poly(float theta) {
+// sin and cos of 0 <= theta < 2**20: Cody-Waite reduction by pi/2, then Cephes polynomials.
+RK_HOST_DEVICE void sincos_poly(float theta, float* sin_out, float* cos_out) {
   const int32_t quadrant = static_cast<int32_t>(theta * 0.636619772367581f + 0.5f);
   const float q = static_cast<float>(quadrant);
   const float r = ((theta - q * 1.5703125f) - q * 4.837512969970703125e-4f) - q * 7.54978995489188216e-8f;
@@ -62,9 +62,16 @@ RK_HOST_DEVICE float cos_poly(float theta) {
   const float sin_r = r + r * z * ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f);
   const float cos_r =
       1.0f - 0.5f * z + z * z * ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f);
-  const int32_t k = quadrant & 3;
-  const float value = (k & 1) ? sin_r : cos_r;
-  return (k == 1 || k == 2) ? -value : value;
+  const int32_t k = quadrant & 3;  // theta = k * pi/2 + r
+  const float c = (k & 1) ? sin_r : cos_r, s = (k & 1) ? cos_r : sin_r;
+  *cos_out = (k == 1 || k == 2) ? -c : c;
+  *sin_out = (k >= 2) ? -s : s;
+}
+
+RK_HOST_DEVICE float cos_poly(float theta) {
+  float s, c;
+  sincos_poly(theta, &s, &c);
+  return c;
 }
 
 }  // namespace rk

@@ -66,17 +66,25 @@ RK_HOST_DEVICE float uint_to_uniform(uint32_t bits) {
   return static_cast<float>(x) * 4.6566127342e-10f;
 }
 
-// Triton's pair_uniform_to_normal, cosine branch (what `tl.randn` returns). log and cos are our
-// polynomials (not libm) so that CPU loops vectorise and CPU and CUDA agree.
-RK_HOST_DEVICE float box_muller_cos(float u1, float u2) {
-  // u1 = max(u1, 1e-7) compared as bits (same order for floats >= 0): a float select here
-  // stops GCC from vectorising the loop.
-  const uint32_t min_bits = float_bits(1.0e-7f), u1_bits = float_bits(u1);
-  u1 = bits_float(u1_bits < min_bits ? min_bits : u1_bits);
-  const float theta = 6.283185307179586f * u2;
-  const float radius = sqrtf(-2.0f * log_poly(u1));
-  return radius * cos_poly(theta);
+// max(u, 1e-7) compared as bits (same order for floats >= 0): a float select here stops GCC
+// from vectorising the loops around it.
+RK_HOST_DEVICE float clamp_uniform(float u) {
+  const uint32_t min_bits = float_bits(1.0e-7f), u_bits = float_bits(u);
+  return bits_float(u_bits < min_bits ? min_bits : u_bits);
 }
+
+// Triton's pair_uniform_to_normal: (r cos(theta), r sin(theta)) with r = sqrt(-2 log u1),
+// theta = 2 pi u2. log, sin and cos are our polynomials (not libm) so that CPU loops vectorise
+// and the CPU and CUDA builds agree.
+RK_HOST_DEVICE void box_muller(float u1, float u2, float* normal_cos, float* normal_sin) {
+  const float radius = sqrtf(-2.0f * log_poly(clamp_uniform(u1)));
+  float s, c;
+  sincos_poly(6.283185307179586f * u2, &s, &c);
+  *normal_cos = radius * c;
+  *normal_sin = radius * s;
+}
+
+// ---- one draw per Philox block: element i uses counter offset + i (tl.rand / tl.randn) ----
 
 RK_HOST_DEVICE float philox_uniform(uint64_t seed, uint64_t counter) {
   return uint_to_uniform(philox4x32_10(seed, counter).c0);
@@ -84,7 +92,42 @@ RK_HOST_DEVICE float philox_uniform(uint64_t seed, uint64_t counter) {
 
 RK_HOST_DEVICE float philox_normal(uint64_t seed, uint64_t counter) {
   const PhiloxBlock block = philox4x32_10(seed, counter);
-  return box_muller_cos(uint_to_uniform(block.c0), uint_to_uniform(block.c1));
+  const float radius = sqrtf(-2.0f * log_poly(clamp_uniform(uint_to_uniform(block.c0))));
+  return radius * cos_poly(6.283185307179586f * uint_to_uniform(block.c1));
+}
+
+// ---- four draws per Philox block (tl.rand4x / tl.randn4x): element i of a draw at `offset`
+// is output (offset + i) % 4 of the block with counter (offset + i) / 4. ----
+
+struct Draws4 {
+  float v0, v1, v2, v3;
+};
+
+RK_HOST_DEVICE Draws4 philox_uniform4(uint64_t seed, uint64_t block_counter) {
+  const PhiloxBlock b = philox4x32_10(seed, block_counter);
+  return {uint_to_uniform(b.c0), uint_to_uniform(b.c1), uint_to_uniform(b.c2), uint_to_uniform(b.c3)};
+}
+
+RK_HOST_DEVICE Draws4 philox_normal4(uint64_t seed, uint64_t block_counter) {
+  const Draws4 u = philox_uniform4(seed, block_counter);
+  float n0, n1, n2, n3;  // locals, not struct members by address: keeps the loop vectorisable
+  box_muller(u.v0, u.v1, &n0, &n1);
+  box_muller(u.v2, u.v3, &n2, &n3);
+  return {n0, n1, n2, n3};
+}
+
+RK_HOST_DEVICE float select4(const Draws4& d, uint64_t index) {
+  const uint32_t k = static_cast<uint32_t>(index & 3);
+  return k == 0 ? d.v0 : (k == 1 ? d.v1 : (k == 2 ? d.v2 : d.v3));
+}
+
+// Element `index` (= offset + i) of the four-per-block streams.
+RK_HOST_DEVICE float philox_uniform4_at(uint64_t seed, uint64_t index) {
+  return select4(philox_uniform4(seed, index >> 2), index);
+}
+
+RK_HOST_DEVICE float philox_normal4_at(uint64_t seed, uint64_t index) {
+  return select4(philox_normal4(seed, index >> 2), index);
 }
 
 }  // namespace rk

@@ -1,5 +1,5 @@
 // CUDA noise injection (raw pointers; compiles against csrc/common and CUDA headers only).
-// out = x + std * alpha * eta with eta = philox_normal(seed, offset + i); the alpha gradient
+// out = x + std * alpha * eta with eta = philox_normal4_at(seed, offset + i); the alpha gradient
 // regenerates eta. Storage fp32/fp16/bf16/fp64, math in fp32 (fp64 for fp64).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -26,7 +26,7 @@ __global__ void noise_add_kernel(const T* x, const typename OpMath<T>::type* alp
   const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < layout.n; i += stride) {
     const A a = layout.elementwise ? alpha[i] : alpha[(i / layout.inner) % layout.channels];
-    const A eta = static_cast<A>(philox_normal(seed, offset + i));
+    const A eta = static_cast<A>(philox_normal4_at(seed, offset + i));
     out[i] = from_opmath<T>(to_opmath(x[i]) + scale * a * eta);
   }
 }
@@ -39,7 +39,7 @@ __global__ void noise_alpha_grad_elementwise_kernel(const T* grad, const typenam
   const A scale = *std;
   const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    out[i] = scale * to_opmath(grad[i]) * static_cast<A>(philox_normal(seed, offset + i));
+    out[i] = scale * to_opmath(grad[i]) * static_cast<A>(philox_normal4_at(seed, offset + i));
 }
 
 // One block per piece: partial[piece] = sum of grad * eta over the piece (float64).
@@ -50,7 +50,7 @@ __global__ void noise_alpha_partial_kernel(const T* grad, double* partial, Noise
   for (int64_t p = blockIdx.x; p < layout.pieces(); p += gridDim.x) {
     double total = 0.0;
     for (int64_t i = layout.begin_of(p) + threadIdx.x; i < layout.end_of(p); i += blockDim.x)
-      total += static_cast<double>(to_opmath(grad[i]) * philox_normal(seed, offset + i));
+      total += static_cast<double>(to_opmath(grad[i]) * philox_normal4_at(seed, offset + i));
     shared[threadIdx.x] = total;
     __syncthreads();
     for (int width = blockDim.x / 2; width > 0; width /= 2) {

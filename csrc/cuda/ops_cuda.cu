@@ -15,7 +15,7 @@
 namespace rk {
 
 cudaError_t launch_philox_fill(float* out, int64_t n, uint64_t seed, uint64_t offset, bool normal,
-                               cudaStream_t stream);
+                               int per_block, cudaStream_t stream);
 
 int64_t noise_piece_cuda();
 cudaError_t launch_noise_add(DType dtype, const void* x, const void* alpha, const void* std, void* out,
@@ -65,12 +65,14 @@ at::Tensor noise_alpha_grad_cuda(const at::Tensor& grad, const at::Tensor& alpha
   return elementwise ? out : reduce_alpha_partials(out, layout, std, alpha.scalar_type());
 }
 
-void philox_fill_cuda(at::Tensor& out, int64_t seed, int64_t offset, bool normal) {
+void philox_fill_cuda(at::Tensor& out, int64_t seed, int64_t offset, bool normal, int64_t per_block) {
+  TORCH_CHECK(per_block == 1 || per_block == 4, "philox_fill_: per_block must be 1 or 4");
   TORCH_CHECK(out.scalar_type() == at::kFloat, "philox_fill_: out must be float32");
   TORCH_CHECK(out.is_contiguous(), "philox_fill_: out must be contiguous");
   const c10::cuda::CUDAGuard guard(out.device());
   check_launch(launch_philox_fill(out.data_ptr<float>(), out.numel(), static_cast<uint64_t>(seed),
-                                  static_cast<uint64_t>(offset), normal, c10::cuda::getCurrentCUDAStream().stream()),
+                                  static_cast<uint64_t>(offset), normal, static_cast<int>(per_block),
+                                  c10::cuda::getCurrentCUDAStream().stream()),
                "philox_fill_");
 }
 

@@ -1,7 +1,7 @@
 """Noise injection (PNI, He et al. 2019) in eager PyTorch: ``x + alpha * std(x) * eta``.
 
-``eta`` is the shared Philox normal stream (element ``i`` of ``x`` in row-major order uses
-counter ``offset + i``); ``std`` is the unbiased std over the whole tensor, treated as a
+``eta`` is the shared Philox normal stream, four draws per block (``tl.randn4x``; element ``i``
+of ``x`` in row-major order is draw ``offset + i``), the cheapest form of the stream; ``std`` is the unbiased std over the whole tensor, treated as a
 constant, as in the paper's code. Autograd gives the gradients.
 """
 
@@ -20,7 +20,7 @@ def add_noise(x: torch.Tensor, alpha: torch.Tensor, seed: int, offset: int = 0, 
     """``x + alpha * std(x) * eta`` with alpha of numel 1, ``[C]`` (C = x.shape[channel_dim]),
     broadcastable to x, or x's shape. Math in fp32 (fp64 for fp64 x); result in x's dtype."""
     compute = _opmath(x.dtype)
-    eta = philox_normal(x.numel(), seed, offset, device=x.device).to(compute).view(x.shape)
+    eta = philox_normal(x.numel(), seed, offset, device=x.device, per_block=4).to(compute).view(x.shape)
     if alpha.numel() != 1 and alpha.dim() == 1 and x.dim() > 1:  # per-channel [C]
         alpha = alpha.view([-1] + [1] * (x.dim() - channel_dim - 1))
     std = x.detach().to(compute).std()
@@ -46,13 +46,13 @@ def _flat_alpha(alpha: torch.Tensor, n: int, channels: int, inner: int, elementw
 
 
 def noise_add(x, alpha, std, channels, inner, elementwise, seed, offset):
-    eta = philox_normal(x.numel(), seed, offset, device=x.device).to(alpha.dtype)
+    eta = philox_normal(x.numel(), seed, offset, device=x.device, per_block=4).to(alpha.dtype)
     scale = std * _flat_alpha(alpha, x.numel(), channels, inner, elementwise)
     return (x.reshape(-1).to(alpha.dtype) + scale * eta).to(x.dtype).view(x.shape)
 
 
 def noise_alpha_grad(grad, alpha, std, channels, inner, elementwise, seed, offset):
-    eta = philox_normal(grad.numel(), seed, offset, device=grad.device).to(alpha.dtype)
+    eta = philox_normal(grad.numel(), seed, offset, device=grad.device, per_block=4).to(alpha.dtype)
     per_element = grad.reshape(-1).to(alpha.dtype) * eta * std
     if elementwise:
         return per_element

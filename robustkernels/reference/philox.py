@@ -51,24 +51,56 @@ def uint_to_uniform(bits: torch.Tensor) -> torch.Tensor:
     return folded.to(torch.float32) * _UNIFORM_SCALE
 
 
-def box_muller_cos(u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
-    """Triton's ``pair_uniform_to_normal``, first (cosine) output, in float32."""
+def box_muller(u1: torch.Tensor, u2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Triton's ``pair_uniform_to_normal`` in float32: ``(r cos(theta), r sin(theta))``."""
     u1 = u1.clamp_min(1.0e-7)
     theta = 6.283185307179586 * u2
-    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(theta)
+    radius = torch.sqrt(-2.0 * torch.log(u1))
+    return radius * torch.cos(theta), radius * torch.sin(theta)
+
+
+def _check_per_block(per_block: int) -> None:
+    if per_block not in (1, 4):
+        raise ValueError(f"per_block must be 1 or 4, got {per_block!r}")
+
+
+def _four_per_block(n, seed, offset, device, convert) -> torch.Tensor:
+    """Element i = output (offset + i) % 4 of the block with counter (offset + i) // 4."""
+    first, last = offset // 4, (offset + max(n, 1) - 1) // 4
+    words = philox_block(seed, torch.arange(first, last + 1, dtype=torch.int64, device=device))
+    interleaved = torch.stack(convert(words), dim=1).reshape(-1)
+    start = offset - 4 * first
+    return interleaved[start : start + n].clone()  # a fresh tensor, not a view at an offset
+
+
+def _uniform4(words):
+    return [uint_to_uniform(w) for w in words]
+
+
+def _normal4(words):
+    u0, u1, u2, u3 = _uniform4(words)
+    return [*box_muller(u0, u1), *box_muller(u2, u3)]
 
 
 def _counters(n: int, offset: int, device: torch.device | str) -> torch.Tensor:
     return torch.arange(n, dtype=torch.int64, device=device) + offset
 
 
-def philox_uniform(n: int, seed: int, offset: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
-    """[n] float32 in [0, 1): element i equals ``tl.rand(seed, offset + i)``."""
+def philox_uniform(n: int, seed: int, offset: int = 0, device: torch.device | str = "cpu", per_block: int = 1) -> torch.Tensor:
+    """[n] float32 in [0, 1). ``per_block=1``: element i equals ``tl.rand(seed, offset + i)``;
+    ``per_block=4``: output ``(offset + i) % 4`` of ``tl.rand4x(seed, (offset + i) // 4)``."""
+    _check_per_block(per_block)
+    if per_block == 4:
+        return _four_per_block(n, seed, offset, device, _uniform4)
     c0, _, _, _ = philox_block(seed, _counters(n, offset, device))
     return uint_to_uniform(c0)
 
 
-def philox_normal(n: int, seed: int, offset: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
-    """[n] float32 standard normal: element i equals ``tl.randn(seed, offset + i)``."""
+def philox_normal(n: int, seed: int, offset: int = 0, device: torch.device | str = "cpu", per_block: int = 1) -> torch.Tensor:
+    """[n] float32 standard normal. ``per_block=1``: element i equals ``tl.randn(seed, offset + i)``;
+    ``per_block=4``: output ``(offset + i) % 4`` of ``tl.randn4x(seed, (offset + i) // 4)``."""
+    _check_per_block(per_block)
+    if per_block == 4:
+        return _four_per_block(n, seed, offset, device, _normal4)
     c0, c1, _, _ = philox_block(seed, _counters(n, offset, device))
-    return box_muller_cos(uint_to_uniform(c0), uint_to_uniform(c1))
+    return box_muller(uint_to_uniform(c0), uint_to_uniform(c1))[0]

@@ -1,10 +1,13 @@
-"""Triton noise injection: out = x + std * alpha * tl.randn(seed, offset + i), and the alpha
+"""Triton noise injection: out = x + std * alpha * eta, eta from tl.randn4x (element offset + i of
+the four-per-block stream), and the alpha
 gradient regenerating the same noise. Grid (rows, pieces): a program never crosses a row, the
 slice of ``inner`` elements that shares one alpha, so per-channel sums need no atomics."""
 
 import torch
 import triton
 import triton.language as tl
+
+from .philox import normal4_at
 
 _MAX_BLOCK = 1024
 
@@ -21,7 +24,7 @@ def _noise_add_kernel(x_ptr, alpha_ptr, std_ptr, out_ptr, inner, channels, seed,
         alpha = tl.load(alpha_ptr + idx, mask=mask)
     else:
         alpha = tl.load(alpha_ptr + row % channels)
-    eta = tl.randn(seed, idx + offset)
+    eta = normal4_at(seed, idx + offset)
     out = x + tl.load(std_ptr) * alpha * eta
     tl.store(out_ptr + idx, out.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -34,7 +37,7 @@ def _noise_alpha_grad_kernel(grad_ptr, std_ptr, out_ptr, inner, seed, offset,
     mask = in_row < inner
     idx = row * inner + in_row
     g = tl.load(grad_ptr + idx, mask=mask, other=0.0).to(tl.float32)
-    product = g * tl.randn(seed, idx + offset)
+    product = g * normal4_at(seed, idx + offset)
     if ELEMENTWISE:
         tl.store(out_ptr + idx, product * tl.load(std_ptr), mask=mask)
     else:  # one partial sum per program, reduced by the caller

@@ -36,14 +36,16 @@ def sources(pattern: str) -> list[str]:
 
 
 def extension():
-    cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno"]  # cpp_extension picks the C++ standard torch needs
+    # -ffp-contract=off / -fmad=false: no a*b+c becomes an FMA, so the random-number math rounds
+    # the same on the CPU, the GPU, Triton and the reference (bit-identical draws).
+    cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno", "-ffp-contract=off"]  # cpp_extension picks the C++ standard
     srcs = sources("csrc/ops.cpp") + sources("csrc/cpu/*.cpp")
     if build_cuda():
         return CUDAExtension(
             "robustkernels._C",
             srcs + sources("csrc/cuda/*.cu"),
             define_macros=[("RK_WITH_CUDA", None)],
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3"]},
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-fmad=false"]},
             extra_link_args=["-fopenmp"],
         )
     return CppExtension(

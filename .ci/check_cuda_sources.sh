@@ -15,7 +15,7 @@ torch_includes=$(python -c "from torch.utils.cpp_extension import include_paths;
 for source in csrc/cuda/*.cu; do
   echo "nvcc -c $source"
   # shellcheck disable=SC2086
-  nvcc -std=c++20 -O3 -DRK_WITH_CUDA -diag-suppress 3306 -c "$source" -o "$work/$(basename "$source").o" \
+  nvcc -std=c++20 -O3 -fmad=false -DRK_WITH_CUDA -diag-suppress 3306 -c "$source" -o "$work/$(basename "$source").o" \
     -I"$work/stub" $torch_includes
 done
 echo "CUDA sources compile: OK"

@@ -31,7 +31,9 @@ TORCH_LIBRARY(robustkernels_C, m) {
   // four-per-block normal stream at offset + i
   // (alpha[i] when elementwise); x contiguous, alpha and std in the op-math dtype of x.
   m.def("noise_add(Tensor x, Tensor alpha, Tensor std, int channels, int inner, bool elementwise, int seed, int offset) -> Tensor");
-  // Gradient of the above w.r.t. the flat alpha, regenerating the noise.
+  // Unbiased std over the whole tensor (0-dim, in the op-math dtype of x): the noise scale.
+  m.def("tensor_std(Tensor x) -> Tensor");
+  // Gradient of noise_add w.r.t. the flat alpha, regenerating the noise.
   m.def("noise_alpha_grad(Tensor grad, Tensor alpha, Tensor std, int channels, int inner, bool elementwise, int seed, int offset) -> Tensor");
 }
 

@@ -239,3 +239,18 @@ def test_cuda_backends_match_reference(backend, dtype, granularity):
     a_ref = alpha.detach().cpu().requires_grad_()
     (ga_ref,) = torch.autograd.grad(reference.noisy_weight(w.detach().cpu().float(), a_ref, seed).sum(), a_ref)
     torch.testing.assert_close(ga.cpu(), ga_ref, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+@pytest.mark.parametrize("n", [2, 7, 40_000, 100_003])
+def test_tensor_std_matches_float64(backend, dtype, n):
+    from robustkernels.ops.noise import tensor_std
+
+    x = (torch.randn(n, dtype=torch.float64) * 3 + 100).to(dtype)  # a large mean: cancellation-prone
+    with robustkernels.use_backend(backend):
+        got = tensor_std(x)
+        torch.library.opcheck(tensor_std.op, (x,))
+    assert got.shape == () and got.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    exact = x.double().std()
+    torch.testing.assert_close(got.double(), exact, rtol=1e-5 if dtype != torch.float64 else 1e-12, atol=0)

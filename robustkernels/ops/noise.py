@@ -29,13 +29,33 @@ def _noise_alpha_grad_schema(grad: torch.Tensor, alpha: torch.Tensor, std: torch
     raise NotImplementedError
 
 
+def _tensor_std_schema(x: torch.Tensor) -> torch.Tensor:
+    raise NotImplementedError
+
+
 noise_add = KernelOp("noise_add", _noise_add_schema, device_arg="x")
+tensor_std = KernelOp("tensor_std", _tensor_std_schema, device_arg="x")
 noise_alpha_grad = KernelOp("noise_alpha_grad", _noise_alpha_grad_schema, device_arg="grad")
 
 for _op, _name in ((noise_add, "noise_add"), (noise_alpha_grad, "noise_alpha_grad")):
     _op.register_backend("reference", getattr(reference.noise, _name))
     _op.register_compiled(_name)
     _op.register_backend("triton", f"robustkernels.kernels.triton.noise:{_name}")
+
+
+def _torch_std(x):
+    return x.to(torch.float64 if x.dtype == torch.float64 else torch.float32).std()
+
+
+tensor_std.register_backend("reference", _torch_std)
+tensor_std.register_compiled("tensor_std")
+tensor_std.register_backend("cuda", _torch_std)  # one reduction kernel on a GPU already
+tensor_std.register_backend("triton", _torch_std)
+
+
+@tensor_std.register_fake
+def _tensor_std_fake(x):
+    return x.new_empty((), dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
 
 
 @noise_add.register_fake
@@ -101,8 +121,9 @@ def _add_noise(x, alpha, channel_dim, generator, name):
     if alpha.device != x.device:
         raise ValueError(f"alpha is on {alpha.device} but {name} is on {x.device}")
     channels, inner, elementwise = _alpha_layout(x, alpha, channel_dim)
-    std = x.detach().to(compute).std()
-    out = noise_add(x.contiguous(), alpha.to(compute).reshape(-1).contiguous(), std, channels, inner, elementwise,
+    x = x.contiguous()
+    std = tensor_std(x.detach())
+    out = noise_add(x, alpha.to(compute).reshape(-1).contiguous(), std, channels, inner, elementwise,
                     draw_seed(generator), 0)
     return out
 

@@ -51,12 +51,51 @@ def uint_to_uniform(bits: torch.Tensor) -> torch.Tensor:
     return folded.to(torch.float32) * _UNIFORM_SCALE
 
 
+def log_poly(x: torch.Tensor) -> torch.Tensor:
+    """Natural log of positive normal float32s: the fp32 operations of csrc/common/fast_math.h
+    (Cephes logf), one by one, so that every backend rounds alike."""
+    bits = x.view(torch.int32)
+    exponent = (bits >> 23) - 127
+    m = ((bits & 0x007FFFFF) | 0x3F800000).view(torch.float32)  # [1, 2)
+    high = m > 1.41421356237  # fold to [sqrt(1/2), sqrt(2))
+    m = torch.where(high, 0.5 * m, m)
+    e = (exponent + high.to(torch.int32)).to(torch.float32)
+    f = m - 1.0
+    z = f * f
+    y = f * 7.0376836292e-2
+    for c in (-1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1,
+              2.0000714765e-1, -2.4999993993e-1):
+        y = (y + c) * f
+    y = y + 3.3333331174e-1
+    y = y * f * z
+    y = y + -2.12194440e-4 * e
+    y = y + -0.5 * z
+    return (f + y) + 0.693359375 * e
+
+
+def sincos_poly(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sin, cos) of float32 0 <= theta < 2**20, as csrc/common/fast_math.h computes them."""
+    quadrant = (theta * 0.636619772367581 + 0.5).to(torch.int32)
+    q = quadrant.to(torch.float32)
+    r = ((theta - q * 1.5703125) - q * 4.837512969970703125e-4) - q * 7.54978995489188216e-8
+    z = r * r
+    sin_r = r + r * z * ((-1.9515295891e-4 * z + 8.3321608736e-3) * z - 1.6666654611e-1)
+    cos_r = 1.0 - 0.5 * z + z * z * ((2.443315711809948e-5 * z - 1.388731625493765e-3) * z + 4.166664568298827e-2)
+    k = quadrant & 3
+    odd = (k & 1) == 1
+    c, s = torch.where(odd, sin_r, cos_r), torch.where(odd, cos_r, sin_r)
+    return torch.where(k >= 2, -s, s), torch.where((k == 1) | (k == 2), -c, c)
+
+
 def box_muller(u1: torch.Tensor, u2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Triton's ``pair_uniform_to_normal`` in float32: ``(r cos(theta), r sin(theta))``."""
-    u1 = u1.clamp_min(1.0e-7)
-    theta = 6.283185307179586 * u2
-    radius = torch.sqrt(-2.0 * torch.log(u1))
-    return radius * torch.cos(theta), radius * torch.sin(theta)
+    """Triton's ``pair_uniform_to_normal`` formula in float32, ``(r cos(theta), r sin(theta))``
+    with ``r = sqrt(-2 log max(u1, 1e-7))``, ``theta = 2 pi u2``; log/sin/cos are the shared
+    polynomials, so the draws are bit-identical on every backend."""
+    # torch.sqrt on CPU float32 is not correctly rounded (about 19% of values are off by an
+    # ulp); sqrt in float64 rounded once to float32 is, like sqrtf and tl.sqrt_rn.
+    radius = torch.sqrt((-2.0 * log_poly(u1.clamp_min(1.0e-7))).double()).float()
+    sin, cos = sincos_poly(6.283185307179586 * u2)
+    return radius * cos, radius * sin
 
 
 def _check_per_block(per_block: int) -> None:

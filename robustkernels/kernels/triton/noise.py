@@ -1,5 +1,5 @@
-"""Triton noise injection: out = x + std * alpha * eta, eta from tl.randn4x (element offset + i of
-the four-per-block stream), and the alpha
+"""Triton noise injection: out = x + std * alpha * eta, eta = element offset + i of the
+four-per-block normal stream (see philox.py), and the alpha
 gradient regenerating the same noise. Grid (rows, pieces): a program never crosses a row, the
 slice of ``inner`` elements that shares one alpha, so per-channel sums need no atomics."""
 
@@ -61,7 +61,7 @@ def noise_add(x, alpha, std, channels, inner, elementwise, seed, offset):
     if x.numel():
         grid, inner, block = _grid(x.numel(), channels, inner, elementwise)
         _noise_add_kernel[grid](x, alpha, std, out, inner, channels, seed, offset,
-                                ELEMENTWISE=elementwise, BLOCK=block)
+                                ELEMENTWISE=elementwise, BLOCK=block, enable_fp_fusion=False)
     return out
 
 
@@ -74,7 +74,7 @@ def noise_alpha_grad(grad, alpha, std, channels, inner, elementwise, seed, offse
     else:
         out = torch.empty(grid, dtype=torch.float32, device=grad.device)
     if n:
-        _noise_alpha_grad_kernel[grid](grad, std, out, inner, seed, offset, ELEMENTWISE=elementwise, BLOCK=block)
+        _noise_alpha_grad_kernel[grid](grad, std, out, inner, seed, offset, ELEMENTWISE=elementwise, BLOCK=block, enable_fp_fusion=False)
     if elementwise:
         return out
     per_row = out.double().sum(dim=1)

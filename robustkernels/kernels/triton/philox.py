@@ -1,5 +1,13 @@
-"""Triton fill of the shared Philox stream: tl.rand / tl.randn at offset + i (one per block),
-or output (offset + i) % 4 of tl.rand4x / tl.randn4x at (offset + i) // 4 (four per block)."""
+"""Triton side of the shared Philox stream.
+
+Integers come from ``tl.randint4x`` and uniforms from Triton's own ``uint_to_uniform_float``.
+Normals use Triton's Box-Muller formula with the shared fp32 polynomials for log/sin/cos
+(csrc/common/fast_math.h), op for op, so they match the C++/CUDA/reference draws bit for bit.
+Launch these kernels with ``enable_fp_fusion=False``: no a*b+c is contracted into an FMA.
+
+One draw per block: element i uses counter offset + i. Four per block: output (offset + i) % 4
+of the block with counter (offset + i) // 4.
+"""
 
 import torch
 import triton
@@ -9,16 +17,86 @@ _BLOCK = 1024
 
 
 @triton.jit
+def _log_poly(x):
+    bits = x.to(tl.int32, bitcast=True)
+    exponent = (bits >> 23) - 127
+    m = ((bits & 0x007FFFFF) | 0x3F800000).to(tl.float32, bitcast=True)
+    high = m > 1.41421356237
+    m = tl.where(high, 0.5 * m, m)
+    e = (exponent + high.to(tl.int32)).to(tl.float32)
+    f = m - 1.0
+    z = f * f
+    y = 7.0376836292e-2 * f
+    y = (y - 1.1514610310e-1) * f
+    y = (y + 1.1676998740e-1) * f
+    y = (y - 1.2420140846e-1) * f
+    y = (y + 1.4249322787e-1) * f
+    y = (y - 1.6668057665e-1) * f
+    y = (y + 2.0000714765e-1) * f
+    y = (y - 2.4999993993e-1) * f
+    y = y + 3.3333331174e-1
+    y = y * f * z
+    y = y + -2.12194440e-4 * e
+    y = y + -0.5 * z
+    return (f + y) + 0.693359375 * e
+
+
+@triton.jit
+def _sincos_poly(theta):
+    quadrant = (theta * 0.636619772367581 + 0.5).to(tl.int32)
+    q = quadrant.to(tl.float32)
+    r = ((theta - q * 1.5703125) - q * 4.837512969970703125e-4) - q * 7.54978995489188216e-8
+    z = r * r
+    sin_r = r + r * z * ((-1.9515295891e-4 * z + 8.3321608736e-3) * z - 1.6666654611e-1)
+    cos_r = 1.0 - 0.5 * z + z * z * ((2.443315711809948e-5 * z - 1.388731625493765e-3) * z + 4.166664568298827e-2)
+    k = quadrant & 3
+    odd = (k & 1) == 1
+    c = tl.where(odd, sin_r, cos_r)
+    s = tl.where(odd, cos_r, sin_r)
+    return tl.where(k >= 2, -s, s), tl.where((k == 1) | (k == 2), -c, c)
+
+
+@triton.jit
+def box_muller(u1, u2):
+    """(r cos(theta), r sin(theta)), r = sqrt(-2 log max(u1, 1e-7)), theta = 2 pi u2."""
+    radius = tl.sqrt_rn(-2.0 * _log_poly(tl.maximum(u1, 1.0e-7)))
+    sin, cos = _sincos_poly(6.283185307179586 * u2)
+    return radius * cos, radius * sin
+
+
+@triton.jit
 def select4(index, v0, v1, v2, v3):
-    """Output ``index % 4`` of a four-per-block draw (shared with the other kernels)."""
+    """Output ``index % 4`` of a four-per-block draw."""
     k = index % 4
     return tl.where(k == 0, v0, tl.where(k == 1, v1, tl.where(k == 2, v2, v3)))
 
 
 @triton.jit
+def uniform_at(seed, index):
+    i0, _, _, _ = tl.randint4x(seed, index)
+    return tl.uint_to_uniform_float(i0)
+
+
+@triton.jit
+def normal_at(seed, index):
+    i0, i1, _, _ = tl.randint4x(seed, index)
+    n0, _ = box_muller(tl.uint_to_uniform_float(i0), tl.uint_to_uniform_float(i1))
+    return n0
+
+
+@triton.jit
+def uniform4_at(seed, index):
+    i0, i1, i2, i3 = tl.randint4x(seed, index // 4)
+    return select4(index, tl.uint_to_uniform_float(i0), tl.uint_to_uniform_float(i1),
+                   tl.uint_to_uniform_float(i2), tl.uint_to_uniform_float(i3))
+
+
+@triton.jit
 def normal4_at(seed, index):
     """Element ``index`` of the four-per-block normal stream."""
-    n0, n1, n2, n3 = tl.randn4x(seed, index // 4)
+    i0, i1, i2, i3 = tl.randint4x(seed, index // 4)
+    n0, n1 = box_muller(tl.uint_to_uniform_float(i0), tl.uint_to_uniform_float(i1))
+    n2, n3 = box_muller(tl.uint_to_uniform_float(i2), tl.uint_to_uniform_float(i3))
     return select4(index, n0, n1, n2, n3)
 
 
@@ -30,12 +108,11 @@ def _philox_fill_kernel(out_ptr, n, seed, offset, NORMAL: tl.constexpr, PER_BLOC
         if NORMAL:
             value = normal4_at(seed, counter)
         else:
-            u0, u1, u2, u3 = tl.rand4x(seed, counter // 4)
-            value = select4(counter, u0, u1, u2, u3)
+            value = uniform4_at(seed, counter)
     elif NORMAL:
-        value = tl.randn(seed, counter)
+        value = normal_at(seed, counter)
     else:
-        value = tl.rand(seed, counter)
+        value = uniform_at(seed, counter)
     tl.store(out_ptr + idx, value, mask=idx < n)
 
 
@@ -43,5 +120,5 @@ def philox_draw(n: int, seed: int, offset: int, normal: bool, per_block: int, de
     out = torch.empty(n, dtype=torch.float32, device=device)
     if n:
         _philox_fill_kernel[(triton.cdiv(n, _BLOCK),)](out, n, seed, offset, NORMAL=normal, PER_BLOCK=per_block,
-                                                       BLOCK=_BLOCK)
+                                                       BLOCK=_BLOCK, enable_fp_fusion=False)
     return out

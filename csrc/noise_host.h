@@ -4,7 +4,7 @@
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
 
-#include "common/noise_layout.h"
+#include "common/piece_layout.h"
 
 namespace rk {
 
@@ -22,7 +22,7 @@ inline void check_noise_args(const at::Tensor& x, const at::Tensor& alpha, const
 }
 
 // Per-piece partial sums of grad * eta (float64, [pieces]) -> d loss / d alpha ([channels]).
-inline at::Tensor reduce_alpha_partials(const at::Tensor& partial, const NoiseLayout& layout, const at::Tensor& std,
+inline at::Tensor reduce_alpha_partials(const at::Tensor& partial, const PieceLayout& layout, const at::Tensor& std,
                                         at::ScalarType alpha_dtype) {
   return partial.view({layout.rows / layout.channels, layout.channels, layout.pieces_per_row})
       .sum(at::IntArrayRef{0, 2})

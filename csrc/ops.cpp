@@ -31,6 +31,10 @@ TORCH_LIBRARY(robustkernels_C, m) {
   // four-per-block normal stream at offset + i
   // (alpha[i] when elementwise); x contiguous, alpha and std in the op-math dtype of x.
   m.def("noise_add(Tensor x, Tensor alpha, Tensor std, int channels, int inner, bool elementwise, int seed, int offset) -> Tensor");
+  // PGD update into out (may alias x_adv): Linf x_adv + step * sign(grad), or L2 x_adv + step *
+  // grad / ||grad||, then projection onto the eps-ball around x_nat and clamp to [lo, hi].
+  // step, eps: [B]; lo, hi: [C] per channel along dim 1, or [1]; all in the op-math dtype.
+  m.def("pgd_step_(Tensor(a!) out, Tensor x_adv, Tensor x_nat, Tensor grad, Tensor step, Tensor eps, Tensor lo, Tensor hi, bool l2) -> ()");
   // Unbiased std over the whole tensor (0-dim, in the op-math dtype of x): the noise scale.
   m.def("tensor_std(Tensor x) -> Tensor");
   // Gradient of noise_add w.r.t. the flat alpha, regenerating the noise.

@@ -1,13 +1,14 @@
 """robustkernels: adversarial robustness on fused Triton and C++/CUDA kernels."""
 
 from . import _extension  # noqa: F401  (loads the C++ extension, or warns once why not)
-from . import nn, ops, reference
+from . import attacks, nn, ops, reference
 from ._backend import BackendUnavailableError, available_backends, requested_backend, use_backend
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailableError",
+    "attacks",
     "available_backends",
     "nn",
     "ops",

@@ -21,7 +21,7 @@ constexpr int64_t kPiece = 16384;  // elements per parallel task
 
 // Runs body(piece, begin, end, channel) in parallel over the pieces of the layout.
 template <typename Body>
-void for_each_piece(const NoiseLayout& layout, Body&& body) {
+void for_each_piece(const PieceLayout& layout, Body&& body) {
   at::parallel_for(0, layout.pieces(), 1, [&](int64_t first, int64_t last) {
     for (int64_t p = first; p < last; ++p) body(p, layout.begin_of(p), layout.end_of(p), layout.channel_of(p));
   });
@@ -41,7 +41,7 @@ at::Tensor noise_add_cpu(const at::Tensor& x, const at::Tensor& alpha, const at:
   check_noise_args(x, alpha, std, channels, inner, elementwise);
   at::Tensor out = at::empty_like(x);
   if (x.numel() == 0) return out;
-  const NoiseLayout layout(x.numel(), channels, inner, elementwise, kPiece);
+  const PieceLayout layout(x.numel(), channels, inner, elementwise, kPiece);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "noise_add_cpu", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
     const scalar_t* x_data = x.const_data_ptr<scalar_t>();
@@ -71,7 +71,7 @@ at::Tensor noise_add_cpu(const at::Tensor& x, const at::Tensor& alpha, const at:
 at::Tensor noise_alpha_grad_cpu(const at::Tensor& grad, const at::Tensor& alpha, const at::Tensor& std,
                                 int64_t channels, int64_t inner, bool elementwise, int64_t seed, int64_t offset) {
   check_noise_args(grad, alpha, std, channels, inner, elementwise);
-  const NoiseLayout layout(grad.numel(), channels, inner, elementwise, kPiece);
+  const PieceLayout layout(grad.numel(), channels, inner, elementwise, kPiece);
   at::Tensor result;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, grad.scalar_type(), "noise_alpha_grad_cpu", [&] {
     using opmath_t = at::opmath_type<scalar_t>;

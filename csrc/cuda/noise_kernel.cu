@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "../common/noise_layout.h"
+#include "../common/piece_layout.h"
 #include "../common/philox.h"
 #include "dtype.h"
 
@@ -19,7 +19,7 @@ constexpr int64_t kPieceCuda = 2048;  // elements per block in the alpha reducti
 
 template <typename T>
 __global__ void noise_add_kernel(const T* x, const typename OpMath<T>::type* alpha,
-                                 const typename OpMath<T>::type* std, T* out, NoiseLayout layout, uint64_t seed,
+                                 const typename OpMath<T>::type* std, T* out, PieceLayout layout, uint64_t seed,
                                  uint64_t offset) {
   using A = typename OpMath<T>::type;
   const A scale = *std;
@@ -44,7 +44,7 @@ __global__ void noise_alpha_grad_elementwise_kernel(const T* grad, const typenam
 
 // One block per piece: partial[piece] = sum of grad * eta over the piece (float64).
 template <typename T>
-__global__ void noise_alpha_partial_kernel(const T* grad, double* partial, NoiseLayout layout, uint64_t seed,
+__global__ void noise_alpha_partial_kernel(const T* grad, double* partial, PieceLayout layout, uint64_t seed,
                                            uint64_t offset) {
   __shared__ double shared[kThreads];
   for (int64_t p = blockIdx.x; p < layout.pieces(); p += gridDim.x) {
@@ -68,7 +68,7 @@ int blocks_for(int64_t work) {
 }
 
 template <typename T>
-cudaError_t noise_add_typed(const void* x, const void* alpha, const void* std, void* out, NoiseLayout layout,
+cudaError_t noise_add_typed(const void* x, const void* alpha, const void* std, void* out, PieceLayout layout,
                             uint64_t seed, uint64_t offset, cudaStream_t stream) {
   using A = typename OpMath<T>::type;
   noise_add_kernel<T><<<blocks_for(layout.n), kThreads, 0, stream>>>(
@@ -78,7 +78,7 @@ cudaError_t noise_add_typed(const void* x, const void* alpha, const void* std, v
 }
 
 template <typename T>
-cudaError_t noise_alpha_grad_typed(const void* grad, const void* std, void* out, NoiseLayout layout, uint64_t seed,
+cudaError_t noise_alpha_grad_typed(const void* grad, const void* std, void* out, PieceLayout layout, uint64_t seed,
                                    uint64_t offset, cudaStream_t stream) {
   using A = typename OpMath<T>::type;
   if (layout.elementwise) {
@@ -97,14 +97,14 @@ cudaError_t noise_alpha_grad_typed(const void* grad, const void* std, void* out,
 int64_t noise_piece_cuda() { return kPieceCuda; }
 
 cudaError_t launch_noise_add(DType dtype, const void* x, const void* alpha, const void* std, void* out,
-                             NoiseLayout layout, uint64_t seed, uint64_t offset, cudaStream_t stream) {
+                             PieceLayout layout, uint64_t seed, uint64_t offset, cudaStream_t stream) {
   if (layout.n == 0) return cudaSuccess;
   return RK_DISPATCH_DTYPE(dtype, noise_add_typed, x, alpha, std, out, layout, seed, offset, stream);
 }
 
 // Element-wise: out[i] (op-math dtype) = std * grad[i] * eta_i. Otherwise out[piece] (float64)
 // holds per-piece partial sums of grad * eta, reduced on the host side.
-cudaError_t launch_noise_alpha_grad(DType dtype, const void* grad, const void* std, void* out, NoiseLayout layout,
+cudaError_t launch_noise_alpha_grad(DType dtype, const void* grad, const void* std, void* out, PieceLayout layout,
                                     uint64_t seed, uint64_t offset, cudaStream_t stream) {
   if (layout.n == 0) return cudaSuccess;
   return RK_DISPATCH_DTYPE(dtype, noise_alpha_grad_typed, grad, std, out, layout, seed, offset, stream);

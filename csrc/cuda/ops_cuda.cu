@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "../noise_host.h"
+#include "../pgd_host.h"
 #include "dtype.h"
 
 namespace rk {
@@ -19,9 +20,16 @@ cudaError_t launch_philox_fill(float* out, int64_t n, uint64_t seed, uint64_t of
 
 int64_t noise_piece_cuda();
 cudaError_t launch_noise_add(DType dtype, const void* x, const void* alpha, const void* std, void* out,
-                             NoiseLayout layout, uint64_t seed, uint64_t offset, cudaStream_t stream);
-cudaError_t launch_noise_alpha_grad(DType dtype, const void* grad, const void* std, void* out, NoiseLayout layout,
+                             PieceLayout layout, uint64_t seed, uint64_t offset, cudaStream_t stream);
+cudaError_t launch_noise_alpha_grad(DType dtype, const void* grad, const void* std, void* out, PieceLayout layout,
                                     uint64_t seed, uint64_t offset, cudaStream_t stream);
+
+int64_t pgd_piece_cuda();
+cudaError_t launch_pgd_step(DType dtype, void* out, const void* xa, const void* xn, const void* g, const void* a,
+                            const void* b, const void* lo, const void* hi, PieceLayout layout, bool l2,
+                            cudaStream_t stream);
+cudaError_t launch_pgd_l2_sums(DType dtype, const void* xa, const void* xn, const void* g, double* partial,
+                               PieceLayout layout, cudaStream_t stream);
 
 namespace {
 
@@ -44,7 +52,7 @@ at::Tensor noise_add_cuda(const at::Tensor& x, const at::Tensor& alpha, const at
   check_noise_args(x, alpha, std, channels, inner, elementwise);
   const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor out = at::empty_like(x);
-  const NoiseLayout layout(x.numel(), channels, inner, elementwise, noise_piece_cuda());
+  const PieceLayout layout(x.numel(), channels, inner, elementwise, noise_piece_cuda());
   check_launch(launch_noise_add(kernel_dtype(x.scalar_type()), x.data_ptr(), alpha.data_ptr(), std.data_ptr(),
                                 out.data_ptr(), layout, static_cast<uint64_t>(seed), static_cast<uint64_t>(offset),
                                 c10::cuda::getCurrentCUDAStream().stream()),
@@ -56,13 +64,33 @@ at::Tensor noise_alpha_grad_cuda(const at::Tensor& grad, const at::Tensor& alpha
                                  int64_t channels, int64_t inner, bool elementwise, int64_t seed, int64_t offset) {
   check_noise_args(grad, alpha, std, channels, inner, elementwise);
   const c10::cuda::CUDAGuard guard(grad.device());
-  const NoiseLayout layout(grad.numel(), channels, inner, elementwise, noise_piece_cuda());
+  const PieceLayout layout(grad.numel(), channels, inner, elementwise, noise_piece_cuda());
   at::Tensor out = elementwise ? at::empty_like(alpha) : at::empty({layout.pieces()}, grad.options().dtype(at::kDouble));
   check_launch(launch_noise_alpha_grad(kernel_dtype(grad.scalar_type()), grad.data_ptr(), std.data_ptr(),
                                        out.data_ptr(), layout, static_cast<uint64_t>(seed),
                                        static_cast<uint64_t>(offset), c10::cuda::getCurrentCUDAStream().stream()),
                "noise_alpha_grad");
   return elementwise ? out : reduce_alpha_partials(out, layout, std, alpha.scalar_type());
+}
+
+void pgd_step_cuda(at::Tensor& out, const at::Tensor& x_adv, const at::Tensor& x_nat, const at::Tensor& grad,
+                   const at::Tensor& step, const at::Tensor& eps, const at::Tensor& lo, const at::Tensor& hi, bool l2) {
+  check_pgd_args(out, x_adv, x_nat, grad, step, eps, lo, hi);
+  const c10::cuda::CUDAGuard guard(x_adv.device());
+  const PieceLayout layout = pgd_layout(x_adv, lo, pgd_piece_cuda());
+  const DType dtype = kernel_dtype(x_adv.scalar_type());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  at::Tensor a = step, b = eps;
+  if (l2) {
+    at::Tensor partial = at::empty({layout.pieces(), 3}, x_adv.options().dtype(at::kDouble));
+    check_launch(launch_pgd_l2_sums(dtype, x_adv.data_ptr(), x_nat.data_ptr(), grad.data_ptr(),
+                                    partial.data_ptr<double>(), layout, stream),
+                 "pgd_step_ (L2 sums)");
+    std::tie(a, b) = l2_unit_and_scale(partial.view({x_adv.size(0), -1, 3}).sum(1), step, eps);
+  }
+  check_launch(launch_pgd_step(dtype, out.data_ptr(), x_adv.data_ptr(), x_nat.data_ptr(), grad.data_ptr(),
+                               a.data_ptr(), b.data_ptr(), lo.data_ptr(), hi.data_ptr(), layout, l2, stream),
+               "pgd_step_");
 }
 
 void philox_fill_cuda(at::Tensor& out, int64_t seed, int64_t offset, bool normal, int64_t per_block) {
@@ -82,6 +110,7 @@ TORCH_LIBRARY_IMPL(robustkernels_C, CUDA, m) {
   m.impl("philox_fill_", &philox_fill_cuda);
   m.impl("noise_add", &noise_add_cuda);
   m.impl("noise_alpha_grad", &noise_alpha_grad_cuda);
+  m.impl("pgd_step_", &pgd_step_cuda);
 }
 
 }  // namespace rk

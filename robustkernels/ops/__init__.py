@@ -4,6 +4,16 @@ backend."""
 
 from ._random import draw_seed
 from .noise import inject_noise, noisy_weight
+from .pgd import pgd_step, project, random_init
 from .philox import philox_normal, philox_uniform
 
-__all__ = ["draw_seed", "inject_noise", "noisy_weight", "philox_normal", "philox_uniform"]
+__all__ = [
+    "draw_seed",
+    "inject_noise",
+    "noisy_weight",
+    "pgd_step",
+    "philox_normal",
+    "philox_uniform",
+    "project",
+    "random_init",
+]

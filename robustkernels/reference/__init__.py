@@ -3,11 +3,12 @@
 Nothing here imports the rest of robustkernels.
 """
 
-from . import noise
+from . import noise, pgd
 from .noise import inject_noise, noisy_weight
 from .philox import philox4x32_10, philox_block, philox_normal, philox_uniform
 
 __all__ = [
     "inject_noise",
     "noise",
+    "pgd",
     "noisy_weight","philox4x32_10", "philox_block", "philox_normal", "philox_uniform"]

@@ -1,0 +1,29 @@
+// Elementwise PGD update, shared by the CPU and CUDA kernels (math in float, or double).
+#pragma once
+
+#include "macros.h"
+
+namespace rk {
+
+template <typename T>
+RK_HOST_DEVICE T clamp_between(T v, T lo, T hi) {
+  v = v < lo ? lo : v;
+  return v > hi ? hi : v;
+}
+
+// Linf: x_adv + step * sign(g), clipped to [x_nat - eps, x_nat + eps], then to [lo, hi].
+template <typename T>
+RK_HOST_DEVICE T pgd_linf(T xa, T xn, T g, T step, T eps, T lo, T hi) {
+  const T sign = static_cast<T>((g > T(0)) - (g < T(0)));
+  const T moved = xa + step * sign;
+  return clamp_between(clamp_between(moved, xn - eps, xn + eps), lo, hi);
+}
+
+// L2, given per-sample unit = step / ||g|| (0 for a zero gradient) and scale = min(1, eps /
+// ||new delta||): x_nat + ((x_adv - x_nat) + unit * g) * scale, then clamped to [lo, hi].
+template <typename T>
+RK_HOST_DEVICE T pgd_l2(T xa, T xn, T g, T unit, T scale, T lo, T hi) {
+  return clamp_between(xn + ((xa - xn) + unit * g) * scale, lo, hi);
+}
+
+}  // namespace rk

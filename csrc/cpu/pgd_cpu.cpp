@@ -1,0 +1,126 @@
+// Fused PGD step on the CPU. Linf: one pass. L2: one pass of per-piece sums (||g||^2,
+// <delta, g>, ||delta||^2), then one elementwise pass; no second pass for the new delta's norm.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include "../common/pgd_math.h"
+#include "../pgd_host.h"
+#include "simd.h"
+
+namespace rk {
+namespace {
+
+constexpr int64_t kPiece = 16384;
+
+RK_SIMD_CLONES void linf_run_f32(float* out, const float* xa, const float* xn, const float* g, int64_t n, float step,
+                                 float eps, float lo, float hi) {
+  for (int64_t i = 0; i < n; ++i) out[i] = pgd_linf(xa[i], xn[i], g[i], step, eps, lo, hi);
+}
+
+RK_SIMD_CLONES void l2_run_f32(float* out, const float* xa, const float* xn, const float* g, int64_t n, float unit,
+                               float scale, float lo, float hi) {
+  for (int64_t i = 0; i < n; ++i) out[i] = pgd_l2(xa[i], xn[i], g[i], unit, scale, lo, hi);
+}
+
+RK_SIMD_CLONES void l2_sums_f32(const float* xa, const float* xn, const float* g, int64_t n, double* sums) {
+  float gg = 0, dg = 0, dd = 0;
+#pragma omp simd reduction(+ : gg, dg, dd)
+  for (int64_t i = 0; i < n; ++i) {
+    const float d = xa[i] - xn[i];
+    gg += g[i] * g[i];
+    dg += d * g[i];
+    dd += d * d;
+  }
+  sums[0] += gg, sums[1] += dg, sums[2] += dd;
+}
+
+template <typename scalar_t, typename opmath_t>
+void linf_run(scalar_t* out, const scalar_t* xa, const scalar_t* xn, const scalar_t* g, int64_t n, opmath_t step,
+              opmath_t eps, opmath_t lo, opmath_t hi) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    linf_run_f32(out, xa, xn, g, n, step, eps, lo, hi);
+  } else {
+    for (int64_t i = 0; i < n; ++i)
+      out[i] = static_cast<scalar_t>(pgd_linf<opmath_t>(xa[i], xn[i], g[i], step, eps, lo, hi));
+  }
+}
+
+template <typename scalar_t, typename opmath_t>
+void l2_run(scalar_t* out, const scalar_t* xa, const scalar_t* xn, const scalar_t* g, int64_t n, opmath_t unit,
+            opmath_t scale, opmath_t lo, opmath_t hi) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    l2_run_f32(out, xa, xn, g, n, unit, scale, lo, hi);
+  } else {
+    for (int64_t i = 0; i < n; ++i)
+      out[i] = static_cast<scalar_t>(pgd_l2<opmath_t>(xa[i], xn[i], g[i], unit, scale, lo, hi));
+  }
+}
+
+template <typename scalar_t>
+void l2_sums(const scalar_t* xa, const scalar_t* xn, const scalar_t* g, int64_t n, double* sums) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    constexpr int64_t kChunk = 1024;  // float lanes per chunk, chunks accumulated in double
+    for (int64_t start = 0; start < n; start += kChunk)
+      l2_sums_f32(xa + start, xn + start, g + start, std::min(kChunk, n - start), sums);
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      const double d = static_cast<double>(xa[i]) - static_cast<double>(xn[i]), gi = static_cast<double>(g[i]);
+      sums[0] += gi * gi, sums[1] += d * gi, sums[2] += d * d;
+    }
+  }
+}
+
+template <typename Body>
+void for_each_piece(const PieceLayout& layout, Body&& body) {
+  at::parallel_for(0, layout.pieces(), 1, [&](int64_t first, int64_t last) {
+    for (int64_t p = first; p < last; ++p) body(p, layout.begin_of(p), layout.end_of(p));
+  });
+}
+
+void pgd_step_cpu(at::Tensor& out, const at::Tensor& x_adv, const at::Tensor& x_nat, const at::Tensor& grad,
+                  const at::Tensor& step, const at::Tensor& eps, const at::Tensor& lo, const at::Tensor& hi, bool l2) {
+  check_pgd_args(out, x_adv, x_nat, grad, step, eps, lo, hi);
+  if (x_adv.numel() == 0) return;
+  const PieceLayout layout = pgd_layout(x_adv, lo, kPiece);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x_adv.scalar_type(), "pgd_step_cpu", [&] {
+    using opmath_t = at::opmath_type<scalar_t>;
+    const scalar_t *xa = x_adv.const_data_ptr<scalar_t>(), *xn = x_nat.const_data_ptr<scalar_t>(),
+                   *g = grad.const_data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    const opmath_t *lo_p = lo.const_data_ptr<opmath_t>(), *hi_p = hi.const_data_ptr<opmath_t>();
+    if (!l2) {
+      const opmath_t *step_p = step.const_data_ptr<opmath_t>(), *eps_p = eps.const_data_ptr<opmath_t>();
+      for_each_piece(layout, [&](int64_t p, int64_t begin, int64_t end) {
+        const int64_t b = layout.sample_of(p), c = layout.channel_of(p);
+        linf_run<scalar_t, opmath_t>(o + begin, xa + begin, xn + begin, g + begin, end - begin, step_p[b], eps_p[b],
+                                     lo_p[c], hi_p[c]);
+      });
+      return;
+    }
+    // Pass 1: per-piece sums, reduced per sample in a fixed order.
+    at::Tensor partial = at::zeros({layout.pieces(), 3}, x_adv.options().dtype(at::kDouble));
+    double* partial_p = partial.data_ptr<double>();
+    for_each_piece(layout, [&](int64_t p, int64_t begin, int64_t end) {
+      l2_sums<scalar_t>(xa + begin, xn + begin, g + begin, end - begin, partial_p + 3 * p);
+    });
+    const at::Tensor sums = partial.view({x_adv.size(0), -1, 3}).sum(1);
+    const auto [unit, scale] = l2_unit_and_scale(sums, step, eps);
+    const opmath_t *unit_p = unit.const_data_ptr<opmath_t>(), *scale_p = scale.const_data_ptr<opmath_t>();
+    // Pass 2: step, project, clamp.
+    for_each_piece(layout, [&](int64_t p, int64_t begin, int64_t end) {
+      const int64_t b = layout.sample_of(p), c = layout.channel_of(p);
+      l2_run<scalar_t, opmath_t>(o + begin, xa + begin, xn + begin, g + begin, end - begin, unit_p[b], scale_p[b],
+                                 lo_p[c], hi_p[c]);
+    });
+  });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(robustkernels_C, CPU, m) { m.impl("pgd_step_", &pgd_step_cpu); }
+
+}  // namespace rk

@@ -1,0 +1,192 @@
+"""The fused PGD step against reference/ on every backend."""
+
+import pytest
+import torch
+
+import robustkernels
+from robustkernels import ops, reference
+from robustkernels.ops.pgd import pgd_step_op
+
+from .conftest import backend_params
+from .helpers import assert_lowp_close
+
+SHAPES = [(4, 3, 5, 5), (1, 3, 7, 9), (3, 1, 8, 8), (5, 17), (2, 3, 1, 1), (6, 2, 3, 4, 5)]
+
+
+def inputs(shape, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x_nat = torch.rand(shape, generator=g)
+    x_adv = (x_nat + 0.1 * (torch.rand(shape, generator=g) - 0.5)).clamp(0, 1)
+    grad = torch.randn(shape, generator=g)
+    return x_adv.to(dtype), x_nat.to(dtype), grad.to(dtype)
+
+
+def reference_step(x_adv, x_nat, grad, step, eps, norm, bounds):
+    b = x_adv.shape[0]
+    as_batch = lambda v: torch.as_tensor(v, dtype=torch.float32).reshape(-1).expand(b)  # noqa: E731
+    lo, hi = (torch.as_tensor(v, dtype=torch.float32).reshape(-1) for v in bounds)
+    return reference.pgd.pgd_step(x_adv, x_nat, grad, as_batch(step), as_batch(eps), lo, hi, norm == "l2")
+
+
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_matches_reference_fp32(backend, shape, norm):
+    x_adv, x_nat, grad = inputs(shape)
+    eps = 0.03 if norm == "linf" else 0.5
+    with robustkernels.use_backend(backend):
+        got = ops.pgd_step(x_adv, x_nat, grad, step=0.01, eps=eps, norm=norm)
+    expected = reference_step(x_adv, x_nat, grad, 0.01, eps, norm, (0.0, 1.0))
+    if norm == "linf":
+        assert torch.equal(got, expected)  # the same fp32 operations
+    else:
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)  # norm of the new delta from sums
+    assert ((got - x_nat).flatten(1).norm(dim=1) <= eps + 1e-5).all() if norm == "l2" else True
+    assert got.min() >= 0 and got.max() <= 1
+
+
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_per_sample_eps_step_and_per_channel_bounds(backend, norm):
+    x_adv, x_nat, grad = inputs((4, 3, 6, 6))
+    step = torch.tensor([0.0, 0.01, 0.05, 0.2])
+    eps = torch.tensor([0.1, 0.0, 0.02, 0.3]) * (1 if norm == "linf" else 10)
+    bounds = (torch.tensor([0.0, 0.2, 0.3]), torch.tensor([1.0, 0.7, 0.9]))
+    with robustkernels.use_backend(backend):
+        got = ops.pgd_step(x_adv, x_nat, grad, step=step, eps=eps, norm=norm, bounds=bounds)
+    expected = reference_step(x_adv, x_nat, grad, step, eps, norm, bounds)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    for c, (lo, hi) in enumerate(zip(*bounds)):
+        assert got[:, c].min() >= lo and got[:, c].max() <= hi
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_l2_zero_gradient_only_projects(backend):
+    x_adv, x_nat, grad = inputs((3, 2, 4, 4))
+    grad[1] = 0
+    with robustkernels.use_backend(backend):
+        got = ops.pgd_step(x_adv, x_nat, grad, step=0.5, eps=0.05, norm="l2")
+    projected = ops.project(x_adv[1:2], x_nat[1:2], eps=0.05, norm="l2")
+    torch.testing.assert_close(got[1:2], projected)
+    assert torch.isfinite(got).all()
+
+
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_low_precision_within_reference_error(backend, dtype, norm):
+    x_adv, x_nat, grad = inputs((4, 3, 8, 8))
+    lowp = [t.to(dtype) for t in (x_adv, x_nat, grad)]
+    with robustkernels.use_backend(backend):
+        got = ops.pgd_step(*lowp, step=0.01, eps=0.03, norm=norm)
+    assert got.dtype == dtype
+    ref_fp32 = reference_step(*[t.float() for t in lowp], 0.01, 0.03, norm, (0.0, 1.0))
+    assert_lowp_close(got, reference_step(*lowp, 0.01, 0.03, norm, (0.0, 1.0)), ref_fp32)
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_non_contiguous_inputs_and_in_place_out(backend):
+    x_adv, x_nat, grad = inputs((4, 3, 6, 8))
+    xa_t, xn_t, g_t = (t.transpose(2, 3) for t in (x_adv, x_nat, grad))  # non-contiguous views
+    expected = reference_step(xa_t.contiguous(), xn_t.contiguous(), g_t.contiguous(), 0.01, 0.03, "linf", (0.0, 1.0))
+    x_nat_before, grad_before = x_nat.clone(), grad.clone()
+    with robustkernels.use_backend(backend):
+        got = ops.pgd_step(xa_t, xn_t, g_t, step=0.01, eps=0.03)
+        assert torch.equal(got, expected)
+        buffer = x_adv.clone()
+        result = ops.pgd_step(buffer, x_nat, grad, step=0.01, eps=0.03, out=buffer)  # in place
+        assert result is buffer
+        assert torch.equal(buffer, reference_step(x_adv, x_nat, grad, 0.01, 0.03, "linf", (0.0, 1.0)))
+        strided = torch.empty(4, 3, 6, 8).transpose(2, 3)
+        ops.pgd_step(xa_t, xn_t, g_t, step=0.01, eps=0.03, out=strided)  # non-contiguous out
+        assert torch.equal(strided, expected)
+    assert torch.equal(x_nat, x_nat_before) and torch.equal(grad, grad_before)
+
+
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_random_init_in_ball_and_same_on_every_backend(backend, norm):
+    x = torch.rand(5, 3, 4, 4)
+    with robustkernels.use_backend("reference"):
+        expected = ops.random_init(x, 0.1, norm, generator=torch.Generator().manual_seed(3))
+    with robustkernels.use_backend(backend):
+        got = ops.random_init(x, 0.1, norm, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    distance = (got - x).flatten(1)
+    size = distance.abs().max(1).values if norm == "linf" else distance.norm(dim=1)
+    assert (size <= 0.1 + 1e-6).all() and got.min() >= 0 and got.max() <= 1
+
+
+def test_random_init_is_uniform():
+    x = torch.full((2000, 50), 0.5)
+    u = (ops.random_init(x, 0.25, "linf") - 0.5) / 0.25  # uniform in [-1, 1]
+    assert abs(u.mean().item()) < 0.01 and abs(u.var().item() - 1 / 3) < 0.01
+    # L2: the radius fraction r/eps has CDF t^d in a d-dimensional ball
+    d = 10
+    r = (ops.random_init(torch.full((4000, d), 0.5), 0.2, "l2") - 0.5).norm(dim=1) / 0.2
+    assert abs((r**d).mean().item() - 0.5) < 0.03  # r^d is uniform on [0, 1]
+
+
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("l2", [False, True])
+def test_opcheck(backend, l2):
+    x_adv, x_nat, grad = inputs((3, 2, 4, 5))
+    args = (torch.empty_like(x_adv), x_adv, x_nat, grad, torch.full((3,), 0.01), torch.full((3,), 0.05),
+            torch.tensor([0.0, 0.1]), torch.tensor([1.0, 0.9]), l2)
+    with robustkernels.use_backend(backend):
+        torch.library.opcheck(pgd_step_op.op, args)
+
+
+def test_compiles_fullgraph():
+    x_adv, x_nat, grad = inputs((2, 3, 4, 4))
+
+    @torch.compile(fullgraph=True)
+    def update(x_adv, x_nat, grad):
+        return ops.pgd_step(x_adv, x_nat, grad, step=0.01, eps=0.03)
+
+    assert torch.equal(update(x_adv, x_nat, grad), reference_step(x_adv, x_nat, grad, 0.01, 0.03, "linf", (0.0, 1.0)))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(step=0.1, eps=-1.0), ValueError, "eps must be >= 0"),
+        (dict(step=-0.1, eps=0.1), ValueError, "step must be >= 0"),
+        (dict(step=0.1, eps=torch.tensor([0.1, -0.1])), ValueError, "eps must be >= 0"),
+        (dict(step=0.1, eps=torch.ones(3)), ValueError, r"eps must be a float or have shape \[2\]"),
+        (dict(step=0.1, eps=0.1, norm="l1"), ValueError, "norm must be one of"),
+        (dict(step=0.1, eps=0.1, bounds=(1.0, 0.0)), ValueError, "lo <= hi"),
+        (dict(step=0.1, eps=0.1, bounds=(torch.zeros(2), torch.ones(2))), ValueError, "per-channel bounds"),
+        (dict(step=0.1, eps=0.1, bounds=0.5), TypeError, "bounds must be a"),
+        (dict(step="0.1", eps=0.1), TypeError, "step must be a float"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    x_adv, x_nat, grad = inputs((2, 3, 4, 4))
+    with pytest.raises(error, match=match):
+        ops.pgd_step(x_adv, x_nat, grad, **kwargs)
+
+
+def test_bad_tensors():
+    x_adv, x_nat, grad = inputs((2, 3, 4, 4))
+    with pytest.raises(ValueError, match="grad has shape"):
+        ops.pgd_step(x_adv, x_nat, grad[:, :2], step=0.1, eps=0.1)
+    with pytest.raises(TypeError, match="x_nat must be float32"):
+        ops.pgd_step(x_adv, x_nat.long(), grad, step=0.1, eps=0.1)
+    with pytest.raises(ValueError, match="x_nat is on meta"):
+        ops.pgd_step(x_adv, x_nat.to("meta"), grad, step=0.1, eps=0.1)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_backends_match_reference(backend, norm, dtype):
+    x_adv, x_nat, grad = (t.to(dtype) for t in inputs((8, 3, 32, 32)))
+    bounds = (torch.tensor([0.0, 0.1, 0.2]), torch.tensor([1.0, 0.9, 0.8]))
+    with robustkernels.use_backend(backend):
+        got = ops.pgd_step(x_adv.cuda(), x_nat.cuda(), grad.cuda(), step=torch.full((8,), 0.01).cuda(), eps=0.03,
+                           norm=norm, bounds=tuple(b.cuda() for b in bounds))
+    expected = reference_step(x_adv, x_nat, grad, 0.01, 0.03, norm, bounds)
+    torch.testing.assert_close(got.cpu().float(), expected.float(), rtol=1e-2 if dtype != torch.float32 else 1e-6,
+                               atol=1e-2 if dtype != torch.float32 else 1e-6)

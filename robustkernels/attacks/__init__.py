@@ -1,0 +1,15 @@
+"""Attacks, torchattacks-style: ``atk = PGD(model, eps=8/255, alpha=2/255, steps=10); x_adv = atk(x, y)``.
+
+Inputs in [0, 1] unless ``bounds`` / ``normalization=(mean, std)`` say otherwise. Gradients are
+taken w.r.t. the input only; the model's training flags, ``requires_grad`` flags and the global
+RNG state are restored after every call; the caller's tensors are never modified.
+"""
+
+from .apgd import APGD
+from .base import Attack
+from .cw import CW
+from .losses import objective
+from .mifgsm import MIFGSM
+from .pgd import FGSM, FGSM_RS, PGD
+
+__all__ = ["APGD", "CW", "FGSM", "FGSM_RS", "MIFGSM", "PGD", "Attack", "objective"]

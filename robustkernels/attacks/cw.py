@@ -1,0 +1,75 @@
+"""Carlini & Wagner's L2 attack (2017): Adam in tanh space, binary search over the constant c."""
+
+from __future__ import annotations
+
+import torch
+
+from ..ops.pgd import channel_bounds
+from .base import Attack, _non_negative, _positive_int
+
+
+class CW(Attack):
+    """Minimise ``||x' - x||_2^2 + c * max(z_y - max_{j != y} z_j, -kappa)`` over
+    ``x' = lo + (hi - lo) (tanh(w) + 1) / 2`` with Adam; a per-sample binary search over ``c``
+    (``binary_search_steps`` rounds from ``c``) keeps, per sample, the smallest successful
+    perturbation. Samples never fooled are returned unchanged. ``eps`` is not used (CW is
+    unbounded); it is kept at infinity for the shared checks."""
+
+    def __init__(self, model, c: float = 1.0, kappa: float = 0.0, steps: int = 100, lr: float = 0.01,
+                 binary_search_steps: int = 5, **kwargs):
+        kwargs.pop("norm", None)
+        super().__init__(model, eps=float("inf"), norm="l2", **kwargs)
+        self.c = _non_negative("c", c)
+        self.kappa = _non_negative("kappa", kappa)
+        self.steps = _positive_int("steps", steps)
+        self.lr = _non_negative("lr", lr)
+        self.binary_search_steps = _positive_int("binary_search_steps", binary_search_steps)
+
+    def _margin(self, logits, y, target):
+        labels = target if self.targeted else y
+        own = logits.gather(1, labels[:, None]).squeeze(1)
+        other = logits.scatter(1, labels[:, None], float("-inf")).max(dim=1).values
+        gap = other - own if self.targeted else own - other
+        return gap.clamp_min(-self.kappa)
+
+    def perturb(self, x, y, target):
+        lo, hi = channel_bounds(self.bounds, x)
+        shape = [1, -1] + [1] * (x.dim() - 2) if lo.numel() > 1 else [1] * x.dim()
+        lo, hi = lo.view(shape).to(x.dtype), hi.view(shape).to(x.dtype)
+        span = (hi - lo).clamp_min(1e-12)
+        to_tanh = lambda v: torch.atanh(((v - lo) / span * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6))  # noqa: E731
+        from_tanh = lambda w: lo + span * (torch.tanh(w) + 1) / 2  # noqa: E731
+        batch = x.shape[0]
+        const = torch.full((batch,), self.c, device=x.device)
+        lower, upper = torch.zeros_like(const), torch.full_like(const, 1e10)
+        best_l2 = torch.full_like(const, float("inf"))
+        best = x.clone()
+        w_start = to_tanh(x)
+        for _ in range(self.binary_search_steps):
+            w = w_start.clone().requires_grad_(True)
+            optimizer = torch.optim.Adam([w], lr=self.lr)
+            found = torch.zeros(batch, dtype=torch.bool, device=x.device)
+            for _ in range(self.steps):
+                with torch.enable_grad():
+                    x_adv = from_tanh(w)
+                    l2 = (x_adv - x).flatten(1).pow(2).sum(dim=1)
+                    margin, logits = 0.0, 0.0
+                    for _ in range(self.eot_iter):
+                        out = self.logits(x_adv)
+                        margin = margin + self._margin(out, y, target)
+                        logits = logits + out.detach()
+                    loss = (l2 + const * margin / self.eot_iter).sum()
+                    (grad,) = torch.autograd.grad(loss, w)
+                w.grad = grad
+                optimizer.step()
+                with torch.no_grad():
+                    success = self.succeeded(logits, y, target)
+                    found |= success
+                    improved = success & (l2 < best_l2)
+                    best_l2 = torch.where(improved, l2.detach(), best_l2)
+                    best[improved] = x_adv.detach()[improved]
+            # binary search on c: smaller where it worked, larger where it did not
+            upper = torch.where(found, torch.minimum(upper, const), upper)
+            lower = torch.where(found, lower, torch.maximum(lower, const))
+            const = torch.where(upper < 1e9, (lower + upper) / 2, const * 10)
+        return best

@@ -1,0 +1,29 @@
+"""MI-FGSM (Dong et al. 2018): sign steps along an accumulated, L1-normalised gradient."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Attack, _non_negative, _positive_int
+
+
+class MIFGSM(Attack):
+    """``g = decay * g + grad / mean(|grad|)`` per sample, then a fused step along ``sign(g)``."""
+
+    def __init__(self, model, eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 10, decay: float = 1.0,
+                 **kwargs):
+        super().__init__(model, eps=eps, **kwargs)
+        self.alpha = _non_negative("alpha", alpha)
+        self.steps = _positive_int("steps", steps)
+        self.decay = _non_negative("decay", decay)
+
+    def perturb(self, x, y, target):
+        x_adv, momentum = x.clone(), torch.zeros_like(x)
+        alpha = self.step_sizes(self.alpha, x)
+        for _ in range(self.steps):
+            _, grad, logits = self.loss_and_grad(x_adv, y, target)
+            scale = grad.abs().flatten(1).mean(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
+            momentum = self.decay * momentum + grad / scale
+            step = torch.where(self.succeeded(logits, y, target), 0.0, alpha) if self.early_stop else alpha
+            self.step(x_adv, x, momentum, step, out=x_adv)
+        return x_adv

@@ -1,0 +1,82 @@
+"""Triton PGD step. Grid (rows, pieces) over x viewed as [B, C, S]: a program stays inside one
+(sample, channel) row, so it loads one step/eps and one pair of bounds. L2 first reduces
+(||g||^2, <delta, g>, ||delta||^2) per program, then the caller turns the per-sample sums into
+(unit, scale) and the elementwise kernel applies them."""
+
+import torch
+import triton
+import triton.language as tl
+
+_MAX_BLOCK = 1024
+
+
+@triton.jit
+def _clamp(v, lo, hi):
+    return tl.minimum(tl.maximum(v, lo), hi)
+
+
+@triton.jit
+def _pgd_step_kernel(out_ptr, xa_ptr, xn_ptr, g_ptr, a_ptr, b_ptr, lo_ptr, hi_ptr, inner, channels,
+                     L2: tl.constexpr, BLOCK: tl.constexpr):
+    """Linf: a = step, b = eps. L2: a = step / ||g||, b = scale (per sample)."""
+    row = tl.program_id(0).to(tl.int64)
+    in_row = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mask = in_row < inner
+    idx = row * inner + in_row
+    sample, channel = row // channels, row % channels
+    xa = tl.load(xa_ptr + idx, mask=mask).to(tl.float32)
+    xn = tl.load(xn_ptr + idx, mask=mask).to(tl.float32)
+    g = tl.load(g_ptr + idx, mask=mask).to(tl.float32)
+    a, b = tl.load(a_ptr + sample), tl.load(b_ptr + sample)
+    if L2:
+        v = xn + ((xa - xn) + a * g) * b
+    else:
+        sign = (g > 0).to(tl.float32) - (g < 0).to(tl.float32)
+        v = _clamp(xa + a * sign, xn - b, xn + b)
+    v = _clamp(v, tl.load(lo_ptr + channel), tl.load(hi_ptr + channel))
+    tl.store(out_ptr + idx, v.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _l2_sums_kernel(xa_ptr, xn_ptr, g_ptr, sums_ptr, inner, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    in_row = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mask = in_row < inner
+    idx = row * inner + in_row
+    xa = tl.load(xa_ptr + idx, mask=mask, other=0.0).to(tl.float32)
+    xn = tl.load(xn_ptr + idx, mask=mask, other=0.0).to(tl.float32)
+    g = tl.load(g_ptr + idx, mask=mask, other=0.0).to(tl.float32)
+    d = xa - xn
+    base = sums_ptr + (row * tl.num_programs(1) + tl.program_id(1)) * 3
+    tl.store(base, tl.sum(g * g, axis=0))
+    tl.store(base + 1, tl.sum(d * g, axis=0))
+    tl.store(base + 2, tl.sum(d * d, axis=0))
+
+
+def _l2_unit_and_scale(sums, step, eps):
+    """Per-sample (step / ||g||, min(1, eps / ||delta + step * g / ||g||||)) from [B, 3] sums."""
+    gg, dg, dd = sums.unbind(1)
+    g_norm = gg.sqrt()
+    unit = torch.where(g_norm > 0, step.double() / g_norm, torch.zeros_like(g_norm))
+    new_norm = (dd + 2 * unit * dg + unit * unit * gg).clamp_min(0).sqrt()
+    scale = torch.where(new_norm > eps.double(), eps.double() / new_norm, torch.ones_like(new_norm))
+    return unit.to(step.dtype), scale.to(step.dtype)
+
+
+def pgd_step(out, x_adv, x_nat, grad, step, eps, lo, hi, l2):
+    if x_adv.dtype == torch.float64:
+        raise TypeError("the triton PGD kernels take fp32/bf16/fp16 (math in fp32), not float64")
+    n = x_adv.numel()
+    if n == 0:
+        return
+    batch, channels = x_adv.shape[0], lo.numel()
+    inner = n // (batch * channels)
+    block = min(_MAX_BLOCK, triton.next_power_of_2(inner))
+    grid = (batch * channels, triton.cdiv(inner, block))
+    a, b = step, eps
+    if l2:
+        partial = torch.empty((*grid, 3), dtype=torch.float32, device=x_adv.device)
+        _l2_sums_kernel[grid](x_adv, x_nat, grad, partial, inner, BLOCK=block)
+        a, b = _l2_unit_and_scale(partial.double().view(batch, -1, 3).sum(1), step, eps)
+    _pgd_step_kernel[grid](out, x_adv, x_nat, grad, a, b, lo, hi, inner, channels, L2=l2, BLOCK=block,
+                           enable_fp_fusion=False)

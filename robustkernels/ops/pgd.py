@@ -1,0 +1,184 @@
+"""The fused PGD step: gradient step, projection onto the eps-ball, clamp to the valid range.
+
+``pgd_step(x_adv, x_nat, grad, step=, eps=, norm=, bounds=)`` does in one pass what eager code
+does in six or more: Linf ``x_adv + step * sign(grad)``, or L2 ``x_adv + step * grad / ||grad||``
+per sample (no step where the gradient is zero), then the projection onto the ball of radius
+``eps`` around ``x_nat`` (clip for Linf, rescale for L2) and the clamp to ``bounds``. L2 needs
+the norm of the new perturbation: it comes from the same reduction pass as ``||grad||``
+(``||d + u g||^2 = ||d||^2 + 2u<d, g> + u^2 ||g||^2``), so L2 is two passes, not three.
+
+The update is not differentiable (attacks take it under ``no_grad``); there is no autograd.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import reference
+from ._random import draw_seed
+from ._registry import KernelOp
+from .philox import philox_normal, philox_uniform
+
+NORMS = ("linf", "l2")
+_FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+
+
+def _pgd_step_schema(out: torch.Tensor, x_adv: torch.Tensor, x_nat: torch.Tensor, grad: torch.Tensor,
+                     step: torch.Tensor, eps: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, l2: bool) -> None:
+    raise NotImplementedError
+
+
+pgd_step_op = KernelOp("pgd_step_", _pgd_step_schema, device_arg="x_adv", mutates_args=("out",))
+
+
+def _pgd_reference(out, x_adv, x_nat, grad, step, eps, lo, hi, l2):
+    out.copy_(reference.pgd.pgd_step(x_adv, x_nat, grad, step, eps, lo, hi, l2))
+
+
+pgd_step_op.register_backend("reference", _pgd_reference)
+pgd_step_op.register_compiled("pgd_step_")
+pgd_step_op.register_backend("triton", "robustkernels.kernels.triton.pgd:pgd_step")
+
+
+@pgd_step_op.register_fake
+def _pgd_fake(out, x_adv, x_nat, grad, step, eps, lo, hi, l2):
+    return None
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def per_sample(value, name: str, x: torch.Tensor) -> torch.Tensor:
+    """A float or a [B] tensor >= 0 -> contiguous [B] tensor in the op-math dtype."""
+    batch = x.shape[0]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0 or value != value:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+        return torch.full((batch,), float(value), dtype=_compute_dtype(x), device=x.device)
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a float or a [B] tensor, got {type(value).__name__}")
+    if value.numel() == 1:
+        value = value.reshape(1).expand(batch)
+    if value.shape != (batch,):
+        raise ValueError(f"{name} must be a float or have shape [{batch}] (one per sample), got {list(value.shape)}")
+    if value.device != x.device:
+        raise ValueError(f"{name} is on {value.device} but x_adv is on {x.device}")
+    if not value.is_floating_point() and value.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"{name} must be a float tensor, got {value.dtype}")
+    if bool((value < 0).any()) or bool(value.isnan().any()):
+        raise ValueError(f"{name} must be >= 0 (and not NaN)")
+    return value.to(_compute_dtype(x)).contiguous()
+
+
+def channel_bounds(bounds, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lo, hi) floats or per-channel tensors ([C] or [1, C, 1, 1] along dim 1) -> two [C] (or [1])
+    tensors in the op-math dtype, checked lo <= hi."""
+    if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
+        raise TypeError(f"bounds must be a (lo, hi) pair, got {bounds!r}")
+    out = []
+    for name, value in zip(("lo", "hi"), bounds):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = torch.tensor([float(value)])
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"bounds {name} must be a float or a tensor, got {type(value).__name__}")
+        value = value.reshape(-1).to(device=x.device, dtype=_compute_dtype(x)).contiguous()
+        out.append(value)
+    lo, hi = out
+    if lo.numel() != hi.numel():
+        lo, hi = (lo.expand(hi.numel()) if lo.numel() == 1 else lo), (hi.expand(lo.numel()) if hi.numel() == 1 else hi)
+        lo, hi = lo.contiguous(), hi.contiguous()
+    if lo.numel() != 1 and (x.dim() < 2 or lo.numel() != x.shape[1]):
+        raise ValueError(f"per-channel bounds need {lo.numel()} channels along dim 1, x has shape {list(x.shape)}")
+    if bool((lo > hi).any()):
+        raise ValueError("bounds must satisfy lo <= hi")
+    return lo, hi
+
+
+def _check_tensor(name: str, t, like: torch.Tensor | None = None) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a Tensor, got {type(t).__name__}")
+    if t.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32, bfloat16, float16 or float64, got {t.dtype}")
+    if like is not None:
+        if t.shape != like.shape:
+            raise ValueError(f"{name} has shape {list(t.shape)} but x_adv has {list(like.shape)}")
+        if t.device != like.device:
+            raise ValueError(f"{name} is on {t.device} but x_adv is on {like.device}")
+    return t
+
+
+def check_norm(norm: str) -> bool:
+    """True for L2, False for Linf; ValueError otherwise."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    return norm == "l2"
+
+
+def pgd_step(x_adv: torch.Tensor, x_nat: torch.Tensor, grad: torch.Tensor, *, step, eps, norm: str = "linf",
+             bounds=(0.0, 1.0), out: torch.Tensor | None = None) -> torch.Tensor:
+    """One PGD update for a batch, fused.
+
+    Args:
+        x_adv, x_nat, grad: [B, ...] tensors of one shape (any layout; fp32/bf16/fp16, math in
+            fp32, or fp64). ``grad`` is cast to ``x_adv``'s dtype if it differs.
+        step, eps: floats or per-sample [B] tensors, >= 0.
+        norm: ``"linf"`` or ``"l2"``.
+        bounds: ``(lo, hi)`` floats, or per-channel tensors along dim 1 (normalised inputs).
+        out: where to write (may be ``x_adv`` itself, for an in-place update).
+    Returns:
+        ``out`` (or a new tensor like ``x_adv``).
+    """
+    l2 = check_norm(norm)
+    _check_tensor("x_adv", x_adv)
+    if x_adv.dim() < 1 or x_adv.shape[0] == 0 and x_adv.numel() != 0:
+        raise ValueError(f"x_adv needs a batch dimension, got shape {list(x_adv.shape)}")
+    _check_tensor("x_nat", x_nat, x_adv)
+    _check_tensor("grad", grad, x_adv)
+    if x_nat.dtype != x_adv.dtype:
+        raise TypeError(f"x_nat is {x_nat.dtype} but x_adv is {x_adv.dtype}")
+    step_t, eps_t = per_sample(step, "step", x_adv), per_sample(eps, "eps", x_adv)
+    lo, hi = channel_bounds(bounds, x_adv)
+    if out is not None:
+        _check_tensor("out", out, x_adv)
+        if out.dtype != x_adv.dtype:
+            raise TypeError(f"out is {out.dtype} but x_adv is {x_adv.dtype}")
+    target = out if out is not None and out.is_contiguous() else torch.empty_like(x_adv, memory_format=torch.contiguous_format)
+    pgd_step_op(target, x_adv.contiguous(), x_nat.contiguous(), grad.to(x_adv.dtype).contiguous(), step_t, eps_t, lo,
+                hi, l2)
+    if out is not None and target is not out:
+        out.copy_(target)
+        return out
+    return target
+
+
+def project(x: torch.Tensor, x_nat: torch.Tensor, *, eps, norm: str = "linf", bounds=(0.0, 1.0),
+            out: torch.Tensor | None = None) -> torch.Tensor:
+    """Projection onto the eps-ball around ``x_nat`` and clamp to ``bounds``: a PGD step of size 0."""
+    return pgd_step(x, x_nat, x, step=0.0, eps=eps, norm=norm, bounds=bounds, out=out)
+
+
+def random_init(x_nat: torch.Tensor, eps, norm: str = "linf", bounds=(0.0, 1.0), *,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random start in the eps-ball around ``x_nat``, clamped to ``bounds``, from the shared
+    Philox stream: uniform in the Linf box, or uniform in the L2 ball (a normal direction and
+    radius ``eps * u^(1/d)``, d = elements per sample)."""
+    l2 = check_norm(norm)
+    _check_tensor("x_nat", x_nat)
+    eps_t = per_sample(eps, "eps", x_nat)
+    batch, n = x_nat.shape[0], x_nat.numel()
+    if n == 0:
+        return x_nat.clone()
+    seed = draw_seed(generator)
+    compute = _compute_dtype(x_nat)
+    shape = [batch] + [1] * (x_nat.dim() - 1)
+    if l2:
+        direction = philox_normal(n, seed, 0, device=x_nat.device, per_block=4).to(compute).view(batch, -1)
+        direction = direction / direction.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        radius = philox_uniform(batch, seed, n, device=x_nat.device, per_block=4).to(compute)
+        radius = eps_t * radius.pow(1.0 / direction.shape[1])
+        start = x_nat.to(compute) + (direction * radius[:, None]).view(x_nat.shape)
+    else:
+        u = philox_uniform(n, seed, 0, device=x_nat.device, per_block=4).to(compute).view(x_nat.shape)
+        start = x_nat.to(compute) + (2 * u - 1) * eps_t.view(shape)
+    return project(start.to(x_nat.dtype), x_nat, eps=eps_t, norm=norm, bounds=bounds)

@@ -14,7 +14,7 @@ import torch
 import robustkernels
 from robustkernels import ops
 from robustkernels._timing import format_table, median_seconds
-from wrn_shapes import wide_resnet_weight_shapes
+from robustkernels.models import wide_resnet
 
 
 def eager_noisy_weight(w, alpha):
@@ -78,7 +78,7 @@ def main():
         for dtype in (torch.float32, torch.bfloat16):
             rows += case("weight [640,640,3,3]", [(640, 640, 3, 3)], granularity, args.device, dtype, args.repeat)
     if not args.skip_wrn:
-        shapes = wide_resnet_weight_shapes(34, 10)
+        shapes = [tuple(p.shape) for p in wide_resnet(34, 10).parameters() if p.dim() > 1]
         n = sum(torch.Size(s).numel() for s in shapes)
         rows += case(f"WRN-34-10 ({len(shapes)} weights, {n / 1e6:.1f}M)", shapes, "layer", args.device,
                      torch.float32, max(3, args.repeat // 2))

@@ -1,9 +1,7 @@
 // Host-side pieces of the PGD step shared by the CPU and CUDA registrations.
 #pragma once
 
-#include <ATen/ATen.h>
-
-#include <utility>
+#include <ATen/core/Tensor.h>
 
 #include "common/piece_layout.h"
 
@@ -35,20 +33,6 @@ inline void check_pgd_args(const at::Tensor& out, const at::Tensor& x_adv, const
   TORCH_CHECK(lo.numel() == hi.numel() && lo.numel() >= 1, "pgd_step: lo and hi have one value per channel");
   TORCH_CHECK(lo.numel() == 1 || (x_adv.dim() >= 2 && x_adv.size(1) == lo.numel()),
               "pgd_step: per-channel bounds need x.shape[1] == number of bounds");
-}
-
-// From per-sample sums [B, 3] = (||g||^2, <delta, g>, ||delta||^2) to (unit, scale) [B] each:
-// unit = step / ||g|| (0 if g == 0); the stepped delta has squared norm
-// ||delta||^2 + 2 unit <delta, g> + unit^2 ||g||^2, and scale = min(1, eps / its norm).
-inline std::pair<at::Tensor, at::Tensor> l2_unit_and_scale(const at::Tensor& sums, const at::Tensor& step,
-                                                           const at::Tensor& eps) {
-  const at::Tensor gg = sums.select(1, 0), dg = sums.select(1, 1), dd = sums.select(1, 2);
-  const at::Tensor g_norm = at::sqrt(gg);
-  const at::Tensor unit = at::where(g_norm > 0, step.to(at::kDouble) / g_norm, at::zeros_like(g_norm));
-  const at::Tensor new_norm = at::sqrt((dd + 2 * unit * dg + unit * unit * gg).clamp_min(0));
-  const at::Tensor eps64 = eps.to(at::kDouble);
-  const at::Tensor scale = at::where(new_norm > eps64, eps64 / new_norm, at::ones_like(new_norm));
-  return {unit.to(step.scalar_type()), scale.to(step.scalar_type())};
 }
 
 }  // namespace rk

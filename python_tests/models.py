@@ -27,6 +27,7 @@ def trained_digits_cnn():
             optimizer.zero_grad()
             nn.functional.cross_entropy(model(x_train[batch]), y_train[batch]).backward()
             optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
     model.eval()
     return model, x_test, y_test
 

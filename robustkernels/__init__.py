@@ -1,7 +1,7 @@
 """robustkernels: adversarial robustness on fused Triton and C++/CUDA kernels."""
 
 from . import _extension  # noqa: F401  (loads the C++ extension, or warns once why not)
-from . import attacks, nn, ops, reference
+from . import attacks, data, models, nn, ops, reference
 from ._backend import BackendUnavailableError, available_backends, requested_backend, use_backend
 
 __version__ = "0.1.0"
@@ -9,6 +9,8 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendUnavailableError",
     "attacks",
+    "data",
+    "models",
     "available_backends",
     "nn",
     "ops",

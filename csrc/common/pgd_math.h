@@ -1,6 +1,8 @@
 // Elementwise PGD update, shared by the CPU and CUDA kernels (math in float, or double).
 #pragma once
 
+#include <cmath>
+
 #include "macros.h"
 
 namespace rk {
@@ -24,6 +26,16 @@ RK_HOST_DEVICE T pgd_linf(T xa, T xn, T g, T step, T eps, T lo, T hi) {
 template <typename T>
 RK_HOST_DEVICE T pgd_l2(T xa, T xn, T g, T unit, T scale, T lo, T hi) {
   return clamp_between(xn + ((xa - xn) + unit * g) * scale, lo, hi);
+}
+
+// Per sample, from (||g||^2, <delta, g>, ||delta||^2): unit = step / ||g|| (0 if g == 0) and
+// scale = min(1, eps / ||delta + unit g||), with ||delta + unit g||^2 expanded from the sums.
+RK_HOST_DEVICE void l2_unit_and_scale(const double sums[3], double step, double eps, double* unit, double* scale) {
+  const double g_norm = sqrt(sums[0]);
+  *unit = g_norm > 0 ? step / g_norm : 0.0;
+  double squared = sums[2] + 2 * *unit * sums[1] + *unit * *unit * sums[0];
+  const double norm = sqrt(squared > 0 ? squared : 0.0);
+  *scale = norm > eps ? eps / norm : 1.0;
 }
 
 }  // namespace rk

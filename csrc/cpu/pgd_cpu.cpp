@@ -11,6 +11,8 @@
 #include "../pgd_host.h"
 #include "simd.h"
 
+#include <vector>
+
 namespace rk {
 namespace {
 
@@ -101,15 +103,22 @@ void pgd_step_cpu(at::Tensor& out, const at::Tensor& x_adv, const at::Tensor& x_
       });
       return;
     }
-    // Pass 1: per-piece sums, reduced per sample in a fixed order.
-    at::Tensor partial = at::zeros({layout.pieces(), 3}, x_adv.options().dtype(at::kDouble));
-    double* partial_p = partial.data_ptr<double>();
+    // Pass 1: per-piece sums, reduced per sample in a fixed order, then per-sample (unit, scale).
+    const int64_t batch = x_adv.size(0), pieces_per_sample = layout.pieces() / batch;
+    std::vector<double> partial(3 * layout.pieces(), 0.0);
     for_each_piece(layout, [&](int64_t p, int64_t begin, int64_t end) {
-      l2_sums<scalar_t>(xa + begin, xn + begin, g + begin, end - begin, partial_p + 3 * p);
+      l2_sums<scalar_t>(xa + begin, xn + begin, g + begin, end - begin, partial.data() + 3 * p);
     });
-    const at::Tensor sums = partial.view({x_adv.size(0), -1, 3}).sum(1);
-    const auto [unit, scale] = l2_unit_and_scale(sums, step, eps);
-    const opmath_t *unit_p = unit.const_data_ptr<opmath_t>(), *scale_p = scale.const_data_ptr<opmath_t>();
+    std::vector<opmath_t> unit(batch), scale(batch);
+    const opmath_t *step_p = step.const_data_ptr<opmath_t>(), *eps_p = eps.const_data_ptr<opmath_t>();
+    for (int64_t b = 0; b < batch; ++b) {
+      double sums[3] = {0.0, 0.0, 0.0}, u, s;
+      for (int64_t p = b * pieces_per_sample; p < (b + 1) * pieces_per_sample; ++p)
+        for (int k = 0; k < 3; ++k) sums[k] += partial[3 * p + k];
+      l2_unit_and_scale(sums, step_p[b], eps_p[b], &u, &s);
+      unit[b] = static_cast<opmath_t>(u), scale[b] = static_cast<opmath_t>(s);
+    }
+    const opmath_t *unit_p = unit.data(), *scale_p = scale.data();
     // Pass 2: step, project, clamp.
     for_each_piece(layout, [&](int64_t p, int64_t begin, int64_t end) {
       const int64_t b = layout.sample_of(p), c = layout.channel_of(p);

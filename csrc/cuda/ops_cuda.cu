@@ -28,8 +28,9 @@ int64_t pgd_piece_cuda();
 cudaError_t launch_pgd_step(DType dtype, void* out, const void* xa, const void* xn, const void* g, const void* a,
                             const void* b, const void* lo, const void* hi, PieceLayout layout, bool l2,
                             cudaStream_t stream);
-cudaError_t launch_pgd_l2_sums(DType dtype, const void* xa, const void* xn, const void* g, double* partial,
-                               PieceLayout layout, cudaStream_t stream);
+cudaError_t launch_pgd_l2_scales(DType dtype, const void* xa, const void* xn, const void* g, double* partial,
+                                 const void* step, const void* eps, void* unit, void* scale, int64_t batch,
+                                 PieceLayout layout, cudaStream_t stream);
 
 namespace {
 
@@ -83,10 +84,11 @@ void pgd_step_cuda(at::Tensor& out, const at::Tensor& x_adv, const at::Tensor& x
   at::Tensor a = step, b = eps;
   if (l2) {
     at::Tensor partial = at::empty({layout.pieces(), 3}, x_adv.options().dtype(at::kDouble));
-    check_launch(launch_pgd_l2_sums(dtype, x_adv.data_ptr(), x_nat.data_ptr(), grad.data_ptr(),
-                                    partial.data_ptr<double>(), layout, stream),
-                 "pgd_step_ (L2 sums)");
-    std::tie(a, b) = l2_unit_and_scale(partial.view({x_adv.size(0), -1, 3}).sum(1), step, eps);
+    a = at::empty_like(step), b = at::empty_like(eps);
+    check_launch(launch_pgd_l2_scales(dtype, x_adv.data_ptr(), x_nat.data_ptr(), grad.data_ptr(),
+                                      partial.data_ptr<double>(), step.data_ptr(), eps.data_ptr(), a.data_ptr(),
+                                      b.data_ptr(), x_adv.size(0), layout, stream),
+                 "pgd_step_ (L2 scales)");
   }
   check_launch(launch_pgd_step(dtype, out.data_ptr(), x_adv.data_ptr(), x_nat.data_ptr(), grad.data_ptr(),
                                a.data_ptr(), b.data_ptr(), lo.data_ptr(), hi.data_ptr(), layout, l2, stream),

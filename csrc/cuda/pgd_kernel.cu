@@ -1,6 +1,6 @@
 // CUDA PGD step (raw pointers; compiles against csrc/common and CUDA headers only). x viewed as
-// [B, C, S]. Linf: one kernel. L2: per-piece sums, reduced on the host side into per-sample
-// (unit, scale), then the elementwise kernel.
+// [B, C, S]. Linf: one kernel. L2: per-piece sums, one thread per sample for (unit, scale),
+// then the elementwise kernel.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -57,6 +57,20 @@ __global__ void l2_sums_kernel(const T* xa, const T* xn, const T* g, double* par
   }
 }
 
+// One thread per sample: sum its pieces' partials, then (unit, scale) as on the CPU.
+template <typename A>
+__global__ void l2_finish_kernel(const double* partial, int64_t batch, int64_t pieces_per_sample, const A* step,
+                                 const A* eps, A* unit, A* scale) {
+  const int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b >= batch) return;
+  double sums[3] = {0.0, 0.0, 0.0}, u, s;
+  for (int64_t p = b * pieces_per_sample; p < (b + 1) * pieces_per_sample; ++p)
+    for (int k = 0; k < 3; ++k) sums[k] += partial[3 * p + k];
+  l2_unit_and_scale(sums, step[b], eps[b], &u, &s);
+  unit[b] = static_cast<A>(u);
+  scale[b] = static_cast<A>(s);
+}
+
 int grid_for(int64_t work) {
   const int64_t blocks = (work + kThreads - 1) / kThreads;
   return static_cast<int>(blocks < 65535 * 16 ? (blocks > 0 ? blocks : 1) : 65535 * 16);
@@ -74,11 +88,16 @@ cudaError_t pgd_step_typed(void* out, const void* xa, const void* xn, const void
 }
 
 template <typename T>
-cudaError_t l2_sums_typed(const void* xa, const void* xn, const void* g, double* partial, PieceLayout layout,
-                          cudaStream_t stream) {
+cudaError_t l2_scales_typed(const void* xa, const void* xn, const void* g, double* partial, const void* step,
+                            const void* eps, void* unit, void* scale, int64_t batch, PieceLayout layout,
+                            cudaStream_t stream) {
+  using A = typename OpMath<T>::type;
   const int64_t pieces = layout.pieces();
   l2_sums_kernel<T><<<static_cast<int>(pieces < 65535 * 16 ? pieces : 65535 * 16), kThreads, 0, stream>>>(
       static_cast<const T*>(xa), static_cast<const T*>(xn), static_cast<const T*>(g), partial, layout);
+  l2_finish_kernel<A><<<grid_for(batch), kThreads, 0, stream>>>(partial, batch, pieces / batch,
+                                                                static_cast<const A*>(step), static_cast<const A*>(eps),
+                                                                static_cast<A*>(unit), static_cast<A*>(scale));
   return cudaGetLastError();
 }
 
@@ -93,10 +112,13 @@ cudaError_t launch_pgd_step(DType dtype, void* out, const void* xa, const void* 
   return RK_DISPATCH_DTYPE(dtype, pgd_step_typed, out, xa, xn, g, a, b, lo, hi, layout, l2, stream);
 }
 
-cudaError_t launch_pgd_l2_sums(DType dtype, const void* xa, const void* xn, const void* g, double* partial,
-                               PieceLayout layout, cudaStream_t stream) {
+// L2: per-sample unit = step / ||g|| and scale = min(1, eps / ||new delta||) into unit/scale [B]
+// (op-math dtype), using `partial` ([pieces, 3] float64) as scratch.
+cudaError_t launch_pgd_l2_scales(DType dtype, const void* xa, const void* xn, const void* g, double* partial,
+                                 const void* step, const void* eps, void* unit, void* scale, int64_t batch,
+                                 PieceLayout layout, cudaStream_t stream) {
   if (layout.n == 0) return cudaSuccess;
-  return RK_DISPATCH_DTYPE(dtype, l2_sums_typed, xa, xn, g, partial, layout, stream);
+  return RK_DISPATCH_DTYPE(dtype, l2_scales_typed, xa, xn, g, partial, step, eps, unit, scale, batch, layout, stream);
 }
 
 }  // namespace rk

@@ -94,6 +94,7 @@ class Attack:
         self.targeted, self.early_stop, self.model_mode = bool(targeted), bool(early_stop), model_mode
         self.eot_iter = _positive_int("eot_iter", eot_iter)
         self.generator = generator if generator is not None else torch.Generator().manual_seed(draw_seed())
+        self._unchecked_labels = True
 
     # -- the public call -------------------------------------------------------------------
     def __call__(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:

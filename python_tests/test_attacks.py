@@ -1,0 +1,220 @@
+"""The attack suite on a real CNN trained on the bundled digits."""
+
+import pytest
+import torch
+from torch import nn
+
+from robustkernels.attacks import APGD, CW, FGSM, FGSM_RS, MIFGSM, PGD, objective
+
+from .models import accuracy, small_cnn, trained_digits_cnn
+
+EPS = 0.1
+
+
+@pytest.fixture(scope="module")
+def trained():
+    model, x, y = trained_digits_cnn()
+    return model, x[:200], y[:200]
+
+
+def attacks_for(model, norm="linf"):
+    eps = EPS if norm == "linf" else 1.0
+    return {
+        "FGSM": FGSM(model, eps=eps, norm=norm),
+        "FGSM_RS": FGSM_RS(model, eps=eps, norm=norm),
+        "PGD": PGD(model, eps=eps, alpha=eps / 4, steps=10, norm=norm),
+        "PGD-margin": PGD(model, eps=eps, alpha=eps / 4, steps=10, norm=norm, loss="margin"),
+        "PGD-dlr": PGD(model, eps=eps, alpha=eps / 4, steps=10, norm=norm, loss="dlr"),
+        "MIFGSM": MIFGSM(model, eps=eps, alpha=eps / 4, steps=10, norm=norm),
+        "APGD-ce": APGD(model, eps=eps, steps=20, norm=norm),
+        "APGD-dlr": APGD(model, eps=eps, steps=20, norm=norm, loss="dlr"),
+    }
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_perturbation_within_eps_and_bounds_and_effective(trained, norm):
+    model, x, y = trained
+    clean = accuracy(model, x, y)
+    for name, attack in attacks_for(model, norm).items():
+        x_adv = attack(x, y)
+        delta = (x_adv - x).flatten(1)
+        size = delta.abs().max(1).values if norm == "linf" else delta.norm(dim=1)
+        assert (size <= attack.eps + 1e-5).all(), name
+        assert x_adv.min() >= 0 and x_adv.max() <= 1, name
+        assert accuracy(model, x_adv, y) < clean - 0.1, name  # every attack does real damage
+
+
+def test_pgd_one_step_no_random_start_equals_fgsm(trained):
+    model, x, y = trained
+    pgd = PGD(model, eps=EPS, alpha=EPS, steps=1, random_start=False)
+    assert torch.equal(pgd(x, y), FGSM(model, eps=EPS)(x, y))
+
+
+def test_restarts_never_weaker_than_one_run(trained):
+    model, x, y = trained
+    single = PGD(model, eps=EPS, alpha=EPS / 4, steps=5, generator=torch.Generator().manual_seed(1))
+    multi = PGD(model, eps=EPS, alpha=EPS / 4, steps=5, restarts=4, generator=torch.Generator().manual_seed(1))
+    fooled_single = model(single(x, y)).argmax(1) != y
+    fooled_multi = model(multi(x, y)).argmax(1) != y
+    assert (fooled_multi | ~fooled_single).all()  # every sample fooled by one run stays fooled
+    assert fooled_multi.sum() >= fooled_single.sum()
+
+
+def test_apgd_at_least_as_strong_as_pgd10(trained):
+    model, x, y = trained
+    pgd = accuracy(model, PGD(model, eps=EPS, alpha=EPS / 4, steps=10)(x, y), y)
+    apgd = accuracy(model, APGD(model, eps=EPS, steps=100)(x, y), y)
+    assert apgd <= pgd
+
+
+def test_cw_finds_smaller_l2_perturbations_than_pgd_l2(trained):
+    model, x, y = trained
+    x, y = x[:100], y[:100]
+    pgd_adv = PGD(model, eps=1.5, alpha=0.3, steps=20, norm="l2")(x, y)
+    cw_adv = CW(model, steps=60, lr=0.05, binary_search_steps=4)(x, y)
+    pgd_fooled = model(pgd_adv).argmax(1) != y
+    cw_fooled = model(cw_adv).argmax(1) != y
+    both = pgd_fooled & cw_fooled
+    assert both.sum() >= 0.5 * pgd_fooled.sum()  # comparable success
+    l2 = lambda a: (a - x).flatten(1).norm(dim=1)[both]  # noqa: E731
+    assert l2(cw_adv).mean() < l2(pgd_adv).mean()
+    assert torch.equal(cw_adv[~cw_fooled], x[~cw_fooled])  # failures come back unchanged
+
+
+def test_targeted_attacks_reach_the_target(trained):
+    model, x, y = trained
+    target = (y + 1) % 10
+    for attack in (PGD(model, eps=0.3, alpha=0.05, steps=20, targeted=True),
+                   PGD(model, eps=0.3, alpha=0.05, steps=20, targeted=True, loss="margin"),
+                   APGD(model, eps=0.3, steps=20, targeted=True, loss="dlr"),
+                   CW(model, steps=40, lr=0.05, binary_search_steps=2, targeted=True)):
+        hit = (model(attack(x, y, target)).argmax(1) == target).float().mean().item()
+        assert hit > 0.5, type(attack).__name__
+
+
+def test_caller_model_tensors_and_rng_unchanged(trained):
+    model, x, y = trained
+    model.train()
+    model[0].eval()  # a mixed state must come back as it was
+    model[2].weight.requires_grad_(False)
+    params = {k: v.clone() for k, v in model.state_dict().items()}
+    modes = [m.training for m in model.modules()]
+    flags = [p.requires_grad for p in model.parameters()]
+    x_before, y_before = x.clone(), y.clone()
+    attacks = list(attacks_for(model).values()) + [CW(model, steps=3, binary_search_steps=1)]
+    rng = torch.get_rng_state()  # (building an attack draws its seed; running one draws nothing)
+    for attack in attacks:
+        attack(x, y)
+    assert [m.training for m in model.modules()] == modes
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert all(torch.equal(v, params[k]) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+    assert torch.equal(x, x_before) and torch.equal(y, y_before)
+    assert torch.equal(torch.get_rng_state(), rng)
+    model[2].weight.requires_grad_(True)
+    model.eval()
+
+
+class CountingStochastic(nn.Module):
+    """Wraps a model, adds input noise on every call and counts the calls."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.calls = model, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.model(x + 0.05 * torch.randn_like(x))
+
+
+def test_eot_averages_gradients_over_forward_passes(trained):
+    model, x, y = trained
+    stochastic = CountingStochastic(model)
+    PGD(stochastic, eps=EPS, alpha=EPS / 4, steps=3, eot_iter=5)(x, y)
+    assert stochastic.calls == 15
+    # averaging over more passes gives a gradient closer to the expected one
+    attack_1, attack_50 = PGD(stochastic, eps=EPS, eot_iter=1), PGD(stochastic, eps=EPS, eot_iter=50)
+    torch.manual_seed(0)
+    reference = PGD(stochastic, eps=EPS, eot_iter=400).loss_and_grad(x, y, None)[1]
+    noisy = attack_1.loss_and_grad(x, y, None)[1]
+    averaged = attack_50.loss_and_grad(x, y, None)[1]
+    assert (averaged - reference).norm() < (noisy - reference).norm()
+
+
+def test_early_stop_leaves_fooled_samples_alone(trained):
+    model, x, y = trained
+    start_fooled = FGSM(model, eps=EPS)(x, y)
+    already = model(start_fooled).argmax(1) != y
+    moved = PGD(model, eps=0.2, alpha=0.02, steps=5, random_start=False, early_stop=True)(start_fooled, y)
+    assert torch.equal(moved[already], start_fooled[already])
+    assert not torch.equal(moved[~already], start_fooled[~already])
+
+
+def test_normalization_and_per_channel_bounds():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 5))
+    x, y = torch.rand(6, 3, 4, 4) * 0.5 + 0.25, torch.randint(0, 5, (6,))
+    mean, std = torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0.2, 0.25, 0.3])
+    bounds = (torch.tensor([0.2, 0.25, 0.25]), torch.tensor([0.8, 0.75, 0.75]))
+    x_adv = PGD(model, eps=0.1, alpha=0.05, steps=3, normalization=(mean, std), bounds=bounds)(x, y)
+    for c in range(3):
+        assert x_adv[:, c].min() >= bounds[0][c] and x_adv[:, c].max() <= bounds[1][c]
+    # the attack's objective is computed on the normalised input
+    plain = PGD(nn.Sequential(), eps=0.1)
+    attack = PGD(model, eps=0.1, normalization=(mean, std))
+    torch.testing.assert_close(attack.logits(x), model((x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)))
+    assert plain.logits(x) is x
+
+
+def test_losses_have_the_right_sign():
+    logits = torch.tensor([[3.0, 1.0, 0.0, -1.0], [0.0, 2.0, 1.0, 0.5]])
+    y = torch.tensor([0, 0])
+    for name in ("ce", "margin", "dlr"):
+        value = objective(name, logits, y)
+        assert value[1] > value[0], name  # the misclassified sample scores higher
+    target = torch.tensor([1, 1])
+    for name in ("ce", "margin", "dlr"):
+        value = objective(name, logits, y, target)
+        assert value[1] > value[0], name  # closer to the target scores higher
+
+
+@pytest.mark.parametrize(
+    "build, error, match",
+    [
+        (lambda m: PGD(m, eps=-0.1), ValueError, "eps must be >= 0"),
+        (lambda m: PGD(m, steps=0), ValueError, "steps must be >= 1"),
+        (lambda m: PGD(m, restarts=0), ValueError, "restarts must be >= 1"),
+        (lambda m: PGD(m, norm="l1"), ValueError, "norm must be one of"),
+        (lambda m: PGD(m, loss="hinge"), ValueError, "loss must be one of"),
+        (lambda m: PGD(m, eot_iter=0), ValueError, "eot_iter must be >= 1"),
+        (lambda m: PGD("model"), TypeError, "model must be an nn.Module"),
+        (lambda m: APGD(m, steps=1.5), TypeError, "steps must be an int"),
+        (lambda m: CW(m, c=-1.0), ValueError, "c must be >= 0"),
+    ],
+)
+def test_bad_construction(build, error, match):
+    with pytest.raises(error, match=match):
+        build(small_cnn())
+
+
+def test_bad_inputs(trained):
+    model, x, y = trained
+    attack = PGD(model, eps=EPS, steps=1)
+    with pytest.raises(ValueError, match="within bounds"):
+        attack(x * 2, y)
+    with pytest.raises(ValueError, match="must have shape"):
+        attack(x, y[:-1])
+    with pytest.raises(ValueError, match="labels >= the model's 10 classes"):
+        attack(x, y + 10)
+    with pytest.raises(ValueError, match="negative labels"):
+        attack(x, y - 100)
+    with pytest.raises(TypeError, match="integer Tensor"):
+        attack(x, y.float())
+    with pytest.raises(ValueError, match="NaN"):
+        attack(x.clone().fill_(float("nan")), y)
+    with pytest.raises(ValueError, match="needs target labels"):
+        PGD(model, targeted=True)(x, y)
+    with pytest.raises(ValueError, match="untargeted attack"):
+        attack(x, y, y)
+    with pytest.raises(ValueError, match="y is on meta"):
+        attack(x, y.to("meta"))

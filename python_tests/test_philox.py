@@ -49,24 +49,21 @@ def test_reference_philox_matches_random123_known_answers(counter, key, expected
 PER_BLOCK = pytest.mark.parametrize("per_block", [1, 4], ids=["x1", "x4"])
 
 
-@pytest.mark.parametrize("backend", backend_params(("cpp", "triton")))
-@pytest.mark.parametrize("n, seed, offset", STREAMS)
-@PER_BLOCK
-def test_uniform_bit_identical_to_reference(backend, n, seed, offset, per_block):
-    expected = reference.philox_uniform(n, seed, offset, per_block=per_block)
-    with robustkernels.use_backend(backend):
-        got = ops.philox_uniform(n, seed, offset, per_block=per_block)
-    assert got.dtype == torch.float32 and got.shape == (n,)
-    assert torch.equal(got, expected)
+DRAWS = pytest.mark.parametrize(
+    "draw, expected_draw",
+    [(ops.philox_uniform, reference.philox_uniform), (ops.philox_normal, reference.philox_normal)],
+    ids=["uniform", "normal"],
+)
 
 
 @pytest.mark.parametrize("backend", backend_params(("cpp", "triton")))
 @pytest.mark.parametrize("n, seed, offset", STREAMS)
 @PER_BLOCK
-def test_normal_bit_identical_to_reference(backend, n, seed, offset, per_block):
-    expected = reference.philox_normal(n, seed, offset, per_block=per_block)
+@DRAWS
+def test_bit_identical_to_reference(backend, n, seed, offset, per_block, draw, expected_draw):
+    expected = expected_draw(n, seed, offset, per_block=per_block)
     with robustkernels.use_backend(backend):
-        got = ops.philox_normal(n, seed, offset, per_block=per_block)
+        got = draw(n, seed, offset, per_block=per_block)
     assert got.dtype == torch.float32 and got.shape == (n,)
     assert torch.equal(got, expected)
 

@@ -35,6 +35,10 @@ TORCH_LIBRARY(robustkernels_C, m) {
   // grad / ||grad||, then projection onto the eps-ball around x_nat and clamp to [lo, hi].
   // step, eps: [B]; lo, hi: [C] per channel along dim 1, or [1]; all in the op-math dtype.
   m.def("pgd_step_(Tensor(a!) out, Tensor x_adv, Tensor x_nat, Tensor grad, Tensor step, Tensor eps, Tensor lo, Tensor hi, bool l2) -> ()");
+  // Stochastic LWTA forward / backward. h contiguous in memory: [outer, dim_size, inner] when
+  // positions == 0, or channels_last [B, positions, dim_size]. mode: 0 soft, 1 hard, 2 argmax.
+  m.def("lwta_forward(Tensor h, int competitors, int dim_size, int inner, int positions, float temperature, int mode, int seed, int offset) -> Tensor");
+  m.def("lwta_backward(Tensor grad, Tensor h, int competitors, int dim_size, int inner, int positions, float temperature, int mode, int seed, int offset) -> Tensor");
   // Unbiased std over the whole tensor (0-dim, in the op-math dtype of x): the noise scale.
   m.def("tensor_std(Tensor x) -> Tensor");
   // Gradient of noise_add w.r.t. the flat alpha, regenerating the noise.

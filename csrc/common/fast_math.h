@@ -53,6 +53,27 @@ RK_HOST_DEVICE float log_poly(float x) {
   return (f + y) + 0.693359375f * e;
 }
 
+// exp(x) (Cephes expf): x = n ln2 + r, polynomial in r, times 2^n built from bits. Inputs are
+// clamped to [-87, 88]; below -87 the result is 0 (softmax weights that small do not matter).
+RK_HOST_DEVICE float exp_poly(float x) {
+  const float clamped = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  const float n = floorf(1.44269504088896341f * clamped + 0.5f);
+  float r = clamped - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  const float z = r * r;
+  float y = 1.9875691500e-4f * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = (y * z + r) + 1.0f;
+  const float scale = bits_float(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
+  return x < -87.0f ? 0.0f : y * scale;
+}
+
+// Gumbel(0, 1) from a uniform u in [0, 1): -log(-log(u + 1e-10) + 1e-10), as the reference code.
+RK_HOST_DEVICE float gumbel_poly(float u) { return -log_poly(-log_poly(u + 1.0e-10f) + 1.0e-10f); }
+
 // sin and cos of 0 <= theta < 2**20: Cody-Waite reduction by pi/2, then Cephes polynomials.
 RK_HOST_DEVICE void sincos_poly(float theta, float* sin_out, float* cos_out) {
   const int32_t quadrant = static_cast<int32_t>(theta * 0.636619772367581f + 0.5f);

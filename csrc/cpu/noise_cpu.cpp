@@ -12,7 +12,7 @@
 #include <torch/library.h>
 
 #include "../noise_host.h"
-#include "normal_chunk.h"
+#include "random_fill.h"
 
 namespace rk {
 namespace {

@@ -4,7 +4,7 @@
 #include <torch/library.h>
 
 #include "../common/philox.h"
-#include "normal_chunk.h"
+#include "random_fill.h"
 #include "simd.h"
 
 namespace rk {
@@ -64,7 +64,7 @@ void philox_fill_cpu(at::Tensor& out, int64_t seed, int64_t offset, bool normal,
     } else if (normal) {
       fill_normal4(chunk, end - begin, useed, counter);
     } else {
-      fill4(chunk, end - begin, useed, counter, fill_uniform4_blocks, philox_uniform4_at);
+      fill_uniform4(chunk, end - begin, useed, counter);
     }
   });
 }
@@ -73,6 +73,10 @@ void philox_fill_cpu(at::Tensor& out, int64_t seed, int64_t offset, bool normal,
 
 void fill_normal4(float* out, int64_t n, uint64_t seed, uint64_t offset) {
   fill4(out, n, seed, offset, fill_normal4_blocks, philox_normal4_at);
+}
+
+void fill_uniform4(float* out, int64_t n, uint64_t seed, uint64_t offset) {
+  fill4(out, n, seed, offset, fill_uniform4_blocks, philox_uniform4_at);
 }
 
 TORCH_LIBRARY_IMPL(robustkernels_C, CPU, m) { m.impl("philox_fill_", &philox_fill_cpu); }

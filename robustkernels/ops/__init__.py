@@ -3,6 +3,7 @@ with a fake implementation, autograd where it is differentiable, and one impleme
 backend."""
 
 from ._random import draw_seed
+from .lwta import lwta
 from .noise import inject_noise, noisy_weight
 from .pgd import pgd_step, project, random_init
 from .philox import philox_normal, philox_uniform
@@ -10,6 +11,7 @@ from .philox import philox_normal, philox_uniform
 __all__ = [
     "draw_seed",
     "inject_noise",
+    "lwta",
     "noisy_weight",
     "pgd_step",
     "philox_normal",

@@ -1,5 +1,5 @@
-// Chunked access to the shared normal stream for CPU kernels that consume noise elementwise:
-// a vectorised fill into a small stack buffer, then the caller's loop over it.
+// The shared random streams for CPU kernels: vectorised fills of small buffers, and chunked
+// access for kernels that consume noise elementwise.
 #pragma once
 
 #include <algorithm>
@@ -12,6 +12,9 @@ constexpr int64_t kNoiseChunk = 1024;
 // out[i] = philox_normal4_at(seed, offset + i) for i < n: the four-per-block normal stream
 // (tl.randn4x), vectorised with AVX2/AVX-512 clones (philox_cpu.cpp).
 void fill_normal4(float* out, int64_t n, uint64_t seed, uint64_t offset);
+
+// out[i] = philox_uniform4_at(seed, offset + i) for i < n: the four-per-block uniform stream.
+void fill_uniform4(float* out, int64_t n, uint64_t seed, uint64_t offset);
 
 // Calls body(start, count, eta) for consecutive chunks of [begin, end), where
 // eta[j] = philox_normal4_at(seed, offset + start + j).

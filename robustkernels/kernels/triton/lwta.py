@@ -1,0 +1,135 @@
+"""Triton Stochastic LWTA, forward and backward (the backward regenerates the noise).
+
+A program handles one block of U competing units for BLOCK positions, as a [U_POW2, BLOCK]
+tile. Layouts: contiguous [outer, D, inner], or channels_last [B, P, D] (dim 1 of NCHW). The
+random counter is the element's row-major NCHW index in both. The same fp32 operations as the
+C++ kernel (shared log/exp polynomials, sums over the block in order, round-to-nearest
+divisions), so the outputs are bit-identical.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from .philox import _log_poly, uniform4_at
+
+_MAX_BLOCK = 256
+SOFT, HARD, ARGMAX = 0, 1, 2
+
+
+@triton.jit
+def _exp_poly(x):
+    clamped = tl.minimum(tl.maximum(x, -87.0), 88.0)
+    n = tl.floor(1.44269504088896341 * clamped + 0.5)
+    r = clamped - n * 0.693359375
+    r = r - n * -2.12194440e-4
+    z = r * r
+    y = 1.9875691500e-4 * r + 1.3981999507e-3
+    y = y * r + 8.3334519073e-3
+    y = y * r + 4.1665795894e-2
+    y = y * r + 1.6666665459e-1
+    y = y * r + 5.0000001201e-1
+    y = (y * z + r) + 1.0
+    scale = ((n.to(tl.int32) + 127) << 23).to(tl.float32, bitcast=True)
+    return tl.where(x < -87.0, 0.0, y * scale)
+
+
+@triton.jit
+def _row_sum(values, units, U: tl.constexpr):
+    """Sum over the competitors in order u = 0, 1, ... (each row picked out exactly)."""
+    total = tl.sum(tl.where(units == 0, values, 0.0), axis=0)
+    for u in tl.static_range(1, U):
+        total = total + tl.sum(tl.where(units == u, values, 0.0), axis=0)
+    return total
+
+
+@triton.jit
+def _tile(h_ptr, program, chunk, dim_size, inner, positions, U: tl.constexpr, U_POW2: tl.constexpr,
+          BLOCK: tl.constexpr, CHANNELS_LAST: tl.constexpr):
+    """Memory offsets, logical (NCHW) indices, mask and unit index of a tile."""
+    blocks = dim_size // U
+    outer, block = program // blocks, program % blocks
+    units = tl.arange(0, U_POW2)[:, None]
+    pos = chunk * BLOCK + tl.arange(0, BLOCK)[None, :]
+    unit = (block * U + units).to(tl.int64)
+    if CHANNELS_LAST:
+        mem = (outer * positions + pos) * dim_size + unit
+        logical = (outer * dim_size + unit) * positions + pos
+        mask = (units < U) & (pos < positions)
+    else:
+        mem = (outer * dim_size + unit) * inner + pos
+        logical = mem
+        mask = (units < U) & (pos < inner)
+    return mem, logical, mask, units
+
+
+@triton.jit
+def _weights(h, logical, mask, units, seed, offset, temperature, MODE: tl.constexpr, U: tl.constexpr):
+    """(w, xi): the forward weights (xi, or the one-hot winner) and the relaxed xi."""
+    real_unit = units < U  # padding rows (U not a power of two) never win; padded positions are 0
+    if MODE == 2:
+        winner = tl.argmax(tl.where(real_unit, h, float("-inf")), axis=0)
+        w = (units == winner[None, :]).to(tl.float32)
+        return w, w
+    u = uniform4_at(seed, logical + offset)
+    g = -_log_poly(-_log_poly(u + 1.0e-10) + 1.0e-10)
+    z = tl.where(real_unit, tl.math.div_rn(h + g, temperature), float("-inf"))
+    e = _exp_poly(z - tl.max(z, axis=0)[None, :])
+    xi = tl.math.div_rn(e, _row_sum(e, units, U)[None, :])
+    if MODE == 1:
+        return (units == tl.argmax(z, axis=0)[None, :]).to(tl.float32), xi
+    return xi, xi
+
+
+@triton.jit
+def _lwta_forward_kernel(h_ptr, out_ptr, dim_size, inner, positions, temperature, seed, offset, U: tl.constexpr,
+                         U_POW2: tl.constexpr, BLOCK: tl.constexpr, MODE: tl.constexpr, CHANNELS_LAST: tl.constexpr):
+    mem, logical, mask, units = _tile(h_ptr, tl.program_id(0).to(tl.int64), tl.program_id(1), dim_size, inner,
+                                      positions, U, U_POW2, BLOCK, CHANNELS_LAST)
+    h = tl.load(h_ptr + mem, mask=mask, other=0.0).to(tl.float32)
+    w, _ = _weights(h, logical, mask, units, seed, offset, temperature, MODE, U)
+    tl.store(out_ptr + mem, (h * w).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _lwta_backward_kernel(g_ptr, h_ptr, out_ptr, dim_size, inner, positions, temperature, seed, offset,
+                          U: tl.constexpr, U_POW2: tl.constexpr, BLOCK: tl.constexpr, MODE: tl.constexpr,
+                          CHANNELS_LAST: tl.constexpr):
+    mem, logical, mask, units = _tile(h_ptr, tl.program_id(0).to(tl.int64), tl.program_id(1), dim_size, inner,
+                                      positions, U, U_POW2, BLOCK, CHANNELS_LAST)
+    h = tl.load(h_ptr + mem, mask=mask, other=0.0).to(tl.float32)
+    g = tl.load(g_ptr + mem, mask=mask, other=0.0).to(tl.float32)
+    w, xi = _weights(h, logical, mask, units, seed, offset, temperature, MODE, U)
+    grad = g * w
+    if MODE != 2:
+        total = _row_sum((g * h) * xi, units, U)
+        grad = grad + tl.math.div_rn(xi * (g * h - total[None, :]), temperature)
+    tl.store(out_ptr + mem, grad.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def _launch(kernel, tensors, competitors, dim_size, inner, positions, temperature, mode, seed, offset):
+    h = tensors[-2]
+    if h.dtype == torch.float64:
+        raise TypeError("the triton LWTA kernels take fp32/bf16/fp16 (math in fp32), not float64")
+    if h.numel() == 0:
+        return
+    length = positions if positions > 0 else inner
+    outer = h.numel() // (dim_size * length)
+    block = min(_MAX_BLOCK, triton.next_power_of_2(length))
+    grid = (outer * (dim_size // competitors), triton.cdiv(length, block))
+    kernel[grid](*tensors, dim_size, inner, positions, temperature, seed, offset, U=competitors,
+                 U_POW2=triton.next_power_of_2(competitors), BLOCK=block, MODE=mode, CHANNELS_LAST=positions > 0,
+                 enable_fp_fusion=False)
+
+
+def lwta_forward(h, competitors, dim_size, inner, positions, temperature, mode, seed, offset):
+    out = torch.empty_like(h)
+    _launch(_lwta_forward_kernel, (h, out), competitors, dim_size, inner, positions, temperature, mode, seed, offset)
+    return out
+
+
+def lwta_backward(grad, h, competitors, dim_size, inner, positions, temperature, mode, seed, offset):
+    out = torch.empty_like(h)
+    _launch(_lwta_backward_kernel, (grad, h, out), competitors, dim_size, inner, positions, temperature, mode, seed,
+            offset)
+    return out

@@ -1,0 +1,134 @@
+"""Stochastic Local Winner-Takes-All (Panousis, Chatzis & Theodoridis 2021) as a fused op.
+
+``lwta(h)`` splits the units along ``dim`` into blocks of ``competitors`` (U) consecutive units
+(for conv activations: U consecutive channels at every position) and samples a winner per
+block with the Gumbel-softmax relaxation: ``xi = softmax((h + G) / T)``, ``y = h * xi``.
+``hard=True``: one-hot winner forward, straight-through gradient. ``mode="argmax"``: the
+deterministic winner ``argmax h`` (analysis), no noise.
+
+Memory: the op saves only its input ``h``; the backward regenerates the Gumbel noise from
+``(seed, offset)`` and recomputes ``xi`` in the same fused pass (the reference formulation keeps
+the noise, the tempered logits and the softmax per element). Contiguous and channels_last
+inputs are both handled in place; the output has the input's layout.
+"""
+
+import torch
+
+from .. import reference
+from ._random import draw_seed
+from ._registry import KernelOp
+from ._validation import check_int
+
+MODES = {"sample": 0, "argmax": 2}  # hard sampling is mode 1
+_FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+
+
+def _forward_schema(h: torch.Tensor, competitors: int, dim_size: int, inner: int, positions: int, temperature: float,
+                    mode: int, seed: int, offset: int) -> torch.Tensor:
+    raise NotImplementedError
+
+
+def _backward_schema(grad: torch.Tensor, h: torch.Tensor, competitors: int, dim_size: int, inner: int, positions: int,
+                     temperature: float, mode: int, seed: int, offset: int) -> torch.Tensor:
+    raise NotImplementedError
+
+
+lwta_forward = KernelOp("lwta_forward", _forward_schema, device_arg="h")
+lwta_backward = KernelOp("lwta_backward", _backward_schema, device_arg="h")
+
+
+def _logical(h, dim_size, inner, positions):
+    """The physical tensor as a logical [outer, D, L] view (L = inner, or positions)."""
+    if positions > 0:
+        return h.view(-1, positions, dim_size).transpose(1, 2)
+    return h.view(-1, dim_size, inner)
+
+
+def _reference(function, tensors, competitors, dim_size, inner, positions, temperature, mode, seed, offset):
+    """Run a reference function on the logical [outer, D, L] views and return the physical layout."""
+    views = [_logical(t, dim_size, inner, positions) for t in tensors]
+    y = function(*views, competitors, temperature, 1, hard=mode == 1, mode="argmax" if mode == 2 else "sample",
+                 seed=seed, offset=offset)
+    return (y.transpose(1, 2) if positions > 0 else y).contiguous().view(tensors[-1].shape)
+
+
+def _reference_forward(h, *layout):
+    return _reference(reference.lwta.lwta, (h,), *layout)
+
+
+def _reference_backward(grad, h, *layout):
+    return _reference(reference.lwta.lwta_backward, (grad, h), *layout)
+
+
+for _op, _impl, _name in ((lwta_forward, _reference_forward, "lwta_forward"),
+                          (lwta_backward, _reference_backward, "lwta_backward")):
+    _op.register_backend("reference", _impl)
+    _op.register_compiled(_name)
+    _op.register_backend("triton", f"robustkernels.kernels.triton.lwta:{_name}")
+
+
+@lwta_forward.register_fake
+def _forward_fake(h, *args):
+    return torch.empty_like(h)
+
+
+@lwta_backward.register_fake
+def _backward_fake(grad, h, *args):
+    return torch.empty_like(h)
+
+
+def _setup_context(ctx, inputs, output):
+    h, *layout = inputs
+    ctx.save_for_backward(h)  # the input only: noise and winner weights are recomputed
+    ctx.layout = layout
+
+
+def _backward(ctx, grad):
+    (h,) = ctx.saved_tensors
+    return (lwta_backward(grad.contiguous(), h, *ctx.layout),) + (None,) * 8
+
+
+lwta_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+def lwta(h: torch.Tensor, *, competitors: int = 2, temperature: float = 0.67, dim: int = 1, hard: bool = False,
+         mode: str = "sample", generator: torch.Generator | None = None) -> torch.Tensor:
+    """Stochastic LWTA activation.
+
+    Args:
+        h: activations, any shape; fp32/bf16/fp16 (math in fp32) or fp64; contiguous or
+            channels_last.
+        competitors: U >= 2 units per block; must divide ``h.shape[dim]``.
+        temperature: T > 0 of the relaxation (0.67 to train and 0.01 to evaluate, as the paper).
+        dim: the dimension of the competing units (1 for NCHW conv activations or [B, F]).
+        hard: one-hot winners in the forward pass, straight-through gradient.
+        mode: ``"sample"`` (stochastic) or ``"argmax"`` (deterministic winner, no noise).
+        generator: where the Philox seed comes from (default generator if None).
+    Returns:
+        ``h * xi``, the same shape, dtype and layout as ``h``.
+    """
+    if not isinstance(h, torch.Tensor):
+        raise TypeError(f"h must be a Tensor, got {type(h).__name__}")
+    if h.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"h must be float32, bfloat16, float16 or float64, got {h.dtype}")
+    check_int("dim", dim, low=-h.dim(), high=h.dim() - 1)
+    dim %= h.dim()
+    check_int("competitors", competitors, low=2)
+    if h.shape[dim] % competitors:
+        raise ValueError(f"competitors={competitors} must divide h.shape[{dim}]={h.shape[dim]}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"temperature must be a float > 0, got {temperature!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {tuple(MODES)}, got {mode!r}")
+    code = 1 if hard and mode == "sample" else MODES[mode]
+    seed = draw_seed(generator) if code != 2 else 0
+    channels_last = (dim == 1 and h.dim() == 4 and not h.is_contiguous()
+                     and h.is_contiguous(memory_format=torch.channels_last))
+    if channels_last:
+        physical = h.permute(0, 2, 3, 1)  # contiguous [B, H, W, C]
+        out = lwta_forward(physical, competitors, h.shape[1], 1, h.shape[2] * h.shape[3], float(temperature), code,
+                           seed, 0)
+        return out.permute(0, 3, 1, 2)
+    inner = h[(0,) * (dim + 1)].numel() if h.numel() else 0
+    out = lwta_forward(h.contiguous(), competitors, h.shape[dim], inner, 0, float(temperature), code, seed, 0)
+    return out.view(h.shape)

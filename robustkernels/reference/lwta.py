@@ -1,0 +1,92 @@
+"""Stochastic Local Winner-Takes-All (Panousis, Chatzis & Theodoridis 2021) in eager PyTorch.
+
+The units along ``dim`` form blocks of ``U`` consecutive units. In each block a winner is sampled
+with the Gumbel-softmax relaxation, ``xi = softmax((h + G) / T)`` over the block, and the output
+is ``y = h * xi`` (``hard``: ``xi`` replaced by the one-hot of its argmax in the forward pass,
+straight-through gradient; ``"argmax"`` mode: the one-hot of ``argmax h``, no noise).
+
+``G = -log(-log(u + 1e-10) + 1e-10)`` with ``u`` element ``offset + i`` of the shared uniform
+stream (four per block), ``i`` the element's row-major index. log and exp are the shared fp32
+polynomials and the block sums run in order, so every backend gives the same bits.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .philox import log_poly, philox_uniform
+
+
+def exp_poly(x: torch.Tensor) -> torch.Tensor:
+    """exp of float32, the fp32 operations of csrc/common/fast_math.h (Cephes expf) one by one."""
+    clamped = x.clamp(-87.0, 88.0)
+    n = torch.floor(1.44269504088896341 * clamped + 0.5)
+    r = clamped - n * 0.693359375
+    r = r - n * -2.12194440e-4
+    z = r * r
+    y = 1.9875691500e-4 * r + 1.3981999507e-3
+    for c in (8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1):
+        y = y * r + c
+    y = (y * z + r) + 1.0
+    scale = ((n.to(torch.int32) + 127) << 23).view(torch.float32)
+    return torch.where(x < -87.0, torch.zeros_like(y), y * scale)
+
+
+def gumbel(u: torch.Tensor) -> torch.Tensor:
+    return -log_poly(-log_poly(u + 1.0e-10) + 1.0e-10)
+
+
+def _blocks(x: torch.Tensor, competitors: int, dim: int) -> torch.Tensor:
+    """View with the competing units in a new dimension right after ``dim``."""
+    shape = list(x.shape)
+    return x.reshape(shape[:dim] + [shape[dim] // competitors, competitors] + shape[dim + 1:])
+
+
+def _sequential_sum(x: torch.Tensor, dim: int) -> torch.Tensor:
+    total = x.select(dim, 0)
+    for u in range(1, x.shape[dim]):
+        total = total + x.select(dim, u)
+    return total.unsqueeze(dim)
+
+
+def winner_weights(h: torch.Tensor, competitors: int, temperature: float, dim: int, seed: int, offset: int = 0):
+    """(xi, z) for fp32 ``h``: the relaxed winner weights and the tempered logits, block view."""
+    u = philox_uniform(h.numel(), seed, offset, device=h.device, per_block=4).view(h.shape)
+    hb, gb = _blocks(h, competitors, dim), _blocks(gumbel(u), competitors, dim)
+    z = (hb + gb) / temperature
+    e = exp_poly(z - z.amax(dim=dim + 1, keepdim=True))
+    return e / _sequential_sum(e, dim + 1), z
+
+
+def lwta(h: torch.Tensor, competitors: int = 2, temperature: float = 0.67, dim: int = 1, hard: bool = False,
+         mode: str = "sample", seed: int = 0, offset: int = 0) -> torch.Tensor:
+    """Differentiable (through autograd) reference; fp32 math, output in h's dtype."""
+    compute = torch.float64 if h.dtype == torch.float64 else torch.float32
+    x = h.to(compute)
+    hb = _blocks(x, competitors, dim)
+    if mode == "argmax":
+        weights = torch.zeros_like(hb).scatter_(dim + 1, hb.argmax(dim=dim + 1, keepdim=True), 1.0)
+        return (hb * weights).reshape(h.shape).to(h.dtype)
+    xi, z = winner_weights(x.detach().float(), competitors, temperature, dim, seed, offset)
+    weights = xi.to(compute)
+    if hard:
+        weights = torch.zeros_like(weights).scatter_(dim + 1, z.argmax(dim=dim + 1, keepdim=True), 1.0)
+    # value: h * weights exactly; gradient: autograd through softmax((h + G) / T), the noise constant
+    soft = torch.softmax(z.to(compute) + (hb - hb.detach()) / temperature, dim=dim + 1)
+    return (hb * weights + hb * (soft - soft.detach())).reshape(h.shape).to(h.dtype)
+
+
+def lwta_backward(grad: torch.Tensor, h: torch.Tensor, competitors: int = 2, temperature: float = 0.67, dim: int = 1,
+                  hard: bool = False, mode: str = "sample", seed: int = 0, offset: int = 0) -> torch.Tensor:
+    """The gradient in closed form, in the kernels' fp32 operation order:
+    ``g * w + xi * (g * h - S) / T`` with ``S`` the in-order block sum of ``(g * h) * xi``
+    (``w``: xi, or the one-hot winner when hard); argmax mode: ``g * w``."""
+    hb = _blocks(h.float(), competitors, dim)
+    gb = _blocks(grad.float(), competitors, dim)
+    if mode == "argmax":
+        weights = torch.zeros_like(hb).scatter_(dim + 1, hb.argmax(dim=dim + 1, keepdim=True), 1.0)
+        return (gb * weights).reshape(h.shape).to(h.dtype)
+    xi, z = winner_weights(h.float(), competitors, temperature, dim, seed, offset)
+    weights = torch.zeros_like(xi).scatter_(dim + 1, z.argmax(dim=dim + 1, keepdim=True), 1.0) if hard else xi
+    total = _sequential_sum((gb * hb) * xi, dim + 1)
+    return (gb * weights + xi * (gb * hb - total) / temperature).reshape(h.shape).to(h.dtype)

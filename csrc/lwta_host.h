@@ -16,7 +16,7 @@ struct LwtaLayout {
 };
 
 struct LwtaParams {
-  float temperature;
+  double temperature;  // used as float by the float kernels (the value every backend rounds to)
   int mode;
   uint64_t seed, offset;
 };

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "../lwta_host.h"
 #include "../noise_host.h"
 #include "../pgd_host.h"
 #include "dtype.h"
@@ -31,6 +32,11 @@ cudaError_t launch_pgd_step(DType dtype, void* out, const void* xa, const void* 
 cudaError_t launch_pgd_l2_scales(DType dtype, const void* xa, const void* xn, const void* g, double* partial,
                                  const void* step, const void* eps, void* unit, void* scale, int64_t batch,
                                  PieceLayout layout, cudaStream_t stream);
+
+int64_t lwta_max_units_cuda();
+cudaError_t launch_lwta(DType dtype, const void* grad, const void* h, void* out, int64_t outer, int64_t dim_size,
+                        int64_t inner, int64_t positions, int64_t competitors, float temperature, int mode,
+                        uint64_t seed, uint64_t offset, cudaStream_t stream);
 
 namespace {
 
@@ -95,6 +101,34 @@ void pgd_step_cuda(at::Tensor& out, const at::Tensor& x_adv, const at::Tensor& x
                "pgd_step_");
 }
 
+at::Tensor lwta_cuda(const at::Tensor* grad, const at::Tensor& h, int64_t competitors, int64_t dim_size, int64_t inner,
+                     int64_t positions, double temperature, int64_t mode, int64_t seed, int64_t offset) {
+  const LwtaLayout l = check_lwta_args(h, competitors, dim_size, inner, positions, mode);
+  TORCH_CHECK(competitors <= lwta_max_units_cuda(), "lwta: the CUDA kernel takes at most ", lwta_max_units_cuda(),
+              " competitors");
+  const c10::cuda::CUDAGuard guard(h.device());
+  at::Tensor out = at::empty_like(h);
+  check_launch(launch_lwta(kernel_dtype(h.scalar_type()), grad ? grad->data_ptr() : nullptr, h.data_ptr(),
+                           out.data_ptr(), l.outer, dim_size, l.inner, positions, competitors,
+                           static_cast<float>(temperature), static_cast<int>(mode), static_cast<uint64_t>(seed),
+                           static_cast<uint64_t>(offset), c10::cuda::getCurrentCUDAStream().stream()),
+               "lwta");
+  return out;
+}
+
+at::Tensor lwta_forward_cuda(const at::Tensor& h, int64_t competitors, int64_t dim_size, int64_t inner,
+                             int64_t positions, double temperature, int64_t mode, int64_t seed, int64_t offset) {
+  return lwta_cuda(nullptr, h, competitors, dim_size, inner, positions, temperature, mode, seed, offset);
+}
+
+at::Tensor lwta_backward_cuda(const at::Tensor& grad, const at::Tensor& h, int64_t competitors, int64_t dim_size,
+                              int64_t inner, int64_t positions, double temperature, int64_t mode, int64_t seed,
+                              int64_t offset) {
+  TORCH_CHECK(grad.sizes() == h.sizes() && grad.scalar_type() == h.scalar_type() && grad.is_contiguous(),
+              "lwta_backward: grad must match h");
+  return lwta_cuda(&grad, h, competitors, dim_size, inner, positions, temperature, mode, seed, offset);
+}
+
 void philox_fill_cuda(at::Tensor& out, int64_t seed, int64_t offset, bool normal, int64_t per_block) {
   TORCH_CHECK(per_block == 1 || per_block == 4, "philox_fill_: per_block must be 1 or 4");
   TORCH_CHECK(out.scalar_type() == at::kFloat, "philox_fill_: out must be float32");
@@ -113,6 +147,8 @@ TORCH_LIBRARY_IMPL(robustkernels_C, CUDA, m) {
   m.impl("noise_add", &noise_add_cuda);
   m.impl("noise_alpha_grad", &noise_alpha_grad_cuda);
   m.impl("pgd_step_", &pgd_step_cuda);
+  m.impl("lwta_forward", &lwta_forward_cuda);
+  m.impl("lwta_backward", &lwta_backward_cuda);
 }
 
 }  // namespace rk

@@ -7,7 +7,9 @@ from collections.abc import Callable
 
 from torch import nn
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": lambda: nn.ReLU(inplace=True)}
+from ..nn.lwta import LWTA
+
+ACTIVATIONS = ("relu", "lwta")
 
 
 class PreActBlock(nn.Module):
@@ -50,12 +52,16 @@ class WideResNet(nn.Module):
 
 
 def wide_resnet(depth: int = 34, widen_factor: int = 10, num_classes: int = 10, activation: str = "relu",
-                in_channels: int = 3) -> WideResNet:
-    """WRN-depth-widen_factor, e.g. ``wide_resnet(34, 10)`` (46M parameters) or ``wide_resnet(16, 4)``."""
+                competitors: int = 2, in_channels: int = 3) -> WideResNet:
+    """WRN-depth-widen_factor, e.g. ``wide_resnet(34, 10)`` (46M parameters) or ``wide_resnet(16, 4)``;
+    ``activation="lwta"`` uses Stochastic LWTA with ``competitors`` units per block."""
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
         raise ValueError(f"depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 34, ...), got {depth!r}")
     if isinstance(widen_factor, bool) or not isinstance(widen_factor, int) or widen_factor < 1:
         raise ValueError(f"widen_factor must be an int >= 1, got {widen_factor!r}")
     if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-    return WideResNet(depth, widen_factor, num_classes, ACTIVATIONS[activation], in_channels)
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if activation == "lwta" and 16 % competitors:
+        raise ValueError(f"competitors must divide the 16 channels of the first layer, got {competitors}")
+    factory = (lambda: nn.ReLU(inplace=True)) if activation == "relu" else (lambda: LWTA(competitors))
+    return WideResNet(depth, widen_factor, num_classes, factory, in_channels)

@@ -1,5 +1,19 @@
 """Modules: thin wrappers over robustkernels.ops."""
 
+from .ibp import IBPConv2d, IBPLinear, elbo_loss
+from .lwta import LWTA, convert_activations, lwta_kl
 from .pni import PNIConv2d, PNILinear, convert_to_pni, pni_param_groups, set_pni_noise
 
-__all__ = ["PNIConv2d", "PNILinear", "convert_to_pni", "pni_param_groups", "set_pni_noise"]
+__all__ = [
+    "IBPConv2d",
+    "IBPLinear",
+    "LWTA",
+    "PNIConv2d",
+    "PNILinear",
+    "convert_activations",
+    "convert_to_pni",
+    "elbo_loss",
+    "lwta_kl",
+    "pni_param_groups",
+    "set_pni_noise",
+]

@@ -50,11 +50,16 @@ def _sequential_sum(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def winner_weights(h: torch.Tensor, competitors: int, temperature: float, dim: int, seed: int, offset: int = 0):
-    """(xi, z) for fp32 ``h``: the relaxed winner weights and the tempered logits, block view."""
+    """(xi, z) for fp32 ``h`` (shared polynomials) or fp64 ``h`` (libm in double): the relaxed
+    winner weights and the tempered logits, in the block view."""
     u = philox_uniform(h.numel(), seed, offset, device=h.device, per_block=4).view(h.shape)
-    hb, gb = _blocks(h, competitors, dim), _blocks(gumbel(u), competitors, dim)
+    if h.dtype == torch.float64:
+        noise, exp = -torch.log(-torch.log(u.double() + 1e-10) + 1e-10), torch.exp
+    else:
+        noise, exp = gumbel(u), exp_poly
+    hb, gb = _blocks(h, competitors, dim), _blocks(noise, competitors, dim)
     z = (hb + gb) / temperature
-    e = exp_poly(z - z.amax(dim=dim + 1, keepdim=True))
+    e = exp(z - z.amax(dim=dim + 1, keepdim=True))
     return e / _sequential_sum(e, dim + 1), z
 
 
@@ -67,12 +72,12 @@ def lwta(h: torch.Tensor, competitors: int = 2, temperature: float = 0.67, dim: 
     if mode == "argmax":
         weights = torch.zeros_like(hb).scatter_(dim + 1, hb.argmax(dim=dim + 1, keepdim=True), 1.0)
         return (hb * weights).reshape(h.shape).to(h.dtype)
-    xi, z = winner_weights(x.detach().float(), competitors, temperature, dim, seed, offset)
-    weights = xi.to(compute)
+    xi, z = winner_weights(x.detach(), competitors, temperature, dim, seed, offset)
+    weights = xi
     if hard:
         weights = torch.zeros_like(weights).scatter_(dim + 1, z.argmax(dim=dim + 1, keepdim=True), 1.0)
     # value: h * weights exactly; gradient: autograd through softmax((h + G) / T), the noise constant
-    soft = torch.softmax(z.to(compute) + (hb - hb.detach()) / temperature, dim=dim + 1)
+    soft = torch.softmax(z + (hb - hb.detach()) / temperature, dim=dim + 1)
     return (hb * weights + hb * (soft - soft.detach())).reshape(h.shape).to(h.dtype)
 
 
@@ -81,12 +86,13 @@ def lwta_backward(grad: torch.Tensor, h: torch.Tensor, competitors: int = 2, tem
     """The gradient in closed form, in the kernels' fp32 operation order:
     ``g * w + xi * (g * h - S) / T`` with ``S`` the in-order block sum of ``(g * h) * xi``
     (``w``: xi, or the one-hot winner when hard); argmax mode: ``g * w``."""
-    hb = _blocks(h.float(), competitors, dim)
-    gb = _blocks(grad.float(), competitors, dim)
+    compute = torch.float64 if h.dtype == torch.float64 else torch.float32
+    hb = _blocks(h.to(compute), competitors, dim)
+    gb = _blocks(grad.to(compute), competitors, dim)
     if mode == "argmax":
         weights = torch.zeros_like(hb).scatter_(dim + 1, hb.argmax(dim=dim + 1, keepdim=True), 1.0)
         return (gb * weights).reshape(h.shape).to(h.dtype)
-    xi, z = winner_weights(h.float(), competitors, temperature, dim, seed, offset)
+    xi, z = winner_weights(h.to(compute), competitors, temperature, dim, seed, offset)
     weights = torch.zeros_like(xi).scatter_(dim + 1, z.argmax(dim=dim + 1, keepdim=True), 1.0) if hard else xi
     total = _sequential_sum((gb * hb) * xi, dim + 1)
     return (gb * weights + xi * (gb * hb - total) / temperature).reshape(h.shape).to(h.dtype)

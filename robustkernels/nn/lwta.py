@@ -1,0 +1,79 @@
+"""Stochastic LWTA activations (Panousis, Chatzis & Theodoridis 2021) as modules."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..ops.lwta import lwta
+
+
+class LWTA(nn.Module):
+    """Drop-in replacement for ``nn.ReLU``: blocks of ``competitors`` units along ``dim`` sample
+    a winner with the Gumbel-softmax relaxation at ``train_temperature`` in training and
+    ``eval_temperature`` in evaluation (still sampling, as the paper's code).
+
+    ``kl=True`` keeps the last input so that :meth:`kl` can return the KL divergence of the
+    winner posterior ``softmax(h)`` per block from the uniform prior (the ELBO term).
+    """
+
+    def __init__(self, competitors: int = 2, train_temperature: float = 0.67, eval_temperature: float = 0.01,
+                 dim: int = 1, hard: bool = False, kl: bool = False):
+        super().__init__()
+        if isinstance(competitors, bool) or not isinstance(competitors, int) or competitors < 2:
+            raise ValueError(f"competitors must be an int >= 2, got {competitors!r}")
+        for name, value in (("train_temperature", train_temperature), ("eval_temperature", eval_temperature)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name} must be a float > 0, got {value!r}")
+        self.competitors, self.dim, self.hard, self.track_kl = competitors, dim, hard, kl
+        self.train_temperature, self.eval_temperature = float(train_temperature), float(eval_temperature)
+        self._last_input: torch.Tensor | None = None
+
+    @property
+    def temperature(self) -> float:
+        return self.train_temperature if self.training else self.eval_temperature
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.track_kl:
+            self._last_input = h
+        return lwta(h, competitors=self.competitors, temperature=self.temperature, dim=self.dim, hard=self.hard)
+
+    def kl(self) -> torch.Tensor:
+        """KL(softmax(h) per block || uniform) summed over blocks, averaged over the batch."""
+        if not self.track_kl or self._last_input is None:
+            raise RuntimeError("LWTA.kl() needs kl=True and a forward pass first")
+        h = self._last_input.float()
+        dim = self.dim % h.dim()
+        shape = list(h.shape)
+        blocks = h.reshape(shape[:dim] + [shape[dim] // self.competitors, self.competitors] + shape[dim + 1:])
+        log_q = torch.log_softmax(blocks, dim=dim + 1)
+        kl = (log_q.exp() * (log_q + math.log(self.competitors))).sum()
+        return kl / h.shape[0]
+
+    def extra_repr(self) -> str:
+        return (f"competitors={self.competitors}, train_temperature={self.train_temperature}, "
+                f"eval_temperature={self.eval_temperature}, dim={self.dim}, hard={self.hard}")
+
+
+def convert_activations(model: nn.Module, to: str = "lwta", *, competitors: int = 2, **kwargs) -> nn.Module:
+    """Swap every ``nn.ReLU`` of ``model`` for :class:`LWTA` (``to="lwta"``), **in place**; returns
+    ``model``. The layer before each ReLU must have a multiple of ``competitors`` channels."""
+    if to != "lwta":
+        raise ValueError(f"to must be 'lwta', got {to!r}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if isinstance(model, nn.ReLU):
+        return LWTA(competitors, **kwargs)
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.ReLU):
+                setattr(parent, name, LWTA(competitors, **kwargs))
+    return model
+
+
+def lwta_kl(model: nn.Module) -> torch.Tensor:
+    """Sum of :meth:`LWTA.kl` over the LWTA layers of ``model`` that track it."""
+    terms = [m.kl() for m in model.modules() if isinstance(m, LWTA) and m.track_kl]
+    return torch.stack(terms).sum() if terms else torch.zeros(())

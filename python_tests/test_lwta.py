@@ -1,0 +1,213 @@
+"""Stochastic LWTA: the op against reference/ on every backend, layouts, statistics, gradients."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import robustkernels
+from robustkernels import ops, reference
+from robustkernels.ops.lwta import lwta_backward, lwta_forward
+
+from .conftest import backend_params
+from .helpers import assert_lowp_close
+
+CASES = [  # (shape, competitors, dim)
+    ((2, 6, 5, 7), 2, 1),
+    ((2, 6, 5, 7), 3, 1),
+    ((1, 4, 3, 3), 4, 1),
+    ((4, 10), 2, 1),
+    ((3, 5, 8), 4, -1),
+    ((2, 9, 4), 3, 1),
+]
+
+
+def seeded(seed=3):
+    return torch.Generator().manual_seed(seed)
+
+
+def run(backend, h, **kwargs):
+    x = h.detach().clone().requires_grad_(True)
+    weights = torch.linspace(-1, 1, h.numel()).view(h.shape)
+    with robustkernels.use_backend(backend):
+        y = ops.lwta(x, generator=seeded(), **kwargs)
+        (grad,) = torch.autograd.grad((y.float() * weights).sum(), x)
+    return y, grad, weights
+
+
+def reference_autograd(h, weights, competitors, dim, **kwargs):
+    x = h.detach().clone().requires_grad_(True)
+    dim = dim % h.dim()
+    y = reference.lwta.lwta(x, competitors, dim=dim, seed=ops.draw_seed(seeded()), **kwargs)
+    (grad,) = torch.autograd.grad((y.float() * weights).sum(), x)
+    return y, grad
+
+
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("shape, competitors, dim", CASES, ids=str)
+@pytest.mark.parametrize("hard", [False, True], ids=["soft", "hard"])
+def test_matches_reference_fp32(backend, shape, competitors, dim, hard):
+    torch.manual_seed(0)
+    h = torch.randn(shape)
+    y, grad, weights = run(backend, h, competitors=competitors, dim=dim, hard=hard)
+    y_ref, grad_ref = reference_autograd(h, weights, competitors, dim, hard=hard)
+    assert torch.equal(y, y_ref)  # the same fp32 operations on every backend
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-5, atol=1e-6)  # our closed form vs autograd
+
+
+@pytest.mark.parametrize("backend", backend_params(("cpp", "triton")))
+@pytest.mark.parametrize("shape, competitors, dim", CASES[:3], ids=str)
+@pytest.mark.parametrize("mode", ["soft", "hard", "argmax"])
+def test_gradients_bit_identical_across_backends(backend, shape, competitors, dim, mode):
+    torch.manual_seed(1)
+    h = torch.randn(shape)
+    kwargs = dict(competitors=competitors, dim=dim, hard=mode == "hard", mode="argmax" if mode == "argmax" else "sample")
+    y, grad, _ = run(backend, h, **kwargs)
+    y_ref, grad_ref, _ = run("reference", h, **kwargs)
+    assert torch.equal(y, y_ref) and torch.equal(grad, grad_ref)
+
+
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision(backend, dtype):
+    torch.manual_seed(2)
+    h32 = torch.randn(2, 8, 4, 4)
+    h = h32.to(dtype)
+    with robustkernels.use_backend(backend):
+        y = ops.lwta(h, generator=seeded())
+    assert y.dtype == dtype
+    seed = ops.draw_seed(seeded())
+    ref_fp32 = reference.lwta.lwta(h.float(), 2, seed=seed)
+    assert_lowp_close(y, reference.lwta.lwta(h, 2, seed=seed), ref_fp32)
+    if backend != "triton":  # the Triton interpreter rounds fp32 -> bf16/fp16 its own way
+        with robustkernels.use_backend("reference"):
+            assert torch.equal(y, ops.lwta(h, generator=seeded()))
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_channels_last_same_values_and_layout(backend):
+    torch.manual_seed(3)
+    h = torch.randn(2, 6, 5, 3)
+    h_cl = h.contiguous(memory_format=torch.channels_last)
+    y, grad, _ = run(backend, h)
+    y_cl, grad_cl, _ = run(backend, h_cl)
+    assert y_cl.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(y_cl, y) and torch.equal(grad_cl, grad)
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_non_contiguous_input_untouched(backend):
+    torch.manual_seed(4)
+    base = torch.randn(3, 7, 6)
+    h = base.transpose(1, 2)  # [3, 6, 7], units along dim 1, non-contiguous
+    before = base.clone()
+    y, _, _ = run(backend, h)
+    y_ref, _, _ = run("reference", h.contiguous())
+    assert torch.equal(y, y_ref) and torch.equal(base, before)
+
+
+def test_winners_follow_softmax_of_h():
+    # Gumbel-max: argmax((h + G) / T) = argmax(h + G) ~ softmax(h), whatever T (the issue says
+    # softmax(h / T); the relaxation's winner distribution does not depend on T).
+    logits = torch.tensor([0.8, 0.1, -0.5, 0.3])  # non-zero, so a winner shows as y != 0
+    n = 20000
+    h = logits.view(1, 4, 1).expand(n, 4, 1).contiguous()
+    expected = torch.softmax(logits.double(), 0).numpy() * n
+    for temperature in (0.67, 0.01):
+        y = ops.lwta(h, competitors=4, temperature=temperature, hard=True, generator=seeded(7))
+        winners = (y != 0).float().argmax(dim=1).flatten().numpy()
+        counts = np.bincount(winners, minlength=4)
+        assert stats.chisquare(counts, expected).pvalue > 1e-4, (temperature, counts, expected)
+
+
+def test_zero_temperature_limit_is_masked_argmax_of_h_plus_gumbel():
+    torch.manual_seed(5)
+    h = torch.randn(4, 6, 5, 5)
+    y = ops.lwta(h, competitors=3, temperature=1e-6, generator=seeded(9))
+    seed = ops.draw_seed(seeded(9))
+    g = reference.lwta.gumbel(reference.philox_uniform(h.numel(), seed, per_block=4).view(h.shape))
+    blocks = (h + g).view(4, 2, 3, 5, 5)
+    mask = torch.zeros_like(blocks).scatter_(2, blocks.argmax(dim=2, keepdim=True), 1.0).view(h.shape)
+    assert torch.equal(y, h * mask)
+
+
+def test_argmax_mode_is_deterministic_winner():
+    h = torch.tensor([[1.0, 3.0, -2.0, -1.0, 0.5, 0.25]])
+    y = ops.lwta(h, competitors=2, mode="argmax")
+    assert torch.equal(y, torch.tensor([[0.0, 3.0, 0.0, -1.0, 0.5, 0.0]]))
+
+
+@pytest.mark.parametrize("backend", backend_params(("reference", "cpp")))
+@pytest.mark.parametrize("mode", [0, 2], ids=["soft", "argmax"])
+def test_gradcheck_float64(backend, mode):
+    torch.manual_seed(6)
+    h = torch.randn(2, 6, 3, 3, dtype=torch.float64, requires_grad=True)
+    with robustkernels.use_backend(backend):
+        assert torch.autograd.gradcheck(lambda x: lwta_forward(x, 3, 6, 9, 0, 0.67, mode, 5, 0), (h,))
+
+
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("mode", [0, 1, 2])
+def test_opcheck(backend, mode):
+    h, g = torch.randn(2, 6, 3, 3), torch.randn(2, 6, 3, 3)
+    with robustkernels.use_backend(backend):
+        torch.library.opcheck(lwta_forward.op, (h.requires_grad_(), 2, 6, 9, 0, 0.67, mode, 5, 0))
+        torch.library.opcheck(lwta_backward.op, (g, h.detach(), 2, 6, 9, 0, 0.67, mode, 5, 0))
+        torch.library.opcheck(lwta_forward.op, (torch.randn(2, 3, 3, 6), 3, 6, 1, 9, 0.5, mode, 5, 0))  # channels_last
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_saves_only_the_input(backend):
+    h = torch.randn(4, 8, 6, 6, requires_grad=True)
+    saved = []
+    with robustkernels.use_backend(backend), torch.autograd.graph.saved_tensors_hooks(
+            lambda t: saved.append(t) or t, lambda t: t):
+        y = ops.lwta(h)
+    y.sum().backward()
+    assert len(saved) == 1 and saved[0].numel() == h.numel()  # no noise, no softmax, no mask kept
+
+
+def test_compiles_fullgraph():
+    h = torch.randn(2, 4, 3, 3, requires_grad=True)
+
+    @torch.compile(fullgraph=True)
+    def forward(h):
+        return ops.lwta(h, competitors=2, temperature=0.5)
+
+    y = forward(h)
+    y.sum().backward()
+    blocks = (y / h).detach().view(2, 2, 2, 3, 3)  # the winner weights: a distribution per block
+    torch.testing.assert_close(blocks.sum(dim=2), torch.ones(2, 2, 3, 3))
+    assert h.grad is not None and torch.isfinite(h.grad).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(competitors=4), ValueError, r"competitors=4 must divide h.shape\[1\]=6"),
+        (dict(competitors=1), ValueError, "competitors must be >= 2"),
+        (dict(temperature=0.0), ValueError, "temperature must be a float > 0"),
+        (dict(mode="max"), ValueError, "mode must be one of"),
+        (dict(dim=4), ValueError, "dim must be <= 3"),
+        (dict(competitors=2.0), TypeError, "competitors must be an int"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ops.lwta(torch.randn(2, 6, 3, 3), **kwargs)
+    with pytest.raises(TypeError, match="h must be float32"):
+        ops.lwta(torch.ones(2, 6, dtype=torch.int64))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+@pytest.mark.parametrize("hard", [False, True])
+def test_cuda_backends_match_reference(backend, hard):
+    h = torch.randn(8, 16, 12, 12)
+    y_ref, grad_ref, weights = run("reference", h, hard=hard)
+    x = h.cuda().requires_grad_(True)
+    with robustkernels.use_backend(backend):
+        y = ops.lwta(x, generator=seeded(), hard=hard)
+        (grad,) = torch.autograd.grad((y * weights.cuda()).sum(), x)
+    torch.testing.assert_close(y.cpu(), y_ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(grad.cpu(), grad_ref, rtol=1e-5, atol=1e-5)

@@ -28,31 +28,14 @@ namespace {
 
 constexpr int64_t kTile = 256;
 
-// z = (h + gumbel(u)) / T. float: the shared polynomials (bit-identical across backends);
-// double (float64 inputs, e.g. gradcheck): libm log/exp in double.
-RK_SIMD_CLONES void gumbel_logits(const float* h, const float* u, float* z, int64_t n, float temperature) {
-  for (int64_t j = 0; j < n; ++j) z[j] = (h[j] + gumbel_poly(u[j])) / temperature;
+// The noise and exp in the accumulation type: float uses the shared polynomials (bit-identical
+// across backends); double (float64 inputs, e.g. gradcheck) uses libm in double.
+RK_HOST_DEVICE float gumbel_of(float u, float) { return gumbel_poly(u); }
+RK_HOST_DEVICE double gumbel_of(float u, double) {
+  return -std::log(-std::log(static_cast<double>(u) + 1e-10) + 1e-10);
 }
-
-void gumbel_logits(const double* h, const float* u, double* z, int64_t n, double temperature) {
-  for (int64_t j = 0; j < n; ++j)
-    z[j] = (h[j] - std::log(-std::log(static_cast<double>(u[j]) + 1e-10) + 1e-10)) / temperature;
-}
-
-// e = exp(z - m), total += e (called per competitor, in order)
-RK_SIMD_CLONES void exp_accumulate(const float* z, const float* m, float* e, float* total, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) {
-    e[j] = exp_poly(z[j] - m[j]);
-    total[j] = total[j] + e[j];
-  }
-}
-
-void exp_accumulate(const double* z, const double* m, double* e, double* total, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) {
-    e[j] = std::exp(z[j] - m[j]);
-    total[j] = total[j] + e[j];
-  }
-}
+RK_HOST_DEVICE float exp_of(float x) { return exp_poly(x); }
+RK_HOST_DEVICE double exp_of(double x) { return std::exp(x); }
 
 struct Tile {
   int64_t mem_base, mem_unit_stride, mem_pos_stride, logical_base, logical_unit_stride, length;
@@ -79,16 +62,15 @@ int64_t tile_count(const LwtaLayout& l) {
   return l.outer * blocks * ((l.positions + kTile - 1) / kTile);
 }
 
-// Per-thread scratch in the accumulation type A: h, z (then e, then xi), winner weights, grad,
-// per-position max/sum/argmax, and the uniforms (always float: the shared stream).
+// Per-thread scratch in the accumulation type A, [units][kTile] for h, g, z (xi), w; per
+// position: running max, sum and winner (kept as A so every loop is a branch-free select).
 template <typename A>
 struct Scratch {
-  std::vector<A> h, z, w, g, max, sum;
+  std::vector<A> h, g, z, w, max, sum, winner;
   std::vector<float> uniform;
-  std::vector<int32_t> winner;
   explicit Scratch(int64_t units)
-      : h(units * kTile), z(units * kTile), w(units * kTile), g(units * kTile), max(kTile), sum(kTile),
-        uniform(kTile), winner(kTile) {}
+      : h(units * kTile), g(units * kTile), z(units * kTile), w(units * kTile), max(kTile), sum(kTile),
+        winner(kTile), uniform(kTile) {}
 };
 
 template <typename scalar_t, typename A>
@@ -98,103 +80,163 @@ void gather(const scalar_t* src, const Tile& t, int64_t units, A* dst) {
       dst[u * kTile + j] = static_cast<A>(src[t.mem_base + u * t.mem_unit_stride + j * t.mem_pos_stride]);
 }
 
-// Winner weights of one tile into s.w (soft: xi; hard/argmax: one-hot), with s.z holding xi
-// (soft and hard modes) for the backward.
+// The loops of a tile over positions j, one function each so that every one vectorises: float
+// versions are AVX2/AVX-512 clones; double versions (float64 inputs) are plain loops.
 template <typename A>
-void winner_weights(const LwtaLayout& l, const Tile& t, const LwtaParams& p, Scratch<A>& s) {
-  const int64_t units = l.competitors, n = t.length;
-  A* z = s.z.data();
-  if (p.mode == kLwtaArgmax) {
-    for (int64_t j = 0; j < n; ++j) s.max[j] = s.h[j], s.winner[j] = 0;
-    for (int64_t u = 1; u < units; ++u)
-      for (int64_t j = 0; j < n; ++j)
-        if (s.h[u * kTile + j] > s.max[j]) s.max[j] = s.h[u * kTile + j], s.winner[j] = static_cast<int32_t>(u);
-    for (int64_t u = 0; u < units; ++u)
-      for (int64_t j = 0; j < n; ++j) s.w[u * kTile + j] = s.winner[j] == u ? A(1) : A(0);
+RK_HOST_DEVICE void gumbel_logits_t(const A* __restrict__ h, const float* __restrict__ u, A* __restrict__ z,
+                                    int64_t n, A temperature) {
+  for (int64_t j = 0; j < n; ++j) z[j] = (h[j] + gumbel_of(u[j], A(0))) / temperature;
+}
+
+// max/winner updated with row `values` of competitor `index` (strict >: the first max wins).
+template <typename A>
+RK_HOST_DEVICE void argmax_step_t(const A* __restrict__ values, A* __restrict__ max, A* __restrict__ winner, A index,
+                                  int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    const bool greater = values[j] > max[j];
+    max[j] = greater ? values[j] : max[j];
+    winner[j] = greater ? index : winner[j];
+  }
+}
+
+// e = exp(z - max) in place, sum += e.
+template <typename A>
+RK_HOST_DEVICE void exp_accumulate_t(A* __restrict__ z, const A* __restrict__ max, A* __restrict__ sum, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    z[j] = exp_of(z[j] - max[j]);
+    sum[j] = sum[j] + z[j];
+  }
+}
+
+// xi = e / sum in place; w = xi (soft) or the one-hot of the winner (hard, argmax).
+template <typename A>
+RK_HOST_DEVICE void weights_t(A* __restrict__ z, const A* __restrict__ sum, const A* __restrict__ winner,
+                              A* __restrict__ w, A index, bool normalize, bool one_hot, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    const A xi = normalize ? z[j] / sum[j] : z[j];
+    z[j] = xi;
+    w[j] = one_hot ? (winner[j] == index ? A(1) : A(0)) : xi;
+  }
+}
+
+// Backward: sum += (g * h) * xi; then grad = g * w + xi * (g * h - sum) / T into h.
+template <typename A>
+RK_HOST_DEVICE void grad_sum_t(const A* __restrict__ g, const A* __restrict__ h, const A* __restrict__ xi,
+                               A* __restrict__ sum, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) sum[j] = sum[j] + (g[j] * h[j]) * xi[j];
+}
+
+template <typename A>
+RK_HOST_DEVICE void grad_t(const A* __restrict__ g, A* __restrict__ h, const A* __restrict__ w,
+                           const A* __restrict__ xi, const A* __restrict__ sum, A temperature, bool relaxed,
+                           int64_t n) {
+  for (int64_t j = 0; j < n; ++j)
+    h[j] = relaxed ? g[j] * w[j] + xi[j] * (g[j] * h[j] - sum[j]) / temperature : g[j] * w[j];
+}
+
+template <typename A>
+RK_HOST_DEVICE void product_t(A* __restrict__ h, const A* __restrict__ w, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) h[j] = h[j] * w[j];
+}
+
+#define RK_TILE_LOOP(name, float_params, double_params, args)    \
+  RK_SIMD_CLONES void name float_params { name##_t args; }        \
+  inline void name double_params { name##_t args; }
+
+RK_TILE_LOOP(gumbel_logits, (const float* h, const float* u, float* z, int64_t n, float t),
+             (const double* h, const float* u, double* z, int64_t n, double t), (h, u, z, n, t))
+RK_TILE_LOOP(argmax_step, (const float* v, float* m, float* w, float i, int64_t n),
+             (const double* v, double* m, double* w, double i, int64_t n), (v, m, w, i, n))
+RK_TILE_LOOP(exp_accumulate, (float* z, const float* m, float* s, int64_t n),
+             (double* z, const double* m, double* s, int64_t n), (z, m, s, n))
+RK_TILE_LOOP(weights, (float* z, const float* s, const float* wi, float* w, float i, bool nz, bool oh, int64_t n),
+             (double* z, const double* s, const double* wi, double* w, double i, bool nz, bool oh, int64_t n),
+             (z, s, wi, w, i, nz, oh, n))
+RK_TILE_LOOP(grad_sum, (const float* g, const float* h, const float* x, float* s, int64_t n),
+             (const double* g, const double* h, const double* x, double* s, int64_t n), (g, h, x, s, n))
+RK_TILE_LOOP(grad, (const float* g, float* h, const float* w, const float* x, const float* s, float t, bool r, int64_t n),
+             (const double* g, double* h, const double* w, const double* x, const double* s, double t, bool r,
+              int64_t n),
+             (g, h, w, x, s, t, r, n))
+RK_TILE_LOOP(product, (float* h, const float* w, int64_t n), (double* h, const double* w, int64_t n), (h, w, n))
+#undef RK_TILE_LOOP
+
+// One tile: xi into s.z and the forward weights into s.w (soft: xi; hard and argmax: one-hot);
+// then s.h becomes the forward output h * w, or with `backward` the input gradient
+// g * w + xi * (g * h - S) / T, S the in-order block sum of (g * h) * xi (argmax: g * w).
+template <typename A>
+void lwta_tile(Scratch<A>& s, int64_t units, int64_t n, const LwtaParams& p, int64_t logical_base,
+               int64_t logical_stride, bool backward) {
+  auto row = [&](std::vector<A>& v, int64_t u) { return v.data() + u * kTile; };
+  A *max = s.max.data(), *sum = s.sum.data(), *winner = s.winner.data();
+  const A temperature = static_cast<A>(p.temperature);
+  const bool relaxed = p.mode != kLwtaArgmax;
+  std::vector<A>& ranked = relaxed ? s.z : s.h;  // what the winner is the argmax of
+  if (relaxed) {
+    for (int64_t u = 0; u < units; ++u) {
+      fill_uniform4(s.uniform.data(), n, p.seed, p.offset + static_cast<uint64_t>(logical_base + u * logical_stride));
+      gumbel_logits(row(s.h, u), s.uniform.data(), row(s.z, u), n, temperature);
+    }
+  }
+  std::copy(row(ranked, 0), row(ranked, 0) + n, max);
+  std::fill(winner, winner + n, A(0));
+  for (int64_t u = 1; u < units; ++u) argmax_step(row(ranked, u), max, winner, static_cast<A>(u), n);
+  if (relaxed) {
+    std::fill(sum, sum + n, A(0));
+    for (int64_t u = 0; u < units; ++u) exp_accumulate(row(s.z, u), max, sum, n);
+  }
+  for (int64_t u = 0; u < units; ++u)
+    weights(row(s.z, u), sum, winner, row(s.w, u), static_cast<A>(u), relaxed, p.mode != kLwtaSoft, n);
+  if (!backward) {
+    for (int64_t u = 0; u < units; ++u) product(row(s.h, u), row(s.w, u), n);
     return;
   }
-  for (int64_t u = 0; u < units; ++u) {
-    fill_uniform4(s.uniform.data(), n, p.seed,
-                  p.offset + static_cast<uint64_t>(t.logical_base + u * t.logical_unit_stride));
-    gumbel_logits(s.h.data() + u * kTile, s.uniform.data(), z + u * kTile, n, static_cast<A>(p.temperature));
-  }
-  for (int64_t j = 0; j < n; ++j) s.max[j] = z[j], s.winner[j] = 0, s.sum[j] = A(0);
-  for (int64_t u = 1; u < units; ++u)
-    for (int64_t j = 0; j < n; ++j)
-      if (z[u * kTile + j] > s.max[j]) s.max[j] = z[u * kTile + j], s.winner[j] = static_cast<int32_t>(u);
-  for (int64_t u = 0; u < units; ++u) exp_accumulate(z + u * kTile, s.max.data(), z + u * kTile, s.sum.data(), n);
-  for (int64_t u = 0; u < units; ++u)
-    for (int64_t j = 0; j < n; ++j) {
-      const A xi = z[u * kTile + j] / s.sum[j];
-      z[u * kTile + j] = xi;
-      s.w[u * kTile + j] = p.mode == kLwtaHard ? (s.winner[j] == u ? A(1) : A(0)) : xi;
+  std::fill(sum, sum + n, A(0));
+  if (relaxed)
+    for (int64_t u = 0; u < units; ++u) grad_sum(row(s.g, u), row(s.h, u), row(s.z, u), sum, n);
+  for (int64_t u = 0; u < units; ++u) grad(row(s.g, u), row(s.h, u), row(s.w, u), row(s.z, u), sum, temperature, relaxed, n);
+}
+
+// One pass over all tiles: gather h (and g), compute, scatter the result from s.h.
+template <typename scalar_t>
+void run_tiles(const LwtaLayout& l, const LwtaParams& p, const scalar_t* h, const scalar_t* g, scalar_t* out) {
+  using A = at::opmath_type<scalar_t>;
+  at::parallel_for(0, tile_count(l), 1, [&](int64_t first, int64_t last) {
+    Scratch<A> s(l.competitors);
+    for (int64_t ti = first; ti < last; ++ti) {
+      const Tile t = tile_at(l, ti);
+      gather(h, t, l.competitors, s.h.data());
+      if (g != nullptr) gather(g, t, l.competitors, s.g.data());
+      lwta_tile(s, l.competitors, t.length, p, t.logical_base, t.logical_unit_stride, g != nullptr);
+      for (int64_t u = 0; u < l.competitors; ++u)
+        for (int64_t j = 0; j < t.length; ++j)
+          out[t.mem_base + u * t.mem_unit_stride + j * t.mem_pos_stride] = static_cast<scalar_t>(s.h[u * kTile + j]);
     }
+  });
 }
 
 at::Tensor lwta_forward_cpu(const at::Tensor& h, int64_t competitors, int64_t dim_size, int64_t inner,
                             int64_t positions, double temperature, int64_t mode, int64_t seed, int64_t offset) {
   const LwtaLayout l = check_lwta_args(h, competitors, dim_size, inner, positions, mode);
-  const LwtaParams p{temperature, static_cast<int>(mode), static_cast<uint64_t>(seed),
-                     static_cast<uint64_t>(offset)};
+  const LwtaParams p{temperature, static_cast<int>(mode), static_cast<uint64_t>(seed), static_cast<uint64_t>(offset)};
   at::Tensor out = at::empty_like(h);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, h.scalar_type(), "lwta_forward_cpu", [&] {
-    using A = at::opmath_type<scalar_t>;
-    const scalar_t* src = h.const_data_ptr<scalar_t>();
-    scalar_t* dst = out.data_ptr<scalar_t>();
-    at::parallel_for(0, tile_count(l), 1, [&](int64_t first, int64_t last) {
-      Scratch<A> s(competitors);
-      for (int64_t ti = first; ti < last; ++ti) {
-        const Tile t = tile_at(l, ti);
-        gather(src, t, competitors, s.h.data());
-        winner_weights(l, t, p, s);
-        for (int64_t u = 0; u < competitors; ++u)
-          for (int64_t j = 0; j < t.length; ++j)
-            dst[t.mem_base + u * t.mem_unit_stride + j * t.mem_pos_stride] =
-                static_cast<scalar_t>(s.h[u * kTile + j] * s.w[u * kTile + j]);
-      }
-    });
+    run_tiles<scalar_t>(l, p, h.const_data_ptr<scalar_t>(), nullptr, out.data_ptr<scalar_t>());
   });
   return out;
 }
 
-// grad_h = g * w + xi * (g * h - S) / T with S = sum over the block of (g * h) * xi (soft and
-// hard, the straight-through gradient of the relaxation); argmax mode: g * w.
 at::Tensor lwta_backward_cpu(const at::Tensor& grad, const at::Tensor& h, int64_t competitors, int64_t dim_size,
                              int64_t inner, int64_t positions, double temperature, int64_t mode, int64_t seed,
                              int64_t offset) {
   const LwtaLayout l = check_lwta_args(h, competitors, dim_size, inner, positions, mode);
   TORCH_CHECK(grad.sizes() == h.sizes() && grad.scalar_type() == h.scalar_type() && grad.is_contiguous(),
               "lwta_backward: grad must match h");
-  const LwtaParams p{temperature, static_cast<int>(mode), static_cast<uint64_t>(seed),
-                     static_cast<uint64_t>(offset)};
+  const LwtaParams p{temperature, static_cast<int>(mode), static_cast<uint64_t>(seed), static_cast<uint64_t>(offset)};
   at::Tensor out = at::empty_like(h);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, h.scalar_type(), "lwta_backward_cpu", [&] {
-    const scalar_t *src = h.const_data_ptr<scalar_t>(), *gsrc = grad.const_data_ptr<scalar_t>();
-    using A = at::opmath_type<scalar_t>;
-    scalar_t* dst = out.data_ptr<scalar_t>();
-    at::parallel_for(0, tile_count(l), 1, [&](int64_t first, int64_t last) {
-      Scratch<A> s(competitors);
-      for (int64_t ti = first; ti < last; ++ti) {
-        const Tile t = tile_at(l, ti);
-        gather(src, t, competitors, s.h.data());
-        gather(gsrc, t, competitors, s.g.data());
-        winner_weights(l, t, p, s);
-        const int64_t n = t.length;
-        if (p.mode != kLwtaArgmax) {
-          for (int64_t j = 0; j < n; ++j) s.sum[j] = A(0);
-          for (int64_t u = 0; u < competitors; ++u)
-            for (int64_t j = 0; j < n; ++j)
-              s.sum[j] = s.sum[j] + (s.g[u * kTile + j] * s.h[u * kTile + j]) * s.z[u * kTile + j];
-        }
-        for (int64_t u = 0; u < competitors; ++u)
-          for (int64_t j = 0; j < n; ++j) {
-            const int64_t k = u * kTile + j;
-            A value = s.g[k] * s.w[k];
-            if (p.mode != kLwtaArgmax) value = value + s.z[k] * (s.g[k] * s.h[k] - s.sum[j]) / static_cast<A>(p.temperature);
-            dst[t.mem_base + u * t.mem_unit_stride + j * t.mem_pos_stride] = static_cast<scalar_t>(value);
-          }
-      }
-    });
+    run_tiles<scalar_t>(l, p, h.const_data_ptr<scalar_t>(), grad.const_data_ptr<scalar_t>(),
+                        out.data_ptr<scalar_t>());
   });
   return out;
 }

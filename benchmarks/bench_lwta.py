@@ -3,15 +3,17 @@ PGD-10 adversarial-training step of a WRN-34-1 LWTA on our op vs on the eager fo
 
     python benchmarks/bench_lwta.py [--shape 128,160,32,32] [--batch 32] [--repeat 7] [--quick]
 
-Peak memory of a training step is the peak resident set size of a fresh process running that
-one step, above the process's size just before it (CPU: no allocator statistics to read).
+Peak memory of a training step: in a fresh process per variant, the resident set size sampled
+every millisecond during the step, minus the size just before it (CPU: no allocator statistics).
 """
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
+import threading
+import time
 
 import torch
 from torch import nn
@@ -76,15 +78,37 @@ def training_step(model, attack, optimizer, x, y):
     optimizer.step()
 
 
+def resident_kib() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def peak_growth_kib(fn) -> int:
+    """Peak resident size while fn() runs, above the size just before it."""
+    before, peak, done = resident_kib(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], resident_kib())
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        sampler.join()
+    return max(peak[0], resident_kib()) - before
+
+
 def measure_step(variant, depth, batch, repeat):
-    """In this process: median step time and the peak RSS growth of the first step (KiB)."""
+    """In this process: median step time and the peak memory growth of a step (KiB)."""
     model = build(variant, depth)
     x, y = torch.rand(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
     attack = PGD(model, eps=8 / 255, alpha=2 / 255, steps=10)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    training_step(model, attack, optimizer, x, y)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    peak = peak_growth_kib(lambda: training_step(model, attack, optimizer, x, y))
     seconds = median_seconds(lambda: training_step(model, attack, optimizer, x, y), repeat=repeat, warmup=0)
     return {"seconds": seconds, "peak_kib": peak}
 

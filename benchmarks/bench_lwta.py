@@ -9,37 +9,19 @@ every millisecond during the step, minus the size just before it (CPU: no alloca
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import threading
-import time
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 import robustkernels
-from robustkernels._timing import format_table, median_seconds
+from robustkernels._timing import format_table, median_seconds, peak_memory_kib
 from robustkernels.attacks import PGD
 from robustkernels.models import wide_resnet
-from robustkernels.nn import LWTA
+from robustkernels.bench.eager import lwta as eager_lwta
+from robustkernels.bench.eager import to_eager
 from robustkernels.ops.lwta import lwta_forward
-
-
-def eager_lwta(h, competitors=2, temperature=0.67):
-    """The reference code's formulation: Gumbel noise, tempered softmax, product; all kept by autograd."""
-    shape = h.shape
-    logits = h.view(shape[0], shape[1] // competitors, competitors, *shape[2:])
-    u = torch.rand_like(logits)
-    gumbel = -torch.log(-torch.log(u + 1e-8) + 1e-8)
-    xi = torch.softmax((logits + gumbel) / temperature, dim=2)
-    return (logits * xi).view(shape)
-
-
-class EagerLWTA(LWTA):
-    def forward(self, h):
-        return eager_lwta(h, self.competitors, self.temperature)
 
 
 def fwd_bwd(fn, h, g):
@@ -62,12 +44,7 @@ def op_rows(shape, repeat):
 def build(variant, depth):
     torch.manual_seed(0)
     model = wide_resnet(depth, 1, num_classes=10, activation="lwta")
-    if variant == "eager":
-        for parent in list(model.modules()):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, LWTA):
-                    setattr(parent, name, EagerLWTA(child.competitors))
-    return model
+    return to_eager(model) if variant == "eager" else model
 
 
 def training_step(model, attack, optimizer, x, y):
@@ -78,37 +55,14 @@ def training_step(model, attack, optimizer, x, y):
     optimizer.step()
 
 
-def resident_kib() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-def peak_growth_kib(fn) -> int:
-    """Peak resident size while fn() runs, above the size just before it."""
-    before, peak, done = resident_kib(), [0], threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], resident_kib())
-            time.sleep(0.001)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        fn()
-    finally:
-        done.set()
-        sampler.join()
-    return max(peak[0], resident_kib()) - before
-
-
 def measure_step(variant, depth, batch, repeat):
     """In this process: median step time and the peak memory growth of a step (KiB)."""
     model = build(variant, depth)
     x, y = torch.rand(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
     attack = PGD(model, eps=8 / 255, alpha=2 / 255, steps=10)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    peak = peak_growth_kib(lambda: training_step(model, attack, optimizer, x, y))
+    training_step(model, attack, optimizer, x, y)  # warm-up: lazy imports are not the step's memory
+    peak = peak_memory_kib(lambda: training_step(model, attack, optimizer, x, y))
     seconds = median_seconds(lambda: training_step(model, attack, optimizer, x, y), repeat=repeat, warmup=0)
     return {"seconds": seconds, "peak_kib": peak}
 

@@ -14,13 +14,8 @@ import torch
 import robustkernels
 from robustkernels import ops
 from robustkernels._timing import format_table, median_seconds
+from robustkernels.bench.eager import noisy_weight as eager_noisy_weight
 from robustkernels.models import wide_resnet
-
-
-def eager_noisy_weight(w, alpha):
-    if alpha.numel() > 1:  # per output channel, as the paper's code shapes it: [C, 1, 1, 1]
-        alpha = alpha.view(-1, *[1] * (w.dim() - 1))
-    return w + alpha * w.std() * torch.randn_like(w)
 
 
 def ours(w, alpha):

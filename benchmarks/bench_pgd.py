@@ -12,37 +12,14 @@ import argparse
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 import robustkernels
-from robustkernels import ops, reference
+from robustkernels import ops
 from robustkernels._timing import format_table, median_seconds
 from robustkernels.attacks import PGD
+from robustkernels.bench.eager import pgd_attack as eager_pgd
+from robustkernels.bench.eager import pgd_step as eager_step
 from robustkernels.models import wide_resnet
-
-
-def eager_step(x_adv, x_nat, grad, step, eps, norm):
-    """The eager update every attack library writes (torchattacks' PGD / PGDL2)."""
-    if norm == "linf":
-        x_adv = x_adv + step * grad.sign()
-        delta = torch.clamp(x_adv - x_nat, min=-eps, max=eps)
-    else:
-        g_norm = grad.flatten(1).norm(dim=1).view(-1, *[1] * (grad.dim() - 1)) + 1e-10
-        delta = x_adv + step * grad / g_norm - x_nat
-        d_norm = delta.flatten(1).norm(dim=1).view(-1, *[1] * (grad.dim() - 1))
-        delta = delta * torch.clamp(eps / d_norm, max=1.0)
-    return torch.clamp(x_nat + delta, 0, 1)
-
-
-def eager_pgd(model, x, y, eps, alpha, steps):
-    """PGD-10 written with eager ops, as torchattacks does it."""
-    x_adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        loss = F.cross_entropy(model(x_adv), y)
-        (grad,) = torch.autograd.grad(loss, x_adv)
-        x_adv = eager_step(x_adv.detach(), x, grad, alpha, eps, "linf")
-    return x_adv
 
 
 def copy_bandwidth(x, repeat, device):

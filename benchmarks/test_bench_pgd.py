@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import robustkernels
-from bench_pgd import eager_step
 from robustkernels import ops
+from robustkernels.bench.eager import pgd_step as eager_step
 
 IMPLS = ["eager"] + [b for b in ("reference", "cpp") if b in robustkernels.available_backends("cpu")]
 

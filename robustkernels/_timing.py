@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -41,3 +43,56 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     return "\n".join([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in cells[1:]])
+
+
+def resident_kib() -> int:
+    """Resident set size of this process in KiB (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    except OSError:
+        return 0
+
+
+def peak_memory_kib(fn: Callable[[], object], device: str = "cpu") -> int:
+    """Peak extra memory while ``fn()`` runs, in KiB: CUDA allocator peak above the start on a
+    GPU; on the CPU the resident size sampled every millisecond, above the size just before."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+        start = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - start) // 1024
+    before, peak, done = resident_kib(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], resident_kib())
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        sampler.join()
+    return max(0, max(peak[0], resident_kib()) - before)
+
+
+def kept_for_backward_bytes(fn: Callable[[], object], leaves: Sequence[torch.Tensor] = ()) -> int:
+    """Bytes of the distinct storages autograd saves for the backward while ``fn()`` runs,
+    leaving out ``leaves`` (inputs and parameters, which exist anyway)."""
+    skip = {t.untyped_storage().data_ptr() for t in leaves}
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in skip:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(seen.values())

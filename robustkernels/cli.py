@@ -1,4 +1,4 @@
-"""Command line: ``robustkernels info`` (more commands join as they land)."""
+"""Command line: ``robustkernels info`` and ``robustkernels bench`` (more commands join as they land)."""
 
 from __future__ import annotations
 
@@ -72,10 +72,30 @@ def _info(_: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import OPS, main_bench
+
+    ops = [o.strip() for o in args.ops.split(",") if o.strip()]
+    unknown = sorted(set(ops) - set(OPS))
+    if unknown:
+        raise SystemExit(f"robustkernels bench: --ops must be among {','.join(OPS)}; got {','.join(unknown)}")
+    if args.device == "cuda" and not __import__("torch").cuda.is_available():
+        raise SystemExit("robustkernels bench: --device cuda but no CUDA device is available")
+    main_bench(args.device, ops, args.quick, args.json, e2e=not args.no_e2e)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robustkernels", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="versions, threads, extension and available backends").set_defaults(run=_info)
+    bench = commands.add_parser("bench", help="our kernels vs the eager formulations: ratios, bandwidth, memory")
+    bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    bench.add_argument("--ops", default="pgd,lwta,noise", help="comma-separated: pgd,lwta,noise")
+    bench.add_argument("--quick", action="store_true", help="small sizes; under a minute on 2 CPU cores")
+    bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    bench.add_argument("--no-e2e", action="store_true", help="skip the end-to-end cases")
+    bench.set_defaults(run=_bench)
     return parser
 
 

@@ -22,7 +22,8 @@ constexpr int64_t kPiece = 16384;  // elements per parallel task
 // Runs body(piece, begin, end, channel) in parallel over the pieces of the layout.
 template <typename Body>
 void for_each_piece(const PieceLayout& layout, Body&& body) {
-  at::parallel_for(0, layout.pieces(), 1, [&](int64_t first, int64_t last) {
+  // at least 4 pieces (64K elements) per task: small tensors stay on one thread
+  at::parallel_for(0, layout.pieces(), 65536 / kPiece, [&](int64_t first, int64_t last) {
     for (int64_t p = first; p < last; ++p) body(p, layout.begin_of(p), layout.end_of(p), layout.channel_of(p));
   });
 }

@@ -78,7 +78,7 @@ void l2_sums(const scalar_t* xa, const scalar_t* xn, const scalar_t* g, int64_t 
 
 template <typename Body>
 void for_each_piece(const PieceLayout& layout, Body&& body) {
-  at::parallel_for(0, layout.pieces(), 1, [&](int64_t first, int64_t last) {
+  at::parallel_for(0, layout.pieces(), 65536 / kPiece, [&](int64_t first, int64_t last) {  // small: one thread
     for (int64_t p = first; p < last; ++p) body(p, layout.begin_of(p), layout.end_of(p));
   });
 }

@@ -52,7 +52,7 @@ template <typename scalar_t>
 double piecewise_sum(const scalar_t* data, int64_t n, double shift, bool squares) {
   const int64_t pieces = (n + kStdPiece - 1) / kStdPiece;
   std::vector<double> partial(pieces);
-  at::parallel_for(0, pieces, 1, [&](int64_t first, int64_t last) {
+  at::parallel_for(0, pieces, 2, [&](int64_t first, int64_t last) {  // small tensors: one thread
     for (int64_t p = first; p < last; ++p) {
       const int64_t begin = p * kStdPiece;
       if constexpr (std::is_same_v<scalar_t, float>) {

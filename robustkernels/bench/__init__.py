@@ -1,0 +1,139 @@
+"""``robustkernels bench``: our kernels against the eager formulations, in one process.
+
+For each op: the median time of the eager formulation and of each of our backends on the same
+inputs, the ratio, the effective bandwidth (bytes the op must move / time), its share of the
+measured copy bandwidth (the memory-bound limit), and the peak extra memory. Then end to end:
+PGD-10 on WideResNet-16-4, and one PGD-AT training step of WRN-34-1 with LWTA and with PNI on our
+kernels against the same model on the eager formulations. Finally the targets of the kernel
+issues, each marked met or not met with its figure.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+
+import torch
+
+from .. import _backend
+from .._timing import format_table, kept_for_backward_bytes, median_seconds
+from .cases import OPS, op_cases
+from .end_to_end import E2E_CASES, run_e2e
+
+__all__ = ["OPS", "main_bench"]
+
+
+def _backends(device: str) -> list[str]:
+    names = [b for b in _backend.available_backends(device) if b != "reference"]
+    if torch.device(device).type == "cpu":
+        names = [b for b in names if b != "triton"]  # interpreted: measures Python, not the kernel
+    return names
+
+
+def copy_bandwidth(numel: int, device: str, repeat: int) -> float:
+    x = torch.rand(numel, device=device)
+    out = torch.empty_like(x)
+    return 2 * x.numel() * 4 / median_seconds(lambda: out.copy_(x), repeat=repeat, device=device)
+
+
+def run_ops(device: str, ops: Sequence[str], quick: bool, repeat: int) -> list[dict]:
+    rows = []
+    for case in op_cases(ops, quick):
+        copy = copy_bandwidth(case.numel, device, repeat)
+        eager_fn = case.make(device, None)
+        t_eager = median_seconds(eager_fn, repeat=repeat, device=device)
+        kept_eager = kept_for_backward_bytes(eager_fn, getattr(eager_fn, "leaves", ()))
+        extra = {name: median_seconds(fn, repeat=repeat, device=device) for name, fn in case.extra(device).items()}
+        for backend in _backends(device):
+            with _backend.use_backend(backend):
+                fn = case.make(device, backend)
+                t = median_seconds(fn, repeat=repeat, device=device)
+                kept = kept_for_backward_bytes(fn, getattr(fn, "leaves", ()))
+            rows.append({
+                "op": case.op, "case": case.label, "dtype": case.dtype, "backend": backend,
+                "eager_ms": t_eager * 1e3, "ours_ms": t * 1e3, "speedup": t_eager / t,
+                "gb_per_s": case.bytes_moved / t / 1e9, "copy_gb_per_s": copy / 1e9,
+                "share_of_copy": case.bytes_moved / t / copy,
+                "kept_mib_eager": kept_eager / 2**20, "kept_mib_ours": kept / 2**20,
+                **{f"{name}_ms": value * 1e3 for name, value in extra.items()},
+            })
+    return rows
+
+
+TARGETS = [  # (issue, description, row filter, check -> (met, figure))
+    ("3", "PGD step >= 5x eager, large size", lambda r: r.get("op") == "pgd_step" and "large" in r["case"],
+     lambda rs: (min(r["speedup"] for r in rs) >= 5, f"min {min(r['speedup'] for r in rs):.1f}x")),
+    ("3", "PGD step >= 50% of copy bandwidth, large size", lambda r: r.get("op") == "pgd_step" and "large" in r["case"],
+     lambda rs: (min(r["share_of_copy"] for r in rs) >= 0.5, f"min {min(r['share_of_copy'] for r in rs):.0%}")),
+    ("4", "LWTA fwd+bwd <= 1.5x ReLU", lambda r: r.get("op") == "lwta",
+     lambda rs: (max(r["ours_ms"] / r["relu_ms"] for r in rs) <= 1.5,
+                 f"{max(r['ours_ms'] / r['relu_ms'] for r in rs):.2f}x ReLU")),
+    ("5", "noisy weight fwd+bwd >= 3x eager", lambda r: r.get("op") == "noisy_weight",
+     lambda rs: (min(r["speedup"] for r in rs) >= 3, f"min {min(r['speedup'] for r in rs):.2f}x")),
+    ("5", "zero bytes of noise kept for the backward", lambda r: r.get("op") == "noisy_weight",
+     lambda rs: (max(r["kept_mib_ours"] for r in rs) < 0.01,
+                 f"{max(r['kept_mib_ours'] for r in rs) * 2**20:.0f} bytes (eager {rs[0]['kept_mib_eager']:.1f} MiB)")),
+    ("4", "WRN-34-1 LWTA PGD-AT step >= 2x faster", lambda r: r.get("case") == "pgd_at_lwta",
+     lambda rs: (rs[0]["speedup"] >= 2, f"{rs[0]['speedup']:.2f}x")),
+    ("4", "WRN-34-1 LWTA PGD-AT step peak memory <= 0.6x", lambda r: r.get("case") == "pgd_at_lwta",
+     lambda rs: (rs[0]["peak_ratio"] <= 0.6, f"{rs[0]['peak_ratio']:.2f}x")),
+]
+
+
+def check_targets(rows: list[dict], e2e: list[dict]) -> list[list[str]]:
+    out = []
+    for issue, text, keep, check in TARGETS:
+        selected = [r for r in rows + e2e if keep(r)]
+        if not selected:
+            continue
+        met, figure = check(selected)
+        out.append([issue, text, "met" if met else "NOT met", figure])
+    return out
+
+
+def main_bench(device: str = "cpu", ops: Sequence[str] = OPS, quick: bool = False, json_path: str | None = None,
+               e2e: bool = True) -> dict:
+    repeat = 5 if quick else 11
+    header = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+              + (f", {torch.cuda.get_device_name(0)}" if torch.device(device).type == "cuda" else ""))
+    print(f"robustkernels bench on {device} ({header}); medians of {repeat}{', quick sizes' if quick else ''}")
+    rows = run_ops(device, ops, quick, repeat)
+    print(format_table(
+        ["op", "case", "dtype", "backend", "eager ms", "ours ms", "speed-up", "GB/s", "of copy",
+         "MiB kept for bwd eager/ours"],
+        [[r["op"], r["case"], r["dtype"], r["backend"], f"{r['eager_ms']:.2f}", f"{r['ours_ms']:.2f}",
+          f"{r['speedup']:.1f}x", f"{r['gb_per_s']:.1f}", f"{r['share_of_copy']:.0%}",
+          f"{r['kept_mib_eager']:.1f} / {r['kept_mib_ours']:.1f}"] for r in rows]))
+    e2e_rows = run_e2e(device, quick) if e2e else []
+    if e2e_rows:
+        print()
+        print(format_table(["end to end", "model", "eager s", "ours s", "speed-up", "peak MiB eager/ours"],
+                           [[r["case"], r["model"], f"{r['eager_s']:.2f}", f"{r['ours_s']:.2f}", f"{r['speedup']:.2f}x",
+                             f"{r['peak_mib_eager']:.0f} / {r['peak_mib_ours']:.0f}"] for r in e2e_rows]))
+    targets = check_targets(rows, e2e_rows) if not quick else []
+    if targets:
+        print()
+        print(format_table(["issue", "target", "status", "measured"], targets))
+    result = {"device": device, "machine": header, "quick": quick, "ops": rows, "end_to_end": e2e_rows,
+              "targets": targets}
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+def child_main(argv: Sequence[str]) -> None:
+    """Entry for one end-to-end variant in a fresh process (``python -m robustkernels.bench ...``)."""
+    from .end_to_end import measure_variant
+
+    case, variant, device, quick = argv
+    print(json.dumps(measure_variant(case, variant, device, quick == "1")))
+
+
+def spawn_variant(case: str, variant: str, device: str, quick: bool) -> dict:
+    out = subprocess.run([sys.executable, "-m", "robustkernels.bench", case, variant, device, "1" if quick else "0"],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])

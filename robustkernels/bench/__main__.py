@@ -1,0 +1,5 @@
+import sys
+
+from . import child_main
+
+child_main(sys.argv[1:])

@@ -1,0 +1,67 @@
+"""End-to-end cases, each variant measured in a fresh process (clean peak-memory readings)."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from .._timing import median_seconds, peak_memory_kib
+from ..attacks import PGD
+from ..models import wide_resnet
+from ..nn import convert_to_pni
+from . import eager
+
+E2E_CASES = ("pgd10", "pgd_at_lwta", "pgd_at_pni")
+
+
+def _model(case: str, quick: bool):
+    torch.manual_seed(0)
+    if case == "pgd10":
+        return wide_resnet(10 if quick else 16, 4 if not quick else 2), "WRN-16-4" if not quick else "WRN-10-2"
+    depth = 10 if quick else 34
+    if case == "pgd_at_lwta":
+        return wide_resnet(depth, 1, activation="lwta"), f"WRN-{depth}-1 LWTA"
+    return convert_to_pni(wide_resnet(depth, 1)), f"WRN-{depth}-1 PNI"
+
+
+def measure_variant(case: str, variant: str, device: str, quick: bool) -> dict:
+    """Median seconds and peak extra memory (KiB) of one case on ``variant`` = ours | eager."""
+    model, name = _model(case, quick)
+    if variant == "eager":
+        eager.to_eager(model)
+    model = model.to(device)
+    batch = 8 if quick else 32
+    x = torch.rand(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    if case == "pgd10":
+        model.eval()
+        attack = PGD(model, eps=8 / 255, alpha=2 / 255, steps=10)
+        step = (lambda: attack(x, y)) if variant == "ours" else (lambda: eager.pgd_attack(model, x, y))
+    else:
+        attack = PGD(model, eps=8 / 255, alpha=2 / 255, steps=10)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+        def step():
+            x_adv = attack(x, y) if variant == "ours" else eager.pgd_attack(model.eval(), x, y)
+            model.train()
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x_adv), y).backward()
+            optimizer.step()
+
+    step()  # warm-up: one-time imports and lazy initialisation are not the step's memory
+    peak = peak_memory_kib(step, device)
+    seconds = median_seconds(step, repeat=1 if quick else 3, warmup=0, device=device)
+    return {"model": name, "seconds": seconds, "peak_kib": peak}
+
+
+def run_e2e(device: str, quick: bool) -> list[dict]:
+    from . import spawn_variant
+
+    rows = []
+    for case in E2E_CASES:
+        ours, base = spawn_variant(case, "ours", device, quick), spawn_variant(case, "eager", device, quick)
+        rows.append({"case": case, "model": ours["model"], "eager_s": base["seconds"], "ours_s": ours["seconds"],
+                     "speedup": base["seconds"] / ours["seconds"], "peak_mib_eager": base["peak_kib"] / 1024,
+                     "peak_mib_ours": ours["peak_kib"] / 1024,
+                     "peak_ratio": ours["peak_kib"] / max(base["peak_kib"], 1)})
+    return rows

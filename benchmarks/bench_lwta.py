@@ -3,8 +3,9 @@ PGD-10 adversarial-training step of a WRN-34-1 LWTA on our op vs on the eager fo
 
     python benchmarks/bench_lwta.py [--shape 128,160,32,32] [--batch 32] [--repeat 7] [--quick]
 
-Peak memory of a training step: in a fresh process per variant, the resident set size sampled
-every millisecond during the step, minus the size just before it (CPU: no allocator statistics).
+Peak memory of a training step: in a fresh process per variant, after one warm-up step, the
+peak extra memory of a step (robustkernels._timing.peak_memory_kib: the profiler's allocation
+records on the CPU, the allocator's peak on a GPU).
 """
 
 import argparse

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import statistics
-import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -45,18 +43,10 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     return "\n".join([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in cells[1:]])
 
 
-def resident_kib() -> int:
-    """Resident set size of this process in KiB (Linux /proc; 0 where unavailable)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
-    except OSError:
-        return 0
-
-
 def peak_memory_kib(fn: Callable[[], object], device: str = "cpu") -> int:
-    """Peak extra memory while ``fn()`` runs, in KiB: CUDA allocator peak above the start on a
-    GPU; on the CPU the resident size sampled every millisecond, above the size just before."""
+    """Peak extra memory while ``fn()`` runs, in KiB. CUDA: the allocator's peak above the start.
+    CPU: from the profiler's allocation and free records, the running sum's maximum (ordered by
+    time; an op's own transient peak counts at its net size)."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
         start = torch.cuda.memory_allocated()
@@ -64,21 +54,16 @@ def peak_memory_kib(fn: Callable[[], object], device: str = "cpu") -> int:
         fn()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - start) // 1024
-    before, peak, done = resident_kib(), [0], threading.Event()
+    from torch.profiler import ProfilerActivity, profile
 
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], resident_kib())
-            time.sleep(0.001)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    finally:
-        done.set()
-        sampler.join()
-    return max(0, max(peak[0], resident_kib()) - before)
+    events = sorted(prof.events(), key=lambda e: e.time_range.start)
+    running = peak = 0
+    for event in events:
+        running += event.cpu_memory_usage if event.name == "[memory]" else event.self_cpu_memory_usage
+        peak = max(peak, running)
+    return peak // 1024
 
 
 def kept_for_backward_bytes(fn: Callable[[], object], leaves: Sequence[torch.Tensor] = ()) -> int:

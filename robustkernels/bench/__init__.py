@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 
 from .. import _backend
-from .._timing import format_table, kept_for_backward_bytes, median_seconds
+from .._timing import format_table, kept_for_backward_bytes, median_seconds, peak_memory_kib
 from .cases import OPS, op_cases
 from .end_to_end import E2E_CASES, run_e2e
 
@@ -46,18 +46,21 @@ def run_ops(device: str, ops: Sequence[str], quick: bool, repeat: int) -> list[d
         eager_fn = case.make(device, None)
         t_eager = median_seconds(eager_fn, repeat=repeat, device=device)
         kept_eager = kept_for_backward_bytes(eager_fn, getattr(eager_fn, "leaves", ()))
+        peak_eager = peak_memory_kib(eager_fn, device)
         extra = {name: median_seconds(fn, repeat=repeat, device=device) for name, fn in case.extra(device).items()}
         for backend in _backends(device):
             with _backend.use_backend(backend):
                 fn = case.make(device, backend)
                 t = median_seconds(fn, repeat=repeat, device=device)
                 kept = kept_for_backward_bytes(fn, getattr(fn, "leaves", ()))
+                peak = peak_memory_kib(fn, device)
             rows.append({
                 "op": case.op, "case": case.label, "dtype": case.dtype, "backend": backend,
                 "eager_ms": t_eager * 1e3, "ours_ms": t * 1e3, "speedup": t_eager / t,
                 "gb_per_s": case.bytes_moved / t / 1e9, "copy_gb_per_s": copy / 1e9,
                 "share_of_copy": case.bytes_moved / t / copy,
                 "kept_mib_eager": kept_eager / 2**20, "kept_mib_ours": kept / 2**20,
+                "peak_mib_eager": peak_eager / 1024, "peak_mib_ours": peak / 1024,
                 **{f"{name}_ms": value * 1e3 for name, value in extra.items()},
             })
     return rows
@@ -103,9 +106,10 @@ def main_bench(device: str = "cpu", ops: Sequence[str] = OPS, quick: bool = Fals
     rows = run_ops(device, ops, quick, repeat)
     print(format_table(
         ["op", "case", "dtype", "backend", "eager ms", "ours ms", "speed-up", "GB/s", "of copy",
-         "MiB kept for bwd eager/ours"],
+         "peak extra MiB eager/ours", "kept for bwd eager/ours"],
         [[r["op"], r["case"], r["dtype"], r["backend"], f"{r['eager_ms']:.2f}", f"{r['ours_ms']:.2f}",
           f"{r['speedup']:.1f}x", f"{r['gb_per_s']:.1f}", f"{r['share_of_copy']:.0%}",
+          f"{r['peak_mib_eager']:.1f} / {r['peak_mib_ours']:.1f}",
           f"{r['kept_mib_eager']:.1f} / {r['kept_mib_ours']:.1f}"] for r in rows]))
     e2e_rows = run_e2e(device, quick) if e2e else []
     if e2e_rows:

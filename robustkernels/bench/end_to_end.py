@@ -1,4 +1,9 @@
-"""End-to-end cases, each variant measured in a fresh process (clean peak-memory readings)."""
+"""End-to-end cases, each variant measured in a fresh process (clean peak-memory readings).
+
+``pgd10``: our PGD attack against the loop written with eager ops, on a plain WideResNet-16-4.
+``pgd_at_lwta`` / ``pgd_at_pni``: one PGD-10 adversarial-training step of WRN-34-1; both variants
+run the same step and attack, on our fused LWTA / PNI layers or on their eager formulations.
+"""
 
 from __future__ import annotations
 
@@ -37,12 +42,12 @@ def measure_variant(case: str, variant: str, device: str, quick: bool) -> dict:
         model.eval()
         attack = PGD(model, eps=8 / 255, alpha=2 / 255, steps=10)
         step = (lambda: attack(x, y)) if variant == "ours" else (lambda: eager.pgd_attack(model, x, y))
-    else:
+    else:  # the same PGD-AT step; only the LWTA / PNI layers differ between the variants
         attack = PGD(model, eps=8 / 255, alpha=2 / 255, steps=10)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
 
         def step():
-            x_adv = attack(x, y) if variant == "ours" else eager.pgd_attack(model.eval(), x, y)
+            x_adv = attack(x, y)
             model.train()
             optimizer.zero_grad(set_to_none=True)
             F.cross_entropy(model(x_adv), y).backward()

@@ -2,13 +2,11 @@
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from scipy import stats
 from torch import nn
 
-import robustkernels
 from robustkernels.models import wide_resnet
 from robustkernels.nn import LWTA, IBPConv2d, IBPLinear, convert_activations, elbo_loss, lwta_kl
 from robustkernels.nn.ibp import kl_kumaraswamy_beta, kumaraswamy_sample

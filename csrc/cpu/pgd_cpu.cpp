@@ -40,25 +40,17 @@ RK_SIMD_CLONES void l2_sums_f32(const float* xa, const float* xn, const float* g
   sums[0] += gg, sums[1] += dg, sums[2] += dd;
 }
 
+// One run of a row: Linf (a = step, b = eps) or L2 (a = unit, b = scale); float goes through the
+// AVX2/AVX-512 clones, other dtypes convert element by element.
 template <typename scalar_t, typename opmath_t>
-void linf_run(scalar_t* out, const scalar_t* xa, const scalar_t* xn, const scalar_t* g, int64_t n, opmath_t step,
-              opmath_t eps, opmath_t lo, opmath_t hi) {
+void step_run(bool l2, scalar_t* out, const scalar_t* xa, const scalar_t* xn, const scalar_t* g, int64_t n,
+              opmath_t a, opmath_t b, opmath_t lo, opmath_t hi) {
   if constexpr (std::is_same_v<scalar_t, float>) {
-    linf_run_f32(out, xa, xn, g, n, step, eps, lo, hi);
+    (l2 ? l2_run_f32 : linf_run_f32)(out, xa, xn, g, n, a, b, lo, hi);
   } else {
     for (int64_t i = 0; i < n; ++i)
-      out[i] = static_cast<scalar_t>(pgd_linf<opmath_t>(xa[i], xn[i], g[i], step, eps, lo, hi));
-  }
-}
-
-template <typename scalar_t, typename opmath_t>
-void l2_run(scalar_t* out, const scalar_t* xa, const scalar_t* xn, const scalar_t* g, int64_t n, opmath_t unit,
-            opmath_t scale, opmath_t lo, opmath_t hi) {
-  if constexpr (std::is_same_v<scalar_t, float>) {
-    l2_run_f32(out, xa, xn, g, n, unit, scale, lo, hi);
-  } else {
-    for (int64_t i = 0; i < n; ++i)
-      out[i] = static_cast<scalar_t>(pgd_l2<opmath_t>(xa[i], xn[i], g[i], unit, scale, lo, hi));
+      out[i] = static_cast<scalar_t>(l2 ? pgd_l2<opmath_t>(xa[i], xn[i], g[i], a, b, lo, hi)
+                                        : pgd_linf<opmath_t>(xa[i], xn[i], g[i], a, b, lo, hi));
   }
 }
 
@@ -98,8 +90,8 @@ void pgd_step_cpu(at::Tensor& out, const at::Tensor& x_adv, const at::Tensor& x_
       const opmath_t *step_p = step.const_data_ptr<opmath_t>(), *eps_p = eps.const_data_ptr<opmath_t>();
       for_each_piece(layout, [&](int64_t p, int64_t begin, int64_t end) {
         const int64_t b = layout.sample_of(p), c = layout.channel_of(p);
-        linf_run<scalar_t, opmath_t>(o + begin, xa + begin, xn + begin, g + begin, end - begin, step_p[b], eps_p[b],
-                                     lo_p[c], hi_p[c]);
+        step_run<scalar_t, opmath_t>(false, o + begin, xa + begin, xn + begin, g + begin, end - begin, step_p[b],
+                                     eps_p[b], lo_p[c], hi_p[c]);
       });
       return;
     }
@@ -122,8 +114,8 @@ void pgd_step_cpu(at::Tensor& out, const at::Tensor& x_adv, const at::Tensor& x_
     // Pass 2: step, project, clamp.
     for_each_piece(layout, [&](int64_t p, int64_t begin, int64_t end) {
       const int64_t b = layout.sample_of(p), c = layout.channel_of(p);
-      l2_run<scalar_t, opmath_t>(o + begin, xa + begin, xn + begin, g + begin, end - begin, unit_p[b], scale_p[b],
-                                 lo_p[c], hi_p[c]);
+      step_run<scalar_t, opmath_t>(true, o + begin, xa + begin, xn + begin, g + begin, end - begin, unit_p[b],
+                                   scale_p[b], lo_p[c], hi_p[c]);
     });
   });
 }

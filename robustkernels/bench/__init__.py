@@ -21,7 +21,7 @@ import torch
 from .. import _backend
 from .._timing import format_table, kept_for_backward_bytes, median_seconds, peak_memory_kib
 from .cases import OPS, op_cases
-from .end_to_end import E2E_CASES, run_e2e
+from .end_to_end import run_e2e
 
 __all__ = ["OPS", "main_bench"]
 

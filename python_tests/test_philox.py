@@ -86,6 +86,10 @@ def test_polynomial_log_and_sincos_are_accurate():
     eps = torch.finfo(torch.float32).eps
     assert ((sin.double() - torch.sin(theta.double())).abs() <= 2 * eps).all()
     assert ((cos.double() - torch.cos(theta.double())).abs() <= 2 * eps).all()
+    x = torch.linspace(-86.0, 88.0, 100_001)
+    exact_exp = torch.exp(x.double())
+    assert ((reference.lwta.exp_poly(x).double() - exact_exp).abs() <= 2 * eps * exact_exp).all()
+    assert reference.lwta.exp_poly(torch.tensor([-88.0, -1e4, float("-inf")])).eq(0).all()  # underflow to 0
 
 
 def _exact_box_muller(u1, u2):

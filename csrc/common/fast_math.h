@@ -1,4 +1,4 @@
-// Branch-free float log and cos (Cephes polynomials, ~1 ulp on the ranges we use), so that
+// Branch-free float log, exp and sin/cos (Cephes polynomials, within 2 ulp on the ranges we use), so that
 // loops calling them auto-vectorise on the CPU and give the same results as the CUDA build.
 #pragma once
 

@@ -3,7 +3,8 @@
 Draw ``i`` of ``(seed, offset)`` is Philox4x32-10 keyed by ``seed``, converted exactly as Triton
 does: one draw per block (counter ``offset + i``, ``tl.rand`` / ``tl.randn``) or four per block
 (output ``(offset + i) % 4`` of block ``(offset + i) // 4``, ``tl.rand4x`` / ``tl.randn4x``).
-The same on every backend: uniform bit for bit, normal within a few ulp (libm log/sin/cos).
+Bit for bit the same on every backend, uniform and normal: the normal conversion uses shared
+fp32 log/sin/cos polynomials (csrc/common/fast_math.h) rather than each backend's libm.
 """
 
 import torch

@@ -4,11 +4,13 @@ import json
 
 import pytest
 
+import robustkernels
 from robustkernels import cli
 from robustkernels.bench import check_targets, main_bench, spawn_variant
 from robustkernels.bench.cases import op_cases
 
 
+@pytest.mark.skipif("cpp" not in robustkernels.available_backends("cpu"), reason="needs the compiled extension")
 def test_quick_ops_table_and_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
     result = main_bench("cpu", ["pgd", "noise"], quick=True, json_path=str(path), e2e=False)
@@ -22,6 +24,12 @@ def test_quick_ops_table_and_json(tmp_path, capsys):
         assert 0 < row["share_of_copy"] and row["gb_per_s"] > 0
     noise = next(r for r in saved["ops"] if r["op"] == "noisy_weight")
     assert noise["kept_mib_ours"] < 0.01 < noise["kept_mib_eager"]  # no noise kept for the backward
+
+
+def test_without_compiled_backends_says_so(monkeypatch, capsys):
+    monkeypatch.setattr(robustkernels._extension, "LOADED", False)
+    result = main_bench("cpu", ["pgd"], quick=True, e2e=False)
+    assert result["ops"] == [] and "no compiled backend can run on cpu" in capsys.readouterr().out
 
 
 def test_end_to_end_variant_in_a_fresh_process():

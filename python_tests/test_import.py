@@ -52,7 +52,7 @@ sys.meta_path.insert(0, BrokenExtension())
 
 
 def test_import_with_extension_failing_to_load():
-    result = run_python(BROKEN_EXTENSION + CHECK_FALLBACK)
+    result = run_python(BROKEN_EXTENSION + CHECK_FALLBACK, {"ROBUSTKERNELS_DISABLE_EXTENSION": "0"})
     assert result.returncode == 0, result.stderr
     assert "undefined symbol" in result.stdout
 

@@ -103,6 +103,9 @@ def main_bench(device: str = "cpu", ops: Sequence[str] = OPS, quick: bool = Fals
     header = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
               + (f", {torch.cuda.get_device_name(0)}" if torch.device(device).type == "cuda" else ""))
     print(f"robustkernels bench on {device} ({header}); medians of {repeat}{', quick sizes' if quick else ''}")
+    if not _backends(device):
+        print(f"no compiled backend can run on {device} (available: {', '.join(_backend.available_backends(device))});"
+              " build the extension with `pip install --no-build-isolation -e .` to benchmark the kernels")
     rows = run_ops(device, ops, quick, repeat)
     print(format_table(
         ["op", "case", "dtype", "backend", "eager ms", "ours ms", "speed-up", "GB/s", "of copy",

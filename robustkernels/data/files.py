@@ -1,0 +1,107 @@
+"""CIFAR-10 and MNIST read from their standard files (no download here).
+
+CIFAR-10: the "python version" directory ``cifar-10-batches-py`` with pickled ``data_batch_1..5``
+and ``test_batch`` (``data``: uint8 [N, 3072], channel-major RGB 32x32; ``labels``).
+MNIST: the IDX files ``train-images-idx3-ubyte`` / ``train-labels-idx1-ubyte`` and the ``t10k-``
+pair, plain or gzipped (``.gz``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import struct
+
+import numpy as np
+import torch
+
+CIFAR10_DIR = "cifar-10-batches-py"
+_CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+_IDX_MAGIC = {2049: 1, 2051: 3}  # labels: 1 dimension; images: 3 dimensions
+
+
+def _find(data_dir: str | os.PathLike, *candidates: str) -> str:
+    for name in candidates:
+        path = os.path.join(data_dir, name)
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(f"none of {list(candidates)} in {os.fspath(data_dir)!r}")
+
+
+def load_cifar10(data_dir: str | os.PathLike, *, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)``: x float32 [N, 3, 32, 32] in [0, 1], y int64. ``data_dir`` is the folder holding
+    ``cifar-10-batches-py`` (or that folder itself)."""
+    root = os.fspath(data_dir)
+    if os.path.isdir(os.path.join(root, CIFAR10_DIR)):
+        root = os.path.join(root, CIFAR10_DIR)
+    images, labels = [], []
+    for name in _CIFAR10_TRAIN if train else ["test_batch"]:
+        path = os.path.join(root, name)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"CIFAR-10 batch {name!r} not found in {root!r} (expected the python version, "
+                                    f"{CIFAR10_DIR}/data_batch_1..5 and test_batch)")
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+            raise ValueError(f"{path}: expected data of shape [N, 3072], got {data.shape}")
+        images.append(data.reshape(-1, 3, 32, 32))
+        labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
+    x = torch.from_numpy(np.concatenate(images)).float().div_(255)
+    y = torch.from_numpy(np.concatenate(labels))
+    if len(x) != len(y):
+        raise ValueError(f"CIFAR-10 in {root!r}: {len(x)} images but {len(y)} labels")
+    return x, y
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """An IDX file (the MNIST format, plain or gzipped) as a uint8 array."""
+    opener = gzip.open if os.fspath(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 8:
+        raise ValueError(f"{path}: too short for an IDX file")
+    magic, count = struct.unpack(">II", raw[:8])
+    if magic not in _IDX_MAGIC:
+        raise ValueError(f"{path}: not an IDX uint8 file (magic {magic}, expected 2049 or 2051)")
+    dims = [count] + list(struct.unpack(f">{_IDX_MAGIC[magic] - 1}I", raw[8:4 + 4 * _IDX_MAGIC[magic]]))
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * _IDX_MAGIC[magic])
+    if body.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: header says {dims} ({int(np.prod(dims))} bytes) but the file holds {body.size}")
+    return body.reshape(dims)
+
+
+def load_mnist(data_dir: str | os.PathLike, *, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)``: x float32 [N, 1, 28, 28] in [0, 1], y int64, from the IDX files in ``data_dir``."""
+    prefix = "train" if train else "t10k"
+    images = read_idx(_find(data_dir, f"{prefix}-images-idx3-ubyte", f"{prefix}-images-idx3-ubyte.gz",
+                            f"{prefix}-images.idx3-ubyte"))
+    labels = read_idx(_find(data_dir, f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels-idx1-ubyte.gz",
+                            f"{prefix}-labels.idx1-ubyte"))
+    if len(images) != len(labels):
+        raise ValueError(f"MNIST in {os.fspath(data_dir)!r}: {len(images)} images but {len(labels)} labels")
+    return torch.from_numpy(images.copy()).float().div_(255).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+
+
+def random_crop_flip(x: torch.Tensor, *, padding: int = 4, flip: bool = True,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """The standard CIFAR augmentation in torch: zero-pad by ``padding``, take a random crop of the
+    original size per image, and flip half of the images horizontally. x: [N, C, H, W]; a new
+    tensor is returned (x is not modified)."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        raise ValueError(f"x must be a [N, C, H, W] tensor, got {getattr(x, 'shape', type(x).__name__)}")
+    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        raise ValueError(f"padding must be an int >= 0, got {padding!r}")
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None, :]).to(x.device)  # [N, H]
+    cols = (dx[:, None] + torch.arange(w)[None, :]).to(x.device)  # [N, W]
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    if flip:
+        flipped = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+        out = torch.where(flipped[:, None, None, None], out.flip(3), out)
+    return out.contiguous()

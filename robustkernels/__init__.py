@@ -1,7 +1,7 @@
 """robustkernels: adversarial robustness on fused Triton and C++/CUDA kernels."""
 
 from . import _extension  # noqa: F401  (loads the C++ extension, or warns once why not)
-from . import attacks, data, models, nn, ops, reference
+from . import attacks, data, models, nn, ops, reference, train
 from ._backend import BackendUnavailableError, available_backends, requested_backend, use_backend
 
 __version__ = "0.1.0"
@@ -15,6 +15,7 @@ __all__ = [
     "nn",
     "ops",
     "reference",
+    "train",
     "requested_backend",
     "use_backend",
     "__version__",

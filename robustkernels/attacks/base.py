@@ -123,15 +123,14 @@ class Attack:
             self._unchecked_labels = False
         return objective(self.loss, logits, y, target if self.targeted else None)
 
-    def loss_and_grad(self, x_adv: torch.Tensor, y, target, loss: str | None = None):
+    def loss_and_grad(self, x_adv: torch.Tensor, y, target):
         """Per-sample objective [B], its input gradient, and logits, averaged over eot_iter passes."""
         total_loss, total_grad, total_logits = 0.0, torch.zeros_like(x_adv), 0.0
         for _ in range(self.eot_iter):
             x_in = x_adv.detach().requires_grad_(True)
             with torch.enable_grad():
                 logits = self.logits(x_in)
-                value = (objective(loss, logits, y, target if self.targeted else None) if loss
-                         else self.objective(logits, y, target))
+                value = self.objective(logits, y, target)
                 (grad,) = torch.autograd.grad(value.sum(), x_in)
             total_loss = total_loss + value.detach()
             total_grad += grad

@@ -5,6 +5,21 @@ from __future__ import annotations
 import torch
 
 INT64_MAX = 2**63 - 1
+FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+
+
+def opmath_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype kernels compute in: float64 for float64 inputs, float32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def check_float_tensor(name: str, value: object) -> torch.Tensor:
+    """``value`` is a Tensor of a dtype the kernels take (fp32/bf16/fp16, or fp64)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a Tensor, got {type(value).__name__}")
+    if value.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32, bfloat16, float16 or float64, got {value.dtype}")
+    return value
 
 
 def check_int(name: str, value: object, *, low: int | None = None, high: int | None = None) -> None:

@@ -17,10 +17,9 @@ import torch
 from .. import reference
 from ._random import draw_seed
 from ._registry import KernelOp
-from ._validation import check_int
+from ._validation import check_float_tensor, check_int
 
 MODES = {"sample": 0, "argmax": 2}  # hard sampling is mode 1
-_FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
 
 def _forward_schema(h: torch.Tensor, competitors: int, dim_size: int, inner: int, positions: int, temperature: float,
@@ -107,10 +106,7 @@ def lwta(h: torch.Tensor, *, competitors: int = 2, temperature: float = 0.67, di
     Returns:
         ``h * xi``, the same shape, dtype and layout as ``h``.
     """
-    if not isinstance(h, torch.Tensor):
-        raise TypeError(f"h must be a Tensor, got {type(h).__name__}")
-    if h.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"h must be float32, bfloat16, float16 or float64, got {h.dtype}")
+    check_float_tensor("h", h)
     check_int("dim", dim, low=-h.dim(), high=h.dim() - 1)
     dim %= h.dim()
     check_int("competitors", competitors, low=2)

@@ -14,9 +14,8 @@ import torch
 from .. import reference
 from ._random import draw_seed
 from ._registry import KernelOp
-from ._validation import check_int
+from ._validation import check_float_tensor, check_int, opmath_dtype
 
-_FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
 
 def _noise_add_schema(x: torch.Tensor, alpha: torch.Tensor, std: torch.Tensor, channels: int, inner: int,
@@ -44,7 +43,7 @@ for _op, _name in ((noise_add, "noise_add"), (noise_alpha_grad, "noise_alpha_gra
 
 
 def _torch_std(x):
-    return x.to(torch.float64 if x.dtype == torch.float64 else torch.float32).std()
+    return x.to(opmath_dtype(x.dtype)).std()
 
 
 tensor_std.register_backend("reference", _torch_std)
@@ -55,7 +54,7 @@ tensor_std.register_backend("triton", _torch_std)
 
 @tensor_std.register_fake
 def _tensor_std_fake(x):
-    return x.new_empty((), dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
+    return x.new_empty((), dtype=opmath_dtype(x.dtype))
 
 
 @noise_add.register_fake
@@ -103,15 +102,12 @@ def _alpha_layout(x: torch.Tensor, alpha: torch.Tensor, channel_dim: int) -> tup
 
 
 def _add_noise(x, alpha, channel_dim, generator, name):
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a Tensor, got {type(x).__name__}")
-    if x.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float32, bfloat16, float16 or float64, got {x.dtype}")
+    check_float_tensor(name, x)
     if x.numel() < 2:
         raise ValueError(f"{name} needs at least 2 elements for its std, got shape {list(x.shape)}")
     check_int("channel_dim", channel_dim, low=-x.dim(), high=x.dim() - 1)
     channel_dim %= x.dim()
-    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    compute = opmath_dtype(x.dtype)
     if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
         alpha = torch.tensor(float(alpha), dtype=compute, device=x.device)
     if not isinstance(alpha, torch.Tensor):

@@ -17,10 +17,10 @@ import torch
 from .. import reference
 from ._random import draw_seed
 from ._registry import KernelOp
+from ._validation import check_float_tensor, opmath_dtype
 from .philox import philox_normal, philox_uniform
 
 NORMS = ("linf", "l2")
-_FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
 
 def _pgd_step_schema(out: torch.Tensor, x_adv: torch.Tensor, x_nat: torch.Tensor, grad: torch.Tensor,
@@ -45,17 +45,13 @@ def _pgd_fake(out, x_adv, x_nat, grad, step, eps, lo, hi, l2):
     return None
 
 
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
 def per_sample(value, name: str, x: torch.Tensor) -> torch.Tensor:
     """A float or a [B] tensor >= 0 -> contiguous [B] tensor in the op-math dtype."""
     batch = x.shape[0]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if value < 0 or value != value:
             raise ValueError(f"{name} must be >= 0, got {value}")
-        return torch.full((batch,), float(value), dtype=_compute_dtype(x), device=x.device)
+        return torch.full((batch,), float(value), dtype=opmath_dtype(x.dtype), device=x.device)
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a float or a [B] tensor, got {type(value).__name__}")
     if value.numel() == 1:
@@ -68,7 +64,7 @@ def per_sample(value, name: str, x: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"{name} must be a float tensor, got {value.dtype}")
     if bool((value < 0).any()) or bool(value.isnan().any()):
         raise ValueError(f"{name} must be >= 0 (and not NaN)")
-    return value.to(_compute_dtype(x)).contiguous()
+    return value.to(opmath_dtype(x.dtype)).contiguous()
 
 
 def channel_bounds(bounds, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,7 +78,7 @@ def channel_bounds(bounds, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
             value = torch.tensor([float(value)])
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"bounds {name} must be a float or a tensor, got {type(value).__name__}")
-        value = value.reshape(-1).to(device=x.device, dtype=_compute_dtype(x)).contiguous()
+        value = value.reshape(-1).to(device=x.device, dtype=opmath_dtype(x.dtype)).contiguous()
         out.append(value)
     lo, hi = out
     if lo.numel() != hi.numel():
@@ -96,10 +92,7 @@ def channel_bounds(bounds, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def _check_tensor(name: str, t, like: torch.Tensor | None = None) -> torch.Tensor:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a Tensor, got {type(t).__name__}")
-    if t.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float32, bfloat16, float16 or float64, got {t.dtype}")
+    check_float_tensor(name, t)
     if like is not None:
         if t.shape != like.shape:
             raise ValueError(f"{name} has shape {list(t.shape)} but x_adv has {list(like.shape)}")
@@ -170,7 +163,7 @@ def random_init(x_nat: torch.Tensor, eps, norm: str = "linf", bounds=(0.0, 1.0),
     if n == 0:
         return x_nat.clone()
     seed = draw_seed(generator)
-    compute = _compute_dtype(x_nat)
+    compute = opmath_dtype(x_nat.dtype)
     shape = [batch] + [1] * (x_nat.dim() - 1)
     if l2:
         direction = philox_normal(n, seed, 0, device=x_nat.device, per_block=4).to(compute).view(batch, -1)

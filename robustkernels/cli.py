@@ -1,4 +1,4 @@
-"""Command line: ``robustkernels info`` and ``robustkernels bench`` (more commands join as they land)."""
+"""Command line: ``robustkernels demo | train | eval | bench | info``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
+
+from .cli_commands import add_demo, add_eval, add_train
 
 
 def _triton_version() -> str:
@@ -88,6 +90,9 @@ def _bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robustkernels", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    add_demo(commands)
+    add_train(commands)
+    add_eval(commands)
     commands.add_parser("info", help="versions, threads, extension and available backends").set_defaults(run=_info)
     bench = commands.add_parser("bench", help="our kernels vs the eager formulations: ratios, bandwidth, memory")
     bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -101,7 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (ValueError, TypeError, FileNotFoundError) as exc:  # bad arguments or data: one clear line
+        print(f"robustkernels {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -11,5 +11,6 @@ from .cw import CW
 from .losses import objective
 from .mifgsm import MIFGSM
 from .pgd import FGSM, FGSM_RS, PGD
+from .square import Square
 
-__all__ = ["APGD", "CW", "FGSM", "FGSM_RS", "MIFGSM", "PGD", "Attack", "objective"]
+__all__ = ["APGD", "CW", "FGSM", "FGSM_RS", "MIFGSM", "PGD", "Attack", "Square", "objective"]

@@ -1,5 +1,13 @@
-"""Robust training: losses so far (the training methods and loops land with the training issue)."""
+"""Robust training: methods (one small class per file), the shared loop :func:`fit`, and losses.
+
+    method = make_method("pgd_at", eps=8/255, steps=10)
+    history = fit(model, method, (x, y), epochs=10, batch_size=128, lr=0.1, val_data=(x_val, y_val))
+"""
 
 from .losses import interval_bounds, sensitivity, trades_loss
+from .methods import METHODS, Method, make_method, scheduled_eps
+from .schedules import LR_SCHEDULES, lr_factor
+from .trainer import fit
 
-__all__ = ["interval_bounds", "sensitivity", "trades_loss"]
+__all__ = ["LR_SCHEDULES", "METHODS", "Method", "fit", "interval_bounds", "lr_factor", "make_method",
+           "scheduled_eps", "sensitivity", "trades_loss"]

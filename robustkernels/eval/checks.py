@@ -1,0 +1,58 @@
+"""Gradient-masking checks (Carlini et al. 2019, "On Evaluating Adversarial Robustness"), each
+a pure function of measured accuracies returning pass / warn with the figures behind it."""
+
+from __future__ import annotations
+
+from .report import Check
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f}%"
+
+
+def iterative_vs_single_step(acc_iterative: float | None, acc_single: float | None, tol: float) -> Check:
+    name = "iterative >= single-step"
+    if acc_iterative is None or acc_single is None:
+        return Check(name, "n/a", "needs both fgsm and pgd")
+    ok = acc_iterative <= acc_single + tol
+    return Check(name, "pass" if ok else "warn", f"PGD {_pct(acc_iterative)} vs FGSM {_pct(acc_single)}"
+                 + ("" if ok else ": the iterative attack is weaker - gradients are likely masked"))
+
+
+def monotone_in_eps(curve: dict[float, float], tol: float) -> Check:
+    name = "accuracy falls as eps grows"
+    if len(curve) < 2:
+        return Check(name, "n/a", "no eps sweep")
+    points = sorted(curve.items())
+    rises = [(a, b, fa, fb) for (a, fa), (b, fb) in zip(points, points[1:]) if fb > fa + tol]
+    text = ", ".join(f"{e:.3g}: {_pct(v)}" for e, v in points)
+    if not rises:
+        return Check(name, "pass", text)
+    a, b, fa, fb = rises[0]
+    return Check(name, "warn", f"{text}; accuracy rises from eps {a:.3g} to {b:.3g}")
+
+
+def unbounded_eps(acc_unbounded: float, threshold: float = 0.05) -> Check:
+    ok = acc_unbounded <= threshold
+    return Check("unbounded eps -> ~0% accuracy", "pass" if ok else "warn",
+                 f"{_pct(acc_unbounded)} at an eps covering the whole input range"
+                 + ("" if ok else f" (> {_pct(threshold)}): the attack cannot follow the gradients"))
+
+
+def gradient_free_not_stronger(acc_gradient_free: float | None, acc_white_box: float, tol: float) -> Check:
+    name = "gradient-free (Square) not stronger"
+    if acc_gradient_free is None:
+        return Check(name, "n/a", "Square is Linf-only")
+    ok = acc_gradient_free >= acc_white_box - tol
+    return Check(name, "pass" if ok else "warn", f"Square {_pct(acc_gradient_free)} vs white-box worst case "
+                 f"{_pct(acc_white_box)}" + ("" if ok else ": a black-box attack beats the gradient attacks"))
+
+
+def eot_helps(stochastic: bool, acc_eot: float | None, acc_no_eot: float | None, eot_iter: int, tol: float) -> Check:
+    name = "EOT on vs off"
+    if not stochastic or acc_eot is None or acc_no_eot is None:
+        return Check(name, "n/a", "deterministic model")
+    ok = acc_eot <= acc_no_eot + tol
+    return Check(name, "pass" if ok else "warn", f"PGD with EOT-{eot_iter} {_pct(acc_eot)} vs without "
+                 f"{_pct(acc_no_eot)}" + ("" if ok else ": averaging made the attack weaker; check the defence's "
+                                          "gradients or raise eot_iter"))

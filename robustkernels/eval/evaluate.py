@@ -1,0 +1,229 @@
+"""``evaluate(model, data, eps=...)``: every attack on every sample, EOT for stochastic models,
+worst-case accuracy, the gradient-masking checks and the figures for the plots."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..attacks.base import _non_negative, _positive_int, frozen_model
+from ..ops._random import draw_seed
+from ..ops.pgd import channel_bounds, check_norm
+from . import checks as C
+from .report import AttackResult, RobustnessReport, Stat
+from .suite import ATTACKS, WHITE_BOX, make_attack
+
+AUTO_EOT, AUTO_REPEATS = 20, 5  # EOT-20 as AutoAttack's "rand" version
+
+
+def _gather(data, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        x, y = data
+    elif isinstance(data, torch.utils.data.DataLoader):
+        pairs = [(b[0], b[1]) for b in data]
+        if not pairs:
+            raise ValueError("data: the DataLoader is empty")
+        x, y = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+    else:
+        raise TypeError("data must be a DataLoader or a pair of tensors (x, y)")
+    if not x.is_floating_point() or x.dim() < 2 or y.shape != (x.shape[0],) or x.shape[0] == 0:
+        raise ValueError(f"data: expected x [N, ...] float and y [N] labels, got {list(x.shape)} and {list(y.shape)}")
+    return x, y.long()
+
+
+def is_stochastic(model: nn.Module, x: torch.Tensor, forward) -> bool:
+    """Whether two eval-mode forward passes on the same input differ."""
+    with frozen_model(model, "eval"), torch.no_grad():
+        return not torch.equal(forward(x), forward(x))
+
+
+class _Runner:
+    """Batched forward passes and attacks over (x, y) on the model's device."""
+
+    def __init__(self, model, x, y, batch_size, device, threat, progress):
+        self.model, self.x, self.y, self.bs, self.device, self.threat = model, x, y, batch_size, device, threat
+        self.progress = progress
+
+    def forward(self, x):
+        normalization = self.threat.get("normalization")
+        if normalization is not None:
+            mean, std = (torch.as_tensor(v, dtype=x.dtype, device=x.device).view(1, -1, *[1] * (x.dim() - 2))
+                         for v in normalization)
+            x = (x - mean) / std
+        return self.model(x)
+
+    def predict(self, x) -> tuple[torch.Tensor, torch.Tensor]:
+        """(predicted labels, max softmax) for every row of x, eval mode."""
+        labels, probs = [], []
+        with frozen_model(self.model, "eval"), torch.no_grad():
+            for xb in x.split(self.bs):
+                p = self.forward(xb.to(self.device)).float().softmax(dim=1)
+                conf, pred = p.max(dim=1)
+                labels.append(pred.cpu())
+                probs.append(conf.cpu())
+        return torch.cat(labels), torch.cat(probs)
+
+    def attack(self, attack, x, y, desc) -> tuple[torch.Tensor, float]:
+        out, tic = [], time.perf_counter()
+        batches = list(zip(x.split(self.bs), y.split(self.bs)))
+        for xb, yb in tqdm(batches, desc=desc, disable=not self.progress, leave=False):
+            out.append(attack(xb.to(self.device), yb.to(self.device)).cpu())
+        return torch.cat(out), time.perf_counter() - tic
+
+
+def _stat(per_run: torch.Tensor) -> Stat:
+    """Mean and spread of per-run accuracies [R]."""
+    runs = len(per_run)
+    return Stat(float(per_run.mean()), float(per_run.std()) if runs > 1 else 0.0, runs)
+
+
+def _norms(delta: torch.Tensor, norm: str) -> torch.Tensor:
+    flat = delta.flatten(1).float()
+    return flat.abs().amax(dim=1) if norm == "linf" else flat.norm(dim=1)
+
+
+def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
+             attacks=("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr"), eot_iter="auto", restarts: int = 1,
+             batch_size: int = 256, generator: torch.Generator | None = None, repeats="auto", checks: bool = True,
+             check_samples: int = 200, curve_eps=(0.25, 0.5, 1.0, 1.5, 2.0), tolerance: float = 0.03,
+             steps: dict | None = None, bounds=(0.0, 1.0), normalization=None, examples: int = 16,
+             title: str = "", progress: bool = True) -> RobustnessReport:
+    """Evaluate ``model`` against ``attacks`` within the ``norm`` ball of radius ``eps``.
+
+    Args:
+        data: a DataLoader of ``(x, y)`` batches or a pair of tensors; x in ``bounds``.
+        attacks: names among ``fgsm, pgd, cw, apgd-ce, apgd-dlr, square``.
+        eot_iter: gradient/prediction averaging passes per attack step; ``"auto"``: 20 if the
+            model is stochastic (two forward passes differ), else 1.
+        repeats: evaluation passes over the adversarial inputs whose accuracies give mean and
+            spread; ``"auto"``: 5 for stochastic models, else 1.
+        checks: run the gradient-masking checks and the eps curves on the first
+            ``check_samples`` samples; ``curve_eps`` are multiples of ``eps``.
+        steps: override attack lengths, e.g. ``{"pgd": 50, "apgd": 100, "cw": 30, "square": 1000}``.
+
+    The model's modes, ``requires_grad`` flags and the global RNG are restored; nothing of the
+    caller's is modified. A sample is robust to an attack if it is classified correctly both
+    clean and attacked; worst case: robust to every attack.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_norm(norm)
+    eps = _non_negative("eps", eps)
+    attacks = (attacks,) if isinstance(attacks, str) else tuple(attacks)
+    unknown = [a for a in attacks if a not in ATTACKS]
+    if unknown or not attacks:
+        raise ValueError(f"attacks must be a non-empty selection of {ATTACKS}, got {list(attacks)}")
+    batch_size, restarts = _positive_int("batch_size", batch_size), _positive_int("restarts", restarts)
+    check_samples = _positive_int("check_samples", check_samples)
+    if eot_iter != "auto":
+        _positive_int("eot_iter", eot_iter)
+    if repeats != "auto":
+        _positive_int("repeats", repeats)
+    x, y = _gather(data, batch_size)
+    params = list(model.parameters())
+    device = params[0].device if params else torch.device("cpu")
+    threat = dict(bounds=bounds, normalization=normalization)
+    run = _Runner(model, x, y, batch_size, device, threat, progress)
+    gen = generator if generator is not None else torch.Generator().manual_seed(draw_seed())
+    rng_state = torch.get_rng_state()
+    try:
+        stochastic = is_stochastic(model, x[:64].to(device), run.forward)
+        eot = (AUTO_EOT if stochastic else 1) if eot_iter == "auto" else eot_iter
+        reps = (AUTO_REPEATS if stochastic else 1) if repeats == "auto" else repeats
+
+        def build(name, eps_, eot_=None):
+            a = make_attack(name, model, eps=eps_, norm=norm, eot_iter=eot if eot_ is None else eot_, generator=gen,
+                            steps=steps, **threat)
+            if hasattr(a, "restarts") and name != "cw":
+                a.restarts = restarts
+            return a
+
+        tic = time.perf_counter()
+        clean_preds = [run.predict(x) for _ in range(reps)]
+        clean_seconds = (time.perf_counter() - tic) / reps
+        clean_correct = torch.stack([p == y for p, _ in clean_preds])  # [R, N]
+        results, robust_masks, adversarial = {}, {}, {}
+        total_attack_seconds = 0.0
+        for name in attacks:
+            x_adv, seconds = run.attack(build(name, eps), x, y, desc=name)
+            if name == "cw" and norm == "l2":  # minimal-norm attack: only perturbations within eps count
+                x_adv = torch.where((_norms(x_adv - x, norm) > eps * (1 + 1e-6)).view(-1, *[1] * (x.dim() - 1)), x, x_adv)
+            total_attack_seconds += seconds
+            preds = [run.predict(x_adv) for _ in range(reps)]
+            robust = clean_correct & torch.stack([p == y for p, _ in preds])
+            fooled = (clean_correct & ~robust).sum(dim=1).float() / clean_correct.sum(dim=1).clamp_min(1)
+            per_run = robust.float().mean(dim=1)
+            results[name] = AttackResult(
+                robust_accuracy=_stat(per_run),
+                success_rate=float(fooled.mean()), confidence_adv=float(preds[0][1].mean()),
+                perturbation_norm=float(_norms(x_adv - x, norm)[~robust[0] & clean_correct[0]].mean().nan_to_num(0.0)), seconds_per_image=seconds / len(y))
+            robust_masks[name], adversarial[name] = robust, x_adv
+        worst = torch.stack(list(robust_masks.values())).all(dim=0).float().mean(dim=1)  # [R]
+        clean_runs = clean_correct.float().mean(dim=1)
+        strongest = min(results, key=lambda n: results[n].robust_accuracy.mean)
+        k = min(examples, len(y))
+        shown = adversarial[strongest][:k]
+        report = RobustnessReport(
+            eps=eps, norm=norm, n_samples=len(y), stochastic=stochastic, eot_iter=eot, repeats=reps,
+            clean_accuracy=_stat(clean_runs),
+            confidence_clean=float(clean_preds[0][1].mean()), attacks=results,
+            worst_case=_stat(worst),
+            overhead=total_attack_seconds / max(clean_seconds, 1e-9),
+            clean_probabilities=clean_preds[0][1].tolist(), clean_correct=clean_correct[0].tolist(),
+            examples={"images": shown.float().tolist(), "labels": y[:k].tolist(),
+                      "predictions": run.predict(shown)[0].tolist(), "attack": strongest},
+            title=title)
+        if checks:
+            _run_checks(report, run, build, x[:check_samples], y[:check_samples],
+                        {n: m[0, :check_samples] for n, m in robust_masks.items()}, curve_eps, tolerance, norm,
+                        bounds)
+        return report
+    finally:
+        torch.set_rng_state(rng_state)
+
+
+def _accuracy(run, attack, x, y, desc) -> float:
+    x_adv, _ = run.attack(attack, x, y, desc)
+    clean = run.predict(x)[0] == y
+    return float((clean & (run.predict(x_adv)[0] == y)).float().mean())
+
+
+def _run_checks(report, run, build, x, y, robust_subset, curve_eps, tol, norm, bounds) -> None:
+    """Curves of accuracy vs eps per attack and the five checks, on the subset (x, y)."""
+    eps = report.eps
+    for name in report.attacks:
+        report.curves[name] = {"0": float((run.predict(x)[0] == y).float().mean())}
+        for m in curve_eps:
+            report.curves[name][f"{m * eps:.6g}"] = (
+                float(robust_subset[name].float().mean()) if m == 1.0 else _accuracy(run, build(name, m * eps), x, y,
+                                                                                     f"{name} @ {m:g} eps"))
+    acc = {n: r.robust_accuracy.mean for n, r in report.attacks.items()}
+    report.checks.append(C.iterative_vs_single_step(acc.get("pgd", acc.get("apgd-ce")), acc.get("fgsm"), tol))
+    iterative = next((n for n in ("pgd", "apgd-ce", "apgd-dlr", "cw") if n in report.curves), None)
+    curve = {float(e): a for e, a in report.curves.get(iterative, {}).items()}
+    report.checks.append(C.monotone_in_eps(curve, tol))
+    lo, hi = channel_bounds(bounds, x)
+    span = float((hi - lo).max())
+    unbounded = span if norm == "linf" else span * x[0].numel() ** 0.5
+    from ..attacks import PGD  # the unbounded check always uses plain PGD with large steps
+
+    big = PGD(run.model, eps=unbounded, alpha=unbounded / 10, steps=50, norm=norm, eot_iter=report.eot_iter,
+              generator=build("fgsm", eps).generator, **run.threat)
+    report.checks.append(C.unbounded_eps(_accuracy(run, big, x, y, "unbounded eps")))
+    white_box = [n for n in robust_subset if n in WHITE_BOX]
+    worst_wb = float(torch.stack([robust_subset[n] for n in white_box]).all(dim=0).float().mean()) if white_box else 1.0
+    square = None
+    if norm == "linf" and x.dim() == 4:
+        square = (float(robust_subset["square"].float().mean()) if "square" in robust_subset
+                  else _accuracy(run, build("square", eps), x, y, "square"))
+        report.curves.setdefault("square", {"0": report.curves[next(iter(report.curves))]["0"], f"{eps:.6g}": square})
+    report.checks.append(C.gradient_free_not_stronger(square, worst_wb, tol))
+    acc_eot = acc_no_eot = None
+    if report.stochastic:
+        acc_eot = float(robust_subset["pgd"].float().mean()) if "pgd" in robust_subset else _accuracy(
+            run, build("pgd", eps), x, y, "pgd (EOT)")
+        acc_no_eot = _accuracy(run, build("pgd", eps, eot_=1), x, y, "pgd (no EOT)")
+    report.checks.append(C.eot_helps(report.stochastic, acc_eot, acc_no_eot, report.eot_iter, tol))

@@ -1,0 +1,103 @@
+"""The result of :func:`robustkernels.eval.evaluate`: figures, checks, Markdown / JSON / plots."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Stat:
+    """Mean and standard deviation over repeated evaluation passes (std 0 for one pass)."""
+
+    mean: float
+    std: float = 0.0
+    runs: int = 1
+
+    def __str__(self) -> str:
+        return f"{100 * self.mean:.1f}%" + (f" ± {100 * self.std:.1f}" if self.runs > 1 else "")
+
+
+@dataclass
+class AttackResult:
+    robust_accuracy: Stat
+    success_rate: float  # fooled / clean-correct
+    confidence_adv: float  # mean max-softmax on the adversarial inputs
+    perturbation_norm: float  # mean ||x_adv - x|| (threat model's norm) over the fooled samples
+    seconds_per_image: float
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # "pass" | "warn" | "n/a"
+    detail: str
+
+
+@dataclass
+class RobustnessReport:
+    eps: float
+    norm: str
+    n_samples: int
+    stochastic: bool
+    eot_iter: int
+    repeats: int
+    clean_accuracy: Stat
+    confidence_clean: float
+    attacks: dict[str, AttackResult]
+    worst_case: Stat
+    overhead: float  # attack time / time of one clean pass
+    checks: list[Check] = field(default_factory=list)
+    curves: dict[str, dict[str, float]] = field(default_factory=dict)  # attack -> {eps: accuracy}
+    clean_probabilities: list[float] = field(default_factory=list)  # max softmax per sample
+    clean_correct: list[bool] = field(default_factory=list)
+    examples: dict = field(default_factory=dict)  # images, labels, predictions, attack
+    title: str = ""
+
+    @property
+    def robustness_gap(self) -> float:
+        return self.clean_accuracy.mean - self.worst_case.mean
+
+    # -- output -----------------------------------------------------------------------------
+    def to_markdown(self) -> str:
+        eps = f"{self.eps:.4g}" + (f" (= {self.eps * 255:.3g}/255)" if self.eps < 1 else "")
+        lines = [f"### {self.title or 'Robustness report'}", "",
+                 f"{self.n_samples} samples, {self.norm} eps = {eps}; "
+                 + (f"stochastic model: EOT over {self.eot_iter} passes, accuracies over {self.repeats} runs (mean ± std)"
+                    if self.stochastic else "deterministic model"), "",
+                 "| attack | robust acc | success rate | conf. adv | norm (fooled) | ms / image |",
+                 "| --- | --- | --- | --- | --- | --- |",
+                 f"| clean | {self.clean_accuracy} | | {self.confidence_clean:.2f} | | |"]
+        for name, r in self.attacks.items():
+            lines.append(f"| {name} | {r.robust_accuracy} | {100 * r.success_rate:.1f}% | {r.confidence_adv:.2f} | "
+                         f"{r.perturbation_norm:.4f} | {1000 * r.seconds_per_image:.2f} |")
+        lines += ["", f"**Worst case** (robust only if every attack failed): {self.worst_case}; "
+                  f"robustness gap {100 * self.robustness_gap:.1f} points; attacks cost {self.overhead:.0f}x a clean pass."]
+        if self.checks:
+            lines += ["", "| gradient-masking check | result | detail |", "| --- | --- | --- |"]
+            lines += [f"| {c.name} | {c.status} | {c.detail} |" for c in self.checks]
+        return "\n".join(lines)
+
+    def to_json(self, path=None) -> str:
+        text = json.dumps(asdict(self), indent=1)
+        if path is not None:
+            with open(path, "w") as f:
+                f.write(text)
+        return text
+
+    @classmethod
+    def from_json(cls, text: str) -> RobustnessReport:
+        data = json.loads(text)
+        data["clean_accuracy"], data["worst_case"] = Stat(**data["clean_accuracy"]), Stat(**data["worst_case"])
+        data["attacks"] = {k: AttackResult(**{**v, "robust_accuracy": Stat(**v["robust_accuracy"])})
+                           for k, v in data["attacks"].items()}
+        data["checks"] = [Check(**c) for c in data["checks"]]
+        return cls(**data)
+
+    def plot(self, path) -> list[str]:
+        """Write PNGs: ``<path>/curves.png`` (accuracy vs eps per attack), ``histogram.png``
+        (max-softmax of all vs correctly classified inputs) and ``examples.png`` (adversarial
+        examples, green = still correct, red = fooled). Returns the files written."""
+        from .plots import write_plots
+
+        return write_plots(self, path)

@@ -1,0 +1,30 @@
+"""Training methods, one small class per file; :func:`make_method` builds one by name."""
+
+from __future__ import annotations
+
+from .base import BatchResult, Method, StepContext
+from .fgsm_rs import FGSMRS
+from .free_at import FreeAT
+from .hybrid import Hybrid, scheduled_eps
+from .mixed import Mixed
+from .pgd_at import PGDAT
+from .pni_at import PNIAT
+from .sensitivity_reg import SensitivityRegularized
+from .standard import Standard
+from .trades import TRADES
+
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in
+                                    (Standard, PGDAT, TRADES, FGSMRS, FreeAT, Mixed, Hybrid, PNIAT,
+                                     SensitivityRegularized)}
+
+
+def make_method(name: str, **kwargs) -> Method:
+    """``make_method("pgd-at", eps=8/255, steps=10)``; names take ``-`` or ``_``."""
+    key = name.replace("-", "_") if isinstance(name, str) else name
+    if key not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {name!r}")
+    return METHODS[key](**kwargs)
+
+
+__all__ = ["FGSMRS", "METHODS", "PGDAT", "PNIAT", "TRADES", "BatchResult", "FreeAT", "Hybrid", "Method", "Mixed",
+           "SensitivityRegularized", "Standard", "StepContext", "make_method", "scheduled_eps"]

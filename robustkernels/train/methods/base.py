@@ -1,0 +1,141 @@
+"""What every training method shares: the threat model, the attack built on the unwrapped
+model, the optional ELBO (LWTA / IBP KL) term, and one optimizer step per batch."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ...attacks import PGD
+from ...attacks.base import _non_negative, _positive_int
+from ...nn.ibp import ibp_kl
+from ...nn.lwta import LWTA, lwta_kl
+from ...ops.pgd import check_norm
+
+
+@dataclass
+class StepContext:
+    """How the trainer runs a step: the autocast context factory and the gradient scaler."""
+
+    autocast: object = contextlib.nullcontext
+    scaler: torch.amp.GradScaler | None = None
+
+
+@dataclass
+class BatchResult:
+    """A method's loss on one batch and the logits its training accuracy is reported on."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+
+
+class Method:
+    """A training method: :meth:`batch_loss` on one batch; the trainer owns data, optimizer and logs.
+
+    Args:
+        eps: radius of the threat model (inputs in ``bounds``).
+        alpha: attack step size (default ``2.5 * eps / steps``, Madry et al.'s rule).
+        steps: attack iterations.
+        norm: ``"linf"`` or ``"l2"``.
+        bounds, normalization: as for the attacks.
+        kl_weight: weight of the KL terms of LWTA / IBP layers (negative ELBO), per training
+            example; > 0 switches KL tracking on in the model's LWTA layers.
+    """
+
+    name = ""
+    uses_attack = True
+
+    def __init__(self, *, eps: float = 8 / 255, alpha: float | None = None, steps: int = 10, norm: str = "linf",
+                 bounds=(0.0, 1.0), normalization=None, kl_weight: float = 0.0, random_start: bool = True):
+        self.eps = _non_negative("eps", eps)
+        self.steps = _positive_int("steps", steps)
+        self.alpha = 2.5 * self.eps / self.steps if alpha is None else _non_negative("alpha", alpha)
+        self.norm = norm
+        check_norm(norm)
+        self.bounds, self.normalization = bounds, normalization
+        self.kl_weight = _non_negative("kl_weight", kl_weight)
+        self.random_start = bool(random_start)
+        self.net: nn.Module | None = None
+        self.generator = torch.Generator()
+        self.dataset_size = 1
+
+    # -- set-up by the trainer ---------------------------------------------------------------
+    def bind(self, net: nn.Module, dataset_size: int) -> None:
+        """``net``: the model without DDP wrapping (attacks run on it, never syncing gradients)."""
+        self.net, self.dataset_size = net, max(int(dataset_size), 1)
+        if self.kl_weight > 0:
+            for module in net.modules():
+                if isinstance(module, LWTA):
+                    module.track_kl = True
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Called before each epoch (0-based)."""
+
+    def end_validation(self, clean_acc: float, adv_acc: float) -> None:
+        """Called with the validation accuracies after each epoch (if there is validation data)."""
+
+    def epoch_metrics(self) -> dict:
+        """Extra figures for the epoch's log line."""
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    # -- the attack -------------------------------------------------------------------------
+    def threat(self) -> dict:
+        """The keyword arguments every attack of this method shares (threat model, generator)."""
+        return dict(norm=self.norm, bounds=self.bounds, normalization=self.normalization, generator=self.generator)
+
+    def attack(self, **kwargs) -> PGD:
+        """PGD on ``self.net`` (eval mode, no parameter gradients) with this method's settings."""
+        options = dict(eps=self.eps, alpha=self.alpha, steps=self.steps, random_start=self.random_start)
+        return PGD(self.net, **{**options, **self.threat(), **kwargs})
+
+    def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.normalization is not None:
+            mean, std = (torch.as_tensor(v, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+                         for v in self.normalization)
+            x = (x - mean) / std
+        return model(x)
+
+    def regularizer(self) -> torch.Tensor | float:
+        if self.kl_weight == 0:
+            return 0.0
+        return self.kl_weight * (ibp_kl(self.net) + lwta_kl(self.net)) / self.dataset_size
+
+    # -- one batch --------------------------------------------------------------------------
+    def batch_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> BatchResult:
+        raise NotImplementedError
+
+    def train_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, x: torch.Tensor,
+                   y: torch.Tensor, ctx: StepContext) -> BatchResult:
+        """One optimizer step on the batch; ``model`` may be DDP-wrapped."""
+        result = self.batch_loss(model, x, y, ctx)
+        backward_and_step(result.loss, optimizer, scheduler, ctx)
+        return result
+
+    steps_per_batch = 1  # optimizer steps per batch (free AT replays the batch)
+
+
+def backward_and_step(loss: torch.Tensor, optimizer, scheduler, ctx: StepContext) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    if ctx.scaler is not None:
+        ctx.scaler.scale(loss).backward()
+        ctx.scaler.step(optimizer)
+        ctx.scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), y)

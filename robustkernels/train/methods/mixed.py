@@ -1,0 +1,46 @@
+"""Mixed-attack training: with probability 1/2 a batch stays clean; otherwise it is attacked by
+one of PGD, FGSM, CW (L2, short) or Gaussian noise (sigma = eps), drawn uniformly."""
+
+import torch
+
+from ...attacks import CW, FGSM
+from .base import BatchResult, Method, cross_entropy
+
+KINDS = ("pgd", "fgsm", "cw", "noise")
+
+
+class Mixed(Method):
+    name = "mixed"
+
+    def __init__(self, *, attack_probability: float = 0.5, cw_steps: int = 10, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= attack_probability <= 1.0:
+            raise ValueError(f"attack_probability must be in [0, 1], got {attack_probability}")
+        self.attack_probability, self.cw_steps = float(attack_probability), int(cw_steps)
+        self.counts = dict.fromkeys(("clean",) + KINDS, 0)
+
+    def perturbed(self, x, y):
+        if float(torch.rand((), generator=self.generator)) >= self.attack_probability:
+            self.counts["clean"] += 1
+            return x
+        kind = KINDS[int(torch.randint(len(KINDS), (), generator=self.generator))]
+        self.counts[kind] += 1
+        if kind == "pgd":
+            return self.attack()(x, y)
+        if kind == "fgsm":
+            return FGSM(self.net, eps=self.eps, **self.threat())(x, y)
+        if kind == "cw":
+            return CW(self.net, steps=self.cw_steps, binary_search_steps=1, lr=0.05, **self.threat())(x, y)
+        noise = torch.randn(x.shape, generator=self.generator, dtype=x.dtype).to(x.device)
+        lo, hi = self.bounds
+        return (x + self.eps * noise).clamp(lo, hi)
+
+    def batch_loss(self, model, x, y, ctx):
+        with ctx.autocast():
+            x_in = self.perturbed(x, y)
+            logits = self.forward(model, x_in)
+        return BatchResult(cross_entropy(logits, y) + self.regularizer(), logits)
+
+    def epoch_metrics(self):
+        counts, self.counts = self.counts, dict.fromkeys(self.counts, 0)
+        return {"batches": counts}

@@ -49,10 +49,11 @@ def table(rows: list[tuple[str, object, float]]) -> str:
     return "\n".join(lines)
 
 
-def run(*, epochs: int = 15, seed: int = 0, check_samples: int = 100, out: str | None = None, progress: bool = True,
+def run(*, epochs: int = 15, seed: int = 0, check_samples: int = 100, samples: int | None = None, out: str | None = None, progress: bool = True,
         models: tuple[str, ...] = tuple(DEMO_MODELS)) -> str:
     start = time.perf_counter()
     x_train, y_train, x_test, y_test = load_digits(seed=seed)
+    x_test, y_test = x_test[:samples], y_test[:samples]
     rows = []
     for label in models:
         tic = time.perf_counter()

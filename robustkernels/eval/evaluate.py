@@ -43,9 +43,9 @@ def is_stochastic(model: nn.Module, x: torch.Tensor, forward) -> bool:
 class _Runner:
     """Batched forward passes and attacks over (x, y) on the model's device."""
 
-    def __init__(self, model, x, y, batch_size, device, threat, progress):
+    def __init__(self, model, x, y, batch_size, device, threat, progress, generator):
         self.model, self.x, self.y, self.bs, self.device, self.threat = model, x, y, batch_size, device, threat
-        self.progress = progress
+        self.progress, self.generator = progress, generator
 
     def forward(self, x):
         normalization = self.threat.get("normalization")
@@ -55,8 +55,14 @@ class _Runner:
             x = (x - mean) / std
         return self.model(x)
 
+    def fresh_noise(self) -> None:
+        """Reseed the global RNG (LWTA / PNI noise) from the evaluation's generator: each pass
+        draws new noise; the attacks restore the RNG on exit, which would replay their draws."""
+        torch.manual_seed(draw_seed(self.generator))
+
     def predict(self, x) -> tuple[torch.Tensor, torch.Tensor]:
         """(predicted labels, max softmax) for every row of x, eval mode."""
+        self.fresh_noise()
         labels, probs = [], []
         with frozen_model(self.model, "eval"), torch.no_grad():
             for xb in x.split(self.bs):
@@ -70,6 +76,7 @@ class _Runner:
         out, tic = [], time.perf_counter()
         batches = list(zip(x.split(self.bs), y.split(self.bs)))
         for xb, yb in tqdm(batches, desc=desc, disable=not self.progress, leave=False):
+            self.fresh_noise()
             out.append(attack(xb.to(self.device), yb.to(self.device)).cpu())
         return torch.cat(out), time.perf_counter() - tic
 
@@ -126,9 +133,9 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
     params = list(model.parameters())
     device = params[0].device if params else torch.device("cpu")
     threat = dict(bounds=bounds, normalization=normalization)
-    run = _Runner(model, x, y, batch_size, device, threat, progress)
-    gen = generator if generator is not None else torch.Generator().manual_seed(draw_seed())
     rng_state = torch.get_rng_state()
+    gen = generator if generator is not None else torch.Generator().manual_seed(draw_seed())
+    run = _Runner(model, x, y, batch_size, device, threat, progress, gen)
     try:
         stochastic = is_stochastic(model, x[:64].to(device), run.forward)
         eot = (AUTO_EOT if stochastic else 1) if eot_iter == "auto" else eot_iter

@@ -219,12 +219,12 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
             loss_sum, correct, seen, seconds = all_sum(partial, device)
             record = {"epoch": epoch + 1, "step": step, "lr": opt.param_groups[0]["lr"], "loss": loss_sum / seen,
                       "train_acc": correct / seen, "train_seconds": seconds / world}
+            record.update(method.epoch_metrics())  # the figures this epoch trained with
             if val_data is not None:
                 clean, adv = accuracy_under_attack(net, method, *val_data, steps=val_attack_steps,
                                                    batch_size=batch_size, seed=mix_seed(seed, epoch, 7), device=device)
                 method.end_validation(clean, adv)
                 record.update(val_clean_acc=clean, val_pgd_acc=adv)
-            record.update(method.epoch_metrics())
             history.append(record)
             if log_path is not None and rank == 0:
                 with open(log_path, "a") as f:

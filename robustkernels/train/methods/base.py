@@ -14,6 +14,7 @@ from ...attacks import PGD
 from ...attacks.base import _non_negative, _positive_int
 from ...nn.ibp import ibp_kl
 from ...nn.lwta import LWTA, lwta_kl
+from ...ops._random import draw_seed
 from ...ops.pgd import check_norm
 
 
@@ -97,6 +98,13 @@ class Method:
         """PGD on ``self.net`` (eval mode, no parameter gradients) with this method's settings."""
         options = dict(eps=self.eps, alpha=self.alpha, steps=self.steps, random_start=self.random_start)
         return PGD(self.net, **{**options, **self.threat(), **kwargs})
+
+    def run_attack(self, attack, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``attack(x, y)``, then fresh global noise: attacks restore the global RNG on exit, so
+        the training forward would otherwise replay the attack's LWTA / PNI draws."""
+        x_adv = attack(x, y)
+        torch.manual_seed(draw_seed(self.generator))
+        return x_adv
 
     def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if self.normalization is not None:

@@ -16,6 +16,6 @@ class FGSMRS(Method):
 
     def batch_loss(self, model, x, y, ctx):
         with ctx.autocast():
-            x_adv = FGSM_RS(self.net, eps=self.eps, alpha=self.alpha, **self.threat())(x, y)
+            x_adv = self.run_attack(FGSM_RS(self.net, eps=self.eps, alpha=self.alpha, **self.threat()), x, y)
             logits = self.forward(model, x_adv)
         return BatchResult(cross_entropy(logits, y) + self.regularizer(), logits)

@@ -48,7 +48,7 @@ class Hybrid(Method):
     def batch_loss(self, model, x, y, ctx):
         attack = self.attack(eps=self.current_eps, alpha=2.5 * self.current_eps / self.steps)
         with ctx.autocast():
-            x_adv = attack(x, y)
+            x_adv = self.run_attack(attack, x, y)
             logits_clean = self.forward(model, x)
             logits_adv = self.forward(model, x_adv)
         loss = self.weight * cross_entropy(logits_clean, y) + (1 - self.weight) * cross_entropy(logits_adv, y)

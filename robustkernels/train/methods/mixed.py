@@ -37,7 +37,7 @@ class Mixed(Method):
 
     def batch_loss(self, model, x, y, ctx):
         with ctx.autocast():
-            x_in = self.perturbed(x, y)
+            x_in = self.run_attack(self.perturbed, x, y)
             logits = self.forward(model, x_in)
         return BatchResult(cross_entropy(logits, y) + self.regularizer(), logits)
 

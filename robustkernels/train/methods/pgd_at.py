@@ -8,6 +8,6 @@ class PGDAT(Method):
 
     def batch_loss(self, model, x, y, ctx):
         with ctx.autocast():
-            x_adv = self.attack()(x, y)
+            x_adv = self.run_attack(self.attack(), x, y)
             logits = self.forward(model, x_adv)
         return BatchResult(cross_entropy(logits, y) + self.regularizer(), logits)

@@ -16,7 +16,7 @@ class PNIAT(Method):
 
     def batch_loss(self, model, x, y, ctx):
         with ctx.autocast():
-            x_adv = self.attack()(x, y)
+            x_adv = self.run_attack(self.attack(), x, y)
             logits_clean = self.forward(model, x)
             logits_adv = self.forward(model, x_adv)
         loss = 0.5 * cross_entropy(logits_clean, y) + 0.5 * cross_entropy(logits_adv, y)

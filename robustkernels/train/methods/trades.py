@@ -34,7 +34,7 @@ class TRADES(Method):
 
     def batch_loss(self, model, x, y, ctx):
         with ctx.autocast():
-            x_adv = self.adversarial(x)
+            x_adv = self.run_attack(lambda x, y: self.adversarial(x), x, y)
             logits_clean = self.forward(model, x)
             logits_adv = self.forward(model, x_adv)
         loss = trades_loss(logits_clean.float(), logits_adv.float(), y, self.beta)

@@ -1,0 +1,25 @@
+"""Worker for the 2-process gloo test (a module of its own so spawned processes can import it)."""
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def train_rank(rank: int, world: int, init_file: str, out: str) -> None:
+    from python_tests.models import small_cnn
+
+    from robustkernels.data import load_digits
+    from robustkernels.train import fit, make_method
+
+    os.environ["WORLD_SIZE"] = str(world)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    x, y, _, _ = load_digits()
+    torch.manual_seed(0)
+    model = small_cnn()
+    history = fit(model, make_method("pgd_at", eps=0.1, steps=3, random_start=False), (x[:256], y[:256]),
+                  epochs=2, batch_size=64, lr=0.05, optimizer="sgd", progress=False)
+    if rank == 0:
+        torch.save({"state": model.state_dict(), "history": history}, out)
+    dist.destroy_process_group()

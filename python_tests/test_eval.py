@@ -113,6 +113,14 @@ def test_eot_lowers_or_keeps_the_robust_accuracy_of_a_stochastic_model():
     assert with_eot.stochastic and with_eot.eot_iter == 20 and with_eot.repeats == 3
     assert with_eot.clean_accuracy.runs == 3
     assert with_eot.attacks["pgd"].robust_accuracy.mean <= without.attacks["pgd"].robust_accuracy.mean + 0.03
+    assert with_eot.clean_accuracy.std > 0  # every evaluation pass draws fresh noise
+
+
+def test_eot_off_on_a_stochastic_model_is_flagged():
+    model, x, y = _data(64)
+    noisy = Masked(model, noise=0.5)
+    report = evaluate(noisy, (x, y), eps=EPS, eot_iter=1, **FAST)
+    assert report.stochastic and _checks(report)["EOT"] == "warn"
 
 
 def test_checks_pass_on_a_normal_model():

@@ -50,8 +50,11 @@ def gradient_free_not_stronger(acc_gradient_free: float | None, acc_white_box: f
 
 def eot_helps(stochastic: bool, acc_eot: float | None, acc_no_eot: float | None, eot_iter: int, tol: float) -> Check:
     name = "EOT on vs off"
-    if not stochastic or acc_eot is None or acc_no_eot is None:
+    if not stochastic:
         return Check(name, "n/a", "deterministic model")
+    if eot_iter == 1:
+        return Check(name, "warn", "stochastic model attacked without EOT (eot_iter=1): robust accuracy is likely "
+                     "overstated")
     ok = acc_eot <= acc_no_eot + tol
     return Check(name, "pass" if ok else "warn", f"PGD with EOT-{eot_iter} {_pct(acc_eot)} vs without "
                  f"{_pct(acc_no_eot)}" + ("" if ok else ": averaging made the attack weaker; check the defence's "

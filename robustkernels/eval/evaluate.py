@@ -229,7 +229,7 @@ def _run_checks(report, run, build, x, y, robust_subset, curve_eps, tol, norm, b
         report.curves.setdefault("square", {"0": report.curves[next(iter(report.curves))]["0"], f"{eps:.6g}": square})
     report.checks.append(C.gradient_free_not_stronger(square, worst_wb, tol))
     acc_eot = acc_no_eot = None
-    if report.stochastic:
+    if report.stochastic and report.eot_iter > 1:
         acc_eot = float(robust_subset["pgd"].float().mean()) if "pgd" in robust_subset else _accuracy(
             run, build("pgd", eps), x, y, "pgd (EOT)")
         acc_no_eot = _accuracy(run, build("pgd", eps, eot_=1), x, y, "pgd (no EOT)")

@@ -152,7 +152,7 @@ def test_pni_at_needs_pni_layers_and_skips_alpha_decay(digits):
         _fit(small_cnn(), make_method("pni_at", eps=EPS), (x[:64], y[:64]))
     model = build_model("cnn", pni=True, in_channels=1, image_size=8)
     _fit(model, make_method("pni_at", eps=EPS, steps=2), (x[:64], y[:64]), epochs=1, weight_decay=0.5, lr=1e-9)
-    assert all(float(m.alpha) == pytest.approx(0.25, abs=1e-6) for m in model.modules() if hasattr(m, "alpha"))
+    assert all(float(m.alpha.detach()) == pytest.approx(0.25, abs=1e-6) for m in model.modules() if hasattr(m, "alpha"))
 
 
 @pytest.mark.parametrize("call, match", [

@@ -8,7 +8,6 @@ import torch.distributed as dist
 
 def train_rank(rank: int, world: int, init_file: str, out: str) -> None:
     from python_tests.models import small_cnn
-
     from robustkernels.data import load_digits
     from robustkernels.train import fit, make_method
 

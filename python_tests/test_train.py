@@ -6,12 +6,13 @@ import os
 
 import pytest
 import torch
-from .models import accuracy, small_cnn
 
 from robustkernels.attacks import PGD
 from robustkernels.data import load_digits
 from robustkernels.models import build_model
 from robustkernels.train import METHODS, fit, lr_factor, make_method, scheduled_eps
+
+from .models import accuracy, small_cnn
 
 EPS = 0.1
 

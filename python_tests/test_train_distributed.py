@@ -5,11 +5,12 @@ import sys
 import pytest
 import torch
 import torch.multiprocessing as mp
-from .dist_worker import train_rank
-from .models import small_cnn
 
 from robustkernels.data import load_digits
 from robustkernels.train import fit, make_method
+
+from .dist_worker import train_rank
+from .models import small_cnn
 
 
 @pytest.mark.skipif(not torch.distributed.is_available() or sys.platform == "win32", reason="needs torch.distributed")

@@ -215,7 +215,9 @@ def _run_checks(report, run, build, x, y, robust_subset, curve_eps, tol, norm, b
     lo, hi = channel_bounds(bounds, x)
     span = float((hi - lo).max())
     unbounded = span if norm == "linf" else span * x[0].numel() ** 0.5
-    from ..attacks import PGD  # the unbounded check always uses plain PGD with large steps
+    from ..attacks import (
+        PGD,  # the unbounded check always uses plain PGD with large steps
+    )
 
     big = PGD(run.model, eps=unbounded, alpha=unbounded / 10, steps=50, norm=norm, eot_iter=report.eot_iter,
               generator=build("fgsm", eps).generator, **run.threat)

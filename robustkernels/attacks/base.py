@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..ops._random import draw_seed
-from ..ops.pgd import channel_bounds, check_norm, per_sample, pgd_step
+from ..ops.pgd import broadcast_bounds, check_norm, per_sample, pgd_step
 from .losses import LOSSES, objective
 
 MODEL_MODES = ("eval", "train", "keep")
@@ -30,6 +30,15 @@ def _non_negative(name: str, value) -> float:
     if not value >= 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
     return float(value)
+
+
+def normalize(x: torch.Tensor, normalization: Sequence | None) -> torch.Tensor:
+    """``(x - mean) / std`` per channel (dim 1) for ``normalization=(mean, std)``; x if None."""
+    if normalization is None:
+        return x
+    mean, std = (torch.as_tensor(v, dtype=x.dtype, device=x.device).view(1, -1, *[1] * (x.dim() - 2))
+                 for v in normalization)
+    return (x - mean) / std
 
 
 @contextlib.contextmanager
@@ -108,11 +117,7 @@ class Attack:
 
     # -- helpers for subclasses ------------------------------------------------------------
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        if self.normalization is not None:
-            mean, std = (torch.as_tensor(v, dtype=x.dtype, device=x.device).view(1, -1, *[1] * (x.dim() - 2))
-                         for v in self.normalization)
-            x = (x - mean) / std
-        return self.model(x)
+        return self.model(normalize(x, self.normalization))
 
     def objective(self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         if self._unchecked_labels:
@@ -171,8 +176,7 @@ class Attack:
             raise ValueError("target labels given to an untargeted attack (build it with targeted=True)")
         if bool(x.isnan().any()):
             raise ValueError("x contains NaN")
-        lo, hi = channel_bounds(self.bounds, x)
-        shape = [1, -1] + [1] * (x.dim() - 2) if lo.numel() > 1 else [1] * x.dim()
-        if bool((x < lo.view(shape)).any()) or bool((x > hi.view(shape)).any()):
+        lo, hi = broadcast_bounds(self.bounds, x)
+        if bool((x < lo).any()) or bool((x > hi).any()):
             raise ValueError(f"x must lie within bounds {self.bounds}")
         self._unchecked_labels = True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..ops.pgd import channel_bounds
+from ..ops.pgd import broadcast_bounds
 from .base import Attack, _non_negative, _positive_int
 
 
@@ -33,9 +33,7 @@ class CW(Attack):
         return gap.clamp_min(-self.kappa)
 
     def perturb(self, x, y, target):
-        lo, hi = channel_bounds(self.bounds, x)
-        shape = [1, -1] + [1] * (x.dim() - 2) if lo.numel() > 1 else [1] * x.dim()
-        lo, hi = lo.view(shape).to(x.dtype), hi.view(shape).to(x.dtype)
+        lo, hi = (t.to(x.dtype) for t in broadcast_bounds(self.bounds, x))
         span = (hi - lo).clamp_min(1e-12)
         to_tanh = lambda v: torch.atanh(((v - lo) / span * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6))  # noqa: E731
         from_tanh = lambda w: lo + span * (torch.tanh(w) + 1) / 2  # noqa: E731

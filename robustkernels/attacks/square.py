@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from ..ops.pgd import channel_bounds
+from ..ops.pgd import broadcast_bounds
 from .base import Attack, _positive_int
 
 # (iteration out of 10,000, divisor of p_init) from the paper's code, rescaled to n_queries
@@ -50,7 +50,7 @@ class Square(Attack):
         if x.dim() != 4:
             raise ValueError(f"x: Square needs images [B, C, H, W], got shape {list(x.shape)}")
         b, c, h, w = x.shape
-        lo, hi = (t.to(x.dtype).view(1, -1, 1, 1) if t.numel() > 1 else t.to(x.dtype) for t in channel_bounds(self.bounds, x))
+        lo, hi = (t.to(x.dtype) for t in broadcast_bounds(self.bounds, x))
         gen, dev = self.generator, x.device
 
         def signs(*shape):

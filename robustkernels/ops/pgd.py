@@ -67,6 +67,13 @@ def per_sample(value, name: str, x: torch.Tensor) -> torch.Tensor:
     return value.to(opmath_dtype(x.dtype)).contiguous()
 
 
+def broadcast_bounds(bounds, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`channel_bounds` shaped to broadcast against x: [1, C, 1, ...] or [1, ..., 1]."""
+    lo, hi = channel_bounds(bounds, x)
+    shape = [1, -1] + [1] * (x.dim() - 2) if lo.numel() > 1 else [1] * x.dim()
+    return lo.view(shape), hi.view(shape)
+
+
 def channel_bounds(bounds, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(lo, hi) floats or per-channel tensors ([C] or [1, C, 1, 1] along dim 1) -> two [C] (or [1])
     tensors in the op-math dtype, checked lo <= hi."""

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...attacks import PGD
-from ...attacks.base import _non_negative, _positive_int
+from ...attacks.base import _non_negative, _positive_int, normalize
 from ...nn.ibp import ibp_kl
 from ...nn.lwta import LWTA, lwta_kl
 from ...ops._random import draw_seed
@@ -107,11 +107,7 @@ class Method:
         return x_adv
 
     def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if self.normalization is not None:
-            mean, std = (torch.as_tensor(v, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-                         for v in self.normalization)
-            x = (x - mean) / std
-        return model(x)
+        return model(normalize(x, self.normalization))
 
     def regularizer(self) -> torch.Tensor | float:
         if self.kl_weight == 0:

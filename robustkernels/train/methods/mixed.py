@@ -4,6 +4,7 @@ one of PGD, FGSM, CW (L2, short) or Gaussian noise (sigma = eps), drawn uniforml
 import torch
 
 from ...attacks import CW, FGSM
+from ...ops.pgd import broadcast_bounds
 from .base import BatchResult, Method, cross_entropy
 
 KINDS = ("pgd", "fgsm", "cw", "noise")
@@ -32,8 +33,8 @@ class Mixed(Method):
         if kind == "cw":
             return CW(self.net, steps=self.cw_steps, binary_search_steps=1, lr=0.05, **self.threat())(x, y)
         noise = torch.randn(x.shape, generator=self.generator, dtype=x.dtype).to(x.device)
-        lo, hi = self.bounds
-        return (x + self.eps * noise).clamp(lo, hi)
+        lo, hi = (t.to(x.dtype) for t in broadcast_bounds(self.bounds, x))
+        return torch.minimum(torch.maximum(x + self.eps * noise, lo), hi)
 
     def batch_loss(self, model, x, y, ctx):
         with ctx.autocast():

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..attacks.base import _non_negative, _positive_int, frozen_model
+from ..attacks import PGD
+from ..attacks.base import _non_negative, _positive_int, frozen_model, normalize
 from ..ops._random import draw_seed
 from ..ops.pgd import channel_bounds, check_norm
 from . import checks as C
@@ -48,12 +49,7 @@ class _Runner:
         self.progress, self.generator = progress, generator
 
     def forward(self, x):
-        normalization = self.threat.get("normalization")
-        if normalization is not None:
-            mean, std = (torch.as_tensor(v, dtype=x.dtype, device=x.device).view(1, -1, *[1] * (x.dim() - 2))
-                         for v in normalization)
-            x = (x - mean) / std
-        return self.model(x)
+        return self.model(normalize(x, self.threat.get("normalization")))
 
     def fresh_noise(self) -> None:
         """Reseed the global RNG (LWTA / PNI noise) from the evaluation's generator: each pass
@@ -142,11 +138,8 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
         reps = (AUTO_REPEATS if stochastic else 1) if repeats == "auto" else repeats
 
         def build(name, eps_, eot_=None):
-            a = make_attack(name, model, eps=eps_, norm=norm, eot_iter=eot if eot_ is None else eot_, generator=gen,
-                            steps=steps, **threat)
-            if hasattr(a, "restarts") and name != "cw":
-                a.restarts = restarts
-            return a
+            return make_attack(name, model, eps=eps_, norm=norm, eot_iter=eot if eot_ is None else eot_,
+                               generator=gen, steps=steps, restarts=restarts, **threat)
 
         tic = time.perf_counter()
         clean_preds = [run.predict(x) for _ in range(reps)]
@@ -184,7 +177,7 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
                       "predictions": run.predict(shown)[0].tolist(), "attack": strongest},
             title=title)
         if checks:
-            _run_checks(report, run, build, x[:check_samples], y[:check_samples],
+            _run_checks(report, run, build, x[:check_samples], y[:check_samples], clean_correct[0, :check_samples],
                         {n: m[0, :check_samples] for n, m in robust_masks.items()}, curve_eps, tolerance, norm,
                         bounds)
         return report
@@ -192,21 +185,23 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
         torch.set_rng_state(rng_state)
 
 
-def _accuracy(run, attack, x, y, desc) -> float:
+def _accuracy(run, attack, x, y, clean, desc) -> float:
+    """Robust accuracy on (x, y): correct clean (the mask ``clean``) and after ``attack``."""
     x_adv, _ = run.attack(attack, x, y, desc)
-    clean = run.predict(x)[0] == y
     return float((clean & (run.predict(x_adv)[0] == y)).float().mean())
 
 
-def _run_checks(report, run, build, x, y, robust_subset, curve_eps, tol, norm, bounds) -> None:
-    """Curves of accuracy vs eps per attack and the five checks, on the subset (x, y)."""
+def _run_checks(report, run, build, x, y, clean, robust_subset, curve_eps, tol, norm, bounds) -> None:
+    """Curves of accuracy vs eps per attack and the five checks, on the subset (x, y), whose
+    clean predictions are the evaluation's first pass (``clean``)."""
     eps = report.eps
+    clean_acc = float(clean.float().mean())
     for name in report.attacks:
-        report.curves[name] = {"0": float((run.predict(x)[0] == y).float().mean())}
+        report.curves[name] = {"0": clean_acc}
         for m in curve_eps:
             report.curves[name][f"{m * eps:.6g}"] = (
                 float(robust_subset[name].float().mean()) if m == 1.0 else _accuracy(run, build(name, m * eps), x, y,
-                                                                                     f"{name} @ {m:g} eps"))
+                                                                                     clean, f"{name} @ {m:g} eps"))
     acc = {n: r.robust_accuracy.mean for n, r in report.attacks.items()}
     report.checks.append(C.iterative_vs_single_step(acc.get("pgd", acc.get("apgd-ce")), acc.get("fgsm"), tol))
     iterative = next((n for n in ("pgd", "apgd-ce", "apgd-dlr", "cw") if n in report.curves), None)
@@ -215,24 +210,20 @@ def _run_checks(report, run, build, x, y, robust_subset, curve_eps, tol, norm, b
     lo, hi = channel_bounds(bounds, x)
     span = float((hi - lo).max())
     unbounded = span if norm == "linf" else span * x[0].numel() ** 0.5
-    from ..attacks import (
-        PGD,  # the unbounded check always uses plain PGD with large steps
-    )
-
     big = PGD(run.model, eps=unbounded, alpha=unbounded / 10, steps=50, norm=norm, eot_iter=report.eot_iter,
-              generator=build("fgsm", eps).generator, **run.threat)
-    report.checks.append(C.unbounded_eps(_accuracy(run, big, x, y, "unbounded eps")))
+              generator=run.generator, **run.threat)  # plain PGD with large steps
+    report.checks.append(C.unbounded_eps(_accuracy(run, big, x, y, clean, "unbounded eps")))
     white_box = [n for n in robust_subset if n in WHITE_BOX]
     worst_wb = float(torch.stack([robust_subset[n] for n in white_box]).all(dim=0).float().mean()) if white_box else 1.0
     square = None
     if norm == "linf" and x.dim() == 4:
         square = (float(robust_subset["square"].float().mean()) if "square" in robust_subset
-                  else _accuracy(run, build("square", eps), x, y, "square"))
-        report.curves.setdefault("square", {"0": report.curves[next(iter(report.curves))]["0"], f"{eps:.6g}": square})
+                  else _accuracy(run, build("square", eps), x, y, clean, "square"))
+        report.curves.setdefault("square", {"0": clean_acc, f"{eps:.6g}": square})
     report.checks.append(C.gradient_free_not_stronger(square, worst_wb, tol))
     acc_eot = acc_no_eot = None
     if report.stochastic and report.eot_iter > 1:
         acc_eot = float(robust_subset["pgd"].float().mean()) if "pgd" in robust_subset else _accuracy(
-            run, build("pgd", eps), x, y, "pgd (EOT)")
-        acc_no_eot = _accuracy(run, build("pgd", eps, eot_=1), x, y, "pgd (no EOT)")
+            run, build("pgd", eps), x, y, clean, "pgd (EOT)")
+        acc_no_eot = _accuracy(run, build("pgd", eps, eot_=1), x, y, clean, "pgd (no EOT)")
     report.checks.append(C.eot_helps(report.stochastic, acc_eot, acc_no_eot, report.eot_iter, tol))

@@ -6,11 +6,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from robustkernels.data import load_digits
-from robustkernels.train import fit, make_method
-
-from .dist_worker import train_rank
-from .models import small_cnn
+from .dist_worker import train_rank, train_small
 
 
 @pytest.mark.skipif(not torch.distributed.is_available() or sys.platform == "win32", reason="needs torch.distributed")
@@ -19,11 +15,7 @@ def test_two_gloo_processes_agree_with_one(tmp_path):
     mp.spawn(train_rank, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
     result = torch.load(out, weights_only=False)
 
-    x, y, _, _ = load_digits()
-    torch.manual_seed(0)
-    model = small_cnn()
-    history = fit(model, make_method("pgd_at", eps=0.1, steps=3, random_start=False), (x[:256], y[:256]),
-                  epochs=2, batch_size=64, lr=0.05, optimizer="sgd", progress=False)
+    model, history = train_small()  # the same run in this one process
     assert history[-1]["loss"] < history[0]["loss"]
     for name, value in model.state_dict().items():
         torch.testing.assert_close(result["state"][name], value, rtol=1e-4, atol=1e-5, msg=name)

@@ -19,6 +19,7 @@ CASES = [  # (shape, competitors, dim)
     ((4, 10), 2, 1),
     ((3, 5, 8), 4, -1),
     ((2, 9, 4), 3, 1),
+    ((2, 4, 17, 19), 2, 1),  # rows of 323 positions: a full and a partial tile
 ]
 
 
@@ -120,6 +121,43 @@ def test_winners_follow_softmax_of_h():
         assert stats.chisquare(counts, expected).pvalue > 1e-4, (temperature, counts, expected)
 
 
+def test_pair_winners_follow_sigmoid_of_h_difference():
+    # Two competitors draw one logistic L = G0 - G1 per block: unit 0 wins with sigmoid(h0 - h1).
+    n = 20000
+    gaps = torch.tensor([-1.5, -0.3, 0.0, 0.7, 2.0])
+    h = torch.stack([gaps + 0.5, torch.full_like(gaps, 0.5)], dim=1)  # [5, 2], both units non-zero
+    h = h.unsqueeze(0).expand(n, 5, 2).reshape(n, 10).contiguous()
+    for temperature in (0.67, 0.01):
+        y = ops.lwta(h, competitors=2, temperature=temperature, hard=True, generator=seeded(11))
+        first_wins = (y.view(n, 5, 2)[..., 0] != 0).sum(dim=0).double()
+        expected = torch.sigmoid(gaps.double()) * n
+        chi2 = ((first_wins - expected) ** 2 / expected + (first_wins - expected) ** 2 / (n - expected)).sum()
+        assert stats.chi2.sf(chi2.item(), df=5) > 1e-4, (temperature, first_wins, expected)
+
+
+def test_logistic_noise_matches_its_distribution():
+    u = reference.philox_uniform(200000, 12345, per_block=4)
+    noise = reference.lwta.logistic(u).double()
+    assert stats.kstest(noise.numpy(), stats.logistic.cdf).pvalue > 1e-4
+    assert abs(noise.mean().item()) < 5 * (np.pi**2 / 3 / noise.numel()) ** 0.5
+    assert abs(noise.var().item() - np.pi**2 / 3) < 0.05  # sd of the variance estimate: about 0.01
+    # the two Gumbels it replaces: G0 - G1 has the same law
+    gumbels = reference.lwta.gumbel(reference.philox_uniform(400000, 999, per_block=4)).double().view(-1, 2)
+    assert stats.ks_2samp(noise.numpy(), (gumbels[:, 0] - gumbels[:, 1]).numpy()).pvalue > 1e-4
+
+
+def test_zero_temperature_limit_pair_is_sign_of_difference_plus_logistic():
+    torch.manual_seed(8)
+    h = torch.randn(4, 6, 5, 5)
+    y = ops.lwta(h, competitors=2, temperature=1e-6, generator=seeded(9))
+    seed = ops.draw_seed(seeded(9))
+    u0 = reference.philox_uniform(h.numel(), seed, per_block=4).view(4, 3, 2, 5, 5)[:, :, 0]
+    blocks = h.view(4, 3, 2, 5, 5)
+    first = (blocks[:, :, 0] - blocks[:, :, 1] + reference.lwta.logistic(u0)) >= 0
+    mask = torch.stack([first, ~first], dim=2).float().view(h.shape)
+    assert torch.equal(y, h * mask)
+
+
 def test_zero_temperature_limit_is_masked_argmax_of_h_plus_gumbel():
     torch.manual_seed(5)
     h = torch.randn(4, 6, 5, 5)
@@ -139,11 +177,12 @@ def test_argmax_mode_is_deterministic_winner():
 
 @pytest.mark.parametrize("backend", backend_params(("reference", "cpp")))
 @pytest.mark.parametrize("mode", [0, 2], ids=["soft", "argmax"])
-def test_gradcheck_float64(backend, mode):
+@pytest.mark.parametrize("competitors", [2, 3])
+def test_gradcheck_float64(backend, mode, competitors):
     torch.manual_seed(6)
     h = torch.randn(2, 6, 3, 3, dtype=torch.float64, requires_grad=True)
     with robustkernels.use_backend(backend):
-        assert torch.autograd.gradcheck(lambda x: lwta_forward(x, 3, 6, 9, 0, 0.67, mode, 5, 0), (h,))
+        assert torch.autograd.gradcheck(lambda x: lwta_forward(x, competitors, 6, 9, 0, 0.67, mode, 5, 0), (h,))
 
 
 @pytest.mark.parametrize("backend", backend_params())

@@ -74,6 +74,10 @@ RK_HOST_DEVICE float exp_poly(float x) {
 // Gumbel(0, 1) from a uniform u in [0, 1): -log(-log(u + 1e-10) + 1e-10), as the reference code.
 RK_HOST_DEVICE float gumbel_poly(float u) { return -log_poly(-log_poly(u + 1.0e-10f) + 1.0e-10f); }
 
+// Logistic(0, 1), the difference of two independent Gumbels, from one uniform u in [0, 1]:
+// log((u + 1e-10) / ((1 - u) + 1e-10)). LWTA with two competitors draws this once per block.
+RK_HOST_DEVICE float logistic_poly(float u) { return log_poly((u + 1.0e-10f) / ((1.0f - u) + 1.0e-10f)); }
+
 // sin and cos of 0 <= theta < 2**20: Cody-Waite reduction by pi/2, then Cephes polynomials.
 RK_HOST_DEVICE void sincos_poly(float theta, float* sin_out, float* cos_out) {
   const int32_t quadrant = static_cast<int32_t>(theta * 0.636619772367581f + 0.5f);

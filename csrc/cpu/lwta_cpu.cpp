@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "../common/fast_math.h"
@@ -33,6 +34,11 @@ constexpr int64_t kTile = 256;
 RK_HOST_DEVICE float gumbel_of(float u, float) { return gumbel_poly(u); }
 RK_HOST_DEVICE double gumbel_of(float u, double) {
   return -std::log(-std::log(static_cast<double>(u) + 1e-10) + 1e-10);
+}
+RK_HOST_DEVICE float logistic_of(float u, float) { return logistic_poly(u); }
+RK_HOST_DEVICE double logistic_of(float u, double) {
+  const double ud = static_cast<double>(u);
+  return std::log((ud + 1e-10) / ((1.0 - ud) + 1e-10));
 }
 RK_HOST_DEVICE float exp_of(float x) { return exp_poly(x); }
 RK_HOST_DEVICE double exp_of(double x) { return std::exp(x); }
@@ -134,6 +140,68 @@ RK_HOST_DEVICE void grad_t(const A* __restrict__ g, A* __restrict__ h, const A* 
     h[j] = relaxed ? g[j] * w[j] + xi[j] * (g[j] * h[j] - sum[j]) / temperature : g[j] * w[j];
 }
 
+// Two competitors (soft and hard sampling), one loop per tile with no scratch: one logistic draw
+// L per block, d = (h0 - h1 + L) / T, xi0 = sigmoid(d) and xi1 = sigmoid(-d) from one exp
+// (e = exp(-|d|): b = 1 / (1 + e) and e * b); w = xi, or the one-hot winner (unit 0 when
+// d >= 0) when hard. Forward: h * w. Backward, the general formula with xi0 + xi1 = 1:
+// c = xi0 xi1 (g0 h0 - g1 h1) / T, then g0 w0 + c and g1 w1 - c.
+template <typename A>
+struct PairWeights {
+  A xi0, xi1, w0, w1;
+};
+
+// kHard is a template argument: a run-time bool in these selects stops GCC from vectorising.
+template <bool kHard, typename A>
+RK_HOST_DEVICE PairWeights<A> pair_weights_of(A h0, A h1, float u, A temperature) {
+  const A d = ((h0 - h1) + logistic_of(u, A(0))) / temperature;
+  const bool first = d >= A(0);
+  const A e = exp_of(first ? -d : d);
+  const A sum = A(1) + e;
+  const A big = A(1) / sum, small = e * big;
+  const A xi0 = first ? big : small, xi1 = first ? small : big;
+  return {xi0, xi1, kHard ? (first ? A(1) : A(0)) : xi0, kHard ? (first ? A(0) : A(1)) : xi1};
+}
+
+template <bool kHard, typename A>
+RK_HOST_DEVICE void pair_forward_loop(const A* __restrict__ h0, const A* __restrict__ h1, const float* __restrict__ u,
+                                      A* __restrict__ y0, A* __restrict__ y1, A temperature, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    const PairWeights<A> w = pair_weights_of<kHard>(h0[j], h1[j], u[j], temperature);
+    y0[j] = h0[j] * w.w0;
+    y1[j] = h1[j] * w.w1;
+  }
+}
+
+template <bool kHard, typename A>
+RK_HOST_DEVICE void pair_backward_loop(const A* __restrict__ g0, const A* __restrict__ g1, const A* __restrict__ h0,
+                                       const A* __restrict__ h1, const float* __restrict__ u, A* __restrict__ d0,
+                                       A* __restrict__ d1, A temperature, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    const PairWeights<A> w = pair_weights_of<kHard>(h0[j], h1[j], u[j], temperature);
+    const A c = (w.xi0 * w.xi1) * ((g0[j] * h0[j] - g1[j] * h1[j]) / temperature);
+    d0[j] = g0[j] * w.w0 + c;
+    d1[j] = g1[j] * w.w1 - c;
+  }
+}
+
+template <typename A>
+RK_HOST_DEVICE void pair_forward_t(const A* h0, const A* h1, const float* u, A* y0, A* y1, A temperature, bool hard,
+                                   int64_t n) {
+  if (hard)
+    pair_forward_loop<true>(h0, h1, u, y0, y1, temperature, n);
+  else
+    pair_forward_loop<false>(h0, h1, u, y0, y1, temperature, n);
+}
+
+template <typename A>
+RK_HOST_DEVICE void pair_backward_t(const A* g0, const A* g1, const A* h0, const A* h1, const float* u, A* d0, A* d1,
+                                    A temperature, bool hard, int64_t n) {
+  if (hard)
+    pair_backward_loop<true>(g0, g1, h0, h1, u, d0, d1, temperature, n);
+  else
+    pair_backward_loop<false>(g0, g1, h0, h1, u, d0, d1, temperature, n);
+}
+
 template <typename A>
 RK_HOST_DEVICE void product_t(A* __restrict__ h, const A* __restrict__ w, int64_t n) {
   for (int64_t j = 0; j < n; ++j) h[j] = h[j] * w[j];
@@ -159,6 +227,17 @@ RK_TILE_LOOP(grad, (const float* g, float* h, const float* w, const float* x, co
               int64_t n),
              (g, h, w, x, s, t, r, n))
 RK_TILE_LOOP(product, (float* h, const float* w, int64_t n), (double* h, const double* w, int64_t n), (h, w, n))
+RK_TILE_LOOP(pair_forward,
+             (const float* h0, const float* h1, const float* u, float* y0, float* y1, float t, bool hard, int64_t n),
+             (const double* h0, const double* h1, const float* u, double* y0, double* y1, double t, bool hard,
+              int64_t n),
+             (h0, h1, u, y0, y1, t, hard, n))
+RK_TILE_LOOP(pair_backward,
+             (const float* g0, const float* g1, const float* h0, const float* h1, const float* u, float* d0, float* d1,
+              float t, bool hard, int64_t n),
+             (const double* g0, const double* g1, const double* h0, const double* h1, const float* u, double* d0,
+              double* d1, double t, bool hard, int64_t n),
+             (g0, g1, h0, h1, u, d0, d1, t, hard, n))
 #undef RK_TILE_LOOP
 
 // One tile: xi into s.z and the forward weights into s.w (soft: xi; hard and argmax: one-hot);
@@ -197,6 +276,13 @@ void lwta_tile(Scratch<A>& s, int64_t units, int64_t n, const LwtaParams& p, int
   for (int64_t u = 0; u < units; ++u) grad(row(s.g, u), row(s.h, u), row(s.w, u), row(s.z, u), sum, temperature, relaxed, n);
 }
 
+template <typename scalar_t, typename A>
+void scatter(const A* src, const Tile& t, int64_t units, scalar_t* dst) {
+  for (int64_t u = 0; u < units; ++u)
+    for (int64_t j = 0; j < t.length; ++j)
+      dst[t.mem_base + u * t.mem_unit_stride + j * t.mem_pos_stride] = static_cast<scalar_t>(src[u * kTile + j]);
+}
+
 // One pass over all tiles: gather h (and g), compute, scatter the result from s.h.
 template <typename scalar_t>
 void run_tiles(const LwtaLayout& l, const LwtaParams& p, const scalar_t* h, const scalar_t* g, scalar_t* out) {
@@ -208,11 +294,53 @@ void run_tiles(const LwtaLayout& l, const LwtaParams& p, const scalar_t* h, cons
       gather(h, t, l.competitors, s.h.data());
       if (g != nullptr) gather(g, t, l.competitors, s.g.data());
       lwta_tile(s, l.competitors, t.length, p, t.logical_base, t.logical_unit_stride, g != nullptr);
-      for (int64_t u = 0; u < l.competitors; ++u)
-        for (int64_t j = 0; j < t.length; ++j)
-          out[t.mem_base + u * t.mem_unit_stride + j * t.mem_pos_stride] = static_cast<scalar_t>(s.h[u * kTile + j]);
+      scatter(s.h.data(), t, l.competitors, out);
     }
   });
+}
+
+// Two competitors, sampling: the pair loops. fp32/fp64 rows with unit stride are read and
+// written in place; other dtypes and channels_last go through the scratch.
+template <typename scalar_t>
+void run_pair_tiles(const LwtaLayout& l, const LwtaParams& p, const scalar_t* h, const scalar_t* g, scalar_t* out) {
+  using A = at::opmath_type<scalar_t>;
+  const A temperature = static_cast<A>(p.temperature);
+  const bool hard = p.mode == kLwtaHard;
+  at::parallel_for(0, tile_count(l), 1, [&](int64_t first, int64_t last) {
+    Scratch<A> s(2);
+    for (int64_t ti = first; ti < last; ++ti) {
+      const Tile t = tile_at(l, ti);
+      fill_uniform4(s.uniform.data(), t.length, p.seed, p.offset + static_cast<uint64_t>(t.logical_base));
+      const A *h0 = s.h.data(), *g0 = s.g.data();
+      A* y0 = s.z.data();
+      int64_t stride = kTile;  // between the two rows
+      bool direct = false;
+      if constexpr (std::is_same_v<scalar_t, A>) {
+        direct = t.mem_pos_stride == 1;
+        if (direct) {
+          h0 = h + t.mem_base, g0 = g == nullptr ? nullptr : g + t.mem_base, y0 = out + t.mem_base;
+          stride = t.mem_unit_stride;
+        }
+      }
+      if (!direct) {
+        gather(h, t, 2, s.h.data());
+        if (g != nullptr) gather(g, t, 2, s.g.data());
+      }
+      if (g == nullptr)
+        pair_forward(h0, h0 + stride, s.uniform.data(), y0, y0 + stride, temperature, hard, t.length);
+      else
+        pair_backward(g0, g0 + stride, h0, h0 + stride, s.uniform.data(), y0, y0 + stride, temperature, hard, t.length);
+      if (!direct) scatter(s.z.data(), t, 2, out);
+    }
+  });
+}
+
+template <typename scalar_t>
+void run(const LwtaLayout& l, const LwtaParams& p, const scalar_t* h, const scalar_t* g, scalar_t* out) {
+  if (l.competitors == 2 && p.mode != kLwtaArgmax)
+    run_pair_tiles(l, p, h, g, out);
+  else
+    run_tiles(l, p, h, g, out);
 }
 
 at::Tensor lwta_forward_cpu(const at::Tensor& h, int64_t competitors, int64_t dim_size, int64_t inner,
@@ -221,7 +349,7 @@ at::Tensor lwta_forward_cpu(const at::Tensor& h, int64_t competitors, int64_t di
   const LwtaParams p{temperature, static_cast<int>(mode), static_cast<uint64_t>(seed), static_cast<uint64_t>(offset)};
   at::Tensor out = at::empty_like(h);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, h.scalar_type(), "lwta_forward_cpu", [&] {
-    run_tiles<scalar_t>(l, p, h.const_data_ptr<scalar_t>(), nullptr, out.data_ptr<scalar_t>());
+    run<scalar_t>(l, p, h.const_data_ptr<scalar_t>(), nullptr, out.data_ptr<scalar_t>());
   });
   return out;
 }
@@ -235,7 +363,7 @@ at::Tensor lwta_backward_cpu(const at::Tensor& grad, const at::Tensor& h, int64_
   const LwtaParams p{temperature, static_cast<int>(mode), static_cast<uint64_t>(seed), static_cast<uint64_t>(offset)};
   at::Tensor out = at::empty_like(h);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, h.scalar_type(), "lwta_backward_cpu", [&] {
-    run_tiles<scalar_t>(l, p, h.const_data_ptr<scalar_t>(), grad.const_data_ptr<scalar_t>(),
+    run<scalar_t>(l, p, h.const_data_ptr<scalar_t>(), grad.const_data_ptr<scalar_t>(),
                         out.data_ptr<scalar_t>());
   });
   return out;

@@ -35,7 +35,8 @@ struct Geometry {
   }
 };
 
-// h[u] -> w[u] (forward weights) and xi[u]; returns nothing for argmax mode's xi (= w).
+// h[u] -> w[u] (forward weights) and xi[u] (argmax mode: xi = w). Two competitors draw one
+// logistic per block, as the CPU and Triton kernels.
 __device__ void block_weights(const float* h, const int64_t* logical, int units, float temperature, int mode,
                               uint64_t seed, uint64_t offset, float* w, float* xi) {
   int winner = 0;
@@ -43,6 +44,18 @@ __device__ void block_weights(const float* h, const int64_t* logical, int units,
     for (int u = 1; u < units; ++u)
       if (h[u] > h[winner]) winner = u;
     for (int u = 0; u < units; ++u) w[u] = xi[u] = u == winner ? 1.0f : 0.0f;
+    return;
+  }
+  if (units == 2) {  // one logistic draw per block, d = (h0 - h1 + L) / T, xi = sigmoid(+-d)
+    const float d = __fdiv_rn((h[0] - h[1]) + logistic_poly(philox_uniform4_at(seed, offset + logical[0])),
+                              temperature);
+    const bool first = d >= 0.0f;
+    const float e = exp_poly(first ? -d : d), total = 1.0f + e;
+    const float big = __fdiv_rn(1.0f, total), small = e * big;
+    xi[0] = first ? big : small;
+    xi[1] = first ? small : big;
+    w[0] = mode == 1 ? (first ? 1.0f : 0.0f) : xi[0];
+    w[1] = mode == 1 ? (first ? 0.0f : 1.0f) : xi[1];
     return;
   }
   float z[kMaxUnits];
@@ -92,6 +105,12 @@ __global__ void lwta_backward_kernel(const T* g_in, const T* h_in, T* out, Geome
       g[u] = static_cast<float>(to_opmath(g_in[mem[u]]));
     }
     block_weights(h, logical, units, temperature, mode, seed, offset, w, xi);
+    if (units == 2 && mode != 2) {  // c = xi0 xi1 (g0 h0 - g1 h1) / T; g0 w0 + c and g1 w1 - c
+      const float c = (xi[0] * xi[1]) * __fdiv_rn(g[0] * h[0] - g[1] * h[1], temperature);
+      out[mem[0]] = from_opmath<T>(static_cast<typename OpMath<T>::type>(g[0] * w[0] + c));
+      out[mem[1]] = from_opmath<T>(static_cast<typename OpMath<T>::type>(g[1] * w[1] - c));
+      continue;
+    }
     float total = 0.0f;
     if (mode != 2)
       for (int u = 0; u < units; ++u) total = total + (g[u] * h[u]) * xi[u];

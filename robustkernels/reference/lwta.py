@@ -6,8 +6,11 @@ is ``y = h * xi`` (``hard``: ``xi`` replaced by the one-hot of its argmax in the
 straight-through gradient; ``"argmax"`` mode: the one-hot of ``argmax h``, no noise).
 
 ``G = -log(-log(u + 1e-10) + 1e-10)`` with ``u`` element ``offset + i`` of the shared uniform
-stream (four per block), ``i`` the element's row-major index. log and exp are the shared fp32
-polynomials and the block sums run in order, so every backend gives the same bits.
+stream (four per block), ``i`` the element's row-major index. With two competitors (the
+default) the softmax depends only on ``G0 - G1``, which is Logistic(0, 1): one logistic draw per
+block (unit 0's uniform) replaces the two Gumbels, a quarter of the logs and half the draws for
+the same distribution. log and exp are the shared fp32 polynomials and the block sums run in
+order, so every backend gives the same bits.
 """
 
 from __future__ import annotations
@@ -36,6 +39,13 @@ def gumbel(u: torch.Tensor) -> torch.Tensor:
     return -log_poly(-log_poly(u + 1.0e-10) + 1.0e-10)
 
 
+def logistic(u: torch.Tensor) -> torch.Tensor:
+    """Logistic(0, 1) noise (the difference of two Gumbels) from one uniform per block:
+    ``log((u + 1e-10) / ((1 - u) + 1e-10))``; float64 ``u`` uses libm."""
+    ratio = (u + 1.0e-10) / ((1.0 - u) + 1.0e-10)
+    return torch.log(ratio) if u.dtype == torch.float64 else log_poly(ratio)
+
+
 def _blocks(x: torch.Tensor, competitors: int, dim: int) -> torch.Tensor:
     """View with the competing units in a new dimension right after ``dim``."""
     shape = list(x.shape)
@@ -49,10 +59,30 @@ def _sequential_sum(x: torch.Tensor, dim: int) -> torch.Tensor:
     return total.unsqueeze(dim)
 
 
+def pair_weights(h: torch.Tensor, u: torch.Tensor, temperature: float, dim: int):
+    """(xi, z) for two competitors, block view: one logistic draw ``L`` per block (unit 0's
+    uniform), ``d = (h0 - h1 + L) / T``, ``xi0 = sigmoid(d)``, ``xi1 = sigmoid(-d)`` computed as
+    ``b = 1 / (1 + e)`` and ``e * b`` with ``e = exp(-|d|)``; ``z = (d, 0)`` are tempered logits
+    with the same softmax (ties go to unit 0)."""
+    h0, h1 = _blocks(h, 2, dim).unbind(dim + 1)
+    u0 = _blocks(u, 2, dim).select(dim + 1, 0)
+    d = ((h0 - h1) + logistic(u0.double() if h.dtype == torch.float64 else u0)) / temperature
+    first = d >= 0
+    e = (torch.exp if h.dtype == torch.float64 else exp_poly)(torch.where(first, -d, d))
+    total = 1.0 + e
+    big = torch.ones_like(total) / total
+    small = e * big
+    xi = torch.stack([torch.where(first, big, small), torch.where(first, small, big)], dim=dim + 1)
+    return xi, torch.stack([d, torch.zeros_like(d)], dim=dim + 1)
+
+
 def winner_weights(h: torch.Tensor, competitors: int, temperature: float, dim: int, seed: int, offset: int = 0):
     """(xi, z) for fp32 ``h`` (shared polynomials) or fp64 ``h`` (libm in double): the relaxed
-    winner weights and the tempered logits, in the block view."""
+    winner weights and the tempered logits, in the block view. Two competitors draw one logistic
+    per block (:func:`pair_weights`); more draw one Gumbel per unit."""
     u = philox_uniform(h.numel(), seed, offset, device=h.device, per_block=4).view(h.shape)
+    if competitors == 2:
+        return pair_weights(h, u, temperature, dim)
     if h.dtype == torch.float64:
         noise, exp = -torch.log(-torch.log(u.double() + 1e-10) + 1e-10), torch.exp
     else:
@@ -94,5 +124,10 @@ def lwta_backward(grad: torch.Tensor, h: torch.Tensor, competitors: int = 2, tem
         return (gb * weights).reshape(h.shape).to(h.dtype)
     xi, z = winner_weights(h.to(compute), competitors, temperature, dim, seed, offset)
     weights = torch.zeros_like(xi).scatter_(dim + 1, z.argmax(dim=dim + 1, keepdim=True), 1.0) if hard else xi
+    if competitors == 2:  # with xi0 + xi1 = 1: c = xi0 xi1 (g0 h0 - g1 h1) / T, then g0 w0 + c, g1 w1 - c
+        (x0, x1), (g0, g1), (h0, h1), (w0, w1) = (t.unbind(dim + 1) for t in (xi, gb, hb, weights))
+        c = (x0 * x1) * ((g0 * h0 - g1 * h1) / temperature)
+        grad = torch.stack([g0 * w0 + c, g1 * w1 - c], dim=dim + 1)
+        return grad.reshape(h.shape).to(h.dtype)
     total = _sequential_sum((gb * hb) * xi, dim + 1)
     return (gb * weights + xi * (gb * hb - total) / temperature).reshape(h.shape).to(h.dtype)

@@ -64,9 +64,32 @@ def _tile(h_ptr, program, chunk, dim_size, inner, positions, U: tl.constexpr, U_
 
 
 @triton.jit
+def _pair_weights(h, logical, units, seed, offset, temperature, MODE: tl.constexpr):
+    """Two competitors: one logistic draw per block (unit 0's uniform), d = (h0 - h1 + L) / T,
+    xi0 = b = 1 / (1 + e) and xi1 = e * b with e = exp(-|d|) when d >= 0 (swapped otherwise)."""
+    first_row = units == 0
+    h0 = tl.sum(tl.where(first_row, h, 0.0), axis=0)
+    h1 = tl.sum(tl.where(first_row, 0.0, h), axis=0)
+    u = uniform4_at(seed, tl.sum(tl.where(first_row, logical, 0), axis=0) + offset)
+    noise = _log_poly(tl.math.div_rn(u + 1.0e-10, (1.0 - u) + 1.0e-10))
+    d = tl.math.div_rn((h0 - h1) + noise, temperature)
+    first = d >= 0.0
+    e = _exp_poly(tl.where(first, -d, d))
+    total = 1.0 + e
+    big = tl.math.div_rn(1.0, total)
+    small = e * big
+    xi = tl.where(first_row, tl.where(first, big, small)[None, :], tl.where(first, small, big)[None, :])
+    if MODE == 1:
+        return (first_row == first[None, :]).to(tl.float32), xi
+    return xi, xi
+
+
+@triton.jit
 def _weights(h, logical, mask, units, seed, offset, temperature, MODE: tl.constexpr, U: tl.constexpr):
     """(w, xi): the forward weights (xi, or the one-hot winner) and the relaxed xi."""
     real_unit = units < U  # padding rows (U not a power of two) never win; padded positions are 0
+    if U == 2 and MODE != 2:
+        return _pair_weights(h, logical, units, seed, offset, temperature, MODE)
     if MODE == 2:
         winner = tl.argmax(tl.where(real_unit, h, float("-inf")), axis=0)
         w = (units == winner[None, :]).to(tl.float32)
@@ -101,7 +124,14 @@ def _lwta_backward_kernel(g_ptr, h_ptr, out_ptr, dim_size, inner, positions, tem
     g = tl.load(g_ptr + mem, mask=mask, other=0.0).to(tl.float32)
     w, xi = _weights(h, logical, mask, units, seed, offset, temperature, MODE, U)
     grad = g * w
-    if MODE != 2:
+    if U == 2 and MODE != 2:  # c = xi0 xi1 (g0 h0 - g1 h1) / T; g0 w0 + c and g1 w1 - c
+        gh = g * h
+        xi0 = tl.sum(tl.where(units == 0, xi, 0.0), axis=0)
+        c = (xi0 * tl.sum(tl.where(units == 0, 0.0, xi), axis=0)) * tl.math.div_rn(
+            tl.sum(tl.where(units == 0, gh, 0.0), axis=0) - tl.sum(tl.where(units == 0, 0.0, gh), axis=0),
+            temperature)
+        grad = grad + tl.where(units == 0, c[None, :], -c[None, :])
+    elif MODE != 2:
         total = _row_sum((g * h) * xi, units, U)
         grad = grad + tl.math.div_rn(xi * (g * h - total[None, :]), temperature)
     tl.store(out_ptr + mem, grad.to(out_ptr.dtype.element_ty), mask=mask)

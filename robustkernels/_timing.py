@@ -9,30 +9,40 @@ from collections.abc import Callable, Sequence
 import torch
 
 
-def median_seconds(fn: Callable[[], object], *, warmup: int = 3, repeat: int = 21, device: str = "cpu") -> float:
-    """Median wall time of ``fn()`` over ``repeat`` runs after ``warmup`` runs.
+def _seconds(fn: Callable[[], object], device: str) -> float:
+    """Wall time of one ``fn()``: CUDA events (synchronised) on CUDA devices, else perf_counter."""
+    if torch.device(device).type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) / 1e3
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
-    On CUDA devices uses CUDA events (and synchronises); elsewhere ``time.perf_counter``.
-    """
+
+def median_seconds(fn: Callable[[], object], *, warmup: int = 3, repeat: int = 21, device: str = "cpu") -> float:
+    """Median wall time of ``fn()`` over ``repeat`` runs after ``warmup`` runs."""
+    return interleaved_medians({"fn": fn}, warmup=warmup, repeat=repeat, device=device)["fn"]
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], *, warmup: int = 3, repeat: int = 21,
+                        device: str = "cpu") -> dict[str, float]:
+    """Median seconds of each function, timed round-robin (one run of each per round), so that a
+    machine that slows down or speeds up during the measurement shifts every function alike and
+    the ratios between them hold."""
     if warmup < 0 or repeat < 1:
         raise ValueError(f"need warmup >= 0 and repeat >= 1, got {warmup}, {repeat}")
     for _ in range(warmup):
-        fn()
-    times = []
-    if torch.device(device).type == "cuda":
-        for _ in range(repeat):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
+        for fn in fns.values():
             fn()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-    else:
-        for _ in range(repeat):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            times[name].append(_seconds(fn, device))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

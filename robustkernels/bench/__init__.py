@@ -14,12 +14,12 @@ import json
 import platform
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from .. import _backend
-from .._timing import format_table, kept_for_backward_bytes, median_seconds, peak_memory_kib
+from .._timing import format_table, interleaved_medians, kept_for_backward_bytes, median_seconds, peak_memory_kib
 from .cases import OPS, op_cases
 from .end_to_end import run_e2e
 
@@ -39,29 +39,39 @@ def copy_bandwidth(numel: int, device: str, repeat: int) -> float:
     return 2 * x.numel() * 4 / median_seconds(lambda: out.copy_(x), repeat=repeat, device=device)
 
 
+def _under_backend(backend: str, fn: Callable[[], object]) -> Callable[[], object]:
+    def run():
+        with _backend.use_backend(backend):
+            return fn()
+
+    run.leaves = getattr(fn, "leaves", ())
+    return run
+
+
 def run_ops(device: str, ops: Sequence[str], quick: bool, repeat: int) -> list[dict]:
     rows = []
     for case in op_cases(ops, quick):
         copy = copy_bandwidth(case.numel, device, repeat)
         eager_fn = case.make(device, None)
-        t_eager = median_seconds(eager_fn, repeat=repeat, device=device)
-        kept_eager = kept_for_backward_bytes(eager_fn, getattr(eager_fn, "leaves", ()))
-        peak_eager = peak_memory_kib(eager_fn, device)
-        extra = {name: median_seconds(fn, repeat=repeat, device=device) for name, fn in case.extra(device).items()}
+        ours = {}
         for backend in _backends(device):
             with _backend.use_backend(backend):
-                fn = case.make(device, backend)
-                t = median_seconds(fn, repeat=repeat, device=device)
-                kept = kept_for_backward_bytes(fn, getattr(fn, "leaves", ()))
-                peak = peak_memory_kib(fn, device)
+                ours[backend] = _under_backend(backend, case.make(device, backend))
+        extra = case.extra(device)
+        # eager, ReLU-like extras and every backend timed round-robin: drift hits all alike
+        times = interleaved_medians({"eager": eager_fn, **extra, **ours}, repeat=repeat, device=device)
+        kept_eager = kept_for_backward_bytes(eager_fn, getattr(eager_fn, "leaves", ()))
+        peak_eager = peak_memory_kib(eager_fn, device)
+        for backend, fn in ours.items():
+            t, t_eager = times[backend], times["eager"]
             rows.append({
                 "op": case.op, "case": case.label, "dtype": case.dtype, "backend": backend,
                 "eager_ms": t_eager * 1e3, "ours_ms": t * 1e3, "speedup": t_eager / t,
                 "gb_per_s": case.bytes_moved / t / 1e9, "copy_gb_per_s": copy / 1e9,
                 "share_of_copy": case.bytes_moved / t / copy,
-                "kept_mib_eager": kept_eager / 2**20, "kept_mib_ours": kept / 2**20,
-                "peak_mib_eager": peak_eager / 1024, "peak_mib_ours": peak / 1024,
-                **{f"{name}_ms": value * 1e3 for name, value in extra.items()},
+                "kept_mib_eager": kept_eager / 2**20, "kept_mib_ours": kept_for_backward_bytes(fn, fn.leaves) / 2**20,
+                "peak_mib_eager": peak_eager / 1024, "peak_mib_ours": peak_memory_kib(fn, device) / 1024,
+                **{f"{name}_ms": times[name] * 1e3 for name in extra},
             })
     return rows
 

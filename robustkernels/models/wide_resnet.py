@@ -1,5 +1,10 @@
 """WideResNet (Zagoruyko & Komodakis 2016) with pre-activation blocks, as in the adversarial
-training literature's reference code: BN -> act -> conv3x3 -> BN -> act -> conv3x3 + shortcut."""
+training literature's reference code: BN -> act -> conv3x3 -> BN -> act -> conv3x3 + shortcut.
+
+Every BN -> act pair comes from one factory ``norm_act(channels) -> (bn, act)``. With LWTA the
+pair is one fused :class:`~robustkernels.nn.BatchNormLWTA` (as ``bn``; ``act`` is an
+``nn.Identity``), which keeps one activation-sized tensor for the backward instead of two; the
+``state_dict`` keys are the same as with separate BN and activation modules."""
 
 from __future__ import annotations
 
@@ -7,17 +12,18 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ..nn.lwta import LWTA
+from ..nn.lwta import BatchNormLWTA
 
 ACTIVATIONS = ("relu", "lwta")
+NormAct = Callable[[int], tuple[nn.Module, nn.Module]]
 
 
 class PreActBlock(nn.Module):
-    def __init__(self, in_planes: int, out_planes: int, stride: int, activation: Callable[[], nn.Module]):
+    def __init__(self, in_planes: int, out_planes: int, stride: int, norm_act: NormAct):
         super().__init__()
-        self.bn1, self.act1 = nn.BatchNorm2d(in_planes), activation()
+        self.bn1, self.act1 = norm_act(in_planes)
         self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
-        self.bn2, self.act2 = nn.BatchNorm2d(out_planes), activation()
+        self.bn2, self.act2 = norm_act(out_planes)
         self.conv2 = nn.Conv2d(out_planes, out_planes, 3, stride=1, padding=1, bias=False)
         self.shortcut = None
         if stride != 1 or in_planes != out_planes:
@@ -30,8 +36,7 @@ class PreActBlock(nn.Module):
 
 
 class WideResNet(nn.Module):
-    def __init__(self, depth: int, widen_factor: int, num_classes: int, activation: Callable[[], nn.Module],
-                 in_channels: int = 3):
+    def __init__(self, depth: int, widen_factor: int, num_classes: int, norm_act: NormAct, in_channels: int = 3):
         super().__init__()
         blocks = (depth - 4) // 6
         widths = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
@@ -41,9 +46,9 @@ class WideResNet(nn.Module):
             for block in range(blocks):
                 in_planes = widths[group] if block == 0 else widths[group + 1]
                 stride = (1 if group == 0 else 2) if block == 0 else 1
-                layers.append(PreActBlock(in_planes, widths[group + 1], stride, activation))
+                layers.append(PreActBlock(in_planes, widths[group + 1], stride, norm_act))
         self.blocks = nn.Sequential(*layers)
-        self.bn, self.act = nn.BatchNorm2d(widths[3]), activation()
+        self.bn, self.act = norm_act(widths[3])
         self.pool, self.flatten = nn.AdaptiveAvgPool2d(1), nn.Flatten()
         self.fc = nn.Linear(widths[3], num_classes)
 
@@ -63,5 +68,8 @@ def wide_resnet(depth: int = 34, widen_factor: int = 10, num_classes: int = 10, 
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
     if activation == "lwta" and 16 % competitors:
         raise ValueError(f"competitors must divide the 16 channels of the first layer, got {competitors}")
-    factory = (lambda: nn.ReLU(inplace=True)) if activation == "relu" else (lambda: LWTA(competitors))
-    return WideResNet(depth, widen_factor, num_classes, factory, in_channels)
+    if activation == "relu":
+        return WideResNet(depth, widen_factor, num_classes, lambda c: (nn.BatchNorm2d(c), nn.ReLU(inplace=True)),
+                          in_channels)
+    return WideResNet(depth, widen_factor, num_classes, lambda c: (BatchNormLWTA(c, competitors), nn.Identity()),
+                      in_channels)

@@ -1,10 +1,11 @@
 """Modules: thin wrappers over robustkernels.ops."""
 
 from .ibp import IBPConv2d, IBPLinear, elbo_loss
-from .lwta import LWTA, convert_activations, lwta_kl
+from .lwta import LWTA, BatchNormLWTA, convert_activations, lwta_kl
 from .pni import PNIConv2d, PNILinear, convert_to_pni, pni_param_groups, set_pni_noise
 
 __all__ = [
+    "BatchNormLWTA",
     "IBPConv2d",
     "IBPLinear",
     "LWTA",

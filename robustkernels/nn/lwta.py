@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from ..ops.batch_norm_lwta import batch_norm_lwta
 from ..ops.lwta import lwta
 
 
@@ -55,6 +56,39 @@ class LWTA(nn.Module):
     def extra_repr(self) -> str:
         return (f"competitors={self.competitors}, train_temperature={self.train_temperature}, "
                 f"eval_temperature={self.eval_temperature}, dim={self.dim}, hard={self.hard}")
+
+
+class BatchNormLWTA(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` followed by :class:`LWTA` over the channels, fused
+    (:func:`robustkernels.ops.batch_norm_lwta`): the pair keeps one activation-sized tensor for
+    the backward instead of two. Parameters, buffers and ``state_dict`` keys are those of
+    ``nn.BatchNorm2d``; the LWTA settings live in the parameter-free child ``lwta``.
+
+    When ``lwta`` tracks its KL term (``kl=True``) or is replaced by another LWTA class, the pair
+    runs unfused: ``lwta(batch_norm(x))``.
+    """
+
+    def __init__(self, num_features: int, competitors: int = 2, train_temperature: float = 0.67,
+                 eval_temperature: float = 0.01, hard: bool = False, **batch_norm_kwargs):
+        super().__init__(num_features, **batch_norm_kwargs)
+        self.lwta = LWTA(competitors, train_temperature, eval_temperature, dim=1, hard=hard)
+        if num_features % competitors:
+            raise ValueError(f"competitors={competitors} must divide num_features={num_features}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if type(self.lwta) is not LWTA or self.lwta.track_kl:
+            return self.lwta(super().forward(x))
+        self._check_input_dim(x)
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        batch_stats = self.training or (self.running_mean is None and self.running_var is None)
+        keep_running = not self.training or self.track_running_stats
+        return batch_norm_lwta(x, self.weight, self.bias, self.running_mean if keep_running else None,
+                               self.running_var if keep_running else None, training=batch_stats,
+                               momentum=momentum, eps=self.eps, competitors=self.lwta.competitors,
+                               temperature=self.lwta.temperature, hard=self.lwta.hard)
 
 
 def convert_activations(model: nn.Module, to: str = "lwta", *, competitors: int = 2, **kwargs) -> nn.Module:

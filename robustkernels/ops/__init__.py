@@ -3,12 +3,14 @@ with a fake implementation, autograd where it is differentiable, and one impleme
 backend."""
 
 from ._random import draw_seed
+from .batch_norm_lwta import batch_norm_lwta
 from .lwta import lwta
 from .noise import inject_noise, noisy_weight
 from .pgd import pgd_step, project, random_init
 from .philox import philox_normal, philox_uniform
 
 __all__ = [
+    "batch_norm_lwta",
     "draw_seed",
     "inject_noise",
     "lwta",

@@ -46,12 +46,14 @@ class KernelOp:
         if device_arg not in signature.parameters:
             raise ValueError(f"device_arg {device_arg!r} is not a parameter of {stub.__name__}")
 
+        position = list(signature.parameters).index(device_arg)
+
         @functools.wraps(stub)
         def dispatch(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs)
-            backend = self.backend_for(_device_of(bound.arguments[device_arg]))
-            return self._impls[backend](*args, **kwargs)
+            where = args[position] if position < len(args) else kwargs[device_arg]
+            return self._impls[self.backend_for(_device_of(where))](*args, **kwargs)
 
+        self._dispatch = dispatch
         self.op = torch.library.custom_op(f"{NAMESPACE}::{name}", dispatch, mutates_args=tuple(mutates_args))
 
     def backend_for(self, device: torch.device) -> str:
@@ -97,3 +99,12 @@ class KernelOp:
 
     def __call__(self, *args, **kwargs):
         return self.op(*args, **kwargs)
+
+    def call_untracked(self, *args, **kwargs):
+        """Run the op where autograd is not recording (inside an ``autograd.Function``): in eager
+        mode the backend's implementation directly, skipping the custom-op dispatch (tens of
+        microseconds a call, which small layers feel); under ``torch.compile`` the custom op,
+        whose fake implementation the tracer needs."""
+        if torch.compiler.is_compiling():
+            return self.op(*args, **kwargs)
+        return self._dispatch(*args, **kwargs)

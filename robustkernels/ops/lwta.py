@@ -90,6 +90,46 @@ def _backward(ctx, grad):
 lwta_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
+def check_lwta_args(h: torch.Tensor, competitors: int, temperature: float, dim: int, mode: str = "sample") -> int:
+    """Validate the arguments of :func:`lwta`; returns ``dim`` made non-negative."""
+    check_float_tensor("h", h)
+    check_int("dim", dim, low=-h.dim(), high=h.dim() - 1)
+    dim %= h.dim()
+    check_int("competitors", competitors, low=2)
+    if h.shape[dim] % competitors:
+        raise ValueError(f"competitors={competitors} must divide h.shape[{dim}]={h.shape[dim]}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"temperature must be a float > 0, got {temperature!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {tuple(MODES)}, got {mode!r}")
+    return dim
+
+
+class KernelLayout:
+    """How the kernels see ``h``: a contiguous physical tensor and its layout arguments
+    ``(dim_size, inner, positions)``. channels_last NCHW with ``dim == 1`` is used in place as
+    contiguous [B, H, W, C] (positions = H * W); anything else as contiguous [outer, D, inner]."""
+
+    def __init__(self, h: torch.Tensor, dim: int):
+        self.shape = h.shape
+        self.channels_last = (dim == 1 and h.dim() == 4 and not h.is_contiguous()
+                              and h.is_contiguous(memory_format=torch.channels_last))
+        if self.channels_last:
+            self.args = (h.shape[1], 1, h.shape[2] * h.shape[3])
+        else:
+            self.args = (h.shape[dim], h[(0,) * (dim + 1)].numel() if h.numel() else 0, 0)
+
+    def physical(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` (shaped like h, any layout) as the kernels read it."""
+        if self.channels_last:
+            return t.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+        return t.contiguous()
+
+    def logical(self, t: torch.Tensor) -> torch.Tensor:
+        """A kernel output back in the caller's shape (and layout)."""
+        return t.permute(0, 3, 1, 2) if self.channels_last else t.view(self.shape)
+
+
 def lwta(h: torch.Tensor, *, competitors: int = 2, temperature: float = 0.67, dim: int = 1, hard: bool = False,
          mode: str = "sample", generator: torch.Generator | None = None) -> torch.Tensor:
     """Stochastic LWTA activation.
@@ -106,25 +146,14 @@ def lwta(h: torch.Tensor, *, competitors: int = 2, temperature: float = 0.67, di
     Returns:
         ``h * xi``, the same shape, dtype and layout as ``h``.
     """
-    check_float_tensor("h", h)
-    check_int("dim", dim, low=-h.dim(), high=h.dim() - 1)
-    dim %= h.dim()
-    check_int("competitors", competitors, low=2)
-    if h.shape[dim] % competitors:
-        raise ValueError(f"competitors={competitors} must divide h.shape[{dim}]={h.shape[dim]}")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature must be a float > 0, got {temperature!r}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {tuple(MODES)}, got {mode!r}")
-    code = 1 if hard and mode == "sample" else MODES[mode]
-    seed = draw_seed(generator) if code != 2 else 0
-    channels_last = (dim == 1 and h.dim() == 4 and not h.is_contiguous()
-                     and h.is_contiguous(memory_format=torch.channels_last))
-    if channels_last:
-        physical = h.permute(0, 2, 3, 1)  # contiguous [B, H, W, C]
-        out = lwta_forward(physical, competitors, h.shape[1], 1, h.shape[2] * h.shape[3], float(temperature), code,
-                           seed, 0)
-        return out.permute(0, 3, 1, 2)
-    inner = h[(0,) * (dim + 1)].numel() if h.numel() else 0
-    out = lwta_forward(h.contiguous(), competitors, h.shape[dim], inner, 0, float(temperature), code, seed, 0)
-    return out.view(h.shape)
+    dim = check_lwta_args(h, competitors, temperature, dim, mode)
+    code = mode_code(hard, mode)
+    seed = draw_seed(generator) if code != MODES["argmax"] else 0
+    layout = KernelLayout(h, dim)
+    out = lwta_forward(layout.physical(h), competitors, *layout.args, float(temperature), code, seed, 0)
+    return layout.logical(out)
+
+
+def mode_code(hard: bool, mode: str) -> int:
+    """The kernels' mode: 0 soft sampling, 1 hard sampling, 2 argmax."""
+    return 1 if hard and mode == "sample" else MODES[mode]

@@ -88,8 +88,8 @@ def _noise_case(shape, dtype, label):
         return run
 
     # std (read w), fused forward (read w, write y), alpha gradient (read g)
-    return Case("noisy_weight", f"{label} {list(shape)} fwd+bwd", str(dtype).replace("torch.", ""), numel,
-                4 * numel * size, make)
+    short = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    return Case("noisy_weight", f"{label} {list(shape)} fwd+bwd", short, numel, 4 * numel * size, make)
 
 
 def op_cases(ops, quick: bool) -> list[Case]:

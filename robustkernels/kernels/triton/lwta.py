@@ -64,13 +64,19 @@ def _tile(h_ptr, program, chunk, dim_size, inner, positions, U: tl.constexpr, U_
 
 
 @triton.jit
+def _pair_rows(values, units):
+    """(row of unit 0, row of unit 1) of a [2, BLOCK] tile."""
+    return tl.sum(tl.where(units == 0, values, 0), axis=0), tl.sum(tl.where(units == 0, 0, values), axis=0)
+
+
+@triton.jit
 def _pair_weights(h, logical, units, seed, offset, temperature, MODE: tl.constexpr):
     """Two competitors: one logistic draw per block (unit 0's uniform), d = (h0 - h1 + L) / T,
     xi0 = b = 1 / (1 + e) and xi1 = e * b with e = exp(-|d|) when d >= 0 (swapped otherwise)."""
     first_row = units == 0
-    h0 = tl.sum(tl.where(first_row, h, 0.0), axis=0)
-    h1 = tl.sum(tl.where(first_row, 0.0, h), axis=0)
-    u = uniform4_at(seed, tl.sum(tl.where(first_row, logical, 0), axis=0) + offset)
+    h0, h1 = _pair_rows(h, units)
+    logical0, _ = _pair_rows(logical, units)
+    u = uniform4_at(seed, logical0 + offset)
     noise = _log_poly(tl.math.div_rn(u + 1.0e-10, (1.0 - u) + 1.0e-10))
     d = tl.math.div_rn((h0 - h1) + noise, temperature)
     first = d >= 0.0
@@ -125,11 +131,9 @@ def _lwta_backward_kernel(g_ptr, h_ptr, out_ptr, dim_size, inner, positions, tem
     w, xi = _weights(h, logical, mask, units, seed, offset, temperature, MODE, U)
     grad = g * w
     if U == 2 and MODE != 2:  # c = xi0 xi1 (g0 h0 - g1 h1) / T; g0 w0 + c and g1 w1 - c
-        gh = g * h
-        xi0 = tl.sum(tl.where(units == 0, xi, 0.0), axis=0)
-        c = (xi0 * tl.sum(tl.where(units == 0, 0.0, xi), axis=0)) * tl.math.div_rn(
-            tl.sum(tl.where(units == 0, gh, 0.0), axis=0) - tl.sum(tl.where(units == 0, 0.0, gh), axis=0),
-            temperature)
+        xi0, xi1 = _pair_rows(xi, units)
+        gh0, gh1 = _pair_rows(g * h, units)
+        c = (xi0 * xi1) * tl.math.div_rn(gh0 - gh1, temperature)
         grad = grad + tl.where(units == 0, c[None, :], -c[None, :])
     elif MODE != 2:
         total = _row_sum((g * h) * xi, units, U)

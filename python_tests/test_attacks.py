@@ -120,18 +120,22 @@ class CountingStochastic(nn.Module):
 
     def __init__(self, model):
         super().__init__()
-        self.model, self.calls = model, 0
+        self.model, self.calls, self.rows = model, 0, 0
 
     def forward(self, x):
         self.calls += 1
+        self.rows += x.shape[0]
         return self.model(x + 0.05 * torch.randn_like(x))
 
 
 def test_eot_averages_gradients_over_forward_passes(trained):
     model, x, y = trained
     stochastic = CountingStochastic(model)
-    PGD(stochastic, eps=EPS, alpha=EPS / 4, steps=3, eot_iter=5)(x, y)
-    assert stochastic.calls == 15
+    PGD(stochastic, eps=EPS, alpha=EPS / 4, steps=3, eot_iter=5, eot_batched=False)(x, y)
+    assert stochastic.calls == 15 and stochastic.rows == 15 * len(y)
+    stochastic.calls = stochastic.rows = 0
+    PGD(stochastic, eps=EPS, alpha=EPS / 4, steps=3, eot_iter=5)(x[:100], y[:100])  # 5 copies per pass
+    assert stochastic.calls == 3 and stochastic.rows == 15 * 100
     # averaging over more passes gives a gradient closer to the expected one
     attack_1, attack_50 = PGD(stochastic, eps=EPS, eot_iter=1), PGD(stochastic, eps=EPS, eot_iter=50)
     torch.manual_seed(0)

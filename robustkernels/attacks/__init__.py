@@ -2,15 +2,17 @@
 
 Inputs in [0, 1] unless ``bounds`` / ``normalization=(mean, std)`` say otherwise. Gradients are
 taken w.r.t. the input only; the model's training flags, ``requires_grad`` flags and the global
-RNG state are restored after every call; the caller's tensors are never modified.
+RNG state are restored after every call; the caller's tensors are never modified. What every
+attack returns is the contract in :mod:`robustkernels.attacks.base`.
 """
 
-from .apgd import APGD
-from .base import Attack
+from .apgd import APGD, APGDT
+from .base import ActiveSet, Attack
 from .cw import CW
+from .fab import FAB
 from .losses import objective
 from .mifgsm import MIFGSM
 from .pgd import FGSM, FGSM_RS, PGD
 from .square import Square
 
-__all__ = ["APGD", "CW", "FGSM", "FGSM_RS", "MIFGSM", "PGD", "Attack", "Square", "objective"]
+__all__ = ["APGD", "APGDT", "CW", "FAB", "ActiveSet", "FGSM", "FGSM_RS", "MIFGSM", "PGD", "Attack", "Square", "objective"]

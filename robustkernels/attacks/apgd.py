@@ -1,87 +1,145 @@
-"""APGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble of
-diverse parameter-free attacks"): PGD with momentum 0.75 and a step size that halves at
-checkpoints where the loss stopped improving, restarting from the best point."""
+"""APGD and APGD-T (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an
+ensemble of diverse parameter-free attacks"), following fra31/auto-attack: PGD with momentum
+0.75 and a step size (2 eps at first) that halves at checkpoints where the loss stopped
+improving, restarting from the best point. APGD-T runs the targeted DLR loss once per target:
+the 2nd, 3rd, ... highest-scoring classes of the clean input."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from ..ops.pgd import project, random_init
-from .base import Attack, _positive_int
+from ..ops import draw_seed, philox_normal, philox_uniform
+from ..threat import non_negative, positive_int
+from .base import ActiveSet, Attack
+
+LOSSES = ("ce", "dlr", "dlr-targeted")
 
 
 def checkpoints(steps: int) -> list[int]:
-    """The iterations w_j = ceil(p_j * steps), p_0 = 0, p_1 = 0.22,
-    p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)."""
-    p = [0.0, 0.22]
-    while p[-1] < 1:
-        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    return sorted({math.ceil(q * steps) for q in p if q <= 1})
+    """The iterations after which the step size may halve, as in the original: the first after
+    ``max(int(0.22 n), 1)`` iterations, each next window ``max(int(0.03 n), 1)`` shorter, down to
+    ``max(int(0.06 n), 1)``."""
+    window, shrink, shortest = max(int(0.22 * steps), 1), max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
+    marks, at = [], 0
+    while at + window <= steps:
+        at += window
+        marks.append(at)
+        window = max(window - shrink, shortest)
+    return marks
 
 
 class APGD(Attack):
-    """Auto-PGD with the ``"ce"`` or ``"dlr"`` loss, ``steps`` iterations (100 by default),
-    ``rho = 0.75`` and ``restarts`` random restarts keeping, per sample, the first success."""
+    """Auto-PGD: ``APGD(model, eps=8/255, steps=100, loss="ce"|"dlr"|"dlr-targeted", restarts=1)``.
+
+    ``loss="dlr-targeted"`` is APGD-T: for each of ``n_target_classes`` targets (the classes
+    ranked 2nd, 3rd, ... on the clean input) a run on the targeted DLR loss; a sample counts as
+    fooled when misclassified as any class. Restarts and later targets run only on the samples
+    not fooled yet (as in the original). ``rho = 0.75`` is the oscillation threshold of the
+    checkpoints. With ``early_stop`` fooled samples stop at once (and leave the batch with
+    ``active_set``); without it they go on, as in the original, and the first fooling point is
+    kept.
+    """
 
     def __init__(self, model, eps: float = 8 / 255, steps: int = 100, norm: str = "linf", loss: str = "ce",
-                 restarts: int = 1, rho: float = 0.75, **kwargs):
+                 restarts: int = 1, rho: float = 0.75, n_target_classes: int = 9, **kwargs):
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES} for APGD, got {loss!r}")
+        if loss == "dlr-targeted" and kwargs.get("targeted"):
+            raise ValueError("loss='dlr-targeted' picks its own targets; use targeted=True with loss='dlr' to give them")
         super().__init__(model, eps=eps, norm=norm, loss=loss, **kwargs)
-        self.steps = _positive_int("steps", steps)
-        self.restarts = _positive_int("restarts", restarts)
-        self.rho = float(rho)
+        self.steps = positive_int("steps", steps)
+        self.restarts = positive_int("restarts", restarts)
+        self.rho = non_negative("rho", rho)
+        self.n_target_classes = positive_int("n_target_classes", n_target_classes)
         self.momentum = 0.75
 
     def perturb(self, x, y, target):
-        result = x.clone()
-        fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        for _ in range(self.restarts):
-            x_adv, success = self._run(x, y, target)
-            new = success & ~fooled
-            result[new] = x_adv[new]
-            fooled |= success
-            if bool(fooled.all()):
-                break
-        return result
+        ranks = range(2, self.n_target_classes + 2) if self.loss == "dlr-targeted" else [None]
+        return self.runs_on_unfooled(x, y, target, ranks, self.restarts, lambda xs, ys, ts, _: self._run(xs, ys, ts))
+
+    def start(self, x):
+        """The original's random start: uniform in [-1, 1] scaled to Linf norm eps (L2: a normal
+        direction scaled to L2 norm eps), clamped to the bounds; from the shared Philox stream."""
+        seed, n = draw_seed(self.generator), x.numel()
+        if self.threat.l2:
+            t = philox_normal(n, seed, 0, device=x.device, per_block=4)
+            scale = t.view(x.shape[0], -1).norm(dim=1)
+        else:
+            t = 2 * philox_uniform(n, seed, 0, device=x.device, per_block=4) - 1
+            scale = t.view(x.shape[0], -1).abs().amax(dim=1)
+        t = t.view(x.shape).to(x.dtype) / (scale.to(x.dtype) + 1e-12).view(-1, *[1] * (x.dim() - 1))
+        return self._bounds.clamp(x + self.eps * t) if n else x.clone()
 
     def _run(self, x, y, target):
-        batch = x.shape[0]
-        marks = set(checkpoints(self.steps)[1:])
-        x_adv = random_init(x, self.eps, self.norm, self.bounds, generator=self.generator)
+        """One run on (x, y[, target]): (x_adv, fooled) per the attack's contract."""
+        batch, dev = x.shape[0], x.device
+        x_adv = self.start(x)
         loss, grad, logits = self.loss_and_grad(x_adv, y, target)
-        success = self.succeeded(logits, y, target)
-        x_best_adv = x_adv.clone()  # latest successful point per sample
-        x_best, grad_best, loss_best = x_adv.clone(), grad.clone(), loss.clone()
-        step = torch.full((batch,), 2 * self.eps, device=x.device)
-        x_prev = x_adv.clone()
-        increases = torch.zeros(batch, device=x.device)  # loss increases since the last checkpoint
-        loss_at_check, reduced_at_check = loss_best.clone(), torch.ones(batch, dtype=torch.bool, device=x.device)
-        last_mark, previous_loss = 0, loss.clone()
+        out, fooled_out = x_adv.clone(), torch.zeros(batch, dtype=torch.bool, device=dev)
+        rows = ActiveSet(batch, dev, enabled=self.early_stop and self.active_set)
+        s = dict(x=x, y=y, target=target, x_adv=x_adv, x_prev=x_adv.clone(), grad=grad, x_best=x_adv.clone(),
+                 grad_best=grad.clone(), loss_best=loss.clone(), loss_prev=loss.clone(), loss_check=loss.clone(),
+                 step=torch.full((batch,), 2 * self.eps, dtype=self._bounds.lo.dtype, device=dev),
+                 increases=torch.zeros(batch, device=dev), reduced=torch.ones(batch, dtype=torch.bool, device=dev),
+                 fooled=torch.zeros(batch, dtype=torch.bool, device=dev))
+        self._record(s, rows, out, fooled_out, logits)
+        marks, last_mark = set(checkpoints(self.steps)), 0
         for i in range(self.steps):
+            if self.early_stop and not rows.any_live():
+                break
+            s = rows.compact(s)
             with torch.no_grad():
-                z = self.step(x_adv, x, grad, step)
+                live = rows.live.view(-1, *[1] * (x.dim() - 1))
+                z = self.step(s["x_adv"], s["x"], s["grad"], torch.where(rows.live, s["step"], 0.0))
                 a = self.momentum if i > 0 else 1.0
-                moved = x_adv + a * (z - x_adv) + (1 - a) * (x_adv - x_prev)
-                x_prev = x_adv
-                x_adv = project(moved, x, eps=self.eps, norm=self.norm, bounds=self.bounds)
-            loss, grad, logits = self.loss_and_grad(x_adv, y, target)
+                moved = s["x_adv"] + a * (z - s["x_adv"]) + (1 - a) * (s["x_adv"] - s["x_prev"])
+                s["x_prev"], s["x_adv"] = s["x_adv"], torch.where(live, self.project(moved, s["x"]), s["x_adv"])
+            loss, s["grad"], logits = self.loss_and_grad(s["x_adv"], s["y"], s["target"])
             with torch.no_grad():
-                now = self.succeeded(logits, y, target)
-                x_best_adv[now] = x_adv[now]
-                success |= now
-                increases += (loss > previous_loss).float()
-                previous_loss = loss
-                improved = loss > loss_best
-                x_best[improved], grad_best[improved], loss_best[improved] = x_adv[improved], grad[improved], loss[improved]
+                self._record(s, rows, out, fooled_out, logits)
+                self._track_best(s, loss)
                 if i + 1 in marks:
-                    window = i + 1 - last_mark
-                    oscillating = increases <= window * self.rho
-                    stalled = ~reduced_at_check & (loss_at_check >= loss_best)
-                    halve = oscillating | stalled
-                    step = torch.where(halve, step / 2, step)
-                    x_adv[halve], grad[halve] = x_best[halve], grad_best[halve]
-                    reduced_at_check, loss_at_check = halve, loss_best.clone()
-                    increases.zero_()
+                    self._checkpoint(s, i + 1 - last_mark)
                     last_mark = i + 1
-        return x_best_adv, success
+        never = ~s["fooled"]
+        out[rows.index[never]] = s["x_best"][never]
+        return out, fooled_out
+
+    def _record(self, s, rows, out, fooled_out, logits) -> None:
+        """Keep the first fooling point of each row; with early_stop, fooled rows stop."""
+        first = self.succeeded(logits, s["y"], s["target"]) & ~s["fooled"]
+        out[rows.index[first]] = s["x_adv"][first]
+        fooled_out[rows.index[first]] = True
+        s["fooled"] |= first
+        if self.early_stop:
+            rows.retire(s["fooled"])
+
+    @staticmethod
+    def _track_best(s, loss) -> None:
+        s["increases"] += (loss > s["loss_prev"]).float()
+        s["loss_prev"] = loss
+        better = loss > s["loss_best"]
+        for key, value in (("x_best", s["x_adv"]), ("grad_best", s["grad"]), ("loss_best", loss)):
+            s[key][better] = value[better]
+
+    def _checkpoint(self, s, window: int) -> None:
+        """Halve the step where the loss oscillated (increased in at most rho of the window) or
+        where the last check did not halve and the best loss has not improved since; those
+        samples restart from their best point."""
+        oscillating = s["increases"] <= window * self.rho
+        stalled = ~s["reduced"] & (s["loss_check"] >= s["loss_best"])
+        halve = oscillating | stalled
+        s["step"] = torch.where(halve, s["step"] / 2, s["step"])
+        s["x_adv"][halve], s["grad"][halve] = s["x_best"][halve], s["grad_best"][halve]
+        s["reduced"], s["loss_check"] = halve, s["loss_best"].clone()
+        s["increases"].zero_()
+
+
+class APGDT(APGD):
+    """APGD-T: ``APGD(..., loss="dlr-targeted")`` with AutoAttack's defaults (9 target classes)."""
+
+    def __init__(self, model, eps: float = 8 / 255, steps: int = 100, n_target_classes: int = 9, **kwargs):
+        if "loss" in kwargs:
+            raise ValueError("loss: APGDT always uses the targeted DLR loss")
+        super().__init__(model, eps=eps, steps=steps, loss="dlr-targeted", n_target_classes=n_target_classes,
+                         **kwargs)

@@ -1,68 +1,70 @@
-"""What every attack shares: argument checks, the model wrapper (normalisation, EOT), the
-objective and its input gradient, and leaving the caller's model and RNG as they were."""
+"""What every attack shares: the contract, argument checks, the model wrapper (normalisation,
+autocast, batched EOT), the objective and its input gradient, the active set, and leaving the
+caller's model and RNG as they were.
+
+The contract, for every attack: ``x_adv = attack(x, y)`` (targeted: ``attack(x, y, target)``)
+with x [B, ...] floating point inside ``bounds`` and y [B] integer labels. It returns a detached
+tensor of x's shape, dtype and device, inside the eps-ball around x and inside the bounds. Per
+sample:
+
+- fooled: a point that fools the model (with ``early_stop=True`` the first one found);
+- never fooled: the point the attack ended on: the last iterate (PGD, FGSM, MI-FGSM), the best
+  point of the search (APGD: highest loss; Square: lowest margin), or x itself for the
+  minimum-norm attacks (CW, FAB), whose iterates beyond eps do not count.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from ..ops._random import draw_seed
-from ..ops.pgd import broadcast_bounds, check_norm, per_sample, pgd_step
+from ..ops.pgd import pgd_step_prepared
+from ..threat import (
+    Bounds,
+    ThreatModel,
+    frozen_model,
+    normalize,
+    per_sample,
+    positive_int,
+)
 from .losses import LOSSES, objective
 
 MODEL_MODES = ("eval", "train", "keep")
+AUTOCAST = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
+EOT_MAX_ROWS = 1024  # rows per forward/backward when the EOT copies are batched
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
+class ActiveSet:
+    """The rows of a batch still under attack. Finished rows stop moving at once (their step is
+    0); the working tensors are compacted - finished rows leave the batch, so the model no longer
+    runs on them - once at most ``compact_at`` of the current rows are still live."""
 
+    def __init__(self, batch: int, device, enabled: bool = True, compact_at: float = 0.75):
+        self.index = torch.arange(batch, device=device)  # row -> position in the caller's batch
+        self.live = torch.ones(batch, dtype=torch.bool, device=device)
+        self.enabled, self.compact_at = enabled, compact_at
 
-def _non_negative(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
-    if not value >= 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return float(value)
+    def retire(self, done: torch.Tensor) -> None:
+        self.live &= ~done
 
+    def any_live(self) -> bool:
+        return bool(self.live.any())
 
-def normalize(x: torch.Tensor, normalization: Sequence | None) -> torch.Tensor:
-    """``(x - mean) / std`` per channel (dim 1) for ``normalization=(mean, std)``; x if None."""
-    if normalization is None:
-        return x
-    mean, std = (torch.as_tensor(v, dtype=x.dtype, device=x.device).view(1, -1, *[1] * (x.dim() - 2))
-                 for v in normalization)
-    return (x - mean) / std
-
-
-@contextlib.contextmanager
-def frozen_model(model: nn.Module, mode: str) -> Iterator[None]:
-    """Put ``model`` in ``mode`` with no parameter gradients; restore every module's training
-    flag, every parameter's ``requires_grad`` and the global RNG state on exit."""
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-    cpu_rng = torch.get_rng_state()
-    if mode != "keep":
-        model.train(mode == "train")
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        torch.set_rng_state(cpu_rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
+    def compact(self, state: dict) -> dict:
+        """``state`` (tensors with the rows first, or None) with the finished rows removed, if
+        enough rows finished to pay for the copy; else unchanged."""
+        if not self.enabled:
+            return state
+        n_live = int(self.live.sum())
+        if n_live == len(self.live) or n_live > self.compact_at * len(self.live):
+            return state
+        keep = self.live.nonzero().squeeze(1)
+        self.index, self.live = self.index[keep], self.live[keep]
+        return {k: (v[keep] if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in state.items()}
 
 
 class Attack:
@@ -74,10 +76,16 @@ class Attack:
         norm: ``"linf"`` or ``"l2"``.
         bounds: the valid input range ``(lo, hi)``, floats or per-channel tensors.
         normalization: ``(mean, std)`` per channel: the model sees ``(x - mean) / std``.
-        loss: ``"ce"``, ``"margin"`` (CW-Linf) or ``"dlr"``.
+        loss: ``"ce"``, ``"margin"`` (CW-Linf) or ``"dlr"`` (the targeted DLR when targeted).
         targeted: if True, ``target`` labels are required and the attack pushes towards them.
         eot_iter: gradients averaged over this many forward passes (stochastic models).
+        eot_batched: run the EOT passes as one forward/backward over a k-fold batch (in chunks
+            of at most 1024 rows) instead of k passes; the same average. Not in ``"train"`` mode,
+            where BatchNorm would see the copies.
         early_stop: stop moving samples that are already misclassified (for evaluation).
+        active_set: with ``early_stop``, samples that are fooled leave the batch, so the model
+            runs only on those still being attacked (False: they stay in, frozen).
+        autocast: ``"bf16"`` or ``"fp16"`` runs the model under autocast inside the attack.
         model_mode: run the model in ``"eval"`` (default), ``"train"`` or ``"keep"`` mode.
         generator: source of the random starts (default: one seeded from the default generator
             when the attack is built). The global RNG state is restored after every call.
@@ -85,25 +93,32 @@ class Attack:
 
     def __init__(self, model: nn.Module, *, eps: float, norm: str = "linf", bounds=(0.0, 1.0),
                  normalization: Sequence | None = None, loss: str = "ce", targeted: bool = False, eot_iter: int = 1,
-                 early_stop: bool = False, model_mode: str = "eval", generator: torch.Generator | None = None):
+                 eot_batched: bool = True, early_stop: bool = False, active_set: bool = True, autocast=None,
+                 model_mode: str = "eval", generator: torch.Generator | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        check_norm(norm)
+        self.threat = ThreatModel.build(eps, norm, bounds, normalization)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         if model_mode not in MODEL_MODES:
             raise ValueError(f"model_mode must be one of {MODEL_MODES}, got {model_mode!r}")
-        if normalization is not None and (not isinstance(normalization, (tuple, list)) or len(normalization) != 2):
-            raise TypeError("normalization must be a (mean, std) pair")
+        if autocast not in AUTOCAST:
+            raise ValueError(f"autocast must be one of {tuple(AUTOCAST)}, got {autocast!r}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-        self.model, self.norm, self.bounds, self.loss = model, norm, bounds, loss
-        self.eps = _non_negative("eps", eps)
-        self.normalization = normalization
-        self.targeted, self.early_stop, self.model_mode = bool(targeted), bool(early_stop), model_mode
-        self.eot_iter = _positive_int("eot_iter", eot_iter)
+        self.model, self.loss = model, loss
+        self.targeted, self.early_stop, self.active_set = bool(targeted), bool(early_stop), bool(active_set)
+        self.model_mode, self.autocast = model_mode, autocast
+        self.eot_iter, self.eot_batched = positive_int("eot_iter", eot_iter), bool(eot_batched)
         self.generator = generator if generator is not None else torch.Generator().manual_seed(draw_seed())
+        self._bounds: Bounds | None = None
         self._unchecked_labels = True
+
+    # the threat model's fields, read-only
+    eps = property(lambda self: self.threat.eps)
+    norm = property(lambda self: self.threat.norm)
+    bounds = property(lambda self: self.threat.bounds)
+    normalization = property(lambda self: self.threat.normalization)
 
     # -- the public call -------------------------------------------------------------------
     def __call__(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
@@ -117,38 +132,97 @@ class Attack:
 
     # -- helpers for subclasses ------------------------------------------------------------
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(normalize(x, self.normalization))
+        dtype = AUTOCAST[self.autocast]
+        context = torch.autocast(x.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+        with context:
+            return self.model(normalize(x, self.normalization))
 
     def objective(self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         if self._unchecked_labels:
             classes = logits.shape[1]
             for name, labels in (("y", y), ("target", target)):
-                if labels is not None and int(labels.max()) >= classes:
+                if labels is not None and labels.numel() and int(labels.max()) >= classes:
                     raise ValueError(f"{name} has labels >= the model's {classes} classes")
             self._unchecked_labels = False
-        return objective(self.loss, logits, y, target if self.targeted else None)
+        return objective(self.loss, logits, y, target)
 
     def loss_and_grad(self, x_adv: torch.Tensor, y, target):
-        """Per-sample objective [B], its input gradient, and logits, averaged over eot_iter passes."""
-        total_loss, total_grad, total_logits = 0.0, torch.zeros_like(x_adv), 0.0
-        for _ in range(self.eot_iter):
-            x_in = x_adv.detach().requires_grad_(True)
+        """Per-sample objective [B], its input gradient and logits, averaged over ``eot_iter``
+        passes (batched: the copies go through the model together, in chunks)."""
+        k, batch = self.eot_iter, x_adv.shape[0]
+        per_pass = 1
+        if k > 1 and self.eot_batched and self.model_mode != "train":
+            per_pass = max(1, min(k, EOT_MAX_ROWS // max(batch, 1)))
+        total_loss, total_grad, total_logits, done = 0.0, torch.zeros_like(x_adv), 0.0, 0
+        while done < k:
+            c = min(per_pass, k - done)
+            x_in = x_adv.detach().repeat(c, *[1] * (x_adv.dim() - 1)).requires_grad_(True)
+            ys = y.repeat(c)
+            ts = None if target is None else target.repeat(c)
             with torch.enable_grad():
                 logits = self.logits(x_in)
-                value = self.objective(logits, y, target)
+                value = self.objective(logits, ys, ts)
                 (grad,) = torch.autograd.grad(value.sum(), x_in)
-            total_loss = total_loss + value.detach()
-            total_grad += grad
-            total_logits = total_logits + logits.detach()
-        k = self.eot_iter
+            total_grad += grad.view(c, *x_adv.shape).sum(0)
+            total_loss = total_loss + value.detach().view(c, batch).sum(0)
+            total_logits = total_logits + logits.detach().float().view(c, batch, -1).sum(0)
+            done += c
         return total_loss / k, total_grad / k, total_logits / k
+
+    @torch.no_grad()
+    def mean_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """fp32 logits averaged over ``eot_iter`` passes (batched like :meth:`loss_and_grad`)."""
+        k, batch = self.eot_iter, x.shape[0]
+        per_pass = max(1, min(k, EOT_MAX_ROWS // max(batch, 1))) if self.eot_batched and self.model_mode != "train" else 1
+        total, done = 0.0, 0
+        while done < k:
+            c = min(per_pass, k - done)
+            total = total + self.logits(x.repeat(c, *[1] * (x.dim() - 1))).float().view(c, batch, -1).sum(0)
+            done += c
+        return total / k
+
+    @torch.no_grad()
+    def ranked_class(self, x: torch.Tensor, rank: int) -> torch.Tensor:
+        """[B] the class with the ``rank``-th highest logit on x (1 = the top one): AutoAttack's
+        targets for APGD-T and FAB-T are ranks 2, 3, ... of the clean input."""
+        logits = self.mean_logits(x)
+        if rank > logits.shape[1]:
+            raise ValueError(f"n_target_classes: target rank {rank} needs more than {logits.shape[1]} classes")
+        return logits.argsort(dim=1, descending=True)[:, rank - 1]
+
+    def runs_on_unfooled(self, x, y, target, ranks, restarts: int, run) -> torch.Tensor:
+        """AutoAttack's outer loops: for each target rank (``[None]``: untargeted) and restart,
+        ``run(x, y, target, restart) -> (x_adv, fooled)`` on the samples not fooled yet. Fooled
+        samples keep their first fooling point; the others the last run's point."""
+        result = x.clone()
+        fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        for rank in ranks:
+            for restart in range(restarts):
+                todo = (~fooled).nonzero().squeeze(1)
+                if todo.numel() == 0:
+                    return result
+                t = self.ranked_class(x[todo], rank) if rank is not None else (
+                    None if target is None else target[todo])
+                x_adv, success = run(x[todo], y[todo], t, restart)
+                result[todo] = x_adv
+                fooled[todo[success]] = True
+        return result
 
     def succeeded(self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         prediction = logits.argmax(dim=1)
         return prediction == target if self.targeted else prediction != y
 
-    def step(self, x_adv, x, grad, step, out=None):
-        return pgd_step(x_adv, x, grad, step=step, eps=self.eps, norm=self.norm, bounds=self.bounds, out=out)
+    def step(self, x_adv, x, grad, step, out=None, eps=None):
+        """The fused step with this call's prepared bounds: ``step`` (and ``eps``) [B] tensors."""
+        eps_t = self.eps_like(x) if eps is None else eps
+        return pgd_step_prepared(x_adv, x, grad.to(x_adv.dtype), step, eps_t, self._bounds.lo, self._bounds.hi,
+                                 self.threat.l2, out=out)
+
+    def project(self, x_adv, x):
+        return self.step(x_adv, x, x_adv, torch.zeros(x.shape[0], dtype=self._bounds.lo.dtype, device=x.device))
+
+    def eps_like(self, x) -> torch.Tensor:
+        return torch.full((x.shape[0],), self.eps, dtype=self._bounds.lo.dtype, device=x.device)
 
     def step_sizes(self, value, x) -> torch.Tensor:
         return per_sample(value, "step", x)
@@ -176,7 +250,7 @@ class Attack:
             raise ValueError("target labels given to an untargeted attack (build it with targeted=True)")
         if bool(x.isnan().any()):
             raise ValueError("x contains NaN")
-        lo, hi = broadcast_bounds(self.bounds, x)
-        if bool((x < lo).any()) or bool((x > hi).any()):
+        self._bounds = self.threat.prepare(x)
+        if bool((x < self._bounds.lo_b).any()) or bool((x > self._bounds.hi_b).any()):
             raise ValueError(f"x must lie within bounds {self.bounds}")
         self._unchecked_labels = True

@@ -4,26 +4,33 @@ from __future__ import annotations
 
 import torch
 
-from ..ops.pgd import broadcast_bounds
-from .base import Attack, _non_negative, _positive_int
+from ..threat import non_negative, positive_int
+from .base import Attack
 
 
 class CW(Attack):
     """Minimise ``||x' - x||_2^2 + c * max(z_y - max_{j != y} z_j, -kappa)`` over
     ``x' = lo + (hi - lo) (tanh(w) + 1) / 2`` with Adam; a per-sample binary search over ``c``
     (``binary_search_steps`` rounds from ``c``) keeps, per sample, the smallest successful
-    perturbation. Samples never fooled are returned unchanged. ``eps`` is not used (CW is
-    unbounded); it is kept at infinity for the shared checks."""
+    perturbation. It is a minimum-norm L2 attack: a success counts only within ``eps`` (default
+    infinity, i.e. any success); samples not fooled within eps are returned unchanged."""
 
-    def __init__(self, model, c: float = 1.0, kappa: float = 0.0, steps: int = 100, lr: float = 0.01,
-                 binary_search_steps: int = 5, **kwargs):
-        kwargs.pop("norm", None)
-        super().__init__(model, eps=float("inf"), norm="l2", **kwargs)
-        self.c = _non_negative("c", c)
-        self.kappa = _non_negative("kappa", kappa)
-        self.steps = _positive_int("steps", steps)
-        self.lr = _non_negative("lr", lr)
-        self.binary_search_steps = _positive_int("binary_search_steps", binary_search_steps)
+    def __init__(self, model, eps: float = float("inf"), c: float = 1.0, kappa: float = 0.0, steps: int = 100,
+                 lr: float = 0.01, binary_search_steps: int = 5, **kwargs):
+        if kwargs.get("norm", "l2") != "l2":
+            raise ValueError("norm: CW is an L2 attack (for Linf use PGD(..., loss='margin'), CW-inf)")
+        if kwargs.get("early_stop", False):
+            raise ValueError("early_stop: CW minimises the perturbation of fooled samples; it cannot stop them")
+        if kwargs.get("loss", "margin") not in ("margin",):
+            raise ValueError("loss: CW optimises its own margin term")
+        kwargs.pop("loss", None)
+        kwargs["norm"] = "l2"
+        super().__init__(model, eps=eps, **kwargs)
+        self.c = non_negative("c", c)
+        self.kappa = non_negative("kappa", kappa)
+        self.steps = positive_int("steps", steps)
+        self.lr = non_negative("lr", lr)
+        self.binary_search_steps = positive_int("binary_search_steps", binary_search_steps)
 
     def _margin(self, logits, y, target):
         labels = target if self.targeted else y
@@ -33,7 +40,7 @@ class CW(Attack):
         return gap.clamp_min(-self.kappa)
 
     def perturb(self, x, y, target):
-        lo, hi = (t.to(x.dtype) for t in broadcast_bounds(self.bounds, x))
+        lo, hi = self._bounds.lo_b.to(x.dtype), self._bounds.hi_b.to(x.dtype)
         span = (hi - lo).clamp_min(1e-12)
         to_tanh = lambda v: torch.atanh(((v - lo) / span * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6))  # noqa: E731
         from_tanh = lambda w: lo + span * (torch.tanh(w) + 1) / 2  # noqa: E731
@@ -63,7 +70,7 @@ class CW(Attack):
                 with torch.no_grad():
                     success = self.succeeded(logits, y, target)
                     found |= success
-                    improved = success & (l2 < best_l2)
+                    improved = success & (l2 < best_l2) & (l2 <= self.eps**2 * (1 + 1e-6))
                     best_l2 = torch.where(improved, l2.detach(), best_l2)
                     best[improved] = x_adv.detach()[improved]
             # binary search on c: smaller where it worked, larger where it did not

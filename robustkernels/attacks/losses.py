@@ -2,7 +2,9 @@
 
 ``ce``: cross-entropy (targeted: minus the cross-entropy to the target).
 ``margin``: the CW-Linf margin, max_{j != y} z_j - z_y (targeted: z_t - max_{j != t} z_j).
-``dlr``: Croce & Hein's difference of logits ratio (targeted version with the target).
+``dlr``: Croce & Hein's difference of logits ratio (targeted version with the target);
+``dlr-targeted``: the targeted DLR, ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12)``
+with pi sorting the logits in descending order (APGD-T).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-LOSSES = ("ce", "margin", "dlr")
+LOSSES = ("ce", "margin", "dlr", "dlr-targeted")
 
 
 def _other_max(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -33,7 +35,9 @@ def objective(name: str, logits: torch.Tensor, y: torch.Tensor, target: torch.Te
         if target is not None:
             return _label_logit(logits, target) - _other_max(logits, target)
         return _other_max(logits, y) - _label_logit(logits, y)
-    if name == "dlr":
+    if name == "dlr-targeted" and target is None:
+        raise ValueError("the targeted DLR loss needs target labels")
+    if name in ("dlr", "dlr-targeted"):
         ranked = logits.sort(dim=1, descending=True).values
         if target is not None:
             if logits.shape[1] < 4:

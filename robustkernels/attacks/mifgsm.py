@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import Attack, _non_negative, _positive_int
+from ..threat import non_negative, positive_int
+from .base import Attack
 
 
 class MIFGSM(Attack):
@@ -13,9 +14,9 @@ class MIFGSM(Attack):
     def __init__(self, model, eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 10, decay: float = 1.0,
                  **kwargs):
         super().__init__(model, eps=eps, **kwargs)
-        self.alpha = _non_negative("alpha", alpha)
-        self.steps = _positive_int("steps", steps)
-        self.decay = _non_negative("decay", decay)
+        self.alpha = non_negative("alpha", alpha)
+        self.steps = positive_int("steps", steps)
+        self.decay = non_negative("decay", decay)
 
     def perturb(self, x, y, target):
         x_adv, momentum = x.clone(), torch.zeros_like(x)

@@ -6,22 +6,24 @@ from __future__ import annotations
 import torch
 
 from ..ops.pgd import random_init
-from .base import Attack, _non_negative, _positive_int
+from ..threat import non_negative, positive_int
+from .base import ActiveSet, Attack
 
 
 class PGD(Attack):
     """Projected gradient descent: ``steps`` fused steps of size ``alpha`` from a random start,
     repeated ``restarts`` times keeping each sample's strongest result (a success first, then
-    the highest loss)."""
+    the highest loss). With ``early_stop`` a sample stops at the first point that fools the
+    model, and (``active_set``) leaves the batch."""
 
     def __init__(self, model, eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 10, random_start: bool = True,
                  norm: str = "linf", restarts: int = 1, loss: str = "ce", targeted: bool = False, eot_iter: int = 1,
                  early_stop: bool = False, **kwargs):
         super().__init__(model, eps=eps, norm=norm, loss=loss, targeted=targeted, eot_iter=eot_iter,
                          early_stop=early_stop, **kwargs)
-        self.alpha = _non_negative("alpha", alpha)
-        self.steps = _positive_int("steps", steps)
-        self.restarts = _positive_int("restarts", restarts)
+        self.alpha = non_negative("alpha", alpha)
+        self.steps = positive_int("steps", steps)
+        self.restarts = positive_int("restarts", restarts)
         self.random_start = bool(random_start)
 
     def perturb(self, x, y, target):
@@ -46,11 +48,26 @@ class PGD(Attack):
         start = random_init(x, self.eps, self.norm, self.bounds, generator=self.generator) if self.random_start else x
         x_adv = start.clone()
         alpha = self.step_sizes(self.alpha, x)
+        if not self.early_stop:
+            for _ in range(self.steps):
+                _, grad, _ = self.loss_and_grad(x_adv, y, target)
+                self.step(x_adv, x, grad, alpha, out=x_adv)
+            return x_adv
+        out = x_adv.clone()
+        rows = ActiveSet(x.shape[0], x.device, enabled=self.active_set)
+        s = dict(x=x, y=y, target=target, x_adv=x_adv, alpha=alpha)
         for _ in range(self.steps):
-            _, grad, logits = self.loss_and_grad(x_adv, y, target)
-            step = torch.where(self.succeeded(logits, y, target), 0.0, alpha) if self.early_stop else alpha
-            self.step(x_adv, x, grad, step, out=x_adv)
-        return x_adv
+            _, grad, logits = self.loss_and_grad(s["x_adv"], s["y"], s["target"])
+            fooled = self.succeeded(logits, s["y"], s["target"]) & rows.live
+            out[rows.index[fooled]] = s["x_adv"][fooled]
+            rows.retire(fooled)
+            if not rows.any_live():
+                return out
+            step = torch.where(rows.live, s["alpha"], 0.0)
+            self.step(s["x_adv"], s["x"], grad, step, out=s["x_adv"])
+            s = rows.compact(s)
+        out[rows.index[rows.live]] = s["x_adv"][rows.live]
+        return out
 
 
 class FGSM(PGD):

@@ -19,7 +19,13 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .. import _backend
-from .._timing import format_table, interleaved_medians, kept_for_backward_bytes, median_seconds, peak_memory_kib
+from .._timing import (
+    format_table,
+    interleaved_medians,
+    kept_for_backward_bytes,
+    median_seconds,
+    peak_memory_kib,
+)
 from .cases import OPS, op_cases
 from .end_to_end import run_e2e
 

@@ -10,9 +10,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..attacks import PGD
-from ..attacks.base import _non_negative, _positive_int, frozen_model, normalize
 from ..ops._random import draw_seed
-from ..ops.pgd import channel_bounds, check_norm
+from ..threat import (
+    channel_bounds,
+    check_norm,
+    frozen_model,
+    non_negative,
+    normalize,
+    positive_int,
+)
 from . import checks as C
 from .report import AttackResult, RobustnessReport, Stat
 from .suite import ATTACKS, WHITE_BOX, make_attack
@@ -114,17 +120,17 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     check_norm(norm)
-    eps = _non_negative("eps", eps)
+    eps = non_negative("eps", eps)
     attacks = (attacks,) if isinstance(attacks, str) else tuple(attacks)
     unknown = [a for a in attacks if a not in ATTACKS]
     if unknown or not attacks:
         raise ValueError(f"attacks must be a non-empty selection of {ATTACKS}, got {list(attacks)}")
-    batch_size, restarts = _positive_int("batch_size", batch_size), _positive_int("restarts", restarts)
-    check_samples = _positive_int("check_samples", check_samples)
+    batch_size, restarts = positive_int("batch_size", batch_size), positive_int("restarts", restarts)
+    check_samples = positive_int("check_samples", check_samples)
     if eot_iter != "auto":
-        _positive_int("eot_iter", eot_iter)
+        positive_int("eot_iter", eot_iter)
     if repeats != "auto":
-        _positive_int("repeats", repeats)
+        positive_int("repeats", repeats)
     x, y = _gather(data, batch_size)
     params = list(model.parameters())
     device = params[0].device if params else torch.device("cpu")

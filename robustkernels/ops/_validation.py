@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from ..threat import opmath_dtype  # noqa: F401 (the kernels' compute dtype)
+
 INT64_MAX = 2**63 - 1
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
-
-
-def opmath_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype kernels compute in: float64 for float64 inputs, float32 otherwise."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def check_float_tensor(name: str, value: object) -> torch.Tensor:

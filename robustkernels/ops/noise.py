@@ -17,7 +17,6 @@ from ._registry import KernelOp
 from ._validation import check_float_tensor, check_int, opmath_dtype
 
 
-
 def _noise_add_schema(x: torch.Tensor, alpha: torch.Tensor, std: torch.Tensor, channels: int, inner: int,
                       elementwise: bool, seed: int, offset: int) -> torch.Tensor:
     raise NotImplementedError

@@ -15,12 +15,11 @@ from __future__ import annotations
 import torch
 
 from .. import reference
+from ..threat import broadcast_bounds, channel_bounds, check_norm, per_sample  # noqa: F401 (re-exported)
 from ._random import draw_seed
 from ._registry import KernelOp
 from ._validation import check_float_tensor, opmath_dtype
 from .philox import philox_normal, philox_uniform
-
-NORMS = ("linf", "l2")
 
 
 def _pgd_step_schema(out: torch.Tensor, x_adv: torch.Tensor, x_nat: torch.Tensor, grad: torch.Tensor,
@@ -45,59 +44,6 @@ def _pgd_fake(out, x_adv, x_nat, grad, step, eps, lo, hi, l2):
     return None
 
 
-def per_sample(value, name: str, x: torch.Tensor) -> torch.Tensor:
-    """A float or a [B] tensor >= 0 -> contiguous [B] tensor in the op-math dtype."""
-    batch = x.shape[0]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value < 0 or value != value:
-            raise ValueError(f"{name} must be >= 0, got {value}")
-        return torch.full((batch,), float(value), dtype=opmath_dtype(x.dtype), device=x.device)
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a float or a [B] tensor, got {type(value).__name__}")
-    if value.numel() == 1:
-        value = value.reshape(1).expand(batch)
-    if value.shape != (batch,):
-        raise ValueError(f"{name} must be a float or have shape [{batch}] (one per sample), got {list(value.shape)}")
-    if value.device != x.device:
-        raise ValueError(f"{name} is on {value.device} but x_adv is on {x.device}")
-    if not value.is_floating_point() and value.dtype not in (torch.int32, torch.int64):
-        raise TypeError(f"{name} must be a float tensor, got {value.dtype}")
-    if bool((value < 0).any()) or bool(value.isnan().any()):
-        raise ValueError(f"{name} must be >= 0 (and not NaN)")
-    return value.to(opmath_dtype(x.dtype)).contiguous()
-
-
-def broadcast_bounds(bounds, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`channel_bounds` shaped to broadcast against x: [1, C, 1, ...] or [1, ..., 1]."""
-    lo, hi = channel_bounds(bounds, x)
-    shape = [1, -1] + [1] * (x.dim() - 2) if lo.numel() > 1 else [1] * x.dim()
-    return lo.view(shape), hi.view(shape)
-
-
-def channel_bounds(bounds, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(lo, hi) floats or per-channel tensors ([C] or [1, C, 1, 1] along dim 1) -> two [C] (or [1])
-    tensors in the op-math dtype, checked lo <= hi."""
-    if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
-        raise TypeError(f"bounds must be a (lo, hi) pair, got {bounds!r}")
-    out = []
-    for name, value in zip(("lo", "hi"), bounds):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = torch.tensor([float(value)])
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(f"bounds {name} must be a float or a tensor, got {type(value).__name__}")
-        value = value.reshape(-1).to(device=x.device, dtype=opmath_dtype(x.dtype)).contiguous()
-        out.append(value)
-    lo, hi = out
-    if lo.numel() != hi.numel():
-        lo, hi = (lo.expand(hi.numel()) if lo.numel() == 1 else lo), (hi.expand(lo.numel()) if hi.numel() == 1 else hi)
-        lo, hi = lo.contiguous(), hi.contiguous()
-    if lo.numel() != 1 and (x.dim() < 2 or lo.numel() != x.shape[1]):
-        raise ValueError(f"per-channel bounds need {lo.numel()} channels along dim 1, x has shape {list(x.shape)}")
-    if bool((lo > hi).any()):
-        raise ValueError("bounds must satisfy lo <= hi")
-    return lo, hi
-
-
 def _check_tensor(name: str, t, like: torch.Tensor | None = None) -> torch.Tensor:
     check_float_tensor(name, t)
     if like is not None:
@@ -106,13 +52,6 @@ def _check_tensor(name: str, t, like: torch.Tensor | None = None) -> torch.Tenso
         if t.device != like.device:
             raise ValueError(f"{name} is on {t.device} but x_adv is on {like.device}")
     return t
-
-
-def check_norm(norm: str) -> bool:
-    """True for L2, False for Linf; ValueError otherwise."""
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-    return norm == "l2"
 
 
 def pgd_step(x_adv: torch.Tensor, x_nat: torch.Tensor, grad: torch.Tensor, *, step, eps, norm: str = "linf",
@@ -143,9 +82,17 @@ def pgd_step(x_adv: torch.Tensor, x_nat: torch.Tensor, grad: torch.Tensor, *, st
         _check_tensor("out", out, x_adv)
         if out.dtype != x_adv.dtype:
             raise TypeError(f"out is {out.dtype} but x_adv is {x_adv.dtype}")
+    return pgd_step_prepared(x_adv, x_nat, grad.to(x_adv.dtype), step_t, eps_t, lo, hi, l2, out=out)
+
+
+def pgd_step_prepared(x_adv: torch.Tensor, x_nat: torch.Tensor, grad: torch.Tensor, step: torch.Tensor,
+                      eps: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, l2: bool,
+                      out: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`pgd_step` with its arguments already checked and converted: ``step``/``eps`` [B]
+    and ``lo``/``hi`` [C] or [1] in the op-math dtype, ``grad`` in ``x_adv``'s dtype. No checks,
+    no host synchronisation: what an attack calls at every step after checking once."""
     target = out if out is not None and out.is_contiguous() else torch.empty_like(x_adv, memory_format=torch.contiguous_format)
-    pgd_step_op(target, x_adv.contiguous(), x_nat.contiguous(), grad.to(x_adv.dtype).contiguous(), step_t, eps_t, lo,
-                hi, l2)
+    pgd_step_op(target, x_adv.contiguous(), x_nat.contiguous(), grad.contiguous(), step, eps, lo, hi, l2)
     if out is not None and target is not out:
         out.copy_(target)
         return out

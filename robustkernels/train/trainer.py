@@ -19,9 +19,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..attacks import PGD
-from ..attacks.base import _non_negative, _positive_int, frozen_model
 from ..data import random_crop_flip
 from ..nn.pni import pni_param_groups
+from ..threat import frozen_model, non_negative, positive_int
 from . import checkpoint as ckpt
 from .distributed import all_sum, barrier, init_from_env, rank_and_world, shard
 from .methods import Method, StepContext
@@ -112,11 +112,11 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if not isinstance(method, Method):
         raise TypeError(f"method must be a robustkernels.train.Method, got {type(method).__name__}")
-    epochs, batch_size = _positive_int("epochs", epochs), _positive_int("batch_size", batch_size)
-    val_attack_steps = _positive_int("val_attack_steps", val_attack_steps)
-    if not _non_negative("lr", lr) > 0:
+    epochs, batch_size = positive_int("epochs", epochs), positive_int("batch_size", batch_size)
+    val_attack_steps = positive_int("val_attack_steps", val_attack_steps)
+    if not non_negative("lr", lr) > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
-    _non_negative("weight_decay", weight_decay)
+    non_negative("weight_decay", weight_decay)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     schedule = schedule or getattr(method, "default_schedule", "step")
@@ -125,7 +125,7 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
     if autocast not in AUTOCAST:
         raise ValueError(f"autocast must be None, 'bf16' or 'fp16', got {autocast!r}")
     if checkpoint_every is not None:
-        _positive_int("checkpoint_every", checkpoint_every)
+        positive_int("checkpoint_every", checkpoint_every)
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs checkpoint_path")
     x, y = _check_data("train_data", train_data)

@@ -11,11 +11,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...attacks import PGD
-from ...attacks.base import _non_negative, _positive_int, normalize
 from ...nn.ibp import ibp_kl
 from ...nn.lwta import LWTA, lwta_kl
 from ...ops._random import draw_seed
-from ...ops.pgd import check_norm
+from ...threat import check_norm, non_negative, normalize, positive_int
 
 
 @dataclass
@@ -52,13 +51,13 @@ class Method:
 
     def __init__(self, *, eps: float = 8 / 255, alpha: float | None = None, steps: int = 10, norm: str = "linf",
                  bounds=(0.0, 1.0), normalization=None, kl_weight: float = 0.0, random_start: bool = True):
-        self.eps = _non_negative("eps", eps)
-        self.steps = _positive_int("steps", steps)
-        self.alpha = 2.5 * self.eps / self.steps if alpha is None else _non_negative("alpha", alpha)
+        self.eps = non_negative("eps", eps)
+        self.steps = positive_int("steps", steps)
+        self.alpha = 2.5 * self.eps / self.steps if alpha is None else non_negative("alpha", alpha)
         self.norm = norm
         check_norm(norm)
         self.bounds, self.normalization = bounds, normalization
-        self.kl_weight = _non_negative("kl_weight", kl_weight)
+        self.kl_weight = non_negative("kl_weight", kl_weight)
         self.random_start = bool(random_start)
         self.net: nn.Module | None = None
         self.generator = torch.Generator()

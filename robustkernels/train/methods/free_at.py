@@ -4,8 +4,8 @@ advances the perturbation, which carries over to the next minibatch. Train for e
 
 import torch
 
-from ...attacks.base import _positive_int
 from ...ops.pgd import pgd_step, project
+from ...threat import positive_int
 from .base import BatchResult, Method, backward_and_step, cross_entropy
 
 
@@ -14,7 +14,7 @@ class FreeAT(Method):
 
     def __init__(self, *, replays: int = 4, **kwargs):
         super().__init__(**kwargs)
-        self.replays = _positive_int("replays", replays)
+        self.replays = positive_int("replays", replays)
         self.steps_per_batch = self.replays
         self.delta: torch.Tensor | None = None
 

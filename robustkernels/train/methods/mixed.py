@@ -4,7 +4,7 @@ one of PGD, FGSM, CW (L2, short) or Gaussian noise (sigma = eps), drawn uniforml
 import torch
 
 from ...attacks import CW, FGSM
-from ...ops.pgd import broadcast_bounds
+from ...threat import broadcast_bounds
 from .base import BatchResult, Method, cross_entropy
 
 KINDS = ("pgd", "fgsm", "cw", "noise")

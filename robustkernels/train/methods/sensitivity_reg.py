@@ -2,7 +2,7 @@
 comes from the optimizer), the sensitivity being the log-volume of the interval-bound box of the
 logits over the eps-ball (:func:`robustkernels.train.sensitivity`)."""
 
-from ...attacks.base import _non_negative
+from ...threat import non_negative
 from ..losses import sensitivity
 from .base import BatchResult, Method, cross_entropy
 
@@ -13,7 +13,7 @@ class SensitivityRegularized(Method):
 
     def __init__(self, *, weight: float = 0.01, **kwargs):
         super().__init__(**kwargs)
-        self.weight = _non_negative("weight", weight)
+        self.weight = non_negative("weight", weight)
         if not self.eps > 0:
             raise ValueError("method sensitivity needs eps > 0")
 

@@ -4,8 +4,8 @@ maximises the KL term by PGD from ``x + 0.001 N(0, 1)`` (the paper's inner maxim
 import torch
 from torch.nn import functional as F
 
-from ...attacks.base import _non_negative, frozen_model
 from ...ops.pgd import pgd_step, project
+from ...threat import frozen_model, non_negative
 from ..losses import trades_loss
 from .base import BatchResult, Method
 
@@ -15,7 +15,7 @@ class TRADES(Method):
 
     def __init__(self, *, beta: float = 6.0, **kwargs):
         super().__init__(**kwargs)
-        self.beta = _non_negative("beta", beta)
+        self.beta = non_negative("beta", beta)
 
     def adversarial(self, x: torch.Tensor) -> torch.Tensor:
         with frozen_model(self.net, "eval"), torch.no_grad():

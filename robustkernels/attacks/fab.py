@@ -1,0 +1,174 @@
+"""FAB, the Fast Adaptive Boundary attack (Croce & Hein 2020), Linf and L2, untargeted and
+targeted (FAB-T), with fra31/auto-attack's defaults (100 iterations, ``alpha_max = 0.1``,
+``eta = 1.05``, ``beta = 0.9``).
+
+Each iteration linearises the decision boundary between the true class and the closest (or the
+target) class, projects both the current point and the clean point onto that hyperplane inside
+the box, and moves to a biased combination of the two; after a success it pulls the point back
+towards the clean input by ``beta``, to find a smaller perturbation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..ops import draw_seed, philox_normal, philox_uniform
+from ..threat import lp_norms, non_negative, positive_int
+from .base import ActiveSet, Attack
+
+
+def project_onto_hyperplane(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                            norm: str) -> torch.Tensor:
+    """The smallest ``d`` (Linf or L2) with ``w . (t + d) = b`` and ``lo <= t + d <= hi``.
+
+    t, w: [N, D]; b: [N]; lo, hi: broadcastable to [N, D]. Where the box keeps the hyperplane
+    out of reach, every coordinate goes to its box limit on the useful side (the closest the
+    box allows). Moving coordinate i by up to ``lam`` (Linf) or ``lam |w_i|`` (L2), capped by
+    its room to the box, changes ``w . z`` by ``f(lam) = sum_i min(lam g_i, h_i)``; f is
+    piecewise linear and increasing, so lam comes from its sorted breakpoints.
+    """
+    c = (w * t).sum(1) - b  # w . t - b: the plane needs a change of -c
+    direction = -torch.sign(c)[:, None] * torch.sign(w)
+    room = torch.where(direction > 0, hi - t, t - lo).clamp_min(0)
+    aw = w.abs()
+    g = aw if norm == "linf" else aw * aw
+    h = aw * room
+    breaks = room if norm == "linf" else torch.where(aw > 0, room / aw.clamp_min(1e-30), torch.zeros_like(room))
+    order = breaks.argsort(dim=1)
+    bs, gs, hs = breaks.gather(1, order), g.gather(1, order), h.gather(1, order)
+    h_before = hs.cumsum(1) - hs  # sum of h over the breakpoints passed
+    g_from = gs.sum(1, keepdim=True) - gs.cumsum(1) + gs  # sum of g over those not passed
+    need = c.abs()[:, None]
+    k = ((h_before + bs * g_from) < need).sum(1, keepdim=True)
+    reachable = k < w.shape[1]
+    k = k.clamp(max=w.shape[1] - 1)
+    lam = (need - h_before.gather(1, k)) / g_from.gather(1, k).clamp_min(1e-30)
+    lam = torch.where(reachable, lam, torch.full_like(lam, float("inf")))
+    move = torch.where(aw > 0, torch.minimum(lam * g, h) / aw.clamp_min(1e-30), torch.zeros_like(aw))
+    return direction * move
+
+
+class FAB(Attack):
+    """``FAB(model, eps=8/255, norm="linf", steps=100, targeted=False, n_target_classes=9)``.
+
+    A minimum-norm attack: a sample counts as fooled only if FAB finds a misclassified point
+    within ``eps``; then that (smallest found) point is returned, else x. ``targeted=True`` is
+    FAB-T as in AutoAttack: one run per target, the classes ranked 2nd, 3rd, ... on the clean
+    input, each on the samples not fooled yet; success is any misclassification. Restarts after
+    the first start at a random point at distance eps/2. With ``early_stop`` a sample stops (and
+    leaves the batch) once fooled within eps; without it, FAB keeps shrinking the perturbation
+    for all ``steps``, as in the original.
+    """
+
+    def __init__(self, model, eps: float = 8 / 255, norm: str = "linf", steps: int = 100, restarts: int = 1,
+                 targeted: bool = False, n_target_classes: int = 9, alpha_max: float = 0.1, eta: float = 1.05,
+                 beta: float = 0.9, **kwargs):
+        if kwargs.get("loss", "margin") != "margin":
+            raise ValueError("loss: FAB follows the linearised decision boundary; it takes no loss")
+        if kwargs.get("eot_iter", 1) != 1:
+            raise ValueError("eot_iter: FAB is not an EOT attack (use APGD with eot_iter for stochastic models)")
+        kwargs["loss"] = "margin"
+        # FAB-T picks its own targets: the contract's ``targeted`` (caller-given targets) stays off
+        super().__init__(model, eps=eps, norm=norm, **kwargs)
+        self.fab_targeted = bool(targeted)
+        self.steps = positive_int("steps", steps)
+        self.restarts = positive_int("restarts", restarts)
+        self.n_target_classes = positive_int("n_target_classes", n_target_classes)
+        self.alpha_max, self.eta, self.beta = (non_negative(n, v) for n, v in
+                                               (("alpha_max", alpha_max), ("eta", eta), ("beta", beta)))
+        if restarts > 1 and self.eps == float("inf"):
+            raise ValueError("eps: FAB's random restarts need a finite eps")
+
+    def perturb(self, x, y, target):
+        ranks = range(2, self.n_target_classes + 2) if self.fab_targeted else [None]
+        return self.runs_on_unfooled(x, y, None, ranks, self.restarts, self._run)
+
+    # -- the linearisation ------------------------------------------------------------------
+    def boundary(self, x, y, target):
+        """(df [B, M], dg [B, M, D]): logit differences f_j - f_y and their input gradients, for
+        every class j (untargeted; f_y - f_y is set to 1e10 so it is never chosen) or the target."""
+        batch = x.shape[0]
+        if target is not None:
+            x_in = x.detach().requires_grad_(True)
+            with torch.enable_grad():
+                logits = self.logits(x_in).float()
+                diff = logits.gather(1, target[:, None]).squeeze(1) - logits.gather(1, y[:, None]).squeeze(1)
+                (grad,) = torch.autograd.grad(diff.sum(), x_in)
+            return diff.detach()[:, None], grad.flatten(1)[:, None].float()
+        with torch.no_grad():
+            classes = self.logits(x[:1]).shape[1]
+        x_in = x.detach().repeat(classes, *[1] * (x.dim() - 1)).requires_grad_(True)
+        with torch.enable_grad():  # one pass over K copies: copy j gives the gradient of logit j
+            logits = self.logits(x_in).float()
+            picked = logits.view(classes, batch, classes).diagonal(dim1=0, dim2=2)  # [B, K]
+            (grad,) = torch.autograd.grad(picked.sum(), x_in)
+        f = logits.detach()[:batch]
+        jac = grad.view(classes, batch, -1).transpose(0, 1).float()  # [B, K, D]
+        rows = torch.arange(batch, device=x.device)
+        df = f - f[rows, y][:, None]
+        dg = jac - jac[rows, y][:, None]
+        df[rows, y] = 1e10
+        return df, dg
+
+    def start(self, x0, restart: int):
+        if restart == 0:
+            return x0.clone()
+        seed, n = draw_seed(self.generator), x0.numel()
+        if self.threat.l2:
+            t = philox_normal(n, seed, 0, device=x0.device, per_block=4).view(x0.shape[0], -1)
+            t = t / t.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        else:
+            t = (2 * philox_uniform(n, seed, 0, device=x0.device, per_block=4) - 1).view(x0.shape[0], -1)
+            t = t / t.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
+        return self._bounds.clamp(x0 + 0.5 * self.eps * t.view(x0.shape).to(x0.dtype))
+
+    # -- one run ------------------------------------------------------------------------------
+    def _run(self, x, y, target, restart):
+        batch, dev = x.shape[0], x.device
+        out, fooled_out = x.clone(), torch.zeros(batch, dtype=torch.bool, device=dev)
+        rows = ActiveSet(batch, dev, enabled=self.early_stop and self.active_set)
+        s = dict(x0=x, y=y, target=target, x1=self.start(x, restart), adv=x.clone(),
+                 res=torch.full((batch,), float("inf"), device=dev))
+        lo, hi = self._flat_bounds(x)
+        for _ in range(self.steps):
+            if not rows.any_live():
+                break
+            s = rows.compact(s)
+            with torch.no_grad():
+                s["x1"] = self._iterate(s["x0"], s["x1"], *self.boundary(s["x1"], s["y"], s["target"]), lo, hi)
+                is_adv = self.mean_logits(s["x1"]).argmax(1) != s["y"]
+                dist = lp_norms(s["x1"] - s["x0"], self.norm)
+                better = is_adv & (dist < s["res"])
+                s["adv"][better], s["res"][better] = s["x1"][better], dist[better]
+                pulled = s["x0"] + (s["x1"] - s["x0"]) * self.beta
+                s["x1"] = torch.where(is_adv.view(-1, *[1] * (x.dim() - 1)), pulled, s["x1"])
+                if self.early_stop:
+                    done = rows.live & (s["res"] <= self.eps * (1 + 1e-6))
+                    out[rows.index[done]], fooled_out[rows.index[done]] = s["adv"][done], True
+                    rows.retire(done)
+        within = rows.live & (s["res"] <= self.eps * (1 + 1e-6))
+        out[rows.index[within]], fooled_out[rows.index[within]] = s["adv"][within], True
+        return out, fooled_out
+
+    def _flat_bounds(self, x):
+        """Bounds as [1, D] (per channel) or [1, 1] rows for the flattened inputs."""
+        lo_b, hi_b = self._bounds.lo_b, self._bounds.hi_b
+        shape = (1, *x.shape[1:])
+        return lo_b.expand(shape).reshape(1, -1).float(), hi_b.expand(shape).reshape(1, -1).float()
+
+    def _iterate(self, x0, x1, df, dg, lo, hi):
+        """One FAB step from x1 (clean point x0) on the linearisation (df, dg)."""
+        n = x0.shape[0]
+        dual = dg.abs().sum(-1) if self.norm == "linf" else dg.norm(dim=-1)
+        pick = (df.abs() / (dual + 1e-12)).argmin(dim=1)
+        rows = torch.arange(n, device=x0.device)
+        w = dg[rows, pick]
+        p1, p0 = x1.flatten(1).float(), x0.flatten(1).float()
+        b = -df[rows, pick] + (w * p1).sum(1)
+        d = project_onto_hyperplane(torch.cat((p1, p0)), torch.cat((w, w)), torch.cat((b, b)), lo, hi, self.norm)
+        d1, d0 = d[:n], d[n:]
+        size = (d.abs().amax(1) if self.norm == "linf" else d.norm(dim=1)).clamp_min(1e-8)
+        a1, a0 = size[:n], size[n:]
+        alpha = (a1 / (a1 + a0)).clamp(0, self.alpha_max)[:, None]
+        moved = (p1 + self.eta * d1) * (1 - alpha) + (p0 + self.eta * d0) * alpha
+        return torch.minimum(torch.maximum(moved, lo), hi).view(x0.shape).to(x0.dtype)

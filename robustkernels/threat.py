@@ -1,0 +1,197 @@
+"""The threat model, parsed once: norm, eps, per-sample step/eps, bounds, normalisation.
+
+Attacks, evaluation and training import these checks from here; the ops validate their own
+tensor arguments with the same functions. ``ThreatModel`` is resolved when an attack is built,
+and :meth:`ThreatModel.prepare` turns float bounds into tensors once per attack call, so the
+per-step kernel call does no argument checks and no host synchronisation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+NORMS = ("linf", "l2")
+
+
+def opmath_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype perturbation math runs in: float64 for float64 inputs, float32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def positive_int(name: str, value) -> int:
+    """``value`` is an int >= 1 (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def non_negative(name: str, value) -> float:
+    """``value`` is a real number >= 0 (NaN refused) -> float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+    if not value >= 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return float(value)
+
+
+def check_norm(norm: str) -> bool:
+    """True for L2, False for Linf; ValueError otherwise."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    return norm == "l2"
+
+
+def per_sample(value, name: str, x: torch.Tensor) -> torch.Tensor:
+    """A float or a [B] tensor >= 0 -> contiguous [B] tensor in the op-math dtype."""
+    batch = x.shape[0]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0 or value != value:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+        return torch.full((batch,), float(value), dtype=opmath_dtype(x.dtype), device=x.device)
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a float or a [B] tensor, got {type(value).__name__}")
+    if value.numel() == 1:
+        value = value.reshape(1).expand(batch)
+    if value.shape != (batch,):
+        raise ValueError(f"{name} must be a float or have shape [{batch}] (one per sample), got {list(value.shape)}")
+    if value.device != x.device:
+        raise ValueError(f"{name} is on {value.device} but x_adv is on {x.device}")
+    if not value.is_floating_point() and value.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"{name} must be a float tensor, got {value.dtype}")
+    if bool((value < 0).any()) or bool(value.isnan().any()):
+        raise ValueError(f"{name} must be >= 0 (and not NaN)")
+    return value.to(opmath_dtype(x.dtype)).contiguous()
+
+
+def channel_bounds(bounds, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lo, hi) floats or per-channel tensors ([C] or [1, C, 1, 1] along dim 1) -> two [C] (or [1])
+    tensors in the op-math dtype, checked lo <= hi."""
+    if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
+        raise TypeError(f"bounds must be a (lo, hi) pair, got {bounds!r}")
+    out = []
+    for name, value in zip(("lo", "hi"), bounds):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = torch.tensor([float(value)])
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"bounds {name} must be a float or a tensor, got {type(value).__name__}")
+        out.append(value.reshape(-1).to(device=x.device, dtype=opmath_dtype(x.dtype)).contiguous())
+    lo, hi = out
+    if lo.numel() != hi.numel():
+        lo, hi = (lo.expand(hi.numel()) if lo.numel() == 1 else lo), (hi.expand(lo.numel()) if hi.numel() == 1 else hi)
+        lo, hi = lo.contiguous(), hi.contiguous()
+    if lo.numel() != 1 and (x.dim() < 2 or lo.numel() != x.shape[1]):
+        raise ValueError(f"per-channel bounds need {lo.numel()} channels along dim 1, x has shape {list(x.shape)}")
+    if bool((lo > hi).any()):
+        raise ValueError("bounds must satisfy lo <= hi")
+    return lo, hi
+
+
+def broadcast_bounds(bounds, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`channel_bounds` shaped to broadcast against x: [1, C, 1, ...] or [1, ..., 1]."""
+    lo, hi = channel_bounds(bounds, x)
+    shape = [1, -1] + [1] * (x.dim() - 2) if lo.numel() > 1 else [1] * x.dim()
+    return lo.view(shape), hi.view(shape)
+
+
+def check_normalization(normalization) -> None:
+    if normalization is not None and (not isinstance(normalization, (tuple, list)) or len(normalization) != 2):
+        raise TypeError("normalization must be a (mean, std) pair")
+
+
+def normalize(x: torch.Tensor, normalization: Sequence | None) -> torch.Tensor:
+    """``(x - mean) / std`` per channel (dim 1) for ``normalization=(mean, std)``; x if None."""
+    if normalization is None:
+        return x
+    mean, std = (torch.as_tensor(v, dtype=x.dtype, device=x.device).view(1, -1, *[1] * (x.dim() - 2))
+                 for v in normalization)
+    return (x - mean) / std
+
+
+def lp_norms(delta: torch.Tensor, norm: str) -> torch.Tensor:
+    """Per-sample ``||delta||`` [B] in the threat model's norm (fp32 or fp64)."""
+    flat = delta.flatten(1).to(opmath_dtype(delta.dtype))
+    return flat.abs().amax(dim=1) if norm == "linf" else flat.norm(dim=1)
+
+
+@contextlib.contextmanager
+def frozen_model(model: nn.Module, mode: str) -> Iterator[None]:
+    """Put ``model`` in ``mode`` (``"eval"``, ``"train"`` or ``"keep"``) with no parameter
+    gradients; restore every module's training flag, every parameter's ``requires_grad`` and the
+    global RNG state on exit."""
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    cpu_rng = torch.get_rng_state()
+    if mode != "keep":
+        model.train(mode == "train")
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Bounds resolved for one batch: ``lo``/``hi`` [C] or [1] for the kernel, and the same
+    shaped to broadcast against x."""
+
+    lo: torch.Tensor
+    hi: torch.Tensor
+    lo_b: torch.Tensor
+    hi_b: torch.Tensor
+
+    def clamp(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.minimum(torch.maximum(x, self.lo_b.to(x.dtype)), self.hi_b.to(x.dtype))
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """``eps``-ball in ``norm`` around clean inputs within ``bounds``; the model sees
+    ``normalize(x, normalization)``. Built (and checked) once per attack."""
+
+    eps: float
+    norm: str = "linf"
+    bounds: tuple = (0.0, 1.0)
+    normalization: tuple | None = None
+
+    @classmethod
+    def build(cls, eps, norm="linf", bounds=(0.0, 1.0), normalization=None) -> ThreatModel:
+        check_norm(norm)
+        check_normalization(normalization)
+        if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
+            raise TypeError(f"bounds must be a (lo, hi) pair, got {bounds!r}")
+        return cls(non_negative("eps", eps), norm, tuple(bounds),
+                   None if normalization is None else tuple(normalization))
+
+    @property
+    def l2(self) -> bool:
+        return self.norm == "l2"
+
+    def prepare(self, x: torch.Tensor) -> Bounds:
+        """Bounds as tensors on x's device (one conversion and one check per attack call)."""
+        lo, hi = channel_bounds(self.bounds, x)
+        lo_b, hi_b = broadcast_bounds(self.bounds, x)
+        return Bounds(lo, hi, lo_b, hi_b)
+
+    def distance(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Per-sample distance [B] in the threat model's norm."""
+        return lp_norms(x_adv - x, self.norm)
+
+    def within(self, x_adv: torch.Tensor, x: torch.Tensor, rtol: float = 1e-5) -> torch.Tensor:
+        """[B] bool: x_adv inside the eps-ball (with a relative float tolerance)."""
+        return self.distance(x_adv, x) <= self.eps * (1 + rtol) + 1e-7

@@ -1,0 +1,269 @@
+"""``autoattack(model, data, eps=...)``: the field's standard evaluation (Croce & Hein 2020).
+
+The versions are the original's: ``standard`` = APGD-CE, APGD-T (9 targets), FAB-T (9 targets),
+Square (5000 queries), each with 100 iterations and one restart; ``plus`` = APGD-CE and APGD-DLR
+with 5 restarts, FAB with 5 restarts, Square, APGD-T, FAB-T; ``rand`` (for stochastic models) =
+APGD-CE and APGD-DLR with EOT over 20 passes.
+
+The cascade: each attack runs only on the points still robust after the attacks before it
+(clean-misclassified points are never attacked); inside an attack, fooled points leave the batch
+(the active set). A point is fooled only if an fp32 forward pass on the returned input
+misclassifies it and the input lies in the threat model, whatever precision the attack ran in.
+Data stream in batches; only per-sample verdicts are kept. Under ``torch.distributed`` every
+process takes every ``world``-th batch and the verdicts are gathered: the report is the one a
+single process would give, because every random draw is a function of (seed, batch, attack).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..attacks import APGD, APGDT, FAB, Square
+from ..ops import draw_seed
+from ..threat import ThreatModel, frozen_model, normalize, positive_int
+from .report import Stat
+from .stream import batches
+
+VERSIONS = ("standard", "plus", "rand")
+ATTACKS = {
+    "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
+    "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
+    "rand": ("apgd-ce", "apgd-dlr"),
+}
+RAND_EOT, RAND_REPEATS = 20, 5
+
+
+@dataclass
+class AutoAttackReport:
+    """What :func:`autoattack` measured. ``robust_after[i]`` is the robust accuracy after the
+    first i+1 attacks (the original's log); ``robust_accuracy`` the final AA accuracy (mean ±
+    std over ``repeats`` evaluation passes for a stochastic model)."""
+
+    version: str
+    norm: str
+    eps: float
+    n_samples: int
+    attacks: list[str]
+    clean_accuracy: Stat
+    robust_after: list[float]
+    robust_accuracy: Stat
+    seconds: dict[str, float]
+    attacked: dict[str, int]  # points each attack ran on
+    stochastic: bool = False
+    eot_iter: int = 1
+    repeats: int = 1
+    autocast: str | None = None
+    skipped: list[str] = field(default_factory=list)  # attacks of the version not run, with why
+    robust: list[bool] = field(default_factory=list)  # per sample, in data order (cascade verdict)
+
+    def log(self) -> str:
+        """The cumulative log, in the original's words."""
+        lines = [f"using {self.version} version including {', '.join(self.attacks)}.",
+                 f"initial accuracy: {100 * self.clean_accuracy.mean:.2f}%"]
+        total = 0.0
+        for name, acc in zip(self.attacks, self.robust_after):
+            total += self.seconds.get(name, 0.0)
+            lines.append(f"robust accuracy after {name.upper()}: {100 * acc:.2f}% (total time {total:.1f} s)")
+        lines += [f"skipped {s}" for s in self.skipped]
+        lines.append(f"robust accuracy: {self.robust_accuracy}")
+        return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        rows = ["| attack | points attacked | robust accuracy after it | seconds |", "| --- | --- | --- | --- |",
+                f"| clean | | {self.clean_accuracy} | |"]
+        rows += [f"| {n} | {self.attacked.get(n, 0)} | {100 * a:.2f}% | {self.seconds.get(n, 0.0):.1f} |"
+                 for n, a in zip(self.attacks, self.robust_after)]
+        what = (f"stochastic model: EOT-{self.eot_iter}, accuracies over {self.repeats} passes"
+                if self.stochastic else "deterministic model")
+        return "\n".join([f"AutoAttack ({self.version}), {self.norm} eps = {self.eps:.4g}, {self.n_samples} samples, "
+                          f"{what}", "", *rows, "", f"**AutoAttack robust accuracy: {self.robust_accuracy}**"])
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_attack(name: str, model: nn.Module, threat: ThreatModel, version: str, *, generator, eot_iter: int = 1,
+                 steps: int = 100, n_queries: int = 5000, n_target_classes: int = 9, **options):
+    """One attack of AutoAttack at the original's settings, on our contract (early_stop on)."""
+    common = dict(eps=threat.eps, norm=threat.norm, bounds=threat.bounds, normalization=threat.normalization,
+                  generator=generator, early_stop=True, **options)
+    restarts = 5 if version == "plus" else 1
+    if name in ("apgd-ce", "apgd-dlr"):
+        return APGD(model, steps=steps, loss=name.split("-")[1], restarts=restarts, eot_iter=eot_iter, **common)
+    if name == "apgd-t":
+        return APGDT(model, steps=steps, n_target_classes=n_target_classes, eot_iter=eot_iter, **common)
+    if name in ("fab", "fab-t"):
+        common.pop("eot_batched", None)
+        return FAB(model, steps=steps, targeted=name == "fab-t", restarts=1 if name == "fab-t" else restarts,
+                   n_target_classes=n_target_classes, **common)
+    if name == "square":
+        return Square(model, n_queries=n_queries, p_init=0.8, eot_iter=eot_iter, **common)
+    raise ValueError(f"attack {name!r} is not part of AutoAttack")
+
+
+class _Cascade:
+    """Runs the attacks of one version on batches; keeps per-sample verdicts only."""
+
+    def __init__(self, model, threat, names, version, seed, eot_iter, options, progress):
+        self.model, self.threat, self.names, self.version = model, threat, names, version
+        self.seed, self.eot_iter, self.options, self.progress = seed, eot_iter, options, progress
+        self.seconds = dict.fromkeys(names, 0.0)
+        self.attacked = dict.fromkeys(names, 0)
+
+    def forward(self, x) -> torch.Tensor:
+        """fp32 predictions (the verdicts), eval mode."""
+        with frozen_model(self.model, "eval"), torch.no_grad():
+            return self.model(normalize(x, self.threat.normalization)).float().argmax(1)
+
+    def reseed(self, number: int, step: int) -> torch.Generator:
+        """Global RNG (the model's own noise) and the attack's generator for (batch, step)."""
+        key = (self.seed * 1_000_003 + number * 1_009 + step) % (2**63)
+        torch.manual_seed(key)
+        return torch.Generator().manual_seed(key + 1)
+
+    def run(self, x, y, number) -> tuple[torch.Tensor, torch.Tensor]:
+        """(fell_at [B]: 0 clean-misclassified, i fooled by attack i, len+1 robust; x_adv)."""
+        self.reseed(number, 0)
+        correct = self.forward(x) == y
+        fell_at = torch.where(correct, len(self.names) + 1, 0)
+        x_adv = x.clone()
+        for i, name in enumerate(self.names, start=1):
+            todo = (fell_at > len(self.names)).nonzero().squeeze(1)
+            if todo.numel() == 0:
+                break
+            attack = build_attack(name, self.model, self.threat, self.version, generator=self.reseed(number, i),
+                                  eot_iter=self.eot_iter, **self.options)
+            tic = time.perf_counter()
+            adv = attack(x[todo], y[todo])
+            self.reseed(number, 100 + i)
+            fooled = (self.forward(adv) != y[todo]) & self.threat.within(adv, x[todo])
+            self.seconds[name] += time.perf_counter() - tic
+            self.attacked[name] += todo.numel()
+            fell_at[todo[fooled]] = i
+            x_adv[todo] = adv
+        return fell_at, x_adv
+
+
+def _gather(records: list) -> list:
+    """All processes' records, on every process (one process: unchanged)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return records
+    every = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(every, records)
+    return [r for part in every for r in part]
+
+
+def _rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _is_stochastic(cascade: _Cascade, x: torch.Tensor, passes: int = 4) -> bool:
+    with frozen_model(cascade.model, "eval"), torch.no_grad():
+        first = cascade.model(normalize(x, cascade.threat.normalization))
+        return any(not torch.equal(first, cascade.model(normalize(x, cascade.threat.normalization)))
+                   for _ in range(passes - 1))
+
+
+def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", version: str = "auto",
+               batch_size: int = 250, bounds=(0.0, 1.0), normalization=None, seed: int | None = None,
+               autocast: str | None = None, active_set: bool = True, eot_batched: bool = True, repeats="auto",
+               steps: int = 100, n_queries: int = 5000, n_target_classes: int = 9,
+               progress: bool = True) -> AutoAttackReport:
+    """AutoAttack's robust accuracy of ``model`` in the ``norm`` ball of radius ``eps``.
+
+    Args:
+        data: a pair of tensors (x [N, ...] in ``bounds``, y [N]), a map-style Dataset or a
+            DataLoader of ``(x, y)`` batches (streamed; batches larger than ``batch_size`` split).
+        version: ``"standard"``, ``"plus"``, ``"rand"``, or ``"auto"``: rand for a stochastic
+            model (forward passes on the same input differ), else standard.
+        autocast: ``"bf16"``/``"fp16"``: the attacks run the model in that precision; every
+            verdict is an fp32 pass.
+        active_set, eot_batched: the cost levers (off only to measure them).
+        repeats: evaluation passes for the final accuracy's spread; ``"auto"``: 5 for a
+            stochastic model, else 1.
+        steps, n_queries, n_target_classes: the original's 100, 5000 and 9 (change only to
+            trade strength for time, knowingly).
+
+    The model's modes and flags and the global RNG are restored.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    threat = ThreatModel.build(eps, norm, bounds, normalization)
+    if version not in VERSIONS + ("auto",):
+        raise ValueError(f"version must be one of {VERSIONS + ('auto',)}, got {version!r}")
+    batch_size = positive_int("batch_size", batch_size)
+    if repeats != "auto":
+        positive_int("repeats", repeats)
+    rng = torch.get_rng_state()
+    try:
+        seed = draw_seed() if seed is None else positive_int("seed", seed + 1) - 1
+        return _run(model, data, threat, version, batch_size, seed, autocast, active_set, eot_batched, repeats,
+                    dict(steps=positive_int("steps", steps), n_queries=positive_int("n_queries", n_queries),
+                         n_target_classes=positive_int("n_target_classes", n_target_classes)), progress)
+    finally:
+        torch.set_rng_state(rng)
+
+
+def _run(model, data, threat, version, batch_size, seed, autocast, active_set, eot_batched, repeats, settings,
+         progress):
+    params = list(model.parameters())
+    device = params[0].device if params else torch.device("cpu")
+    rank, world = _rank_world()
+    options = dict(autocast=autocast, active_set=active_set, eot_batched=eot_batched, **settings)
+    cascade, records, stochastic = None, [], None
+    for x, y, number in tqdm(batches(data, batch_size, rank, world), desc="autoattack", disable=not progress,
+                             leave=False):
+        x, y = x.to(device), y.to(device)
+        if cascade is None:
+            probe = _Cascade(model, threat, (), version, seed, 1, options, False)
+            stochastic = _is_stochastic(probe, x[:64])
+            chosen = ("rand" if stochastic else "standard") if version == "auto" else version
+            names = tuple(n for n in ATTACKS[chosen] if n != "square" or threat.norm == "linf")
+            cascade = _Cascade(model, threat, names, chosen, seed, RAND_EOT if chosen == "rand" else 1, options,
+                               progress)
+            reps = (RAND_REPEATS if stochastic else 1) if repeats == "auto" else repeats
+        fell_at, x_adv = cascade.run(x, y, number)
+        passes = []
+        for r in range(reps):  # the spread: fresh noise per pass, clean and adversarial
+            cascade.reseed(number, 1000 + r)
+            passes.append(((cascade.forward(x) == y) & (cascade.forward(x_adv) == y)).cpu())
+        clean = [(cascade.forward(x) == y).cpu() for _ in range(reps)] if reps > 1 else [(fell_at > 0).cpu()]
+        records += [(number, j, int(fell_at[j]), [bool(c[j]) for c in clean], [bool(p[j]) for p in passes])
+                    for j in range(len(y))]
+    records = sorted(_gather(records))
+    return _report(cascade, threat, stochastic, reps, autocast, records)
+
+
+def _report(cascade, threat, stochastic, reps, autocast, records) -> AutoAttackReport:
+    n = len(records)
+    fell_at = torch.tensor([r[2] for r in records])
+    clean = torch.tensor([r[3] for r in records], dtype=torch.float).mean(0)  # per pass
+    final = torch.tensor([r[4] for r in records], dtype=torch.float).mean(0)
+    names = list(cascade.names)
+    after = [float((fell_at > i).float().mean()) for i in range(1, len(names) + 1)]
+    if not stochastic:  # one deterministic pass: the cascade's own verdicts
+        final = torch.tensor([after[-1]]) if after else clean
+    skipped = [] if threat.norm == "linf" or "square" not in ATTACKS[cascade.version] else [
+        "square: implemented for Linf only"]
+    seconds, attacked = _gather_sums(cascade.seconds), _gather_sums(cascade.attacked)
+    return AutoAttackReport(
+        version=cascade.version, norm=threat.norm, eps=threat.eps, n_samples=n, attacks=names,
+        clean_accuracy=_stat(clean), robust_after=after, robust_accuracy=_stat(final), seconds=seconds,
+        attacked=attacked, stochastic=bool(stochastic), eot_iter=cascade.eot_iter, repeats=reps, autocast=autocast,
+        skipped=skipped, robust=(fell_at > len(names)).tolist())
+
+
+def _gather_sums(values: dict) -> dict:
+    parts = _gather([values])
+    return {k: sum(p[k] for p in parts) for k in values}
+
+
+def _stat(per_pass: torch.Tensor) -> Stat:
+    return Stat(float(per_pass.mean()), float(per_pass.std()) if len(per_pass) > 1 else 0.0, len(per_pass))

@@ -28,3 +28,22 @@ def train_rank(rank: int, world: int, init_file: str, out: str) -> None:
     if rank == 0:
         torch.save({"state": model.state_dict(), "history": history}, out)
     dist.destroy_process_group()
+
+
+def autoattack_small():
+    """The AutoAttack run both sides of the autoattack agreement test make (5 batches of 20)."""
+    from python_tests.models import trained_digits_cnn
+    from robustkernels.eval import autoattack
+
+    model, x, y = trained_digits_cnn()
+    return autoattack(model, (x[:100], y[:100]), eps=0.1, batch_size=20, seed=3, steps=10, n_queries=200,
+                      progress=False)
+
+
+def autoattack_rank(rank: int, world: int, init_file: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    report = autoattack_small()
+    if rank == 0:
+        torch.save(report.to_dict(), out)
+    dist.destroy_process_group()

@@ -134,7 +134,7 @@ def test_eot_averages_gradients_over_forward_passes(trained):
     PGD(stochastic, eps=EPS, alpha=EPS / 4, steps=3, eot_iter=5, eot_batched=False)(x, y)
     assert stochastic.calls == 15 and stochastic.rows == 15 * len(y)
     stochastic.calls = stochastic.rows = 0
-    PGD(stochastic, eps=EPS, alpha=EPS / 4, steps=3, eot_iter=5)(x[:100], y[:100])  # 5 copies per pass
+    PGD(stochastic, eps=EPS, alpha=EPS / 4, steps=3, eot_iter=5, eot_batched=True)(x[:100], y[:100])
     assert stochastic.calls == 3 and stochastic.rows == 15 * 100
     # averaging over more passes gives a gradient closer to the expected one
     attack_1, attack_50 = PGD(stochastic, eps=EPS, eot_iter=1), PGD(stochastic, eps=EPS, eot_iter=50)

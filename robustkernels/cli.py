@@ -75,15 +75,15 @@ def _info(_: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import OPS, main_bench
+    from .bench import BENCHES, main_bench
 
     ops = [o.strip() for o in args.ops.split(",") if o.strip()]
-    unknown = sorted(set(ops) - set(OPS))
+    unknown = sorted(set(ops) - set(BENCHES))
     if unknown:
-        raise SystemExit(f"robustkernels bench: --ops must be among {','.join(OPS)}; got {','.join(unknown)}")
+        raise SystemExit(f"robustkernels bench: --ops must be among {','.join(BENCHES)}; got {','.join(unknown)}")
     if args.device == "cuda" and not __import__("torch").cuda.is_available():
         raise SystemExit("robustkernels bench: --device cuda but no CUDA device is available")
-    main_bench(args.device, ops, args.quick, args.json, e2e=not args.no_e2e)
+    main_bench(args.device, ops, args.quick, args.json, e2e=not args.no_e2e, data_dir=args.data_dir)
     return 0
 
 
@@ -96,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("info", help="versions, threads, extension and available backends").set_defaults(run=_info)
     bench = commands.add_parser("bench", help="our kernels vs the eager formulations: ratios, bandwidth, memory")
     bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    bench.add_argument("--ops", default="pgd,lwta,noise", help="comma-separated: pgd,lwta,noise")
+    bench.add_argument("--ops", default="pgd,lwta,noise",
+                       help="comma-separated: pgd,lwta,noise,autoattack (AutoAttack vs torchattacks: minutes)")
+    bench.add_argument("--data-dir", default="../shared/data",
+                       help="folder holding mnist/ and cifar-10-batches-py/ (for --ops autoattack)")
     bench.add_argument("--quick", action="store_true", help="small sizes; under a minute on 2 CPU cores")
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     bench.add_argument("--no-e2e", action="store_true", help="skip the end-to-end cases")

@@ -127,6 +127,12 @@ def add_eval(commands) -> None:
     p.add_argument("--norm", choices=("linf", "l2"), default=None)
     p.add_argument("--attacks", default="fgsm,pgd,cw,apgd-ce,apgd-dlr", help=",".join(ATTACKS))
     p.add_argument("--samples", type=int, default=None, help="evaluate the first N test samples")
+    p.add_argument("--suite", choices=("default", "autoattack"), default="default",
+                   help="autoattack: also run AutoAttack (the field's standard number) with its log")
+    p.add_argument("--version", choices=("auto", "standard", "plus", "rand"), default="auto",
+                   help="AutoAttack version (auto: rand for a stochastic model, else standard)")
+    p.add_argument("--autocast", choices=("bf16", "fp16"), default=None,
+                   help="run the model in this precision inside AutoAttack's attacks (verdicts in fp32)")
     p.add_argument("--eot-iter", default="auto")
     p.add_argument("--check-samples", type=int, default=200)
     p.add_argument("--no-checks", action="store_true")
@@ -162,7 +168,8 @@ def run_eval(args) -> int:
                       norm=args.norm or meta.get("norm", "linf"), attacks=[a for a in args.attacks.split(",") if a],
                       eot_iter=eot, batch_size=args.batch_size, checks=not args.no_checks,
                       check_samples=args.check_samples, generator=torch.Generator().manual_seed(args.seed),
-                      progress=not args.no_progress, title=f"{meta['model']} ({meta['activation']}"
+                      progress=not args.no_progress, suite=args.suite, version=args.version,
+                      autocast=args.autocast, title=f"{meta['model']} ({meta['activation']}"
                       f"{', PNI' if meta['pni'] else ''}) trained with {meta.get('method', '?')} on {meta['dataset']}")
     print(report.to_markdown())
     if args.out:

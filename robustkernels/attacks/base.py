@@ -38,6 +38,16 @@ AUTOCAST = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
 EOT_MAX_ROWS = 1024  # rows per forward/backward when the EOT copies are batched
 
 
+def per_row_noise(model: nn.Module) -> bool:
+    """Whether copies of an input in one batch get independent noise: the model's random layers
+    are Stochastic LWTA (per element) and none is a PNI layer (one weight draw per call)."""
+    from ..nn import LWTA, PNIConv2d, PNILinear, BatchNormLWTA
+
+    modules = list(model.modules())
+    return any(isinstance(m, (LWTA, BatchNormLWTA)) for m in modules) and not any(
+        isinstance(m, (PNIConv2d, PNILinear)) for m in modules)
+
+
 class ActiveSet:
     """The rows of a batch still under attack. Finished rows stop moving at once (their step is
     0); the working tensors are compacted - finished rows leave the batch, so the model no longer
@@ -80,8 +90,11 @@ class Attack:
         targeted: if True, ``target`` labels are required and the attack pushes towards them.
         eot_iter: gradients averaged over this many forward passes (stochastic models).
         eot_batched: run the EOT passes as one forward/backward over a k-fold batch (in chunks
-            of at most 1024 rows) instead of k passes; the same average. Not in ``"train"`` mode,
-            where BatchNorm would see the copies.
+            of at most 1024 rows) instead of k passes; the same average only if the model draws
+            its noise per row. ``"auto"`` (default): batched for models whose randomness is
+            Stochastic LWTA (per element) and has no PNI layer (weight noise is one draw per
+            call, shared by the batch); sequential otherwise. Never in ``"train"`` mode, where
+            BatchNorm would see the copies.
         early_stop: stop moving samples that are already misclassified (for evaluation).
         active_set: with ``early_stop``, samples that are fooled leave the batch, so the model
             runs only on those still being attacked (False: they stay in, frozen).
@@ -93,7 +106,7 @@ class Attack:
 
     def __init__(self, model: nn.Module, *, eps: float, norm: str = "linf", bounds=(0.0, 1.0),
                  normalization: Sequence | None = None, loss: str = "ce", targeted: bool = False, eot_iter: int = 1,
-                 eot_batched: bool = True, early_stop: bool = False, active_set: bool = True, autocast=None,
+                 eot_batched="auto", early_stop: bool = False, active_set: bool = True, autocast=None,
                  model_mode: str = "eval", generator: torch.Generator | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -109,7 +122,10 @@ class Attack:
         self.model, self.loss = model, loss
         self.targeted, self.early_stop, self.active_set = bool(targeted), bool(early_stop), bool(active_set)
         self.model_mode, self.autocast = model_mode, autocast
-        self.eot_iter, self.eot_batched = positive_int("eot_iter", eot_iter), bool(eot_batched)
+        if eot_batched not in (True, False, "auto"):
+            raise ValueError(f"eot_batched must be True, False or 'auto', got {eot_batched!r}")
+        self.eot_iter = positive_int("eot_iter", eot_iter)
+        self.eot_batched = per_row_noise(model) if eot_batched == "auto" else eot_batched
         self.generator = generator if generator is not None else torch.Generator().manual_seed(draw_seed())
         self._bounds: Bounds | None = None
         self._unchecked_labels = True

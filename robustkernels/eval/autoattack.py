@@ -86,6 +86,11 @@ class AutoAttackReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> AutoAttackReport:
+        stats = {k: Stat(**data[k]) for k in ("clean_accuracy", "robust_accuracy")}
+        return cls(**{**data, **stats})
+
 
 def build_attack(name: str, model: nn.Module, threat: ThreatModel, version: str, *, generator, eot_iter: int = 1,
                  steps: int = 100, n_queries: int = 5000, n_target_classes: int = 9, **options):
@@ -173,7 +178,7 @@ def _is_stochastic(cascade: _Cascade, x: torch.Tensor, passes: int = 4) -> bool:
 
 def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", version: str = "auto",
                batch_size: int = 250, bounds=(0.0, 1.0), normalization=None, seed: int | None = None,
-               autocast: str | None = None, active_set: bool = True, eot_batched: bool = True, repeats="auto",
+               autocast: str | None = None, active_set: bool = True, eot_batched="auto", repeats="auto",
                steps: int = 100, n_queries: int = 5000, n_target_classes: int = 9,
                progress: bool = True) -> AutoAttackReport:
     """AutoAttack's robust accuracy of ``model`` in the ``norm`` ball of radius ``eps``.
@@ -185,7 +190,8 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
             model (forward passes on the same input differ), else standard.
         autocast: ``"bf16"``/``"fp16"``: the attacks run the model in that precision; every
             verdict is an fp32 pass.
-        active_set, eot_batched: the cost levers (off only to measure them).
+        active_set, eot_batched: the cost levers (see :class:`~robustkernels.attacks.Attack`;
+            off only to measure them).
         repeats: evaluation passes for the final accuracy's spread; ``"auto"``: 5 for a
             stochastic model, else 1.
         steps, n_queries, n_target_classes: the original's 100, 5000 and 9 (change only to

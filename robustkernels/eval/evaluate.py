@@ -20,10 +20,12 @@ from ..threat import (
     positive_int,
 )
 from . import checks as C
+from .autoattack import autoattack
 from .report import AttackResult, RobustnessReport, Stat
 from .suite import ATTACKS, WHITE_BOX, make_attack
 
 AUTO_EOT, AUTO_REPEATS = 20, 5  # EOT-20 as AutoAttack's "rand" version
+SUITES = ("default", "autoattack")
 
 
 def _gather(data, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +101,8 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
              batch_size: int = 256, generator: torch.Generator | None = None, repeats="auto", checks: bool = True,
              check_samples: int = 200, curve_eps=(0.25, 0.5, 1.0, 1.5, 2.0), tolerance: float = 0.03,
              steps: dict | None = None, bounds=(0.0, 1.0), normalization=None, examples: int = 16,
-             title: str = "", progress: bool = True) -> RobustnessReport:
+             title: str = "", progress: bool = True, suite: str = "default", version: str = "auto",
+             autocast: str | None = None) -> RobustnessReport:
     """Evaluate ``model`` against ``attacks`` within the ``norm`` ball of radius ``eps``.
 
     Args:
@@ -112,6 +115,10 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
         checks: run the gradient-masking checks and the eps curves on the first
             ``check_samples`` samples; ``curve_eps`` are multiples of ``eps``.
         steps: override attack lengths, e.g. ``{"pgd": 50, "apgd": 100, "cw": 30, "square": 1000}``.
+        suite: ``"autoattack"`` also runs :func:`~robustkernels.eval.autoattack` (``version``:
+            standard | plus | rand | auto) on the same data; its log is part of the report and
+            its verdicts part of the worst case.
+        autocast: ``"bf16"``/``"fp16"`` for the model inside AutoAttack's attacks (fp32 verdicts).
 
     The model's modes, ``requires_grad`` flags and the global RNG are restored; nothing of the
     caller's is modified. A sample is robust to an attack if it is classified correctly both
@@ -119,6 +126,8 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if suite not in SUITES:
+        raise ValueError(f"suite must be one of {SUITES}, got {suite!r}")
     check_norm(norm)
     eps = non_negative("eps", eps)
     attacks = (attacks,) if isinstance(attacks, str) else tuple(attacks)
@@ -167,6 +176,11 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
                 success_rate=float(fooled.mean()), confidence_adv=float(preds[0][1].mean()),
                 perturbation_norm=float(_norms(x_adv - x, norm)[~robust[0] & clean_correct[0]].mean().nan_to_num(0.0)), seconds_per_image=seconds / len(y))
             robust_masks[name], adversarial[name] = robust, x_adv
+        aa = None
+        if suite == "autoattack":
+            aa = autoattack(model, (x, y), eps=eps, norm=norm, version=version, batch_size=batch_size, bounds=bounds,
+                            normalization=normalization, seed=draw_seed(gen), autocast=autocast, progress=progress)
+            robust_masks["autoattack"] = torch.tensor(aa.robust).expand(reps, -1)
         worst = torch.stack(list(robust_masks.values())).all(dim=0).float().mean(dim=1)  # [R]
         clean_runs = clean_correct.float().mean(dim=1)
         strongest = min(results, key=lambda n: results[n].robust_accuracy.mean)
@@ -181,7 +195,8 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
             clean_probabilities=clean_preds[0][1].tolist(), clean_correct=clean_correct[0].tolist(),
             examples={"images": shown.float().tolist(), "labels": y[:k].tolist(),
                       "predictions": run.predict(shown)[0].tolist(), "attack": strongest},
-            title=title)
+            title=title, autoattack=None if aa is None else aa.to_dict())
+        robust_masks.pop("autoattack", None)
         if checks:
             _run_checks(report, run, build, x[:check_samples], y[:check_samples], clean_correct[0, :check_samples],
                         {n: m[0, :check_samples] for n, m in robust_masks.items()}, curve_eps, tolerance, norm,

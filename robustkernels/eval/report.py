@@ -53,6 +53,7 @@ class RobustnessReport:
     clean_correct: list[bool] = field(default_factory=list)
     examples: dict = field(default_factory=dict)  # images, labels, predictions, attack
     title: str = ""
+    autoattack: dict | None = None  # AutoAttackReport.to_dict() with suite="autoattack"
 
     @property
     def robustness_gap(self) -> float:
@@ -73,6 +74,10 @@ class RobustnessReport:
                          f"{r.perturbation_norm:.4f} | {1000 * r.seconds_per_image:.2f} |")
         lines += ["", f"**Worst case** (robust only if every attack failed): {self.worst_case}; "
                   f"robustness gap {100 * self.robustness_gap:.1f} points; attacks cost {self.overhead:.0f}x a clean pass."]
+        if self.autoattack is not None:
+            from .autoattack import AutoAttackReport
+
+            lines += ["", AutoAttackReport.from_dict(self.autoattack).to_markdown()]
         if self.checks:
             lines += ["", "| gradient-masking check | result | detail |", "| --- | --- | --- |"]
             lines += [f"| {c.name} | {c.status} | {c.detail} |" for c in self.checks]

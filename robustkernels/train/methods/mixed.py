@@ -31,7 +31,8 @@ class Mixed(Method):
         if kind == "fgsm":
             return FGSM(self.net, eps=self.eps, **self.threat())(x, y)
         if kind == "cw":
-            return CW(self.net, steps=self.cw_steps, binary_search_steps=1, lr=0.05, **self.threat())(x, y)
+            threat = {k: v for k, v in self.threat().items() if k != "norm"}  # CW is L2 whatever the threat
+            return CW(self.net, steps=self.cw_steps, binary_search_steps=1, lr=0.05, **threat)(x, y)
         noise = torch.randn(x.shape, generator=self.generator, dtype=x.dtype).to(x.device)
         lo, hi = (t.to(x.dtype) for t in broadcast_bounds(self.bounds, x))
         return torch.minimum(torch.maximum(x + self.eps * noise, lo), hi)

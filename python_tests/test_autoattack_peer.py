@@ -1,0 +1,39 @@
+"""Agreement with a peer: our AutoAttack is at least as strong as torchattacks 3.5.1's (set to the
+original's 100 iterations) on PGD-AT models trained here on the real MNIST and CIFAR-10 files:
+our robust accuracy at most 1 point above theirs after every attack of the cascade and overall."""
+
+import os
+
+import pytest
+import torch
+
+from robustkernels.bench.aa_models import EPS, train_pgd_at
+from robustkernels.bench.autoattack import FOLDERS, peer_autoattack
+from robustkernels.data import load_dataset
+from robustkernels.eval import autoattack
+
+torchattacks = pytest.importorskip("torchattacks", reason="torchattacks (test-only dependency) not installed")
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+SAMPLES = 60
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+def test_at_least_as_strong_as_torchattacks(dataset):
+    folder = os.path.join(DATA, FOLDERS[dataset])
+    if not os.path.isdir(folder):
+        pytest.skip(f"no {dataset} files at {folder}")
+    model = train_pgd_at(dataset, folder, samples=4000, epochs=2)
+    _, (x, y) = load_dataset(dataset, folder)
+    x, y = x[:SAMPLES], y[:SAMPLES]
+    ours = autoattack(model, (x, y), eps=EPS[dataset], seed=0, progress=False)
+    peer = peer_autoattack(model, EPS[dataset])
+    peer._autoattack._accumulate_multi_atk_records = True  # counts still correct after each attack
+    peer._autoattack._multi_atk_records = [0.0] * (len(peer._autoattack.attacks) + 1)
+    adv = peer(x, y)
+    with torch.no_grad():
+        peer_acc = float((model(adv).argmax(1) == y).float().mean())
+    remaining = peer._autoattack._multi_atk_records[1:]  # still correct after each attack
+    assert 0 < ours.clean_accuracy.mean and ours.robust_accuracy.mean < ours.clean_accuracy.mean
+    assert ours.robust_accuracy.mean <= peer_acc + 0.01, (ours.log(), peer_acc)
+    for name, acc, theirs in zip(ours.attacks, ours.robust_after, remaining):
+        assert acc <= theirs / SAMPLES + 0.01, (name, acc, theirs / SAMPLES)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 
-from ..ops import draw_seed, philox_normal, philox_uniform
 from ..threat import non_negative, positive_int
 from .base import ActiveSet, Attack
 
@@ -59,16 +58,8 @@ class APGD(Attack):
 
     def start(self, x):
         """The original's random start: uniform in [-1, 1] scaled to Linf norm eps (L2: a normal
-        direction scaled to L2 norm eps), clamped to the bounds; from the shared Philox stream."""
-        seed, n = draw_seed(self.generator), x.numel()
-        if self.threat.l2:
-            t = philox_normal(n, seed, 0, device=x.device, per_block=4)
-            scale = t.view(x.shape[0], -1).norm(dim=1)
-        else:
-            t = 2 * philox_uniform(n, seed, 0, device=x.device, per_block=4) - 1
-            scale = t.view(x.shape[0], -1).abs().amax(dim=1)
-        t = t.view(x.shape).to(x.dtype) / (scale.to(x.dtype) + 1e-12).view(-1, *[1] * (x.dim() - 1))
-        return self._bounds.clamp(x + self.eps * t) if n else x.clone()
+        direction scaled to L2 norm eps), clamped to the bounds."""
+        return self._bounds.clamp(x + self.eps * self.random_direction(x)) if x.numel() else x.clone()
 
     def _run(self, x, y, target):
         """One run on (x, y[, target]): (x_adv, fooled) per the attack's contract."""

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..ops._random import draw_seed
+from ..ops.philox import philox_normal, philox_uniform
 from ..ops.pgd import pgd_step_prepared
 from ..threat import (
     Bounds,
@@ -165,13 +166,9 @@ class Attack:
     def loss_and_grad(self, x_adv: torch.Tensor, y, target):
         """Per-sample objective [B], its input gradient and logits, averaged over ``eot_iter``
         passes (batched: the copies go through the model together, in chunks)."""
-        k, batch = self.eot_iter, x_adv.shape[0]
-        per_pass = 1
-        if k > 1 and self.eot_batched and self.model_mode != "train":
-            per_pass = max(1, min(k, EOT_MAX_ROWS // max(batch, 1)))
-        total_loss, total_grad, total_logits, done = 0.0, torch.zeros_like(x_adv), 0.0, 0
-        while done < k:
-            c = min(per_pass, k - done)
+        batch = x_adv.shape[0]
+        total_loss, total_grad, total_logits = 0.0, torch.zeros_like(x_adv), 0.0
+        for c in self._eot_chunks(batch):
             x_in = x_adv.detach().repeat(c, *[1] * (x_adv.dim() - 1)).requires_grad_(True)
             ys = y.repeat(c)
             ts = None if target is None else target.repeat(c)
@@ -182,20 +179,38 @@ class Attack:
             total_grad += grad.view(c, *x_adv.shape).sum(0)
             total_loss = total_loss + value.detach().view(c, batch).sum(0)
             total_logits = total_logits + logits.detach().float().view(c, batch, -1).sum(0)
-            done += c
+        k = self.eot_iter
         return total_loss / k, total_grad / k, total_logits / k
 
     @torch.no_grad()
     def mean_logits(self, x: torch.Tensor) -> torch.Tensor:
         """fp32 logits averaged over ``eot_iter`` passes (batched like :meth:`loss_and_grad`)."""
-        k, batch = self.eot_iter, x.shape[0]
-        per_pass = max(1, min(k, EOT_MAX_ROWS // max(batch, 1))) if self.eot_batched and self.model_mode != "train" else 1
-        total, done = 0.0, 0
-        while done < k:
-            c = min(per_pass, k - done)
+        batch, total = x.shape[0], 0.0
+        for c in self._eot_chunks(batch):
             total = total + self.logits(x.repeat(c, *[1] * (x.dim() - 1))).float().view(c, batch, -1).sum(0)
-            done += c
-        return total / k
+        return total / self.eot_iter
+
+    def _eot_chunks(self, batch: int) -> list[int]:
+        """Copies per forward pass for the ``eot_iter`` passes over a batch: all in passes of at
+        most ``EOT_MAX_ROWS`` rows when batched, else one per pass."""
+        k = self.eot_iter
+        per_pass = 1
+        if k > 1 and self.eot_batched and self.model_mode != "train":
+            per_pass = max(1, min(k, EOT_MAX_ROWS // max(batch, 1)))
+        return [min(per_pass, k - done) for done in range(0, k, per_pass)]
+
+    def random_direction(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, ...] like x, of unit norm per sample, from the shared Philox stream (one seed from
+        the attack's generator): uniform in [-1, 1] over its Linf norm, or a normal over its L2
+        norm. The random starts of APGD and FAB (scaled by eps and eps / 2)."""
+        seed, n, batch = draw_seed(self.generator), x.numel(), x.shape[0]
+        if self.threat.l2:
+            t = philox_normal(n, seed, 0, device=x.device, per_block=4).view(batch, -1)
+            scale = t.norm(dim=1, keepdim=True)
+        else:
+            t = (2 * philox_uniform(n, seed, 0, device=x.device, per_block=4) - 1).view(batch, -1)
+            scale = t.abs().amax(dim=1, keepdim=True)
+        return (t / (scale + 1e-12)).view(x.shape).to(x.dtype)
 
     @torch.no_grad()
     def ranked_class(self, x: torch.Tensor, rank: int) -> torch.Tensor:

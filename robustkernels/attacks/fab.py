@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import torch
 
-from ..ops import draw_seed, philox_normal, philox_uniform
 from ..threat import lp_norms, non_negative, positive_int
 from .base import ActiveSet, Attack
 
@@ -111,16 +110,10 @@ class FAB(Attack):
         return df, dg
 
     def start(self, x0, restart: int):
+        """x0 for the first run; later restarts at distance eps / 2 in a random direction."""
         if restart == 0:
             return x0.clone()
-        seed, n = draw_seed(self.generator), x0.numel()
-        if self.threat.l2:
-            t = philox_normal(n, seed, 0, device=x0.device, per_block=4).view(x0.shape[0], -1)
-            t = t / t.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        else:
-            t = (2 * philox_uniform(n, seed, 0, device=x0.device, per_block=4) - 1).view(x0.shape[0], -1)
-            t = t / t.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
-        return self._bounds.clamp(x0 + 0.5 * self.eps * t.view(x0.shape).to(x0.dtype))
+        return self._bounds.clamp(x0 + 0.5 * self.eps * self.random_direction(x0))
 
     # -- one run ------------------------------------------------------------------------------
     def _run(self, x, y, target, restart):

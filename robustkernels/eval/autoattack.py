@@ -236,11 +236,14 @@ def _run(model, data, threat, version, batch_size, seed, autocast, active_set, e
                                progress)
             reps = (RAND_REPEATS if stochastic else 1) if repeats == "auto" else repeats
         fell_at, x_adv = cascade.run(x, y, number)
-        passes = []
+        clean, passes = [], []
         for r in range(reps):  # the spread: fresh noise per pass, clean and adversarial
             cascade.reseed(number, 1000 + r)
-            passes.append(((cascade.forward(x) == y) & (cascade.forward(x_adv) == y)).cpu())
-        clean = [(cascade.forward(x) == y).cpu() for _ in range(reps)] if reps > 1 else [(fell_at > 0).cpu()]
+            correct = (cascade.forward(x) == y).cpu()
+            clean.append(correct)
+            passes.append(correct & (cascade.forward(x_adv) == y).cpu())
+        if reps == 1:  # one pass of a deterministic model: the cascade's clean verdict
+            clean = [(fell_at > 0).cpu()]
         records += [(number, j, int(fell_at[j]), [bool(c[j]) for c in clean], [bool(p[j]) for p in passes])
                     for j in range(len(y))]
     records = sorted(_gather(records))

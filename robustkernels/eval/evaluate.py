@@ -15,6 +15,7 @@ from ..threat import (
     channel_bounds,
     check_norm,
     frozen_model,
+    lp_norms,
     non_negative,
     normalize,
     positive_int,
@@ -91,11 +92,6 @@ def _stat(per_run: torch.Tensor) -> Stat:
     return Stat(float(per_run.mean()), float(per_run.std()) if runs > 1 else 0.0, runs)
 
 
-def _norms(delta: torch.Tensor, norm: str) -> torch.Tensor:
-    flat = delta.flatten(1).float()
-    return flat.abs().amax(dim=1) if norm == "linf" else flat.norm(dim=1)
-
-
 def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
              attacks=("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr"), eot_iter="auto", restarts: int = 1,
              batch_size: int = 256, generator: torch.Generator | None = None, repeats="auto", checks: bool = True,
@@ -165,7 +161,7 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
         for name in attacks:
             x_adv, seconds = run.attack(build(name, eps), x, y, desc=name)
             if name == "cw" and norm == "l2":  # minimal-norm attack: only perturbations within eps count
-                x_adv = torch.where((_norms(x_adv - x, norm) > eps * (1 + 1e-6)).view(-1, *[1] * (x.dim() - 1)), x, x_adv)
+                x_adv = torch.where((lp_norms(x_adv - x, norm) > eps * (1 + 1e-6)).view(-1, *[1] * (x.dim() - 1)), x, x_adv)
             total_attack_seconds += seconds
             preds = [run.predict(x_adv) for _ in range(reps)]
             robust = clean_correct & torch.stack([p == y for p, _ in preds])
@@ -174,7 +170,7 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
             results[name] = AttackResult(
                 robust_accuracy=_stat(per_run),
                 success_rate=float(fooled.mean()), confidence_adv=float(preds[0][1].mean()),
-                perturbation_norm=float(_norms(x_adv - x, norm)[~robust[0] & clean_correct[0]].mean().nan_to_num(0.0)), seconds_per_image=seconds / len(y))
+                perturbation_norm=float(lp_norms(x_adv - x, norm)[~robust[0] & clean_correct[0]].mean().nan_to_num(0.0)), seconds_per_image=seconds / len(y))
             robust_masks[name], adversarial[name] = robust, x_adv
         aa = None
         if suite == "autoattack":

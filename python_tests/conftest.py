@@ -2,6 +2,7 @@
 set here, before robustkernels (or triton) is imported."""
 
 import os
+import pathlib
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
@@ -45,3 +46,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """``../shared/data`` beside the checkout (MNIST and the CIFAR-10 subset); never downloaded."""
+    path = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not path.is_dir():
+        pytest.fail(f"the real data files are expected in {path}")
+    return path

@@ -11,6 +11,7 @@ from robustkernels.attacks import PGD
 from robustkernels.data import load_digits
 from robustkernels.models import build_model
 from robustkernels.train import METHODS, fit, lr_factor, make_method, scheduled_eps
+from robustkernels.train.checkpoint import load as load_checkpoint
 
 from .models import accuracy, small_cnn
 
@@ -76,7 +77,7 @@ def test_resume_after_interruption_continues_from_the_same_step(tmp_path, digits
     with pytest.raises(Interrupt):
         _fit(model, make_method("pgd_at", eps=EPS, steps=2), data, checkpoint_path=path, checkpoint_every=5,
              log_path=log, callback=stop_at_step_11, **kwargs)
-    assert torch.load(path, weights_only=False)["step"] == 10  # the last checkpoint before the interruption
+    assert load_checkpoint(path)["step"] == 10  # the last checkpoint before the interruption
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]  # atomic writes leave no temp file
 
     torch.manual_seed(123)  # a fresh process: different model init, different global RNG

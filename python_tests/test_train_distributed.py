@@ -13,7 +13,7 @@ from .dist_worker import train_rank, train_small
 def test_two_gloo_processes_agree_with_one(tmp_path):
     out = tmp_path / "rank0.pt"
     mp.spawn(train_rank, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
-    result = torch.load(out, weights_only=False)
+    result = torch.load(out, weights_only=True)
 
     model, history = train_small()  # the same run in this one process
     assert history[-1]["loss"] < history[0]["loss"]

@@ -1,8 +1,23 @@
 """robustkernels: adversarial robustness on fused Triton and C++/CUDA kernels."""
 
-from . import _extension  # noqa: F401  (loads the C++ extension, or warns once why not)
-from . import attacks, data, eval, models, nn, ops, reference, threat, train
-from ._backend import BackendUnavailableError, available_backends, requested_backend, use_backend
+from . import (
+    _extension,  # noqa: F401  (loads the C++ extension, or warns once why not)
+    attacks,
+    data,
+    eval,
+    models,
+    nn,
+    ops,
+    reference,
+    threat,
+    train,
+)
+from ._backend import (
+    BackendUnavailableError,
+    available_backends,
+    requested_backend,
+    use_backend,
+)
 
 __version__ = "0.1.0"
 

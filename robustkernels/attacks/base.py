@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from ..ops._random import draw_seed
-from ..ops.philox import philox_normal, philox_uniform
 from ..ops.pgd import pgd_step_prepared
+from ..ops.philox import philox_normal, philox_uniform
 from ..threat import (
     Bounds,
     ThreatModel,
@@ -42,7 +42,7 @@ EOT_MAX_ROWS = 1024  # rows per forward/backward when the EOT copies are batched
 def per_row_noise(model: nn.Module) -> bool:
     """Whether copies of an input in one batch get independent noise: the model's random layers
     are Stochastic LWTA (per element) and none is a PNI layer (one weight draw per call)."""
-    from ..nn import LWTA, PNIConv2d, PNILinear, BatchNormLWTA
+    from ..nn import LWTA, BatchNormLWTA, PNIConv2d, PNILinear
 
     modules = list(model.modules())
     return any(isinstance(m, (LWTA, BatchNormLWTA)) for m in modules) and not any(

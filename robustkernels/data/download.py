@@ -10,7 +10,7 @@ import tarfile
 import tempfile
 import urllib.request
 
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 SOURCES = {
     "cifar10": ("https://www.cs.toronto.edu/~kriz/", {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"}),
@@ -34,7 +34,7 @@ def _md5(path: str) -> str:
 def _fetch(url: str, path: str, progress: bool) -> None:
     with urllib.request.urlopen(url, timeout=60) as response, open(path, "wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=os.path.basename(path), disable=not progress) as bar:
+        with progress_bar(total=total, unit="B", unit_scale=True, desc=os.path.basename(path), enabled=progress) as bar:
             for chunk in iter(lambda: response.read(1 << 20), b""):
                 out.write(chunk)
                 bar.update(len(chunk))

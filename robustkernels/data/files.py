@@ -9,9 +9,11 @@ pair, plain or gzipped (``.gz``).
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import pickle
 import struct
+import zlib
 
 import numpy as np
 import torch
@@ -19,6 +21,44 @@ import torch
 CIFAR10_DIR = "cifar-10-batches-py"
 _CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 _IDX_MAGIC = {2049: 1, 2051: 3}  # labels: 1 dimension; images: 3 dimensions
+# The globals a CIFAR-10 batch pickle refers to (numpy's array reconstruction), nothing else.
+_CIFAR_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                  ("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Admits only numpy arrays, dtypes and builtin containers: a crafted file cannot run code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (not part of the CIFAR-10 format)")
+        return super().find_class(module, name)
+
+
+def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch file as ``(data uint8 [N, 3072], labels int64 [N])``, read with
+    an unpickler that admits only numpy arrays; any other content is a ``ValueError`` naming the file."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        batch = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            struct.error) as exc:
+        raise ValueError(f"{path}: not a CIFAR-10 batch file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise ValueError(f"{path}: a CIFAR-10 batch must be a dict with b'data' and b'labels', got {keys}")
+    data = np.asarray(batch[b"data"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise ValueError(f"{path}: expected uint8 data of shape [N, 3072], got {data.dtype} {data.shape}")
+    try:
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{path}: labels must be a list of integers") from None
+    if labels.shape != (len(data),) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
+        raise ValueError(f"{path}: expected {len(data)} labels in 0..9, got shape {labels.shape}")
+    return data, labels
 
 
 def _find(data_dir: str | os.PathLike, *candidates: str) -> str:
@@ -41,13 +81,9 @@ def load_cifar10(data_dir: str | os.PathLike, *, train: bool = True) -> tuple[to
         if not os.path.isfile(path):
             raise FileNotFoundError(f"CIFAR-10 batch {name!r} not found in {root!r} (expected the python version, "
                                     f"{CIFAR10_DIR}/data_batch_1..5 and test_batch)")
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-            raise ValueError(f"{path}: expected data of shape [N, 3072], got {data.shape}")
+        data, batch_labels = read_cifar_batch(path)
         images.append(data.reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
+        labels.append(batch_labels)
     x = torch.from_numpy(np.concatenate(images)).float().div_(255)
     y = torch.from_numpy(np.concatenate(labels))
     if len(x) != len(y):
@@ -58,15 +94,23 @@ def load_cifar10(data_dir: str | os.PathLike, *, train: bool = True) -> tuple[to
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """An IDX file (the MNIST format, plain or gzipped) as a uint8 array."""
     opener = gzip.open if os.fspath(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise ValueError(f"{path}: not a readable gzip file ({exc or type(exc).__name__})") from None
     if len(raw) < 8:
-        raise ValueError(f"{path}: too short for an IDX file")
+        raise ValueError(f"{path}: too short for an IDX file ({len(raw)} bytes)")
     magic, count = struct.unpack(">II", raw[:8])
     if magic not in _IDX_MAGIC:
         raise ValueError(f"{path}: not an IDX uint8 file (magic {magic}, expected 2049 or 2051)")
-    dims = [count] + list(struct.unpack(f">{_IDX_MAGIC[magic] - 1}I", raw[8:4 + 4 * _IDX_MAGIC[magic]]))
-    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * _IDX_MAGIC[magic])
+    header = 4 + 4 * _IDX_MAGIC[magic]
+    if len(raw) < header:
+        raise ValueError(f"{path}: the IDX header is cut short ({len(raw)} of {header} bytes)")
+    dims = [count] + list(struct.unpack(f">{_IDX_MAGIC[magic] - 1}I", raw[8:header]))
+    if count == 0:
+        raise ValueError(f"{path}: the IDX file holds no items")
+    body = np.frombuffer(raw, dtype=np.uint8, offset=header)
     if body.size != int(np.prod(dims)):
         raise ValueError(f"{path}: header says {dims} ({int(np.prod(dims))} bytes) but the file holds {body.size}")
     return body.reshape(dims)
@@ -79,8 +123,13 @@ def load_mnist(data_dir: str | os.PathLike, *, train: bool = True) -> tuple[torc
                             f"{prefix}-images.idx3-ubyte"))
     labels = read_idx(_find(data_dir, f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels-idx1-ubyte.gz",
                             f"{prefix}-labels.idx1-ubyte"))
+    if images.ndim != 3 or labels.ndim != 1:
+        raise ValueError(f"MNIST in {os.fspath(data_dir)!r}: the images file holds {images.ndim}-D items and the "
+                         f"labels file {labels.ndim}-D (expected an idx3 images and an idx1 labels file)")
     if len(images) != len(labels):
         raise ValueError(f"MNIST in {os.fspath(data_dir)!r}: {len(images)} images but {len(labels)} labels")
+    if labels.max() > 9:
+        raise ValueError(f"MNIST in {os.fspath(data_dir)!r}: labels must be 0..9, found {int(labels.max())}")
     return torch.from_numpy(images.copy()).float().div_(255).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 

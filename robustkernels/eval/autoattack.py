@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..attacks import APGD, APGDT, FAB, Square
 from ..ops import draw_seed
+from ..progress import progress_bar
 from ..threat import ThreatModel, frozen_model, normalize, positive_int
 from .report import Stat
 from .stream import batches
@@ -224,7 +224,7 @@ def _run(model, data, threat, version, batch_size, seed, autocast, active_set, e
     rank, world = _rank_world()
     options = dict(autocast=autocast, active_set=active_set, eot_batched=eot_batched, **settings)
     cascade, records, stochastic = None, [], None
-    for x, y, number in tqdm(batches(data, batch_size, rank, world), desc="autoattack", disable=not progress,
+    for x, y, number in progress_bar(batches(data, batch_size, rank, world), desc="autoattack", enabled=progress,
                              leave=False):
         x, y = x.to(device), y.to(device)
         if cascade is None:

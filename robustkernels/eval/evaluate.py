@@ -7,10 +7,10 @@ import time
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..attacks import PGD
 from ..ops._random import draw_seed
+from ..progress import progress_bar
 from ..threat import (
     channel_bounds,
     check_norm,
@@ -80,7 +80,7 @@ class _Runner:
     def attack(self, attack, x, y, desc) -> tuple[torch.Tensor, float]:
         out, tic = [], time.perf_counter()
         batches = list(zip(x.split(self.bs), y.split(self.bs)))
-        for xb, yb in tqdm(batches, desc=desc, disable=not self.progress, leave=False):
+        for xb, yb in progress_bar(batches, desc=desc, enabled=self.progress, leave=False):
             self.fresh_noise()
             out.append(attack(xb.to(self.device), yb.to(self.device)).cpu())
         return torch.cat(out), time.perf_counter() - tic

@@ -1,22 +1,67 @@
-"""Checkpoints written atomically (a temporary file in the same folder, then ``os.replace``),
-so an interrupted run never leaves a half-written file behind."""
+"""Checkpoints: written atomically (a temporary file in the same folder, then ``os.replace``) with a
+checksum of their contents, read with ``torch.load(weights_only=True)`` so that a crafted file
+cannot run code, and verified against that checksum so that a corrupted one is detected."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
+import re
 import tempfile
+import zipfile
 
 import torch
 
+FORMAT = "robustkernels-checkpoint-1"
+
+
+def checksum(state) -> str:
+    """SHA-256 over every leaf of ``state`` (tensors by dtype, shape and bytes; other values by
+    ``repr``), in order, keys included."""
+    digest = hashlib.sha256()
+
+    def walk(value, key: str) -> None:
+        digest.update(key.encode())
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{t.dtype}{list(value.shape)}".encode())
+            digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{key}.{k}")
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(v, f"{key}[{i}]")
+        else:
+            digest.update(repr(value).encode())
+
+    walk(state, "")
+    return digest.hexdigest()
+
+
+def check_path(path: str | os.PathLike, name: str = "checkpoint_path") -> str:
+    """``path`` as a string, refused up front if it names a folder (not found only when the
+    first checkpoint is written)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{name} {path!r} is a folder; give the checkpoint file's path")
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise ValueError(f"{name} {path!r}: {parent!r} is a file, not a folder")
+    return path
+
 
 def save_atomic(state: dict, path: str | os.PathLike) -> None:
-    path = os.fspath(path)
+    """Write ``state`` (tensors, numbers, strings and containers of them) to ``path`` with its
+    checksum, atomically."""
+    path = check_path(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            torch.save({"format": FORMAT, "checksum": checksum(state), "state": state}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -27,6 +72,29 @@ def save_atomic(state: dict, path: str | os.PathLike) -> None:
 
 
 def load(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
+    """The state written by :func:`save_atomic`. Only tensors and plain Python values are
+    unpickled; anything else, a corrupted file or another kind of file is a ``ValueError``
+    naming ``path``."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"checkpoint {path!r} is a folder, not a checkpoint file")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {os.fspath(path)!r} does not exist")
-    return torch.load(path, map_location=device, weights_only=False)
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"checkpoint {path!r} is empty")
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found:
+            raise ValueError(f"checkpoint {path!r} holds {found.group(1)}, not only tensors and plain values; "
+                             "refusing to load it") from None
+        raise ValueError(f"checkpoint {path!r} is not a readable torch checkpoint") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"checkpoint {path!r} is not a readable torch checkpoint ({first})") from None
+    if not (isinstance(saved, dict) and saved.get("format") == FORMAT and isinstance(saved.get("state"), dict)):
+        raise ValueError(f"checkpoint {path!r} was not written by robustkernels (no {FORMAT!r} marker)")
+    if checksum(saved["state"]) != saved.get("checksum"):
+        raise ValueError(f"checkpoint {path!r} is corrupted: its contents do not match the checksum stored with it")
+    return saved["state"]

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..attacks import PGD
 from ..data import random_crop_flip
 from ..nn.pni import pni_param_groups
+from ..progress import progress_bar
 from ..threat import frozen_model, non_negative, positive_int
 from . import checkpoint as ckpt
 from .distributed import all_sum, barrier, init_from_env, rank_and_world, shard
@@ -38,6 +39,38 @@ def mix_seed(*values: int) -> int:
         h = (h ^ (int(v) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
         h = (h ^ (h >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
     return (h ^ (h >> 29)) & 0x7FFFFFFFFFFFFFFF
+
+
+def json_line(record: dict) -> str:
+    """One JSON line; a non-finite float is written as ``null`` (bare ``NaN`` is not JSON)."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+    return json.dumps(clean, allow_nan=False) + "\n"
+
+
+def run_fingerprint(model: nn.Module, method: Method, *, train_size: int, batch_size: int, seed: int,
+                    meta: dict | None) -> dict:
+    """What a checkpoint must match to be resumed by this run (``epochs`` may grow: a resumed run
+    may train for longer)."""
+    return {"method": method.name, "seed": seed, "train_size": train_size, "batch_size": batch_size,
+            "parameters": {k: list(v.shape) for k, v in model.state_dict().items()}, "meta": meta or {}}
+
+
+def check_resumable(path: str, saved: dict | None, current: dict) -> None:
+    """A ``ValueError`` listing what differs between this run and the one that wrote ``path``."""
+    if saved is None:
+        raise ValueError(f"checkpoint {path!r} does not say which run wrote it; pass resume='force' to load it anyway")
+    diffs = []
+    for key, value in current.items():
+        if saved.get(key) == value:
+            continue
+        if key == "parameters":
+            names = sorted(set(value) ^ set(saved.get(key, {})) | {k for k in value if saved[key].get(k) != value[k]})
+            diffs.append(f"model parameters ({len(names)} differ in name or shape, e.g. {names[0]!r})")
+        else:
+            diffs.append(f"{key}: {saved.get(key)!r} in the checkpoint, {value!r} now")
+    if diffs:
+        raise ValueError(f"checkpoint {path!r} belongs to another run - " + "; ".join(diffs)
+                         + " (resume='force' / --force-resume loads it anyway)")
 
 
 def _check_data(name: str, data) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,9 +137,15 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
         compile: ``torch.compile`` the model for training and attacks.
         checkpoint_path: written atomically at each epoch end and every ``checkpoint_every``
             steps; ``resume=True`` continues from it (model, optimizer, schedule, method state,
-            position in the epoch, history).
+            position in the epoch, history) after checking that it was written by this run
+            (method, seed, data size, batch size, parameter shapes, ``meta``);
+            ``resume="force"`` skips that check.
         callback: called after every step with ``{"epoch", "batch", "step", "loss"}``.
         meta: stored in the checkpoint as ``"meta"`` (e.g. how to rebuild the model).
+
+    Raises:
+        FloatingPointError: the training loss became NaN or inf (fp16 steps that the gradient
+            scaler skipped excepted); the last checkpoint written stays as it was.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -126,8 +165,14 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
         raise ValueError(f"autocast must be None, 'bf16' or 'fp16', got {autocast!r}")
     if checkpoint_every is not None:
         positive_int("checkpoint_every", checkpoint_every)
+    if resume not in (False, True, "force"):
+        raise ValueError(f"resume must be True, False or 'force', got {resume!r}")
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs checkpoint_path")
+    if checkpoint_path is not None:
+        checkpoint_path = ckpt.check_path(checkpoint_path)
+    if log_path is not None:
+        log_path = ckpt.check_path(log_path, "log_path")
     x, y = _check_data("train_data", train_data)
     if val_data is not None:
         _check_data("val_data", val_data)
@@ -156,8 +201,11 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
     )
 
     start_epoch, start_batch, step, history, partial = 0, 0, 0, [], [0.0, 0.0, 0.0, 0.0]
+    fingerprint = run_fingerprint(model, method, train_size=len(y), batch_size=batch_size, seed=seed, meta=meta)
     if resume and os.path.isfile(checkpoint_path):
         state = ckpt.load(checkpoint_path, device)
+        if resume != "force":
+            check_resumable(checkpoint_path, state.get("run"), fingerprint)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -168,7 +216,7 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
         history, partial = state["history"], state["partial"]
     if log_path is not None and rank == 0:
         with open(log_path, "w") as f:  # a resumed run rewrites the log up to its checkpoint
-            f.writelines(json.dumps(r) + "\n" for r in history)
+            f.writelines(json_line(r) for r in history)
 
     def save(epoch: int, batch: int, sums: list[float]) -> None:
         if checkpoint_path is not None and rank == 0:
@@ -177,6 +225,7 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
                 "scaler": ctx.scaler.state_dict() if ctx.scaler is not None else None,
                 "method": method.state_dict(), "method_name": method.name, "epoch": epoch, "batch": batch,
                 "step": step, "history": history, "partial": sums, "seed": seed, "meta": meta or {},
+                "run": fingerprint,
             }, checkpoint_path)
         barrier()
 
@@ -188,8 +237,8 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
                 partial = [0.0, 0.0, 0.0, 0.0]  # loss * n, correct, n, seconds
             order = torch.randperm(len(y), generator=torch.Generator().manual_seed(mix_seed(seed, epoch)))
             batches = order.split(batch_size)
-            bar = tqdm(total=len(batches), initial=start_batch, desc=f"{method.name} epoch {epoch + 1}/{epochs}",
-                       disable=not progress or rank != 0, leave=False, dynamic_ncols=True)
+            bar = progress_bar(total=len(batches), initial=start_batch, desc=f"{method.name} epoch {epoch + 1}/{epochs}",
+                               enabled=progress and rank == 0, leave=False)
             for b in range(start_batch, len(batches)):
                 tic = time.perf_counter()
                 step_seed = mix_seed(seed, step, rank)
@@ -202,14 +251,21 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
                 if channels_last and xb.dim() == 4:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 model.train()
+                scale = ctx.scaler.get_scale() if ctx.scaler is not None else None
                 result = method.train_step(trained, opt, scheduler, xb, yb, ctx)
                 loss = float(result.loss.detach())
-                correct = int((result.logits.detach().argmax(1) == yb).sum())
-                partial = [partial[0] + loss * len(yb), partial[1] + correct, partial[2] + len(yb),
-                           partial[3] + time.perf_counter() - tic]
+                if not math.isfinite(loss):
+                    if scale is None or ctx.scaler.get_scale() >= scale:  # not a step the fp16 scaler skipped
+                        kept = f"; {checkpoint_path!r} keeps the last good state" if checkpoint_path else ""
+                        raise FloatingPointError(f"training loss is {loss} at step {step + 1} (epoch {epoch + 1}, "
+                                                 f"batch {b + 1}): stopping{kept}")
+                else:  # a skipped fp16 step does not enter the epoch's sums
+                    correct = int((result.logits.detach().argmax(1) == yb).sum())
+                    partial = [partial[0] + loss * len(yb), partial[1] + correct, partial[2] + len(yb),
+                               partial[3] + time.perf_counter() - tic]
                 step += 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}", acc=f"{correct / max(len(yb), 1):.3f}")
+                bar.set_postfix(loss=f"{loss:.3f}")
                 if callback is not None:
                     callback({"epoch": epoch, "batch": b, "step": step, "loss": loss})
                 if checkpoint_every and step % checkpoint_every == 0 and b + 1 < len(batches):
@@ -217,8 +273,8 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
             bar.close()
             start_batch = 0
             loss_sum, correct, seen, seconds = all_sum(partial, device)
-            record = {"epoch": epoch + 1, "step": step, "lr": opt.param_groups[0]["lr"], "loss": loss_sum / seen,
-                      "train_acc": correct / seen, "train_seconds": seconds / world}
+            record = {"epoch": epoch + 1, "step": step, "lr": opt.param_groups[0]["lr"], "loss": loss_sum / max(seen, 1),
+                      "train_acc": correct / max(seen, 1), "train_seconds": seconds / world}
             record.update(method.epoch_metrics())  # the figures this epoch trained with
             if val_data is not None:
                 clean, adv = accuracy_under_attack(net, method, *val_data, steps=val_attack_steps,
@@ -228,7 +284,7 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
             history.append(record)
             if log_path is not None and rank == 0:
                 with open(log_path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                    f.write(json_line(record))
             save(epoch + 1, 0, [0.0, 0.0, 0.0, 0.0])
     finally:
         torch.set_rng_state(rng_state)

@@ -126,8 +126,8 @@ def test_eot_off_on_a_stochastic_model_is_flagged():
 def test_checks_pass_on_a_normal_model():
     model, x, y = _data(100)
     report = evaluate(model, (x, y), eps=EPS, **FAST)
-    assert _checks(report) == {"iterative": "pass", "accuracy": "pass", "unbounded": "pass", "gradient-free": "pass",
-                               "EOT": "n/a"}
+    assert _checks(report) == {"clean": "pass", "iterative": "pass", "accuracy": "pass", "unbounded": "pass",
+                               "gradient-free": "pass", "EOT": "n/a"}
 
 
 @pytest.mark.parametrize("rule, quantize, noise, eps, tripped", [

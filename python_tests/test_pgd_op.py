@@ -151,7 +151,12 @@ def test_compiles_fullgraph():
     "kwargs, error, match",
     [
         (dict(step=0.1, eps=-1.0), ValueError, "eps must be >= 0"),
-        (dict(step=-0.1, eps=0.1), ValueError, "step must be >= 0"),
+        (dict(step=-0.1, eps=0.1), ValueError, "step must be finite and >= 0"),
+        (dict(step=float("inf"), eps=0.1), ValueError, "step must be finite"),
+        (dict(step=torch.tensor([0.1, float("inf")]), eps=0.1), ValueError, "step must be >= 0 and finite"),
+        (dict(step=0.1, eps=float("nan")), ValueError, "eps must be >= 0"),
+        (dict(step=0.1, eps=0.1, bounds=(float("nan"), 1.0)), ValueError, "bounds must not be NaN"),
+        (dict(step=0.1, eps=0.1, bounds=(0.0, torch.tensor([1.0, float("nan"), 1.0]))), ValueError, "not be NaN"),
         (dict(step=0.1, eps=torch.tensor([0.1, -0.1])), ValueError, "eps must be >= 0"),
         (dict(step=0.1, eps=torch.ones(3)), ValueError, r"eps must be a float or have shape \[2\]"),
         (dict(step=0.1, eps=0.1, norm="l1"), ValueError, "norm must be one of"),
@@ -165,6 +170,39 @@ def test_bad_arguments(kwargs, error, match):
     x_adv, x_nat, grad = inputs((2, 3, 4, 4))
     with pytest.raises(error, match=match):
         ops.pgd_step(x_adv, x_nat, grad, **kwargs)
+
+
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
+def test_non_finite_gradient_entries_count_as_zero(backend, norm, bad):
+    x_adv, x_nat, grad = inputs((3, 2, 5, 5))
+    x_adv = (x_nat + 0.3 * (x_adv - x_nat).sign()).clamp(0, 1)  # outside both balls: the step must project
+    poisoned = grad.clone()
+    poisoned[0, 0, 1, 2] = poisoned[1, 1, 4, 4] = bad
+    poisoned[2] = bad  # a sample whose whole gradient is non-finite: no move, projection only
+    cleaned = torch.where(torch.isfinite(poisoned), poisoned, torch.zeros_like(poisoned))
+    eps = 0.05 if norm == "linf" else 0.4
+    with robustkernels.use_backend(backend):
+        got = ops.pgd_step(x_adv, x_nat, poisoned, step=0.02, eps=eps, norm=norm)
+        same = ops.pgd_step(x_adv, x_nat, cleaned, step=0.02, eps=eps, norm=norm)
+    assert torch.isfinite(got).all() and torch.equal(got, same)
+    torch.testing.assert_close(got, reference_step(x_adv, x_nat, poisoned, 0.02, eps, norm, (0.0, 1.0)),
+                               rtol=1e-6, atol=1e-6)
+    dist = (got - x_nat).flatten(1).abs().amax(1) if norm == "linf" else (got - x_nat).flatten(1).norm(dim=1)
+    assert (dist <= eps * (1 + 1e-5)).all()  # inside the ball, whatever the gradient held
+
+
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_infinite_eps_means_no_projection(backend, norm):
+    x_adv, x_nat, grad = inputs((3, 2, 5, 5))
+    with robustkernels.use_backend(backend):
+        got = ops.pgd_step(x_adv, x_nat, grad, step=0.7, eps=float("inf"), norm=norm)
+    unit = grad.sign() if norm == "linf" else grad / grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    torch.testing.assert_close(got, (x_adv + 0.7 * unit).clamp(0, 1), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got, reference_step(x_adv, x_nat, grad, 0.7, float("inf"), norm, (0.0, 1.0)),
+                               rtol=1e-6, atol=1e-6)
 
 
 def test_bad_tensors():

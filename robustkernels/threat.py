@@ -48,12 +48,13 @@ def check_norm(norm: str) -> bool:
     return norm == "l2"
 
 
-def per_sample(value, name: str, x: torch.Tensor) -> torch.Tensor:
-    """A float or a [B] tensor >= 0 -> contiguous [B] tensor in the op-math dtype."""
+def per_sample(value, name: str, x: torch.Tensor, *, finite: bool = False) -> torch.Tensor:
+    """A float or a [B] tensor >= 0 (and < inf if ``finite``) -> contiguous [B] tensor in the
+    op-math dtype."""
     batch = x.shape[0]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value < 0 or value != value:
-            raise ValueError(f"{name} must be >= 0, got {value}")
+        if value < 0 or value != value or (finite and value == float("inf")):
+            raise ValueError(f"{name} must be {'finite and ' if finite else ''}>= 0, got {value}")
         return torch.full((batch,), float(value), dtype=opmath_dtype(x.dtype), device=x.device)
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a float or a [B] tensor, got {type(value).__name__}")
@@ -65,8 +66,8 @@ def per_sample(value, name: str, x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"{name} is on {value.device} but x_adv is on {x.device}")
     if not value.is_floating_point() and value.dtype not in (torch.int32, torch.int64):
         raise TypeError(f"{name} must be a float tensor, got {value.dtype}")
-    if bool((value < 0).any()) or bool(value.isnan().any()):
-        raise ValueError(f"{name} must be >= 0 (and not NaN)")
+    if bool((value < 0).any()) or bool(value.isnan().any()) or (finite and bool(value.isinf().any())):
+        raise ValueError(f"{name} must be >= 0{' and finite' if finite else ''} (and not NaN)")
     return value.to(opmath_dtype(x.dtype)).contiguous()
 
 
@@ -88,6 +89,8 @@ def channel_bounds(bounds, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
         lo, hi = lo.contiguous(), hi.contiguous()
     if lo.numel() != 1 and (x.dim() < 2 or lo.numel() != x.shape[1]):
         raise ValueError(f"per-channel bounds need {lo.numel()} channels along dim 1, x has shape {list(x.shape)}")
+    if bool(lo.isnan().any()) or bool(hi.isnan().any()):
+        raise ValueError("bounds must not be NaN")
     if bool((lo > hi).any()):
         raise ValueError("bounds must satisfy lo <= hi")
     return lo, hi
@@ -124,9 +127,12 @@ def lp_norms(delta: torch.Tensor, norm: str) -> torch.Tensor:
 def frozen_model(model: nn.Module, mode: str) -> Iterator[None]:
     """Put ``model`` in ``mode`` (``"eval"``, ``"train"`` or ``"keep"``) with no parameter
     gradients; restore every module's training flag, every parameter's ``requires_grad`` and the
-    global RNG state on exit."""
+    global RNG state on exit; in a mode where modules train (BatchNorm updating its running
+    statistics), every buffer is restored too."""
     modes = [(m, m.training) for m in model.modules()]
     flags = [(p, p.requires_grad) for p in model.parameters()]
+    trains = mode == "train" or (mode == "keep" and any(training for _, training in modes))
+    buffers = [(b, b.detach().clone()) for b in model.buffers()] if trains else []
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
     cpu_rng = torch.get_rng_state()
     if mode != "keep":
@@ -140,6 +146,9 @@ def frozen_model(model: nn.Module, mode: str) -> Iterator[None]:
             m.training = training
         for p, flag in flags:
             p.requires_grad_(flag)
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
         torch.set_rng_state(cpu_rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)

@@ -13,9 +13,17 @@ RK_HOST_DEVICE T clamp_between(T v, T lo, T hi) {
   return v > hi ? hi : v;
 }
 
+// A gradient entry that is NaN or +-inf counts as 0 (no move along it, no share of ||g||), on every
+// backend. g - g is 0 exactly for finite g; it vectorises to a compare and a blend.
+template <typename T>
+RK_HOST_DEVICE T finite_or_zero(T g) {
+  return g - g == T(0) ? g : T(0);
+}
+
 // Linf: x_adv + step * sign(g), clipped to [x_nat - eps, x_nat + eps], then to [lo, hi].
 template <typename T>
 RK_HOST_DEVICE T pgd_linf(T xa, T xn, T g, T step, T eps, T lo, T hi) {
+  g = finite_or_zero(g);
   const T sign = static_cast<T>((g > T(0)) - (g < T(0)));
   const T moved = xa + step * sign;
   return clamp_between(clamp_between(moved, xn - eps, xn + eps), lo, hi);
@@ -25,7 +33,7 @@ RK_HOST_DEVICE T pgd_linf(T xa, T xn, T g, T step, T eps, T lo, T hi) {
 // ||new delta||): x_nat + ((x_adv - x_nat) + unit * g) * scale, then clamped to [lo, hi].
 template <typename T>
 RK_HOST_DEVICE T pgd_l2(T xa, T xn, T g, T unit, T scale, T lo, T hi) {
-  return clamp_between(xn + ((xa - xn) + unit * g) * scale, lo, hi);
+  return clamp_between(xn + ((xa - xn) + unit * finite_or_zero(g)) * scale, lo, hi);
 }
 
 // Per sample, from (||g||^2, <delta, g>, ||delta||^2): unit = step / ||g|| (0 if g == 0) and

@@ -32,9 +32,9 @@ RK_SIMD_CLONES void l2_sums_f32(const float* xa, const float* xn, const float* g
   float gg = 0, dg = 0, dd = 0;
 #pragma omp simd reduction(+ : gg, dg, dd)
   for (int64_t i = 0; i < n; ++i) {
-    const float d = xa[i] - xn[i];
-    gg += g[i] * g[i];
-    dg += d * g[i];
+    const float d = xa[i] - xn[i], gi = finite_or_zero(g[i]);
+    gg += gi * gi;
+    dg += d * gi;
     dd += d * d;
   }
   sums[0] += gg, sums[1] += dg, sums[2] += dd;
@@ -62,7 +62,8 @@ void l2_sums(const scalar_t* xa, const scalar_t* xn, const scalar_t* g, int64_t 
       l2_sums_f32(xa + start, xn + start, g + start, std::min(kChunk, n - start), sums);
   } else {
     for (int64_t i = 0; i < n; ++i) {
-      const double d = static_cast<double>(xa[i]) - static_cast<double>(xn[i]), gi = static_cast<double>(g[i]);
+      const double d = static_cast<double>(xa[i]) - static_cast<double>(xn[i]),
+                   gi = finite_or_zero(static_cast<double>(g[i]));
       sums[0] += gi * gi, sums[1] += d * gi, sums[2] += d * d;
     }
   }

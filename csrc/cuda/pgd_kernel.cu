@@ -42,7 +42,7 @@ __global__ void l2_sums_kernel(const T* xa, const T* xn, const T* g, double* par
     double gg = 0, dg = 0, dd = 0;
     for (int64_t i = layout.begin_of(p) + threadIdx.x; i < layout.end_of(p); i += blockDim.x) {
       const double d = static_cast<double>(to_opmath(xa[i])) - static_cast<double>(to_opmath(xn[i]));
-      const double gi = static_cast<double>(to_opmath(g[i]));
+      const double gi = finite_or_zero(static_cast<double>(to_opmath(g[i])));
       gg += gi * gi, dg += d * gi, dd += d * d;
     }
     shared[0][threadIdx.x] = gg, shared[1][threadIdx.x] = dg, shared[2][threadIdx.x] = dd;

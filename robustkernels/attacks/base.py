@@ -154,13 +154,25 @@ class Attack:
         with context:
             return self.model(normalize(x, self.normalization))
 
+    def check_output(self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> None:
+        """Once per call: the model returns [B, K] logits and the labels are classes of it."""
+        if not self._unchecked_labels:
+            return
+        self._check_shape(logits, y.shape[0])
+        classes = logits.shape[1]
+        for name, labels in (("y", y), ("target", target)):
+            if labels is not None and labels.numel() and int(labels.max()) >= classes:
+                raise ValueError(f"{name} has labels >= the model's {classes} classes")
+        self._unchecked_labels = False
+
+    def _check_shape(self, logits, rows: int) -> None:
+        if self._unchecked_labels and (not isinstance(logits, torch.Tensor) or logits.dim() != 2
+                                       or logits.shape[0] != rows):
+            shape = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ValueError(f"model must return logits of shape [B, K] for a batch of B = {rows}, got {shape}")
+
     def objective(self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
-        if self._unchecked_labels:
-            classes = logits.shape[1]
-            for name, labels in (("y", y), ("target", target)):
-                if labels is not None and labels.numel() and int(labels.max()) >= classes:
-                    raise ValueError(f"{name} has labels >= the model's {classes} classes")
-            self._unchecked_labels = False
+        self.check_output(logits, y, target)
         return objective(self.loss, logits, y, target)
 
     def loss_and_grad(self, x_adv: torch.Tensor, y, target):
@@ -187,7 +199,9 @@ class Attack:
         """fp32 logits averaged over ``eot_iter`` passes (batched like :meth:`loss_and_grad`)."""
         batch, total = x.shape[0], 0.0
         for c in self._eot_chunks(batch):
-            total = total + self.logits(x.repeat(c, *[1] * (x.dim() - 1))).float().view(c, batch, -1).sum(0)
+            logits = self.logits(x.repeat(c, *[1] * (x.dim() - 1)))
+            self._check_shape(logits, c * batch)
+            total = total + logits.float().view(c, batch, -1).sum(0)
         return total / self.eot_iter
 
     def _eot_chunks(self, batch: int) -> list[int]:
@@ -256,7 +270,7 @@ class Attack:
         return torch.full((x.shape[0],), self.eps, dtype=self._bounds.lo.dtype, device=x.device)
 
     def step_sizes(self, value, x) -> torch.Tensor:
-        return per_sample(value, "step", x)
+        return per_sample(value, "step", x, finite=True)
 
     # -- checks ----------------------------------------------------------------------------
     def _check_inputs(self, x, y, target) -> None:
@@ -264,6 +278,8 @@ class Attack:
             raise TypeError("x must be a floating-point Tensor")
         if x.dim() < 2:
             raise ValueError(f"x must be batched [B, ...], got shape {list(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError("x is an empty batch (B = 0)")
         for name, labels in (("y", y), ("target", target)):
             if labels is None:
                 continue
@@ -273,7 +289,7 @@ class Attack:
                 raise ValueError(f"{name} must have shape [{x.shape[0]}] to match x, got {list(labels.shape)}")
             if labels.device != x.device:
                 raise ValueError(f"{name} is on {labels.device} but x is on {x.device}")
-            if x.shape[0] and int(labels.min()) < 0:
+            if int(labels.min()) < 0:
                 raise ValueError(f"{name} has negative labels")
         if self.targeted and target is None:
             raise ValueError("a targeted attack needs target labels: attack(x, y, target)")

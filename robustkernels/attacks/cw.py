@@ -33,6 +33,7 @@ class CW(Attack):
         self.binary_search_steps = positive_int("binary_search_steps", binary_search_steps)
 
     def _margin(self, logits, y, target):
+        self.check_output(logits, y, target)
         labels = target if self.targeted else y
         own = logits.gather(1, labels[:, None]).squeeze(1)
         other = logits.scatter(1, labels[:, None], float("-inf")).max(dim=1).values

@@ -79,6 +79,8 @@ class FAB(Attack):
             raise ValueError("eps: FAB's random restarts need a finite eps")
 
     def perturb(self, x, y, target):
+        with torch.no_grad():
+            self.check_output(self.logits(x), y, None)
         ranks = range(2, self.n_target_classes + 2) if self.fab_targeted else [None]
         return self.runs_on_unfooled(x, y, None, ranks, self.restarts, self._run)
 

@@ -2,7 +2,8 @@
 plots) and :func:`autoattack` -> :class:`AutoAttackReport` (the field's standard number)."""
 
 from .autoattack import VERSIONS, AutoAttackReport, autoattack
-from .evaluate import evaluate, is_stochastic
+from .evaluate import evaluate
+from .probe import is_stochastic
 from .report import AttackResult, Check, RobustnessReport, Stat
 from .suite import ATTACKS, make_attack
 

@@ -26,6 +26,8 @@ from ..attacks import APGD, APGDT, FAB, Square
 from ..ops import draw_seed
 from ..progress import progress_bar
 from ..threat import ThreatModel, frozen_model, normalize, positive_int
+from .checks import above_chance
+from .probe import check_labels, checked_logits, probe
 from .report import Stat
 from .stream import batches
 
@@ -60,6 +62,12 @@ class AutoAttackReport:
     autocast: str | None = None
     skipped: list[str] = field(default_factory=list)  # attacks of the version not run, with why
     robust: list[bool] = field(default_factory=list)  # per sample, in data order (cascade verdict)
+    classes: int = 0  # the model's outputs
+
+    def warnings(self) -> list[str]:
+        """What makes the figures meaningless (a model at chance)."""
+        check = above_chance(self.clean_accuracy.mean, self.classes, self.n_samples) if self.classes else None
+        return [f"warning: {check.detail}"] if check is not None and check.status != "pass" else []
 
     def log(self) -> str:
         """The cumulative log, in the original's words."""
@@ -71,6 +79,7 @@ class AutoAttackReport:
             lines.append(f"robust accuracy after {name.upper()}: {100 * acc:.2f}% (total time {total:.1f} s)")
         lines += [f"skipped {s}" for s in self.skipped]
         lines.append(f"robust accuracy: {self.robust_accuracy}")
+        lines += self.warnings()
         return "\n".join(lines)
 
     def to_markdown(self) -> str:
@@ -81,7 +90,8 @@ class AutoAttackReport:
         what = (f"stochastic model: EOT-{self.eot_iter}, accuracies over {self.repeats} passes"
                 if self.stochastic else "deterministic model")
         return "\n".join([f"AutoAttack ({self.version}), {self.norm} eps = {self.eps:.4g}, {self.n_samples} samples, "
-                          f"{what}", "", *rows, "", f"**AutoAttack robust accuracy: {self.robust_accuracy}**"])
+                          f"{what}", "", *rows, "", f"**AutoAttack robust accuracy: {self.robust_accuracy}**",
+                          *self.warnings()])
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -123,7 +133,7 @@ class _Cascade:
     def forward(self, x) -> torch.Tensor:
         """fp32 predictions (the verdicts), eval mode."""
         with frozen_model(self.model, "eval"), torch.no_grad():
-            return self.model(normalize(x, self.threat.normalization)).float().argmax(1)
+            return checked_logits(self.model(normalize(x, self.threat.normalization)), len(x)).float().argmax(1)
 
     def reseed(self, number: int, step: int) -> torch.Generator:
         """Global RNG (the model's own noise) and the attack's generator for (batch, step)."""
@@ -167,13 +177,6 @@ def _rank_world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
-
-
-def _is_stochastic(cascade: _Cascade, x: torch.Tensor, passes: int = 4) -> bool:
-    with frozen_model(cascade.model, "eval"), torch.no_grad():
-        first = cascade.model(normalize(x, cascade.threat.normalization))
-        return any(not torch.equal(first, cascade.model(normalize(x, cascade.threat.normalization)))
-                   for _ in range(passes - 1))
 
 
 def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", version: str = "auto",
@@ -228,13 +231,13 @@ def _run(model, data, threat, version, batch_size, seed, autocast, active_set, e
                              leave=False):
         x, y = x.to(device), y.to(device)
         if cascade is None:
-            probe = _Cascade(model, threat, (), version, seed, 1, options, False)
-            stochastic = _is_stochastic(probe, x[:64])
+            classes, stochastic = probe(model, lambda v: model(normalize(v, threat.normalization)), x[:64])
             chosen = ("rand" if stochastic else "standard") if version == "auto" else version
             names = tuple(n for n in ATTACKS[chosen] if n != "square" or threat.norm == "linf")
             cascade = _Cascade(model, threat, names, chosen, seed, RAND_EOT if chosen == "rand" else 1, options,
                                progress)
             reps = (RAND_REPEATS if stochastic else 1) if repeats == "auto" else repeats
+        check_labels(y, classes, f"data (batch {number})")
         fell_at, x_adv = cascade.run(x, y, number)
         clean, passes = [], []
         for r in range(reps):  # the spread: fresh noise per pass, clean and adversarial
@@ -247,10 +250,10 @@ def _run(model, data, threat, version, batch_size, seed, autocast, active_set, e
         records += [(number, j, int(fell_at[j]), [bool(c[j]) for c in clean], [bool(p[j]) for p in passes])
                     for j in range(len(y))]
     records = sorted(_gather(records))
-    return _report(cascade, threat, stochastic, reps, autocast, records)
+    return _report(cascade, threat, stochastic, reps, autocast, records, classes)
 
 
-def _report(cascade, threat, stochastic, reps, autocast, records) -> AutoAttackReport:
+def _report(cascade, threat, stochastic, reps, autocast, records, classes) -> AutoAttackReport:
     n = len(records)
     fell_at = torch.tensor([r[2] for r in records])
     clean = torch.tensor([r[3] for r in records], dtype=torch.float).mean(0)  # per pass
@@ -266,7 +269,7 @@ def _report(cascade, threat, stochastic, reps, autocast, records) -> AutoAttackR
         version=cascade.version, norm=threat.norm, eps=threat.eps, n_samples=n, attacks=names,
         clean_accuracy=_stat(clean), robust_after=after, robust_accuracy=_stat(final), seconds=seconds,
         attacked=attacked, stochastic=bool(stochastic), eot_iter=cascade.eot_iter, repeats=reps, autocast=autocast,
-        skipped=skipped, robust=(fell_at > len(names)).tolist())
+        skipped=skipped, robust=(fell_at > len(names)).tolist(), classes=classes)
 
 
 def _gather_sums(values: dict) -> dict:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from .report import Check
 
+MASKING_CHECKS = ("iterative >= single-step", "accuracy falls as eps grows", "unbounded eps -> ~0% accuracy",
+                  "gradient-free (Square) not stronger", "EOT on vs off")
+
 
 def _pct(v: float) -> str:
     return f"{100 * v:.1f}%"
 
 
 def iterative_vs_single_step(acc_iterative: float | None, acc_single: float | None, tol: float) -> Check:
-    name = "iterative >= single-step"
+    name = MASKING_CHECKS[0]
     if acc_iterative is None or acc_single is None:
         return Check(name, "n/a", "needs both fgsm and pgd")
     ok = acc_iterative <= acc_single + tol
@@ -20,7 +23,7 @@ def iterative_vs_single_step(acc_iterative: float | None, acc_single: float | No
 
 
 def monotone_in_eps(curve: dict[float, float], tol: float) -> Check:
-    name = "accuracy falls as eps grows"
+    name = MASKING_CHECKS[1]
     if len(curve) < 2:
         return Check(name, "n/a", "no eps sweep")
     points = sorted(curve.items())
@@ -34,13 +37,13 @@ def monotone_in_eps(curve: dict[float, float], tol: float) -> Check:
 
 def unbounded_eps(acc_unbounded: float, threshold: float = 0.05) -> Check:
     ok = acc_unbounded <= threshold
-    return Check("unbounded eps -> ~0% accuracy", "pass" if ok else "warn",
+    return Check(MASKING_CHECKS[2], "pass" if ok else "warn",
                  f"{_pct(acc_unbounded)} at an eps covering the whole input range"
                  + ("" if ok else f" (> {_pct(threshold)}): the attack cannot follow the gradients"))
 
 
 def gradient_free_not_stronger(acc_gradient_free: float | None, acc_white_box: float, tol: float) -> Check:
-    name = "gradient-free (Square) not stronger"
+    name = MASKING_CHECKS[3]
     if acc_gradient_free is None:
         return Check(name, "n/a", "Square is Linf-only")
     ok = acc_gradient_free >= acc_white_box - tol
@@ -49,7 +52,7 @@ def gradient_free_not_stronger(acc_gradient_free: float | None, acc_white_box: f
 
 
 def eot_helps(stochastic: bool, acc_eot: float | None, acc_no_eot: float | None, eot_iter: int, tol: float) -> Check:
-    name = "EOT on vs off"
+    name = MASKING_CHECKS[4]
     if not stochastic:
         return Check(name, "n/a", "deterministic model")
     if eot_iter == 1:
@@ -59,3 +62,15 @@ def eot_helps(stochastic: bool, acc_eot: float | None, acc_no_eot: float | None,
     return Check(name, "pass" if ok else "warn", f"PGD with EOT-{eot_iter} {_pct(acc_eot)} vs without "
                  f"{_pct(acc_no_eot)}" + ("" if ok else ": averaging made the attack weaker; check the defence's "
                                           "gradients or raise eot_iter"))
+
+
+def above_chance(clean_acc: float, classes: int, n: int) -> Check:
+    """Clean accuracy clearly above 1/K (by 3 binomial standard errors and at least 5 points):
+    robustness figures of a model that never learned are meaningless, whatever the checks say."""
+    chance = 1.0 / classes
+    margin = max(3.0 * (chance * (1.0 - chance) / max(n, 1)) ** 0.5, 0.05)
+    ok = clean_acc > chance + margin
+    return Check("clean accuracy above chance", "pass" if ok else "warn",
+                 f"clean {_pct(clean_acc)} vs chance {_pct(chance)} ({classes} classes, {n} samples)"
+                 + ("" if ok else ": the model has not learned the task; its robust accuracies and the other checks "
+                    "say nothing"))

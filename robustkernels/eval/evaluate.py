@@ -22,32 +22,31 @@ from ..threat import (
 )
 from . import checks as C
 from .autoattack import autoattack
-from .report import AttackResult, RobustnessReport, Stat
-from .suite import ATTACKS, WHITE_BOX, make_attack
+from .probe import check_labels, checked_logits, probe
+from .report import AttackResult, Check, RobustnessReport, Stat
+from .stream import batches
+from .suite import ATTACKS, STEP_KEYS, WHITE_BOX, make_attack
 
 AUTO_EOT, AUTO_REPEATS = 20, 5  # EOT-20 as AutoAttack's "rand" version
 SUITES = ("default", "autoattack")
 
 
 def _gather(data, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
-        x, y = data
-    elif isinstance(data, torch.utils.data.DataLoader):
-        pairs = [(b[0], b[1]) for b in data]
-        if not pairs:
-            raise ValueError("data: the DataLoader is empty")
-        x, y = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
-    else:
-        raise TypeError("data must be a DataLoader or a pair of tensors (x, y)")
-    if not x.is_floating_point() or x.dim() < 2 or y.shape != (x.shape[0],) or x.shape[0] == 0:
-        raise ValueError(f"data: expected x [N, ...] float and y [N] labels, got {list(x.shape)} and {list(y.shape)}")
-    return x, y.long()
+    """The whole of ``data`` (tensors, Dataset or DataLoader) as one (x, y) pair: the checks and
+    plots need every sample's clean and attacked predictions side by side."""
+    parts = [(x, y) for x, y, _ in batches(data, batch_size)]
+    return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
 
 
-def is_stochastic(model: nn.Module, x: torch.Tensor, forward) -> bool:
-    """Whether two eval-mode forward passes on the same input differ."""
-    with frozen_model(model, "eval"), torch.no_grad():
-        return not torch.equal(forward(x), forward(x))
+def _check_steps(steps) -> dict:
+    if steps is None:
+        return {}
+    if not isinstance(steps, dict):
+        raise TypeError(f"steps must be a dict like {{'pgd': 50}}, got {type(steps).__name__}")
+    unknown = sorted(set(steps) - set(STEP_KEYS))
+    if unknown:
+        raise ValueError(f"steps: unknown keys {unknown}; choose among {STEP_KEYS}")
+    return {k: positive_int(f"steps[{k!r}]", v) for k, v in steps.items()}
 
 
 class _Runner:
@@ -71,7 +70,7 @@ class _Runner:
         labels, probs = [], []
         with frozen_model(self.model, "eval"), torch.no_grad():
             for xb in x.split(self.bs):
-                p = self.forward(xb.to(self.device)).float().softmax(dim=1)
+                p = checked_logits(self.forward(xb.to(self.device)), len(xb)).float().softmax(dim=1)
                 conf, pred = p.max(dim=1)
                 labels.append(pred.cpu())
                 probs.append(conf.cpu())
@@ -136,15 +135,17 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
         positive_int("eot_iter", eot_iter)
     if repeats != "auto":
         positive_int("repeats", repeats)
-    x, y = _gather(data, batch_size)
-    params = list(model.parameters())
-    device = params[0].device if params else torch.device("cpu")
-    threat = dict(bounds=bounds, normalization=normalization)
-    rng_state = torch.get_rng_state()
-    gen = generator if generator is not None else torch.Generator().manual_seed(draw_seed())
-    run = _Runner(model, x, y, batch_size, device, threat, progress, gen)
+    steps = _check_steps(steps)
+    rng_state = torch.get_rng_state()  # before the data: a shuffling DataLoader draws from it
     try:
-        stochastic = is_stochastic(model, x[:64].to(device), run.forward)
+        x, y = _gather(data, batch_size)
+        params = list(model.parameters())
+        device = params[0].device if params else torch.device("cpu")
+        threat = dict(bounds=bounds, normalization=normalization)
+        gen = generator if generator is not None else torch.Generator().manual_seed(draw_seed())
+        run = _Runner(model, x, y, batch_size, device, threat, progress, gen)
+        classes, stochastic = probe(model, run.forward, x[:64].to(device))
+        check_labels(y, classes)
         eot = (AUTO_EOT if stochastic else 1) if eot_iter == "auto" else eot_iter
         reps = (AUTO_REPEATS if stochastic else 1) if repeats == "auto" else repeats
 
@@ -193,7 +194,10 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
                       "predictions": run.predict(shown)[0].tolist(), "attack": strongest},
             title=title, autoattack=None if aa is None else aa.to_dict())
         robust_masks.pop("autoattack", None)
-        if checks:
+        report.checks.append(C.above_chance(float(clean_runs.mean()), classes, len(y)))
+        if report.checks[-1].status != "pass":
+            report.checks += [Check(n, "n/a", "the model is at chance") for n in C.MASKING_CHECKS] if checks else []
+        elif checks:
             _run_checks(report, run, build, x[:check_samples], y[:check_samples], clean_correct[0, :check_samples],
                         {n: m[0, :check_samples] for n, m in robust_masks.items()}, curve_eps, tolerance, norm,
                         bounds)

@@ -6,6 +6,7 @@ from ..attacks import APGD, CW, FGSM, PGD, Square
 
 ATTACKS = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr", "square")
 WHITE_BOX = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr")
+STEP_KEYS = ("pgd", "cw", "apgd", "square")  # the attack lengths evaluate(steps=...) may set
 
 
 def make_attack(name: str, model, *, eps: float, norm: str, eot_iter: int, generator, steps: dict | None = None,

@@ -61,12 +61,16 @@ def pgd_step(x_adv: torch.Tensor, x_nat: torch.Tensor, grad: torch.Tensor, *, st
     Args:
         x_adv, x_nat, grad: [B, ...] tensors of one shape (any layout; fp32/bf16/fp16, math in
             fp32, or fp64). ``grad`` is cast to ``x_adv``'s dtype if it differs.
-        step, eps: floats or per-sample [B] tensors, >= 0.
+        step, eps: floats or per-sample [B] tensors, >= 0; ``step`` finite, ``eps = inf``
+            means no projection.
         norm: ``"linf"`` or ``"l2"``.
         bounds: ``(lo, hi)`` floats, or per-channel tensors along dim 1 (normalised inputs).
         out: where to write (may be ``x_adv`` itself, for an in-place update).
     Returns:
         ``out`` (or a new tensor like ``x_adv``).
+
+    Gradient entries that are NaN or +-inf count as 0 (no move along them, and for L2 no share
+    of ``||grad||``), the same on every backend; NaN bounds are an error.
     """
     l2 = check_norm(norm)
     _check_tensor("x_adv", x_adv)
@@ -76,7 +80,7 @@ def pgd_step(x_adv: torch.Tensor, x_nat: torch.Tensor, grad: torch.Tensor, *, st
     _check_tensor("grad", grad, x_adv)
     if x_nat.dtype != x_adv.dtype:
         raise TypeError(f"x_nat is {x_nat.dtype} but x_adv is {x_adv.dtype}")
-    step_t, eps_t = per_sample(step, "step", x_adv), per_sample(eps, "eps", x_adv)
+    step_t, eps_t = per_sample(step, "step", x_adv, finite=True), per_sample(eps, "eps", x_adv)
     lo, hi = channel_bounds(bounds, x_adv)
     if out is not None:
         _check_tensor("out", out, x_adv)

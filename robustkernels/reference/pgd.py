@@ -21,9 +21,11 @@ def _per_channel(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def pgd_step(x_adv, x_nat, grad, step, eps, lo, hi, l2: bool) -> torch.Tensor:
     """Linf: ``x_adv + step * sign(grad)``; L2: ``x_adv + step * grad / ||grad||_2`` per sample
-    (no step where the gradient is zero); then projection onto the eps-ball and the clamp."""
+    (no step where the gradient is zero); then projection onto the eps-ball and the clamp.
+    Gradient entries that are NaN or +-inf count as 0; ``eps = inf`` means no projection."""
     compute = torch.float64 if x_adv.dtype == torch.float64 else torch.float32
     xa, xn, g = x_adv.to(compute), x_nat.to(compute), grad.to(compute)
+    g = torch.where(torch.isfinite(g), g, torch.zeros_like(g))  # NaN / inf entries count as 0
     s, e = _per_sample(step.to(compute), xa), _per_sample(eps.to(compute), xa)
     if l2:
         norm = _per_sample(g.flatten(1).norm(dim=1), xa)

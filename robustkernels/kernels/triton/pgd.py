@@ -27,6 +27,7 @@ def _pgd_step_kernel(out_ptr, xa_ptr, xn_ptr, g_ptr, a_ptr, b_ptr, lo_ptr, hi_pt
     xa = tl.load(xa_ptr + idx, mask=mask).to(tl.float32)
     xn = tl.load(xn_ptr + idx, mask=mask).to(tl.float32)
     g = tl.load(g_ptr + idx, mask=mask).to(tl.float32)
+    g = tl.where(g - g == 0, g, 0.0)  # NaN / inf entries count as 0, as on every backend
     a, b = tl.load(a_ptr + sample), tl.load(b_ptr + sample)
     if L2:
         v = xn + ((xa - xn) + a * g) * b
@@ -46,6 +47,7 @@ def _l2_sums_kernel(xa_ptr, xn_ptr, g_ptr, sums_ptr, inner, BLOCK: tl.constexpr)
     xa = tl.load(xa_ptr + idx, mask=mask, other=0.0).to(tl.float32)
     xn = tl.load(xn_ptr + idx, mask=mask, other=0.0).to(tl.float32)
     g = tl.load(g_ptr + idx, mask=mask, other=0.0).to(tl.float32)
+    g = tl.where(g - g == 0, g, 0.0)
     d = xa - xn
     base = sums_ptr + (row * tl.num_programs(1) + tl.program_id(1)) * 3
     tl.store(base, tl.sum(g * g, axis=0))

@@ -1,0 +1,55 @@
+"""What an evaluation must know about a model before trusting its answers: that it returns finite
+``[B, K]`` logits, and whether it is stochastic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..threat import frozen_model
+
+STOCHASTIC_PASSES = 6  # a model noisy on one call in k (k <= 5) differs within these passes
+
+
+def checked_logits(logits, batch: int) -> torch.Tensor:
+    """``logits`` if they are a finite ``[batch, K]`` tensor with K >= 2, else a ``ValueError``
+    that says what the model returned (a NaN model would otherwise read as robust: the argmax
+    of NaN logits is class 0)."""
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"model must return a logits tensor, got {type(logits).__name__}")
+    if logits.dim() != 2 or logits.shape[0] != batch or logits.shape[1] < 2:
+        raise ValueError(f"model must return logits of shape [B, K] (K >= 2 classes) for a batch of B = {batch}, "
+                         f"got {list(logits.shape)}")
+    bad = ~torch.isfinite(logits)
+    if bool(bad.any()):
+        raise ValueError(f"model returned NaN or inf logits ({int(bad.sum())} of {logits.numel()} entries, "
+                         f"{int(bad.any(dim=1).sum())} of {batch} samples); such a model cannot be evaluated")
+    return logits
+
+
+def probe(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+          passes: int = STOCHASTIC_PASSES) -> tuple[int, bool]:
+    """``(number of classes, stochastic)``: ``forward`` (the model behind its normalisation) on
+    ``x`` ``passes`` times in eval mode; stochastic if any pass differs from the first."""
+    with frozen_model(model, "eval"), torch.no_grad():
+        first = checked_logits(forward(x), x.shape[0])
+        stochastic = False
+        for _ in range(passes - 1):
+            stochastic |= not torch.equal(first, checked_logits(forward(x), x.shape[0]))
+    return first.shape[1], stochastic
+
+
+def check_labels(y: torch.Tensor, classes: int, name: str = "data") -> None:
+    """Labels must be classes of the model: 0 <= y < classes."""
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= classes):
+        raise ValueError(f"{name}: labels must lie in [0, {classes}) for a model with {classes} outputs, "
+                         f"got {int(y.min())}..{int(y.max())}")
+
+
+def is_stochastic(model: nn.Module, x: torch.Tensor, forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                  passes: int = STOCHASTIC_PASSES) -> bool:
+    """Whether ``passes`` eval-mode forward passes of ``forward`` (default: ``model``) on ``x``
+    differ."""
+    return probe(model, model if forward is None else forward, x, passes)[1]

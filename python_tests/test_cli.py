@@ -13,6 +13,8 @@ def test_info_reports_versions_and_backends(capsys):
     out = capsys.readouterr().out
     assert f"torch         {torch.__version__}" in out
     assert "triton" in out and "CUDA" in out and "threads" in out
+    machine_line = next(line for line in out.splitlines() if line.startswith("machine"))
+    assert "vector ISA: ATen" in machine_line and ("AVX" in machine_line or "baseline" in machine_line)
     cpu_line = next(line for line in out.splitlines() if line.strip().startswith("cpu"))
     assert ("cpp" in cpu_line) == _extension.LOADED
     assert ("built and loaded" in out) == _extension.LOADED

@@ -45,7 +45,7 @@ def test_bad_train_arguments_give_one_clear_line(argv, message, tmp_path, capsys
 def test_negative_eps_is_rejected_by_the_parser(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--eps=-8/255"])
-    assert "eps must be >= 0" in capsys.readouterr().err
+    assert "argument --eps: must be >= 0" in capsys.readouterr().err
 
 
 def test_demo_table(tmp_path):

@@ -1,4 +1,4 @@
-"""Command line: ``robustkernels demo | train | eval | bench | info``."""
+"""Command line: robustkernels demo | train | eval | bench | info."""
 
 from __future__ import annotations
 
@@ -10,7 +10,20 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
+from .cli_args import HelpFormatter
 from .cli_commands import add_demo, add_eval, add_train
+
+DESCRIPTION = """Adversarial robustness on fused kernels: attacks, robust training, honest evaluation.
+
+  robustkernels demo      train 4 models on the bundled digits and print their robustness table
+  robustkernels train     train a model with a robust training method
+  robustkernels eval      robustness report (and AutoAttack) of a trained checkpoint
+  robustkernels bench     our kernels and AutoAttack against the baselines users run
+  robustkernels info      versions, CPU, extension and backends
+
+`robustkernels COMMAND --help` lists each command's options with their defaults."""
+# What a user can get wrong (arguments, files, data): one line and exit code 2, never a traceback.
+USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError, OverflowError)
 
 
 def _triton_version() -> str:
@@ -39,7 +52,7 @@ def info_lines() -> list[str]:
     import torch
 
     import robustkernels
-    from robustkernels import _backend, _extension
+    from robustkernels import _backend, _extension, machine
 
     cuda = torch.version.cuda or "none (CPU build of torch)"
     devices = ["cpu"]
@@ -58,7 +71,7 @@ def info_lines() -> list[str]:
         f"triton        {_triton_version()}",
         f"CUDA          {cuda}",
         f"nvcc          {_nvcc_version()}",
-        f"threads       {torch.get_num_threads()} intra-op, {os.cpu_count()} CPUs",
+        f"machine       {machine.describe()}",
         f"extension     {extension}",
         f"backend       {_backend.requested_backend()} (set with {_backend.ENV_VAR} or use_backend())",
     ]
@@ -80,22 +93,24 @@ def _bench(args: argparse.Namespace) -> int:
     ops = [o.strip() for o in args.ops.split(",") if o.strip()]
     unknown = sorted(set(ops) - set(BENCHES))
     if unknown:
-        raise SystemExit(f"robustkernels bench: --ops must be among {','.join(BENCHES)}; got {','.join(unknown)}")
+        raise ValueError(f"--ops must be among {','.join(BENCHES)}; got {','.join(unknown)}")
     if args.device == "cuda" and not __import__("torch").cuda.is_available():
-        raise SystemExit("robustkernels bench: --device cuda but no CUDA device is available")
+        raise ValueError("--device cuda: no CUDA device is available on this machine")
     main_bench(args.device, ops, args.quick, args.json, e2e=not args.no_e2e, data_dir=args.data_dir)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="robustkernels", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="robustkernels", description=DESCRIPTION, formatter_class=HelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_demo(commands)
     add_train(commands)
     add_eval(commands)
-    commands.add_parser("info", help="versions, threads, extension and available backends").set_defaults(run=_info)
-    bench = commands.add_parser("bench", help="our kernels vs the eager formulations: ratios, bandwidth, memory")
-    bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    info = "versions, CPU and vector ISA, threads, extension and available backends"
+    commands.add_parser("info", help=info, description=info, formatter_class=HelpFormatter).set_defaults(run=_info)
+    summary = "our kernels vs the formulations users run: ratios, bandwidth, memory; AutoAttack vs torchattacks"
+    bench = commands.add_parser("bench", help=summary, description=summary, formatter_class=HelpFormatter)
+    bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the kernels run")
     bench.add_argument("--ops", default="pgd,lwta,noise",
                        help="comma-separated: pgd,lwta,noise,autoattack (AutoAttack vs torchattacks: minutes)")
     bench.add_argument("--data-dir", default="../shared/data",
@@ -111,8 +126,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:  # bad arguments or data: one clear line
-        print(f"robustkernels {args.command}: error: {exc}", file=sys.stderr)
+    except USER_ERRORS as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, OSError) and exc.filename and exc.filename not in message:
+            message = f"{exc.filename}: {message}"
+        print(f"robustkernels {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

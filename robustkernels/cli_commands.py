@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-from fractions import Fraction
+
+from .cli_args import HelpFormatter, eot_iter, integer, number, output_folder
+from .cli_args import device as parse_device
 
 DATASET_SHAPES = {"digits": (1, 8), "mnist": (1, 28), "cifar10": (3, 32)}  # channels, side
 DEFAULT_EPS = {"digits": 0.1, "mnist": 0.3, "cifar10": 8 / 255}
+# Short runs must give a useful model: the 1,348 digits need small batches and Adam; the file data
+# sets take the AT literature's SGD at batch 128.
+TRAIN_DEFAULTS = {"digits": dict(batch_size=32, optimizer="adam"), "mnist": dict(batch_size=128, optimizer="sgd"),
+                  "cifar10": dict(batch_size=128, optimizer="sgd")}
+LR_DEFAULTS = {"sgd": 0.1, "adam": 3e-3}
+MODEL_META = ("model", "activation", "pni", "in_channels", "num_classes", "image_size", "dataset", "eps")
 
 
-def parse_eps(text: str) -> float:
-    """``"8/255"`` or ``"0.03"`` -> float (>= 0)."""
-    try:
-        value = float(Fraction(text))
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"eps must be a number or a fraction like 8/255, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"eps must be >= 0, got {text}")
-    return value
+def _command(commands, name: str, summary: str, run) -> argparse.ArgumentParser:
+    p = commands.add_parser(name, help=summary, description=summary, formatter_class=HelpFormatter)
+    p.set_defaults(run=run)
+    return p
 
 
 def _load(args):
@@ -33,40 +35,52 @@ def _load(args):
 def add_train(commands) -> None:
     from .train import LR_SCHEDULES, METHODS
 
-    p = commands.add_parser("train", help="train a model with a robust training method (torchrun for DDP)")
+    p = _command(commands, "train", "train a model with a robust training method (torchrun for DDP)", run_train)
     p.add_argument("--model", default="cnn", help="cnn | lenet5 | wrn-DEPTH-WIDTH (e.g. wrn-34-1)")
-    p.add_argument("--activation", choices=("relu", "lwta"), default="relu")
+    p.add_argument("--activation", choices=("relu", "lwta"), default="relu", help="ReLU or Stochastic LWTA")
     p.add_argument("--pni", action="store_true", help="Parametric Noise Injection on every conv/linear layer")
-    p.add_argument("--method", default="pgd-at", help=" | ".join(m.replace("_", "-") for m in METHODS))
-    p.add_argument("--dataset", choices=tuple(DATASET_SHAPES), default="digits")
+    p.add_argument("--method", default="pgd-at",
+                   help="training method: " + " | ".join(m.replace("_", "-") for m in METHODS))
+    p.add_argument("--dataset", choices=tuple(DATASET_SHAPES), default="digits",
+                   help="digits (bundled), or mnist / cifar10 read from --data-dir")
     p.add_argument("--data-dir", help="folder with the CIFAR-10 python batches or the MNIST IDX files")
     p.add_argument("--download", action="store_true", help="fetch the dataset into --data-dir first")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.1 sgd, 3e-3 adam)")
-    p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
-    p.add_argument("--schedule", choices=LR_SCHEDULES, default=None)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--eps", type=parse_eps, default=None, help="threat radius, e.g. 8/255 (default per dataset)")
-    p.add_argument("--alpha", type=parse_eps, default=None, help="attack step (default 2.5 eps / steps)")
-    p.add_argument("--steps", type=int, default=10, help="attack steps")
-    p.add_argument("--norm", choices=("linf", "l2"), default="linf")
-    p.add_argument("--beta", type=float, default=6.0, help="TRADES beta")
-    p.add_argument("--replays", type=int, default=4, help="free-AT minibatch replays m")
-    p.add_argument("--sensitivity-weight", type=float, default=1e-3, help="lambda of the sensitivity method")
-    p.add_argument("--kl-weight", type=float, default=0.0, help="weight of LWTA/IBP KL terms (ELBO)")
-    p.add_argument("--augment", action="store_true", help="random crop + flip (CIFAR)")
-    p.add_argument("--autocast", choices=("bf16", "fp16"), default=None)
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--epochs", type=integer(), default=10, help="passes over the training data")
+    p.add_argument("--batch-size", type=integer(), default=None,
+                   help="global batch (default: 32 on digits, 128 on mnist and cifar10)")
+    p.add_argument("--lr", type=number(positive=True), default=None,
+                   help="peak learning rate (default: 0.1 for sgd, 3e-3 for adam)")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default=None,
+                   help="default: adam on digits, sgd (momentum 0.9) on mnist and cifar10")
+    p.add_argument("--schedule", choices=LR_SCHEDULES, default=None,
+                   help="learning-rate schedule (default: the method's, else step: x0.1 at 50%%, x0.01 at 75%%)")
+    p.add_argument("--weight-decay", type=number(), default=5e-4, help="L2 weight decay (sgd)")
+    p.add_argument("--eps", type=number(fraction=True), default=None,
+                   help="threat radius, e.g. 8/255 (default: 0.1 digits, 0.3 mnist, 8/255 cifar10)")
+    p.add_argument("--alpha", type=number(fraction=True), default=None,
+                   help="attack step size (default: 2.5 eps / steps)")
+    p.add_argument("--steps", type=integer(), default=10, help="attack steps per training batch")
+    p.add_argument("--norm", choices=("linf", "l2"), default="linf", help="threat model")
+    p.add_argument("--beta", type=number(), default=6.0, help="TRADES weight of the robustness term")
+    p.add_argument("--replays", type=integer(), default=4, help="free-AT minibatch replays m")
+    p.add_argument("--sensitivity-weight", type=number(), default=1e-3,
+                   help="lambda of the sensitivity method")
+    p.add_argument("--kl-weight", type=number(), default=0.0, help="weight of the LWTA/IBP KL terms")
+    p.add_argument("--augment", action="store_true", help="random crop (padding 4) and horizontal flip")
+    p.add_argument("--autocast", choices=("bf16", "fp16"), default=None, help="mixed precision for the model")
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available, per local rank)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available, per local rank)")
+    p.add_argument("--seed", type=integer(minimum=0), default=0, help="seed of every random choice")
     p.add_argument("--out", default="runs/train", help="folder for checkpoint.pt and metrics.jsonl")
-    p.add_argument("--checkpoint-every", type=int, default=None, help="also checkpoint every N steps")
-    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
-    p.add_argument("--val-samples", type=int, default=1000, help="test samples for the per-epoch validation")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(run=run_train)
+    p.add_argument("--checkpoint-every", type=integer(), default=None,
+                   help="also checkpoint every N steps (default: at each epoch end only)")
+    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt if it exists")
+    p.add_argument("--force-resume", action="store_true",
+                   help="with --resume: load the checkpoint even if it was written by a different run")
+    p.add_argument("--val-samples", type=integer(), default=1000,
+                   help="test samples for the per-epoch clean and PGD validation")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (they are off when piped anyway)")
 
 
 def _method_kwargs(args, eps: float) -> dict:
@@ -82,15 +96,21 @@ def run_train(args) -> int:
 
     from .models import build_model
     from .train import fit, make_method
+    from .train.checkpoint import check_path
     from .train.distributed import rank_and_world
+    from .train.trainer import json_line
 
-    if args.epochs < 1 or args.batch_size < 1:
-        raise SystemExit("robustkernels train: --epochs and --batch-size must be >= 1")
-    eps = DEFAULT_EPS[args.dataset] if args.eps is None else args.eps
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device(args.device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
+    out = output_folder(args.out)
+    if args.force_resume and not args.resume:
+        raise ValueError("--force-resume needs --resume")
+    checkpoint_path = check_path(os.path.join(out, "checkpoint.pt"), "--out's checkpoint.pt")
+    device = parse_device(args.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    defaults = TRAIN_DEFAULTS[args.dataset]
+    batch_size = args.batch_size or defaults["batch_size"]
+    optimizer = args.optimizer or defaults["optimizer"]
+    eps = DEFAULT_EPS[args.dataset] if args.eps is None else args.eps
     method = make_method(args.method, **_method_kwargs(args, eps))  # validates before loading data
     (x, y), (x_test, y_test) = _load(args)
     channels, side = DATASET_SHAPES[args.dataset]
@@ -99,18 +119,18 @@ def run_train(args) -> int:
     torch.manual_seed(args.seed)
     model = build_model(args.model, activation=args.activation, pni=args.pni, in_channels=channels,
                         num_classes=10, image_size=side).to(device)
-    os.makedirs(args.out, exist_ok=True)
-    lr = args.lr if args.lr is not None else (0.1 if args.optimizer == "sgd" else 3e-3)
-    history = fit(model, method, (x, y), epochs=args.epochs, batch_size=args.batch_size, lr=lr,
-                  optimizer=args.optimizer, weight_decay=args.weight_decay, schedule=args.schedule,
+    os.makedirs(out, exist_ok=True)
+    lr = args.lr if args.lr is not None else LR_DEFAULTS[optimizer]
+    history = fit(model, method, (x, y), epochs=args.epochs, batch_size=batch_size, lr=lr,
+                  optimizer=optimizer, weight_decay=args.weight_decay, schedule=args.schedule,
                   augment=args.augment, val_data=(x_test[:args.val_samples], y_test[:args.val_samples]),
                   autocast=args.autocast, channels_last=args.channels_last, compile=args.compile, seed=args.seed,
-                  log_path=os.path.join(args.out, "metrics.jsonl"),
-                  checkpoint_path=os.path.join(args.out, "checkpoint.pt"), checkpoint_every=args.checkpoint_every,
-                  resume=args.resume, progress=not args.no_progress, meta=meta)
+                  log_path=os.path.join(out, "metrics.jsonl"), checkpoint_path=checkpoint_path,
+                  checkpoint_every=args.checkpoint_every, resume="force" if args.force_resume else args.resume,
+                  progress=not args.no_progress, meta=meta)
     if rank_and_world()[0] == 0:
         for record in history:
-            print(json.dumps(record))
+            print(json_line(record), end="")
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return 0
@@ -119,28 +139,30 @@ def run_train(args) -> int:
 def add_eval(commands) -> None:
     from .eval import ATTACKS
 
-    p = commands.add_parser("eval", help="robustness report of a checkpoint written by `robustkernels train`")
-    p.add_argument("--checkpoint", required=True)
+    p = _command(commands, "eval", "robustness report of a checkpoint written by `robustkernels train`", run_eval)
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pt written by `robustkernels train`")
     p.add_argument("--dataset", choices=tuple(DATASET_SHAPES), default=None, help="default: the training dataset")
-    p.add_argument("--data-dir")
-    p.add_argument("--eps", type=parse_eps, default=None, help="default: the training eps")
-    p.add_argument("--norm", choices=("linf", "l2"), default=None)
-    p.add_argument("--attacks", default="fgsm,pgd,cw,apgd-ce,apgd-dlr", help=",".join(ATTACKS))
-    p.add_argument("--samples", type=int, default=None, help="evaluate the first N test samples")
+    p.add_argument("--data-dir", help="folder with the CIFAR-10 python batches or the MNIST IDX files")
+    p.add_argument("--eps", type=number(fraction=True), default=None, help="default: the training eps")
+    p.add_argument("--norm", choices=("linf", "l2"), default=None, help="default: the training norm")
+    p.add_argument("--attacks", default="fgsm,pgd,cw,apgd-ce,apgd-dlr", help="comma-separated: " + ",".join(ATTACKS))
+    p.add_argument("--samples", type=integer(), default=None,
+                   help="evaluate the first N test samples (default: all)")
     p.add_argument("--suite", choices=("default", "autoattack"), default="default",
                    help="autoattack: also run AutoAttack (the field's standard number) with its log")
     p.add_argument("--version", choices=("auto", "standard", "plus", "rand"), default="auto",
                    help="AutoAttack version (auto: rand for a stochastic model, else standard)")
     p.add_argument("--autocast", choices=("bf16", "fp16"), default=None,
                    help="run the model in this precision inside AutoAttack's attacks (verdicts in fp32)")
-    p.add_argument("--eot-iter", default="auto")
-    p.add_argument("--check-samples", type=int, default=200)
-    p.add_argument("--no-checks", action="store_true")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eot-iter", type=eot_iter, default="auto",
+                   help="gradient averaging passes per step (auto: 20 for a stochastic model, else 1)")
+    p.add_argument("--check-samples", type=integer(), default=200,
+                   help="samples for the gradient-masking checks and the eps curves")
+    p.add_argument("--no-checks", action="store_true", help="skip the gradient-masking checks")
+    p.add_argument("--batch-size", type=integer(), default=256, help="samples per attacked batch")
+    p.add_argument("--seed", type=integer(minimum=0), default=0, help="seed of the attacks' random starts")
     p.add_argument("--out", default=None, help="write report.md, report.json and the plots here")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(run=run_eval)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (they are off when piped anyway)")
 
 
 def run_eval(args) -> int:
@@ -150,23 +172,32 @@ def run_eval(args) -> int:
     from .models import build_model
     from .train.checkpoint import load
 
+    output_folder(args.out)
     state = load(args.checkpoint)
     meta = state.get("meta") or {}
-    if "model" not in meta:
-        raise SystemExit(f"robustkernels eval: {args.checkpoint} has no model description (not written by "
+    missing = [k for k in MODEL_META if k not in meta] + ([] if "model" in state else ["the weights"])
+    if missing:
+        raise ValueError(f"checkpoint {args.checkpoint!r} lacks {', '.join(missing)} (not written by "
                          "`robustkernels train`)")
     args.dataset = args.dataset or meta["dataset"]
     model = build_model(meta["model"], activation=meta["activation"], pni=meta["pni"],
                         in_channels=meta["in_channels"], num_classes=meta["num_classes"], image_size=meta["image_size"])
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise ValueError(f"checkpoint {args.checkpoint!r}: the weights do not fit the model it describes "
+                         f"({str(exc).splitlines()[0]})") from None
     model.eval()
     _, (x, y) = _load(args)
+    expected = [meta["in_channels"], meta["image_size"], meta["image_size"]]
+    if list(x.shape[1:]) != expected:
+        raise ValueError(f"--dataset {args.dataset}: images are {'x'.join(map(str, x.shape[1:]))} but the checkpoint's "
+                         f"model takes {'x'.join(map(str, expected))} (it was trained on {meta['dataset']})")
     if args.samples is not None:
         x, y = x[:args.samples], y[:args.samples]
-    eot = args.eot_iter if args.eot_iter == "auto" else int(args.eot_iter)
     report = evaluate(model, (x, y), eps=meta["eps"] if args.eps is None else args.eps,
                       norm=args.norm or meta.get("norm", "linf"), attacks=[a for a in args.attacks.split(",") if a],
-                      eot_iter=eot, batch_size=args.batch_size, checks=not args.no_checks,
+                      eot_iter=args.eot_iter, batch_size=args.batch_size, checks=not args.no_checks,
                       check_samples=args.check_samples, generator=torch.Generator().manual_seed(args.seed),
                       progress=not args.no_progress, suite=args.suite, version=args.version,
                       autocast=args.autocast, title=f"{meta['model']} ({meta['activation']}"
@@ -183,13 +214,14 @@ def run_eval(args) -> int:
 
 
 def add_demo(commands) -> None:
-    p = commands.add_parser("demo", help="train standard / PGD-AT / LWTA / PNI models on digits; robustness table")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--check-samples", type=int, default=100, help="samples for the gradient-masking checks")
+    p = _command(commands, "demo", "train standard / PGD-AT / LWTA / PNI models on digits; robustness table",
+                 run_demo)
+    p.add_argument("--epochs", type=integer(), default=15, help="training epochs per model")
+    p.add_argument("--seed", type=integer(minimum=0), default=0, help="seed of every random choice")
+    p.add_argument("--check-samples", type=integer(), default=100,
+                   help="samples for the gradient-masking checks")
     p.add_argument("--out", default=None, help="also write each model's report (md, json, plots) here")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(run=run_demo)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (they are off when piped anyway)")
 
 
 def run_demo(args) -> int:

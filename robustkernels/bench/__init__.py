@@ -11,14 +11,13 @@ issues, each marked met or not met with its figure.
 from __future__ import annotations
 
 import json
-import platform
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
 import torch
 
-from .. import _backend
+from .. import _backend, machine
 from .._timing import (
     format_table,
     interleaved_medians,
@@ -126,7 +125,7 @@ def check_targets(rows: list[dict], e2e: list[dict]) -> list[list[str]]:
 def main_bench(device: str = "cpu", ops: Sequence[str] = OPS, quick: bool = False, json_path: str | None = None,
                e2e: bool = True, data_dir: str = "../shared/data") -> dict:
     repeat = 5 if quick else 11
-    header = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    header = (f"{machine.describe()}, torch {torch.__version__}"
               + (f", {torch.cuda.get_device_name(0)}" if torch.device(device).type == "cuda" else ""))
     print(f"robustkernels bench on {device} ({header}); medians of {repeat}{', quick sizes' if quick else ''}")
     if not _backends(device):

@@ -41,25 +41,31 @@ def write_plots(report, folder) -> list[str]:
         k = len(images)
         cols = min(8, k)
         rows = -(-k // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.6 * rows), squeeze=False)
+        fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 1.9 * rows + 0.5), squeeze=False)
+        clean_correct = report.clean_correct or [True] * k
         for i, axis in enumerate(axes.flat):
             axis.axis("off")
             if i >= k:
                 continue
             img = images[i].transpose(1, 2, 0)
             axis.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img.clip(0, 1), cmap="gray", vmin=0, vmax=1)
-            ok = ex["predictions"][i] == ex["labels"][i]
-            axis.set_title(f"{ex['labels'][i]}->{ex['predictions'][i]}", fontsize=8, color="green" if ok else "red")
-        fig.suptitle(f"{ex.get('attack', '')} examples (label->prediction; red = fooled)", fontsize=9)
-        written.append(_save(fig, folder, "examples.png"))
+            label, predicted = ex["labels"][i], ex["predictions"][i]
+            if not clean_correct[i]:  # wrong before the attack: not the attack's doing
+                title, color = f"{label}->{predicted}\nwrong clean", "grey"
+            else:
+                title, color = f"{label}->{predicted}", "green" if predicted == label else "red"
+            axis.set_title(title, fontsize=8, color=color, pad=2)
+        fig.suptitle(f"{ex.get('attack', '')} examples: label->prediction; green robust, red fooled, "
+                     "grey wrong before the attack", fontsize=9)
+        written.append(_save(fig, folder, "examples.png", top=1 - 0.45 / fig.get_figheight()))
     return written
 
 
-def _save(fig, folder, name) -> str:
+def _save(fig, folder, name, top: float = 1.0) -> str:
     import matplotlib.pyplot as plt
 
     path = os.path.join(folder, name)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, top))  # top < 1 leaves room for a suptitle
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

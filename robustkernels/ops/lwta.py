@@ -93,6 +93,8 @@ lwta_forward.register_autograd(_backward, setup_context=_setup_context)
 def check_lwta_args(h: torch.Tensor, competitors: int, temperature: float, dim: int, mode: str = "sample") -> int:
     """Validate the arguments of :func:`lwta`; returns ``dim`` made non-negative."""
     check_float_tensor("h", h)
+    if h.dim() == 0:
+        raise ValueError("h must have at least one dimension (the competing units), got a 0-dim tensor")
     check_int("dim", dim, low=-h.dim(), high=h.dim() - 1)
     dim %= h.dim()
     check_int("competitors", competitors, low=2)
@@ -149,6 +151,8 @@ def lwta(h: torch.Tensor, *, competitors: int = 2, temperature: float = 0.67, di
     dim = check_lwta_args(h, competitors, temperature, dim, mode)
     code = mode_code(hard, mode)
     seed = draw_seed(generator) if code != MODES["argmax"] else 0
+    if h.numel() == 0:
+        return h.clone()
     layout = KernelLayout(h, dim)
     out = lwta_forward(layout.physical(h), competitors, *layout.args, float(temperature), code, seed, 0)
     return layout.logical(out)

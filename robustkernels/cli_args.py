@@ -1,0 +1,100 @@
+"""Argument types and checks for the command line: every value a user can get wrong is refused
+by the parser or before any work starts, with one line naming the option."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from fractions import Fraction
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default after its help (flags and options whose help says what happens
+    without them excepted); descriptions kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or action.default == argparse.SUPPRESS or \
+                "%(default)" in text or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def number(*, minimum: float | None = 0.0, positive: bool = False, fraction: bool = False):
+    """An argparse type: a finite float (or a fraction like 8/255 if ``fraction``), >= ``minimum``
+    (> 0 if ``positive``). argparse prefixes each error with ``argument OPTION:``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(Fraction(text)) if fraction else float(text)
+        except OverflowError:
+            value = math.inf
+        except (ValueError, ZeroDivisionError):
+            kind = "a number or a fraction like 8/255" if fraction else "a number"
+            raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+        if positive and not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum:g}, got {text}")
+        return value
+
+    return parse
+
+
+def integer(*, minimum: int = 1):
+    """An argparse type: an int >= ``minimum`` (errors prefixed ``argument OPTION:`` by argparse)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        return value
+
+    return parse
+
+
+def eot_iter(text: str):
+    """``auto`` or an int >= 1."""
+    return "auto" if text == "auto" else integer()(text)
+
+
+def output_folder(path: str | None, option: str = "--out") -> str | None:
+    """``path`` if it is a folder or can become one; a ValueError naming ``option`` if it is a file."""
+    if path is None:
+        return None
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{option} {path!r} is a file; give a folder")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise ValueError(f"{option} {path!r} cannot be created ({parent!r} is not a writable folder)")
+    return path
+
+
+def device(text: str | None):
+    """The torch device to run on: ``text`` checked (``cuda`` needs a GPU), or cuda if there is
+    one (the local rank's under torchrun), else cpu."""
+    import torch
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if text is None:
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(text)
+    except RuntimeError:
+        raise ValueError(f"--device must be cpu, cuda or cuda:N, got {text!r}") from None
+    if chosen.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu, cuda or cuda:N, got {text!r}")
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {text}: no CUDA device is available on this machine")
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s)")
+    return chosen

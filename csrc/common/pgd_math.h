@@ -26,7 +26,8 @@ RK_HOST_DEVICE T pgd_linf(T xa, T xn, T g, T step, T eps, T lo, T hi) {
   g = finite_or_zero(g);
   const T sign = static_cast<T>((g > T(0)) - (g < T(0)));
   const T moved = xa + step * sign;
-  return clamp_between(clamp_between(moved, xn - eps, xn + eps), lo, hi);
+  const T clipped = clamp_between(clamp_between(moved, xn - eps, xn + eps), lo, hi);
+  return xn == xn ? clipped : xn;  // a NaN in x_nat propagates, as torch's min/max do
 }
 
 // L2, given per-sample unit = step / ||g|| (0 for a zero gradient) and scale = min(1, eps /
@@ -41,8 +42,10 @@ RK_HOST_DEVICE T pgd_l2(T xa, T xn, T g, T unit, T scale, T lo, T hi) {
 RK_HOST_DEVICE void l2_unit_and_scale(const double sums[3], double step, double eps, double* unit, double* scale) {
   const double g_norm = sqrt(sums[0]);
   *unit = g_norm > 0 ? step / g_norm : 0.0;
-  double squared = sums[2] + 2 * *unit * sums[1] + *unit * *unit * sums[0];
-  const double norm = sqrt(squared > 0 ? squared : 0.0);
+  // No step: ||delta|| alone (0 * inf would make an infinite delta's norm NaN and skip the projection).
+  double squared = *unit > 0 ? sums[2] + 2 * *unit * sums[1] + *unit * *unit * sums[0] : sums[2];
+  // NaN sums come from an infinite or NaN delta: its norm counts as infinite (projected onto x_nat).
+  const double norm = squared != squared ? HUGE_VAL : sqrt(squared > 0 ? squared : 0.0);
   *scale = norm > eps ? eps / norm : 1.0;
 }
 

@@ -94,12 +94,13 @@ RK_HOST_DEVICE void gumbel_logits_t(const A* __restrict__ h, const float* __rest
   for (int64_t j = 0; j < n; ++j) z[j] = (h[j] + gumbel_of(u[j], A(0))) / temperature;
 }
 
-// max/winner updated with row `values` of competitor `index` (strict >: the first max wins).
+// max/winner updated with row `values` of competitor `index` (strict >: the first max wins; a
+// NaN beats everything and the first NaN stays, as torch.argmax).
 template <typename A>
 RK_HOST_DEVICE void argmax_step_t(const A* __restrict__ values, A* __restrict__ max, A* __restrict__ winner, A index,
                                   int64_t n) {
   for (int64_t j = 0; j < n; ++j) {
-    const bool greater = values[j] > max[j];
+    const bool greater = values[j] > max[j] || (values[j] != values[j] && max[j] == max[j]);
     max[j] = greater ? values[j] : max[j];
     winner[j] = greater ? index : winner[j];
   }

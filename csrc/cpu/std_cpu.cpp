@@ -1,6 +1,7 @@
 // Unbiased std over a whole tensor: two passes (mean, then squared deviations about it). fp32
-// data is summed in float over 512-element chunks (vectorised) and the chunks in float64; the
-// fixed pieces make the result independent of the thread count.
+// data is summed in float over 512-element chunks (vectorised) and the chunks in float64, or all
+// in float64 if the float chunks overflow; the fixed pieces make the result independent of the
+// thread count.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -48,15 +49,17 @@ double chunked_sum(const scalar_t* data, int64_t begin, int64_t end, double shif
   return total;
 }
 
+// wide: fp32 data summed in double too (the fallback when float chunks overflow).
 template <typename scalar_t>
-double piecewise_sum(const scalar_t* data, int64_t n, double shift, bool squares) {
+double piecewise_sum(const scalar_t* data, int64_t n, double shift, bool squares, bool wide = false) {
   const int64_t pieces = (n + kStdPiece - 1) / kStdPiece;
   std::vector<double> partial(pieces);
   at::parallel_for(0, pieces, 2, [&](int64_t first, int64_t last) {  // small tensors: one thread
     for (int64_t p = first; p < last; ++p) {
       const int64_t begin = p * kStdPiece;
       if constexpr (std::is_same_v<scalar_t, float>) {
-        partial[p] = chunked_sum(data, begin, std::min(n, begin + kStdPiece), static_cast<float>(shift), squares);
+        partial[p] = wide ? chunked_sum<float>(data, begin, std::min(n, begin + kStdPiece), shift, squares)
+                          : chunked_sum(data, begin, std::min(n, begin + kStdPiece), static_cast<float>(shift), squares);
       } else {
         partial[p] = chunked_sum<scalar_t>(data, begin, std::min(n, begin + kStdPiece), shift, squares);
       }
@@ -74,8 +77,12 @@ at::Tensor tensor_std_cpu(const at::Tensor& x) {
   at::Tensor out = at::empty({}, x.options().dtype(at::toOpMathType(x.scalar_type())));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "tensor_std_cpu", [&] {
     const scalar_t* data = x.const_data_ptr<scalar_t>();
-    const double mean = piecewise_sum(data, n, 0.0, false) / static_cast<double>(n);
-    const double squares = piecewise_sum(data, n, mean, true);
+    double mean = piecewise_sum(data, n, 0.0, false) / static_cast<double>(n);
+    double squares = piecewise_sum(data, n, mean, true);
+    if (!std::isfinite(mean) || !std::isfinite(squares)) {  // float chunks overflowed (|x| > ~1e19): in double
+      mean = piecewise_sum(data, n, 0.0, false, true) / static_cast<double>(n);
+      squares = piecewise_sum(data, n, mean, true, true);
+    }
     out.fill_(std::sqrt(squares / static_cast<double>(n - 1)));
   });
   return out;

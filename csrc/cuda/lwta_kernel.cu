@@ -12,6 +12,11 @@
 #include "dtype.h"
 
 namespace rk {
+
+// The first maximum wins; a NaN beats everything and the first NaN stays (as torch.argmax, and
+// the CPU kernel).
+__device__ __forceinline__ bool beats(float v, float best) { return v > best || (v != v && best == best); }
+
 namespace {
 
 constexpr int kThreads = 256;
@@ -42,7 +47,7 @@ __device__ void block_weights(const float* h, const int64_t* logical, int units,
   int winner = 0;
   if (mode == 2) {
     for (int u = 1; u < units; ++u)
-      if (h[u] > h[winner]) winner = u;
+      if (beats(h[u], h[winner])) winner = u;
     for (int u = 0; u < units; ++u) w[u] = xi[u] = u == winner ? 1.0f : 0.0f;
     return;
   }
@@ -61,7 +66,7 @@ __device__ void block_weights(const float* h, const int64_t* logical, int units,
   float z[kMaxUnits];
   for (int u = 0; u < units; ++u) {
     z[u] = __fdiv_rn(h[u] + gumbel_poly(philox_uniform4_at(seed, offset + logical[u])), temperature);
-    if (z[u] > z[winner]) winner = u;
+    if (beats(z[u], z[winner])) winner = u;
   }
   float total = 0.0f;
   for (int u = 0; u < units; ++u) {

@@ -280,6 +280,8 @@ class Attack:
             raise ValueError(f"x must be batched [B, ...], got shape {list(x.shape)}")
         if x.shape[0] == 0:
             raise ValueError("x is an empty batch (B = 0)")
+        if x[0].numel() == 0:
+            raise ValueError(f"x has no features per sample (shape {list(x.shape)})")
         for name, labels in (("y", y), ("target", target)):
             if labels is None:
                 continue

@@ -41,7 +41,7 @@ def objective(name: str, logits: torch.Tensor, y: torch.Tensor, target: torch.Te
         ranked = logits.sort(dim=1, descending=True).values
         if target is not None:
             if logits.shape[1] < 4:
-                raise ValueError("the targeted DLR loss needs at least 4 classes")
+                raise ValueError(f"the targeted DLR loss needs a model with at least 4 classes, got {logits.shape[1]}")
             scale = ranked[:, 0] - (ranked[:, 2] + ranked[:, 3]) / 2 + 1e-12
             return -(_label_logit(logits, y) - _label_logit(logits, target)) / scale
         if logits.shape[1] < 3:

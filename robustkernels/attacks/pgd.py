@@ -70,10 +70,16 @@ class PGD(Attack):
         return out
 
 
+def _finite_eps(eps, attack: str) -> None:
+    if isinstance(eps, float) and eps == float("inf"):
+        raise ValueError(f"eps must be finite for {attack}: its step size is derived from eps")
+
+
 class FGSM(PGD):
     """Fast gradient sign method: one step of size ``eps`` from the clean input."""
 
     def __init__(self, model, eps: float = 8 / 255, **kwargs):
+        _finite_eps(eps, "FGSM")
         super().__init__(model, eps=eps, alpha=eps, steps=1, random_start=False, **kwargs)
 
 
@@ -81,5 +87,7 @@ class FGSM_RS(PGD):  # noqa: N801 (the name the literature uses)
     """FGSM with a uniform random start and step ``alpha = 1.25 eps`` (Wong et al. 2020)."""
 
     def __init__(self, model, eps: float = 8 / 255, alpha: float | None = None, **kwargs):
+        if alpha is None:
+            _finite_eps(eps, "FGSM_RS")
         super().__init__(model, eps=eps, alpha=1.25 * eps if alpha is None else alpha, steps=1, random_start=True,
                          **kwargs)

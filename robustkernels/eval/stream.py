@@ -15,6 +15,8 @@ def _check_batch(x, y) -> tuple[torch.Tensor, torch.Tensor]:
         raise TypeError("data: batches must be (x, y) tensors")
     if not x.is_floating_point() or x.dim() < 2 or y.shape != (x.shape[0],):
         raise ValueError(f"data: expected x [N, ...] float and y [N] labels, got {list(x.shape)} and {list(y.shape)}")
+    if x.shape[0] and x[0].numel() == 0:
+        raise ValueError(f"data: samples have no features (x of shape {list(x.shape)})")
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise TypeError(f"data: labels y must be integer class indices, got {y.dtype}")
     return x, y.long()

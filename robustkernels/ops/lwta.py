@@ -146,7 +146,8 @@ def lwta(h: torch.Tensor, *, competitors: int = 2, temperature: float = 0.67, di
         mode: ``"sample"`` (stochastic) or ``"argmax"`` (deterministic winner, no noise).
         generator: where the Philox seed comes from (default generator if None).
     Returns:
-        ``h * xi``, the same shape, dtype and layout as ``h``.
+        ``h * xi``, the same shape, dtype and layout as ``h``. A NaN in ``h`` comes out NaN at its
+        position; which unit of its block wins is then unspecified.
     """
     dim = check_lwta_args(h, competitors, temperature, dim, mode)
     code = mode_code(hard, mode)

@@ -70,7 +70,9 @@ def pgd_step(x_adv: torch.Tensor, x_nat: torch.Tensor, grad: torch.Tensor, *, st
         ``out`` (or a new tensor like ``x_adv``).
 
     Gradient entries that are NaN or +-inf count as 0 (no move along them, and for L2 no share
-    of ``||grad||``), the same on every backend; NaN bounds are an error.
+    of ``||grad||``), the same on every backend; NaN bounds are an error. x_adv and x_nat are not
+    scanned (that would cost a pass): a NaN in them propagates to the elements it touches (Linf:
+    those elements; L2: the sample, whose projection is then skipped), as torch's min/max do.
     """
     l2 = check_norm(norm)
     _check_tensor("x_adv", x_adv)

@@ -12,7 +12,8 @@ _MAX_BLOCK = 1024
 
 @triton.jit
 def _clamp(v, lo, hi):
-    return tl.minimum(tl.maximum(v, lo), hi)
+    v = tl.where(v < lo, lo, v)  # selects, not tl.maximum/minimum: a NaN stays NaN, as in the C++ kernels
+    return tl.where(v > hi, hi, v)
 
 
 @triton.jit
@@ -35,6 +36,7 @@ def _pgd_step_kernel(out_ptr, xa_ptr, xn_ptr, g_ptr, a_ptr, b_ptr, lo_ptr, hi_pt
         sign = (g > 0).to(tl.float32) - (g < 0).to(tl.float32)
         v = _clamp(xa + a * sign, xn - b, xn + b)
     v = _clamp(v, tl.load(lo_ptr + channel), tl.load(hi_ptr + channel))
+    v = tl.where(xn == xn, v, xn)  # a NaN in x_nat propagates, as torch's min/max do
     tl.store(out_ptr + idx, v.to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -60,7 +62,8 @@ def _l2_unit_and_scale(sums, step, eps):
     gg, dg, dd = sums.unbind(1)
     g_norm = gg.sqrt()
     unit = torch.where(g_norm > 0, step.double() / g_norm, torch.zeros_like(g_norm))
-    new_norm = (dd + 2 * unit * dg + unit * unit * gg).clamp_min(0).sqrt()
+    moved = torch.where(unit > 0, dd + 2 * unit * dg + unit * unit * gg, dd)  # no step: ||delta|| alone
+    new_norm = torch.where(moved.isnan(), torch.inf, moved.clamp_min(0).sqrt())  # NaN: an infinite or NaN delta
     scale = torch.where(new_norm > eps.double(), eps.double() / new_norm, torch.ones_like(new_norm))
     return unit.to(step.dtype), scale.to(step.dtype)
 

@@ -228,3 +228,17 @@ def test_cuda_backends_match_reference(backend, norm, dtype):
     expected = reference_step(x_adv, x_nat, grad, 0.01, 0.03, norm, bounds)
     torch.testing.assert_close(got.cpu().float(), expected.float(), rtol=1e-2 if dtype != torch.float32 else 1e-6,
                                atol=1e-2 if dtype != torch.float32 else 1e-6)
+
+
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")], ids=["inf", "nan"])
+@pytest.mark.parametrize("eps", [0.03, float("inf")], ids=["eps", "eps=inf"])
+def test_l2_non_finite_perturbation_is_the_same_everywhere(backend, bad, eps):
+    """Cases the fuzz test found: an infinite or NaN delta. 1-D input: every element a sample."""
+    x_adv, x_nat, grad = torch.tensor([bad, 0.5, 0.2]), torch.tensor([0.4, 0.4, 0.4]), torch.tensor([1.0, -1.0, 2.0])
+    with robustkernels.use_backend(backend):
+        got = ops.pgd_step(x_adv, x_nat, grad, step=0.01, eps=eps, norm="l2")
+    expected = reference_step(x_adv, x_nat, grad, 0.01, eps, "l2", (0.0, 1.0))
+    torch.testing.assert_close(got, expected, equal_nan=True)
+    assert got[0].isnan() if eps < float("inf") or bad != bad else got[0] == 1.0
+    torch.testing.assert_close(got[1:], torch.tensor([0.43, 0.37]) if eps == 0.03 else torch.tensor([0.49, 0.21]))

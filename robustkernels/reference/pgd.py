@@ -36,7 +36,7 @@ def pgd_step(x_adv, x_nat, grad, step, eps, lo, hi, l2: bool) -> torch.Tensor:
         unit = torch.where(norm > 0, g / norm, torch.zeros_like(g))
         delta = xa + s * unit - xn
         delta_norm = _per_sample(delta.reshape(len(delta), -1).norm(dim=1), xa)
-        delta_norm = delta_norm.nan_to_num(nan=float("inf"))  # a NaN delta counts as infinitely far
+        delta_norm = torch.where(delta_norm.isnan(), torch.inf, delta_norm)  # a NaN delta counts as infinitely far
         scale = torch.where(delta_norm > e, e / delta_norm, torch.ones_like(delta_norm))
         out = xn + delta * scale
     else:

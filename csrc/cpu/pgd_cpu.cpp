@@ -11,6 +11,7 @@
 #include "../pgd_host.h"
 #include "simd.h"
 
+#include <cmath>
 #include <vector>
 
 namespace rk {
@@ -55,17 +56,30 @@ void step_run(bool l2, scalar_t* out, const scalar_t* xa, const scalar_t* xn, co
 }
 
 template <typename scalar_t>
+void l2_sums_double(const scalar_t* xa, const scalar_t* xn, const scalar_t* g, int64_t n, double* sums) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = static_cast<double>(xa[i]) - static_cast<double>(xn[i]),
+                 gi = finite_or_zero(static_cast<double>(g[i]));
+    sums[0] += gi * gi, sums[1] += d * gi, sums[2] += d * d;
+  }
+}
+
+template <typename scalar_t>
 void l2_sums(const scalar_t* xa, const scalar_t* xn, const scalar_t* g, int64_t n, double* sums) {
   if constexpr (std::is_same_v<scalar_t, float>) {
     constexpr int64_t kChunk = 1024;  // float lanes per chunk, chunks accumulated in double
-    for (int64_t start = 0; start < n; start += kChunk)
-      l2_sums_f32(xa + start, xn + start, g + start, std::min(kChunk, n - start), sums);
-  } else {
-    for (int64_t i = 0; i < n; ++i) {
-      const double d = static_cast<double>(xa[i]) - static_cast<double>(xn[i]),
-                   gi = finite_or_zero(static_cast<double>(g[i]));
-      sums[0] += gi * gi, sums[1] += d * gi, sums[2] += d * d;
+    for (int64_t start = 0; start < n; start += kChunk) {
+      const int64_t len = std::min(kChunk, n - start);
+      double chunk[3] = {0.0, 0.0, 0.0};
+      l2_sums_f32(xa + start, xn + start, g + start, len, chunk);
+      if (!std::isfinite(chunk[0] + chunk[1] + chunk[2])) {  // float squares overflowed (|d| > ~1e19)
+        chunk[0] = chunk[1] = chunk[2] = 0.0;
+        l2_sums_double(xa + start, xn + start, g + start, len, chunk);
+      }
+      for (int k = 0; k < 3; ++k) sums[k] += chunk[k];
     }
+  } else {
+    l2_sums_double(xa, xn, g, n, sums);
   }
 }
 

@@ -32,10 +32,10 @@ def pgd_step(x_adv, x_nat, grad, step, eps, lo, hi, l2: bool) -> torch.Tensor:
     g = torch.where(torch.isfinite(g), g, torch.zeros_like(g))  # NaN / inf entries count as 0
     s, e = _per_sample(step.to(compute), xa), _per_sample(eps.to(compute), xa)
     if l2:
-        norm = _per_sample(g.reshape(len(g), -1).norm(dim=1), xa)
+        norm = _per_sample(g.reshape(len(g), -1).double().norm(dim=1).to(compute), xa)  # norms summed in fp64
         unit = torch.where(norm > 0, g / norm, torch.zeros_like(g))
         delta = xa + s * unit - xn
-        delta_norm = _per_sample(delta.reshape(len(delta), -1).norm(dim=1), xa)
+        delta_norm = _per_sample(delta.reshape(len(delta), -1).double().norm(dim=1).to(compute), xa)
         delta_norm = torch.where(delta_norm.isnan(), torch.inf, delta_norm)  # a NaN delta counts as infinitely far
         scale = torch.where(delta_norm > e, e / delta_norm, torch.ones_like(delta_norm))
         out = xn + delta * scale

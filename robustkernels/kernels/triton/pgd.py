@@ -49,8 +49,8 @@ def _l2_sums_kernel(xa_ptr, xn_ptr, g_ptr, sums_ptr, inner, BLOCK: tl.constexpr)
     xa = tl.load(xa_ptr + idx, mask=mask, other=0.0).to(tl.float32)
     xn = tl.load(xn_ptr + idx, mask=mask, other=0.0).to(tl.float32)
     g = tl.load(g_ptr + idx, mask=mask, other=0.0).to(tl.float32)
-    g = tl.where(g - g == 0, g, 0.0)
-    d = xa - xn
+    g = tl.where(g - g == 0, g, 0.0).to(tl.float64)  # sums in fp64: squares of |d| > 1e19 overflow fp32
+    d = (xa - xn).to(tl.float64)
     base = sums_ptr + (row * tl.num_programs(1) + tl.program_id(1)) * 3
     tl.store(base, tl.sum(g * g, axis=0))
     tl.store(base + 1, tl.sum(d * g, axis=0))
@@ -80,8 +80,8 @@ def pgd_step(out, x_adv, x_nat, grad, step, eps, lo, hi, l2):
     grid = (batch * channels, triton.cdiv(inner, block))
     a, b = step, eps
     if l2:
-        partial = torch.empty((*grid, 3), dtype=torch.float32, device=x_adv.device)
+        partial = torch.empty((*grid, 3), dtype=torch.float64, device=x_adv.device)
         _l2_sums_kernel[grid](x_adv, x_nat, grad, partial, inner, BLOCK=block)
-        a, b = _l2_unit_and_scale(partial.double().view(batch, -1, 3).sum(1), step, eps)
+        a, b = _l2_unit_and_scale(partial.view(batch, -1, 3).sum(1), step, eps)
     _pgd_step_kernel[grid](out, x_adv, x_nat, grad, a, b, lo, hi, inner, channels, L2=l2, BLOCK=block,
                            enable_fp_fusion=False)

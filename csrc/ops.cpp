@@ -3,6 +3,8 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include "cpu/simd.h"
+
 extern "C" {
 // Importing robustkernels._C runs the static TORCH_LIBRARY registrations below; the module
 // itself is empty (the pattern of pytorch/extension-cpp).
@@ -22,8 +24,12 @@ bool cuda_built() {
 #endif
 }
 
+int64_t cpu_isa() { return simd_level(); }
+
 TORCH_LIBRARY(robustkernels_C, m) {
   m.def("cuda_built() -> bool", &cuda_built);
+  // The ISA variant the CPU kernels run: 0 baseline, 1 AVX2, 2 AVX-512 (ROBUSTKERNELS_CPU_ISA caps it).
+  m.def("cpu_isa() -> int", &cpu_isa);
   // Fills a contiguous float32 tensor with element offset + i of the uniform or normal stream;
   // per_block = 1 (tl.rand / tl.randn) or 4 (tl.rand4x / tl.randn4x).
   m.def("philox_fill_(Tensor(a!) out, int seed, int offset, bool normal, int per_block) -> ()");

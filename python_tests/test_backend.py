@@ -1,5 +1,9 @@
 """Backend selection: what is available, how it is chosen, and the errors when it cannot run."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -113,3 +117,33 @@ def test_every_op_implements_every_backend():
 def test_register_backend_rejects_unknown_name():
     with pytest.raises(ValueError, match="backend must be one of"):
         philox_op.register_backend("numba", lambda *a: None)
+
+
+@pytest.mark.skipif(not _extension.LOADED, reason="the C++ extension is not built")
+def test_cpu_isa_switch_runs_each_variant_with_the_same_results(tmp_path):
+    """ROBUSTKERNELS_CPU_ISA caps the C++ kernels' ISA variant (to measure AVX2 on an AVX-512
+    machine): each variant reports itself and computes the same values - elementwise ops bitwise,
+    reductions (whose summation order follows the vector width) to rounding."""
+    code = (
+        "import sys, torch; from robustkernels import ops, machine\n"
+        "torch.manual_seed(0); x = torch.rand(4, 3, 33, 35); g = torch.randn_like(x); h = torch.randn(8, 6, 9, 9)\n"
+        "out = dict(isa=machine.kernel_isa(), u=ops.philox_uniform(1001, 5), n=ops.philox_normal(1001, 5),\n"
+        "           linf=ops.pgd_step(x, x.flip(0), g, step=0.01, eps=0.03),\n"
+        "           l2=ops.pgd_step(x, x.flip(0), g, step=0.1, eps=0.5, norm='l2'),\n"
+        "           lwta=ops.lwta(h, generator=torch.Generator().manual_seed(1)),\n"
+        "           noisy=ops.noisy_weight(h, 0.25, generator=torch.Generator().manual_seed(2)))\n"
+        "torch.save(out, sys.argv[1])\n")
+    results = {}
+    for isa in ("avx512", "avx2", "baseline"):
+        path = tmp_path / f"{isa}.pt"
+        proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                              env={**os.environ, "ROBUSTKERNELS_CPU_ISA": isa}, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        results[isa] = torch.load(path, weights_only=True)
+    assert results["baseline"]["isa"] == "baseline"
+    assert results["avx2"]["isa"] in ("AVX2", "baseline")  # capped at what the CPU has
+    for isa in ("avx2", "baseline"):
+        for key in ("u", "n", "linf", "lwta"):
+            assert torch.equal(results[isa][key], results["avx512"][key]), (isa, key)
+        for key in ("l2", "noisy"):
+            torch.testing.assert_close(results[isa][key], results["avx512"][key], rtol=1e-6, atol=1e-6)

@@ -1,5 +1,6 @@
 """Where a figure comes from: the CPU model, the vector ISA that torch's ATen and our C++ kernels
-use on it, and the thread count."""
+use on it, and the thread count. Both ISAs can be capped to measure AVX2 on an AVX-512 machine:
+``ATEN_CPU_CAPABILITY=avx2`` (torch) and ``ROBUSTKERNELS_CPU_ISA=avx2`` (ours)."""
 
 from __future__ import annotations
 
@@ -33,14 +34,13 @@ def cpu_flags() -> set[str]:
 
 
 def kernel_isa() -> str:
-    """The clone our C++ CPU kernels run (GCC target_clones: x86-64-v4 needs AVX-512 F/BW/DQ/VL,
-    x86-64-v3 AVX2 + FMA)."""
-    flags = cpu_flags()
-    if {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags:
-        return "AVX-512"
-    if {"avx2", "fma"} <= flags:
-        return "AVX2"
-    return "baseline" if flags else "unknown"
+    """The ISA variant our C++ CPU kernels run: the CPU's best (AVX-512 = x86-64-v4, AVX2 =
+    x86-64-v3), capped by ``ROBUSTKERNELS_CPU_ISA=avx2|baseline``; "not built" without the extension."""
+    from . import _extension
+
+    if not _extension.LOADED:
+        return "not built"
+    return ("baseline", "AVX2", "AVX-512")[int(torch.ops.robustkernels_C.cpu_isa())]
 
 
 def describe() -> str:

@@ -4,7 +4,7 @@
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define RK_HOST_DEVICE __host__ __device__ __forceinline__
 #elif defined(__GNUC__)
-// Forced, so the helpers are compiled into each ISA clone (RK_SIMD_CLONES) that calls them.
+// Forced, so the helpers are compiled into each ISA variant (RK_SIMD_FN) that calls them.
 #define RK_HOST_DEVICE inline __attribute__((always_inline))
 #else
 #define RK_HOST_DEVICE inline

@@ -208,8 +208,8 @@ RK_HOST_DEVICE void product_t(A* __restrict__ h, const A* __restrict__ w, int64_
   for (int64_t j = 0; j < n; ++j) h[j] = h[j] * w[j];
 }
 
-#define RK_TILE_LOOP(name, float_params, double_params, args)    \
-  RK_SIMD_CLONES void name float_params { name##_t args; }        \
+#define RK_TILE_LOOP(name, float_params, double_params, args) \
+  RK_SIMD_FN(void, name, float_params, args) { name##_t args; } \
   inline void name double_params { name##_t args; }
 
 RK_TILE_LOOP(gumbel_logits, (const float* h, const float* u, float* z, int64_t n, float t),

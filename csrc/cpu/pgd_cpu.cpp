@@ -19,17 +19,22 @@ namespace {
 
 constexpr int64_t kPiece = 16384;
 
-RK_SIMD_CLONES void linf_run_f32(float* out, const float* xa, const float* xn, const float* g, int64_t n, float step,
-                                 float eps, float lo, float hi) {
+RK_SIMD_FN(void, linf_run_f32,
+           (float* out, const float* xa, const float* xn, const float* g, int64_t n, float step, float eps, float lo,
+            float hi),
+           (out, xa, xn, g, n, step, eps, lo, hi)) {
   for (int64_t i = 0; i < n; ++i) out[i] = pgd_linf(xa[i], xn[i], g[i], step, eps, lo, hi);
 }
 
-RK_SIMD_CLONES void l2_run_f32(float* out, const float* xa, const float* xn, const float* g, int64_t n, float unit,
-                               float scale, float lo, float hi) {
+RK_SIMD_FN(void, l2_run_f32,
+           (float* out, const float* xa, const float* xn, const float* g, int64_t n, float unit, float scale, float lo,
+            float hi),
+           (out, xa, xn, g, n, unit, scale, lo, hi)) {
   for (int64_t i = 0; i < n; ++i) out[i] = pgd_l2(xa[i], xn[i], g[i], unit, scale, lo, hi);
 }
 
-RK_SIMD_CLONES void l2_sums_f32(const float* xa, const float* xn, const float* g, int64_t n, double* sums) {
+RK_SIMD_FN(void, l2_sums_f32, (const float* xa, const float* xn, const float* g, int64_t n, double* sums),
+           (xa, xn, g, n, sums)) {
   float gg = 0, dg = 0, dd = 0;
 #pragma omp simd reduction(+ : gg, dg, dd)
   for (int64_t i = 0; i < n; ++i) {

@@ -12,11 +12,11 @@ namespace {
 
 constexpr int64_t kGrain = 16384;
 
-RK_SIMD_CLONES void fill_uniform(float* out, int64_t n, uint64_t seed, uint64_t counter) {
+RK_SIMD_FN(void, fill_uniform, (float* out, int64_t n, uint64_t seed, uint64_t counter), (out, n, seed, counter)) {
   for (int64_t i = 0; i < n; ++i) out[i] = philox_uniform(seed, counter + i);
 }
 
-RK_SIMD_CLONES void fill_normal(float* out, int64_t n, uint64_t seed, uint64_t counter) {
+RK_SIMD_FN(void, fill_normal, (float* out, int64_t n, uint64_t seed, uint64_t counter), (out, n, seed, counter)) {
   for (int64_t i = 0; i < n; ++i) out[i] = philox_normal(seed, counter + i);
 }
 
@@ -31,11 +31,13 @@ RK_HOST_DEVICE void fill_blocks(float* out, int64_t blocks, uint64_t seed, uint6
   }
 }
 
-RK_SIMD_CLONES void fill_uniform4_blocks(float* out, int64_t blocks, uint64_t seed, uint64_t first_block) {
+RK_SIMD_FN(void, fill_uniform4_blocks, (float* out, int64_t blocks, uint64_t seed, uint64_t first_block),
+           (out, blocks, seed, first_block)) {
   fill_blocks<philox_uniform4>(out, blocks, seed, first_block);
 }
 
-RK_SIMD_CLONES void fill_normal4_blocks(float* out, int64_t blocks, uint64_t seed, uint64_t first_block) {
+RK_SIMD_FN(void, fill_normal4_blocks, (float* out, int64_t blocks, uint64_t seed, uint64_t first_block),
+           (out, blocks, seed, first_block)) {
   fill_blocks<philox_normal4>(out, blocks, seed, first_block);
 }
 

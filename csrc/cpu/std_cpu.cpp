@@ -22,7 +22,8 @@ constexpr int64_t kStdPiece = 32768;
 constexpr int64_t kStdChunk = 512;  // float sums over short chunks (vectorised), chunks summed in double
 
 // sum(x) or sum((x - shift)^2) over [begin, end) of float32 data.
-RK_SIMD_CLONES double chunked_sum(const float* data, int64_t begin, int64_t end, float shift, bool squares) {
+RK_SIMD_FN(double, chunked_sum_f32, (const float* data, int64_t begin, int64_t end, float shift, bool squares),
+           (data, begin, end, shift, squares)) {
   double total = 0.0;
   for (int64_t start = begin; start < end; start += kStdChunk) {
     const int64_t stop = std::min(end, start + kStdChunk);
@@ -59,7 +60,8 @@ double piecewise_sum(const scalar_t* data, int64_t n, double shift, bool squares
       const int64_t begin = p * kStdPiece;
       if constexpr (std::is_same_v<scalar_t, float>) {
         partial[p] = wide ? chunked_sum<float>(data, begin, std::min(n, begin + kStdPiece), shift, squares)
-                          : chunked_sum(data, begin, std::min(n, begin + kStdPiece), static_cast<float>(shift), squares);
+                          : chunked_sum_f32(data, begin, std::min(n, begin + kStdPiece), static_cast<float>(shift),
+                                            squares);
       } else {
         partial[p] = chunked_sum<scalar_t>(data, begin, std::min(n, begin + kStdPiece), shift, squares);
       }

@@ -43,11 +43,16 @@ def lwta(h, competitors=2, temperature=0.67):
     return (logits * xi).view(shape)
 
 
-def noisy_weight(w, alpha):
-    """The PNI reference code's formulation (noise materialised and kept for the backward)."""
+def noisy_weight(w, alpha, eta=None):
+    """The PNI authors' formulation (elliothe/CVPR_2019_PNI, ``noise_layer.py``): the std (a host
+    sync, ``.item()``) and the noise drawn without gradient, then ``w + alpha * noise``; the noise
+    is kept for the backward. ``eta``: standard-normal draws to use instead of fresh ones (tests)."""
     if alpha.numel() > 1:  # per output channel, shaped [C, 1, 1, 1] as in the paper's code
         alpha = alpha.view(-1, *[1] * (w.dim() - 1))
-    return w + alpha * w.std() * torch.randn_like(w)
+    with torch.no_grad():
+        std = w.std().item()
+        noise = w.clone().normal_(0, std) if eta is None else eta.to(w.dtype) * std
+    return w + alpha * noise
 
 
 class EagerLWTA(LWTA):

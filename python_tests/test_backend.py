@@ -147,3 +147,30 @@ def test_cpu_isa_switch_runs_each_variant_with_the_same_results(tmp_path):
             assert torch.equal(results[isa][key], results["avx512"][key]), (isa, key)
         for key in ("l2", "noisy"):
             torch.testing.assert_close(results[isa][key], results["avx512"][key], rtol=1e-6, atol=1e-6)
+
+
+def test_auto_on_cuda_picks_per_dtype(monkeypatch):
+    """Triton first on CUDA, but its kernels refuse fp64: fp64 goes to the CUDA C++ kernels
+    (checked with the availability faked, so it runs on a machine without a GPU)."""
+    monkeypatch.setattr(_backend, "available_backends",
+                        lambda device: ["reference", "cuda", "triton"] if torch.device(device).type == "cuda"
+                        else ["reference", "cpp"])
+    cuda = torch.device("cuda")
+    assert _backend.resolve(cuda, _backend.BACKENDS, torch.float32) == "triton"
+    assert _backend.resolve(cuda, _backend.BACKENDS, torch.bfloat16) == "triton"
+    assert _backend.resolve(cuda, _backend.BACKENDS, torch.float64) == "cuda"
+    assert _backend.resolve(cuda, ("reference", "triton"), torch.float64) == "reference"  # no CUDA kernel: eager
+    assert _backend.resolve(cuda) == "triton"  # no tensor to look at (philox): Triton
+    from robustkernels.ops.pgd import pgd_step_op
+    assert pgd_step_op.backend_for(cuda, torch.float64) == "cuda"
+    assert pgd_step_op.backend_for(torch.device("cpu"), torch.float64) == "cpp"
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_auto_runs_every_dtype_on_a_gpu(dtype):
+    x = torch.rand(4, 3, 8, 8, device="cuda", dtype=dtype)
+    out = ops.pgd_step(x, x.flip(0), torch.randn_like(x), step=0.01, eps=0.03)
+    assert out.dtype == dtype and torch.isfinite(out).all()
+    h = torch.randn(4, 6, 5, 5, device="cuda", dtype=dtype)
+    assert ops.lwta(h).dtype == dtype and ops.noisy_weight(h, 0.25).dtype == dtype

@@ -1,4 +1,7 @@
-"""`robustkernels info`."""
+"""`robustkernels info` and the GPU validation script's CPU-only path."""
+
+import pathlib
+import subprocess
 
 import pytest
 import torch
@@ -6,6 +9,8 @@ import torch
 from robustkernels import _extension, cli
 
 from .helpers import run_python
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_info_reports_versions_and_backends(capsys):
@@ -33,3 +38,16 @@ def test_info_as_module_without_extension():
 def test_cli_requires_a_command(capsys):
     with pytest.raises(SystemExit):
         cli.main([])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_gpu_script_says_why_it_cannot_run_here(tmp_path):
+    proc = subprocess.run(["bash", str(ROOT / ".ci" / "gpu"), str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1
+    message = proc.stderr.strip().splitlines()[-1]
+    assert message.startswith(".ci/gpu: cannot validate the GPU paths on this machine:")
+    assert "CPU build" in message or "no CUDA device" in message
+    assert (tmp_path / "out" / "gpu.log").exists()
+    usage = subprocess.run(["bash", str(ROOT / ".ci" / "gpu")], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2 and "OUT_DIR" in usage.stderr

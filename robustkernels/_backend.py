@@ -77,8 +77,14 @@ def requested_backend() -> str:
     return _check_name(os.environ.get(ENV_VAR, "auto") or "auto", ENV_VAR)
 
 
-def _auto(device: torch.device, implemented: tuple[str, ...]) -> str:
-    preference = ("cpp",) if device.type == "cpu" else ("triton", "cuda")
+TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # what our Triton kernels take
+
+
+def _auto(device: torch.device, implemented: tuple[str, ...], dtype: torch.dtype | None = None) -> str:
+    if device.type == "cpu":
+        preference = ("cpp",)
+    else:  # Triton first, but not for dtypes its kernels refuse (fp64 goes to the CUDA C++ kernels)
+        preference = ("triton", "cuda") if dtype is None or dtype in TRITON_DTYPES else ("cuda",)
     available = available_backends(device)
     for name in preference:
         if name in available and name in implemented:
@@ -86,12 +92,14 @@ def _auto(device: torch.device, implemented: tuple[str, ...]) -> str:
     return "reference"
 
 
-def resolve(device: str | torch.device, implemented: tuple[str, ...] = BACKENDS) -> str:
-    """The backend that runs an op on ``device``; raises if the requested one cannot run there."""
+def resolve(device: str | torch.device, implemented: tuple[str, ...] = BACKENDS,
+            dtype: torch.dtype | None = None) -> str:
+    """The backend that runs an op on ``device`` for tensors of ``dtype``; raises if the
+    requested one cannot run there. ``auto``: cpp on CPU; on CUDA triton, or cuda for fp64."""
     device = torch.device(device)
     name = requested_backend()
     if name == "auto":
-        return _auto(device, implemented)
+        return _auto(device, implemented, dtype)
     if name not in implemented:
         raise BackendUnavailableError(f"this op has no {name!r} implementation")
     if name not in available_backends(device):

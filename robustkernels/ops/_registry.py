@@ -51,14 +51,16 @@ class KernelOp:
         @functools.wraps(stub)
         def dispatch(*args, **kwargs):
             where = args[position] if position < len(args) else kwargs[device_arg]
-            return self._impls[self.backend_for(_device_of(where))](*args, **kwargs)
+            dtype = where.dtype if isinstance(where, torch.Tensor) else None
+            return self._impls[self.backend_for(_device_of(where), dtype)](*args, **kwargs)
 
         self._dispatch = dispatch
         self.op = torch.library.custom_op(f"{NAMESPACE}::{name}", dispatch, mutates_args=tuple(mutates_args))
 
-    def backend_for(self, device: torch.device) -> str:
-        """The backend this op runs on for ``device`` under the current backend choice."""
-        return _backend.resolve(device, tuple(self._impls))
+    def backend_for(self, device: torch.device, dtype: torch.dtype | None = None) -> str:
+        """The backend this op runs on for ``device`` (and tensors of ``dtype``) under the
+        current backend choice."""
+        return _backend.resolve(device, tuple(self._impls), dtype)
 
     def register_backend(self, backend: str, impl: Callable | str) -> None:
         """Add an implementation. ``impl`` may be ``"module:function"``, imported on first use

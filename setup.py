@@ -39,7 +39,8 @@ def extension():
     # -ffp-contract=off / -fmad=false: no a*b+c becomes an FMA, so the random-number math rounds
     # the same on the CPU, the GPU, Triton and the reference (bit-identical draws).
     # -fno-trapping-math lets float selects (clamps, max) become vector blends; it changes no value.
-    cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]  # cpp_extension picks the C++ standard
+    # cpp_extension picks the C++ standard.
+    cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
     srcs = sources("csrc/ops.cpp") + sources("csrc/cpu/*.cpp")
     if build_cuda():
         return CUDAExtension(

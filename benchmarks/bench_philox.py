@@ -24,7 +24,10 @@ def main() -> None:
         backends = [b for b in backends if b != "triton"]
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
-        for name, draw, eager in (("uniform", ops.philox_uniform, torch.rand), ("normal", ops.philox_normal, torch.randn)):
+        for name, draw, eager in (
+            ("uniform", ops.philox_uniform, torch.rand),
+            ("normal", ops.philox_normal, torch.randn),
+        ):
             t_eager = median_seconds(lambda: eager(n, device=args.device), repeat=args.repeat, device=args.device)
             for per_block in (1, 4):
                 def run(backend):
@@ -37,7 +40,9 @@ def main() -> None:
                     t = run(backend)
                     rows.append([name, n, per_block, backend, f"{ref * 1e3:.3f}", f"{t * 1e3:.3f}", f"{ref / t:.1f}x",
                                  f"{t_eager / t:.2f}x", f"{n * 4 / t / 1e9:.2f}"])
-    print(f"device: {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads; medians of {args.repeat}")
+    print(
+        f"device: {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads; medians of {args.repeat}"
+    )
     print(format_table(["draw", "n", "per block", "backend", "reference ms", "backend ms", "vs reference",
                         "vs torch.rand/randn", "GB/s written"], rows))
 

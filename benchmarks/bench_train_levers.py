@@ -78,13 +78,20 @@ def main():
     base = timed(make_step(args))
     rows = [["fp32 PGD-AT step (ours)", f"{1000 * base:.0f}", "1.00x"]]
     naive = timed(make_param_grad_step(args))
-    rows.append(["attack also computing weight grads", f"{1000 * naive:.0f}", f"{base / naive:.2f}x  (ours {naive / base:.2f}x faster)"])
+    rows.append(
+        [
+            "attack also computing weight grads",
+            f"{1000 * naive:.0f}",
+            f"{base / naive:.2f}x  (ours {naive / base:.2f}x faster)",
+        ]
+    )
     for label, kwargs in [("bf16 autocast", dict(autocast="bf16")), ("channels_last", dict(channels_last=True)),
                           ("bf16 + channels_last", dict(autocast="bf16", channels_last=True))] + (
                              [("torch.compile", dict(compile=True))] if args.compile else []):
         t = timed(make_step(args, **kwargs))
         rows.append([label, f"{1000 * t:.0f}", f"{base / t:.2f}x"])
-    print(f"{args.model}, batch {args.batch}, PGD-{args.steps}, {torch.get_num_threads()} threads, median of {args.repeat}")
+    print(f"{args.model}, batch {args.batch}, PGD-{args.steps}, {torch.get_num_threads()} threads, "
+          f"median of {args.repeat}")
     print(format_table(["variant", "ms / step", "speed vs fp32 step"], rows))
 
 

@@ -5,9 +5,9 @@
 
 import pytest
 import torch
+from bench_noise import eager_noisy_weight, ours, step
 
 import robustkernels
-from bench_noise import eager_noisy_weight, ours, step
 
 IMPLS = {"eager": (eager_noisy_weight, None), "reference": (ours, "reference"), "cpp": (ours, "cpp")}
 

@@ -17,7 +17,9 @@ from robustkernels import ops
 from robustkernels.attacks import APGD, APGDT, CW, FAB, FGSM, MIFGSM, PGD, Square
 from robustkernels.eval import evaluate
 
-FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=300, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16, torch.int64, torch.bool]
 FLOATS_MOSTLY = DTYPES[:4] * 3 + DTYPES[4:]  # bad dtypes too, but most cases get past the checks
 SPECIAL = [float("nan"), float("inf"), -float("inf"), 1e30, -1e30, 0.0]

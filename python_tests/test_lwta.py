@@ -62,7 +62,9 @@ def test_matches_reference_fp32(backend, shape, competitors, dim, hard):
 def test_gradients_bit_identical_across_backends(backend, shape, competitors, dim, mode):
     torch.manual_seed(1)
     h = torch.randn(shape)
-    kwargs = dict(competitors=competitors, dim=dim, hard=mode == "hard", mode="argmax" if mode == "argmax" else "sample")
+    kwargs = dict(
+        competitors=competitors, dim=dim, hard=mode == "hard", mode="argmax" if mode == "argmax" else "sample"
+    )
     y, grad, _ = run(backend, h, **kwargs)
     y_ref, grad_ref, _ = run("reference", h, **kwargs)
     assert torch.equal(y, y_ref) and torch.equal(grad, grad_ref)

@@ -31,8 +31,8 @@ def test_convert_activations_in_place():
     assert convert_activations(model, competitors=2) is model
     assert [type(m).__name__ for m in model.modules()].count("LWTA") == 2
     assert not any(isinstance(m, nn.ReLU) for m in model.modules())
-    with pytest.raises(ValueError, match="to must be 'lwta'"):
-        convert_activations(model, to="maxout")
+    with pytest.raises(TypeError):  # LWTA is the only target: no positional choice to make
+        convert_activations(model, "lwta")
 
 
 def test_kl_against_uniform_prior():

@@ -18,7 +18,9 @@ GRANULARITIES = ["layer", "channel", "element"]
 
 def make_alpha(x, granularity, channel_dim=0, value=None):
     shape = {"layer": (1,), "channel": (x.shape[channel_dim],), "element": tuple(x.shape)}[granularity]
-    alpha = torch.rand(shape, dtype=torch.float64) + 0.1 if value is None else torch.full(shape, value, dtype=torch.float64)
+    alpha = (
+        torch.rand(shape, dtype=torch.float64) + 0.1 if value is None else torch.full(shape, value, dtype=torch.float64)
+    )
     return alpha.float().requires_grad_()
 
 
@@ -122,7 +124,9 @@ def test_same_seed_same_noise_on_every_backend(backend):
 def test_gradcheck_float64(backend, granularity):
     torch.manual_seed(5)
     x = torch.randn(4, 3, 5, dtype=torch.float64, requires_grad=True)
-    channels, inner, elementwise = {"layer": (1, 60, False), "channel": (4, 15, False), "element": (60, 1, True)}[granularity]
+    channels, inner, elementwise = {"layer": (1, 60, False), "channel": (4, 15, False), "element": (60, 1, True)}[
+        granularity
+    ]
     alpha = torch.rand(1 if granularity == "layer" else (4 if granularity == "channel" else 60), dtype=torch.float64)
     alpha.requires_grad_()
     std = x.detach().std()
@@ -137,7 +141,9 @@ def test_gradcheck_float64(backend, granularity):
 @pytest.mark.parametrize("granularity", GRANULARITIES)
 def test_opcheck(backend, dtype, granularity):
     x = torch.randn(4, 6, dtype=dtype)
-    channels, inner, elementwise = {"layer": (1, 24, False), "channel": (4, 6, False), "element": (24, 1, True)}[granularity]
+    channels, inner, elementwise = {"layer": (1, 24, False), "channel": (4, 6, False), "element": (24, 1, True)}[
+        granularity
+    ]
     alpha = torch.rand(1 if granularity == "layer" else (4 if granularity == "channel" else 24), requires_grad=True)
     std = x.float().std()
     with robustkernels.use_backend(backend):

@@ -9,8 +9,8 @@ from scipy import stats
 
 import robustkernels
 from robustkernels import ops, reference
-from robustkernels.reference.philox import uint_to_uniform
 from robustkernels.ops.philox import philox as philox_op
+from robustkernels.reference.philox import uint_to_uniform
 
 from .conftest import backend_params
 from .helpers import ulp_distance

@@ -115,7 +115,9 @@ def test_cost_levers_run(digits):
 
 
 def test_lr_and_eps_schedules():
-    assert lr_factor("cyclic", 0.0) == 0 and lr_factor("cyclic", 0.4) == pytest.approx(1) and lr_factor("cyclic", 1) == 0
+    assert (
+        lr_factor("cyclic", 0.0) == 0 and lr_factor("cyclic", 0.4) == pytest.approx(1) and lr_factor("cyclic", 1) == 0
+    )
     assert lr_factor("step", 0.1) == 1 and lr_factor("step", 0.6) == pytest.approx(0.1)
     values = [scheduled_eps(0.3, e, 5) for e in range(5)]
     assert values[0] == pytest.approx(0.03) and values[-1] == pytest.approx(0.3)
@@ -129,7 +131,9 @@ def test_hybrid_adapts_its_weight_and_eps(digits):
     history = _fit(small_cnn(), method, (x[:128], y[:128]), epochs=3, val_data=(x_test[:64], y_test[:64]))
     assert [r["eps"] for r in history] == pytest.approx([EPS / 10, 0.55 * EPS, EPS])
     last = history[-2]
-    assert history[-1]["clean_weight"] == pytest.approx(last["val_pgd_acc"] / (last["val_pgd_acc"] + last["val_clean_acc"]))
+    assert history[-1]["clean_weight"] == pytest.approx(
+        last["val_pgd_acc"] / (last["val_pgd_acc"] + last["val_clean_acc"])
+    )
 
 
 def test_mixed_draws_every_kind(digits):

@@ -63,8 +63,16 @@ def table(rows: list[tuple[str, object, float]]) -> str:
     return "\n".join(lines)
 
 
-def run(*, epochs: int = 15, seed: int = 0, check_samples: int = 100, samples: int | None = None, out: str | None = None, progress: bool = True,
-        models: tuple[str, ...] = tuple(DEMO_MODELS)) -> str:
+def run(
+    *,
+    epochs: int = 15,
+    seed: int = 0,
+    check_samples: int = 100,
+    samples: int | None = None,
+    out: str | None = None,
+    progress: bool = True,
+    models: tuple[str, ...] = tuple(DEMO_MODELS),
+) -> str:
     start = time.perf_counter()
     x_train, y_train, x_test, y_test = load_digits(seed=seed)
     x_test, y_test = x_test[:samples], y_test[:samples]
@@ -83,7 +91,12 @@ def run(*, epochs: int = 15, seed: int = 0, check_samples: int = 100, samples: i
             with open(os.path.join(folder, "report.md"), "w") as f:
                 f.write(report.to_markdown() + "\n")
             report.plot(folder)
-    text = (f"Digits (sklearn, {len(y_train)} train / {len(y_test)} test), small CNN, Linf eps = {EPS}; "
-            f"FGSM, PGD-20, CW-inf (PGD-30 on the CW margin loss); stochastic models evaluated with EOT.\n\n"
-            + table(rows) + "\n\n" + LEGEND + f"\n\nTotal time: {time.perf_counter() - start:.0f} s on {torch.get_num_threads()} threads.")
+    text = (
+        f"Digits (sklearn, {len(y_train)} train / {len(y_test)} test), small CNN, Linf eps = {EPS}; "
+        f"FGSM, PGD-20, CW-inf (PGD-30 on the CW margin loss); stochastic models evaluated with EOT.\n\n"
+        + table(rows)
+        + "\n\n"
+        + LEGEND
+        + f"\n\nTotal time: {time.perf_counter() - start:.0f} s on {torch.get_num_threads()} threads."
+    )
     return text

@@ -15,4 +15,17 @@ from .mifgsm import MIFGSM
 from .pgd import FGSM, FGSM_RS, PGD
 from .square import Square
 
-__all__ = ["APGD", "APGDT", "CW", "FAB", "ActiveSet", "FGSM", "FGSM_RS", "MIFGSM", "PGD", "Attack", "Square", "objective"]
+__all__ = [
+    "APGD",
+    "APGDT",
+    "CW",
+    "FAB",
+    "ActiveSet",
+    "FGSM",
+    "FGSM_RS",
+    "MIFGSM",
+    "PGD",
+    "Attack",
+    "Square",
+    "objective",
+]

@@ -44,7 +44,9 @@ class APGD(Attack):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES} for APGD, got {loss!r}")
         if loss == "dlr-targeted" and kwargs.get("targeted"):
-            raise ValueError("loss='dlr-targeted' picks its own targets; use targeted=True with loss='dlr' to give them")
+            raise ValueError(
+                "loss='dlr-targeted' picks its own targets; use targeted=True with loss='dlr' to give them"
+            )
         super().__init__(model, eps=eps, norm=norm, loss=loss, **kwargs)
         self.steps = positive_int("steps", steps)
         self.restarts = positive_int("restarts", restarts)

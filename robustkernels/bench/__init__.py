@@ -84,30 +84,72 @@ def run_ops(device: str, ops: Sequence[str], quick: bool, repeat: int) -> list[d
 
 
 TARGETS = [  # (issue, description, row filter, check -> (met, figure))
-    ("3", "PGD step >= 5x eager, large size", lambda r: r.get("op") == "pgd_step" and "large" in r["case"],
-     lambda rs: (min(r["speedup"] for r in rs) >= 5, f"min {min(r['speedup'] for r in rs):.1f}x")),
-    ("3", "PGD step >= 50% of copy bandwidth, large size", lambda r: r.get("op") == "pgd_step" and "large" in r["case"],
-     lambda rs: (min(r["share_of_copy"] for r in rs) >= 0.5, f"min {min(r['share_of_copy'] for r in rs):.0%}")),
-    ("4", "LWTA fwd+bwd <= 1.5x ReLU", lambda r: r.get("op") == "lwta",
-     lambda rs: (max(r["ours_ms"] / r["relu_ms"] for r in rs) <= 1.5,
-                 f"{max(r['ours_ms'] / r['relu_ms'] for r in rs):.2f}x ReLU")),
-    ("5", "noisy weight fwd+bwd >= 3x eager", lambda r: r.get("op") == "noisy_weight",
-     lambda rs: (min(r["speedup"] for r in rs) >= 3, f"min {min(r['speedup'] for r in rs):.2f}x")),
-    ("5", "zero bytes of noise kept for the backward", lambda r: r.get("op") == "noisy_weight",
-     lambda rs: (max(r["kept_mib_ours"] for r in rs) < 0.01,
-                 f"{max(r['kept_mib_ours'] for r in rs) * 2**20:.0f} bytes (eager {rs[0]['kept_mib_eager']:.1f} MiB)")),
-    ("4", "WRN-34-1 LWTA PGD-AT step >= 2x faster", lambda r: r.get("case") == "pgd_at_lwta",
-     lambda rs: (rs[0]["speedup"] >= 2, f"{rs[0]['speedup']:.2f}x")),
-    ("13", "AA standard >= 3x faster than torchattacks at <= its robust accuracy",
-     lambda r: r.get("case", "").startswith("AA standard") and r.get("peer_s") is not None,
-     lambda rs: (all(r["peer_s"] / r["ours_s"] >= 3 and r["ours_acc"] <= r["peer_acc"] for r in rs),
-                 ", ".join(f"{r['peer_s'] / r['ours_s']:.2f}x ({100 * r['ours_acc']:.1f}% vs {100 * r['peer_acc']:.1f}%)"
-                           for r in rs))),
-    ("13", "AA rand: batched EOT + active set >= 2x the sequential loop",
-     lambda r: r.get("case", "").startswith("AA rand"),
-     lambda rs: (rs[0]["sequential_s"] / rs[0]["ours_s"] >= 2, f"{rs[0]['sequential_s'] / rs[0]['ours_s']:.2f}x")),
-    ("4", "WRN-34-1 LWTA PGD-AT step peak memory <= 0.6x", lambda r: r.get("case") == "pgd_at_lwta",
-     lambda rs: (rs[0]["peak_ratio"] <= 0.6, f"{rs[0]['peak_ratio']:.2f}x")),
+    (
+        "3",
+        "PGD step >= 5x eager, large size",
+        lambda r: r.get("op") == "pgd_step" and "large" in r["case"],
+        lambda rs: (min(r["speedup"] for r in rs) >= 5, f"min {min(r['speedup'] for r in rs):.1f}x"),
+    ),
+    (
+        "3",
+        "PGD step >= 50% of copy bandwidth, large size",
+        lambda r: r.get("op") == "pgd_step" and "large" in r["case"],
+        lambda rs: (min(r["share_of_copy"] for r in rs) >= 0.5, f"min {min(r['share_of_copy'] for r in rs):.0%}"),
+    ),
+    (
+        "4",
+        "LWTA fwd+bwd <= 1.5x ReLU",
+        lambda r: r.get("op") == "lwta",
+        lambda rs: (
+            max(r["ours_ms"] / r["relu_ms"] for r in rs) <= 1.5,
+            f"{max(r['ours_ms'] / r['relu_ms'] for r in rs):.2f}x ReLU",
+        ),
+    ),
+    (
+        "5",
+        "noisy weight fwd+bwd >= 3x eager",
+        lambda r: r.get("op") == "noisy_weight",
+        lambda rs: (min(r["speedup"] for r in rs) >= 3, f"min {min(r['speedup'] for r in rs):.2f}x"),
+    ),
+    (
+        "5",
+        "zero bytes of noise kept for the backward",
+        lambda r: r.get("op") == "noisy_weight",
+        lambda rs: (
+            max(r["kept_mib_ours"] for r in rs) < 0.01,
+            f"{max(r['kept_mib_ours'] for r in rs) * 2**20:.0f} bytes (eager {rs[0]['kept_mib_eager']:.1f} MiB)",
+        ),
+    ),
+    (
+        "4",
+        "WRN-34-1 LWTA PGD-AT step >= 2x faster",
+        lambda r: r.get("case") == "pgd_at_lwta",
+        lambda rs: (rs[0]["speedup"] >= 2, f"{rs[0]['speedup']:.2f}x"),
+    ),
+    (
+        "13",
+        "AA standard >= 3x faster than torchattacks at <= its robust accuracy",
+        lambda r: r.get("case", "").startswith("AA standard") and r.get("peer_s") is not None,
+        lambda rs: (
+            all(r["peer_s"] / r["ours_s"] >= 3 and r["ours_acc"] <= r["peer_acc"] for r in rs),
+            ", ".join(
+                f"{r['peer_s'] / r['ours_s']:.2f}x ({100 * r['ours_acc']:.1f}% vs {100 * r['peer_acc']:.1f}%)"
+                for r in rs
+            ),
+        ),
+    ),
+    (
+        "13",
+        "AA rand: batched EOT + active set >= 2x the sequential loop",
+        lambda r: r.get("case", "").startswith("AA rand"),
+        lambda rs: (rs[0]["sequential_s"] / rs[0]["ours_s"] >= 2, f"{rs[0]['sequential_s'] / rs[0]['ours_s']:.2f}x"),
+    ),
+    (
+        "4",
+        "WRN-34-1 LWTA PGD-AT step peak memory <= 0.6x",
+        lambda r: r.get("case") == "pgd_at_lwta",
+        lambda rs: (rs[0]["peak_ratio"] <= 0.6, f"{rs[0]['peak_ratio']:.2f}x"),
+    ),
 ]
 
 

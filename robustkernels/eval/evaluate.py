@@ -162,7 +162,9 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
         for name in attacks:
             x_adv, seconds = run.attack(build(name, eps), x, y, desc=name)
             if name == "cw" and norm == "l2":  # minimal-norm attack: only perturbations within eps count
-                x_adv = torch.where((lp_norms(x_adv - x, norm) > eps * (1 + 1e-6)).view(-1, *[1] * (x.dim() - 1)), x, x_adv)
+                x_adv = torch.where(
+                    (lp_norms(x_adv - x, norm) > eps * (1 + 1e-6)).view(-1, *[1] * (x.dim() - 1)), x, x_adv
+                )
             total_attack_seconds += seconds
             preds = [run.predict(x_adv) for _ in range(reps)]
             robust = clean_correct & torch.stack([p == y for p, _ in preds])
@@ -170,8 +172,13 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
             per_run = robust.float().mean(dim=1)
             results[name] = AttackResult(
                 robust_accuracy=_stat(per_run),
-                success_rate=float(fooled.mean()), confidence_adv=float(preds[0][1].mean()),
-                perturbation_norm=float(lp_norms(x_adv - x, norm)[~robust[0] & clean_correct[0]].mean().nan_to_num(0.0)), seconds_per_image=seconds / len(y))
+                success_rate=float(fooled.mean()),
+                confidence_adv=float(preds[0][1].mean()),
+                perturbation_norm=float(
+                    lp_norms(x_adv - x, norm)[~robust[0] & clean_correct[0]].mean().nan_to_num(0.0)
+                ),
+                seconds_per_image=seconds / len(y),
+            )
             robust_masks[name], adversarial[name] = robust, x_adv
         aa = None
         if suite == "autoattack":

@@ -62,18 +62,28 @@ class RobustnessReport:
     # -- output -----------------------------------------------------------------------------
     def to_markdown(self) -> str:
         eps = f"{self.eps:.4g}" + (f" (= {self.eps * 255:.3g}/255)" if self.eps < 1 else "")
-        lines = [f"### {self.title or 'Robustness report'}", "",
-                 f"{self.n_samples} samples, {self.norm} eps = {eps}; "
-                 + (f"stochastic model: EOT over {self.eot_iter} passes, accuracies over {self.repeats} runs (mean ± std)"
-                    if self.stochastic else "deterministic model"), "",
-                 "| attack | robust acc | success rate | conf. adv | norm (fooled) | ms / image |",
-                 "| --- | --- | --- | --- | --- | --- |",
-                 f"| clean | {self.clean_accuracy} | | {self.confidence_clean:.2f} | | |"]
+        lines = [
+            f"### {self.title or 'Robustness report'}",
+            "",
+            f"{self.n_samples} samples, {self.norm} eps = {eps}; "
+            + (
+                f"stochastic model: EOT over {self.eot_iter} passes, accuracies over {self.repeats} runs (mean ± std)"
+                if self.stochastic
+                else "deterministic model"
+            ),
+            "",
+            "| attack | robust acc | success rate | conf. adv | norm (fooled) | ms / image |",
+            "| --- | --- | --- | --- | --- | --- |",
+            f"| clean | {self.clean_accuracy} | | {self.confidence_clean:.2f} | | |",
+        ]
         for name, r in self.attacks.items():
             lines.append(f"| {name} | {r.robust_accuracy} | {100 * r.success_rate:.1f}% | {r.confidence_adv:.2f} | "
                          f"{r.perturbation_norm:.4f} | {1000 * r.seconds_per_image:.2f} |")
-        lines += ["", f"**Worst case** (robust only if every attack failed): {self.worst_case}; "
-                  f"robustness gap {100 * self.robustness_gap:.1f} points; attacks cost {self.overhead:.0f}x a clean pass."]
+        lines += [
+            "",
+            f"**Worst case** (robust only if every attack failed): {self.worst_case}; "
+            f"robustness gap {100 * self.robustness_gap:.1f} points; attacks cost {self.overhead:.0f}x a clean pass.",
+        ]
         if self.autoattack is not None:
             from .autoattack import AutoAttackReport
 

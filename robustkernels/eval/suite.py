@@ -11,8 +11,9 @@ STEP_KEYS = ("pgd", "cw", "apgd", "square")  # the attack lengths evaluate(steps
 
 def make_attack(name: str, model, *, eps: float, norm: str, eot_iter: int, generator, steps: dict | None = None,
                 restarts: int = 1, **threat):
-    """``fgsm``; ``pgd`` (20 steps of eps/4); ``cw`` (Linf: PGD on the CW margin loss, the "CW-inf"
-    of the robustness literature; L2: Carlini-Wagner, a success counts only within eps);
+    """``fgsm``; ``pgd`` (20 steps of 2.5 eps / 20, Madry et al.'s ratio); ``cw`` (Linf: PGD on
+    the CW margin loss, the "CW-inf" of the robustness literature; L2: Carlini-Wagner, a success
+    counts only within eps);
     ``apgd-ce`` / ``apgd-dlr`` (100 steps); ``square`` (1000 queries, Linf). ``restarts`` applies
     to the PGD-based attacks and APGD."""
     steps = steps or {}

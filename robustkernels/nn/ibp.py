@@ -49,8 +49,12 @@ class _IBPMask(nn.Module):
 
     def _init_ibp(self, units: int, connections: tuple[int, ...], prior_alpha: float, temperature: float,
                   threshold: float, init_keep: float) -> None:
-        for name, value, low, high in (("prior_alpha", prior_alpha, 0, math.inf), ("temperature", temperature, 0, math.inf),
-                                       ("threshold", threshold, 0, 1), ("init_keep", init_keep, 0, 1)):
+        for name, value, low, high in (
+            ("prior_alpha", prior_alpha, 0, math.inf),
+            ("temperature", temperature, 0, math.inf),
+            ("threshold", threshold, 0, 1),
+            ("init_keep", init_keep, 0, 1),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value < high:
                 raise ValueError(f"{name} must be in ({low}, {high}), got {value!r}")
         device = self.weight.device
@@ -74,7 +78,9 @@ class _IBPMask(nn.Module):
         pi = torch.cumprod(v, dim=0).view(-1, *[1] * (self.mask_logits.dim() - 1))
         u = torch.rand_like(self.mask_logits).clamp(1e-6, 1 - 1e-6)
         z = torch.sigmoid((self.mask_logits + u.log() - (1 - u).log()) / self.temperature)
-        self.last_kl = kl_kumaraswamy_beta(a, b, self.prior_alpha).sum() + kl_bernoulli(self.keep_probability(), pi).sum()
+        self.last_kl = (
+            kl_kumaraswamy_beta(a, b, self.prior_alpha).sum() + kl_bernoulli(self.keep_probability(), pi).sum()
+        )
         return z.to(self.weight.dtype)
 
 

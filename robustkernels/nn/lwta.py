@@ -91,11 +91,9 @@ class BatchNormLWTA(nn.BatchNorm2d):
                                temperature=self.lwta.temperature, hard=self.lwta.hard)
 
 
-def convert_activations(model: nn.Module, to: str = "lwta", *, competitors: int = 2, **kwargs) -> nn.Module:
-    """Swap every ``nn.ReLU`` of ``model`` for :class:`LWTA` (``to="lwta"``), **in place**; returns
-    ``model``. The layer before each ReLU must have a multiple of ``competitors`` channels."""
-    if to != "lwta":
-        raise ValueError(f"to must be 'lwta', got {to!r}")
+def convert_activations(model: nn.Module, *, competitors: int = 2, **kwargs) -> nn.Module:
+    """Swap every ``nn.ReLU`` of ``model`` for :class:`LWTA`, **in place**; returns ``model``.
+    The layer before each ReLU must have a multiple of ``competitors`` channels."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if isinstance(model, nn.ReLU):

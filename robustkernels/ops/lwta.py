@@ -12,6 +12,8 @@ the noise, the tempered logits and the softmax per element). Contiguous and chan
 inputs are both handled in place; the output has the input's layout.
 """
 
+import enum
+
 import torch
 
 from .. import reference
@@ -19,7 +21,17 @@ from ._random import draw_seed
 from ._registry import KernelOp
 from ._validation import check_float_tensor, check_int
 
-MODES = {"sample": 0, "argmax": 2}  # hard sampling is mode 1
+
+class LwtaMode(enum.IntEnum):
+    """The kernels' modes, shared by the Python, Triton and C++ (``LwtaMode`` in lwta_host.h)
+    code: relaxed sampling, hard (one-hot, straight-through) sampling, deterministic argmax."""
+
+    SOFT = 0
+    HARD = 1
+    ARGMAX = 2
+
+
+MODES = {"sample": LwtaMode.SOFT, "argmax": LwtaMode.ARGMAX}  # the user-facing names; hard=True gives HARD
 
 
 def _forward_schema(h: torch.Tensor, competitors: int, dim_size: int, inner: int, positions: int, temperature: float,
@@ -151,7 +163,7 @@ def lwta(h: torch.Tensor, *, competitors: int = 2, temperature: float = 0.67, di
     """
     dim = check_lwta_args(h, competitors, temperature, dim, mode)
     code = mode_code(hard, mode)
-    seed = draw_seed(generator) if code != MODES["argmax"] else 0
+    seed = draw_seed(generator) if code != LwtaMode.ARGMAX else 0
     if h.numel() == 0:
         return h.clone()
     layout = KernelLayout(h, dim)
@@ -160,5 +172,5 @@ def lwta(h: torch.Tensor, *, competitors: int = 2, temperature: float = 0.67, di
 
 
 def mode_code(hard: bool, mode: str) -> int:
-    """The kernels' mode: 0 soft sampling, 1 hard sampling, 2 argmax."""
-    return 1 if hard and mode == "sample" else MODES[mode]
+    """The kernels' :class:`LwtaMode` for the user's ``hard`` and ``mode``."""
+    return int(LwtaMode.HARD if hard and mode == "sample" else MODES[mode])

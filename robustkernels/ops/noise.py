@@ -137,7 +137,9 @@ def noisy_weight(weight: torch.Tensor, alpha, *, generator: torch.Generator | No
     return _add_noise(weight, alpha, 0, generator, "weight")
 
 
-def inject_noise(x: torch.Tensor, alpha, *, channel_dim: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+def inject_noise(
+    x: torch.Tensor, alpha, *, channel_dim: int = 1, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """PNI-A / PNI-I: ``x + alpha * std(x) * eta`` for activations or inputs (e.g. [B, C, H, W]).
 
     ``alpha`` as in :func:`noisy_weight`, per channel along ``channel_dim`` (default 1, NCHW).

@@ -97,7 +97,11 @@ def pgd_step_prepared(x_adv: torch.Tensor, x_nat: torch.Tensor, grad: torch.Tens
     """:func:`pgd_step` with its arguments already checked and converted: ``step``/``eps`` [B]
     and ``lo``/``hi`` [C] or [1] in the op-math dtype, ``grad`` in ``x_adv``'s dtype. No checks,
     no host synchronisation: what an attack calls at every step after checking once."""
-    target = out if out is not None and out.is_contiguous() else torch.empty_like(x_adv, memory_format=torch.contiguous_format)
+    target = (
+        out
+        if out is not None and out.is_contiguous()
+        else torch.empty_like(x_adv, memory_format=torch.contiguous_format)
+    )
     pgd_step_op(target, x_adv.contiguous(), x_nat.contiguous(), grad.contiguous(), step, eps, lo, hi, l2)
     if out is not None and target is not out:
         out.copy_(target)

@@ -1,8 +1,8 @@
 """Noise injection (PNI, He et al. 2019) in eager PyTorch: ``x + alpha * std(x) * eta``.
 
 ``eta`` is the shared Philox normal stream, four draws per block (``tl.randn4x``; element ``i``
-of ``x`` in row-major order is draw ``offset + i``), the cheapest form of the stream; ``std`` is the unbiased std over the whole tensor, treated as a
-constant, as in the paper's code. Autograd gives the gradients.
+of ``x`` in row-major order is draw ``offset + i``), the cheapest form of the stream; ``std``
+is the unbiased std over the whole tensor, treated as a constant, as in the paper's code. Autograd gives the gradients.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ def noisy_weight(weight: torch.Tensor, alpha: torch.Tensor, seed: int, offset: i
     return add_noise(weight, alpha, seed, offset, channel_dim=0)
 
 
-def inject_noise(x: torch.Tensor, alpha: torch.Tensor, seed: int, offset: int = 0, channel_dim: int = 1) -> torch.Tensor:
+def inject_noise(
+    x: torch.Tensor, alpha: torch.Tensor, seed: int, offset: int = 0, channel_dim: int = 1
+) -> torch.Tensor:
     """PNI-A / PNI-I: noise on activations or inputs; per-channel alpha along ``channel_dim``."""
     return add_noise(x, alpha, seed, offset, channel_dim=channel_dim)
 

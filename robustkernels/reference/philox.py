@@ -125,7 +125,9 @@ def _counters(n: int, offset: int, device: torch.device | str) -> torch.Tensor:
     return torch.arange(n, dtype=torch.int64, device=device) + offset
 
 
-def philox_uniform(n: int, seed: int, offset: int = 0, device: torch.device | str = "cpu", per_block: int = 1) -> torch.Tensor:
+def philox_uniform(
+    n: int, seed: int, offset: int = 0, device: torch.device | str = "cpu", per_block: int = 1
+) -> torch.Tensor:
     """[n] float32 in [0, 1). ``per_block=1``: element i equals ``tl.rand(seed, offset + i)``;
     ``per_block=4``: output ``(offset + i) % 4`` of ``tl.rand4x(seed, (offset + i) // 4)``."""
     _check_per_block(per_block)
@@ -135,7 +137,9 @@ def philox_uniform(n: int, seed: int, offset: int = 0, device: torch.device | st
     return uint_to_uniform(c0)
 
 
-def philox_normal(n: int, seed: int, offset: int = 0, device: torch.device | str = "cpu", per_block: int = 1) -> torch.Tensor:
+def philox_normal(
+    n: int, seed: int, offset: int = 0, device: torch.device | str = "cpu", per_block: int = 1
+) -> torch.Tensor:
     """[n] float32 standard normal. ``per_block=1``: element i equals ``tl.randn(seed, offset + i)``;
     ``per_block=4``: output ``(offset + i) % 4`` of ``tl.randn4x(seed, (offset + i) // 4)``."""
     _check_per_block(per_block)

@@ -7,7 +7,9 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def trades_loss(logits_clean: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor, beta: float = 6.0) -> torch.Tensor:
+def trades_loss(
+    logits_clean: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor, beta: float = 6.0
+) -> torch.Tensor:
     """``CE(f(x), y) + beta * KL(softmax f(x) || softmax f(x_adv))`` (batch mean), TRADES' objective."""
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:
         raise ValueError(f"beta must be a float >= 0, got {beta!r}")

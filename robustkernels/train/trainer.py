@@ -237,8 +237,13 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
                 partial = [0.0, 0.0, 0.0, 0.0]  # loss * n, correct, n, seconds
             order = torch.randperm(len(y), generator=torch.Generator().manual_seed(mix_seed(seed, epoch)))
             batches = order.split(batch_size)
-            bar = progress_bar(total=len(batches), initial=start_batch, desc=f"{method.name} epoch {epoch + 1}/{epochs}",
-                               enabled=progress and rank == 0, leave=False)
+            bar = progress_bar(
+                total=len(batches),
+                initial=start_batch,
+                desc=f"{method.name} epoch {epoch + 1}/{epochs}",
+                enabled=progress and rank == 0,
+                leave=False,
+            )
             for b in range(start_batch, len(batches)):
                 tic = time.perf_counter()
                 step_seed = mix_seed(seed, step, rank)
@@ -273,8 +278,14 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
             bar.close()
             start_batch = 0
             loss_sum, correct, seen, seconds = all_sum(partial, device)
-            record = {"epoch": epoch + 1, "step": step, "lr": opt.param_groups[0]["lr"], "loss": loss_sum / max(seen, 1),
-                      "train_acc": correct / max(seen, 1), "train_seconds": seconds / world}
+            record = {
+                "epoch": epoch + 1,
+                "step": step,
+                "lr": opt.param_groups[0]["lr"],
+                "loss": loss_sum / max(seen, 1),
+                "train_acc": correct / max(seen, 1),
+                "train_seconds": seconds / world,
+            }
             record.update(method.epoch_metrics())  # the figures this epoch trained with
             if val_data is not None:
                 clean, adv = accuracy_under_attack(net, method, *val_data, steps=val_attack_steps,

@@ -11,10 +11,12 @@ import torch
 import triton
 import triton.language as tl
 
+from ...ops.lwta import LwtaMode
 from .philox import _log_poly, uniform4_at
 
 _MAX_BLOCK = 256
-SOFT, HARD, ARGMAX = 0, 1, 2
+HARD: tl.constexpr = tl.constexpr(int(LwtaMode.HARD))
+ARGMAX: tl.constexpr = tl.constexpr(int(LwtaMode.ARGMAX))
 
 
 @triton.jit
@@ -85,7 +87,7 @@ def _pair_weights(h, logical, units, seed, offset, temperature, MODE: tl.constex
     big = tl.math.div_rn(1.0, total)
     small = e * big
     xi = tl.where(first_row, tl.where(first, big, small)[None, :], tl.where(first, small, big)[None, :])
-    if MODE == 1:
+    if MODE == HARD:
         return (first_row == first[None, :]).to(tl.float32), xi
     return xi, xi
 
@@ -94,9 +96,9 @@ def _pair_weights(h, logical, units, seed, offset, temperature, MODE: tl.constex
 def _weights(h, logical, mask, units, seed, offset, temperature, MODE: tl.constexpr, U: tl.constexpr):
     """(w, xi): the forward weights (xi, or the one-hot winner) and the relaxed xi."""
     real_unit = units < U  # padding rows (U not a power of two) never win; padded positions are 0
-    if U == 2 and MODE != 2:
+    if U == 2 and MODE != ARGMAX:
         return _pair_weights(h, logical, units, seed, offset, temperature, MODE)
-    if MODE == 2:
+    if MODE == ARGMAX:
         winner = tl.argmax(tl.where(real_unit, h, float("-inf")), axis=0)
         w = (units == winner[None, :]).to(tl.float32)
         return w, w
@@ -105,7 +107,7 @@ def _weights(h, logical, mask, units, seed, offset, temperature, MODE: tl.conste
     z = tl.where(real_unit, tl.math.div_rn(h + g, temperature), float("-inf"))
     e = _exp_poly(z - tl.max(z, axis=0)[None, :])
     xi = tl.math.div_rn(e, _row_sum(e, units, U)[None, :])
-    if MODE == 1:
+    if MODE == HARD:
         return (units == tl.argmax(z, axis=0)[None, :]).to(tl.float32), xi
     return xi, xi
 
@@ -130,12 +132,12 @@ def _lwta_backward_kernel(g_ptr, h_ptr, out_ptr, dim_size, inner, positions, tem
     g = tl.load(g_ptr + mem, mask=mask, other=0.0).to(tl.float32)
     w, xi = _weights(h, logical, mask, units, seed, offset, temperature, MODE, U)
     grad = g * w
-    if U == 2 and MODE != 2:  # c = xi0 xi1 (g0 h0 - g1 h1) / T; g0 w0 + c and g1 w1 - c
+    if U == 2 and MODE != ARGMAX:  # c = xi0 xi1 (g0 h0 - g1 h1) / T; g0 w0 + c and g1 w1 - c
         xi0, xi1 = _pair_rows(xi, units)
         gh0, gh1 = _pair_rows(g * h, units)
         c = (xi0 * xi1) * tl.math.div_rn(gh0 - gh1, temperature)
         grad = grad + tl.where(units == 0, c[None, :], -c[None, :])
-    elif MODE != 2:
+    elif MODE != ARGMAX:
         total = _row_sum((g * h) * xi, units, U)
         grad = grad + tl.math.div_rn(xi * (g * h - total[None, :]), temperature)
     tl.store(out_ptr + mem, grad.to(out_ptr.dtype.element_ty), mask=mask)

@@ -74,7 +74,9 @@ def noise_alpha_grad(grad, alpha, std, channels, inner, elementwise, seed, offse
     else:
         out = torch.empty(grid, dtype=torch.float32, device=grad.device)
     if n:
-        _noise_alpha_grad_kernel[grid](grad, std, out, inner, seed, offset, ELEMENTWISE=elementwise, BLOCK=block, enable_fp_fusion=False)
+        _noise_alpha_grad_kernel[grid](
+            grad, std, out, inner, seed, offset, ELEMENTWISE=elementwise, BLOCK=block, enable_fp_fusion=False
+        )
     if elementwise:
         return out
     per_row = out.double().sum(dim=1)

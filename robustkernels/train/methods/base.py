@@ -47,7 +47,6 @@ class Method:
     """
 
     name = ""
-    uses_attack = True
 
     def __init__(self, *, eps: float = 8 / 255, alpha: float | None = None, steps: int = 10, norm: str = "linf",
                  bounds=(0.0, 1.0), normalization=None, kl_weight: float = 0.0, random_start: bool = True):

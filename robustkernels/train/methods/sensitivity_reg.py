@@ -9,7 +9,6 @@ from .base import BatchResult, Method, cross_entropy
 
 class SensitivityRegularized(Method):
     name = "sensitivity"
-    uses_attack = False
 
     def __init__(self, *, weight: float = 0.01, **kwargs):
         super().__init__(**kwargs)

@@ -5,7 +5,6 @@ from .base import BatchResult, Method, cross_entropy
 
 class Standard(Method):
     name = "standard"
-    uses_attack = False
 
     def batch_loss(self, model, x, y, ctx):
         with ctx.autocast():

@@ -1,8 +1,9 @@
 """Which implementation of an op runs: ``reference`` | ``cpp`` | ``cuda`` | ``triton``.
 
 Choice, highest priority first: the innermost :func:`use_backend` context, then the
-``ROBUSTKERNELS_BACKEND`` environment variable, then ``auto`` (cpp on CPU, triton on CUDA
-devices, falling back to the compiled CUDA kernels, then the reference).
+``ROBUSTKERNELS_BACKEND`` environment variable, then ``auto`` (cpp on CPU; on CUDA devices
+triton, else the compiled CUDA kernels, for fp32/bf16/fp16, and the compiled CUDA kernels for
+fp64, which Triton's kernels refuse; the reference if none is available).
 """
 
 from __future__ import annotations

@@ -102,6 +102,11 @@ def op_cases(ops, quick: bool) -> list[Case]:
             cases.append(_pgd_case((256, 3, 32, 32), norm, "small"))
             if not quick:
                 cases.append(_pgd_case((128, 3, 208, 208), norm, "large"))  # 63 MiB per tensor
+                # Degenerate layouts, 64 MiB each: scalar step/eps must not cost per-sample work.
+                cases.append(_pgd_case((4_194_304, 4), norm, "B in millions"))
+                cases.append(_pgd_case((1, 16_777_216), norm, "B = 1"))
+        if not quick:
+            cases.append(_pgd_case((16_777_216,), "linf", "1-D"))  # L2 of 1-D: each element a sample
     if "lwta" in ops:
         cases.append(_lwta_case((32, 160, 16, 16) if quick else (128, 160, 32, 32), "conv"))
     if "noise" in ops:

@@ -88,6 +88,30 @@ void l2_sums(const scalar_t* xa, const scalar_t* xn, const scalar_t* g, int64_t 
   }
 }
 
+// Many small samples (B in the millions, 1-D inputs), scalar bounds: one pass per sample over its
+// few elements, samples split across threads, instead of one piece per sample.
+constexpr int64_t kSmallSample = 256;
+
+template <typename scalar_t, typename opmath_t>
+void small_samples(bool l2, scalar_t* o, const scalar_t* xa, const scalar_t* xn, const scalar_t* g, int64_t batch,
+                   int64_t per, const opmath_t* step, const opmath_t* eps, opmath_t lo, opmath_t hi) {
+  at::parallel_for(0, batch, std::max<int64_t>(1, 65536 / per), [&](int64_t first, int64_t last) {
+    for (int64_t b = first; b < last; ++b) {
+      const int64_t base = b * per;
+      opmath_t a = step[b], c = eps[b];
+      if (l2) {
+        double sums[3] = {0.0, 0.0, 0.0}, u, s;
+        l2_sums_double(xa + base, xn + base, g + base, per, sums);
+        l2_unit_and_scale(sums, step[b], eps[b], &u, &s);
+        a = static_cast<opmath_t>(u), c = static_cast<opmath_t>(s);
+      }
+      for (int64_t i = base; i < base + per; ++i)
+        o[i] = static_cast<scalar_t>(l2 ? pgd_l2<opmath_t>(xa[i], xn[i], g[i], a, c, lo, hi)
+                                        : pgd_linf<opmath_t>(xa[i], xn[i], g[i], a, c, lo, hi));
+    }
+  });
+}
+
 template <typename Body>
 void for_each_piece(const PieceLayout& layout, Body&& body) {
   at::parallel_for(0, layout.pieces(), 65536 / kPiece, [&](int64_t first, int64_t last) {  // small: one thread
@@ -106,6 +130,12 @@ void pgd_step_cpu(at::Tensor& out, const at::Tensor& x_adv, const at::Tensor& x_
                    *g = grad.const_data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     const opmath_t *lo_p = lo.const_data_ptr<opmath_t>(), *hi_p = hi.const_data_ptr<opmath_t>();
+    const int64_t per_sample = x_adv.numel() / x_adv.size(0);
+    if (per_sample < kSmallSample && lo.numel() == 1) {
+      small_samples<scalar_t, opmath_t>(l2, o, xa, xn, g, x_adv.size(0), per_sample, step.const_data_ptr<opmath_t>(),
+                                        eps.const_data_ptr<opmath_t>(), lo_p[0], hi_p[0]);
+      return;
+    }
     if (!l2) {
       const opmath_t *step_p = step.const_data_ptr<opmath_t>(), *eps_p = eps.const_data_ptr<opmath_t>();
       for_each_piece(layout, [&](int64_t p, int64_t begin, int64_t end) {

@@ -71,8 +71,9 @@ def pgd_step(x_adv: torch.Tensor, x_nat: torch.Tensor, grad: torch.Tensor, *, st
 
     Gradient entries that are NaN or +-inf count as 0 (no move along them, and for L2 no share
     of ``||grad||``), the same on every backend; NaN bounds are an error. x_adv and x_nat are not
-    scanned (that would cost a pass): a NaN in them propagates to the elements it touches (Linf:
-    those elements; L2: the sample, whose projection is then skipped), as torch's min/max do.
+    scanned (that would cost a pass): Linf, a NaN in them propagates to its element; L2, a sample
+    whose new perturbation has a NaN or infinite norm is projected onto x_nat (its non-finite
+    elements come out NaN).
     """
     l2 = check_norm(norm)
     _check_tensor("x_adv", x_adv)
@@ -82,13 +83,28 @@ def pgd_step(x_adv: torch.Tensor, x_nat: torch.Tensor, grad: torch.Tensor, *, st
     _check_tensor("grad", grad, x_adv)
     if x_nat.dtype != x_adv.dtype:
         raise TypeError(f"x_nat is {x_nat.dtype} but x_adv is {x_adv.dtype}")
-    step_t, eps_t = per_sample(step, "step", x_adv, finite=True), per_sample(eps, "eps", x_adv)
     lo, hi = channel_bounds(bounds, x_adv)
     if out is not None:
         _check_tensor("out", out, x_adv)
         if out.dtype != x_adv.dtype:
             raise TypeError(f"out is {out.dtype} but x_adv is {x_adv.dtype}")
-    return pgd_step_prepared(x_adv, x_nat, grad.to(x_adv.dtype), step_t, eps_t, lo, hi, l2, out=out)
+    grad = grad.to(x_adv.dtype)
+    if not l2 and _number(step) and _number(eps) and lo.numel() == 1 and x_adv.numel():
+        # Linf with one step, one eps and scalar bounds treats every element alike: the batch is
+        # one sample, whatever its layout (1-D, B in the millions), with no per-sample work.
+        flat = [t.reshape(1, -1) for t in (x_adv, x_nat, grad)]
+        step_t, eps_t = per_sample(step, "step", flat[0], finite=True), per_sample(eps, "eps", flat[0])
+        target = out.view(1, -1) if out is not None and out.is_contiguous() else None
+        result = pgd_step_prepared(*flat, step_t, eps_t, lo, hi, False, out=target).view(x_adv.shape)
+        if out is None:
+            return result
+        return out if target is not None else out.copy_(result)
+    step_t, eps_t = per_sample(step, "step", x_adv, finite=True), per_sample(eps, "eps", x_adv)
+    return pgd_step_prepared(x_adv, x_nat, grad, step_t, eps_t, lo, hi, l2, out=out)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def pgd_step_prepared(x_adv: torch.Tensor, x_nat: torch.Tensor, grad: torch.Tensor, step: torch.Tensor,

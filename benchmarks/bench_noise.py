@@ -14,8 +14,8 @@ import torch
 
 import robustkernels
 from robustkernels import ops
-from robustkernels._timing import format_table, median_seconds
 from robustkernels.bench.eager import noisy_weight as eager_noisy_weight
+from robustkernels.bench.timing import format_table, median_seconds
 from robustkernels.models import wide_resnet
 
 

@@ -15,17 +15,11 @@ from torch import nn
 
 import robustkernels
 from robustkernels import ops
-from robustkernels._timing import format_table, median_seconds
 from robustkernels.attacks import PGD
 from robustkernels.bench.eager import pgd_attack as eager_pgd
 from robustkernels.bench.eager import pgd_step as eager_step
+from robustkernels.bench.timing import copy_bandwidth, format_table, median_seconds
 from robustkernels.models import wide_resnet
-
-
-def copy_bandwidth(x, repeat, device):
-    out = torch.empty_like(x)
-    t = median_seconds(lambda: out.copy_(x), repeat=repeat, device=device)
-    return 2 * x.numel() * x.element_size() / t
 
 
 def step_rows(shape, device, repeat):
@@ -34,7 +28,7 @@ def step_rows(shape, device, repeat):
     x_adv = (x_nat + 0.01 * torch.randn_like(x_nat)).clamp(0, 1)
     grad = torch.randn_like(x_nat)
     size = x_nat.numel() * x_nat.element_size()
-    copy = copy_bandwidth(x_nat, repeat, device)
+    copy = copy_bandwidth(x_nat.numel(), device, repeat)
     backends = [b for b in robustkernels.available_backends(device) if b != "reference"]
     if torch.device(device).type == "cpu":
         backends = [b for b in backends if b != "triton"]  # the interpreter measures Python

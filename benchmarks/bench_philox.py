@@ -10,7 +10,7 @@ import torch
 
 import robustkernels
 from robustkernels import ops
-from robustkernels._timing import format_table, median_seconds
+from robustkernels.bench.timing import format_table, median_seconds
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import contextlib
 import torch
 from torch.nn import functional as F
 
-from robustkernels._timing import format_table, median_seconds
+from robustkernels.bench.timing import format_table, median_seconds
 from robustkernels.models import build_model
 from robustkernels.ops import pgd_step
 from robustkernels.train.methods import StepContext, make_method

@@ -8,8 +8,8 @@ from torch.nn import functional as F
 
 import robustkernels
 from robustkernels import ops
-from robustkernels._timing import kept_for_backward_bytes
 from robustkernels.bench import eager
+from robustkernels.bench.timing import kept_for_backward_bytes
 from robustkernels.models import wide_resnet
 from robustkernels.nn import LWTA, BatchNormLWTA, convert_activations, lwta_kl
 

@@ -4,8 +4,8 @@ For each op: the median time of the eager formulation and of each of our backend
 inputs, the ratio, the effective bandwidth (bytes the op must move / time), its share of the
 measured copy bandwidth (the memory-bound limit), and the peak extra memory. Then end to end:
 PGD-10 on WideResNet-16-4, and one PGD-AT training step of WRN-34-1 with LWTA and with PNI on our
-kernels against the same model on the eager formulations. Finally the targets of the kernel
-issues, each marked met or not met with its figure.
+kernels against the same model on the eager formulations. ``--json PATH`` saves the figures;
+``python benchmarks/targets.py PATH`` marks the project's targets met or not.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .. import _backend, machine
-from .._timing import (
+from .cases import OPS, op_cases
+from .end_to_end import run_e2e
+from .timing import (
+    copy_bandwidth,
     format_table,
     interleaved_medians,
     kept_for_backward_bytes,
-    median_seconds,
     peak_memory_kib,
 )
-from .cases import OPS, op_cases
-from .end_to_end import run_e2e
 
 BENCHES = (*OPS, "autoattack")  # autoattack: minutes, asked for by name
 
@@ -38,12 +38,6 @@ def _backends(device: str) -> list[str]:
     if torch.device(device).type == "cpu":
         names = [b for b in names if b != "triton"]  # interpreted: measures Python, not the kernel
     return names
-
-
-def copy_bandwidth(numel: int, device: str, repeat: int) -> float:
-    x = torch.rand(numel, device=device)
-    out = torch.empty_like(x)
-    return 2 * x.numel() * 4 / median_seconds(lambda: out.copy_(x), repeat=repeat, device=device)
 
 
 def _under_backend(backend: str, fn: Callable[[], object]) -> Callable[[], object]:
@@ -83,87 +77,6 @@ def run_ops(device: str, ops: Sequence[str], quick: bool, repeat: int) -> list[d
     return rows
 
 
-TARGETS = [  # (issue, description, row filter, check -> (met, figure))
-    (
-        "3",
-        "PGD step >= 5x eager, large size",
-        lambda r: r.get("op") == "pgd_step" and "large" in r["case"],
-        lambda rs: (min(r["speedup"] for r in rs) >= 5, f"min {min(r['speedup'] for r in rs):.1f}x"),
-    ),
-    (
-        "3",
-        "PGD step >= 50% of copy bandwidth, large size",
-        lambda r: r.get("op") == "pgd_step" and "large" in r["case"],
-        lambda rs: (min(r["share_of_copy"] for r in rs) >= 0.5, f"min {min(r['share_of_copy'] for r in rs):.0%}"),
-    ),
-    (
-        "4",
-        "LWTA fwd+bwd <= 1.5x ReLU",
-        lambda r: r.get("op") == "lwta",
-        lambda rs: (
-            max(r["ours_ms"] / r["relu_ms"] for r in rs) <= 1.5,
-            f"{max(r['ours_ms'] / r['relu_ms'] for r in rs):.2f}x ReLU",
-        ),
-    ),
-    (
-        "5",
-        "noisy weight fwd+bwd >= 3x eager",
-        lambda r: r.get("op") == "noisy_weight",
-        lambda rs: (min(r["speedup"] for r in rs) >= 3, f"min {min(r['speedup'] for r in rs):.2f}x"),
-    ),
-    (
-        "5",
-        "zero bytes of noise kept for the backward",
-        lambda r: r.get("op") == "noisy_weight",
-        lambda rs: (
-            max(r["kept_mib_ours"] for r in rs) < 0.01,
-            f"{max(r['kept_mib_ours'] for r in rs) * 2**20:.0f} bytes (eager {rs[0]['kept_mib_eager']:.1f} MiB)",
-        ),
-    ),
-    (
-        "4",
-        "WRN-34-1 LWTA PGD-AT step >= 2x faster",
-        lambda r: r.get("case") == "pgd_at_lwta",
-        lambda rs: (rs[0]["speedup"] >= 2, f"{rs[0]['speedup']:.2f}x"),
-    ),
-    (
-        "13",
-        "AA standard >= 3x faster than torchattacks at <= its robust accuracy",
-        lambda r: r.get("case", "").startswith("AA standard") and r.get("peer_s") is not None,
-        lambda rs: (
-            all(r["peer_s"] / r["ours_s"] >= 3 and r["ours_acc"] <= r["peer_acc"] for r in rs),
-            ", ".join(
-                f"{r['peer_s'] / r['ours_s']:.2f}x ({100 * r['ours_acc']:.1f}% vs {100 * r['peer_acc']:.1f}%)"
-                for r in rs
-            ),
-        ),
-    ),
-    (
-        "13",
-        "AA rand: batched EOT + active set >= 2x the sequential loop",
-        lambda r: r.get("case", "").startswith("AA rand"),
-        lambda rs: (rs[0]["sequential_s"] / rs[0]["ours_s"] >= 2, f"{rs[0]['sequential_s'] / rs[0]['ours_s']:.2f}x"),
-    ),
-    (
-        "4",
-        "WRN-34-1 LWTA PGD-AT step peak memory <= 0.6x",
-        lambda r: r.get("case") == "pgd_at_lwta",
-        lambda rs: (rs[0]["peak_ratio"] <= 0.6, f"{rs[0]['peak_ratio']:.2f}x"),
-    ),
-]
-
-
-def check_targets(rows: list[dict], e2e: list[dict]) -> list[list[str]]:
-    out = []
-    for issue, text, keep, check in TARGETS:
-        selected = [r for r in rows + e2e if keep(r)]
-        if not selected:
-            continue
-        met, figure = check(selected)
-        out.append([issue, text, "met" if met else "NOT met", figure])
-    return out
-
-
 def main_bench(device: str = "cpu", ops: Sequence[str] = OPS, quick: bool = False, json_path: str | None = None,
                e2e: bool = True, data_dir: str = "../shared/data") -> dict:
     repeat = 5 if quick else 11
@@ -193,15 +106,12 @@ def main_bench(device: str = "cpu", ops: Sequence[str] = OPS, quick: bool = Fals
 
         print()
         aa_rows = run_autoattack(data_dir, quick)
-    targets = check_targets(rows, e2e_rows + aa_rows) if not quick else []
-    if targets:
-        print()
-        print(format_table(["issue", "target", "status", "measured"], targets))
     result = {"device": device, "machine": header, "quick": quick, "ops": rows, "end_to_end": e2e_rows,
-              "autoattack": aa_rows, "targets": targets}
+              "autoattack": aa_rows}
     if json_path:
         with open(json_path, "w") as f:
             json.dump(result, f, indent=2)
+        print(f"\nwrote {json_path}; `python benchmarks/targets.py {json_path}` marks the project's targets")
     return result
 
 

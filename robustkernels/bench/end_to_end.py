@@ -10,11 +10,11 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from .._timing import median_seconds, peak_memory_kib
 from ..attacks import PGD
 from ..models import wide_resnet
 from ..nn import convert_to_pni
 from . import eager
+from .timing import median_seconds, peak_memory_kib
 
 E2E_CASES = ("pgd10", "pgd_at_lwta", "pgd_at_pni")
 

@@ -93,3 +93,11 @@ def kept_for_backward_bytes(fn: Callable[[], object], leaves: Sequence[torch.Ten
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         fn()
     return sum(seen.values())
+
+
+def copy_bandwidth(numel: int, device: str, repeat: int) -> float:
+    """Bytes per second of ``out.copy_(x)`` for ``numel`` fp32 elements (read + write): the
+    memory-bound limit the kernels' effective bandwidth is compared with."""
+    x = torch.rand(numel, device=device)
+    out = torch.empty_like(x)
+    return 2 * x.numel() * 4 / median_seconds(lambda: out.copy_(x), repeat=repeat, device=device)

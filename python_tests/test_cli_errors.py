@@ -2,6 +2,7 @@
 code 2, before any training starts; --help explains every option."""
 
 import gzip
+import json
 import pickle
 import struct
 
@@ -126,3 +127,43 @@ def test_help_lists_every_option_with_a_meaning():
                 if action.default not in (None, False):
                     assert "default" in sub.formatter_class(name)._get_help_string(action), action.dest
     assert "robustkernels demo" in parser.format_help() and "``" not in parser.format_help()
+
+
+def test_default_training_gives_a_useful_model_in_two_epochs(tmp_path, capsys):
+    assert main(["train", "--epochs", "2", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["val_clean_acc"] > 0.7 and last["val_pgd_acc"] > 0.3  # digits, PGD-AT, eps 0.1
+
+
+def test_progress_bars_are_silent_when_stderr_is_not_a_terminal():
+    from robustkernels.progress import progress_bar
+
+    with progress_bar(range(3), enabled=True) as bar:  # pytest captures stderr: not a terminal
+        assert bar.disable
+    with progress_bar(range(3), enabled=False) as bar:
+        assert bar.disable
+
+
+def test_examples_figure_marks_samples_wrong_before_the_attack(tmp_path, monkeypatch):
+    from robustkernels.eval import plots
+    from robustkernels.eval.report import RobustnessReport, Stat
+
+    report = RobustnessReport(
+        eps=0.1, norm="linf", n_samples=3, stochastic=False, eot_iter=1, repeats=1, clean_accuracy=Stat(2 / 3, 0, 1),
+        confidence_clean=0.9, attacks={}, worst_case=Stat(1 / 3, 0, 1), overhead=1.0,
+        clean_probabilities=[0.9, 0.8, 0.7], clean_correct=[True, True, False],
+        examples={"images": torch.rand(3, 1, 8, 8).tolist(), "labels": [1, 2, 3], "predictions": [1, 5, 4],
+                  "attack": "pgd"})
+    figures = {}
+    real_save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, folder, name, top=1.0: figures.setdefault(name, fig) and
+                        real_save(fig, folder, name, top))
+    plots.write_plots(report, tmp_path)
+    fig = figures["examples.png"]
+    titles = [(ax.get_title(), ax.title.get_color()) for ax in fig.axes if ax.get_title()]
+    assert titles == [("1->1", "green"), ("2->5", "red"), ("3->4\nwrong clean", "grey")]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()  # the figure was closed after saving
+    top_of_titles = max(ax.title.get_window_extent(renderer).y1 for ax in fig.axes if ax.get_title())
+    assert fig._suptitle.get_window_extent(renderer).y0 > top_of_titles  # noqa: SLF001 (no public getter)

@@ -252,3 +252,13 @@ def test_cuda_backends_match_reference(backend, hard):
         (grad,) = torch.autograd.grad((y * weights.cuda()).sum(), x)
     torch.testing.assert_close(y.cpu(), y_ref, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(grad.cpu(), grad_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_zero_dim_is_refused_and_empty_passes_through():
+    with pytest.raises(ValueError, match="h must have at least one dimension"):
+        ops.lwta(torch.tensor(1.0))
+    empty = torch.ones(0, 4, requires_grad=True)
+    out = ops.lwta(empty)
+    assert out.shape == (0, 4)
+    out.sum().backward()
+    assert empty.grad.shape == (0, 4)

@@ -112,7 +112,8 @@ class RobustnessReport:
     def plot(self, path) -> list[str]:
         """Write PNGs: ``<path>/curves.png`` (accuracy vs eps per attack), ``histogram.png``
         (max-softmax of all vs correctly classified inputs) and ``examples.png`` (adversarial
-        examples, green = still correct, red = fooled). Returns the files written."""
+        examples: green still correct, red fooled, grey wrong before the attack). Returns the files
+        written."""
         from .plots import write_plots
 
         return write_plots(self, path)

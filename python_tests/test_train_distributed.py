@@ -10,9 +10,11 @@ from .dist_worker import train_rank, train_small
 
 
 @pytest.mark.skipif(not torch.distributed.is_available() or sys.platform == "win32", reason="needs torch.distributed")
-def test_two_gloo_processes_agree_with_one(tmp_path):
+@pytest.mark.parametrize("dataset", [False, True], ids=["tensors", "dataset"])
+def test_two_gloo_processes_agree_with_one(tmp_path, dataset):
+    """With a Dataset, each process reads only its share of every global batch."""
     out = tmp_path / "rank0.pt"
-    mp.spawn(train_rank, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
+    mp.spawn(train_rank, args=(2, str(tmp_path / "init"), str(out), dataset), nprocs=2, join=True)
     result = torch.load(out, weights_only=True)
 
     model, history = train_small()  # the same run in this one process

@@ -24,6 +24,7 @@ from ..nn.pni import pni_param_groups
 from ..progress import progress_bar
 from ..threat import frozen_model, non_negative, positive_int
 from . import checkpoint as ckpt
+from .data import TrainData
 from .distributed import all_sum, barrier, init_from_env, rank_and_world, shard
 from .methods import Method, StepContext
 from .schedules import LR_SCHEDULES, make_scheduler
@@ -73,19 +74,6 @@ def check_resumable(path: str, saved: dict | None, current: dict) -> None:
                          + " (resume='force' / --force-resume loads it anyway)")
 
 
-def _check_data(name: str, data) -> tuple[torch.Tensor, torch.Tensor]:
-    if not (isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data)):
-        raise TypeError(f"{name} must be a pair of tensors (x [N, C, H, W], y [N])")
-    x, y = data
-    if not x.is_floating_point() or x.dim() < 2:
-        raise ValueError(f"{name}: x must be a floating-point tensor [N, ...], got {x.dtype} {list(x.shape)}")
-    if y.dtype != torch.int64 or y.shape != (x.shape[0],):
-        raise ValueError(f"{name}: y must be int64 of shape [{x.shape[0]}], got {y.dtype} {list(y.shape)}")
-    if len(y) == 0:
-        raise ValueError(f"{name} is empty")
-    return x, y
-
-
 def _make_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float):
     groups = pni_param_groups(model, weight_decay)  # PNI noise scales get no weight decay
     groups = [g for g in groups if g["params"]]
@@ -94,18 +82,18 @@ def _make_optimizer(model: nn.Module, name: str, lr: float, momentum: float, wei
     return torch.optim.Adam(groups, lr=lr)
 
 
-def accuracy_under_attack(model: nn.Module, method: Method, x: torch.Tensor, y: torch.Tensor, *, steps: int,
-                          batch_size: int, seed: int, device: torch.device) -> tuple[float, float]:
-    """(clean, PGD-``steps``) accuracy of ``model`` in eval mode on this rank's share of (x, y),
-    summed over ranks."""
+def accuracy_under_attack(model: nn.Module, method: Method, data: TrainData, *, steps: int, batch_size: int,
+                          seed: int, device: torch.device) -> tuple[float, float]:
+    """(clean, PGD-``steps``) accuracy of ``model`` in eval mode on this rank's share of
+    ``data``, summed over ranks."""
     rank, world = rank_and_world()
-    idx = shard(torch.arange(len(y)), rank, world)
+    idx = shard(torch.arange(len(data)), rank, world)
     attack = PGD(model, eps=method.eps, alpha=2.5 * method.eps / steps, steps=steps, norm=method.norm,
                  bounds=method.bounds, normalization=method.normalization,
                  generator=torch.Generator().manual_seed(mix_seed(seed, rank, 1)))
     correct_clean = correct_adv = 0
-    for batch in idx.split(batch_size):
-        xb, yb = x[batch].to(device), y[batch].to(device)
+    for xb, yb in data.batches(idx.split(batch_size)):
+        xb, yb = xb.to(device), yb.to(device)
         with frozen_model(model, "eval"), torch.no_grad():
             correct_clean += int((attack.logits(xb).argmax(1) == yb).sum())
         x_adv = attack(xb, yb)
@@ -122,14 +110,16 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
         log_path: str | os.PathLike | None = None, checkpoint_path: str | os.PathLike | None = None,
         checkpoint_every: int | None = None, resume: bool = False, progress: bool = True,
         callback: Callable[[dict], None] | None = None, meta: dict | None = None) -> list[dict]:
-    """Train ``model`` **in place** with ``method`` on ``train_data = (x, y)``; returns the
+    """Train ``model`` **in place** with ``method`` on ``train_data``; returns the
     per-epoch history (also written as JSON lines to ``log_path``).
 
     Args:
         model: on its training device; its parameters are updated (and, with ``channels_last``,
             its memory format changed). Under ``torchrun`` it is wrapped in DDP internally.
         method: a :class:`~robustkernels.train.methods.Method`, e.g. ``make_method("pgd_at", eps=8/255)``.
-        train_data / val_data: ``(x [N, C, H, W] in bounds, y [N] int64)`` tensors (CPU is fine).
+        train_data / val_data: ``(x [N, C, H, W] in bounds, y [N] int64)`` tensors (CPU is fine),
+            or a map-style Dataset or DataLoader of ``(x, y)`` samples, read batch by batch in the
+            trainer's order (a DataLoader's workers and collate_fn are used, not its sampler).
         batch_size: the global batch; each of W processes takes ``batch_size / W`` of it.
         schedule: ``constant|step|cyclic|cosine`` learning rate per optimizer step (default:
             the method's, else ``step``).
@@ -173,9 +163,8 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
         checkpoint_path = ckpt.check_path(checkpoint_path)
     if log_path is not None:
         log_path = ckpt.check_path(log_path, "log_path")
-    x, y = _check_data("train_data", train_data)
-    if val_data is not None:
-        _check_data("val_data", val_data)
+    train = TrainData("train_data", train_data)
+    val = TrainData("val_data", val_data) if val_data is not None else None
 
     params = list(model.parameters())
     device = params[0].device if params else torch.device("cpu")
@@ -186,13 +175,13 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
     if channels_last:
         model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if compile else model
-    method.bind(net, len(y))
+    method.bind(net, len(train))
     trained = net
     if distributed:
         ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         trained = torch.compile(ddp) if compile else ddp
     opt = _make_optimizer(model, optimizer, lr, momentum, weight_decay)
-    batches_per_epoch = -(-len(y) // batch_size)
+    batches_per_epoch = -(-len(train) // batch_size)
     scheduler = make_scheduler(opt, schedule, epochs * batches_per_epoch * method.steps_per_batch)
     dtype = AUTOCAST[autocast]
     ctx = StepContext(
@@ -201,7 +190,7 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
     )
 
     start_epoch, start_batch, step, history, partial = 0, 0, 0, [], [0.0, 0.0, 0.0, 0.0]
-    fingerprint = run_fingerprint(model, method, train_size=len(y), batch_size=batch_size, seed=seed, meta=meta)
+    fingerprint = run_fingerprint(model, method, train_size=len(train), batch_size=batch_size, seed=seed, meta=meta)
     if resume and os.path.isfile(checkpoint_path):
         state = ckpt.load(checkpoint_path, device)
         if resume != "force":
@@ -235,7 +224,7 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
             if start_batch == 0:
                 method.start_epoch(epoch, epochs)
                 partial = [0.0, 0.0, 0.0, 0.0]  # loss * n, correct, n, seconds
-            order = torch.randperm(len(y), generator=torch.Generator().manual_seed(mix_seed(seed, epoch)))
+            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(mix_seed(seed, epoch)))
             batches = order.split(batch_size)
             bar = progress_bar(
                 total=len(batches),
@@ -244,13 +233,13 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
                 enabled=progress and rank == 0,
                 leave=False,
             )
-            for b in range(start_batch, len(batches)):
+            stream = train.batches([shard(batches[b], rank, world) for b in range(start_batch, len(batches))])
+            for b, (xb, yb) in zip(range(start_batch, len(batches)), stream):
                 tic = time.perf_counter()
                 step_seed = mix_seed(seed, step, rank)
                 torch.manual_seed(step_seed)  # LWTA / PNI noise, dropout
                 method.generator.manual_seed(mix_seed(step_seed, 1))
-                idx = shard(batches[b], rank, world)
-                xb, yb = x[idx].to(device), y[idx].to(device)
+                xb, yb = xb.to(device), yb.to(device)
                 if augment:
                     xb = random_crop_flip(xb, generator=torch.Generator().manual_seed(mix_seed(step_seed, 2)))
                 if channels_last and xb.dim() == 4:
@@ -288,7 +277,7 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
             }
             record.update(method.epoch_metrics())  # the figures this epoch trained with
             if val_data is not None:
-                clean, adv = accuracy_under_attack(net, method, *val_data, steps=val_attack_steps,
+                clean, adv = accuracy_under_attack(net, method, val, steps=val_attack_steps,
                                                    batch_size=batch_size, seed=mix_seed(seed, epoch, 7), device=device)
                 method.end_validation(clean, adv)
                 record.update(val_clean_acc=clean, val_pgd_acc=adv)

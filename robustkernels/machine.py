@@ -22,17 +22,6 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def kernel_isa() -> str:
     """The ISA variant our C++ CPU kernels run: the CPU's best (AVX-512 = x86-64-v4, AVX2 =
     x86-64-v3), capped by ``ROBUSTKERNELS_CPU_ISA=avx2|baseline``; "not built" without the extension."""

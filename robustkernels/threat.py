@@ -48,11 +48,27 @@ def check_norm(norm: str) -> bool:
     return norm == "l2"
 
 
+def check_logits_shape(logits, rows: int, min_classes: int = 1) -> None:
+    """The model contract every attack and evaluation relies on: a ``[rows, K]`` logits tensor,
+    K >= ``min_classes``; anything else is an error saying what the model returned."""
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"model must return a logits tensor, got {type(logits).__name__}")
+    if logits.dim() != 2 or logits.shape[0] != rows or logits.shape[1] < min_classes:
+        classes = "" if min_classes <= 1 else f" (K >= {min_classes} classes)"
+        raise ValueError(f"model must return logits of shape [B, K]{classes} for a batch of B = {rows}, "
+                         f"got {list(logits.shape)}")
+
+
+def is_number(value) -> bool:
+    """A Python int or float (not a bool, which is an int to Python)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def per_sample(value, name: str, x: torch.Tensor, *, finite: bool = False) -> torch.Tensor:
     """A float or a [B] tensor >= 0 (and < inf if ``finite``) -> contiguous [B] tensor in the
     op-math dtype."""
     batch = x.shape[0]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if is_number(value):
         if value < 0 or value != value or (finite and value == float("inf")):
             raise ValueError(f"{name} must be {'finite and ' if finite else ''}>= 0, got {value}")
         return torch.full((batch,), float(value), dtype=opmath_dtype(x.dtype), device=x.device)
@@ -78,7 +94,7 @@ def channel_bounds(bounds, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
         raise TypeError(f"bounds must be a (lo, hi) pair, got {bounds!r}")
     out = []
     for name, value in zip(("lo", "hi"), bounds):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if is_number(value):
             value = torch.tensor([float(value)])
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"bounds {name} must be a float or a tensor, got {type(value).__name__}")

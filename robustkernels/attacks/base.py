@@ -27,6 +27,7 @@ from ..ops.philox import philox_normal, philox_uniform
 from ..threat import (
     Bounds,
     ThreatModel,
+    check_logits_shape,
     frozen_model,
     normalize,
     per_sample,
@@ -166,10 +167,8 @@ class Attack:
         self._unchecked_labels = False
 
     def _check_shape(self, logits, rows: int) -> None:
-        if self._unchecked_labels and (not isinstance(logits, torch.Tensor) or logits.dim() != 2
-                                       or logits.shape[0] != rows):
-            shape = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise ValueError(f"model must return logits of shape [B, K] for a batch of B = {rows}, got {shape}")
+        if self._unchecked_labels:
+            check_logits_shape(logits, rows)
 
     def objective(self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         self.check_output(logits, y, target)

@@ -15,6 +15,12 @@ from .files import load_cifar10, load_mnist, random_crop_flip, read_idx
 DATASETS = ("digits", "mnist", "cifar10")
 
 
+def check_integer_labels(name: str, y: torch.Tensor) -> None:
+    """Labels must be integer class indices: a float, complex or bool tensor is a TypeError."""
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"{name}: labels must be integer class indices, got {y.dtype}")
+
+
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: int = 0
                  ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """``((x_train, y_train), (x_test, y_test))`` for ``"digits"`` (bundled), ``"mnist"`` or
@@ -30,5 +36,5 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: 
     return loader(data_dir, train=True), loader(data_dir, train=False)
 
 
-__all__ = ["DATASETS", "download", "load_cifar10", "load_dataset", "load_digits", "load_mnist", "random_crop_flip",
-           "read_idx"]
+__all__ = ["DATASETS", "check_integer_labels", "download", "load_cifar10", "load_dataset", "load_digits",
+           "load_mnist", "random_crop_flip", "read_idx"]

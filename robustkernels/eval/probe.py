@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..threat import frozen_model
+from ..threat import check_logits_shape, frozen_model
 
 STOCHASTIC_PASSES = 6  # a model noisy on one call in k (k <= 5) differs within these passes
 
@@ -17,11 +17,7 @@ def checked_logits(logits, batch: int) -> torch.Tensor:
     """``logits`` if they are a finite ``[batch, K]`` tensor with K >= 2, else a ``ValueError``
     that says what the model returned (a NaN model would otherwise read as robust: the argmax
     of NaN logits is class 0)."""
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"model must return a logits tensor, got {type(logits).__name__}")
-    if logits.dim() != 2 or logits.shape[0] != batch or logits.shape[1] < 2:
-        raise ValueError(f"model must return logits of shape [B, K] (K >= 2 classes) for a batch of B = {batch}, "
-                         f"got {list(logits.shape)}")
+    check_logits_shape(logits, batch, min_classes=2)
     bad = ~torch.isfinite(logits)
     if bool(bad.any()):
         raise ValueError(f"model returned NaN or inf logits ({int(bad.sum())} of {logits.numel()} entries, "

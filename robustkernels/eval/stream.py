@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ..data import check_integer_labels
+
 
 def _check_batch(x, y) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
@@ -17,8 +19,7 @@ def _check_batch(x, y) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"data: expected x [N, ...] float and y [N] labels, got {list(x.shape)} and {list(y.shape)}")
     if x.shape[0] and x[0].numel() == 0:
         raise ValueError(f"data: samples have no features (x of shape {list(x.shape)})")
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(f"data: labels y must be integer class indices, got {y.dtype}")
+    check_integer_labels("data", y)
     return x, y.long()
 
 

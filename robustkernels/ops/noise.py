@@ -12,6 +12,7 @@ Gradients: ``d/dx = grad``; ``d/dalpha = std * sum(grad * eta)`` over what each 
 import torch
 
 from .. import reference
+from ..threat import is_number
 from ._random import draw_seed
 from ._registry import KernelOp
 from ._validation import check_float_tensor, check_int, opmath_dtype
@@ -107,7 +108,7 @@ def _add_noise(x, alpha, channel_dim, generator, name):
     check_int("channel_dim", channel_dim, low=-x.dim(), high=x.dim() - 1)
     channel_dim %= x.dim()
     compute = opmath_dtype(x.dtype)
-    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+    if is_number(alpha):
         alpha = torch.tensor(float(alpha), dtype=compute, device=x.device)
     if not isinstance(alpha, torch.Tensor):
         raise TypeError(f"alpha must be a float or a Tensor, got {type(alpha).__name__}")

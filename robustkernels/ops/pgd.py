@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from .. import reference
-from ..threat import broadcast_bounds, channel_bounds, check_norm, per_sample  # noqa: F401 (re-exported)
+from ..threat import broadcast_bounds, channel_bounds, check_norm, is_number, per_sample  # noqa: F401 (re-exported)
 from ._random import draw_seed
 from ._registry import KernelOp
 from ._validation import check_float_tensor, opmath_dtype
@@ -89,7 +89,7 @@ def pgd_step(x_adv: torch.Tensor, x_nat: torch.Tensor, grad: torch.Tensor, *, st
         if out.dtype != x_adv.dtype:
             raise TypeError(f"out is {out.dtype} but x_adv is {x_adv.dtype}")
     grad = grad.to(x_adv.dtype)
-    if not l2 and _number(step) and _number(eps) and lo.numel() == 1 and x_adv.numel():
+    if not l2 and is_number(step) and is_number(eps) and lo.numel() == 1 and x_adv.numel():
         # Linf with one step, one eps and scalar bounds treats every element alike: the batch is
         # one sample, whatever its layout (1-D, B in the millions), with no per-sample work.
         flat = [t.reshape(1, -1) for t in (x_adv, x_nat, grad)]
@@ -102,9 +102,6 @@ def pgd_step(x_adv: torch.Tensor, x_nat: torch.Tensor, grad: torch.Tensor, *, st
     step_t, eps_t = per_sample(step, "step", x_adv, finite=True), per_sample(eps, "eps", x_adv)
     return pgd_step_prepared(x_adv, x_nat, grad, step_t, eps_t, lo, hi, l2, out=out)
 
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def pgd_step_prepared(x_adv: torch.Tensor, x_nat: torch.Tensor, grad: torch.Tensor, step: torch.Tensor,

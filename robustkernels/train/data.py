@@ -14,14 +14,15 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..data import check_integer_labels
+
 
 def _check_pair(name: str, x, y) -> None:
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
         raise TypeError(f"{name}: samples must be (x, y) tensors, got ({type(x).__name__}, {type(y).__name__})")
     if not x.is_floating_point() or x.dim() < 1:
         raise ValueError(f"{name}: x must be a floating-point tensor, got {x.dtype} {list(x.shape)}")
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(f"{name}: labels must be integer class indices, got {y.dtype}")
+    check_integer_labels(name, y)
 
 
 class TrainData:

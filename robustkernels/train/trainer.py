@@ -65,7 +65,8 @@ def check_resumable(path: str, saved: dict | None, current: dict) -> None:
         if saved.get(key) == value:
             continue
         if key == "parameters":
-            names = sorted(set(value) ^ set(saved.get(key, {})) | {k for k in value if saved[key].get(k) != value[k]})
+            theirs = saved.get(key) or {}
+            names = sorted(set(value) ^ set(theirs) | {k for k in value if theirs.get(k) != value[k]})
             diffs.append(f"model parameters ({len(names)} differ in name or shape, e.g. {names[0]!r})")
         else:
             diffs.append(f"{key}: {saved.get(key)!r} in the checkpoint, {value!r} now")

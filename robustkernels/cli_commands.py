@@ -59,17 +59,29 @@ def add_train(commands) -> None:
                    help="threat radius, e.g. 8/255 (default: 0.1 digits, 0.3 mnist, 8/255 cifar10)")
     p.add_argument("--alpha", type=number(fraction=True), default=None,
                    help="attack step size (default: 2.5 eps / steps)")
-    p.add_argument("--steps", type=integer(), default=10, help="attack steps per training batch")
+    p.add_argument("--steps", type=integer(), default=None,
+                   help="attack steps per training batch (default: 1 for fgsm-rs, n-fgsm and atta, else 10)")
     p.add_argument("--norm", choices=("linf", "l2"), default="linf", help="threat model")
     p.add_argument("--beta", type=number(), default=6.0, help="TRADES weight of the robustness term")
     p.add_argument("--replays", type=integer(), default=4, help="free-AT minibatch replays m")
     p.add_argument("--sensitivity-weight", type=number(), default=1e-3,
                    help="lambda of the sensitivity method")
     p.add_argument("--kl-weight", type=number(), default=0.0, help="weight of the LWTA/IBP KL terms")
+    p.add_argument("--eps-warmup-epochs", type=number(), default=0.0,
+                   help="ramp eps linearly from 0 over this many epochs (any method)")
+    p.add_argument("--tau", type=integer(minimum=0), default=None,
+                   help="fat: steps after the first misclassification (default: the dynamic 0/1/2 schedule)")
+    p.add_argument("--atta-loss", choices=("ce", "trades"), default="ce", help="atta: the training objective")
+    p.add_argument("--reset-every", type=integer(), default=10, help="atta: epochs between buffer resets")
+    p.add_argument("--on-overfit", choices=("warn", "stop", "restore"), default="warn",
+                   help="on catastrophic overfitting (validation PGD accuracy collapsing while FGSM accuracy "
+                        "rises): warn, stop, or restore the last good epoch and stop")
     p.add_argument("--augment", action="store_true", help="random crop (padding 4) and horizontal flip")
     p.add_argument("--autocast", choices=("bf16", "fp16"), default=None, help="mixed precision for the model")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--fast", action="store_true",
+                   help="the levers among bf16 autocast, channels_last and torch.compile that pay off on this device")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available, per local rank)")
     p.add_argument("--seed", type=integer(minimum=0), default=0, help="seed of every random choice")
     p.add_argument("--out", default="runs/train", help="folder for checkpoint.pt and metrics.jsonl")
@@ -84,10 +96,14 @@ def add_train(commands) -> None:
 
 
 def _method_kwargs(args, eps: float) -> dict:
-    kwargs = dict(eps=eps, alpha=args.alpha, steps=args.steps, norm=args.norm, kl_weight=args.kl_weight)
+    kwargs = dict(eps=eps, alpha=args.alpha, steps=args.steps, norm=args.norm, kl_weight=args.kl_weight,
+                  eps_warmup_epochs=args.eps_warmup_epochs)
     name = args.method.replace("-", "_")
     extra = {"trades": {"beta": args.beta}, "free_at": {"replays": args.replays},
-             "sensitivity": {"weight": args.sensitivity_weight}}
+             "sensitivity": {"weight": args.sensitivity_weight}, "fat": {"tau": args.tau},
+             "atta": {"loss": args.atta_loss, "reset_every": args.reset_every, "beta": args.beta}}
+    if args.steps is None:
+        del kwargs["steps"]  # the method's default: 10 for PGD-based methods, 1 for single-step ones
     return {**kwargs, **extra.get(name, {})}
 
 
@@ -124,7 +140,8 @@ def run_train(args) -> int:
     history = fit(model, method, (x, y), epochs=args.epochs, batch_size=batch_size, lr=lr,
                   optimizer=optimizer, weight_decay=args.weight_decay, schedule=args.schedule,
                   augment=args.augment, val_data=(x_test[:args.val_samples], y_test[:args.val_samples]),
-                  autocast=args.autocast, channels_last=args.channels_last, compile=args.compile, seed=args.seed,
+                  autocast=args.autocast, channels_last=args.channels_last, compile=args.compile, fast=args.fast,
+                  on_overfit=args.on_overfit, seed=args.seed,
                   log_path=os.path.join(out, "metrics.jsonl"), checkpoint_path=checkpoint_path,
                   checkpoint_every=args.checkpoint_every, resume="force" if args.force_resume else args.resume,
                   progress=not args.no_progress, meta=meta)

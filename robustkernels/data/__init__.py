@@ -8,9 +8,10 @@ import os
 
 import torch
 
+from .augment import CropFlip, random_crop_flip
 from .digits import load_digits
 from .download import download
-from .files import load_cifar10, load_mnist, random_crop_flip, read_idx
+from .files import load_cifar10, load_mnist, read_idx
 
 DATASETS = ("digits", "mnist", "cifar10")
 
@@ -36,5 +37,5 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: 
     return loader(data_dir, train=True), loader(data_dir, train=False)
 
 
-__all__ = ["DATASETS", "check_integer_labels", "download", "load_cifar10", "load_dataset", "load_digits",
+__all__ = ["DATASETS", "CropFlip", "check_integer_labels", "download", "load_cifar10", "load_dataset", "load_digits",
            "load_mnist", "random_crop_flip", "read_idx"]

@@ -131,26 +131,3 @@ def load_mnist(data_dir: str | os.PathLike, *, train: bool = True) -> tuple[torc
     if labels.max() > 9:
         raise ValueError(f"MNIST in {os.fspath(data_dir)!r}: labels must be 0..9, found {int(labels.max())}")
     return torch.from_numpy(images.copy()).float().div_(255).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
-
-
-def random_crop_flip(x: torch.Tensor, *, padding: int = 4, flip: bool = True,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """The standard CIFAR augmentation in torch: zero-pad by ``padding``, take a random crop of the
-    original size per image, and flip half of the images horizontally. x: [N, C, H, W]; a new
-    tensor is returned (x is not modified)."""
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        raise ValueError(f"x must be a [N, C, H, W] tensor, got {getattr(x, 'shape', type(x).__name__)}")
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"padding must be an int >= 0, got {padding!r}")
-    n, _, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
-    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    rows = (dy[:, None] + torch.arange(h)[None, :]).to(x.device)  # [N, H]
-    cols = (dx[:, None] + torch.arange(w)[None, :]).to(x.device)  # [N, W]
-    batch = torch.arange(n, device=x.device)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-    if flip:
-        flipped = (torch.rand(n, generator=generator) < 0.5).to(x.device)
-        out = torch.where(flipped[:, None, None, None], out.flip(3), out)
-    return out.contiguous()

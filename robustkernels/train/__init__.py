@@ -7,7 +7,7 @@
 from .losses import interval_bounds, sensitivity, trades_loss
 from .methods import METHODS, Method, make_method, scheduled_eps
 from .schedules import LR_SCHEDULES, lr_factor
-from .trainer import fit
+from .trainer import fit, validate
 
-__all__ = ["LR_SCHEDULES", "METHODS", "Method", "fit", "interval_bounds", "lr_factor", "make_method",
+__all__ = ["LR_SCHEDULES", "METHODS", "Method", "fit", "interval_bounds", "lr_factor", "make_method", "validate",
            "scheduled_eps", "sensitivity", "trades_loss"]

@@ -9,28 +9,31 @@ the same steps as an uninterrupted one. The global RNG is reseeded per step and 
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import json
 import math
 import os
 import time
-from collections.abc import Callable
+import warnings
 
 import torch
 from torch import nn
 
-from ..attacks import PGD
-from ..data import random_crop_flip
+from ..attacks import FGSM, PGD
+from ..data import CropFlip
 from ..nn.pni import pni_param_groups
 from ..progress import progress_bar
-from ..threat import frozen_model, non_negative, positive_int
+from ..threat import frozen_model
 from . import checkpoint as ckpt
 from .data import TrainData
 from .distributed import all_sum, barrier, init_from_env, rank_and_world, shard
+from .fast import fast_levers
 from .methods import Method, StepContext
-from .schedules import LR_SCHEDULES, make_scheduler
-
-OPTIMIZERS = ("sgd", "adam")
-AUTOCAST = {None: None, "none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+from .options import AUTOCAST, FitOptions, check_options
+from .overfit import overfit_message
+from .schedules import make_scheduler
+from .state import EpochSums, Run
 
 
 def mix_seed(*values: int) -> int:
@@ -83,34 +86,29 @@ def _make_optimizer(model: nn.Module, name: str, lr: float, momentum: float, wei
     return torch.optim.Adam(groups, lr=lr)
 
 
-def accuracy_under_attack(model: nn.Module, method: Method, data: TrainData, *, steps: int, batch_size: int,
-                          seed: int, device: torch.device) -> tuple[float, float]:
-    """(clean, PGD-``steps``) accuracy of ``model`` in eval mode on this rank's share of
-    ``data``, summed over ranks."""
+def validate(model: nn.Module, method: Method, data: TrainData, *, steps: int, batch_size: int, seed: int,
+             device: torch.device) -> dict:
+    """Clean, FGSM and PGD-``steps`` accuracy of ``model`` (eval mode) at the method's full eps
+    on this rank's share of ``data``, summed over ranks: ``{"val_clean_acc", "val_fgsm_acc",
+    "val_pgd_acc"}``."""
     rank, world = rank_and_world()
     idx = shard(torch.arange(len(data)), rank, world)
-    attack = PGD(model, eps=method.eps, alpha=2.5 * method.eps / steps, steps=steps, norm=method.norm,
-                 bounds=method.bounds, normalization=method.normalization,
-                 generator=torch.Generator().manual_seed(mix_seed(seed, rank, 1)))
-    correct_clean = correct_adv = 0
+    eps = method.target_eps
+    threat = dict(norm=method.norm, bounds=method.bounds, normalization=method.normalization)
+    pgd = PGD(model, eps=eps, alpha=2.5 * eps / steps, steps=steps, **threat,
+              generator=torch.Generator().manual_seed(mix_seed(seed, rank, 1)))
+    fgsm = FGSM(model, eps=eps, **threat)
+    correct = [0, 0, 0]
     for xb, yb in data.batches(idx.split(batch_size)):
         xb, yb = xb.to(device), yb.to(device)
-        with frozen_model(model, "eval"), torch.no_grad():
-            correct_clean += int((attack.logits(xb).argmax(1) == yb).sum())
-        x_adv = attack(xb, yb)
-        with frozen_model(model, "eval"), torch.no_grad():
-            correct_adv += int((attack.logits(x_adv).argmax(1) == yb).sum())
-    clean, adv, n = all_sum([correct_clean, correct_adv, len(idx)], device)
-    return clean / n, adv / n
+        for i, x_in in enumerate((xb, fgsm(xb, yb), pgd(xb, yb))):
+            with frozen_model(model, "eval"), torch.no_grad():
+                correct[i] += int((pgd.logits(x_in).argmax(1) == yb).sum())
+    *totals, n = all_sum([*correct, len(idx)], device)
+    return dict(zip(("val_clean_acc", "val_fgsm_acc", "val_pgd_acc"), (c / n for c in totals)))
 
 
-def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch_size: int = 128,
-        lr: float = 0.1, optimizer: str = "sgd", momentum: float = 0.9, weight_decay: float = 5e-4,
-        schedule: str | None = None, augment: bool = False, val_data=None, val_attack_steps: int = 10,
-        autocast: str | None = None, channels_last: bool = False, compile: bool = False, seed: int = 0,
-        log_path: str | os.PathLike | None = None, checkpoint_path: str | os.PathLike | None = None,
-        checkpoint_every: int | None = None, resume: bool = False, progress: bool = True,
-        callback: Callable[[dict], None] | None = None, meta: dict | None = None) -> list[dict]:
+def fit(model: nn.Module, method: Method, train_data, *, val_data=None, **options) -> list[dict]:
     """Train ``model`` **in place** with ``method`` on ``train_data``; returns the
     per-epoch history (also written as JSON lines to ``log_path``).
 
@@ -121,16 +119,28 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
         train_data / val_data: ``(x [N, C, H, W] in bounds, y [N] int64)`` tensors (CPU is fine),
             or a map-style Dataset or DataLoader of ``(x, y)`` samples, read batch by batch in the
             trainer's order (a DataLoader's workers and collate_fn are used, not its sampler).
+        epochs, lr, optimizer (``sgd|adam``), momentum, weight_decay: the usual.
         batch_size: the global batch; each of W processes takes ``batch_size / W`` of it.
         schedule: ``constant|step|cyclic|cosine`` learning rate per optimizer step (default:
             the method's, else ``step``).
+        augment: random crop (padding 4) and horizontal flip of every batch.
+        val_attack_steps: PGD steps of the per-epoch validation (clean, FGSM and PGD accuracy).
         autocast: ``None``, ``"bf16"`` or ``"fp16"`` (with a gradient scaler).
-        compile: ``torch.compile`` the model for training and attacks.
+        channels_last, compile: memory format and ``torch.compile`` for training and attacks.
+        fast: the levers among autocast / channels_last / compile that pay off on this device
+            (:func:`~robustkernels.train.fast.fast_levers`); explicit settings win.
+        on_overfit: ``"warn"`` (default), ``"stop"`` or ``"restore"``: what to do when the
+            validation history shows catastrophic overfitting (PGD accuracy collapsing while FGSM
+            accuracy rises). It is always logged (``"overfit": true``) and warned about;
+            ``"stop"`` ends the run after that epoch, ``"restore"`` reloads the weights and
+            optimizer of the last good epoch and ends the run.
+        seed: every random choice is a function of it (data order, starts, noise, augmentation).
         checkpoint_path: written atomically at each epoch end and every ``checkpoint_every``
             steps; ``resume=True`` continues from it (model, optimizer, schedule, method state,
             position in the epoch, history) after checking that it was written by this run
             (method, seed, data size, batch size, parameter shapes, ``meta``);
             ``resume="force"`` skips that check.
+        log_path: JSON lines, one per epoch. progress: tqdm bars (silent off a terminal).
         callback: called after every step with ``{"epoch", "batch", "step", "loss"}``.
         meta: stored in the checkpoint as ``"meta"`` (e.g. how to rebuild the model).
 
@@ -142,151 +152,200 @@ def fit(model: nn.Module, method: Method, train_data, *, epochs: int = 10, batch
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if not isinstance(method, Method):
         raise TypeError(f"method must be a robustkernels.train.Method, got {type(method).__name__}")
-    epochs, batch_size = positive_int("epochs", epochs), positive_int("batch_size", batch_size)
-    val_attack_steps = positive_int("val_attack_steps", val_attack_steps)
-    if not non_negative("lr", lr) > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    non_negative("weight_decay", weight_decay)
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    schedule = schedule or getattr(method, "default_schedule", "step")
-    if schedule not in LR_SCHEDULES:
-        raise ValueError(f"schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
-    if autocast not in AUTOCAST:
-        raise ValueError(f"autocast must be None, 'bf16' or 'fp16', got {autocast!r}")
-    if checkpoint_every is not None:
-        positive_int("checkpoint_every", checkpoint_every)
-    if resume not in (False, True, "force"):
-        raise ValueError(f"resume must be True, False or 'force', got {resume!r}")
-    if resume and checkpoint_path is None:
-        raise ValueError("resume=True needs checkpoint_path")
-    if checkpoint_path is not None:
-        checkpoint_path = ckpt.check_path(checkpoint_path)
-    if log_path is not None:
-        log_path = ckpt.check_path(log_path, "log_path")
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(FitOptions)})
+    if unknown:
+        raise TypeError(f"fit() got unexpected keyword argument(s): {', '.join(unknown)}")
+    opts = check_options(FitOptions(**options), getattr(method, "default_schedule", "step"), val_data is not None)
     train = TrainData("train_data", train_data)
     val = TrainData("val_data", val_data) if val_data is not None else None
+    run = setup(model, method, opts, len(train))
+    if opts.resume and os.path.isfile(opts.checkpoint_path):
+        resume(run, opts)
+    if opts.log_path is not None and run.rank == 0:
+        with open(opts.log_path, "w") as f:  # a resumed run rewrites the log up to its checkpoint
+            f.writelines(json_line(r) for r in run.history)
+    rng_state = torch.get_rng_state()
+    last_good = snapshot(run) if opts.on_overfit == "restore" and run.batch == 0 else None
+    try:
+        for epoch in range(run.epoch, opts.epochs):
+            train_epoch(run, opts, train, epoch)
+            record = end_epoch(run, opts, val, epoch)
+            collapsed = record.get("overfit") and opts.on_overfit != "warn"
+            if collapsed and opts.on_overfit == "restore":
+                restore(run, last_good, record)
+            if opts.log_path is not None and run.rank == 0:
+                with open(opts.log_path, "a") as f:
+                    f.write(json_line(record))
+            save_checkpoint(run, opts, epoch + 1, 0)
+            if collapsed:
+                break
+            if opts.on_overfit == "restore":
+                last_good = snapshot(run)
+    finally:
+        torch.set_rng_state(rng_state)
+    return run.history
 
+
+def snapshot(run: Run) -> dict:
+    """A copy of the weights and optimizer state at the current epoch boundary."""
+    return {"epoch": len(run.history), "model": copy.deepcopy(run.model.state_dict()),
+            "optimizer": copy.deepcopy(run.optimizer.state_dict())}
+
+
+def restore(run: Run, good: dict | None, record: dict) -> None:
+    """Go back to ``good`` (from :func:`snapshot`); ``record["restored_epoch"]`` says which epoch."""
+    if good is None:  # resumed mid-epoch: no epoch boundary in this process to return to
+        warnings.warn("on_overfit='restore': no earlier epoch of this process to restore; keeping the last weights",
+                      RuntimeWarning, stacklevel=3)
+        record["restored_epoch"] = None
+        return
+    run.model.load_state_dict(good["model"])
+    run.optimizer.load_state_dict(good["optimizer"])
+    record["restored_epoch"] = good["epoch"]
+
+
+def setup(model: nn.Module, method: Method, opts: FitOptions, train_size: int) -> Run:
+    """Device, process group, the fast levers, memory format, compile, DDP, optimizer, schedule
+    and autocast: the :class:`Run` every later step works on."""
     params = list(model.parameters())
     device = params[0].device if params else torch.device("cpu")
+    if opts.fast:  # explicit settings win over the device's defaults
+        levers = fast_levers(device)
+        opts.autocast = opts.autocast or levers["autocast"]
+        opts.channels_last = opts.channels_last or levers["channels_last"]
+        opts.compile = opts.compile or levers["compile"]
     distributed = init_from_env(device)
     rank, world = rank_and_world()
-    if batch_size < world:
-        raise ValueError(f"batch_size={batch_size} is smaller than the {world} processes")
-    if channels_last:
+    if opts.batch_size < world:
+        raise ValueError(f"batch_size={opts.batch_size} is smaller than the {world} processes")
+    if opts.channels_last:
         model.to(memory_format=torch.channels_last)
-    net = torch.compile(model) if compile else model
-    method.bind(net, len(train))
+    net = torch.compile(model) if opts.compile else model
+    method.bind(net, train_size)
     trained = net
     if distributed:
         ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        trained = torch.compile(ddp) if compile else ddp
-    opt = _make_optimizer(model, optimizer, lr, momentum, weight_decay)
-    batches_per_epoch = -(-len(train) // batch_size)
-    scheduler = make_scheduler(opt, schedule, epochs * batches_per_epoch * method.steps_per_batch)
-    dtype = AUTOCAST[autocast]
+        trained = torch.compile(ddp) if opts.compile else ddp
+    optimizer = _make_optimizer(model, opts.optimizer, opts.lr, opts.momentum, opts.weight_decay)
+    batches_per_epoch = -(-train_size // opts.batch_size)
+    scheduler = make_scheduler(optimizer, opts.schedule, opts.epochs * batches_per_epoch * method.steps_per_batch)
+    dtype = AUTOCAST[opts.autocast]
     ctx = StepContext(
         autocast=(lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else contextlib.nullcontext,
         scaler=torch.amp.GradScaler(device.type) if dtype == torch.float16 else None,
     )
+    fingerprint = run_fingerprint(model, method, train_size=train_size, batch_size=opts.batch_size, seed=opts.seed,
+                                  meta=opts.meta)
+    return Run(model, net, trained, method, optimizer, scheduler, ctx, device, rank, world, batches_per_epoch,
+               fingerprint)
 
-    start_epoch, start_batch, step, history, partial = 0, 0, 0, [], [0.0, 0.0, 0.0, 0.0]
-    fingerprint = run_fingerprint(model, method, train_size=len(train), batch_size=batch_size, seed=seed, meta=meta)
-    if resume and os.path.isfile(checkpoint_path):
-        state = ckpt.load(checkpoint_path, device)
-        if resume != "force":
-            check_resumable(checkpoint_path, state.get("run"), fingerprint)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if ctx.scaler is not None and state.get("scaler"):
-            ctx.scaler.load_state_dict(state["scaler"])
-        method.load_state_dict(state["method"])
-        start_epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
-        history, partial = state["history"], state["partial"]
-    if log_path is not None and rank == 0:
-        with open(log_path, "w") as f:  # a resumed run rewrites the log up to its checkpoint
-            f.writelines(json_line(r) for r in history)
 
-    def save(epoch: int, batch: int, sums: list[float]) -> None:
-        if checkpoint_path is not None and rank == 0:
-            ckpt.save_atomic({
-                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": ctx.scaler.state_dict() if ctx.scaler is not None else None,
-                "method": method.state_dict(), "method_name": method.name, "epoch": epoch, "batch": batch,
-                "step": step, "history": history, "partial": sums, "seed": seed, "meta": meta or {},
-                "run": fingerprint,
-            }, checkpoint_path)
-        barrier()
+def resume(run: Run, opts: FitOptions) -> None:
+    """Load ``opts.checkpoint_path`` into ``run`` after checking that this run wrote it."""
+    state = ckpt.load(opts.checkpoint_path, run.device)
+    if opts.resume != "force":
+        check_resumable(opts.checkpoint_path, state.get("run"), run.fingerprint)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if run.ctx.scaler is not None and state.get("scaler"):
+        run.ctx.scaler.load_state_dict(state["scaler"])
+    run.method.load_state_dict(state["method"])
+    run.epoch, run.batch, run.step = state["epoch"], state["batch"], state["step"]
+    run.history, run.sums = state["history"], EpochSums.from_state(state["partial"])
 
-    rng_state = torch.get_rng_state()
-    try:
-        for epoch in range(start_epoch, epochs):
-            if start_batch == 0:
-                method.start_epoch(epoch, epochs)
-                partial = [0.0, 0.0, 0.0, 0.0]  # loss * n, correct, n, seconds
-            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(mix_seed(seed, epoch)))
-            batches = order.split(batch_size)
-            bar = progress_bar(
-                total=len(batches),
-                initial=start_batch,
-                desc=f"{method.name} epoch {epoch + 1}/{epochs}",
-                enabled=progress and rank == 0,
-                leave=False,
-            )
-            stream = train.batches([shard(batches[b], rank, world) for b in range(start_batch, len(batches))])
-            for b, (xb, yb) in zip(range(start_batch, len(batches)), stream):
-                tic = time.perf_counter()
-                step_seed = mix_seed(seed, step, rank)
-                torch.manual_seed(step_seed)  # LWTA / PNI noise, dropout
-                method.generator.manual_seed(mix_seed(step_seed, 1))
-                xb, yb = xb.to(device), yb.to(device)
-                if augment:
-                    xb = random_crop_flip(xb, generator=torch.Generator().manual_seed(mix_seed(step_seed, 2)))
-                if channels_last and xb.dim() == 4:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
-                model.train()
-                scale = ctx.scaler.get_scale() if ctx.scaler is not None else None
-                result = method.train_step(trained, opt, scheduler, xb, yb, ctx)
-                loss = float(result.loss.detach())
-                if not math.isfinite(loss):
-                    if scale is None or ctx.scaler.get_scale() >= scale:  # not a step the fp16 scaler skipped
-                        kept = f"; {checkpoint_path!r} keeps the last good state" if checkpoint_path else ""
-                        raise FloatingPointError(f"training loss is {loss} at step {step + 1} (epoch {epoch + 1}, "
-                                                 f"batch {b + 1}): stopping{kept}")
-                else:  # a skipped fp16 step does not enter the epoch's sums
-                    correct = int((result.logits.detach().argmax(1) == yb).sum())
-                    partial = [partial[0] + loss * len(yb), partial[1] + correct, partial[2] + len(yb),
-                               partial[3] + time.perf_counter() - tic]
-                step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}")
-                if callback is not None:
-                    callback({"epoch": epoch, "batch": b, "step": step, "loss": loss})
-                if checkpoint_every and step % checkpoint_every == 0 and b + 1 < len(batches):
-                    save(epoch, b + 1, partial)
-            bar.close()
-            start_batch = 0
-            loss_sum, correct, seen, seconds = all_sum(partial, device)
-            record = {
-                "epoch": epoch + 1,
-                "step": step,
-                "lr": opt.param_groups[0]["lr"],
-                "loss": loss_sum / max(seen, 1),
-                "train_acc": correct / max(seen, 1),
-                "train_seconds": seconds / world,
-            }
-            record.update(method.epoch_metrics())  # the figures this epoch trained with
-            if val_data is not None:
-                clean, adv = accuracy_under_attack(net, method, val, steps=val_attack_steps,
-                                                   batch_size=batch_size, seed=mix_seed(seed, epoch, 7), device=device)
-                method.end_validation(clean, adv)
-                record.update(val_clean_acc=clean, val_pgd_acc=adv)
-            history.append(record)
-            if log_path is not None and rank == 0:
-                with open(log_path, "a") as f:
-                    f.write(json_line(record))
-            save(epoch + 1, 0, [0.0, 0.0, 0.0, 0.0])
-    finally:
-        torch.set_rng_state(rng_state)
-    return history
+
+def save_checkpoint(run: Run, opts: FitOptions, epoch: int, batch: int) -> None:
+    """Write the run's state atomically (rank 0), positioned at ``(epoch, batch)``; every
+    process first merges the method's per-process state."""
+    run.method.synchronize()
+    if opts.checkpoint_path is not None and run.rank == 0:
+        ckpt.save_atomic({
+            "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "scaler": run.ctx.scaler.state_dict() if run.ctx.scaler is not None else None,
+            "method": run.method.state_dict(), "method_name": run.method.name, "epoch": epoch, "batch": batch,
+            "step": run.step, "history": run.history, "partial": run.sums.state_dict(), "seed": opts.seed,
+            "meta": opts.meta or {}, "run": run.fingerprint,
+        }, opts.checkpoint_path)
+    barrier()
+
+
+def train_epoch(run: Run, opts: FitOptions, train: TrainData, epoch: int) -> None:
+    """The batches of ``epoch`` from ``run.batch`` on (a resumed run starts mid-epoch), in the
+    order given by ``(seed, epoch)``; each process takes its share of every global batch."""
+    method = run.method
+    if run.batch == 0:
+        method.start_epoch(epoch, opts.epochs)
+        run.sums = EpochSums()
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(mix_seed(opts.seed, epoch)))
+    batches = order.split(opts.batch_size)
+    bar = progress_bar(total=len(batches), initial=run.batch, desc=f"{method.name} epoch {epoch + 1}/{opts.epochs}",
+                       enabled=opts.progress and run.rank == 0, leave=False)
+    shares = [shard(batches[b], run.rank, run.world) for b in range(run.batch, len(batches))]
+    for b, index, (xb, yb) in zip(range(run.batch, len(batches)), shares, train.batches(shares)):
+        loss = train_batch(run, opts, epoch, b, index, xb, yb)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}")
+        if opts.callback is not None:
+            opts.callback({"epoch": epoch, "batch": b, "step": run.step, "loss": loss})
+        if opts.checkpoint_every and run.step % opts.checkpoint_every == 0 and b + 1 < len(batches):
+            save_checkpoint(run, opts, epoch, b + 1)
+    bar.close()
+    run.batch = 0
+
+
+def train_batch(run: Run, opts: FitOptions, epoch: int, b: int, index: torch.Tensor, xb: torch.Tensor,
+                yb: torch.Tensor) -> float:
+    """One step of the method on one batch; returns its loss (NaN / inf stops the run)."""
+    tic = time.perf_counter()
+    step_seed = mix_seed(opts.seed, run.step, run.rank)
+    torch.manual_seed(step_seed)  # LWTA / PNI noise, dropout
+    run.method.generator.manual_seed(mix_seed(step_seed, 1))
+    run.method.set_progress(epoch + b / run.batches_per_epoch, opts.epochs)
+    xb, yb = xb.to(run.device), yb.to(run.device)
+    augment = None
+    if opts.augment:
+        augment = CropFlip.draw(len(xb), generator=torch.Generator().manual_seed(mix_seed(step_seed, 2)))
+        xb = augment(xb)
+    if opts.channels_last and xb.dim() == 4:
+        xb = xb.contiguous(memory_format=torch.channels_last)
+    run.model.train()
+    scaler = run.ctx.scaler
+    scale = scaler.get_scale() if scaler is not None else None
+    ctx = dataclasses.replace(run.ctx, index=index, augment=augment)
+    result = run.method.train_step(run.trained, run.optimizer, run.scheduler, xb, yb, ctx)
+    loss = float(result.loss.detach())
+    run.step += 1
+    if math.isfinite(loss):
+        correct = int((result.logits.detach().argmax(1) == yb).sum())
+        run.sums.add(loss, correct, len(yb), time.perf_counter() - tic)
+    elif scale is None or scaler.get_scale() >= scale:  # not a step the fp16 scaler skipped
+        kept = f"; {opts.checkpoint_path!r} keeps the last good state" if opts.checkpoint_path else ""
+        raise FloatingPointError(f"training loss is {loss} at step {run.step} (epoch {epoch + 1}, batch {b + 1}): "
+                                 f"stopping{kept}")
+    return loss
+
+
+def end_epoch(run: Run, opts: FitOptions, val: TrainData | None, epoch: int) -> dict:
+    """The epoch's record: sums over processes, the method's figures, validation and the
+    catastrophic-overfitting check (warned about); appended to the history."""
+    sums = run.sums.over_ranks(run.device)
+    record = {"epoch": epoch + 1, "step": run.step, "lr": run.optimizer.param_groups[0]["lr"],
+              "loss": sums.loss / max(sums.seen, 1), "train_acc": sums.correct / max(sums.seen, 1),
+              "train_seconds": sums.seconds / run.world}
+    record.update(run.method.epoch_metrics())  # the figures this epoch trained with
+    run.sums = EpochSums()
+    if val is not None:
+        scores = validate(run.net, run.method, val, steps=opts.val_attack_steps, batch_size=opts.batch_size,
+                          seed=mix_seed(opts.seed, epoch, 7), device=run.device)
+        run.method.end_validation(scores["val_clean_acc"], scores["val_pgd_acc"])
+        record.update(scores)
+    run.history.append(record)
+    message = overfit_message(run.history)
+    if message is not None:
+        record["overfit"] = True
+        if run.rank == 0:
+            warnings.warn(message + {"warn": "", "stop": "; stopping", "restore": "; restoring the last good "
+                                     "epoch and stopping"}[opts.on_overfit], RuntimeWarning, stacklevel=3)
+    return record

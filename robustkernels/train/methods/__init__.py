@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from .atta import ATTA
 from .base import BatchResult, Method, StepContext
+from .fat import FAT
 from .fgsm_rs import FGSMRS
 from .free_at import FreeAT
 from .hybrid import Hybrid, scheduled_eps
 from .mixed import Mixed
+from .n_fgsm import NFGSM
 from .pgd_at import PGDAT
 from .pni_at import PNIAT
 from .sensitivity_reg import SensitivityRegularized
@@ -14,8 +17,8 @@ from .standard import Standard
 from .trades import TRADES
 
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in
-                                    (Standard, PGDAT, TRADES, FGSMRS, FreeAT, Mixed, Hybrid, PNIAT,
-                                     SensitivityRegularized)}
+                                    (Standard, PGDAT, TRADES, FGSMRS, NFGSM, FreeAT, ATTA, FAT, Mixed,
+                                     Hybrid, PNIAT, SensitivityRegularized)}
 
 
 def make_method(name: str, **kwargs) -> Method:
@@ -26,5 +29,5 @@ def make_method(name: str, **kwargs) -> Method:
     return METHODS[key](**kwargs)
 
 
-__all__ = ["FGSMRS", "METHODS", "PGDAT", "PNIAT", "TRADES", "BatchResult", "FreeAT", "Hybrid", "Method", "Mixed",
-           "SensitivityRegularized", "Standard", "StepContext", "make_method", "scheduled_eps"]
+__all__ = ["ATTA", "FAT", "FGSMRS", "METHODS", "NFGSM", "PGDAT", "PNIAT", "TRADES", "BatchResult", "FreeAT", "Hybrid",
+           "Method", "Mixed", "SensitivityRegularized", "Standard", "StepContext", "make_method", "scheduled_eps"]

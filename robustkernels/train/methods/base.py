@@ -11,18 +11,22 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...attacks import PGD
+from ...data import CropFlip
 from ...nn.ibp import ibp_kl
 from ...nn.lwta import LWTA, lwta_kl
 from ...ops._random import draw_seed
-from ...threat import check_norm, non_negative, normalize, positive_int
+from ...threat import check_norm, frozen_model, non_negative, normalize, positive_int
 
 
 @dataclass
 class StepContext:
-    """How the trainer runs a step: the autocast context factory and the gradient scaler."""
+    """How the trainer runs a step: the autocast context factory and the gradient scaler, and for
+    the batch at hand the dataset indices of its samples and the crop/flip applied to it."""
 
     autocast: object = contextlib.nullcontext
     scaler: torch.amp.GradScaler | None = None
+    index: torch.Tensor | None = None  # [n] int64, positions in the training data
+    augment: CropFlip | None = None  # the transform the trainer applied to x (None: none)
 
 
 @dataclass
@@ -44,15 +48,25 @@ class Method:
         bounds, normalization: as for the attacks.
         kl_weight: weight of the KL terms of LWTA / IBP layers (negative ELBO), per training
             example; > 0 switches KL tracking on in the model's LWTA layers.
+        eps_warmup_epochs: ramp eps (and alpha with it) linearly from 0 to their values over
+            this many epochs, batch by batch (0: no ramp). The ramp is a function of the
+            position in training, so a resumed run continues it exactly.
+
+    ``target_eps`` / ``target_alpha`` are the configured values; ``eps`` / ``alpha`` the ones in
+    force for the current batch (equal to them after the warm-up).
     """
 
     name = ""
+    single_step = False  # one gradient per example: prone to catastrophic overfitting
 
     def __init__(self, *, eps: float = 8 / 255, alpha: float | None = None, steps: int = 10, norm: str = "linf",
-                 bounds=(0.0, 1.0), normalization=None, kl_weight: float = 0.0, random_start: bool = True):
-        self.eps = non_negative("eps", eps)
+                 bounds=(0.0, 1.0), normalization=None, kl_weight: float = 0.0, random_start: bool = True,
+                 eps_warmup_epochs: float = 0):
+        self.target_eps = non_negative("eps", eps)
         self.steps = positive_int("steps", steps)
-        self.alpha = 2.5 * self.eps / self.steps if alpha is None else non_negative("alpha", alpha)
+        self.target_alpha = 2.5 * eps / self.steps if alpha is None else non_negative("alpha", alpha)
+        self.eps_warmup_epochs = non_negative("eps_warmup_epochs", eps_warmup_epochs)
+        self.eps_scale = 1.0
         self.norm = norm
         check_norm(norm)
         self.bounds, self.normalization = bounds, normalization
@@ -71,15 +85,33 @@ class Method:
                 if isinstance(module, LWTA):
                     module.track_kl = True
 
+    @property
+    def eps(self) -> float:
+        return self.target_eps * self.eps_scale
+
+    @property
+    def alpha(self) -> float:
+        return self.target_alpha * self.eps_scale
+
+    def set_progress(self, epochs_done: float, epochs: int) -> None:
+        """Called before every batch with the training progress in epochs (``epoch + b / batches``)
+        and the run's length; what depends on the position in training is set here, so that a
+        run resumed mid-epoch sets it the same way."""
+        warmup = self.eps_warmup_epochs
+        self.eps_scale = min(1.0, epochs_done / warmup) if warmup > 0 else 1.0
+
     def start_epoch(self, epoch: int, epochs: int) -> None:
-        """Called before each epoch (0-based)."""
+        """Called before each epoch (0-based); not called again when a run resumes mid-epoch."""
 
     def end_validation(self, clean_acc: float, adv_acc: float) -> None:
         """Called with the validation accuracies after each epoch (if there is validation data)."""
 
     def epoch_metrics(self) -> dict:
         """Extra figures for the epoch's log line."""
-        return {}
+        return {"eps": self.eps} if self.eps_warmup_epochs else {}
+
+    def synchronize(self) -> None:
+        """Called on every process before a checkpoint: merge per-process state (e.g. ATTA's buffer)."""
 
     def state_dict(self) -> dict:
         return {}
@@ -106,6 +138,15 @@ class Method:
 
     def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(normalize(x, self.normalization))
+
+    def input_gradient(self, x: torch.Tensor, loss_fn) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, d loss_fn(logits) / d x)`` on ``self.net`` in eval mode without parameter
+        gradients: the inner step of the methods that run their own attack loop."""
+        with frozen_model(self.net, "eval"), torch.enable_grad():
+            x_in = x.detach().requires_grad_(True)
+            logits = self.forward(self.net, x_in)
+            (grad,) = torch.autograd.grad(loss_fn(logits.float()), x_in)
+        return logits.detach(), grad
 
     def regularizer(self) -> torch.Tensor | float:
         if self.kl_weight == 0:
@@ -141,3 +182,8 @@ def backward_and_step(loss: torch.Tensor, optimizer, scheduler, ctx: StepContext
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), y)
+
+
+def summed_cross_entropy(y: torch.Tensor):
+    """The attack loss ``logits -> sum of per-sample CE``: each sample's gradient is its own."""
+    return lambda logits: F.cross_entropy(logits, y, reduction="sum")

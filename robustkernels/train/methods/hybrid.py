@@ -30,11 +30,11 @@ class Hybrid(Method):
         if eps_schedule not in EPS_SCHEDULES:
             raise ValueError(f"eps_schedule must be one of {EPS_SCHEDULES}, got {eps_schedule!r}")
         self.eps_schedule = eps_schedule
-        self.current_eps, self.weight = self.eps / 10, 0.5
+        self.current_eps, self.weight = self.target_eps / 10, 0.5
         self._correct = [0, 0, 0]  # clean, adversarial, seen
 
     def start_epoch(self, epoch, epochs):
-        self.current_eps = scheduled_eps(self.eps, epoch, epochs, self.eps_schedule)
+        self.current_eps = scheduled_eps(self.target_eps, epoch, epochs, self.eps_schedule)
         if self._correct[2]:  # no validation last epoch: adapt to the training accuracies
             clean, adv, seen = self._correct
             self.end_validation(clean / seen, adv / seen)
@@ -46,7 +46,8 @@ class Hybrid(Method):
         self._correct = [0, 0, 0]
 
     def batch_loss(self, model, x, y, ctx):
-        attack = self.attack(eps=self.current_eps, alpha=2.5 * self.current_eps / self.steps)
+        eps = self.current_eps * self.eps_scale
+        attack = self.attack(eps=eps, alpha=2.5 * eps / self.steps)
         with ctx.autocast():
             x_adv = self.run_attack(attack, x, y)
             logits_clean = self.forward(model, x)
@@ -58,7 +59,7 @@ class Hybrid(Method):
         return BatchResult(loss + self.regularizer(), logits_adv)
 
     def epoch_metrics(self):
-        return {"eps": self.current_eps, "clean_weight": self.weight}
+        return {"eps": self.current_eps * self.eps_scale, "clean_weight": self.weight}
 
     def state_dict(self):
         return {"current_eps": self.current_eps, "weight": self.weight, "correct": list(self._correct)}

@@ -13,7 +13,7 @@ class SensitivityRegularized(Method):
     def __init__(self, *, weight: float = 0.01, **kwargs):
         super().__init__(**kwargs)
         self.weight = non_negative("weight", weight)
-        if not self.eps > 0:
+        if not self.target_eps > 0:
             raise ValueError("method sensitivity needs eps > 0")
 
     def batch_loss(self, model, x, y, ctx):

@@ -10,6 +10,19 @@ from ..losses import trades_loss
 from .base import BatchResult, Method
 
 
+def kl_ascent(method: Method, x: torch.Tensor, start: torch.Tensor, steps: int) -> torch.Tensor:
+    """``steps`` PGD steps of ``method``'s eps / alpha from ``start`` maximising
+    ``KL(f(x) || f(x_adv))`` (summed over the batch) on ``method.net`` in eval mode."""
+    with frozen_model(method.net, "eval"), torch.no_grad():
+        target = F.log_softmax(method.forward(method.net, x).float(), dim=1)
+    kl = lambda logits: F.kl_div(F.log_softmax(logits, dim=1), target, reduction="sum", log_target=True)  # noqa: E731
+    x_adv = start
+    for _ in range(steps):
+        _, grad = method.input_gradient(x_adv, kl)
+        x_adv = pgd_step(x_adv, x, grad, step=method.alpha, eps=method.eps, norm=method.norm, bounds=method.bounds)
+    return x_adv.detach()
+
+
 class TRADES(Method):
     name = "trades"
 
@@ -18,19 +31,9 @@ class TRADES(Method):
         self.beta = non_negative("beta", beta)
 
     def adversarial(self, x: torch.Tensor) -> torch.Tensor:
-        with frozen_model(self.net, "eval"), torch.no_grad():
-            target = F.log_softmax(self.forward(self.net, x).float(), dim=1)
         noise = torch.randn(x.shape, generator=self.generator, dtype=x.dtype).to(x.device)
-        x_adv = project(x + 0.001 * noise, x, eps=self.eps, norm=self.norm, bounds=self.bounds)
-        with frozen_model(self.net, "eval"):
-            for _ in range(self.steps):
-                x_in = x_adv.detach().requires_grad_(True)
-                with torch.enable_grad():
-                    log_p = F.log_softmax(self.forward(self.net, x_in).float(), dim=1)
-                    kl = F.kl_div(log_p, target, reduction="sum", log_target=True)
-                    (grad,) = torch.autograd.grad(kl, x_in)
-                x_adv = pgd_step(x_adv, x, grad, step=self.alpha, eps=self.eps, norm=self.norm, bounds=self.bounds)
-        return x_adv.detach()
+        start = project(x + 0.001 * noise, x, eps=self.eps, norm=self.norm, bounds=self.bounds)
+        return kl_ascent(self, x, start, self.steps)
 
     def batch_loss(self, model, x, y, ctx):
         with ctx.autocast():

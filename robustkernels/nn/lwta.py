@@ -9,6 +9,7 @@ from torch import nn
 
 from ..ops.batch_norm_lwta import batch_norm_lwta
 from ..ops.lwta import lwta
+from .conversion import functional_calls, report
 
 
 class LWTA(nn.Module):
@@ -91,17 +92,24 @@ class BatchNormLWTA(nn.BatchNorm2d):
                                temperature=self.lwta.temperature, hard=self.lwta.hard)
 
 
-def convert_activations(model: nn.Module, *, competitors: int = 2, **kwargs) -> nn.Module:
-    """Swap every ``nn.ReLU`` of ``model`` for :class:`LWTA`, **in place**; returns ``model``.
-    The layer before each ReLU must have a multiple of ``competitors`` channels."""
+def convert_activations(model: nn.Module, *, competitors: int = 2, strict: bool = False, **kwargs) -> nn.Module:
+    """Swap every ``nn.ReLU`` module of ``model`` for :class:`LWTA`, **in place**; returns ``model``.
+    The layer before each ReLU must have a multiple of ``competitors`` channels.
+
+    ReLUs called as functions in a ``forward`` (``F.relu``, ``torch.relu``, ``x.relu()``) cannot be
+    swapped: they are listed in a ``UserWarning`` (a ``ValueError`` with ``strict=True``), as is
+    a model without any ``nn.ReLU``."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if isinstance(model, nn.ReLU):
         return LWTA(competitors, **kwargs)
+    converted = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.ReLU):
                 setattr(parent, name, LWTA(competitors, **kwargs))
+                converted += 1
+    report("convert_activations", converted, functional_calls(model, ("relu",)), "ReLU", strict)
     return model
 
 

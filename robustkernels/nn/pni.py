@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..ops.noise import noisy_weight
+from .conversion import functional_calls, report
 
 GRANULARITIES = ("layer", "channel", "element")
 
@@ -85,13 +86,15 @@ def _convert(layer: nn.Module, granularity: str, alpha_init: float) -> nn.Module
 
 
 def convert_to_pni(model: nn.Module, granularity: str = "layer", *, alpha_init: float = 0.25,
-                   layers: tuple[type, ...] = (nn.Conv2d, nn.Linear)) -> nn.Module:
+                   layers: tuple[type, ...] = (nn.Conv2d, nn.Linear), strict: bool = False) -> nn.Module:
     """Swap the ``nn.Conv2d`` / ``nn.Linear`` layers of ``model`` for PNI layers, **in place**.
 
     The new layers hold the same weight and bias tensors (nothing is copied or re-initialised),
     so an optimizer built earlier still updates them; build a new one to include the alphas.
     Layers that are already PNI layers are left alone. Returns ``model`` (or the new layer if
-    ``model`` itself is a Conv2d/Linear).
+    ``model`` itself is a Conv2d/Linear). Convolutions and linear maps called as functions in a
+    ``forward`` (``F.conv2d``, ``F.linear``) cannot be swapped: they are listed in a
+    ``UserWarning`` (a ``ValueError`` with ``strict=True``), as is a model without any layer to convert.
     """
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
@@ -105,10 +108,15 @@ def convert_to_pni(model: nn.Module, granularity: str = "layer", *, alpha_init: 
 
     if wants(model):
         return _convert(model, granularity, alpha_init)
+    converted = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if wants(child):
                 setattr(parent, name, _convert(child, granularity, alpha_init))
+                converted += 1
+    already = any(isinstance(m, _PNIMixin) for m in model.modules())
+    report("convert_to_pni", converted or int(already), functional_calls(model, ("conv2d", "linear")),
+           "Conv2d/Linear", strict)
     return model
 
 

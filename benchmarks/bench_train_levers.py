@@ -4,9 +4,11 @@ ratios (median times; > 1 means faster than the baseline).
 
 Levers: bf16 autocast, channels_last, torch.compile, and the attack never computing parameter
 gradients (the baseline for that row is a torchattacks-style loop whose attack leaves
-``requires_grad`` on, so every attack backward also fills the weights' gradients).
+``requires_grad`` on, so every attack backward also fills the weights' gradients). The last row is
+``fast=True``: the levers :func:`robustkernels.train.fast.fast_levers` picks for the device.
 
     python benchmarks/bench_train_levers.py [--model wrn-16-2] [--batch 64] [--steps 5] [--repeat 5] [--compile]
+                                            [--device cpu|cuda]
 """
 
 import argparse
@@ -16,26 +18,31 @@ import torch
 from torch.nn import functional as F
 
 from robustkernels.bench.timing import format_table, median_seconds
+from robustkernels.machine import describe
 from robustkernels.models import build_model
 from robustkernels.ops import pgd_step
+from robustkernels.train.fast import fast_levers
 from robustkernels.train.methods import StepContext, make_method
 
 
 def make_step(args, *, autocast=None, channels_last=False, compile=False):
     torch.manual_seed(0)
-    model = build_model(args.model, in_channels=3, image_size=32)
+    device = torch.device(args.device)
+    model = build_model(args.model, in_channels=3, image_size=32).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if compile else model
     method = make_method("pgd_at", eps=8 / 255, steps=args.steps)
     method.bind(net, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    ctx = StepContext(autocast=(lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if autocast
-                      else contextlib.nullcontext)
-    x = torch.rand(args.batch, 3, 32, 32)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(autocast)
+    ctx = StepContext(autocast=(lambda: torch.autocast(device.type, dtype=dtype)) if autocast
+                      else contextlib.nullcontext,
+                      scaler=torch.amp.GradScaler(device.type) if autocast == "fp16" else None)
+    x = torch.rand(args.batch, 3, 32, 32, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (args.batch,))
+    y = torch.randint(0, 10, (args.batch,), device=device)
 
     def step():
         model.train()
@@ -46,10 +53,10 @@ def make_step(args, *, autocast=None, channels_last=False, compile=False):
 def make_param_grad_step(args):
     """The same PGD-AT step, but the attack keeps requires_grad on the weights (eager loop)."""
     torch.manual_seed(0)
-    model = build_model(args.model, in_channels=3, image_size=32)
+    model = build_model(args.model, in_channels=3, image_size=32).to(args.device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.rand(args.batch, 3, 32, 32)
-    y = torch.randint(0, 10, (args.batch,))
+    x = torch.rand(args.batch, 3, 32, 32, device=args.device)
+    y = torch.randint(0, 10, (args.batch,), device=args.device)
     eps, alpha = 8 / 255, 2.5 * 8 / 255 / args.steps
 
     def step():
@@ -73,8 +80,9 @@ def main():
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to warm up on CPU)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args()
-    timed = lambda fn: median_seconds(fn, warmup=2, repeat=args.repeat)  # noqa: E731
+    timed = lambda fn: median_seconds(fn, warmup=2, repeat=args.repeat, device=args.device)  # noqa: E731
     base = timed(make_step(args))
     rows = [["fp32 PGD-AT step (ours)", f"{1000 * base:.0f}", "1.00x"]]
     naive = timed(make_param_grad_step(args))
@@ -90,8 +98,11 @@ def main():
                              [("torch.compile", dict(compile=True))] if args.compile else []):
         t = timed(make_step(args, **kwargs))
         rows.append([label, f"{1000 * t:.0f}", f"{base / t:.2f}x"])
-    print(f"{args.model}, batch {args.batch}, PGD-{args.steps}, {torch.get_num_threads()} threads, "
-          f"median of {args.repeat}")
+    levers = fast_levers(torch.device(args.device))
+    t = timed(make_step(args, **levers))
+    chosen = ", ".join(f"{k}={v}" for k, v in levers.items())
+    rows.append([f"fast=True ({chosen})", f"{1000 * t:.0f}", f"{base / t:.2f}x"])
+    print(f"{args.model}, batch {args.batch}, PGD-{args.steps}, median of {args.repeat}; {describe()}")
     print(format_table(["variant", "ms / step", "speed vs fp32 step"], rows))
 
 

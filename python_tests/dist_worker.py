@@ -6,9 +6,10 @@ import torch
 import torch.distributed as dist
 
 
-def train_small(dataset: bool = False):
-    """The run both sides of the test make: PGD-AT (no random start) on 256 digits, 2 epochs, SGD;
-    the samples as tensors or (``dataset``) as a TensorDataset."""
+def train_small(dataset: bool = False, method: str = "pgd_at"):
+    """The run both sides of the test make: PGD-AT (no random start) or ATTA (its buffer kept per
+    sample across the processes) on 256 digits, 2 epochs, SGD; the samples as tensors or
+    (``dataset``) as a TensorDataset."""
     from python_tests.models import small_cnn
     from robustkernels.data import load_digits
     from robustkernels.train import fit, make_method
@@ -17,16 +18,17 @@ def train_small(dataset: bool = False):
     torch.manual_seed(0)
     model = small_cnn()
     data = torch.utils.data.TensorDataset(x[:256], y[:256]) if dataset else (x[:256], y[:256])
-    history = fit(model, make_method("pgd_at", eps=0.1, steps=3, random_start=False), data,
+    options = {"pgd_at": dict(steps=3, random_start=False), "atta": dict(steps=2)}[method]
+    history = fit(model, make_method(method, eps=0.1, **options), data,
                   epochs=2, batch_size=64, lr=0.05, optimizer="sgd", progress=False)
     return model, history
 
 
-def train_rank(rank: int, world: int, init_file: str, out: str, dataset: bool = False) -> None:
+def train_rank(rank: int, world: int, init_file: str, out: str, dataset: bool = False, method: str = "pgd_at") -> None:
     os.environ["WORLD_SIZE"] = str(world)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     torch.set_num_threads(1)
-    model, history = train_small(dataset)
+    model, history = train_small(dataset, method)
     if rank == 0:
         torch.save({"state": model.state_dict(), "history": history}, out)
     dist.destroy_process_group()

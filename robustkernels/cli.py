@@ -1,4 +1,4 @@
-"""Command line: robustkernels demo | train | eval | bench | info."""
+"""Command line: robustkernels demo | train | eval | compare | bench | info."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from collections.abc import Sequence
 
 from .cli_args import HelpFormatter
 from .cli_commands import add_demo, add_eval, add_train
+from .cli_compare import add_compare
 
 DESCRIPTION = """Adversarial robustness on fused kernels: attacks, robust training, honest evaluation.
 
   robustkernels demo      train 4 models on the bundled digits and print their robustness table
   robustkernels train     train a model with a robust training method
   robustkernels eval      robustness report (and AutoAttack) of a trained checkpoint
+  robustkernels compare   several training methods on one model: AutoAttack accuracy against training time
   robustkernels bench     our kernels and AutoAttack against the baselines users run
   robustkernels info      versions, CPU, extension and backends
 
@@ -106,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo(commands)
     add_train(commands)
     add_eval(commands)
+    add_compare(commands)
     info = "versions, CPU and vector ISA, threads, extension and available backends"
     commands.add_parser("info", help=info, description=info, formatter_class=HelpFormatter).set_defaults(run=_info)
     summary = "our kernels vs the formulations users run: ratios, bandwidth, memory; AutoAttack vs torchattacks"

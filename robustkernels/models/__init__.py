@@ -37,4 +37,5 @@ def build_model(name: str, *, activation: str = "relu", pni: bool = False, in_ch
     return convert_to_pni(model) if pni else model
 
 
-__all__ = ["MODEL_NAMES", "PreActResNet", "WideResNet", "preact_resnet18", "build_model", "lenet5", "small_cnn", "wide_resnet"]
+__all__ = ["MODEL_NAMES", "PreActResNet", "WideResNet", "build_model", "lenet5", "preact_resnet18", "small_cnn",
+           "wide_resnet"]

@@ -33,16 +33,8 @@ from .methods import Method, StepContext
 from .options import AUTOCAST, FitOptions, check_options
 from .overfit import overfit_message
 from .schedules import make_scheduler
+from .seeds import mix_seed
 from .state import EpochSums, Run
-
-
-def mix_seed(*values: int) -> int:
-    """A 63-bit seed from integers (splitmix64 rounds), stable across processes and runs."""
-    h = 0x9E3779B97F4A7C15
-    for v in values:
-        h = (h ^ (int(v) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        h = (h ^ (h >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
-    return (h ^ (h >> 29)) & 0x7FFFFFFFFFFFFFFF
 
 
 def json_line(record: dict) -> str:
@@ -221,7 +213,7 @@ def setup(model: nn.Module, method: Method, opts: FitOptions, train_size: int) -
     if opts.channels_last:
         model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if opts.compile else model
-    method.bind(net, train_size)
+    method.bind(net, train_size, seed=opts.seed)
     trained = net
     if distributed:
         ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)

@@ -4,7 +4,8 @@ from the stored point instead of starting afresh, and writes the result back. Wi
 crop-and-flip augmentation the buffer is kept in the zero-padded frame, so the perturbation
 follows its sample: the batch's crop and flip are applied to it on the way in and inverted on
 the way out (pixels outside this epoch's crop keep their stored values). Every ``reset_every``
-epochs the buffer restarts from ``0.001 N(0, 1)``, drawn when a sample is next used.
+epochs the buffer restarts from ``0.001 N(0, 1)``, drawn in one pass from the counter-based
+stream keyed by (seed, reset): the same in every process.
 ``loss="ce"`` (ATTA-k on cross-entropy) or ``"trades"`` (TRADES' objective, ``beta``).
 The step size defaults to eps / 2 (4/255 at 8/255)."""
 
@@ -14,8 +15,10 @@ import torch
 import torch.distributed as dist
 
 from ...ops.pgd import pgd_step, project
+from ...ops.philox import philox_normal
 from ...threat import non_negative, positive_int
 from ..losses import trades_loss
+from ..seeds import mix_seed
 from .base import BatchResult, Method, cross_entropy, summed_cross_entropy
 from .trades import kl_ascent
 
@@ -37,27 +40,28 @@ class ATTA(Method):
         self.reset_every, self.loss = positive_int("reset_every", reset_every), loss
         self.beta = non_negative("beta", beta)
         self.buffer: torch.Tensor | None = None  # [N, C, H + 2p, W + 2p] perturbations, padded frame
-        self.fresh: torch.Tensor | None = None  # [N] bool: to be drawn anew when next used
         self.touched: torch.Tensor | None = None  # [N] bool: written by this process since the last sync
+        self.resets = 0
 
     def start_epoch(self, epoch, epochs):
-        if self.fresh is not None and epoch % self.reset_every == 0:
-            self.fresh.fill_(True)
+        self.resets = epoch // self.reset_every
+        if self.buffer is not None and epoch % self.reset_every == 0:
+            self.reset()
+
+    def reset(self) -> None:
+        """Every stored perturbation back to ``0.001 N(0, 1)`` (the same draws in every process)."""
+        noise = philox_normal(self.buffer.numel(), mix_seed(self.seed, self.resets, 11), device=self.buffer.device)
+        self.buffer.copy_(0.001 * noise.view_as(self.buffer))
 
     def stored(self, x: torch.Tensor, ctx) -> torch.Tensor:
         """The batch's stored perturbations in x's frame (crop and flip applied), [n, C, H, W]."""
         pad = ctx.augment.padding if ctx.augment is not None else 0
         if self.buffer is None:
             n, (c, h, w) = self.dataset_size, x.shape[1:]
-            self.buffer = torch.zeros(n, c, h + 2 * pad, w + 2 * pad, device=x.device)
-            self.fresh = torch.ones(n, dtype=torch.bool, device=x.device)
+            self.buffer = torch.empty(n, c, h + 2 * pad, w + 2 * pad, device=x.device)
             self.touched = torch.zeros(n, dtype=torch.bool, device=x.device)
-        index = ctx.index.to(x.device)
-        padded = self.buffer[index]
-        new = self.fresh[index]
-        if new.any():
-            noise = torch.randn(padded[new].shape, generator=self.generator).to(x.device)
-            padded[new] = 0.001 * noise
+            self.reset()
+        padded = self.buffer[ctx.index.to(x.device)]
         return ctx.augment.from_padded(padded) if ctx.augment is not None else padded
 
     def write_back(self, delta: torch.Tensor, ctx) -> None:
@@ -68,7 +72,6 @@ class ATTA(Method):
         else:
             padded.copy_(delta)
         self.buffer[index] = padded
-        self.fresh[index] = False
         self.touched[index] = True
 
     def perturbed(self, x: torch.Tensor, y: torch.Tensor, ctx) -> torch.Tensor:
@@ -107,12 +110,12 @@ class ATTA(Method):
         dist.all_reduce(values)
         written = mask > 0
         self.buffer[written] = values[written]
-        self.fresh[written] = False
         self.touched.zero_()
 
     def state_dict(self):
-        return {"buffer": self.buffer, "fresh": self.fresh}
+        return {"buffer": self.buffer, "resets": self.resets}
 
     def load_state_dict(self, state):
-        self.buffer, self.fresh = state.get("buffer"), state.get("fresh")
-        self.touched = torch.zeros_like(self.fresh) if self.fresh is not None else None
+        self.buffer, self.resets = state.get("buffer"), state.get("resets", 0)
+        if self.buffer is not None:
+            self.touched = torch.zeros(len(self.buffer), dtype=torch.bool, device=self.buffer.device)

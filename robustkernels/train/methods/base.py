@@ -77,9 +77,10 @@ class Method:
         self.dataset_size = 1
 
     # -- set-up by the trainer ---------------------------------------------------------------
-    def bind(self, net: nn.Module, dataset_size: int) -> None:
-        """``net``: the model without DDP wrapping (attacks run on it, never syncing gradients)."""
-        self.net, self.dataset_size = net, max(int(dataset_size), 1)
+    def bind(self, net: nn.Module, dataset_size: int, seed: int = 0) -> None:
+        """``net``: the model without DDP wrapping (attacks run on it, never syncing gradients);
+        ``seed``: the run's seed (the same in every process)."""
+        self.net, self.dataset_size, self.seed = net, max(int(dataset_size), 1), seed
         if self.kl_weight > 0:
             for module in net.modules():
                 if isinstance(module, LWTA):

@@ -8,11 +8,11 @@ from .base import BatchResult, Method, cross_entropy
 class PNIAT(Method):
     name = "pni_at"
 
-    def bind(self, net, dataset_size):
+    def bind(self, net, dataset_size, seed=0):
         if not any(isinstance(m, _PNIMixin) for m in net.modules()):
             raise ValueError("method pni_at needs a model with PNI layers: robustkernels.nn.convert_to_pni(model) "
                              "(or --pni on the command line)")
-        super().bind(net, dataset_size)
+        super().bind(net, dataset_size, seed)
 
     def batch_loss(self, model, x, y, ctx):
         with ctx.autocast():

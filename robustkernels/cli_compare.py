@@ -1,0 +1,111 @@
+"""``robustkernels compare``: several training methods, one model, one budget; AutoAttack
+accuracy against training time, as a table and a figure."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from .cli_args import HelpFormatter, integer, number, output_folder
+from .cli_args import device as parse_device
+
+DEFAULT_METHODS = "pgd-at,fgsm-rs,n-fgsm,free-at,atta,fat,n-fgsm+fast,atta+fast"
+SUMMARY = "train several methods on the same model and data; AutoAttack accuracy against training time"
+
+
+def add_compare(commands) -> None:
+    p = commands.add_parser("compare", help=SUMMARY, description=SUMMARY, formatter_class=HelpFormatter)
+    p.set_defaults(run=run_compare)
+    p.add_argument("--dataset", choices=("digits", "mnist", "cifar10"), default="cifar10", help="training data")
+    p.add_argument("--data-dir", default="../shared/data/cifar-10-batches-py",
+                   help="folder with the CIFAR-10 python batches or the MNIST IDX files")
+    p.add_argument("--model", default="wrn-10-1",
+                   help="cnn | lenet5 | preact-resnet18 | wrn-DEPTH-WIDTH (preact-resnet18 on a GPU)")
+    p.add_argument("--methods", default=DEFAULT_METHODS,
+                   help="comma-separated methods; NAME+fast trains that one with --fast's levers")
+    p.add_argument("--epochs", type=integer(), default=4,
+                   help="epochs per method (free-at: epochs / replays, the same number of minibatch steps)")
+    p.add_argument("--fast", action="store_true", help="train every method with the fast levers")
+    p.add_argument("--eps", type=number(fraction=True), default=None, help="default: 8/255 cifar10, 0.3 mnist")
+    p.add_argument("--eps-warmup-epochs", type=number(), default=0.0, help="eps ramp for every method")
+    p.add_argument("--batch-size", type=integer(), default=128, help="training batch")
+    p.add_argument("--lr", type=number(positive=True), default=0.1, help="peak learning rate (SGD, momentum 0.9)")
+    p.add_argument("--schedule", default="cyclic", choices=("constant", "step", "cyclic", "cosine"),
+                   help="one schedule for every method (cyclic: Wong et al.'s fast-AT schedule)")
+    p.add_argument("--no-augment", action="store_true", help="no random crop and flip")
+    p.add_argument("--train-samples", type=integer(), default=None, help="use the first N training samples")
+    p.add_argument("--val-samples", type=integer(), default=200,
+                   help="test samples watched each epoch (catastrophic-overfitting guard)")
+    p.add_argument("--eval-samples", type=integer(), default=200, help="test samples AutoAttack runs on")
+    p.add_argument("--seed", type=integer(minimum=0), default=0, help="seed of every random choice")
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
+    p.add_argument("--out", default="runs/compare", help="writes compare.md, compare.json and compare.png here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def contenders(spec: str, args, eps: float) -> list:
+    from .train import make_method
+    from .train.compare import Contender
+
+    out = []
+    for item in (s.strip() for s in spec.split(",") if s.strip()):
+        name, _, suffix = item.partition("+")
+        if suffix not in ("", "fast"):
+            raise ValueError(f"--methods: {item!r}: the only suffix is +fast")
+        method = make_method(name, eps=eps, eps_warmup_epochs=args.eps_warmup_epochs)
+        epochs = max(1, args.epochs // method.replays) if hasattr(method, "replays") else args.epochs
+        out.append(Contender(item, method, epochs, fast=args.fast or suffix == "fast"))
+    if not out:
+        raise ValueError("--methods is empty")
+    return out
+
+
+def _print_row(row) -> None:
+    print(f"{row.name}: trained {row.epochs} epochs in {row.train_seconds:.0f} s; "
+          f"clean {100 * row.clean_accuracy:.1f}%, AutoAttack {100 * row.robust_accuracy:.1f}% "
+          f"({row.eval_seconds:.0f} s)", flush=True)
+
+
+def run_compare(args) -> int:
+    import torch
+
+    from . import machine
+    from .cli_commands import DATASET_SHAPES, DEFAULT_EPS
+    from .data import load_dataset
+    from .models import build_model
+    from .train.compare import autoattack_scorer, compare, plot, rows_as_dicts, to_markdown
+
+    out = output_folder(args.out)
+    device = parse_device(args.device)
+    eps = DEFAULT_EPS[args.dataset] if args.eps is None else args.eps
+    entries = contenders(args.methods, args, eps)  # validates before loading data
+    (x, y), (x_test, y_test) = load_dataset(args.dataset, args.data_dir, seed=args.seed)
+    if args.train_samples:
+        x, y = x[:args.train_samples], y[:args.train_samples]
+    channels, side = DATASET_SHAPES[args.dataset]
+
+    def make_model():
+        torch.manual_seed(args.seed)
+        return build_model(args.model, in_channels=channels, image_size=side).to(device)
+
+    make_model()  # a bad --model fails here, before any training
+    rows = compare(make_model, entries, (x, y), (x_test, y_test),
+                   evaluate=autoattack_scorer(eps, samples=args.eval_samples, seed=args.seed),
+                   progress=not args.no_progress, on_row=_print_row, batch_size=args.batch_size, lr=args.lr,
+                   optimizer="sgd",
+                   schedule=args.schedule, augment=not args.no_augment and args.dataset == "cifar10",
+                   val_data=(x_test[-args.val_samples:], y_test[-args.val_samples:]), seed=args.seed)
+    reference = next((e.label for e in entries if e.label == "pgd-at"), None)
+    title = (f"{args.model} on {args.dataset} ({len(x)} training images), {args.epochs} epochs, "
+             f"AutoAttack on {min(args.eval_samples, len(x_test))} test images")
+    table = to_markdown(rows, reference)
+    header = f"{title}\nmachine: {machine.describe()}, device {device}\n"
+    print(header + "\n" + table)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "compare.md"), "w") as f:
+        f.write(header + "\n" + table + "\n")
+    with open(os.path.join(out, "compare.json"), "w") as f:
+        json.dump({"title": title, "machine": machine.describe(), "device": str(device), "eps": eps,
+                   "rows": rows_as_dicts(rows)}, f, indent=1)
+    print(f"wrote {plot(rows, os.path.join(out, 'compare.png'), f'{args.model} on {args.dataset}')}")
+    return 0

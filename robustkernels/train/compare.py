@@ -1,0 +1,142 @@
+"""Robustness against cost: train several methods on the same model, data, epochs and schedule,
+evaluate each the same way (AutoAttack), and tabulate clean / robust accuracy against training
+time, with the Pareto front (no other run is both cheaper and more robust)."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from torch import nn
+
+from .methods import Method
+from .trainer import fit
+
+
+@dataclass
+class CompareRow:
+    """One trained method: its settings, accuracies (fractions) and seconds."""
+
+    name: str
+    epochs: int
+    fast: bool
+    train_seconds: float  # the training steps' time (fit's per-epoch train_seconds summed)
+    clean_accuracy: float
+    robust_accuracy: float
+    eval_seconds: float
+    fit_seconds: float = 0.0  # fit's wall clock, with per-epoch validation and checkpoints
+    overfit: bool = False
+    pareto: bool = False
+
+
+@dataclass
+class Contender:
+    """What to train: a label, a fresh method, the epochs and whether ``fast=True``."""
+
+    label: str
+    method: Method
+    epochs: int
+    fast: bool = False
+
+
+def pareto_front(rows: Sequence[CompareRow]) -> None:
+    """Mark each row that no other row beats on both robust accuracy and training time."""
+    for row in rows:
+        row.pareto = not any(o is not row and o.robust_accuracy >= row.robust_accuracy
+                             and o.train_seconds <= row.train_seconds
+                             and (o.robust_accuracy > row.robust_accuracy or o.train_seconds < row.train_seconds)
+                             for o in rows)
+
+
+def compare(make_model: Callable[[], nn.Module], contenders: Sequence[Contender], train_data, test_data, *,
+            evaluate: Callable[[nn.Module, object], tuple[float, float]], progress: bool = True,
+            on_row: Callable[[CompareRow], None] | None = None, **fit_options) -> list[CompareRow]:
+    """Train a fresh ``make_model()`` (same seed) with each contender, time it, and score it with
+    ``evaluate(model, test_data) -> (clean, robust)``; ``on_row`` sees each row as it is done.
+    ``fit_options`` go to every :func:`~robustkernels.train.fit` (same batch, lr, schedule,
+    augmentation, seed)."""
+    rows = []
+    for c in contenders:
+        model = make_model()
+        tic = time.perf_counter()
+        history = fit(model, c.method, train_data, epochs=c.epochs, fast=c.fast, progress=progress, **fit_options)
+        wall = time.perf_counter() - tic
+        model.eval()
+        tic = time.perf_counter()
+        clean, robust = evaluate(model, test_data)
+        rows.append(CompareRow(c.label, c.epochs, c.fast, sum(r["train_seconds"] for r in history), clean, robust,
+                               time.perf_counter() - tic, fit_seconds=wall,
+                               overfit=any(r.get("overfit") for r in history)))
+        if on_row is not None:
+            on_row(rows[-1])
+    pareto_front(rows)
+    return rows
+
+
+def to_markdown(rows: Sequence[CompareRow], reference: str | None = None) -> str:
+    """The table; ``reference`` (a row's name) adds each row's training-time ratio to it."""
+    ref = next((r for r in rows if r.name == reference), None)
+    lines = ["| method | epochs | clean | robust (AA) | train time | vs " + (reference or "-") + " | Pareto |",
+             "|---|---:|---:|---:|---:|---:|:---:|"]
+    for r in rows:
+        ratio = "-" if ref is None else f"{ref.train_seconds / r.train_seconds:.2f}x cheaper"
+        ratio = "reference" if r is ref else ratio
+        flag = "yes" if r.pareto else ""
+        lines.append(f"| {r.name}{' (catastrophic overfitting)' if r.overfit else ''} | {r.epochs} | "
+                     f"{100 * r.clean_accuracy:.1f}% | {100 * r.robust_accuracy:.1f}% | {r.train_seconds:.0f} s | "
+                     f"{ratio} | {flag} |")
+    return "\n".join(lines)
+
+
+def plot(rows: Sequence[CompareRow], path: str | os.PathLike, title: str) -> str:
+    """Robust accuracy against training time (log scale), one point per method, the Pareto front joined."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        ax.scatter(r.train_seconds, 100 * r.robust_accuracy, s=40, color="C3" if r.pareto else "C0", zorder=3)
+        ax.annotate(r.name, (r.train_seconds, 100 * r.robust_accuracy), textcoords="offset points",
+                    xytext=(5, 4), fontsize=8)
+    front = sorted((r for r in rows if r.pareto), key=lambda r: r.train_seconds)
+    ax.plot([r.train_seconds for r in front], [100 * r.robust_accuracy for r in front], color="C3",
+            linestyle="--", label="Pareto front")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
+    top = max([100 * r.robust_accuracy for r in rows] + [1])
+    ax.set(xlabel="training time (s, log scale)", ylabel="AutoAttack accuracy (%)", title=title,
+           ylim=(0, math.ceil(top * 1.25)))
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return os.fspath(path)
+
+
+def rows_as_dicts(rows: Sequence[CompareRow]) -> list[dict]:
+    return [asdict(r) for r in rows]
+
+
+def autoattack_scorer(eps: float, *, samples: int | None, batch_size: int = 250, seed: int = 0,
+                      progress: bool = False) -> Callable[[nn.Module, object], tuple[float, float]]:
+    """``(model, (x, y)) -> (clean, AA robust accuracy)`` on the first ``samples`` test points
+    (AutoAttack's version chosen automatically: rand for a stochastic model)."""
+    from ..eval import autoattack
+
+    def score(model: nn.Module, data) -> tuple[float, float]:
+        x, y = data
+        if samples is not None:
+            x, y = x[:samples], y[:samples]
+        device = next(model.parameters()).device
+        report = autoattack(model, (x.to(device), y.to(device)), eps=eps, batch_size=batch_size, seed=seed,
+                            progress=progress)
+        return report.clean_accuracy.mean, report.robust_accuracy.mean
+
+    return score

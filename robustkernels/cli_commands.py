@@ -77,6 +77,9 @@ def add_train(commands) -> None:
                    help="on catastrophic overfitting (validation PGD accuracy collapsing while FGSM accuracy "
                         "rises): warn, stop, or restore the last good epoch and stop")
     p.add_argument("--augment", action="store_true", help="random crop (padding 4) and horizontal flip")
+    p.add_argument("--augmentations", default="",
+                   help="comma-separated, with any method: label_smoothing[:0.1], gaussian_noise[:0.1], "
+                        "mixup[:1.0], cutmix[:1.0]")
     p.add_argument("--autocast", choices=("bf16", "fp16"), default=None, help="mixed precision for the model")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -139,7 +142,8 @@ def run_train(args) -> int:
     lr = args.lr if args.lr is not None else LR_DEFAULTS[optimizer]
     history = fit(model, method, (x, y), epochs=args.epochs, batch_size=batch_size, lr=lr,
                   optimizer=optimizer, weight_decay=args.weight_decay, schedule=args.schedule,
-                  augment=args.augment, val_data=(x_test[:args.val_samples], y_test[:args.val_samples]),
+                  augment=args.augment, augmentations=[a for a in args.augmentations.split(",") if a],
+                  val_data=(x_test[:args.val_samples], y_test[:args.val_samples]),
                   autocast=args.autocast, channels_last=args.channels_last, compile=args.compile, fast=args.fast,
                   on_overfit=args.on_overfit, seed=args.seed,
                   log_path=os.path.join(out, "metrics.jsonl"), checkpoint_path=checkpoint_path,
@@ -176,35 +180,52 @@ def add_eval(commands) -> None:
     p.add_argument("--check-samples", type=integer(), default=200,
                    help="samples for the gradient-masking checks and the eps curves")
     p.add_argument("--no-checks", action="store_true", help="skip the gradient-masking checks")
+    p.add_argument("--corruptions", default="",
+                   help="all, or comma-separated natural corruptions at the 5 CIFAR-10-C severities "
+                        "(gaussian_noise,shot_noise,impulse_noise,defocus_blur,motion_blur,contrast,brightness,"
+                        "jpeg_compression,pixelate)")
+    p.add_argument("--surrogate", default=None,
+                   help="checkpoint of another model: its PGD examples are tried on this one (transfer check)")
     p.add_argument("--batch-size", type=integer(), default=256, help="samples per attacked batch")
     p.add_argument("--seed", type=integer(minimum=0), default=0, help="seed of the attacks' random starts")
     p.add_argument("--out", default=None, help="write report.md, report.json and the plots here")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (they are off when piped anyway)")
 
 
-def run_eval(args) -> int:
-    import torch
-
-    from .eval import evaluate
+def _model_from_checkpoint(path: str):
+    """(model in eval mode, meta) rebuilt from a checkpoint written by `robustkernels train`."""
     from .models import build_model
     from .train.checkpoint import load
 
-    output_folder(args.out)
-    state = load(args.checkpoint)
+    state = load(path)
     meta = state.get("meta") or {}
     missing = [k for k in MODEL_META if k not in meta] + ([] if "model" in state else ["the weights"])
     if missing:
-        raise ValueError(f"checkpoint {args.checkpoint!r} lacks {', '.join(missing)} (not written by "
-                         "`robustkernels train`)")
-    args.dataset = args.dataset or meta["dataset"]
+        raise ValueError(f"checkpoint {path!r} lacks {', '.join(missing)} (not written by `robustkernels train`)")
     model = build_model(meta["model"], activation=meta["activation"], pni=meta["pni"],
                         in_channels=meta["in_channels"], num_classes=meta["num_classes"], image_size=meta["image_size"])
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
-        raise ValueError(f"checkpoint {args.checkpoint!r}: the weights do not fit the model it describes "
+        raise ValueError(f"checkpoint {path!r}: the weights do not fit the model it describes "
                          f"({str(exc).splitlines()[0]})") from None
-    model.eval()
+    return model.eval(), meta
+
+
+def run_eval(args) -> int:
+    import torch
+
+    from .eval import evaluate
+    from .eval.corruptions import CORRUPTIONS
+
+    output_folder(args.out)
+    corruptions = "all" if args.corruptions == "all" else [c for c in args.corruptions.split(",") if c]
+    unknown = [c for c in ([] if corruptions == "all" else corruptions) if c not in CORRUPTIONS]
+    if unknown:
+        raise ValueError(f"--corruptions: {', '.join(unknown)} not among all,{','.join(CORRUPTIONS)}")
+    model, meta = _model_from_checkpoint(args.checkpoint)
+    surrogate = _model_from_checkpoint(args.surrogate)[0] if args.surrogate else None
+    args.dataset = args.dataset or meta["dataset"]
     _, (x, y) = _load(args)
     expected = [meta["in_channels"], meta["image_size"], meta["image_size"]]
     if list(x.shape[1:]) != expected:
@@ -217,7 +238,8 @@ def run_eval(args) -> int:
                       eot_iter=args.eot_iter, batch_size=args.batch_size, checks=not args.no_checks,
                       check_samples=args.check_samples, generator=torch.Generator().manual_seed(args.seed),
                       progress=not args.no_progress, suite=args.suite, version=args.version,
-                      autocast=args.autocast, title=f"{meta['model']} ({meta['activation']}"
+                      autocast=args.autocast, surrogate=surrogate, corruptions=corruptions,
+                      title=f"{meta['model']} ({meta['activation']}"
                       f"{', PNI' if meta['pni'] else ''}) trained with {meta.get('method', '?')} on {meta['dataset']}")
     print(report.to_markdown())
     if args.out:

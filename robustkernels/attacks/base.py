@@ -50,6 +50,15 @@ def per_row_noise(model: nn.Module) -> bool:
         isinstance(m, (PNIConv2d, PNILinear)) for m in modules)
 
 
+
+def input_gradient(value: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
+    """``d value / d x_in``, zeros where ``value`` does not depend on ``x_in`` (a front-end that cuts
+    the graph, e.g. JPEG): what a naive attack sees there, rather than an error."""
+    if not value.requires_grad:
+        return torch.zeros_like(x_in)
+    (grad,) = torch.autograd.grad(value, x_in, allow_unused=True)
+    return torch.zeros_like(x_in) if grad is None else grad
+
 class ActiveSet:
     """The rows of a batch still under attack. Finished rows stop moving at once (their step is
     0); the working tensors are compacted - finished rows leave the batch, so the model no longer
@@ -186,7 +195,7 @@ class Attack:
             with torch.enable_grad():
                 logits = self.logits(x_in)
                 value = self.objective(logits, ys, ts)
-                (grad,) = torch.autograd.grad(value.sum(), x_in)
+                grad = input_gradient(value.sum(), x_in)
             total_grad += grad.view(c, *x_adv.shape).sum(0)
             total_loss = total_loss + value.detach().view(c, batch).sum(0)
             total_logits = total_logits + logits.detach().float().view(c, batch, -1).sum(0)

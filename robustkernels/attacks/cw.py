@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..threat import non_negative, positive_int
-from .base import Attack
+from .base import Attack, input_gradient
 
 
 class CW(Attack):
@@ -65,7 +65,7 @@ class CW(Attack):
                         margin = margin + self._margin(out, y, target)
                         logits = logits + out.detach()
                     loss = (l2 + const * margin / self.eot_iter).sum()
-                    (grad,) = torch.autograd.grad(loss, w)
+                    grad = input_gradient(loss, w)
                 w.grad = grad
                 optimizer.step()
                 with torch.no_grad():

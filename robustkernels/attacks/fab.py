@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..threat import lp_norms, non_negative, positive_int
-from .base import ActiveSet, Attack
+from .base import ActiveSet, Attack, input_gradient
 
 
 def project_onto_hyperplane(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
@@ -94,7 +94,7 @@ class FAB(Attack):
             with torch.enable_grad():
                 logits = self.logits(x_in).float()
                 diff = logits.gather(1, target[:, None]).squeeze(1) - logits.gather(1, y[:, None]).squeeze(1)
-                (grad,) = torch.autograd.grad(diff.sum(), x_in)
+                grad = input_gradient(diff.sum(), x_in)
             return diff.detach()[:, None], grad.flatten(1)[:, None].float()
         with torch.no_grad():
             classes = self.logits(x[:1]).shape[1]
@@ -102,7 +102,7 @@ class FAB(Attack):
         with torch.enable_grad():  # one pass over K copies: copy j gives the gradient of logit j
             logits = self.logits(x_in).float()
             picked = logits.view(classes, batch, classes).diagonal(dim1=0, dim2=2)  # [B, K]
-            (grad,) = torch.autograd.grad(picked.sum(), x_in)
+            grad = input_gradient(picked.sum(), x_in)
         f = logits.detach()[:batch]
         jac = grad.view(classes, batch, -1).transpose(0, 1).float()  # [B, K, D]
         rows = torch.arange(batch, device=x.device)

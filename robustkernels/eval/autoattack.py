@@ -23,11 +23,12 @@ import torch
 from torch import nn
 
 from ..attacks import APGD, APGDT, FAB, Square
+from ..defences import with_bpda
 from ..ops import draw_seed
 from ..progress import progress_bar
 from ..threat import ThreatModel, frozen_model, normalize, positive_int
 from .checks import above_chance
-from .probe import check_labels, checked_logits, probe
+from .probe import check_labels, checked_logits, gradient_masked, probe
 from .report import Stat
 from .stream import batches
 
@@ -63,6 +64,7 @@ class AutoAttackReport:
     skipped: list[str] = field(default_factory=list)  # attacks of the version not run, with why
     robust: list[bool] = field(default_factory=list)  # per sample, in data order (cascade verdict)
     classes: int = 0  # the model's outputs
+    gradients: str = "the model's own"  # or BPDA through the named front-ends
 
     def warnings(self) -> list[str]:
         """What makes the figures meaningless (a model at chance)."""
@@ -78,6 +80,8 @@ class AutoAttackReport:
             total += self.seconds.get(name, 0.0)
             lines.append(f"robust accuracy after {name.upper()}: {100 * acc:.2f}% (total time {total:.1f} s)")
         lines += [f"skipped {s}" for s in self.skipped]
+        if self.gradients != "the model's own":
+            lines.append(f"attack gradients: {self.gradients}")
         lines.append(f"robust accuracy: {self.robust_accuracy}")
         lines += self.warnings()
         return "\n".join(lines)
@@ -89,6 +93,8 @@ class AutoAttackReport:
                  for n, a in zip(self.attacks, self.robust_after)]
         what = (f"stochastic model: EOT-{self.eot_iter}, accuracies over {self.repeats} passes"
                 if self.stochastic else "deterministic model")
+        if self.gradients != "the model's own":
+            what += f"; attack gradients: {self.gradients}"
         return "\n".join([f"AutoAttack ({self.version}), {self.norm} eps = {self.eps:.4g}, {self.n_samples} samples, "
                           f"{what}", "", *rows, "", f"**AutoAttack robust accuracy: {self.robust_accuracy}**",
                           *self.warnings()])
@@ -183,7 +189,7 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
                batch_size: int = 250, bounds=(0.0, 1.0), normalization=None, seed: int | None = None,
                autocast: str | None = None, active_set: bool = True, eot_batched="auto", repeats="auto",
                steps: int = 100, n_queries: int = 5000, n_target_classes: int = 9,
-               progress: bool = True) -> AutoAttackReport:
+               progress: bool = True, bpda="auto") -> AutoAttackReport:
     """AutoAttack's robust accuracy of ``model`` in the ``norm`` ball of radius ``eps``.
 
     Args:
@@ -199,6 +205,10 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
             stochastic model, else 1.
         steps, n_queries, n_target_classes: the original's 100, 5000 and 9 (change only to
             trade strength for time, knowingly).
+        bpda: ``"auto"``: if the input gradient through the model is missing or zero, the attacks
+            go through every non-differentiable :class:`~robustkernels.defences.Preprocessing`
+            front-end with BPDA (identity backward; verdicts use the unchanged forward);
+            ``True`` always, ``False`` never.
 
     The model's modes and flags and the global RNG are restored.
     """
@@ -215,13 +225,13 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
         seed = draw_seed() if seed is None else positive_int("seed", seed + 1) - 1
         return _run(model, data, threat, version, batch_size, seed, autocast, active_set, eot_batched, repeats,
                     dict(steps=positive_int("steps", steps), n_queries=positive_int("n_queries", n_queries),
-                         n_target_classes=positive_int("n_target_classes", n_target_classes)), progress)
+                         n_target_classes=positive_int("n_target_classes", n_target_classes)), progress, bpda)
     finally:
         torch.set_rng_state(rng)
 
 
 def _run(model, data, threat, version, batch_size, seed, autocast, active_set, eot_batched, repeats, settings,
-         progress):
+         progress, bpda):
     params = list(model.parameters())
     device = params[0].device if params else torch.device("cpu")
     rank, world = _rank_world()
@@ -231,10 +241,13 @@ def _run(model, data, threat, version, batch_size, seed, autocast, active_set, e
                              leave=False):
         x, y = x.to(device), y.to(device)
         if cascade is None:
-            classes, stochastic = probe(model, lambda v: model(normalize(v, threat.normalization)), x[:64])
+            forward = lambda v: model(normalize(v, threat.normalization))  # noqa: E731
+            classes, stochastic = probe(model, forward, x[:64])
+            use_bpda = bpda is True or (bpda == "auto" and gradient_masked(model, forward, x[:16]))
+            attacked, fronts = with_bpda(model) if use_bpda else (model, [])
             chosen = ("rand" if stochastic else "standard") if version == "auto" else version
             names = tuple(n for n in ATTACKS[chosen] if n != "square" or threat.norm == "linf")
-            cascade = _Cascade(model, threat, names, chosen, seed, RAND_EOT if chosen == "rand" else 1, options,
+            cascade = _Cascade(attacked, threat, names, chosen, seed, RAND_EOT if chosen == "rand" else 1, options,
                                progress)
             reps = (RAND_REPEATS if stochastic else 1) if repeats == "auto" else repeats
         check_labels(y, classes, f"data (batch {number})")
@@ -250,7 +263,10 @@ def _run(model, data, threat, version, batch_size, seed, autocast, active_set, e
         records += [(number, j, int(fell_at[j]), [bool(c[j]) for c in clean], [bool(p[j]) for p in passes])
                     for j in range(len(y))]
     records = sorted(_gather(records))
-    return _report(cascade, threat, stochastic, reps, autocast, records, classes)
+    report = _report(cascade, threat, stochastic, reps, autocast, records, classes)
+    if fronts:
+        report.gradients = f"BPDA (identity backward) through {', '.join(fronts)}"
+    return report
 
 
 def _report(cascade, threat, stochastic, reps, autocast, records, classes) -> AutoAttackReport:

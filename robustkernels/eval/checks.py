@@ -74,3 +74,24 @@ def above_chance(clean_acc: float, classes: int, n: int) -> Check:
                  f"clean {_pct(clean_acc)} vs chance {_pct(chance)} ({classes} classes, {n} samples)"
                  + ("" if ok else ": the model has not learned the task; its robust accuracies and the other checks "
                     "say nothing"))
+
+
+def naive_vs_bpda(acc_naive: float | None, acc_bpda: float | None, fronts: list[str], tol: float) -> Check:
+    """The gap between attacking through a non-differentiable front-end naively and with BPDA:
+    the naive figure is what a plain evaluation would have reported."""
+    name = "naive vs BPDA"
+    if acc_bpda is None:
+        return Check(name, "n/a", "no non-differentiable front-end")
+    ok = acc_bpda <= acc_naive + tol
+    detail = (f"PGD with the front-ends' own gradients {_pct(acc_naive)}, through BPDA ({', '.join(fronts)}) "
+              f"{_pct(acc_bpda)}; the report's figures use BPDA")
+    return Check(name, "pass" if ok else "warn", detail + ("" if ok else ": BPDA is weaker - the identity is a "
+                                                                       "poor approximation of this front-end"))
+
+
+def transfer_not_stronger(acc_transfer: float, acc_white_box: float, tol: float) -> Check:
+    """Examples crafted on a surrogate must not beat white-box attacks on the model itself."""
+    ok = acc_transfer >= acc_white_box - tol
+    return Check("transfer not stronger", "pass" if ok else "warn",
+                 f"transfer from the surrogate {_pct(acc_transfer)} vs white-box worst case {_pct(acc_white_box)}"
+                 + ("" if ok else ": the model's own gradients mislead the attacks (masking)"))

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..attacks import PGD
+from ..defences import with_bpda
 from ..ops._random import draw_seed
 from ..progress import progress_bar
 from ..threat import (
@@ -22,7 +23,8 @@ from ..threat import (
 )
 from . import checks as C
 from .autoattack import autoattack
-from .probe import check_labels, checked_logits, probe
+from .corruptions import CORRUPTIONS, corruption_accuracy
+from .probe import check_labels, checked_logits, gradient_masked, probe
 from .report import AttackResult, Check, RobustnessReport, Stat
 from .stream import batches
 from .suite import ATTACKS, STEP_KEYS, WHITE_BOX, make_attack
@@ -97,7 +99,8 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
              check_samples: int = 200, curve_eps=(0.25, 0.5, 1.0, 1.5, 2.0), tolerance: float = 0.03,
              steps: dict | None = None, bounds=(0.0, 1.0), normalization=None, examples: int = 16,
              title: str = "", progress: bool = True, suite: str = "default", version: str = "auto",
-             autocast: str | None = None) -> RobustnessReport:
+             autocast: str | None = None, bpda="auto", surrogate: nn.Module | None = None,
+             corruptions=()) -> RobustnessReport:
     """Evaluate ``model`` against ``attacks`` within the ``norm`` ball of radius ``eps``.
 
     Args:
@@ -114,6 +117,16 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
             standard | plus | rand | auto) on the same data; its log is part of the report and
             its verdicts part of the worst case.
         autocast: ``"bf16"``/``"fp16"`` for the model inside AutoAttack's attacks (fp32 verdicts).
+        bpda: ``"auto"``: if the input gradient through the model is missing or zero, attack
+            through every non-differentiable :class:`~robustkernels.defences.Preprocessing`
+            front-end with BPDA (identity backward; the forward is unchanged), and report the
+            naive-versus-BPDA gap among the checks; ``True`` always, ``False`` never.
+        surrogate: another model of the same task: PGD examples crafted on it (white-box on the
+            surrogate, never touching ``model``) are tried on ``model`` as the ``"transfer"``
+            attack, part of the worst case; a check warns if they beat the white-box attacks.
+        corruptions: names from :data:`~robustkernels.eval.corruptions.CORRUPTIONS` (or ``"all"``):
+            accuracy under each at the five CIFAR-10-C severities joins the report (a table,
+            and ``corruptions.png`` among the plots).
 
     The model's modes, ``requires_grad`` flags and the global RNG are restored; nothing of the
     caller's is modified. A sample is robust to an attack if it is classified correctly both
@@ -121,6 +134,8 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if surrogate is not None and (not isinstance(surrogate, nn.Module) or surrogate is model):
+        raise TypeError("surrogate must be another nn.Module (a model of the same task), not the model itself")
     if suite not in SUITES:
         raise ValueError(f"suite must be one of {SUITES}, got {suite!r}")
     check_norm(norm)
@@ -146,11 +161,13 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
         run = _Runner(model, x, y, batch_size, device, threat, progress, gen)
         classes, stochastic = probe(model, run.forward, x[:64].to(device))
         check_labels(y, classes)
+        masked = gradient_masked(model, run.forward, x[:16].to(device))
+        attacked, fronts = with_bpda(model) if bpda is True or (bpda == "auto" and masked) else (model, [])
         eot = (AUTO_EOT if stochastic else 1) if eot_iter == "auto" else eot_iter
         reps = (AUTO_REPEATS if stochastic else 1) if repeats == "auto" else repeats
 
         def build(name, eps_, eot_=None):
-            return make_attack(name, model, eps=eps_, norm=norm, eot_iter=eot if eot_ is None else eot_,
+            return make_attack(name, attacked, eps=eps_, norm=norm, eot_iter=eot if eot_ is None else eot_,
                                generator=gen, steps=steps, restarts=restarts, **threat)
 
         tic = time.perf_counter()
@@ -159,8 +176,12 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
         clean_correct = torch.stack([p == y for p, _ in clean_preds])  # [R, N]
         results, robust_masks, adversarial = {}, {}, {}
         total_attack_seconds = 0.0
-        for name in attacks:
-            x_adv, seconds = run.attack(build(name, eps), x, y, desc=name)
+        crafted = [(name, build(name, eps)) for name in attacks]
+        if surrogate is not None:  # black-box check: PGD white-box on the surrogate, tried on the model
+            crafted.append(("transfer", make_attack("pgd", surrogate, eps=eps, norm=norm, eot_iter=1, generator=gen,
+                                                    steps=steps, restarts=restarts, **threat)))
+        for name, attack in crafted:
+            x_adv, seconds = run.attack(attack, x, y, desc=name)
             if name == "cw" and norm == "l2":  # minimal-norm attack: only perturbations within eps count
                 x_adv = torch.where(
                     (lp_norms(x_adv - x, norm) > eps * (1 + 1e-6)).view(-1, *[1] * (x.dim() - 1)), x, x_adv
@@ -182,7 +203,7 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
             robust_masks[name], adversarial[name] = robust, x_adv
         aa = None
         if suite == "autoattack":
-            aa = autoattack(model, (x, y), eps=eps, norm=norm, version=version, batch_size=batch_size, bounds=bounds,
+            aa = autoattack(attacked, (x, y), eps=eps, norm=norm, version=version, batch_size=batch_size, bounds=bounds,
                             normalization=normalization, seed=draw_seed(gen), autocast=autocast, progress=progress)
             robust_masks["autoattack"] = torch.tensor(aa.robust).expand(reps, -1)
         worst = torch.stack(list(robust_masks.values())).all(dim=0).float().mean(dim=1)  # [R]
@@ -199,18 +220,42 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
             clean_probabilities=clean_preds[0][1].tolist(), clean_correct=clean_correct[0].tolist(),
             examples={"images": shown.float().tolist(), "labels": y[:k].tolist(),
                       "predictions": run.predict(shown)[0].tolist(), "attack": strongest},
-            title=title, autoattack=None if aa is None else aa.to_dict())
+            title=title, autoattack=None if aa is None else aa.to_dict(),
+            gradients=f"BPDA (identity backward) through {', '.join(fronts)}" if fronts else "the model's own")
+        if corruptions:
+            names = CORRUPTIONS if corruptions == "all" else tuple(corruptions)
+            report.corruptions = corruption_accuracy(model, (x, y), corruptions=names, batch_size=batch_size,
+                                                     seed=draw_seed(gen)).to_dict()
         robust_masks.pop("autoattack", None)
         report.checks.append(C.above_chance(float(clean_runs.mean()), classes, len(y)))
         if report.checks[-1].status != "pass":
             report.checks += [Check(n, "n/a", "the model is at chance") for n in C.MASKING_CHECKS] if checks else []
         elif checks:
+            run.attacked = attacked
             _run_checks(report, run, build, x[:check_samples], y[:check_samples], clean_correct[0, :check_samples],
                         {n: m[0, :check_samples] for n, m in robust_masks.items()}, curve_eps, tolerance, norm,
                         bounds)
+            report.checks.append(_naive_gap(run, model, fronts, eps, norm, eot, x[:check_samples], y[:check_samples],
+                                            clean_correct[0, :check_samples], robust_masks, tolerance))
+        if masked and not fronts:
+            report.checks.append(Check("gradients reach the input", "warn", "the input gradient is missing or zero "
+                                       "and no known front-end was found: wrap the non-differentiable part in "
+                                       "robustkernels.defences.BPDA, or the figures overstate robustness"))
         return report
     finally:
         torch.set_rng_state(rng_state)
+
+
+def _naive_gap(run, model, fronts, eps, norm, eot, x, y, clean, robust_masks, tol) -> Check:
+    """PGD on the model's own gradients against PGD through BPDA, on the check subset."""
+    if not fronts:
+        return C.naive_vs_bpda(None, None, fronts, tol)
+    naive = PGD(model, eps=eps, alpha=2.5 * eps / 20, steps=20, norm=norm, eot_iter=eot, generator=run.generator,
+                **run.threat)
+    through = PGD(run.attacked, eps=eps, alpha=2.5 * eps / 20, steps=20, norm=norm, eot_iter=eot,
+                  generator=run.generator, **run.threat)
+    return C.naive_vs_bpda(_accuracy(run, naive, x, y, clean, "pgd (naive)"),
+                           _accuracy(run, through, x, y, clean, "pgd (BPDA)"), fronts, tol)
 
 
 def _accuracy(run, attack, x, y, clean, desc) -> float:
@@ -224,7 +269,7 @@ def _run_checks(report, run, build, x, y, clean, robust_subset, curve_eps, tol, 
     clean predictions are the evaluation's first pass (``clean``)."""
     eps = report.eps
     clean_acc = float(clean.float().mean())
-    for name in report.attacks:
+    for name in (n for n in report.attacks if n != "transfer"):  # transfer examples come from the surrogate
         report.curves[name] = {"0": clean_acc}
         for m in curve_eps:
             report.curves[name][f"{m * eps:.6g}"] = (
@@ -238,7 +283,7 @@ def _run_checks(report, run, build, x, y, clean, robust_subset, curve_eps, tol, 
     lo, hi = channel_bounds(bounds, x)
     span = float((hi - lo).max())
     unbounded = span if norm == "linf" else span * x[0].numel() ** 0.5
-    big = PGD(run.model, eps=unbounded, alpha=unbounded / 10, steps=50, norm=norm, eot_iter=report.eot_iter,
+    big = PGD(run.attacked, eps=unbounded, alpha=unbounded / 10, steps=50, norm=norm, eot_iter=report.eot_iter,
               generator=run.generator, **run.threat)  # plain PGD with large steps
     report.checks.append(C.unbounded_eps(_accuracy(run, big, x, y, clean, "unbounded eps")))
     white_box = [n for n in robust_subset if n in WHITE_BOX]
@@ -255,3 +300,5 @@ def _run_checks(report, run, build, x, y, clean, robust_subset, curve_eps, tol, 
             run, build("pgd", eps), x, y, clean, "pgd (EOT)")
         acc_no_eot = _accuracy(run, build("pgd", eps, eot_=1), x, y, clean, "pgd (no EOT)")
     report.checks.append(C.eot_helps(report.stochastic, acc_eot, acc_no_eot, report.eot_iter, tol))
+    if "transfer" in robust_subset:
+        report.checks.append(C.transfer_not_stronger(float(robust_subset["transfer"].float().mean()), worst_wb, tol))

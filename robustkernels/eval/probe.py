@@ -49,3 +49,17 @@ def is_stochastic(model: nn.Module, x: torch.Tensor, forward: Callable[[torch.Te
     """Whether ``passes`` eval-mode forward passes of ``forward`` (default: ``model``) on ``x``
     differ."""
     return probe(model, model if forward is None else forward, x, passes)[1]
+
+
+def gradient_masked(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> bool:
+    """Whether the input gradient of ``forward`` on ``x`` (eval mode) is missing, zero or not
+    finite: a non-differentiable front-end (JPEG, quantisation) masks it, and a gradient attack
+    then reports robustness that is not there."""
+    with frozen_model(model, "eval"), torch.enable_grad():
+        x_in = x.detach().clone().requires_grad_(True)
+        logits = forward(x_in)
+        if not logits.requires_grad:
+            return True
+        weights = torch.linspace(1.0, 2.0, logits.shape[1], device=logits.device)  # no class cancels another
+        (grad,) = torch.autograd.grad((logits.float() * weights).sum(), x_in, allow_unused=True)
+    return grad is None or not bool(grad.ne(0).any()) or not bool(torch.isfinite(grad).all())

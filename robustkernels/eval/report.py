@@ -54,6 +54,8 @@ class RobustnessReport:
     examples: dict = field(default_factory=dict)  # images, labels, predictions, attack
     title: str = ""
     autoattack: dict | None = None  # AutoAttackReport.to_dict() with suite="autoattack"
+    gradients: str = "the model's own"  # or how the attacks got gradients through a front-end
+    corruptions: dict | None = None  # CorruptionReport.to_dict() when asked for
 
     @property
     def robustness_gap(self) -> float:
@@ -72,6 +74,8 @@ class RobustnessReport:
                 else "deterministic model"
             ),
             "",
+            f"Attack gradients: {self.gradients}.",
+            "",
             "| attack | robust acc | success rate | conf. adv | norm (fooled) | ms / image |",
             "| --- | --- | --- | --- | --- | --- |",
             f"| clean | {self.clean_accuracy} | | {self.confidence_clean:.2f} | | |",
@@ -88,10 +92,18 @@ class RobustnessReport:
             from .autoattack import AutoAttackReport
 
             lines += ["", AutoAttackReport.from_dict(self.autoattack).to_markdown()]
+        if self.corruptions is not None:
+            lines += ["", "Natural corruptions (CIFAR-10-C severities):", "", self.corruption_report().to_markdown()]
         if self.checks:
             lines += ["", "| gradient-masking check | result | detail |", "| --- | --- | --- |"]
             lines += [f"| {c.name} | {c.status} | {c.detail} |" for c in self.checks]
         return "\n".join(lines)
+
+    def corruption_report(self):
+        from .corruptions import CorruptionReport
+
+        data = {k: v for k, v in self.corruptions.items() if k != "mean_accuracy"}
+        return CorruptionReport(**{**data, "severities": tuple(data["severities"])})
 
     def to_json(self, path=None) -> str:
         text = json.dumps(asdict(self), indent=1)
@@ -114,6 +126,11 @@ class RobustnessReport:
         (max-softmax of all vs correctly classified inputs) and ``examples.png`` (adversarial
         examples: green still correct, red fooled, grey wrong before the attack). Returns the files
         written."""
+        import os
+
         from .plots import write_plots
 
-        return write_plots(self, path)
+        written = write_plots(self, path)
+        if self.corruptions is not None:
+            written.append(self.corruption_report().plot(os.path.join(path, "corruptions.png")))
+        return written

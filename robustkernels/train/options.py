@@ -10,6 +10,7 @@ import torch
 
 from ..threat import non_negative, positive_int
 from . import checkpoint as ckpt
+from .augment import Augmentation, make_augmentation
 from .schedules import LR_SCHEDULES
 
 OPTIMIZERS = ("sgd", "adam")
@@ -29,6 +30,7 @@ class FitOptions:
     weight_decay: float = 5e-4
     schedule: str | None = None
     augment: bool = False
+    augmentations: tuple = ()
     val_attack_steps: int = 10
     autocast: str | None = None
     channels_last: bool = False
@@ -71,6 +73,10 @@ def check_options(options: FitOptions, default_schedule: str, has_val: bool) -> 
         raise ValueError(f"on_overfit must be one of {ON_OVERFIT}, got {o.on_overfit!r}")
     if o.on_overfit != "warn" and not has_val:
         raise ValueError(f"on_overfit={o.on_overfit!r} needs val_data: the guard watches validation accuracy")
+    o.augmentations = tuple(make_augmentation(a) if isinstance(a, str) else a for a in o.augmentations)
+    bad = [a for a in o.augmentations if not isinstance(a, Augmentation)]
+    if bad:
+        raise TypeError(f"augmentations must be names or robustkernels.train.augment objects, got {bad[0]!r}")
     if not isinstance(o.fast, bool):
         raise TypeError(f"fast must be a bool, got {type(o.fast).__name__}")
     if o.checkpoint_path is not None:

@@ -62,3 +62,4 @@ class Run:
     step: int = 0
     history: list[dict] = field(default_factory=list)
     sums: EpochSums = field(default_factory=EpochSums)
+    classes: int | None = None  # the model's outputs, once an augmentation needed them

@@ -19,6 +19,7 @@ import warnings
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..attacks import FGSM, PGD
 from ..data import CropFlip
@@ -116,6 +117,10 @@ def fit(model: nn.Module, method: Method, train_data, *, val_data=None, **option
         schedule: ``constant|step|cyclic|cosine`` learning rate per optimizer step (default:
             the method's, else ``step``).
         augment: random crop (padding 4) and horizontal flip of every batch.
+        augmentations: applied after the crop and flip, in order, with any method: names or
+            objects of :mod:`robustkernels.train.augment` (``"label_smoothing:0.1"``,
+            ``"gaussian_noise:0.05"``, ``"mixup:1.0"``, ``"cutmix:1.0"``). Mixing ones train on
+            soft targets; the method's attack uses the label of the larger share.
         val_attack_steps: PGD steps of the per-epoch validation (clean, FGSM and PGD accuracy).
         autocast: ``None``, ``"bf16"`` or ``"fp16"`` (with a gradient scaler).
         channels_last, compile: memory format and ``torch.compile`` for training and attacks.
@@ -300,12 +305,18 @@ def train_batch(run: Run, opts: FitOptions, epoch: int, b: int, index: torch.Ten
     if opts.augment:
         augment = CropFlip.draw(len(xb), generator=torch.Generator().manual_seed(mix_seed(step_seed, 2)))
         xb = augment(xb)
+    targets = None
+    if opts.augmentations:
+        generator = torch.Generator().manual_seed(mix_seed(step_seed, 3))
+        targets = F.one_hot(yb, num_classes(run, xb)).float()
+        for augmentation in opts.augmentations:
+            xb, yb, targets = augmentation(xb, yb, targets, generator)
     if opts.channels_last and xb.dim() == 4:
         xb = xb.contiguous(memory_format=torch.channels_last)
     run.model.train()
     scaler = run.ctx.scaler
     scale = scaler.get_scale() if scaler is not None else None
-    ctx = dataclasses.replace(run.ctx, index=index, augment=augment)
+    ctx = dataclasses.replace(run.ctx, index=index, augment=augment, targets=targets)
     result = run.method.train_step(run.trained, run.optimizer, run.scheduler, xb, yb, ctx)
     loss = float(result.loss.detach())
     run.step += 1
@@ -317,6 +328,14 @@ def train_batch(run: Run, opts: FitOptions, epoch: int, b: int, index: torch.Ten
         raise FloatingPointError(f"training loss is {loss} at step {run.step} (epoch {epoch + 1}, batch {b + 1}): "
                                  f"stopping{kept}")
     return loss
+
+
+def num_classes(run: Run, x: torch.Tensor) -> int:
+    """The model's number of outputs (one eval-mode forward of one sample, the first time)."""
+    if run.classes is None:
+        with frozen_model(run.model, "eval"), torch.no_grad():
+            run.classes = int(run.method.forward(run.model, x[:1]).shape[1])
+    return run.classes
 
 
 def end_epoch(run: Run, opts: FitOptions, val: TrainData | None, epoch: int) -> dict:

@@ -19,7 +19,7 @@ from ...ops.philox import philox_normal
 from ...threat import non_negative, positive_int
 from ..losses import trades_loss
 from ..seeds import mix_seed
-from .base import BatchResult, Method, cross_entropy, summed_cross_entropy
+from .base import BatchResult, Method, cross_entropy, soft_or_hard, summed_cross_entropy
 from .trades import kl_ascent
 
 LOSSES = ("ce", "trades")
@@ -95,9 +95,9 @@ class ATTA(Method):
             logits_adv = self.forward(model, x_adv)
             logits_clean = self.forward(model, x) if self.loss == "trades" else None
         if self.loss == "trades":
-            loss = trades_loss(logits_clean.float(), logits_adv.float(), y, self.beta)
+            loss = trades_loss(logits_clean.float(), logits_adv.float(), soft_or_hard(y, ctx), self.beta)
         else:
-            loss = cross_entropy(logits_adv, y)
+            loss = cross_entropy(logits_adv, y, ctx.targets)
         return BatchResult(loss + self.regularizer(), logits_adv)
 
     def synchronize(self):

@@ -27,6 +27,7 @@ class StepContext:
     scaler: torch.amp.GradScaler | None = None
     index: torch.Tensor | None = None  # [n] int64, positions in the training data
     augment: CropFlip | None = None  # the transform the trainer applied to x (None: none)
+    targets: torch.Tensor | None = None  # [n, K] soft training targets (label smoothing, mixup), or None
 
 
 @dataclass
@@ -181,8 +182,15 @@ def backward_and_step(loss: torch.Tensor, optimizer, scheduler, ctx: StepContext
         scheduler.step()
 
 
-def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.float(), y)
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+    """Batch-mean CE against the labels ``y``, or the soft ``targets`` [B, K] when the trainer's
+    augmentations made some (label smoothing, mixup, cutmix)."""
+    return F.cross_entropy(logits.float(), y if targets is None else targets)
+
+
+def soft_or_hard(y: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+    """The training target: the soft targets of the batch's augmentations, else the labels."""
+    return y if ctx.targets is None else ctx.targets
 
 
 def summed_cross_entropy(y: torch.Tensor):

@@ -56,7 +56,7 @@ class FAT(Method):
         with ctx.autocast():
             x_adv = self.run_attack(self.early_stopped, x, y)
             logits = self.forward(model, x_adv)
-        return BatchResult(cross_entropy(logits, y) + self.regularizer(), logits)
+        return BatchResult(cross_entropy(logits, y, ctx.targets) + self.regularizer(), logits)
 
     def epoch_metrics(self):
         rows, self.rows, self.samples, samples = self.rows, 0, 0, self.samples

@@ -26,7 +26,7 @@ class FreeAT(Method):
                             bounds=self.bounds).requires_grad_(True)
             with ctx.autocast():
                 logits = self.forward(model, x_adv)
-            loss = cross_entropy(logits, y) + self.regularizer()
+            loss = cross_entropy(logits, y, ctx.targets) + self.regularizer()
             backward_and_step(loss, optimizer, scheduler, ctx)
             grad = x_adv.grad if ctx.scaler is None else x_adv.grad / ctx.scaler.get_scale()
             x_next = pgd_step(x_adv.detach(), x, grad, step=self.eps, eps=self.eps, norm=self.norm, bounds=self.bounds)

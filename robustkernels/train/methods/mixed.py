@@ -41,7 +41,7 @@ class Mixed(Method):
         with ctx.autocast():
             x_in = self.run_attack(self.perturbed, x, y)
             logits = self.forward(model, x_in)
-        return BatchResult(cross_entropy(logits, y) + self.regularizer(), logits)
+        return BatchResult(cross_entropy(logits, y, ctx.targets) + self.regularizer(), logits)
 
     def epoch_metrics(self):
         counts, self.counts = self.counts, dict.fromkeys(self.counts, 0)

@@ -34,4 +34,4 @@ class NFGSM(Method):
         with ctx.autocast():
             x_adv = self.run_attack(self.perturbed, x, y)
             logits = self.forward(model, x_adv)
-        return BatchResult(cross_entropy(logits, y) + self.regularizer(), logits)
+        return BatchResult(cross_entropy(logits, y, ctx.targets) + self.regularizer(), logits)

@@ -10,4 +10,4 @@ class PGDAT(Method):
         with ctx.autocast():
             x_adv = self.run_attack(self.attack(), x, y)
             logits = self.forward(model, x_adv)
-        return BatchResult(cross_entropy(logits, y) + self.regularizer(), logits)
+        return BatchResult(cross_entropy(logits, y, ctx.targets) + self.regularizer(), logits)

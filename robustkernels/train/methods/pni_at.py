@@ -19,5 +19,5 @@ class PNIAT(Method):
             x_adv = self.run_attack(self.attack(), x, y)
             logits_clean = self.forward(model, x)
             logits_adv = self.forward(model, x_adv)
-        loss = 0.5 * cross_entropy(logits_clean, y) + 0.5 * cross_entropy(logits_adv, y)
+        loss = 0.5 * (cross_entropy(logits_clean, y, ctx.targets) + cross_entropy(logits_adv, y, ctx.targets))
         return BatchResult(loss + self.regularizer(), logits_adv)

@@ -21,7 +21,8 @@ class SensitivityRegularized(Method):
             logits = self.forward(model, x)
             volume = sensitivity(self.net, x, self.eps, bounds=self.bounds)
         self.last_sensitivity = float(volume.detach())
-        return BatchResult(cross_entropy(logits, y) + self.weight * volume + self.regularizer(), logits)
+        loss = cross_entropy(logits, y, ctx.targets) + self.weight * volume
+        return BatchResult(loss + self.regularizer(), logits)
 
     def epoch_metrics(self):
         return {"sensitivity": getattr(self, "last_sensitivity", None)}

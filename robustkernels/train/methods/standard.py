@@ -9,4 +9,4 @@ class Standard(Method):
     def batch_loss(self, model, x, y, ctx):
         with ctx.autocast():
             logits = self.forward(model, x)
-        return BatchResult(cross_entropy(logits, y) + self.regularizer(), logits)
+        return BatchResult(cross_entropy(logits, y, ctx.targets) + self.regularizer(), logits)

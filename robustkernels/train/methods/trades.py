@@ -7,7 +7,7 @@ from torch.nn import functional as F
 from ...ops.pgd import pgd_step, project
 from ...threat import frozen_model, non_negative
 from ..losses import trades_loss
-from .base import BatchResult, Method
+from .base import BatchResult, Method, soft_or_hard
 
 
 def kl_ascent(method: Method, x: torch.Tensor, start: torch.Tensor, steps: int) -> torch.Tensor:
@@ -40,5 +40,5 @@ class TRADES(Method):
             x_adv = self.run_attack(lambda x, y: self.adversarial(x), x, y)
             logits_clean = self.forward(model, x)
             logits_adv = self.forward(model, x_adv)
-        loss = trades_loss(logits_clean.float(), logits_adv.float(), y, self.beta)
+        loss = trades_loss(logits_clean.float(), logits_adv.float(), soft_or_hard(y, ctx), self.beta)
         return BatchResult(loss + self.regularizer(), logits_adv)

@@ -8,6 +8,7 @@ from .fat import FAT
 from .fgsm_rs import FGSMRS
 from .free_at import FreeAT
 from .hybrid import Hybrid, scheduled_eps
+from .ibp import IBP
 from .mixed import Mixed
 from .n_fgsm import NFGSM
 from .pgd_at import PGDAT
@@ -18,7 +19,7 @@ from .trades import TRADES
 
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in
                                     (Standard, PGDAT, TRADES, FGSMRS, NFGSM, FreeAT, ATTA, FAT, Mixed,
-                                     Hybrid, PNIAT, SensitivityRegularized)}
+                                     Hybrid, PNIAT, SensitivityRegularized, IBP)}
 
 
 def make_method(name: str, **kwargs) -> Method:
@@ -29,5 +30,6 @@ def make_method(name: str, **kwargs) -> Method:
     return METHODS[key](**kwargs)
 
 
-__all__ = ["ATTA", "FAT", "FGSMRS", "METHODS", "NFGSM", "PGDAT", "PNIAT", "TRADES", "BatchResult", "FreeAT", "Hybrid",
-           "Method", "Mixed", "SensitivityRegularized", "Standard", "StepContext", "make_method", "scheduled_eps"]
+__all__ = ["ATTA", "FAT", "FGSMRS", "IBP", "METHODS", "NFGSM", "PGDAT", "PNIAT", "TRADES", "BatchResult", "FreeAT",
+           "Hybrid", "Method", "Mixed", "SensitivityRegularized", "Standard", "StepContext", "make_method",
+           "scheduled_eps"]

@@ -1,5 +1,5 @@
 """Mixed-attack training: with probability 1/2 a batch stays clean; otherwise it is attacked by
-one of PGD, FGSM, CW (L2, short) or Gaussian noise (sigma = eps), drawn uniformly."""
+one of ``kinds`` - PGD, FGSM, CW (L2, short) or Gaussian noise (sigma = eps) - drawn uniformly."""
 
 import torch
 
@@ -13,10 +13,13 @@ KINDS = ("pgd", "fgsm", "cw", "noise")
 class Mixed(Method):
     name = "mixed"
 
-    def __init__(self, *, attack_probability: float = 0.5, cw_steps: int = 10, **kwargs):
+    def __init__(self, *, attack_probability: float = 0.5, cw_steps: int = 10, kinds=KINDS, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= attack_probability <= 1.0:
             raise ValueError(f"attack_probability must be in [0, 1], got {attack_probability}")
+        self.kinds = tuple(kinds)
+        if not self.kinds or any(k not in KINDS for k in self.kinds):
+            raise ValueError(f"kinds must be a non-empty selection of {KINDS}, got {kinds!r}")
         self.attack_probability, self.cw_steps = float(attack_probability), int(cw_steps)
         self.counts = dict.fromkeys(("clean",) + KINDS, 0)
 
@@ -24,7 +27,7 @@ class Mixed(Method):
         if float(torch.rand((), generator=self.generator)) >= self.attack_probability:
             self.counts["clean"] += 1
             return x
-        kind = KINDS[int(torch.randint(len(KINDS), (), generator=self.generator))]
+        kind = self.kinds[int(torch.randint(len(self.kinds), (), generator=self.generator))]
         self.counts[kind] += 1
         if kind == "pgd":
             return self.attack()(x, y)

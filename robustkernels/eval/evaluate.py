@@ -235,8 +235,9 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
             _run_checks(report, run, build, x[:check_samples], y[:check_samples], clean_correct[0, :check_samples],
                         {n: m[0, :check_samples] for n, m in robust_masks.items()}, curve_eps, tolerance, norm,
                         bounds)
-            report.checks.append(_naive_gap(run, model, fronts, eps, norm, eot, x[:check_samples], y[:check_samples],
-                                            clean_correct[0, :check_samples], robust_masks, tolerance))
+            if fronts:
+                report.checks.append(_naive_gap(run, model, fronts, eps, norm, eot, x[:check_samples],
+                                                y[:check_samples], clean_correct[0, :check_samples], tolerance))
         if masked and not fronts:
             report.checks.append(Check("gradients reach the input", "warn", "the input gradient is missing or zero "
                                        "and no known front-end was found: wrap the non-differentiable part in "
@@ -246,10 +247,8 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
         torch.set_rng_state(rng_state)
 
 
-def _naive_gap(run, model, fronts, eps, norm, eot, x, y, clean, robust_masks, tol) -> Check:
+def _naive_gap(run, model, fronts, eps, norm, eot, x, y, clean, tol) -> Check:
     """PGD on the model's own gradients against PGD through BPDA, on the check subset."""
-    if not fronts:
-        return C.naive_vs_bpda(None, None, fronts, tol)
     naive = PGD(model, eps=eps, alpha=2.5 * eps / 20, steps=20, norm=norm, eot_iter=eot, generator=run.generator,
                 **run.threat)
     through = PGD(run.attacked, eps=eps, alpha=2.5 * eps / 20, steps=20, norm=norm, eot_iter=eot,

@@ -43,7 +43,7 @@ def main():
             report = evaluate(defended, (x_test, y_test), eps=0.3, attacks=("pgd",), bpda=bpda, checks=False,
                               progress=False, generator=torch.Generator().manual_seed(0))
             scores[label] = report.attacks["pgd"].robust_accuracy.mean
-            print(f"{type(front).__name__}: clean {report.clean_accuracy}, PGD-10 ({label}) "
+            print(f"{type(front).__name__}: clean {report.clean_accuracy}, PGD-20 ({label}) "
                   f"{100 * scores[label]:.1f}% [{report.gradients}] {time.perf_counter() - tic:.0f} s")
         rows.append((f"{type(front).__name__}({front.bits if hasattr(front, 'bits') else front.quality})",
                      float(report.clean_accuracy.mean), scores["naive"], scores["BPDA"]))
@@ -61,9 +61,8 @@ def main():
             ax.bar(i + (j - 1) * width, 100 * value, width, color=colour, label=label if i == 0 else None)
             ax.text(i + (j - 1) * width, 100 * value + 1, f"{100 * value:.0f}", ha="center", fontsize=8)
     ax.set_xticks(range(len(rows)), [r[0] for r in rows])
-    ax.set(ylabel="accuracy (%)", ylim=(0, 110), title=f"MNIST CNN behind a quantising front-end, eps 0.3 "
-                                                        f"({len(y_test)} test images)")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.set(ylabel="accuracy (%)", ylim=(0, 130), title=f"MNIST CNN + front-end, eps 0.3, {len(y_test)} test images")
+    ax.legend(fontsize=8, loc="upper center", ncol=3)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")

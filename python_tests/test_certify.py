@@ -1,42 +1,113 @@
-"""Interval bound propagation through our layers (residual blocks included), certified accuracy
-against the empirical robust accuracy, and IBP training."""
+"""Interval bound propagation and CROWN-IBP through our layers (residual blocks included), against
+auto_LiRPA where it is installed; certified accuracy against the empirical robust accuracy; IBP
+and CROWN-IBP training."""
 
 import pytest
 import torch
 
 from robustkernels.attacks import PGD
 from robustkernels.data import load_digits
-from robustkernels.eval import autoattack, certified_accuracy
-from robustkernels.models import build_model, wide_resnet
+from robustkernels.eval import autoattack, certified_accuracy, evaluate
+from robustkernels.models import build_model, lenet5, wide_resnet
 from robustkernels.nn.bounds import interval_bounds, margin_lower_bounds
+from robustkernels.nn.crown import crown_ibp_margins, margin_bounds
 from robustkernels.train import fit, make_method
 
 from .models import trained_digits_cnn
 
 
 def _sound(model, x, y, eps, points=1000):
-    """1,000 random points of the clipped eps-box per sample stay within the bounds."""
+    """1,000 random points of the clipped eps-box per sample (and its corners' signs) stay
+    within the IBP and CROWN-IBP bounds."""
     lower, upper = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
     with torch.no_grad():
         lo, hi = interval_bounds(model, lower, upper)
-        margins = margin_lower_bounds(model, lower, upper, y)
+        margins = {"ibp": margin_lower_bounds(model, lower, upper, y),
+                   "crown-ibp": crown_ibp_margins(model, lower, upper, y)}
         for i in range(len(x)):
             u = torch.rand(points, *x.shape[1:])
+            u[: points // 2] = u[: points // 2].round()  # vertices of the box
             z = model(lower[i] + u * (upper[i] - lower[i]))
             assert (z >= lo[i] - 1e-4).all() and (z <= hi[i] + 1e-4).all()
-            assert (z[:, y[i], None] - z >= margins[i] - 1e-4).all()
+            for bound in margins.values():
+                assert (z[:, y[i], None] - z >= bound[i] - 1e-4).all()
 
 
-def test_bounds_are_sound_for_a_cnn_and_a_residual_network():
-    torch.manual_seed(0)
-    model, x, y = trained_digits_cnn()
-    _sound(model, x[:5], y[:5], 0.05)
-    resnet = wide_resnet(10, 1, num_classes=10, in_channels=1).eval()
+def _resnet(in_channels=1):
+    resnet = wide_resnet(10, 1, num_classes=10, in_channels=in_channels).eval()
     for m in resnet.modules():  # non-trivial BatchNorm statistics
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 2.0)
-    _sound(resnet, x[:3], y[:3], 0.02, points=300)
+    return resnet
+
+
+def test_bounds_are_sound_for_a_cnn_a_max_pooling_net_and_a_residual_network():
+    torch.manual_seed(0)
+    model, x, y = trained_digits_cnn()
+    _sound(model, x[:5], y[:5], 0.05)
+    _sound(lenet5(1, 10, 16).eval(), torch.rand(3, 1, 16, 16), y[:3], 0.02, points=300)
+    _sound(_resnet(), x[:3], y[:3], 0.02, points=300)
+
+
+def test_crown_ibp_is_tighter_than_ibp_on_a_normally_trained_network():
+    model, x, y = trained_digits_cnn()
+    lower, upper = (x[:50] - 0.02).clamp(0, 1), (x[:50] + 0.02).clamp(0, 1)
+    with torch.no_grad():
+        ibp, crown = margin_lower_bounds(model, lower, upper, y[:50]), crown_ibp_margins(model, lower, upper, y[:50])
+        best = margin_bounds(model, lower, upper, y[:50])
+    others = torch.ones_like(ibp, dtype=torch.bool).scatter_(1, y[:50, None], False)
+    assert (crown[others] > ibp[others]).float().mean() > 0.9
+    assert torch.equal(best, torch.maximum(ibp, crown))
+    assert (crown.gather(1, y[:50, None]) == 0).all()
+
+
+def test_crown_ibp_margins_are_differentiable_in_the_weights():
+    """CROWN-IBP training backpropagates through the transposed layers: gradcheck in float64."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 5), torch.nn.ReLU(),
+                                torch.nn.Linear(5, 3)).double()
+    x, y = torch.rand(4, 6, dtype=torch.float64), torch.tensor([0, 1, 2, 1])
+    original = model[1].weight
+
+    def margins(w):
+        del model[1].weight
+        model[1].weight = w
+        try:
+            return crown_ibp_margins(model, x - 0.05, x + 0.05, y)
+        finally:
+            model[1].weight = original
+
+    assert torch.autograd.gradcheck(margins, (original.detach().clone().requires_grad_(),))
+
+
+@pytest.mark.parametrize("name", ["cnn", "lenet5", "wrn-10-1"])
+def test_bounds_against_auto_lirpa(name):
+    """Never looser than auto_LiRPA's IBP bounds; CROWN-IBP equal to its CROWN-IBP where we relax
+    every layer (with max pooling, ours stops at the pooling layer and is compared to its IBP)."""
+    auto_lirpa = pytest.importorskip("auto_LiRPA", reason="auto_LiRPA (test-only) is not installed")
+    from auto_LiRPA.perturbations import PerturbationLpNorm
+
+    torch.manual_seed(0)
+    model, size = {"cnn": (build_model("cnn", in_channels=1, image_size=8).eval(), 8),
+                   "lenet5": (lenet5(1, 10, 16).eval(), 16), "wrn-10-1": (_resnet(3), 16)}[name]
+    channels = 3 if name.startswith("wrn") else 1
+    x, y, eps = torch.rand(4, channels, size, size), torch.tensor([0, 3, 5, 9]), 0.01
+    lower, upper = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
+    spec = torch.eye(10)[y][:, None, :] - torch.eye(10)[None, :, :]
+    bounded = auto_lirpa.BoundedModule(model, torch.empty_like(x), device="cpu")
+    xb = auto_lirpa.BoundedTensor(x, PerturbationLpNorm(norm=float("inf"), eps=eps, x_L=lower, x_U=upper))
+    with torch.no_grad():
+        theirs_lo, theirs_hi = bounded.compute_bounds(x=(xb,), method="IBP")
+        theirs_ibp = bounded.compute_bounds(x=(xb,), method="IBP", C=spec)[0]
+        theirs_crown = bounded.compute_bounds(x=(xb,), method="CROWN-IBP", C=spec)[0]
+        lo, hi = interval_bounds(model, lower, upper)
+        ibp, crown = margin_lower_bounds(model, lower, upper, y), margin_bounds(model, lower, upper, y)
+    tol = 1e-4 * max(1.0, float(theirs_hi.abs().max()))
+    assert (lo >= theirs_lo - tol).all() and (hi <= theirs_hi + tol).all()
+    assert (ibp >= theirs_ibp - tol).all() and (crown >= theirs_ibp - tol).all()
+    if name != "lenet5":
+        assert torch.allclose(crown_ibp_margins(model, lower, upper, y), theirs_crown, atol=tol, rtol=0)
 
 
 def test_margin_bounds_are_at_least_as_tight_as_subtracting_logit_bounds():
@@ -63,17 +134,39 @@ def test_certified_accuracy_is_below_the_empirical_robust_accuracy():
     assert certified_accuracy(model, (x, y), 0.005).certified_accuracy > 0.3  # a tiny eps certifies most
 
 
-def test_ibp_training_certifies_more_than_standard_training():
+def test_ibp_and_crown_ibp_training_certify_more_than_standard_training():
     x, y, x_test, y_test = load_digits()
     certified = {}
-    for name in ("standard", "ibp"):
+    for name, kwargs in (("standard", {}), ("ibp", {}), ("ibp", {"bound": "crown-ibp"})):
         torch.manual_seed(0)
         model = build_model("cnn", in_channels=1, image_size=8)
-        history = fit(model, make_method(name, eps=0.05), (x, y), epochs=6, batch_size=64, lr=3e-3,
+        history = fit(model, make_method(name, eps=0.05, **kwargs), (x, y), epochs=6, batch_size=64, lr=3e-3,
                       optimizer="adam", progress=False)
-        certified[name] = certified_accuracy(model, (x_test, y_test), 0.05).certified_accuracy
-    assert history[-1]["eps"] == pytest.approx(0.05) and history[-1]["kappa"] == pytest.approx(0.5)
+        certified[kwargs.get("bound", name)] = certified_accuracy(model, (x_test, y_test), 0.05).certified_accuracy
+        if name == "ibp":
+            assert history[-1]["eps"] == pytest.approx(0.05) and history[-1]["kappa"] == pytest.approx(0.5)
+            betas = [h["beta"] for h in history]  # CROWN-IBP: 1 -> 0 over the ramp (3 of 6 epochs)
+            assert betas[-1] == 0.0 and (not kwargs or 0.5 < betas[0] < 1 and betas == sorted(betas, reverse=True))
     assert certified["ibp"] > certified["standard"] + 0.2, certified
+    assert certified["crown-ibp"] > certified["standard"] + 0.2, certified
+
+
+def test_evaluate_reports_certified_beside_empirical():
+    model, x, y = trained_digits_cnn()
+    report = evaluate(model, (x[:100], y[:100]), eps=0.01, attacks=("pgd",), certify="crown-ibp", checks=False,
+                      progress=False, generator=torch.Generator().manual_seed(0))
+    assert report.certified["method"] == "crown-ibp"
+    assert 0.3 < report.certified["accuracy"] <= report.worst_case.mean
+    check = [c for c in report.checks if c.name == "certified <= empirical"][0]
+    assert check.status == "pass" and "0 certified samples fooled" in check.detail
+    assert "Certified** (CROWN-IBP" in report.to_markdown()
+    with pytest.raises(ValueError, match="certify"):
+        evaluate(model, (x[:10], y[:10]), eps=0.1, norm="l2", certify="ibp", progress=False)
+    with pytest.raises(ValueError, match="method"):
+        certified_accuracy(model, (x[:10], y[:10]), 0.01, method="crown")
+    with pytest.raises(ValueError, match="deterministic"):
+        evaluate(build_model("cnn", in_channels=1, image_size=8, pni=True).eval(), (x[:10], y[:10]), eps=0.01,
+                 certify="ibp", progress=False)
 
 
 def test_stochastic_layers_are_refused():

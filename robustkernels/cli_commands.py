@@ -71,6 +71,8 @@ def add_train(commands) -> None:
                    help="ramp eps linearly from 0 over this many epochs (any method)")
     p.add_argument("--tau", type=integer(minimum=0), default=None,
                    help="fat: steps after the first misclassification (default: the dynamic 0/1/2 schedule)")
+    p.add_argument("--bound", choices=("ibp", "crown-ibp"), default="ibp",
+                   help="ibp: the bounds trained on (crown-ibp: Zhang et al. 2020's beta schedule from 1 to 0)")
     p.add_argument("--atta-loss", choices=("ce", "trades"), default="ce", help="atta: the training objective")
     p.add_argument("--reset-every", type=integer(), default=10, help="atta: epochs between buffer resets")
     p.add_argument("--on-overfit", choices=("warn", "stop", "restore"), default="warn",
@@ -103,7 +105,7 @@ def _method_kwargs(args, eps: float) -> dict:
                   eps_warmup_epochs=args.eps_warmup_epochs)
     name = args.method.replace("-", "_")
     extra = {"trades": {"beta": args.beta}, "free_at": {"replays": args.replays},
-             "sensitivity": {"weight": args.sensitivity_weight}, "fat": {"tau": args.tau},
+             "sensitivity": {"weight": args.sensitivity_weight}, "fat": {"tau": args.tau}, "ibp": {"bound": args.bound},
              "atta": {"loss": args.atta_loss, "reset_every": args.reset_every, "beta": args.beta}}
     if args.steps is None:
         del kwargs["steps"]  # the method's default: 10 for PGD-based methods, 1 for single-step ones
@@ -186,6 +188,8 @@ def add_eval(commands) -> None:
                         "jpeg_compression,pixelate)")
     p.add_argument("--surrogate", default=None,
                    help="checkpoint of another model: its PGD examples are tried on this one (transfer check)")
+    p.add_argument("--certify", choices=("ibp", "crown-ibp"), default=None,
+                   help="also report the certified accuracy from these bounds (deterministic models, linf)")
     p.add_argument("--batch-size", type=integer(), default=256, help="samples per attacked batch")
     p.add_argument("--seed", type=integer(minimum=0), default=0, help="seed of the attacks' random starts")
     p.add_argument("--out", default=None, help="write report.md, report.json and the plots here")
@@ -239,7 +243,7 @@ def run_eval(args) -> int:
                       check_samples=args.check_samples, generator=torch.Generator().manual_seed(args.seed),
                       progress=not args.no_progress, suite=args.suite, version=args.version,
                       autocast=args.autocast, surrogate=surrogate, corruptions=corruptions,
-                      title=f"{meta['model']} ({meta['activation']}"
+                      certify=args.certify, title=f"{meta['model']} ({meta['activation']}"
                       f"{', PNI' if meta['pni'] else ''}) trained with {meta.get('method', '?')} on {meta['dataset']}")
     print(report.to_markdown())
     if args.out:

@@ -71,6 +71,7 @@ def run(data_dir: str, *, epochs: int = 6, samples: int = 400, seed: int = 0, pr
               "training with 7 steps")
     legend = ("FGSM, PGD-20 and CW-inf (PGD-30 on the CW margin), with EOT-20 for the stochastic rows (± over 5 "
               "passes); AutoAttack standard, or rand (APGD-CE + APGD-DLR with EOT-20) for the stochastic rows; "
-              "certified: IBP with the last layer folded into the margins. "
+              "certified: CROWN-IBP bounds (the larger of CROWN-IBP and IBP with the last layer folded into the "
+              "margins). "
               f"Total {time.perf_counter() - start:.0f} s on {torch.get_num_threads()} threads.")
     return header + "\n\n" + "\n".join(lines) + "\n\n" + legend

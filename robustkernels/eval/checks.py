@@ -93,3 +93,11 @@ def transfer_not_stronger(acc_transfer: float, acc_white_box: float, tol: float)
     return Check("transfer not stronger", "pass" if ok else "warn",
                  f"transfer from the surrogate {_pct(acc_transfer)} vs white-box worst case {_pct(acc_white_box)}"
                  + ("" if ok else ": the model's own gradients mislead the attacks (masking)"))
+
+
+def certified_below_empirical(acc_certified: float, acc_worst: float, fell: int) -> Check:
+    """Sound bounds: no certified sample may fall to an attack, so certified <= worst case."""
+    ok = fell == 0 and acc_certified <= acc_worst
+    return Check("certified <= empirical", "pass" if ok else "warn",
+                 f"certified {_pct(acc_certified)} vs worst case {_pct(acc_worst)}, {fell} certified samples fooled"
+                 + ("" if ok else ": a bound is unsound or the model is not deterministic - report a bug"))

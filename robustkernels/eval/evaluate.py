@@ -10,6 +10,7 @@ from torch import nn
 
 from ..attacks import PGD
 from ..defences import with_bpda
+from ..nn.crown import BOUND_METHODS
 from ..ops._random import draw_seed
 from ..progress import progress_bar
 from ..threat import (
@@ -23,6 +24,7 @@ from ..threat import (
 )
 from . import checks as C
 from .autoattack import autoattack
+from .certify import certified_accuracy
 from .corruptions import CORRUPTIONS, corruption_accuracy
 from .probe import check_labels, checked_logits, gradient_masked, probe
 from .report import AttackResult, Check, RobustnessReport, Stat
@@ -100,7 +102,7 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
              steps: dict | None = None, bounds=(0.0, 1.0), normalization=None, examples: int = 16,
              title: str = "", progress: bool = True, suite: str = "default", version: str = "auto",
              autocast: str | None = None, bpda="auto", surrogate: nn.Module | None = None,
-             corruptions=()) -> RobustnessReport:
+             corruptions=(), certify: str | None = None) -> RobustnessReport:
     """Evaluate ``model`` against ``attacks`` within the ``norm`` ball of radius ``eps``.
 
     Args:
@@ -127,6 +129,10 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
         corruptions: names from :data:`~robustkernels.eval.corruptions.CORRUPTIONS` (or ``"all"``):
             accuracy under each at the five CIFAR-10-C severities joins the report (a table,
             and ``corruptions.png`` among the plots).
+        certify: ``"ibp"`` or ``"crown-ibp"``: the certified accuracy from those bounds
+            (:func:`~robustkernels.eval.certified_accuracy`; deterministic models, Linf, no
+            ``normalization``) joins the report beside the empirical figures, with a check that
+            no certified sample fell to an attack.
 
     The model's modes, ``requires_grad`` flags and the global RNG are restored; nothing of the
     caller's is modified. A sample is robust to an attack if it is classified correctly both
@@ -151,6 +157,8 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
     if repeats != "auto":
         positive_int("repeats", repeats)
     steps = _check_steps(steps)
+    if certify is not None and (certify not in BOUND_METHODS or norm != "linf" or normalization is not None):
+        raise ValueError(f"certify must be one of {BOUND_METHODS} (Linf, without normalization), got {certify!r}")
     rng_state = torch.get_rng_state()  # before the data: a shuffling DataLoader draws from it
     try:
         x, y = _gather(data, batch_size)
@@ -161,6 +169,8 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
         run = _Runner(model, x, y, batch_size, device, threat, progress, gen)
         classes, stochastic = probe(model, run.forward, x[:64].to(device))
         check_labels(y, classes)
+        if certify is not None and stochastic:
+            raise ValueError("certify needs a deterministic model: bounds do not hold for a stochastic one")
         masked = gradient_masked(model, run.forward, x[:16].to(device))
         attacked, fronts = with_bpda(model) if bpda is True or (bpda == "auto" and masked) else (model, [])
         eot = (AUTO_EOT if stochastic else 1) if eot_iter == "auto" else eot_iter
@@ -226,6 +236,11 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
             names = CORRUPTIONS if corruptions == "all" else tuple(corruptions)
             report.corruptions = corruption_accuracy(model, (x, y), corruptions=names, batch_size=batch_size,
                                                      seed=draw_seed(gen)).to_dict()
+        if certify is not None:
+            cert = certified_accuracy(model, (x, y), eps, bounds=bounds, method=certify, batch_size=min(batch_size, 64))
+            report.certified = {"method": certify, "accuracy": cert.certified_accuracy}
+            fell = int((torch.tensor(cert.certified) & ~torch.stack(list(robust_masks.values())).all(dim=0)[0]).sum())
+            report.checks.append(C.certified_below_empirical(cert.certified_accuracy, float(worst.mean()), fell))
         robust_masks.pop("autoattack", None)
         report.checks.append(C.above_chance(float(clean_runs.mean()), classes, len(y)))
         if report.checks[-1].status != "pass":

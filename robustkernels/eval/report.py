@@ -56,6 +56,7 @@ class RobustnessReport:
     autoattack: dict | None = None  # AutoAttackReport.to_dict() with suite="autoattack"
     gradients: str = "the model's own"  # or how the attacks got gradients through a front-end
     corruptions: dict | None = None  # CorruptionReport.to_dict() when asked for
+    certified: dict | None = None  # {"method": "ibp" | "crown-ibp", "accuracy": float} when asked for
 
     @property
     def robustness_gap(self) -> float:
@@ -88,6 +89,9 @@ class RobustnessReport:
             f"**Worst case** (robust only if every attack failed): {self.worst_case}; "
             f"robustness gap {100 * self.robustness_gap:.1f} points; attacks cost {self.overhead:.0f}x a clean pass.",
         ]
+        if self.certified is not None:
+            lines += ["", f"**Certified** ({self.certified['method'].upper()} bounds; no attack within eps can go "
+                          f"below it): {100 * self.certified['accuracy']:.1f}%."]
         if self.autoattack is not None:
             from .autoattack import AutoAttackReport
 

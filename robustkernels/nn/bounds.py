@@ -51,6 +51,8 @@ def interval_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor) 
     if isinstance(model, PreActBlock):
         return _block(model, lower, upper)
     if isinstance(model, (nn.ReLU, nn.LeakyReLU, nn.MaxPool2d, nn.Flatten, nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+        if getattr(model, "inplace", False):  # never overwrite the caller's (or a kept) box
+            lower, upper = lower.clone(), upper.clone()
         return model(lower), model(upper)  # monotone (pooling: non-negative weights): bounds map to bounds
     if isinstance(model, (nn.Dropout, nn.Identity)):
         return lower, upper

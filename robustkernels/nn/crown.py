@@ -1,0 +1,135 @@
+"""CROWN-IBP (Zhang et al. 2020): interval bounds (IBP) for every intermediate layer, then one
+backward linear-bound pass (CROWN) from the margins ``z_y - z_j`` to the input.
+
+The backward pass carries a linear lower bound ``margin >= A . h + c`` on the margins in terms
+of the current layer's input ``h`` (``A``: [B, S, *h.shape[1:]], ``c``: [B, S]). Affine layers
+(Linear, Conv2d, BatchNorm in eval, average pooling, Flatten) transpose it exactly; a ReLU with
+input bounds ``[l, u]`` from IBP is replaced by its linear relaxation (upper line through
+``(l, 0)`` and ``(u, u)``; lower slope 1 when ``u > -l``, else 0 - CROWN's adaptive choice);
+residual blocks add the bounds of their two branches. A layer without a linear relaxation here
+(max pooling, leaky ReLU) ends the pass: the bound is made concrete on its IBP output box, which
+is still sound. At the input, ``A . x + c`` is minimised over the box in closed form.
+
+Neither CROWN-IBP nor IBP is always the tighter (Zhang et al. 2020, Sec. 3), so
+:func:`margin_bounds` with ``method="crown-ibp"`` returns the larger of the two sound bounds."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .bounds import Box, features, interval_bounds, last_linear, margin_lower_bounds
+
+AFFINE = (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.Flatten, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+          nn.Dropout, nn.Identity)
+BOUND_METHODS = ("ibp", "crown-ibp")
+
+
+def _chain(layers) -> list[nn.Module]:
+    """The layers in order, nested Sequentials opened."""
+    out = []
+    for layer in layers:
+        out += _chain(layer) if isinstance(layer, nn.Sequential) else [layer]
+    return out
+
+
+def _boxes(layers: list[nn.Module], lower: torch.Tensor, upper: torch.Tensor) -> list[Box]:
+    """The IBP box of each layer's input."""
+    boxes = []
+    for layer in layers:
+        boxes.append((lower, upper))
+        lower, upper = interval_bounds(layer, lower, upper)
+    return boxes
+
+
+def _sum_last(t: torch.Tensor) -> torch.Tensor:
+    return t.flatten(2).sum(2)
+
+
+def concretize(A: torch.Tensor, c: torch.Tensor, box: Box) -> torch.Tensor:
+    """[B, S]: the minimum of ``A . h + c`` over ``h`` in the box."""
+    lower, upper = box
+    return _sum_last(A.clamp(min=0) * lower[:, None] + A.clamp(max=0) * upper[:, None]) + c
+
+
+def _back_affine(layer: nn.Module, A, c, shape):
+    """``A . layer(h) + c = (layer^T A) . h + (A . layer(0) + c)`` for an affine layer, the
+    transpose taken by autograd (differentiable when the caller records gradients)."""
+    keep_graph = torch.is_grad_enabled()
+    with torch.enable_grad():
+        zero = torch.zeros(A.shape[0] * A.shape[1], *shape, dtype=A.dtype, device=A.device, requires_grad=True)
+        out = layer(zero)
+        (A_in,) = torch.autograd.grad(out, zero, A.reshape(out.shape), create_graph=keep_graph)
+    return A_in.view(*A.shape[:2], *shape), c + (A.flatten(2) * out[0].flatten()).sum(2)
+
+
+def _back_relu(A, c, box):
+    """Lower bound of ``A . relu(h)`` for ``h`` in the box: positive coefficients take the lower
+    line, negative ones the upper line."""
+    lower, upper = box
+    active, unstable = lower >= 0, (lower < 0) & (upper > 0)
+    slope = upper / (upper - lower).clamp_min(1e-12)
+    up = torch.where(unstable, slope, active.to(A.dtype))[:, None]
+    lo = torch.where(unstable, (upper > -lower).to(A.dtype), active.to(A.dtype))[:, None]
+    icpt = torch.where(unstable, -slope * lower, torch.zeros_like(lower))[:, None]
+    neg = A.clamp(max=0)
+    return A.clamp(min=0) * lo + neg * up, c + _sum_last(neg * icpt)
+
+
+def _back_block(block, A, c, box):
+    """A pre-activation block ``out = conv2(act2(bn2(conv1(pre)))) + (x or shortcut(pre))``,
+    ``pre = act1(bn1(x))``: both branches back to ``pre`` (or ``x``), then act1 and bn1 to ``x``."""
+    head, main = [block.bn1, block.act1], [block.conv1, block.bn2, block.act2, block.conv2]
+    pre_box = interval_bounds(nn.Sequential(*head), *box)
+    A_pre, c = _linear_through(main, pre_box, A, c)
+    if block.shortcut is not None:
+        A_short, c = _linear_through(_chain([block.shortcut]), pre_box, A, c)
+        A_pre = A_pre + A_short
+    A_x, c = _linear_through(head, box, A_pre, c)
+    return (A_x if block.shortcut is not None else A_x + A), c
+
+
+def _linear_through(layers, box, A, c):
+    A, c = backward(layers, _boxes(layers, *box), A, c)
+    if A is None:
+        raise TypeError("CROWN-IBP needs residual blocks of Conv2d, BatchNorm (eval) and ReLU only")
+    return A, c
+
+
+def backward(layers: list[nn.Module], boxes: list[Box], A, c):
+    """Carry ``margin >= A . h + c`` from the output of ``layers`` back to their input. Returns
+    ``(A, c)``, or ``(None, bound)`` when a layer without a linear relaxation ended the pass."""
+    from ..models.preact import PreActBlock
+
+    for layer, box in zip(reversed(layers), reversed(boxes)):
+        if isinstance(layer, AFFINE):
+            A, c = _back_affine(layer, A, c, box[0].shape[1:])
+        elif isinstance(layer, nn.ReLU):
+            A, c = _back_relu(A, c, box)
+        elif isinstance(layer, PreActBlock):
+            A, c = _back_block(layer, A, c, box)
+        else:
+            return None, concretize(A, c, interval_bounds(layer, *box))
+        if A is None:
+            return None, c
+    return A, c
+
+
+def crown_ibp_margins(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """[B, K]: CROWN-IBP lower bounds on ``z_y - z_j`` over the box ``[lower, upper]``; column y is 0."""
+    body = _chain(features(model))
+    fc = last_linear(model)
+    A = fc.weight[y][:, None, :] - fc.weight[None, :, :]  # [B, K, F]
+    c = (fc.bias[y][:, None] - fc.bias[None, :]) if fc.bias is not None else A.new_zeros(A.shape[:2])
+    A, c = backward(body, _boxes(body, lower, upper), A, c)
+    return c if A is None else concretize(A, c, (lower, upper))
+
+
+def margin_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, y: torch.Tensor,
+                  method: str = "crown-ibp") -> torch.Tensor:
+    """[B, K] sound lower bounds on ``z_y - z_j`` over the box: ``"ibp"`` (last layer folded
+    into the margins) or ``"crown-ibp"`` (the larger of the CROWN-IBP and IBP bounds)."""
+    if method not in BOUND_METHODS:
+        raise ValueError(f"method must be one of {BOUND_METHODS}, got {method!r}")
+    ibp = margin_lower_bounds(model, lower, upper, y)
+    return ibp if method == "ibp" else torch.maximum(ibp, crown_ibp_margins(model, lower, upper, y))

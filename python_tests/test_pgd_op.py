@@ -61,6 +61,24 @@ def test_per_sample_eps_step_and_per_channel_bounds(backend, norm):
 
 
 @pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("shape", [(1000, 4), (513, 9), (70, 255)], ids=str)
+def test_l2_many_small_samples_per_sample_values(backend, shape):
+    """Small samples run in blocks vectorised across samples (C++): per-sample step and eps (zeros
+    among them), zero-gradient rows and non-finite gradient entries, across block boundaries."""
+    x_adv, x_nat, grad = inputs(shape)
+    grad[::7] = 0
+    grad[3, 1] = float("inf")
+    step = torch.rand(shape[0], generator=torch.Generator().manual_seed(1)) * 0.3
+    eps = torch.rand(shape[0], generator=torch.Generator().manual_seed(2)) * 0.2
+    step[::11], eps[::13] = 0.0, 0.0
+    with robustkernels.use_backend(backend):
+        got = ops.pgd_step(x_adv, x_nat, grad, step=step, eps=eps, norm="l2")
+    torch.testing.assert_close(got, reference_step(x_adv, x_nat, grad, step, eps, "l2", (0.0, 1.0)), rtol=1e-6,
+                               atol=1e-6)
+    assert ((got - x_nat).norm(dim=1) <= eps + 1e-6).all()
+
+
+@pytest.mark.parametrize("backend", backend_params())
 def test_l2_zero_gradient_only_projects(backend):
     x_adv, x_nat, grad = inputs((3, 2, 4, 4))
     grad[1] = 0

@@ -256,6 +256,22 @@ def test_stochastic_models_get_the_rand_version(trained):
     assert report.version == "rand" and report.eot_iter == 20 and report.repeats == 5
     assert report.attacks == ["apgd-ce", "apgd-dlr"]
     assert report.robust_accuracy.runs == 5 and report.robust_accuracy.std >= 0
+    # a point the cascade fooled stays fooled in every evaluation pass: never above its figure
+    assert report.robust_accuracy.mean <= report.robust_after[-1] + 1e-9
+
+
+def test_rand_figure_keeps_what_a_noisy_single_pass_broke(trained):
+    """A very noisy model: the cascade fools points on one pass that re-evaluation passes would
+    often classify correctly again; the reported figure must not win them back."""
+    model, x, y = trained
+
+    class VeryNoisy(nn.Module):
+        def forward(self, inp):
+            return model(inp + 0.3 * torch.randn_like(inp))
+
+    report = autoattack(VeryNoisy(), (x[:60], y[:60]), eps=EPS, seed=0, steps=5, progress=False)
+    assert report.robust_after[-1] < report.clean_accuracy.mean  # the cascade broke some points
+    assert report.robust_accuracy.mean <= report.robust_after[-1] + 1e-9
 
 
 def test_autocast_verdicts_are_fp32(trained):

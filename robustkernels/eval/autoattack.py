@@ -44,8 +44,11 @@ RAND_EOT, RAND_REPEATS = 20, 5
 @dataclass
 class AutoAttackReport:
     """What :func:`autoattack` measured. ``robust_after[i]`` is the robust accuracy after the
-    first i+1 attacks (the original's log); ``robust_accuracy`` the final AA accuracy (mean ±
-    std over ``repeats`` evaluation passes for a stochastic model)."""
+    first i+1 attacks (the original's log); ``robust_accuracy`` the final AA accuracy: the
+    cascade's verdict, and for a stochastic model mean ± std over ``repeats`` evaluation passes
+    in which a point counts as robust only if the cascade never fooled it and the pass
+    classifies both its clean and its returned input correctly (never above the cascade's
+    figure: a noisy model cannot win back a point an attack broke)."""
 
     version: str
     norm: str
@@ -252,12 +255,14 @@ def _run(model, data, threat, version, batch_size, seed, autocast, active_set, e
             reps = (RAND_REPEATS if stochastic else 1) if repeats == "auto" else repeats
         check_labels(y, classes, f"data (batch {number})")
         fell_at, x_adv = cascade.run(x, y, number)
-        clean, passes = [], []
+        clean, passes, survived = [], [], (fell_at > len(cascade.names)).cpu()
         for r in range(reps):  # the spread: fresh noise per pass, clean and adversarial
             cascade.reseed(number, 1000 + r)
             correct = (cascade.forward(x) == y).cpu()
             clean.append(correct)
-            passes.append(correct & (cascade.forward(x_adv) == y).cpu())
+            # A point the cascade fooled stays fooled (as in the original, whose figure is the
+            # cascade's); a pass can only take more away from the survivors.
+            passes.append(correct & survived & (cascade.forward(x_adv) == y).cpu())
         if reps == 1:  # one pass of a deterministic model: the cascade's clean verdict
             clean = [(fell_at > 0).cpu()]
         records += [(number, j, int(fell_at[j]), [bool(c[j]) for c in clean], [bool(p[j]) for p in passes])

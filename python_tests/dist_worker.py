@@ -31,6 +31,7 @@ def train_rank(rank: int, world: int, init_file: str, out: str, dataset: bool = 
     model, history = train_small(dataset, method)
     if rank == 0:
         torch.save({"state": model.state_dict(), "history": history}, out)
+    dist.barrier()  # no process tears its connections down while a peer may still use them
     dist.destroy_process_group()
 
 
@@ -50,4 +51,5 @@ def autoattack_rank(rank: int, world: int, init_file: str, out: str) -> None:
     report = autoattack_small()
     if rank == 0:
         torch.save(report.to_dict(), out)
+    dist.barrier()  # no process tears its connections down while a peer may still use them
     dist.destroy_process_group()

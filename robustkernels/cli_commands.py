@@ -155,6 +155,7 @@ def run_train(args) -> int:
         for record in history:
             print(json_line(record), end="")
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # no process tears its connections down while a peer may still use them
         torch.distributed.destroy_process_group()
     return 0
 

@@ -25,9 +25,12 @@ def test_train_resume_and_eval(tmp_path, capsys):
     assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
     capsys.readouterr()
     assert main(["eval", "--checkpoint", str(out / "checkpoint.pt"), "--attacks", "fgsm,pgd", "--samples", "64",
-                 "--check-samples", "32", "--out", str(tmp_path / "eval"), "--no-progress"]) == 0
+                 "--check-samples", "32", "--certify", "crown-ibp", "--out", str(tmp_path / "eval"),
+                 "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "| pgd |" in printed and "gradient-masking check" in printed
+    assert "**Certified** (CROWN-IBP bounds" in printed and "| certified <= empirical | pass |" in printed
+    assert json.loads((tmp_path / "eval" / "report.json").read_text())["certified"]["method"] == "crown-ibp"
     assert {p.name for p in (tmp_path / "eval").iterdir()} == {"report.json", "report.md", "curves.png",
                                                              "histogram.png", "examples.png"}
 

@@ -83,8 +83,8 @@ def test_crown_ibp_margins_are_differentiable_in_the_weights():
 
 @pytest.mark.parametrize("name", ["cnn", "lenet5", "wrn-10-1"])
 def test_bounds_against_auto_lirpa(name):
-    """Never looser than auto_LiRPA's IBP bounds; CROWN-IBP equal to its CROWN-IBP where we relax
-    every layer (with max pooling, ours stops at the pooling layer and is compared to its IBP)."""
+    """Never looser than auto_LiRPA's IBP bounds; CROWN-IBP equal to its CROWN-IBP (through max
+    pooling, where our relaxation is simpler, within 1% of the bounds' scale)."""
     auto_lirpa = pytest.importorskip("auto_LiRPA", reason="auto_LiRPA (test-only) is not installed")
     from auto_LiRPA.perturbations import PerturbationLpNorm
 
@@ -106,8 +106,11 @@ def test_bounds_against_auto_lirpa(name):
     tol = 1e-4 * max(1.0, float(theirs_hi.abs().max()))
     assert (lo >= theirs_lo - tol).all() and (hi <= theirs_hi + tol).all()
     assert (ibp >= theirs_ibp - tol).all() and (crown >= theirs_ibp - tol).all()
+    ours_crown = crown_ibp_margins(model, lower, upper, y)
     if name != "lenet5":
-        assert torch.allclose(crown_ibp_margins(model, lower, upper, y), theirs_crown, atol=tol, rtol=0)
+        assert torch.allclose(ours_crown, theirs_crown, atol=tol, rtol=0)
+    else:  # max pooling: our relaxation is simpler than auto_LiRPA's, within 1% of its scale
+        assert (ours_crown >= theirs_crown - 0.01 * float(theirs_crown.abs().max())).all()
 
 
 def test_margin_bounds_are_at_least_as_tight_as_subtracting_logit_bounds():

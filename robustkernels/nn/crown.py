@@ -6,9 +6,10 @@ of the current layer's input ``h`` (``A``: [B, S, *h.shape[1:]], ``c``: [B, S]).
 (Linear, Conv2d, BatchNorm in eval, average pooling, Flatten) transpose it exactly; a ReLU with
 input bounds ``[l, u]`` from IBP is replaced by its linear relaxation (upper line through
 ``(l, 0)`` and ``(u, u)``; lower slope 1 when ``u > -l``, else 0 - CROWN's adaptive choice);
-residual blocks add the bounds of their two branches. A layer without a linear relaxation here
-(max pooling, leaky ReLU) ends the pass: the bound is made concrete on its IBP output box, which
-is still sound. At the input, ``A . x + c`` is minimised over the box in closed form.
+non-overlapping max pooling by ``z_i* <= max <= max(u)`` (i* the largest lower bound of the
+window); residual blocks add the bounds of their two branches. A layer without a linear
+relaxation here (overlapping max pooling, leaky ReLU) ends the pass: the bound is made concrete
+on its IBP output box, which is still sound. At the input, ``A . x + c`` is minimised over the box in closed form.
 
 Neither CROWN-IBP nor IBP is always the tighter (Zhang et al. 2020, Sec. 3), so
 :func:`margin_bounds` with ``method="crown-ibp"`` returns the larger of the two sound bounds."""
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .bounds import Box, features, interval_bounds, last_linear, margin_lower_bounds
 
@@ -76,6 +78,22 @@ def _back_relu(A, c, box):
     return A.clamp(min=0) * lo + neg * up, c + _sum_last(neg * icpt)
 
 
+def _back_max_pool(pool: nn.MaxPool2d, A, c, box):
+    """Non-overlapping max pooling: ``max(z) >= z_i*`` (i* the window's largest lower bound) for
+    positive coefficients, ``max(z) <= max(u)`` for negative ones. Other pools: None."""
+    k, s = pool.kernel_size, pool.stride
+    if k != s or pool.padding not in (0, (0, 0)) or pool.dilation not in (1, (1, 1)) or pool.ceil_mode:
+        return None
+    lower, upper = box
+    _, index = F.max_pool2d(lower, k, s, return_indices=True)
+    top = F.max_pool2d(upper, k, s)
+    batch, specs = A.shape[:2]
+    pos = A.clamp(min=0).flatten(0, 1)
+    index = index[:, None].expand(-1, specs, *index.shape[1:]).flatten(0, 1)
+    A_in = F.max_unpool2d(pos, index, k, s, output_size=lower.shape[-2:])
+    return A_in.view(batch, specs, *lower.shape[1:]), c + _sum_last(A.clamp(max=0) * top[:, None])
+
+
 def _back_block(block, A, c, box):
     """A pre-activation block ``out = conv2(act2(bn2(conv1(pre)))) + (x or shortcut(pre))``,
     ``pre = act1(bn1(x))``: both branches back to ``pre`` (or ``x``), then act1 and bn1 to ``x``."""
@@ -108,6 +126,8 @@ def backward(layers: list[nn.Module], boxes: list[Box], A, c):
             A, c = _back_relu(A, c, box)
         elif isinstance(layer, PreActBlock):
             A, c = _back_block(layer, A, c, box)
+        elif isinstance(layer, nn.MaxPool2d) and (pooled := _back_max_pool(layer, A, c, box)) is not None:
+            A, c = pooled
         else:
             return None, concretize(A, c, interval_bounds(layer, *box))
         if A is None:

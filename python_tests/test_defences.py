@@ -17,6 +17,7 @@ from robustkernels.defences import (
     GaussianNoise,
     JPEGCompression,
     MedianSmoothing,
+    Preprocessing,
     with_bpda,
 )
 from robustkernels.eval import autoattack, evaluate
@@ -109,6 +110,38 @@ def test_a_quantising_defence_looks_robust_to_naive_pgd_and_falls_under_bpda(fro
     assert gap.status == "pass" and "through BPDA" in gap.detail
     aa = autoattack(defended, (x[:60], y[:60]), eps=eps, steps=20, n_queries=100, progress=False)
     assert aa.gradients.startswith("BPDA") and aa.robust_accuracy.mean <= bpda_acc + 0.1
+
+
+class _Reversed(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+class MisleadingFrontEnd(Preprocessing):
+    """The identity whose gradient points the wrong way: not zero, so only the checks see it."""
+
+    differentiable = False
+
+    def transform(self, x):
+        return _Reversed.apply(x)
+
+
+def test_failing_masking_checks_send_the_evaluation_through_bpda(digits_model):
+    model, x, y = digits_model
+    defended = nn.Sequential(MisleadingFrontEnd(), model).eval()
+    x, y = x[:120], y[:120]
+    naive = evaluate(defended, (x, y), eps=0.1, attacks=("fgsm", "pgd"), bpda=False, check_samples=60,
+                     progress=False, generator=torch.Generator().manual_seed(0))
+    assert any(c.status == "warn" for c in naive.checks)  # the checks see the masking
+    report = evaluate(defended, (x, y), eps=0.1, attacks=("fgsm", "pgd"), check_samples=60, progress=False,
+                      generator=torch.Generator().manual_seed(0))
+    assert report.gradients.startswith("BPDA") and "failed the masking checks" in report.gradients
+    assert report.attacks["pgd"].robust_accuracy.mean < naive.attacks["pgd"].robust_accuracy.mean - 0.3
 
 
 def test_feature_squeezing_rejects_about_the_chosen_share_of_clean_inputs(shared_data):

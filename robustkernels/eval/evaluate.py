@@ -122,7 +122,9 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
         bpda: ``"auto"``: if the input gradient through the model is missing or zero, attack
             through every non-differentiable :class:`~robustkernels.defences.Preprocessing`
             front-end with BPDA (identity backward; the forward is unchanged), and report the
-            naive-versus-BPDA gap among the checks; ``True`` always, ``False`` never.
+            naive-versus-BPDA gap among the checks; if the gradient is there but the masking
+            checks fail and such a front-end exists, evaluate again through BPDA and report
+            that; ``True`` always, ``False`` never.
         surrogate: another model of the same task: PGD examples crafted on it (white-box on the
             surrogate, never touching ``model``) are tried on ``model`` as the ``"transfer"``
             attack, part of the worst case; a check warns if they beat the white-box attacks.
@@ -138,6 +140,7 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
     caller's is modified. A sample is robust to an attack if it is classified correctly both
     clean and attacked; worst case: robust to every attack.
     """
+    arguments = dict(locals())  # for the BPDA rerun when the masking checks fail
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if surrogate is not None and (not isinstance(surrogate, nn.Module) or surrogate is model):
@@ -257,6 +260,10 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
             report.checks.append(Check("gradients reach the input", "warn", "the input gradient is missing or zero "
                                        "and no known front-end was found: wrap the non-differentiable part in "
                                        "robustkernels.defences.BPDA, or the figures overstate robustness"))
+        failed = [c.name for c in report.checks if c.name in C.MASKING_CHECKS and c.status == "warn"]
+        if bpda == "auto" and failed and not fronts and with_bpda(model)[1]:  # misleading, not zero, gradients
+            report = evaluate(**{**arguments, "data": (x, y), "bpda": True})
+            report.gradients += f" (the model's own gradients failed the masking checks: {', '.join(failed)})"
         return report
     finally:
         torch.set_rng_state(rng_state)

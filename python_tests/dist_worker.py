@@ -1,9 +1,19 @@
 """Worker for the 2-process gloo test (a module of its own so spawned processes can import it)."""
 
 import os
+import sys
 
 import torch
 import torch.distributed as dist
+
+
+def exit_now() -> None:
+    """End a spawned worker without interpreter teardown, where a library's thread left joinable
+    now and then aborts the process ("terminate called without an active exception", SIGABRT)
+    after its work is done and saved."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def train_small(dataset: bool = False, method: str = "pgd_at"):
@@ -33,6 +43,7 @@ def train_rank(rank: int, world: int, init_file: str, out: str, dataset: bool = 
         torch.save({"state": model.state_dict(), "history": history}, out)
     dist.barrier()  # no process tears its connections down while a peer may still use them
     dist.destroy_process_group()
+    exit_now()
 
 
 def autoattack_small():
@@ -53,3 +64,4 @@ def autoattack_rank(rank: int, world: int, init_file: str, out: str) -> None:
         torch.save(report.to_dict(), out)
     dist.barrier()  # no process tears its connections down while a peer may still use them
     dist.destroy_process_group()
+    exit_now()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..nn.crown import BOUND_METHODS, margin_bounds
+from ..nn.crown import bound_method, margin_bounds
 from ..threat import frozen_model, non_negative, positive_int
 
 
@@ -33,8 +33,7 @@ def certified_accuracy(model: nn.Module, data, eps: float, *, bounds=(0.0, 1.0),
     (:mod:`robustkernels.nn.crown`). Deterministic models of Sequential / pre-activation ResNet
     layers ending in a linear layer (see :func:`robustkernels.nn.bounds.interval_bounds`)."""
     eps = non_negative("eps", eps)
-    if method not in BOUND_METHODS:
-        raise ValueError(f"method must be one of {BOUND_METHODS}, got {method!r}")
+    bound_method("method", method)
     batch_size = positive_int("batch_size", batch_size)
     x, y = data
     lo, hi = bounds

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..attacks import PGD
 from ..defences import with_bpda
-from ..nn.crown import BOUND_METHODS
+from ..nn.crown import bound_method
 from ..ops._random import draw_seed
 from ..progress import progress_bar
 from ..threat import (
@@ -160,8 +160,11 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
     if repeats != "auto":
         positive_int("repeats", repeats)
     steps = _check_steps(steps)
-    if certify is not None and (certify not in BOUND_METHODS or norm != "linf" or normalization is not None):
-        raise ValueError(f"certify must be one of {BOUND_METHODS} (Linf, without normalization), got {certify!r}")
+    if certify is not None:
+        bound_method("certify", certify)
+        if norm != "linf" or normalization is not None:
+            raise ValueError(f"certify needs norm='linf' and no normalization (bounds in input space), "
+                             f"got norm={norm!r}")
     rng_state = torch.get_rng_state()  # before the data: a shuffling DataLoader draws from it
     try:
         x, y = _gather(data, batch_size)
@@ -219,7 +222,8 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
             aa = autoattack(attacked, (x, y), eps=eps, norm=norm, version=version, batch_size=batch_size, bounds=bounds,
                             normalization=normalization, seed=draw_seed(gen), autocast=autocast, progress=progress)
             robust_masks["autoattack"] = torch.tensor(aa.robust).expand(reps, -1)
-        worst = torch.stack(list(robust_masks.values())).all(dim=0).float().mean(dim=1)  # [R]
+        robust_all = torch.stack(list(robust_masks.values())).all(dim=0)  # [R, N]: robust to every attack
+        worst = robust_all.float().mean(dim=1)  # [R]
         clean_runs = clean_correct.float().mean(dim=1)
         strongest = min(results, key=lambda n: results[n].robust_accuracy.mean)
         k = min(examples, len(y))
@@ -242,7 +246,7 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
         if certify is not None:
             cert = certified_accuracy(model, (x, y), eps, bounds=bounds, method=certify, batch_size=min(batch_size, 64))
             report.certified = {"method": certify, "accuracy": cert.certified_accuracy}
-            fell = int((torch.tensor(cert.certified) & ~torch.stack(list(robust_masks.values())).all(dim=0)[0]).sum())
+            fell = int((torch.tensor(cert.certified) & ~robust_all[0]).sum())
             report.checks.append(C.certified_below_empirical(cert.certified_accuracy, float(worst.mean()), fell))
         robust_masks.pop("autoattack", None)
         report.checks.append(C.above_chance(float(clean_runs.mean()), classes, len(y)))

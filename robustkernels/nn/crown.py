@@ -27,6 +27,13 @@ AFFINE = (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.Flatten, nn.A
 BOUND_METHODS = ("ibp", "crown-ibp")
 
 
+def bound_method(name: str, value: str) -> str:
+    """``value`` if it names one of :data:`BOUND_METHODS`, else a ValueError naming ``name``."""
+    if value not in BOUND_METHODS:
+        raise ValueError(f"{name} must be one of {BOUND_METHODS}, got {value!r}")
+    return value
+
+
 def _chain(layers) -> list[nn.Module]:
     """The layers in order, nested Sequentials opened."""
     out = []
@@ -62,7 +69,7 @@ def _back_affine(layer: nn.Module, A, c, shape):
         zero = torch.zeros(A.shape[0] * A.shape[1], *shape, dtype=A.dtype, device=A.device, requires_grad=True)
         out = layer(zero)
         (A_in,) = torch.autograd.grad(out, zero, A.reshape(out.shape), create_graph=keep_graph)
-    return A_in.view(*A.shape[:2], *shape), c + (A.flatten(2) * out[0].flatten()).sum(2)
+    return A_in.view(*A.shape[:2], *shape), c + _sum_last(A * out[0])
 
 
 def _back_relu(A, c, box):
@@ -98,17 +105,19 @@ def _back_block(block, A, c, box):
     """A pre-activation block ``out = conv2(act2(bn2(conv1(pre)))) + (x or shortcut(pre))``,
     ``pre = act1(bn1(x))``: both branches back to ``pre`` (or ``x``), then act1 and bn1 to ``x``."""
     head, main = [block.bn1, block.act1], [block.conv1, block.bn2, block.act2, block.conv2]
-    pre_box = interval_bounds(nn.Sequential(*head), *box)
-    A_pre, c = _linear_through(main, pre_box, A, c)
+    head_boxes = _boxes(head, *box)
+    pre_box = interval_bounds(block.act1, *head_boxes[-1])
+    A_pre, c = _linear_through(main, _boxes(main, *pre_box), A, c)
     if block.shortcut is not None:
-        A_short, c = _linear_through(_chain([block.shortcut]), pre_box, A, c)
+        shortcut = _chain([block.shortcut])
+        A_short, c = _linear_through(shortcut, _boxes(shortcut, *pre_box), A, c)
         A_pre = A_pre + A_short
-    A_x, c = _linear_through(head, box, A_pre, c)
+    A_x, c = _linear_through(head, head_boxes, A_pre, c)
     return (A_x if block.shortcut is not None else A_x + A), c
 
 
-def _linear_through(layers, box, A, c):
-    A, c = backward(layers, _boxes(layers, *box), A, c)
+def _linear_through(layers, boxes, A, c):
+    A, c = backward(layers, boxes, A, c)
     if A is None:
         raise TypeError("CROWN-IBP needs residual blocks of Conv2d, BatchNorm (eval) and ReLU only")
     return A, c
@@ -149,7 +158,6 @@ def margin_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, y:
                   method: str = "crown-ibp") -> torch.Tensor:
     """[B, K] sound lower bounds on ``z_y - z_j`` over the box: ``"ibp"`` (last layer folded
     into the margins) or ``"crown-ibp"`` (the larger of the CROWN-IBP and IBP bounds)."""
-    if method not in BOUND_METHODS:
-        raise ValueError(f"method must be one of {BOUND_METHODS}, got {method!r}")
+    bound_method("method", method)
     ibp = margin_lower_bounds(model, lower, upper, y)
     return ibp if method == "ibp" else torch.maximum(ibp, crown_ibp_margins(model, lower, upper, y))

@@ -7,7 +7,7 @@ going from 1 to 0 over the same ramp. Needs a deterministic model without BatchN
 mode (e.g. ``cnn``)."""
 
 from ...nn.bounds import margin_lower_bounds
-from ...nn.crown import BOUND_METHODS, crown_ibp_margins
+from ...nn.crown import bound_method, crown_ibp_margins
 from ...threat import non_negative
 from .base import BatchResult, Method, cross_entropy
 
@@ -17,9 +17,7 @@ class IBP(Method):
 
     def __init__(self, *, kappa_end: float = 0.5, ramp_fraction: float = 0.5, bound: str = "ibp", **kwargs):
         super().__init__(**kwargs)
-        if bound not in BOUND_METHODS:
-            raise ValueError(f"bound must be one of {BOUND_METHODS}, got {bound!r}")
-        self.bound = bound
+        self.bound = bound_method("bound", bound)
         self.kappa_end = non_negative("kappa_end", kappa_end)
         self.ramp_fraction = non_negative("ramp_fraction", ramp_fraction)
         if self.kappa_end > 1 or not 0 < self.ramp_fraction <= 1:

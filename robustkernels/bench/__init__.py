@@ -59,8 +59,11 @@ def run_ops(device: str, ops: Sequence[str], quick: bool, repeat: int) -> list[d
             with _backend.use_backend(backend):
                 ours[backend] = _under_backend(backend, case.make(device, backend))
         extra = case.extra(device)
-        # eager, ReLU-like extras and every backend timed round-robin: drift hits all alike
-        times = interleaved_medians({"eager": eager_fn, **extra, **ours}, repeat=repeat, device=device)
+        # eager, ReLU-like extras and every backend timed round-robin (drift hits all alike), each
+        # sample at least 5 ms of back-to-back calls (a small op otherwise runs on what the
+        # previous function left in the caches and the allocator)
+        times = interleaved_medians({"eager": eager_fn, **extra, **ours}, repeat=repeat, device=device,
+                                    min_block_s=5e-3)
         kept_eager = kept_for_backward_bytes(eager_fn, getattr(eager_fn, "leaves", ()))
         peak_eager = peak_memory_kib(eager_fn, device)
         for backend, fn in ours.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -29,19 +30,26 @@ def median_seconds(fn: Callable[[], object], *, warmup: int = 3, repeat: int = 2
 
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], *, warmup: int = 3, repeat: int = 21,
-                        device: str = "cpu") -> dict[str, float]:
-    """Median seconds of each function, timed round-robin (one run of each per round), so that a
+                        device: str = "cpu", min_block_s: float = 0.0) -> dict[str, float]:
+    """Median seconds of each function, timed round-robin (one sample of each per round), so that a
     machine that slows down or speeds up during the measurement shifts every function alike and
-    the ratios between them hold."""
+    the ratios between them hold. With ``min_block_s`` a sample is the mean of back-to-back calls
+    lasting at least that long (the warm state a loop sees, as torch.utils.benchmark measures it);
+    without it, one call (then a fast op sees the caches and allocator the previous one left)."""
     if warmup < 0 or repeat < 1:
         raise ValueError(f"need warmup >= 0 and repeat >= 1, got {warmup}, {repeat}")
+    blocks = dict.fromkeys(fns, 1)
     for _ in range(warmup):
-        for fn in fns.values():
-            fn()
+        for name, fn in fns.items():
+            seconds = _seconds(fn, device)
+            if min_block_s > 0:
+                blocks[name] = max(1, min(50, math.ceil(min_block_s / max(seconds, 1e-9))))
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
-            times[name].append(_seconds(fn, device))
+            if blocks[name] > 1:
+                fn()  # the block starts from this function's own state
+            times[name].append(_seconds(lambda: [fn() for _ in range(blocks[name])], device) / blocks[name])
     return {name: statistics.median(values) for name, values in times.items()}
 
 

@@ -25,6 +25,22 @@ def test_info_reports_versions_and_backends(capsys):
     assert ("built and loaded" in out) == _extension.LOADED
 
 
+@pytest.mark.parametrize("env, expected", [
+    ({}, "glibc malloc (default)"),
+    ({"MALLOC_TRIM_THRESHOLD_": "1000000000"}, "glibc malloc, MALLOC_TRIM_THRESHOLD_=1000000000"),
+    ({"LD_PRELOAD": "/usr/lib/libjemalloc.so.2"}, "jemalloc (LD_PRELOAD)"),
+])
+def test_machine_line_names_the_allocator(monkeypatch, env, expected):
+    from robustkernels import machine
+
+    for key in ("LD_PRELOAD", *machine.KEEP_SETTINGS):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert machine.allocator() == expected
+    assert machine.describe().endswith(f"allocator: {expected}")
+
+
 def test_info_as_module_without_extension():
     result = run_python(
         "import sys; from robustkernels.cli import main; sys.exit(main(['info']))",

@@ -1,6 +1,7 @@
 """Where a figure comes from: the CPU model, the vector ISA that torch's ATen and our C++ kernels
 use on it, and the thread count. Both ISAs can be capped to measure AVX2 on an AVX-512 machine:
-``ATEN_CPU_CAPABILITY=avx2`` (torch) and ``ROBUSTKERNELS_CPU_ISA=avx2`` (ours)."""
+``ATEN_CPU_CAPABILITY=avx2`` (torch) and ``ROBUSTKERNELS_CPU_ISA=avx2`` (ours). The host allocator
+is named too: under glibc's default, eager code pays page faults for every large temporary."""
 
 from __future__ import annotations
 
@@ -32,8 +33,24 @@ def kernel_isa() -> str:
     return ("baseline", "AVX2", "AVX-512")[int(torch.ops.robustkernels_C.cpu_isa())]
 
 
+ALLOCATOR_LIBS = ("jemalloc", "tcmalloc", "mimalloc")
+KEEP_SETTINGS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
+
+
+def allocator() -> str:
+    """The host allocator, which eager baselines feel most: a caching malloc preloaded, glibc
+    with the env settings that keep freed memory, or glibc's default (large temporaries go back
+    to the kernel when freed and come back as fresh zeroed pages on the next call)."""
+    preload = os.environ.get("LD_PRELOAD", "")
+    for lib in ALLOCATOR_LIBS:
+        if lib in preload:
+            return f"{lib} (LD_PRELOAD)"
+    kept = [f"{k}={os.environ[k]}" for k in KEEP_SETTINGS if k in os.environ]
+    return f"glibc malloc, {' '.join(kept)}" if kept else "glibc malloc (default)"
+
+
 def describe() -> str:
     """One line for benchmark headers and ``robustkernels info``."""
     aten = torch.backends.cpu.get_cpu_capability()
     return (f"{cpu_model()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads; vector ISA: ATen {aten}, "
-            f"robustkernels C++ {kernel_isa()}")
+            f"robustkernels C++ {kernel_isa()}; allocator: {allocator()}")

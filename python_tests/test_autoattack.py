@@ -9,7 +9,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from robustkernels.attacks import APGD, APGDT, CW, FAB, PGD, Square, objective
-from robustkernels.attacks.fab import project_onto_hyperplane
+from robustkernels.attacks.fab import project_onto_hyperplane, solve_breakpoints
 from robustkernels.eval import autoattack
 
 from .dist_worker import autoattack_rank, autoattack_small
@@ -74,6 +74,74 @@ def test_hyperplane_projection_is_minimal_and_in_the_box(norm):
         ok = ((z >= 0) & (z <= 1)).all(1)
         other = (z - t).abs().amax(1) if norm == "linf" else (z - t).norm(dim=1)
         assert (size[ok] <= other[ok] + 1e-5).all()
+
+
+def _breakpoints(rows, dim, seed):
+    """Random f(lam) = sum_i min(lam g_i, h_i) problems: zero weights, need = 0, unreachable rows."""
+    gen = torch.Generator().manual_seed(seed)
+    g = torch.rand(rows, dim, generator=gen) * (torch.rand(rows, dim, generator=gen) > 0.2)
+    breaks = torch.rand(rows, dim, generator=gen)
+    h = breaks * g
+    need = h.sum(1, keepdim=True) * torch.rand(rows, 1, generator=gen) * 1.3  # some beyond the total
+    need[0], need[1] = 0.0, h[1].sum() * 1.5
+    return breaks, g, h, need
+
+
+def _sorted_solution(breaks, g, h, need):
+    """The same lam, the slow way: f evaluated at every breakpoint, then the linear piece."""
+    lam = torch.full_like(need, float("inf"))
+    for r in range(len(need)):
+        points = torch.cat([torch.zeros(1, dtype=torch.float64), breaks[r].double().sort().values])
+        f = torch.minimum(points[:, None] * g[r].double(), h[r].double()).sum(1)
+        k = int((f < need[r].double()).sum())
+        if k < len(points):
+            lo = points[k - 1] if k > 0 else points[0]
+            slope = (g[r].double() * (breaks[r].double() > lo)).sum()
+            lam[r] = float(lo + (need[r].double() - f[k - 1 if k > 0 else 0]) / slope) if k > 0 else 0.0
+    return lam
+
+
+@pytest.mark.parametrize("rows,dim", [(40, 7), (9, 784), (3, 3072)])
+@pytest.mark.parametrize("max_newton", [16, 1])  # 1: most rows take the sorted fallback
+def test_breakpoint_solver_matches_the_sorted_way(rows, dim, max_newton):
+    breaks, g, h, need = _breakpoints(rows, dim, seed=rows + dim)
+    lam = solve_breakpoints(breaks, g, h, need, max_newton=max_newton)
+    expected = _sorted_solution(breaks, g, h, need)
+    assert torch.equal(lam.isinf(), expected.isinf()) and lam.isinf().any() and lam[0].item() == 0.0
+    finite = expected.isfinite()
+    torch.testing.assert_close(lam[finite], expected[finite], rtol=1e-4, atol=1e-6)
+    reached = torch.minimum(lam * g, h).sum(1, keepdim=True)
+    torch.testing.assert_close(reached[finite], need[finite], rtol=1e-4, atol=1e-5)
+
+
+class _PrecisionFlip(nn.Module):
+    """Class 0 in fp32, class 1 under autocast: a low-precision verdict fp32 does not share (as
+    bf16 rounding gives near the boundary, made certain here)."""
+
+    def forward(self, x):
+        flip = torch.is_autocast_enabled(x.device.type)
+        score = x.flatten(1).mean(1, keepdim=True)
+        return torch.cat([score, score + (0.1 if flip else -0.1)], dim=1)
+
+
+def test_low_precision_success_needs_fp32_agreement():
+    model, x, y = _PrecisionFlip(), torch.full((4, 1, 2, 2), 0.6), torch.zeros(4, dtype=torch.long)
+    attack = APGD(model, eps=0.1, steps=5, autocast="bf16", early_stop=True)
+    attack._check_inputs(x, y, None)
+    with torch.no_grad():
+        low = attack.logits(x)
+    assert (low.argmax(1) == 1).all() and (attack.logits(x, fp32=True).argmax(1) == 0).all()
+    assert not attack.succeeded(low, y, None, x).any()  # fp32 disagrees: not fooled
+    assert attack.succeeded(low, y, None).all()  # without x there is nothing to check against
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    x_adv = attack(x, y)
+    assert len(calls) > 5  # not stopped at the first (bf16-only) success
+    assert (model(x_adv).argmax(1) == 0).all()
+    square = Square(model, eps=0.1, n_queries=20, autocast="bf16")
+    square._check_inputs(x, y, None)
+    with torch.no_grad():
+        assert (square._margin(x, y, None) > 0).all()  # the fp32 margin: not fooled
 
 
 def test_apgd_t_targets_and_loss_by_hand():

@@ -100,7 +100,7 @@ class APGD(Attack):
 
     def _record(self, s, rows, out, fooled_out, logits) -> None:
         """Keep the first fooling point of each row; with early_stop, fooled rows stop."""
-        first = self.succeeded(logits, s["y"], s["target"]) & ~s["fooled"]
+        first = self.succeeded(logits, s["y"], s["target"], s["x_adv"]) & ~s["fooled"]
         out[rows.index[first]] = s["x_adv"][first]
         fooled_out[rows.index[first]] = True
         s["fooled"] |= first

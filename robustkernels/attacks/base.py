@@ -51,6 +51,11 @@ def per_row_noise(model: nn.Module) -> bool:
 
 
 
+def copies(t: torch.Tensor, c: int) -> torch.Tensor:
+    """``c`` copies of t stacked along dim 0 (t itself, not a copy, when c = 1)."""
+    return t if c == 1 else t.repeat(c, *[1] * (t.dim() - 1))
+
+
 def input_gradient(value: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
     """``d value / d x_in``, zeros where ``value`` does not depend on ``x_in`` (a front-end that cuts
     the graph, e.g. JPEG): what a naive attack sees there, rather than an error."""
@@ -109,7 +114,8 @@ class Attack:
         early_stop: stop moving samples that are already misclassified (for evaluation).
         active_set: with ``early_stop``, samples that are fooled leave the batch, so the model
             runs only on those still being attacked (False: they stay in, frozen).
-        autocast: ``"bf16"`` or ``"fp16"`` runs the model under autocast inside the attack.
+        autocast: ``"bf16"`` or ``"fp16"`` runs the model under autocast inside the attack; a
+            sample counts as fooled (and stops, with ``early_stop``) only if an fp32 pass agrees.
         model_mode: run the model in ``"eval"`` (default), ``"train"`` or ``"keep"`` mode.
         generator: source of the random starts (default: one seeded from the default generator
             when the attack is built). The global RNG state is restored after every call.
@@ -158,8 +164,9 @@ class Attack:
         raise NotImplementedError
 
     # -- helpers for subclasses ------------------------------------------------------------
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = AUTOCAST[self.autocast]
+    def logits(self, x: torch.Tensor, fp32: bool = False) -> torch.Tensor:
+        """The model's logits on x (inputs in ``bounds``), under the attack's autocast unless ``fp32``."""
+        dtype = None if fp32 else AUTOCAST[self.autocast]
         context = torch.autocast(x.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
         with context:
             return self.model(normalize(x, self.normalization))
@@ -189,9 +196,8 @@ class Attack:
         batch = x_adv.shape[0]
         total_loss, total_grad, total_logits = 0.0, torch.zeros_like(x_adv), 0.0
         for c in self._eot_chunks(batch):
-            x_in = x_adv.detach().repeat(c, *[1] * (x_adv.dim() - 1)).requires_grad_(True)
-            ys = y.repeat(c)
-            ts = None if target is None else target.repeat(c)
+            x_in = copies(x_adv.detach(), c).requires_grad_(True)
+            ys, ts = copies(y, c), None if target is None else copies(target, c)
             with torch.enable_grad():
                 logits = self.logits(x_in)
                 value = self.objective(logits, ys, ts)
@@ -203,11 +209,12 @@ class Attack:
         return total_loss / k, total_grad / k, total_logits / k
 
     @torch.no_grad()
-    def mean_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """fp32 logits averaged over ``eot_iter`` passes (batched like :meth:`loss_and_grad`)."""
+    def mean_logits(self, x: torch.Tensor, fp32: bool = False) -> torch.Tensor:
+        """Logits (as fp32; computed in fp32 if ``fp32``, else under the attack's autocast)
+        averaged over ``eot_iter`` passes (batched like :meth:`loss_and_grad`)."""
         batch, total = x.shape[0], 0.0
         for c in self._eot_chunks(batch):
-            logits = self.logits(x.repeat(c, *[1] * (x.dim() - 1)))
+            logits = self.logits(copies(x, c), fp32=fp32)
             self._check_shape(logits, c * batch)
             total = total + logits.float().view(c, batch, -1).sum(0)
         return total / self.eot_iter
@@ -261,9 +268,19 @@ class Attack:
                 fooled[todo[success]] = True
         return result
 
-    def succeeded(self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    def succeeded(self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
+                  x: torch.Tensor | None = None) -> torch.Tensor:
+        """[B] whether ``logits`` (of inputs ``x``) fool the model. Under autocast, with ``x``
+        given, a row counts only if an fp32 forward pass on it agrees: a low-precision verdict
+        near the boundary would otherwise stop the attack on a point fp32 does not misclassify."""
         prediction = logits.argmax(dim=1)
-        return prediction == target if self.targeted else prediction != y
+        fooled = prediction == target if self.targeted else prediction != y
+        if x is None or self.autocast is None or not bool(fooled.any()):
+            return fooled
+        rows = fooled.nonzero().squeeze(1)
+        precise = self.mean_logits(x[rows], fp32=True)
+        fooled[rows] = self.succeeded(precise, y[rows], None if target is None else target[rows])
+        return fooled
 
     def step(self, x_adv, x, grad, step, out=None, eps=None):
         """The fused step with this call's prepared bounds: ``step`` (and ``eps``) [B] tensors."""

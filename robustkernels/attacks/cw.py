@@ -69,7 +69,7 @@ class CW(Attack):
                 w.grad = grad
                 optimizer.step()
                 with torch.no_grad():
-                    success = self.succeeded(logits, y, target)
+                    success = self.succeeded(logits, y, target, x_adv.detach())
                     found |= success
                     improved = success & (l2 < best_l2) & (l2 <= self.eps**2 * (1 + 1e-6))
                     best_l2 = torch.where(improved, l2.detach(), best_l2)

@@ -25,6 +25,6 @@ class MIFGSM(Attack):
             _, grad, logits = self.loss_and_grad(x_adv, y, target)
             scale = grad.abs().flatten(1).mean(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
             momentum = self.decay * momentum + grad / scale
-            step = torch.where(self.succeeded(logits, y, target), 0.0, alpha) if self.early_stop else alpha
+            step = torch.where(self.succeeded(logits, y, target, x_adv), 0.0, alpha) if self.early_stop else alpha
             self.step(x_adv, x, momentum, step, out=x_adv)
         return x_adv

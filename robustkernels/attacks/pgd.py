@@ -58,7 +58,7 @@ class PGD(Attack):
         s = dict(x=x, y=y, target=target, x_adv=x_adv, alpha=alpha)
         for _ in range(self.steps):
             _, grad, logits = self.loss_and_grad(s["x_adv"], s["y"], s["target"])
-            fooled = self.succeeded(logits, s["y"], s["target"]) & rows.live
+            fooled = self.succeeded(logits, s["y"], s["target"], s["x_adv"]) & rows.live
             out[rows.index[fooled]] = s["x_adv"][fooled]
             rows.retire(fooled)
             if not rows.any_live():

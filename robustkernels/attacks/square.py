@@ -51,7 +51,14 @@ class Square(Attack):
         self.p_init, self.rescale_schedule = float(p_init), bool(rescale_schedule)
 
     def _margin(self, x, y, target):
-        return -self.objective(self.mean_logits(x), y, target)  # < 0 means fooled; minimised
+        """[B] the margin loss, < 0 where x fools the model (minimised). Under autocast, rows
+        that look fooled get their fp32 margin: only a verdict fp32 agrees with stops a row."""
+        margin = -self.objective(self.mean_logits(x), y, target)
+        if self.autocast is not None and bool((margin < 0).any()):
+            rows = (margin < 0).nonzero().squeeze(1)
+            t = None if target is None else target[rows]
+            margin[rows] = -self.objective(self.mean_logits(x[rows], fp32=True), y[rows], t).to(margin.dtype)
+        return margin
 
     @torch.no_grad()
     def perturb(self, x, y, target):

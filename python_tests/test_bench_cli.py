@@ -70,3 +70,16 @@ def test_bench_json_feeds_the_targets_script(tmp_path, capsys):
     checked = _targets_module().check_targets(json.loads(path.read_text()))
     assert [row[0] for row in checked] == ["noisy weight fwd+bwd >= 2x the PNI authors' form",
                                            "zero bytes of noise kept for the backward"]
+
+
+def test_autoattack_rows_give_every_lever_against_its_baseline():
+    from robustkernels.bench.autoattack import format_rows
+
+    row = {"case": "AA standard, mnist", "ours_s": 10.0, "ours_acc": 0.35, "peer_s": 30.0, "peer_acc": 0.35,
+           "no_active_set_s": 12.0, "no_active_set_acc": 0.35, "bf16_s": 7.5, "bf16_acc": 0.34}
+    lines = format_rows([row]).splitlines()[2:]
+    assert lines == [
+        "| AA standard, mnist | 10.0 | 35.0% | torchattacks AA (100 it.) | 30.0 | 35.0% | 3.00x |",
+        "| AA standard, mnist | 10.0 | 35.0% | ours, active set off | 12.0 | 35.0% | 1.20x |",
+        "| AA standard, mnist, bf16 autocast | 7.5 | 34.0% | torchattacks AA (100 it.) | 30.0 | 35.0% | 4.00x |",
+    ]

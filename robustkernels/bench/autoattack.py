@@ -1,7 +1,7 @@
 """``robustkernels bench --ops autoattack``: AutoAttack (standard) on PGD-AT CNNs trained on the
 MNIST (eps 0.3) and CIFAR-10 (eps 8/255) files, ours against torchattacks' AutoAttack set to the
 original's 100 iterations and Square schedule (the formulation users run), both robust accuracies
-side by side; each lever switched off in turn; AA-rand on an LWTA CNN, our batched EOT and active
+side by side; each lever switched off in turn, and the bf16 autocast option; AA-rand on an LWTA CNN, our batched EOT and active
 set against the original's sequential loop. One process, the same inputs, wall-clock seconds."""
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ def standard_rows(data_root: str, samples: int) -> list[dict]:
                "log": report.log()}
         acc_off, seconds_off, _ = _ours(model, x, y, eps, active_set=False)
         row.update(no_active_set_s=seconds_off, no_active_set_acc=acc_off)
+        acc_bf16, seconds_bf16, _ = _ours(model, x, y, eps, autocast="bf16")
+        row.update(bf16_s=seconds_bf16, bf16_acc=acc_bf16)
         try:
             peer = peer_autoattack(model, eps)
         except ImportError:
@@ -100,11 +102,13 @@ def format_rows(rows: list[dict]) -> str:
     for r in rows:
         baselines = [("torchattacks AA (100 it.)", "peer"), ("ours, active set off", "no_active_set"),
                      ("sequential EOT loop, no active set", "sequential"), ("ours, sequential EOT", "no_batched_eot")]
-        for label, key in baselines:
-            if f"{key}_s" not in r:
-                continue
-            base = r[f"{key}_s"]
-            ratio = "-" if base is None else f"{base / r['ours_s']:.2f}x"
-            lines.append(f"| {r['case']} | {r['ours_s']:.1f} | {_pct(r['ours_acc'])} | {label} | "
-                         f"{'-' if base is None else f'{base:.1f}'} | {_pct(r[f'{key}_acc'])} | {ratio} |")
+        variants = [("", "ours")] + ([(", bf16 autocast", "bf16")] if "bf16_s" in r else [])
+        for suffix, mine in variants:
+            for label, key in baselines[:1] if mine == "bf16" else baselines:
+                if f"{key}_s" not in r:
+                    continue
+                base, ours = r[f"{key}_s"], r[f"{mine}_s"]
+                ratio = "-" if base is None else f"{base / ours:.2f}x"
+                lines.append(f"| {r['case']}{suffix} | {ours:.1f} | {_pct(r[f'{mine}_acc'])} | {label} | "
+                             f"{'-' if base is None else f'{base:.1f}'} | {_pct(r[f'{key}_acc'])} | {ratio} |")
     return "\n".join(lines)

@@ -1,8 +1,9 @@
 """``robustkernels bench --ops autoattack``: AutoAttack (standard) on PGD-AT CNNs trained on the
 MNIST (eps 0.3) and CIFAR-10 (eps 8/255) files, ours against torchattacks' AutoAttack set to the
 original's 100 iterations and Square schedule (the formulation users run), both robust accuracies
-side by side; each lever switched off in turn, and the bf16 autocast option; AA-rand on an LWTA CNN, our batched EOT and active
-set against the original's sequential loop. One process, the same inputs, wall-clock seconds."""
+side by side; each lever switched off in turn, and the bf16 autocast option; AA-rand on an LWTA
+CNN, our batched EOT and active set against the original's sequential loop. One process, the same
+inputs, wall-clock seconds."""
 
 from __future__ import annotations
 

@@ -29,11 +29,12 @@ def test_info_reports_versions_and_backends(capsys):
     ({}, "glibc malloc (default)"),
     ({"MALLOC_TRIM_THRESHOLD_": "1000000000"}, "glibc malloc, MALLOC_TRIM_THRESHOLD_=1000000000"),
     ({"LD_PRELOAD": "/usr/lib/libjemalloc.so.2"}, "jemalloc (LD_PRELOAD)"),
+    ({"THP_MEM_ALLOC_ENABLE": "1"}, "glibc malloc (default); torch THP_MEM_ALLOC_ENABLE=1"),
 ])
 def test_machine_line_names_the_allocator(monkeypatch, env, expected):
     from robustkernels import machine
 
-    for key in ("LD_PRELOAD", *machine.KEEP_SETTINGS):
+    for key in ("LD_PRELOAD", "THP_MEM_ALLOC_ENABLE", *machine.KEEP_SETTINGS):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -40,13 +40,15 @@ KEEP_SETTINGS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
 def allocator() -> str:
     """The host allocator, which eager baselines feel most: a caching malloc preloaded, glibc
     with the env settings that keep freed memory, or glibc's default (large temporaries go back
-    to the kernel when freed and come back as fresh zeroed pages on the next call)."""
+    to the kernel when freed and come back as fresh zeroed pages on the next call); and whether
+    torch asks for transparent huge pages for large blocks (``THP_MEM_ALLOC_ENABLE=1``)."""
     preload = os.environ.get("LD_PRELOAD", "")
+    thp = "; torch THP_MEM_ALLOC_ENABLE=1" if os.environ.get("THP_MEM_ALLOC_ENABLE") == "1" else ""
     for lib in ALLOCATOR_LIBS:
         if lib in preload:
-            return f"{lib} (LD_PRELOAD)"
+            return f"{lib} (LD_PRELOAD){thp}"
     kept = [f"{k}={os.environ[k]}" for k in KEEP_SETTINGS if k in os.environ]
-    return f"glibc malloc, {' '.join(kept)}" if kept else "glibc malloc (default)"
+    return (f"glibc malloc, {' '.join(kept)}" if kept else "glibc malloc (default)") + thp
 
 
 def describe() -> str:

@@ -275,12 +275,21 @@ class Attack:
         near the boundary would otherwise stop the attack on a point fp32 does not misclassify."""
         prediction = logits.argmax(dim=1)
         fooled = prediction == target if self.targeted else prediction != y
-        if x is None or self.autocast is None or not bool(fooled.any()):
+        recheck = None if x is None else self.fp32_recheck(fooled, x)
+        if recheck is None:
             return fooled
-        rows = fooled.nonzero().squeeze(1)
-        precise = self.mean_logits(x[rows], fp32=True)
+        rows, precise = recheck
         fooled[rows] = self.succeeded(precise, y[rows], None if target is None else target[rows])
         return fooled
+
+    def fp32_recheck(self, flagged: torch.Tensor, x: torch.Tensor):
+        """Under autocast, ``(rows, logits)``: the rows of the [B] mask ``flagged`` (where the
+        low-precision pass says fooled) and fp32 mean logits of x at them, so that only a verdict
+        fp32 agrees with counts. None without autocast or without flagged rows."""
+        if self.autocast is None or not bool(flagged.any()):
+            return None
+        rows = flagged.nonzero().squeeze(1)
+        return rows, self.mean_logits(x[rows], fp32=True)
 
     def step(self, x_adv, x, grad, step, out=None, eps=None):
         """The fused step with this call's prepared bounds: ``step`` (and ``eps``) [B] tensors."""

@@ -55,7 +55,7 @@ def solve_breakpoints(breaks, g, h, need, max_newton: int = 16) -> torch.Tensor:
         gained = torch.where(passed, h, 0).sum(1, keepdim=True)
         slope = torch.where(passed, 0, g).sum(1, keepdim=True)
         new = torch.where(moving, (need - gained) / slope.clamp_min(1e-30), lam)
-        moving = moving & ((breaks > lam) & (breaks < new)).any(1, keepdim=True)
+        moving = moving & (~passed & (breaks < new)).any(1, keepdim=True)  # a breakpoint passed: not exact yet
         lam = new
         if not bool(moving.any()):
             break

@@ -54,10 +54,11 @@ class Square(Attack):
         """[B] the margin loss, < 0 where x fools the model (minimised). Under autocast, rows
         that look fooled get their fp32 margin: only a verdict fp32 agrees with stops a row."""
         margin = -self.objective(self.mean_logits(x), y, target)
-        if self.autocast is not None and bool((margin < 0).any()):
-            rows = (margin < 0).nonzero().squeeze(1)
+        recheck = self.fp32_recheck(margin < 0, x)
+        if recheck is not None:
+            rows, precise = recheck
             t = None if target is None else target[rows]
-            margin[rows] = -self.objective(self.mean_logits(x[rows], fp32=True), y[rows], t).to(margin.dtype)
+            margin[rows] = -self.objective(precise, y[rows], t).to(margin.dtype)
         return margin
 
     @torch.no_grad()

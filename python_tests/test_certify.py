@@ -6,11 +6,10 @@ import pytest
 import torch
 
 from robustkernels.attacks import PGD
+from robustkernels.certify import crown_ibp_margins, interval_bounds, margin_bounds, margin_lower_bounds
 from robustkernels.data import load_digits
 from robustkernels.eval import autoattack, certified_accuracy, evaluate
 from robustkernels.models import build_model, lenet5, wide_resnet
-from robustkernels.nn.bounds import interval_bounds, margin_lower_bounds
-from robustkernels.nn.crown import crown_ibp_margins, margin_bounds
 from robustkernels.train import fit, make_method
 
 from .models import trained_digits_cnn

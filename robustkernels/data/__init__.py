@@ -12,14 +12,10 @@ from .augment import CropFlip, random_crop_flip
 from .digits import load_digits
 from .download import download
 from .files import load_cifar10, load_mnist, read_idx
+from .labels import check_integer_labels, check_label_range
+from .stream import Fields, batches
 
 DATASETS = ("digits", "mnist", "cifar10")
-
-
-def check_integer_labels(name: str, y: torch.Tensor) -> None:
-    """Labels must be integer class indices: a float, complex or bool tensor is a TypeError."""
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(f"{name}: labels must be integer class indices, got {y.dtype}")
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: int = 0
@@ -37,5 +33,5 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: 
     return loader(data_dir, train=True), loader(data_dir, train=False)
 
 
-__all__ = ["DATASETS", "CropFlip", "check_integer_labels", "download", "load_cifar10", "load_dataset", "load_digits",
-           "load_mnist", "random_crop_flip", "read_idx"]
+__all__ = ["DATASETS", "CropFlip", "Fields", "batches", "check_integer_labels", "check_label_range", "download",
+           "load_cifar10", "load_dataset", "load_digits", "load_mnist", "random_crop_flip", "read_idx"]

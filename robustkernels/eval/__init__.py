@@ -1,8 +1,8 @@
 """Honest robustness evaluation: :func:`evaluate` -> :class:`RobustnessReport` (Markdown, JSON,
 plots) and :func:`autoattack` -> :class:`AutoAttackReport` (the field's standard number)."""
 
+from ..certify import CertifiedReport, certified_accuracy
 from .autoattack import VERSIONS, AutoAttackReport, autoattack
-from .certify import CertifiedReport, certified_accuracy
 from .corruptions import CORRUPTIONS, CorruptionReport, corruption_accuracy
 from .evaluate import evaluate
 from .probe import is_stochastic

@@ -23,14 +23,14 @@ import torch
 from torch import nn
 
 from ..attacks import APGD, APGDT, FAB, Square
+from ..data import batches, check_label_range
 from ..defences import with_bpda
 from ..ops import draw_seed
 from ..progress import progress_bar
 from ..threat import ThreatModel, frozen_model, normalize, positive_int
 from .checks import above_chance
-from .probe import check_labels, checked_logits, gradient_masked, probe
+from .probe import checked_logits, gradient_masked, probe
 from .report import Stat
-from .stream import batches
 
 VERSIONS = ("standard", "plus", "rand")
 ATTACKS = {
@@ -260,7 +260,7 @@ def _run(model, data, threat, version, batch_size, seed, autocast, active_set, e
             cascade = _Cascade(attacked, threat, names, chosen, seed, RAND_EOT if chosen == "rand" else 1, options,
                                progress)
             reps = (RAND_REPEATS if stochastic else 1) if repeats == "auto" else repeats
-        check_labels(y, classes, f"data (batch {number})")
+        check_label_range(y, classes, f"data (batch {number})")
         fell_at, x_adv = cascade.run(x, y, number)
         clean, passes, survived = [], [], (fell_at > len(cascade.names)).cpu()
         for r in range(reps):  # the spread: fresh noise per pass, clean and adversarial

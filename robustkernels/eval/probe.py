@@ -37,13 +37,6 @@ def probe(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], x: 
     return first.shape[1], stochastic
 
 
-def check_labels(y: torch.Tensor, classes: int, name: str = "data") -> None:
-    """Labels must be classes of the model: 0 <= y < classes."""
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= classes):
-        raise ValueError(f"{name}: labels must lie in [0, {classes}) for a model with {classes} outputs, "
-                         f"got {int(y.min())}..{int(y.max())}")
-
-
 def is_stochastic(model: nn.Module, x: torch.Tensor, forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
                   passes: int = STOCHASTIC_PASSES) -> bool:
     """Whether ``passes`` eval-mode forward passes of ``forward`` (default: ``model``) on ``x``

@@ -30,7 +30,7 @@ class AttackResult:
 @dataclass
 class Check:
     name: str
-    status: str  # "pass" | "warn" | "n/a"
+    status: str  # "pass" | "warn" | "fail" | "n/a"
     detail: str
 
 
@@ -56,7 +56,8 @@ class RobustnessReport:
     autoattack: dict | None = None  # AutoAttackReport.to_dict() with suite="autoattack"
     gradients: str = "the model's own"  # or how the attacks got gradients through a front-end
     corruptions: dict | None = None  # CorruptionReport.to_dict() when asked for
-    certified: dict | None = None  # {"method": "ibp" | "crown-ibp", "accuracy": float} when asked for
+    # {"method": "ibp" | "crown-ibp", "accuracy": float, "broken": [sample indices an attack fooled]}
+    certified: dict | None = None
 
     @property
     def robustness_gap(self) -> float:
@@ -89,7 +90,11 @@ class RobustnessReport:
             f"**Worst case** (robust only if every attack failed): {self.worst_case}; "
             f"robustness gap {100 * self.robustness_gap:.1f} points; attacks cost {self.overhead:.0f}x a clean pass.",
         ]
-        if self.certified is not None:
+        if self.certified is not None and self.certified.get("broken"):
+            lines += ["", f"**Certified** ({self.certified['method'].upper()} bounds): INVALID - attacks fooled "
+                          f"{len(self.certified['broken'])} certified samples ({self.certified['broken'][:20]}); "
+                          "no certified figure is reported."]
+        elif self.certified is not None:
             lines += ["", f"**Certified** ({self.certified['method'].upper()} bounds; no attack within eps can go "
                           f"below it): {100 * self.certified['accuracy']:.1f}%."]
         if self.autoattack is not None:

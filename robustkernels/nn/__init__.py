@@ -1,6 +1,7 @@
 """Modules: thin wrappers over robustkernels.ops."""
 
 from .ibp import IBPConv2d, IBPLinear, elbo_loss
+from .kinds import is_pni, is_stochastic
 from .lwta import LWTA, BatchNormLWTA, convert_activations, lwta_kl
 from .pni import PNIConv2d, PNILinear, convert_to_pni, pni_param_groups, set_pni_noise
 
@@ -14,6 +15,8 @@ __all__ = [
     "convert_activations",
     "convert_to_pni",
     "elbo_loss",
+    "is_pni",
+    "is_stochastic",
     "lwta_kl",
     "pni_param_groups",
     "set_pni_noise",

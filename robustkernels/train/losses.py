@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..nn.bounds import interval_bounds
+from ..certify import interval_bounds
 
 
 def trades_loss(

@@ -6,8 +6,7 @@ trains on CROWN-IBP's bounds (Zhang et al. 2020): ``beta * CROWN-IBP + (1 - beta
 going from 1 to 0 over the same ramp. Needs a deterministic model without BatchNorm in training
 mode (e.g. ``cnn``)."""
 
-from ...nn.bounds import margin_lower_bounds
-from ...nn.crown import bound_method, crown_ibp_margins
+from ...certify import bound_method, crown_ibp_margins, margin_lower_bounds
 from ...threat import non_negative
 from .base import BatchResult, Method, cross_entropy
 

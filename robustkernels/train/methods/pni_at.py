@@ -1,7 +1,7 @@
 """PNI adversarial training (He, Rakin & Fan 2019): ``0.5 CE(clean) + 0.5 CE(adv)`` with the
 weight noise on during the attack too; the trainer gives the noise scales no weight decay."""
 
-from ...nn.pni import _PNIMixin
+from ...nn import is_pni
 from .base import BatchResult, Method, cross_entropy
 
 
@@ -9,7 +9,7 @@ class PNIAT(Method):
     name = "pni_at"
 
     def bind(self, net, dataset_size, seed=0):
-        if not any(isinstance(m, _PNIMixin) for m in net.modules()):
+        if not any(is_pni(m) for m in net.modules()):
             raise ValueError("method pni_at needs a model with PNI layers: robustkernels.nn.convert_to_pni(model) "
                              "(or --pni on the command line)")
         super().bind(net, dataset_size, seed)

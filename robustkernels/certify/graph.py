@@ -1,0 +1,243 @@
+"""A model as the bound code sees it: a list of steps whose exact semantics we know, built from
+the module tree, or a :class:`NotBoundable` error that names the first module we do not know.
+
+A module is accepted only when its *exact* class is one listed here (a subclass may change the
+function through its own ``forward`` or any helper, so it is refused), it has no forward hooks
+or pre-hooks, and every option that changes its function is handled exactly or refused. Steps:
+
+- :class:`Affine`: ``center -> f(center)``, ``radius -> |f|(radius)`` (Linear, Conv2d with any
+  padding mode, BatchNorm in eval with running statistics, the IBP layers with their eval
+  masks, input normalisation, average pooling, Flatten, Identity, Dropout in eval);
+- :class:`Monotone`: a non-decreasing map, bounds map to bounds (ReLU, LeakyReLU with slope
+  >= 0, ReLU6, Hardtanh, Tanh, Sigmoid, ELU with alpha in [0, 1], Softplus, max pooling);
+- :class:`LeakyNegative`: LeakyReLU with a negative slope, bounded exactly piecewise;
+- :class:`Block`: a pre-activation residual block ``main(head(x)) + (x | shortcut(head(x)))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.modules import module as _torch_module
+
+from ..models.preact import PreActBlock, PreActResNet
+from ..models.wide_resnet import WideResNet
+from ..nn import IBPConv2d, IBPLinear, is_stochastic
+from ..threat import check_normalization, normalize
+
+SUPPORTED = ("nn.Sequential, Linear, Conv2d (any padding mode), BatchNorm1d/2d (eval, running statistics), "
+             "ReLU, LeakyReLU, ReLU6, Hardtanh, Tanh, Sigmoid, ELU, Softplus, MaxPool2d, AvgPool2d, adaptive "
+             "pooling, Flatten, Dropout (eval), Identity, IBPLinear/IBPConv2d (eval) and the library's "
+             "PreActResNet/WideResNet")
+
+
+class NotBoundable(ValueError, TypeError):
+    """The model holds a module whose exact function the bound code does not know. A ValueError
+    (and a TypeError, for callers that caught the earlier type errors)."""
+
+
+@dataclass
+class Affine:
+    """``f`` affine; ``radius`` the map with absolute weights and no offset (for the interval
+    radius). ``weight``/``bias`` are set for a Linear, so the last layer can fold into margins."""
+    f: Callable[[torch.Tensor], torch.Tensor]
+    radius: Callable[[torch.Tensor], torch.Tensor]
+    weight: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+
+
+@dataclass
+class Monotone:
+    """A non-decreasing map (elementwise or over windows). ``kind``: "relu", "max_pool" or "other"."""
+    f: Callable[[torch.Tensor], torch.Tensor]
+    kind: str = "other"
+    pool: nn.Module | None = None
+
+
+@dataclass
+class LeakyNegative:
+    slope: float
+
+
+@dataclass
+class Block:
+    head: list = field(default_factory=list)
+    main: list = field(default_factory=list)
+    shortcut: list | None = None
+
+
+def _refuse(path: str, module: nn.Module, why: str):
+    raise NotBoundable(f"{path} ({type(module).__name__}): {why}; certification supports {SUPPORTED}")
+
+
+def _same(module: nn.Module, f) -> Affine:
+    """A parameter-free linear map with non-negative coefficients: |f| = f."""
+    return Affine(f, f)
+
+
+def _linear(weight, bias) -> Affine:
+    return Affine(lambda h: F.linear(h, weight, bias), lambda r: F.linear(r, weight.abs()), weight, bias)
+
+
+def _conv(m: nn.Conv2d, weight) -> Affine:
+    if m.padding_mode == "zeros":
+        pad, padding = (lambda t: t), m.padding
+    else:  # reflect / replicate / circular copy input entries: the radius is copied the same way
+        pad, padding = (lambda t: F.pad(t, m._reversed_padding_repeated_twice, mode=m.padding_mode)), 0
+    conv = lambda t, w, b: F.conv2d(pad(t), w, b, m.stride, padding, m.dilation, m.groups)  # noqa: E731
+    return Affine(lambda h: conv(h, weight, m.bias), lambda r: conv(r, weight.abs(), None))
+
+
+def _batch_norm(path, m) -> Affine:
+    if m.training:
+        _refuse(path, m, "BatchNorm in training mode normalises by batch statistics")
+    if m.running_mean is None or m.running_var is None:
+        _refuse(path, m, "BatchNorm without running statistics normalises by batch statistics")
+    scale = 1 / torch.sqrt(m.running_var + m.eps)
+    if m.weight is not None:
+        scale = scale * m.weight
+    shift = -m.running_mean * scale + (m.bias if m.bias is not None else 0)
+
+    def view(t, like):
+        return t.view(1, -1, *[1] * (like.dim() - 2))
+
+    def check(t):
+        if t.dim() not in ((2, 3) if isinstance(m, nn.BatchNorm1d) else (4,)) or t.shape[1] != m.num_features:
+            _refuse(path, m, f"expects {m.num_features} channels, got input of shape {list(t.shape)}")
+        return t
+
+    return Affine(lambda h: check(h) * view(scale, h) + view(shift, h), lambda r: r * view(scale.abs(), r))
+
+
+def _eval_mask_weight(path, m):
+    if m.training:
+        _refuse(path, m, "an IBP layer samples its mask in training mode")
+    return m.weight * m.mask()
+
+
+def _activation(path, m):
+    t = type(m)
+    if t is nn.ReLU:
+        return Monotone(F.relu, "relu")
+    if t is nn.LeakyReLU:
+        slope = float(m.negative_slope)
+        return Monotone(lambda h: F.leaky_relu(h, slope)) if slope >= 0 else LeakyNegative(slope)
+    if t in (nn.ReLU6, nn.Hardtanh):
+        if not m.min_val <= m.max_val:
+            _refuse(path, m, "min_val above max_val")
+        return Monotone(lambda h: F.hardtanh(h, m.min_val, m.max_val))
+    if t is nn.ELU:
+        if m.alpha < 0:  # alpha (e^x - 1) is non-decreasing for alpha >= 0
+            _refuse(path, m, f"ELU with alpha={m.alpha} is not monotone")
+        return Monotone(lambda h: F.elu(h, m.alpha))
+    if t is nn.Softplus:
+        return Monotone(lambda h: F.softplus(h, m.beta, m.threshold))
+    if t is nn.Tanh:
+        return Monotone(torch.tanh)
+    if t is nn.Sigmoid:
+        return Monotone(torch.sigmoid)
+    return None
+
+
+def _pool(path, m):
+    t = type(m)
+    if t in (nn.MaxPool2d, nn.AdaptiveMaxPool2d):
+        if m.return_indices:
+            _refuse(path, m, "return_indices=True returns a pair")
+        return Monotone(lambda h: _call_pool(m, h), "max_pool" if t is nn.MaxPool2d else "other", m)
+    if t is nn.AvgPool2d:
+        if m.divisor_override is not None and m.divisor_override <= 0:
+            _refuse(path, m, "divisor_override must be positive")
+        return _same(m, lambda h: _call_pool(m, h))
+    if t is nn.AdaptiveAvgPool2d:
+        return _same(m, lambda h: _call_pool(m, h))
+    return None
+
+
+def _call_pool(m, h):
+    """The pooling's own functional (no module call, so no hooks can run)."""
+    return type(m).forward(m, h)
+
+
+def _leaf(path: str, m: nn.Module):
+    t = type(m)
+    if t in (nn.Linear, IBPLinear):
+        return _linear(_eval_mask_weight(path, m) if t is IBPLinear else m.weight, m.bias)
+    if t in (nn.Conv2d, IBPConv2d):
+        return _conv(m, _eval_mask_weight(path, m) if t is IBPConv2d else m.weight)
+    if t in (nn.BatchNorm1d, nn.BatchNorm2d):
+        return _batch_norm(path, m)
+    if t is nn.Flatten:
+        if m.start_dim == 0 or m.end_dim == 0:
+            _refuse(path, m, "flattening the batch dimension")
+        return _same(m, lambda h: h.flatten(m.start_dim, m.end_dim))
+    if t is nn.Identity:
+        return _same(m, lambda h: h)
+    if t in (nn.Dropout, nn.Dropout2d):
+        if m.training and m.p > 0:
+            _refuse(path, m, "Dropout in training mode is random")
+        return _same(m, lambda h: h)
+    return _activation(path, m) or _pool(path, m)
+
+
+def _check_hooks(path: str, m: nn.Module) -> None:
+    if m._forward_hooks or m._forward_pre_hooks:
+        _refuse(path, m, "it has forward hooks, which may change its output")
+
+
+def _children(path: str, m: nn.Module, names) -> list:
+    out = []
+    for name in names:
+        child = getattr(m, name)
+        out += steps_of(child, f"{path}.{name}" if path else name)
+    return out
+
+
+def steps_of(m: nn.Module, path: str = "") -> list:
+    """The steps computing ``m``'s forward, or :class:`NotBoundable` naming the module at ``path``."""
+    where = path or "model"
+    if not isinstance(m, nn.Module):
+        raise TypeError(f"{where}: expected an nn.Module, got {type(m).__name__}")
+    _check_hooks(where, m)
+    if is_stochastic(m):
+        _refuse(where, m, "a stochastic layer; its output is not a function of the input")
+    t = type(m)
+    if t is nn.Sequential:
+        return [s for name, child in m.named_children() for s in steps_of(child, f"{path}.{name}" if path else name)]
+    if t in (PreActResNet, WideResNet):
+        return _children(path, m, ("conv1", "blocks", "bn", "act", "pool", "flatten", "fc"))
+    if t is PreActBlock:
+        shortcut = None if m.shortcut is None else _children(path, m, ("shortcut",))
+        return [Block(_children(path, m, ("bn1", "act1")), _children(path, m, ("conv1", "bn2", "act2", "conv2")),
+                      shortcut)]
+    step = _leaf(where, m)
+    if step is None:
+        if isinstance(m, tuple(_KNOWN)):
+            _refuse(where, m, f"a subclass of {next(k for k in _KNOWN if isinstance(m, k)).__name__} "
+                              "may change its function, so it is not a known layer")
+        _refuse(where, m, "forward is not a known layer")
+    return [step]
+
+
+_KNOWN = (nn.Sequential, nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.LeakyReLU, nn.Hardtanh,
+          nn.ELU, nn.Softplus, nn.Tanh, nn.Sigmoid, nn.MaxPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d,
+          nn.AdaptiveAvgPool2d, nn.Flatten, nn.Identity, nn.Dropout, nn.Dropout2d, PreActResNet, PreActBlock)
+
+
+def model_steps(model: nn.Module, normalization=None) -> list:
+    """The steps of ``model``, preceded by ``(x - mean) / std`` when ``normalization`` is given
+    (``(mean, std)``: floats or per-channel sequences, as the attacks take). Refuses global
+    forward hooks, which would run on every module."""
+    if _torch_module._global_forward_hooks or _torch_module._global_forward_pre_hooks:
+        raise NotBoundable("model: global forward hooks are registered (torch.nn.modules.module."
+                           "register_module_forward_hook), which may change every layer's output")
+    steps = steps_of(model)
+    if normalization is not None:
+        check_normalization(normalization)
+        std = torch.as_tensor(normalization[1]).abs()
+        steps = [Affine(lambda h: normalize(h, normalization), lambda r: normalize(r, (0.0, std)))] + steps
+    return steps

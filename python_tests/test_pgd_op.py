@@ -103,6 +103,29 @@ def test_low_precision_within_reference_error(backend, dtype, norm):
 
 
 @pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("which", ["x_adv", "x_nat", "grad"])
+@pytest.mark.parametrize("shift", [0, 1, 37])
+def test_out_overlapping_an_input_is_computed_correctly(backend, norm, which, shift):
+    """``out`` a shifted (partly overlapping) view of an input - or the very same view of x_nat or
+    grad - gives exactly the result into a fresh tensor, on every backend."""
+    shape = (3, 2, 5, 7)
+    n = torch.Size(shape).numel()
+    x_adv, x_nat, grad = inputs(shape)
+    expected = reference_step(x_adv, x_nat, grad, 0.02, 0.05, norm, (0.0, 1.0))
+    with robustkernels.use_backend(backend):
+        storage = torch.zeros(2 * n)
+        args = {"x_adv": x_adv, "x_nat": x_nat, "grad": grad}
+        storage[:n] = args[which].flatten()
+        args[which] = storage[:n].view(shape)
+        out = storage[shift:shift + n].view(shape)
+        if shift == 0 and which == "x_adv":
+            out = args["x_adv"]  # the documented in-place update
+        ops.pgd_step(args["x_adv"], args["x_nat"], args["grad"], step=0.02, eps=0.05, norm=norm, out=out)
+        torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", backend_params())
 def test_non_contiguous_inputs_and_in_place_out(backend):
     x_adv, x_nat, grad = inputs((4, 3, 6, 8))
     xa_t, xn_t, g_t = (t.transpose(2, 3) for t in (x_adv, x_nat, grad))  # non-contiguous views

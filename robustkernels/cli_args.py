@@ -65,7 +65,10 @@ def eot_iter(text: str):
 
 
 def output_folder(path: str | None, option: str = "--out") -> str | None:
-    """``path`` if it is a folder or can become one; a ValueError naming ``option`` if it is a file."""
+    """``path`` created and proven writable (a probe file written and removed) before any work; a
+    ValueError naming ``option`` if it is a file or cannot be written."""
+    from .train.rundir import probe_writable
+
     if path is None:
         return None
     if os.path.exists(path) and not os.path.isdir(path):
@@ -73,9 +76,21 @@ def output_folder(path: str | None, option: str = "--out") -> str | None:
     parent = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-        raise ValueError(f"{option} {path!r} cannot be created ({parent!r} is not a writable folder)")
-    return path
+    if not os.path.isdir(parent):
+        raise ValueError(f"{option} {path!r} cannot be created ({parent!r} is not a folder)")
+    return probe_writable(path, option)
+
+
+def held_folder(path: str | None, option: str = "--out"):
+    """The run lock on ``path`` (:func:`robustkernels.train.rundir.run_lock`) for the first process
+    of a run; a no-op without a folder, and for the other ``torchrun`` processes of the same run."""
+    import contextlib
+
+    from .train.rundir import run_lock
+
+    if path is None or int(os.environ.get("RANK", "0")) != 0:
+        return contextlib.nullcontext()
+    return run_lock(path, option)
 
 
 def device(text: str | None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .cli_args import HelpFormatter, eot_iter, integer, number, output_folder
+from .cli_args import HelpFormatter, eot_iter, held_folder, integer, number, output_folder
 from .cli_args import device as parse_device
 
 DATASET_SHAPES = {"digits": (1, 8), "mnist": (1, 28), "cifar10": (3, 32)}  # channels, side
@@ -113,15 +113,21 @@ def _method_kwargs(args, eps: float) -> dict:
 
 
 def run_train(args) -> int:
+    with held_folder(output_folder(args.out)):
+        return _train(args)
+
+
+def _train(args) -> int:
     import torch
 
     from .models import build_model
     from .train import fit, make_method
+    from .train.augment import make_augmentation
     from .train.checkpoint import check_path
     from .train.distributed import rank_and_world
     from .train.trainer import json_line
 
-    out = output_folder(args.out)
+    out = args.out
     if args.force_resume and not args.resume:
         raise ValueError("--force-resume needs --resume")
     checkpoint_path = check_path(os.path.join(out, "checkpoint.pt"), "--out's checkpoint.pt")
@@ -133,6 +139,7 @@ def run_train(args) -> int:
     optimizer = args.optimizer or defaults["optimizer"]
     eps = DEFAULT_EPS[args.dataset] if args.eps is None else args.eps
     method = make_method(args.method, **_method_kwargs(args, eps))  # validates before loading data
+    augmentations = [make_augmentation(a) for a in args.augmentations.split(",") if a]
     (x, y), (x_test, y_test) = _load(args)
     channels, side = DATASET_SHAPES[args.dataset]
     meta = dict(model=args.model, activation=args.activation, pni=args.pni, in_channels=channels, image_size=side,
@@ -144,7 +151,7 @@ def run_train(args) -> int:
     lr = args.lr if args.lr is not None else LR_DEFAULTS[optimizer]
     history = fit(model, method, (x, y), epochs=args.epochs, batch_size=batch_size, lr=lr,
                   optimizer=optimizer, weight_decay=args.weight_decay, schedule=args.schedule,
-                  augment=args.augment, augmentations=[a for a in args.augmentations.split(",") if a],
+                  augment=args.augment, augmentations=augmentations,
                   val_data=(x_test[:args.val_samples], y_test[:args.val_samples]),
                   autocast=args.autocast, channels_last=args.channels_last, compile=args.compile, fast=args.fast,
                   on_overfit=args.on_overfit, seed=args.seed,
@@ -218,12 +225,16 @@ def _model_from_checkpoint(path: str):
 
 
 def run_eval(args) -> int:
+    with held_folder(output_folder(args.out)):
+        return _eval(args)
+
+
+def _eval(args) -> int:
     import torch
 
     from .eval import evaluate
     from .eval.corruptions import CORRUPTIONS
 
-    output_folder(args.out)
     corruptions = "all" if args.corruptions == "all" else [c for c in args.corruptions.split(",") if c]
     unknown = [c for c in ([] if corruptions == "all" else corruptions) if c not in CORRUPTIONS]
     if unknown:

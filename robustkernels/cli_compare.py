@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from .cli_args import HelpFormatter, integer, number, output_folder
+from .cli_args import HelpFormatter, held_folder, integer, number, output_folder
 from .cli_args import device as parse_device
 
 DEFAULT_METHODS = "pgd-at,fgsm-rs,n-fgsm,free-at,atta,fat,n-fgsm+fast,atta+fast"
@@ -67,6 +67,11 @@ def _print_row(row) -> None:
 
 
 def run_compare(args) -> int:
+    with held_folder(output_folder(args.out)):
+        return _compare(args)
+
+
+def _compare(args) -> int:
     import torch
 
     from . import machine
@@ -75,7 +80,7 @@ def run_compare(args) -> int:
     from .models import build_model
     from .train.compare import autoattack_scorer, compare, plot, rows_as_dicts, to_markdown
 
-    out = output_folder(args.out)
+    out = args.out
     device = parse_device(args.device)
     eps = DEFAULT_EPS[args.dataset] if args.eps is None else args.eps
     entries = contenders(args.methods, args, eps)  # validates before loading data

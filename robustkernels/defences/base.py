@@ -10,7 +10,8 @@ from torch import nn
 class Preprocessing(nn.Module):
     """Base of the front-ends. ``differentiable``: whether its gradient is informative (False:
     zero almost everywhere, or not defined - attack it with BPDA); ``randomized``: whether two
-    passes on one input differ (attack it with EOT). Inputs: [N, C, H, W] in [0, 1]."""
+    passes on one input differ (attack it with EOT). Inputs: finite [N, C, H, W] in [0, 1]; NaN
+    or +-inf is a ValueError on every front-end (none of them can say what it should become)."""
 
     differentiable = True
     randomized = False
@@ -19,6 +20,10 @@ class Preprocessing(nn.Module):
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
             raise ValueError(f"{type(self).__name__} takes float images [N, C, H, W], got "
                              f"{getattr(x, 'dtype', type(x).__name__)} {list(getattr(x, 'shape', []))}")
+        bad = ~torch.isfinite(x.detach()).flatten(1).all(dim=1)
+        if bool(bad.any()):
+            raise ValueError(f"{type(self).__name__}: the input holds NaN or inf in {int(bad.sum())} of "
+                             f"{x.shape[0]} images")
         return self.transform(x)
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,13 +10,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..data import check_integer_labels, check_label_range
 from ..threat import frozen_model
 from .squeeze import BitDepthReduction, MedianSmoothing
 
 
 @dataclass
 class DetectionResult:
-    """On a batch: the share rejected, and the accuracy on what was not rejected."""
+    """On a batch: the share rejected, and the accuracy on what was not rejected (NaN when every
+    input was rejected: there is nothing to be accurate on)."""
 
     detection_rate: float
     accuracy_of_accepted: float
@@ -37,18 +39,32 @@ class FeatureSqueezing:
             raise ValueError(f"fpr must be in (0, 1), got {fpr!r}")
         self.model, self.fpr = model, float(fpr)
         self.squeezers = list(squeezers) if squeezers is not None else [BitDepthReduction(5), MedianSmoothing(2)]
+        if not self.squeezers:
+            raise ValueError("squeezers must hold at least one front-end (e.g. BitDepthReduction(5))")
+        bad = [type(s).__name__ for s in self.squeezers if not callable(s)]
+        if bad:
+            raise TypeError(f"squeezers must be callables such as nn.Modules, got {bad}")
         self.threshold: float | None = None
+
+    @staticmethod
+    def _inputs(name: str, x) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2:
+            raise TypeError(f"{name} must be a float tensor [N, ...], got {getattr(x, 'dtype', type(x).__name__)}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name}: no samples")
+        return x
 
     @torch.no_grad()
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """[N]: max over squeezers of ``||softmax f(x) - softmax f(squeeze(x))||_1``."""
+        x = self._inputs("x", x)
         with frozen_model(self.model, "eval"):
             p = self.model(x).float().softmax(1)
             return torch.stack([(p - self.model(s(x)).float().softmax(1)).abs().sum(1) for s in self.squeezers]).amax(0)
 
     def calibrate(self, x_clean: torch.Tensor) -> FeatureSqueezing:
         """Set the threshold so that a share ``fpr`` of ``x_clean`` is rejected."""
-        self.threshold = float(torch.quantile(self.score(x_clean).double(), 1 - self.fpr))
+        self.threshold = float(torch.quantile(self.score(self._inputs("x_clean", x_clean)).double(), 1 - self.fpr))
         return self
 
     def reject(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,7 +73,14 @@ class FeatureSqueezing:
         return self.score(x) > self.threshold
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> DetectionResult:
-        """Detection rate on ``x`` and the model's accuracy on the inputs it lets through."""
+        """Detection rate on ``x`` [N, ...] and the model's accuracy on the inputs it lets through;
+        ``y`` [N] integer labels of the model's classes."""
+        x = self._inputs("x", x)
+        if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],):
+            raise ValueError(f"y must be a tensor of {x.shape[0]} labels, got {list(getattr(y, 'shape', []))}")
+        check_integer_labels("y", y)
+        with torch.no_grad(), frozen_model(self.model, "eval"):
+            check_label_range(y, self.model(x[:1]).shape[1], "y")
         rejected = self.reject(x)
         accepted = ~rejected
         with torch.no_grad(), frozen_model(self.model, "eval"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..threat import non_negative
@@ -17,6 +19,8 @@ class GaussianNoise(Preprocessing):
     def __init__(self, sigma: float = 0.1):
         super().__init__()
         self.sigma = non_negative("sigma", sigma)
+        if not math.isfinite(self.sigma):
+            raise ValueError(f"sigma must be finite, got {sigma!r}")
 
     def transform(self, x):
         return (x + self.sigma * torch.randn_like(x)).clamp(0, 1)

@@ -29,7 +29,7 @@ from ..ops import draw_seed
 from ..progress import progress_bar
 from ..threat import ThreatModel, frozen_model, normalize, positive_int
 from .checks import above_chance
-from .probe import checked_logits, gradient_masked, probe
+from .probe import check_classes_for, checked_logits, gradient_masked, probe
 from .report import Stat
 
 VERSIONS = ("standard", "plus", "rand")
@@ -257,6 +257,7 @@ def _run(model, data, threat, version, batch_size, seed, autocast, active_set, e
             attacked, fronts = with_bpda(model) if use_bpda else (model, [])
             chosen = ("rand" if stochastic else "standard") if version == "auto" else version
             names = tuple(n for n in ATTACKS[chosen] if n != "square" or threat.norm == "linf")
+            check_classes_for(names, classes, settings["n_target_classes"])
             cascade = _Cascade(attacked, threat, names, chosen, seed, RAND_EOT if chosen == "rand" else 1, options,
                                progress)
             reps = (RAND_REPEATS if stochastic else 1) if repeats == "auto" else repeats

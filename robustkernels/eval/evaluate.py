@@ -25,9 +25,10 @@ from ..threat import (
     positive_int,
 )
 from . import checks as C
+from .autoattack import ATTACKS as AUTOATTACK_ATTACKS
 from .autoattack import autoattack
 from .corruptions import CORRUPTIONS, corruption_accuracy
-from .probe import checked_logits, gradient_masked, probe
+from .probe import check_classes_for, checked_logits, gradient_masked, probe
 from .report import AttackResult, Check, RobustnessReport, Stat
 from .suite import ATTACKS, STEP_KEYS, WHITE_BOX, make_attack
 
@@ -174,6 +175,10 @@ def evaluate(model: nn.Module, data, *, eps: float, norm: str = "linf",
         run = _Runner(model, x, y, batch_size, device, threat, progress, gen)
         classes, stochastic = probe(model, run.forward, x[:64].to(device))
         check_label_range(y, classes)
+        check_classes_for(attacks, classes)
+        if suite == "autoattack":
+            chosen = ("rand" if stochastic else "standard") if version == "auto" else version
+            check_classes_for(AUTOATTACK_ATTACKS.get(chosen, ()), classes, 9)
         if certify is not None and stochastic:
             raise ValueError("certify needs a deterministic model: bounds do not hold for a stochastic one")
         if certify is not None:

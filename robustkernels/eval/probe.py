@@ -56,3 +56,19 @@ def gradient_masked(model: nn.Module, forward: Callable[[torch.Tensor], torch.Te
         weights = torch.linspace(1.0, 2.0, logits.shape[1], device=logits.device)  # no class cancels another
         (grad,) = torch.autograd.grad((logits.float() * weights).sum(), x_in, allow_unused=True)
     return grad is None or not bool(grad.ne(0).any()) or not bool(torch.isfinite(grad).all())
+
+
+def check_classes_for(attacks, classes: int, n_target_classes: int | None = None) -> None:
+    """Before any attack runs: a ValueError naming every attack in ``attacks`` that a model with
+    ``classes`` outputs cannot run, and what to pass instead (the original's sanity check)."""
+    problems = []
+    for name in attacks:
+        if name == "apgd-t" and classes < 4:
+            problems.append("apgd-t needs at least 4 classes (its targeted DLR loss)")
+        elif name == "apgd-dlr" and classes < 3:
+            problems.append("apgd-dlr needs at least 3 classes (the DLR loss)")
+        elif name in ("apgd-t", "fab-t") and n_target_classes is not None and n_target_classes > classes - 1:
+            problems.append(f"{name} attacks {n_target_classes} target classes but only {classes - 1} exist "
+                            f"(pass n_target_classes={classes - 1})")
+    if problems:
+        raise ValueError(f"the model has {classes} classes: {'; '.join(problems)}")

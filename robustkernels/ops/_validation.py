@@ -42,3 +42,23 @@ def check_random_state(seed: object, offset: object, count: object = 0) -> None:
     check_int("offset", offset, low=0, high=INT64_MAX)
     if not torch.compiler.is_compiling() and offset + count > INT64_MAX:
         raise ValueError(f"offset + number of draws must be < 2**63, got {offset} + {count}")
+
+
+def _byte_span(t: torch.Tensor) -> tuple[int, int]:
+    extent = sum((size - 1) * abs(stride) for size, stride in zip(t.shape, t.stride())) + 1
+    start = t.data_ptr() + t.element_size() * sum(
+        (size - 1) * stride for size, stride in zip(t.shape, t.stride()) if stride < 0)
+    return start, start + extent * t.element_size()
+
+
+def aliases_partly(out: torch.Tensor, other: torch.Tensor) -> bool:
+    """Whether ``out`` may share memory with ``other`` without being exactly the same view (same
+    address, shape and strides). Conservative: interleaved views that share no element count."""
+    if out.numel() == 0 or other.numel() == 0:
+        return False
+    if out.untyped_storage().data_ptr() != other.untyped_storage().data_ptr():
+        return False
+    if out.data_ptr() == other.data_ptr() and out.shape == other.shape and out.stride() == other.stride():
+        return False
+    (a0, a1), (b0, b1) = _byte_span(out), _byte_span(other)
+    return a0 < b1 and b0 < a1

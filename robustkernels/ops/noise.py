@@ -116,6 +116,8 @@ def _add_noise(x, alpha, channel_dim, generator, name):
         raise TypeError(f"alpha must be a floating-point tensor, got {alpha.dtype}")
     if alpha.device != x.device:
         raise ValueError(f"alpha is on {alpha.device} but {name} is on {x.device}")
+    if not torch.compiler.is_compiling() and not bool(torch.isfinite(alpha.detach()).all()):
+        raise ValueError(f"alpha must be finite (a NaN or inf noise scale makes every entry of {name} NaN)")
     channels, inner, elementwise = _alpha_layout(x, alpha, channel_dim)
     x = x.contiguous()
     std = tensor_std(x.detach())

@@ -18,7 +18,7 @@ from .. import reference
 from ..threat import broadcast_bounds, channel_bounds, check_norm, is_number, per_sample  # noqa: F401 (re-exported)
 from ._random import draw_seed
 from ._registry import KernelOp
-from ._validation import check_float_tensor, opmath_dtype
+from ._validation import aliases_partly, check_float_tensor, opmath_dtype
 from .philox import philox_normal, philox_uniform
 
 
@@ -65,7 +65,8 @@ def pgd_step(x_adv: torch.Tensor, x_nat: torch.Tensor, grad: torch.Tensor, *, st
             means no projection.
         norm: ``"linf"`` or ``"l2"``.
         bounds: ``(lo, hi)`` floats, or per-channel tensors along dim 1 (normalised inputs).
-        out: where to write (may be ``x_adv`` itself, for an in-place update).
+        out: where to write (may be ``x_adv`` itself, for an in-place update; an ``out`` that
+            partly overlaps an input is computed apart and written once, so it is never wrong).
     Returns:
         ``out`` (or a new tensor like ``x_adv``).
 
@@ -88,6 +89,10 @@ def pgd_step(x_adv: torch.Tensor, x_nat: torch.Tensor, grad: torch.Tensor, *, st
         _check_tensor("out", out, x_adv)
         if out.dtype != x_adv.dtype:
             raise TypeError(f"out is {out.dtype} but x_adv is {x_adv.dtype}")
+        if any(aliases_partly(out, t) for t in (x_adv, x_nat, grad)) or (out is not x_adv and any(
+                out.data_ptr() == t.data_ptr() and t.numel() for t in (x_nat, grad))):
+            # a kernel would read what it already wrote: compute apart, then write out once
+            return out.copy_(pgd_step(x_adv, x_nat, grad, step=step, eps=eps, norm=norm, bounds=bounds))
     grad = grad.to(x_adv.dtype)
     if not l2 and is_number(step) and is_number(eps) and lo.numel() == 1 and x_adv.numel():
         # Linf with one step, one eps and scalar bounds treats every element alike: the batch is

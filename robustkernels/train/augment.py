@@ -101,10 +101,17 @@ AUGMENTATIONS = {cls.name: cls for cls in (LabelSmoothing, GaussianNoiseAugment,
 def make_augmentation(spec: str) -> Augmentation:
     """``"label_smoothing"``, ``"mixup:0.2"``, ``"gaussian_noise:0.05"``: a name and optionally its
     parameter (smoothing, sigma or alpha)."""
-    name, _, value = spec.replace("-", "_").partition(":")
+    if not isinstance(spec, str):
+        raise TypeError(f"augmentation must be a name like 'mixup:1.0', got {type(spec).__name__}")
+    name, _, value = spec.partition(":")
+    name = name.replace("-", "_")
     if name not in AUGMENTATIONS:
         raise ValueError(f"augmentation must be one of {', '.join(AUGMENTATIONS)} (NAME or NAME:VALUE), got {spec!r}")
     try:
-        return AUGMENTATIONS[name](float(value)) if value else AUGMENTATIONS[name]()
+        parameter = float(value) if value else None
+    except ValueError:
+        raise ValueError(f"augmentation {spec!r}: {value!r} is not a number") from None
+    try:
+        return AUGMENTATIONS[name](parameter) if value else AUGMENTATIONS[name]()
     except ValueError as exc:
         raise ValueError(f"augmentation {spec!r}: {exc}") from None

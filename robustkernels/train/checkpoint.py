@@ -13,6 +13,8 @@ import zipfile
 
 import torch
 
+from .rundir import probe_writable
+
 FORMAT = "robustkernels-checkpoint-1"
 
 
@@ -41,14 +43,15 @@ def checksum(state) -> str:
 
 
 def check_path(path: str | os.PathLike, name: str = "checkpoint_path") -> str:
-    """``path`` as a string, refused up front if it names a folder (not found only when the
-    first checkpoint is written)."""
+    """``path`` as a string, refused up front if it names a folder or its folder cannot be
+    written (the folder is created and a probe file written, before any training)."""
     path = os.fspath(path)
     if os.path.isdir(path):
         raise ValueError(f"{name} {path!r} is a folder; give the checkpoint file's path")
     parent = os.path.dirname(os.path.abspath(path))
     if os.path.exists(parent) and not os.path.isdir(parent):
         raise ValueError(f"{name} {path!r}: {parent!r} is a file, not a folder")
+    probe_writable(parent, name)
     return path
 
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
+import torch
 from torch import nn
 
 from .methods import Method
@@ -30,6 +31,7 @@ class CompareRow:
     fit_seconds: float = 0.0  # fit's wall clock, with per-epoch validation and checkpoints
     overfit: bool = False
     pareto: bool = False
+    at_chance: bool = False  # clean accuracy not clearly above 1/K: never on the Pareto front
 
 
 @dataclass
@@ -43,19 +45,22 @@ class Contender:
 
 
 def pareto_front(rows: Sequence[CompareRow]) -> None:
-    """Mark each row that no other row beats on both robust accuracy and training time."""
+    """Mark each row that no other row beats on both robust accuracy and training time; a row at
+    chance is never on the front (its robust accuracy means nothing) and beats no other."""
+    ranked = [r for r in rows if not r.at_chance]
     for row in rows:
-        row.pareto = not any(o is not row and o.robust_accuracy >= row.robust_accuracy
-                             and o.train_seconds <= row.train_seconds
-                             and (o.robust_accuracy > row.robust_accuracy or o.train_seconds < row.train_seconds)
-                             for o in rows)
+        row.pareto = not row.at_chance and not any(
+            o is not row and o.robust_accuracy >= row.robust_accuracy and o.train_seconds <= row.train_seconds
+            and (o.robust_accuracy > row.robust_accuracy or o.train_seconds < row.train_seconds) for o in ranked)
 
 
 def compare(make_model: Callable[[], nn.Module], contenders: Sequence[Contender], train_data, test_data, *,
-            evaluate: Callable[[nn.Module, object], tuple[float, float]], progress: bool = True,
+            evaluate: Callable[[nn.Module, object], tuple[float, float, int]], progress: bool = True,
             on_row: Callable[[CompareRow], None] | None = None, **fit_options) -> list[CompareRow]:
     """Train a fresh ``make_model()`` (same seed) with each contender, time it, and score it with
-    ``evaluate(model, test_data) -> (clean, robust)``; ``on_row`` sees each row as it is done.
+    ``evaluate(model, test_data) -> (clean, robust, samples scored)``; ``on_row`` sees each row
+    as it is done. A row whose clean accuracy is not clearly above chance (the evaluation's
+    check: 3 standard errors and 5 points over 1/K) is marked ``at_chance``.
     ``fit_options`` go to every :func:`~robustkernels.train.fit` (same batch, lr, schedule,
     augmentation, seed)."""
     rows = []
@@ -66,14 +71,25 @@ def compare(make_model: Callable[[], nn.Module], contenders: Sequence[Contender]
         wall = time.perf_counter() - tic
         model.eval()
         tic = time.perf_counter()
-        clean, robust = evaluate(model, test_data)
+        clean, robust, scored = evaluate(model, test_data)
         rows.append(CompareRow(c.label, c.epochs, c.fast, sum(r["train_seconds"] for r in history), clean, robust,
                                time.perf_counter() - tic, fit_seconds=wall,
-                               overfit=any(r.get("overfit") for r in history)))
+                               overfit=any(r.get("overfit") for r in history),
+                               at_chance=_at_chance(model, test_data, clean, scored)))
         if on_row is not None:
             on_row(rows[-1])
     pareto_front(rows)
     return rows
+
+
+def _at_chance(model: nn.Module, test_data, clean: float, scored: int) -> bool:
+    from ..eval.checks import above_chance
+    from ..threat import frozen_model
+
+    x = test_data[0][:1] if isinstance(test_data, (tuple, list)) else next(iter(test_data))[0][:1]
+    with frozen_model(model, "eval"), torch.no_grad():
+        classes = int(model(x.to(next(model.parameters()).device)).shape[1])
+    return above_chance(clean, classes, scored).status != "pass"
 
 
 def to_markdown(rows: Sequence[CompareRow], reference: str | None = None) -> str:
@@ -85,7 +101,8 @@ def to_markdown(rows: Sequence[CompareRow], reference: str | None = None) -> str
         ratio = "-" if ref is None else f"{ref.train_seconds / r.train_seconds:.2f}x cheaper"
         ratio = "reference" if r is ref else ratio
         flag = "yes" if r.pareto else ""
-        lines.append(f"| {r.name}{' (catastrophic overfitting)' if r.overfit else ''} | {r.epochs} | "
+        notes = (" (catastrophic overfitting)" if r.overfit else "") + (" (at chance)" if r.at_chance else "")
+        lines.append(f"| {r.name}{notes} | {r.epochs} | "
                      f"{100 * r.clean_accuracy:.1f}% | {100 * r.robust_accuracy:.1f}% | {r.train_seconds:.0f} s | "
                      f"{ratio} | {flag} |")
     return "\n".join(lines)
@@ -125,18 +142,18 @@ def rows_as_dicts(rows: Sequence[CompareRow]) -> list[dict]:
 
 
 def autoattack_scorer(eps: float, *, samples: int | None, batch_size: int = 250, seed: int = 0,
-                      progress: bool = False) -> Callable[[nn.Module, object], tuple[float, float]]:
-    """``(model, (x, y)) -> (clean, AA robust accuracy)`` on the first ``samples`` test points
+                      progress: bool = False) -> Callable[[nn.Module, object], tuple[float, float, int]]:
+    """``(model, (x, y)) -> (clean, AA robust accuracy, samples)`` on the first ``samples`` test points
     (AutoAttack's version chosen automatically: rand for a stochastic model)."""
     from ..eval import autoattack
 
-    def score(model: nn.Module, data) -> tuple[float, float]:
+    def score(model: nn.Module, data) -> tuple[float, float, int]:
         x, y = data
         if samples is not None:
             x, y = x[:samples], y[:samples]
         device = next(model.parameters()).device
         report = autoattack(model, (x.to(device), y.to(device)), eps=eps, batch_size=batch_size, seed=seed,
                             progress=progress)
-        return report.clean_accuracy.mean, report.robust_accuracy.mean
+        return report.clean_accuracy.mean, report.robust_accuracy.mean, len(y)
 
     return score

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from ..data import check_integer_labels
 
@@ -58,6 +58,29 @@ class TrainData:
 
     def __len__(self) -> int:
         return len(self.tensors[1]) if self.tensors is not None else len(self.dataset)
+
+    @property
+    def loader_batch_size(self) -> int | None:
+        return self.loader.batch_size if self.loader is not None else None
+
+    def refuse_ignored_loader_settings(self, batch_size: int) -> None:
+        """A DataLoader's batching that the trainer would not honour is an error naming it."""
+        loader = self.loader
+        if loader is None:
+            return
+        ignored = []
+        if type(loader.batch_sampler) is not BatchSampler:
+            ignored.append(f"batch_sampler={type(loader.batch_sampler).__name__}")
+        elif type(loader.sampler) not in (SequentialSampler, RandomSampler):
+            ignored.append(f"sampler={type(loader.sampler).__name__}")
+        if loader.drop_last:
+            ignored.append("drop_last=True")
+        if loader.batch_size is not None and loader.batch_size != batch_size:
+            ignored.append(f"batch_size={loader.batch_size} (fit's batch_size={batch_size})")
+        if ignored:
+            raise ValueError(f"{self.name}: fit would ignore the DataLoader's {', '.join(ignored)}: it reads the "
+                             "dataset in its own seeded order of batch_size samples (exact resume, DDP); pass "
+                             "the Dataset with fit's batch_size, or a plain DataLoader(dataset, batch_size=...)")
 
     def batches(self, index_lists: Sequence[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(x, y)`` for each list of sample indices, in order (an empty list gives an empty batch)."""

@@ -23,7 +23,7 @@ class FitOptions:
     """Everything :func:`~robustkernels.train.fit` takes besides the model, method and data."""
 
     epochs: int = 10
-    batch_size: int = 128
+    batch_size: int | None = None  # None: a DataLoader's own batch_size, else 128
     lr: float = 0.1
     optimizer: str = "sgd"
     momentum: float = 0.9

@@ -22,8 +22,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..attacks import FGSM, PGD
-from ..data import CropFlip
-from ..nn.pni import pni_param_groups
+from ..data import CropFlip, check_label_range
+from ..nn import pni_param_groups
 from ..progress import progress_bar
 from ..threat import frozen_model
 from . import checkpoint as ckpt
@@ -111,9 +111,14 @@ def fit(model: nn.Module, method: Method, train_data, *, val_data=None, **option
         method: a :class:`~robustkernels.train.methods.Method`, e.g. ``make_method("pgd_at", eps=8/255)``.
         train_data / val_data: ``(x [N, C, H, W] in bounds, y [N] int64)`` tensors (CPU is fine),
             or a map-style Dataset or DataLoader of ``(x, y)`` samples, read batch by batch in the
-            trainer's order (a DataLoader's workers and collate_fn are used, not its sampler).
+            trainer's order (a DataLoader's workers and collate_fn are used; its shuffle is
+            replaced by the trainer's seeded order).
         epochs, lr, optimizer (``sgd|adam``), momentum, weight_decay: the usual.
         batch_size: the global batch; each of W processes takes ``batch_size / W`` of it.
+            Default: a DataLoader's own ``batch_size``, else 128. A DataLoader whose settings fit
+            cannot honour (another batch size, ``drop_last``, a custom sampler or batch_sampler)
+            is refused in one line naming them: fit draws its own seeded order, so that resume
+            and multi-process runs are exact.
         schedule: ``constant|step|cyclic|cosine`` learning rate per optimizer step (default:
             the method's, else ``step``).
         augment: random crop (padding 4) and horizontal flip of every batch.
@@ -152,10 +157,15 @@ def fit(model: nn.Module, method: Method, train_data, *, val_data=None, **option
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(FitOptions)})
     if unknown:
         raise TypeError(f"fit() got unexpected keyword argument(s): {', '.join(unknown)}")
-    opts = check_options(FitOptions(**options), getattr(method, "default_schedule", "step"), val_data is not None)
+    opts = FitOptions(**options)
     train = TrainData("train_data", train_data)
+    if opts.batch_size is None:
+        opts.batch_size = train.loader_batch_size or 128
+    opts = check_options(opts, getattr(method, "default_schedule", "step"), val_data is not None)
+    train.refuse_ignored_loader_settings(opts.batch_size)
     val = TrainData("val_data", val_data) if val_data is not None else None
     run = setup(model, method, opts, len(train))
+    check_labels(run, train, val)
     if opts.resume and os.path.isfile(opts.checkpoint_path):
         resume(run, opts)
     if opts.log_path is not None and run.rank == 0:
@@ -301,6 +311,7 @@ def train_batch(run: Run, opts: FitOptions, epoch: int, b: int, index: torch.Ten
     run.method.generator.manual_seed(mix_seed(step_seed, 1))
     run.method.set_progress(epoch + b / run.batches_per_epoch, opts.epochs)
     xb, yb = xb.to(run.device), yb.to(run.device)
+    check_label_range(yb, num_classes(run, xb), f"train_data (batch {b})")
     augment = None
     if opts.augment:
         augment = CropFlip.draw(len(xb), generator=torch.Generator().manual_seed(mix_seed(step_seed, 2)))
@@ -328,6 +339,16 @@ def train_batch(run: Run, opts: FitOptions, epoch: int, b: int, index: torch.Ten
         raise FloatingPointError(f"training loss is {loss} at step {run.step} (epoch {epoch + 1}, batch {b + 1}): "
                                  f"stopping{kept}")
     return loss
+
+
+def check_labels(run: Run, train: TrainData, val: TrainData | None) -> None:
+    """Labels must be classes of the model: all of them up front for tensors (a Dataset's are
+    checked batch by batch in :func:`train_batch`)."""
+    xb, _ = next(train.batches([torch.arange(1)]))
+    classes = num_classes(run, xb.to(run.device))
+    for data in (train, val):
+        if data is not None and data.tensors is not None:
+            check_label_range(data.tensors[1], classes, data.name)
 
 
 def num_classes(run: Run, x: torch.Tensor) -> int:

@@ -262,3 +262,38 @@ def test_zero_dim_is_refused_and_empty_passes_through():
     assert out.shape == (0, 4)
     out.sum().backward()
     assert empty.grad.shape == (0, 4)
+
+
+def _poisoned(shape, competitors, dim, dtype, seed=0):
+    """Random h with NaN, +inf and -inf planted in a few blocks; and the [.., blocks, U, ..]
+    mask of the units whose block holds one."""
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(shape, generator=g)
+    flat = h.view(-1)
+    picks = torch.randperm(h.numel(), generator=g)[:4]
+    for i, value in zip(picks.tolist(), (float("nan"), float("inf"), -float("inf"), float("inf"))):
+        flat[i] = value
+    d = dim % h.dim()
+    blocks = h.reshape(*shape[:d], shape[d] // competitors, competitors, *shape[d + 1:])
+    bad = (~torch.isfinite(blocks)).any(dim=d + 1, keepdim=True).expand_as(blocks).reshape(shape)
+    return h.to(dtype), bad
+
+
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("shape, competitors, dim", CASES[:6], ids=str)
+@pytest.mark.parametrize("mode", ["soft", "hard", "argmax"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=str)
+def test_non_finite_blocks_are_nan_and_the_others_untouched(backend, shape, competitors, dim, mode, dtype):
+    """The documented rule: a block with a NaN or +-inf input is NaN in every unit, forward and
+    backward, on every backend; every other block equals the run on the same input made finite."""
+    if backend == "triton" and dtype == torch.float64:
+        pytest.skip("the triton kernels take fp32/bf16/fp16")
+    kwargs = {"soft": {}, "hard": {"hard": True}, "argmax": {"mode": "argmax"}}[mode]
+    h, bad = _poisoned(shape, competitors, dim, dtype)
+    y, grad, _ = run(backend, h, competitors=competitors, dim=dim, **kwargs)
+    assert y.isnan()[bad].all() and grad.isnan()[bad].all()
+    clean_y, clean_grad, _ = run(backend, torch.where(bad, torch.zeros_like(h), h), competitors=competitors, dim=dim,
+                                 **kwargs)
+    assert torch.equal(y[~bad], clean_y[~bad]) and torch.equal(grad[~bad], clean_grad[~bad])
+    ref_y, ref_grad, _ = run("reference", h, competitors=competitors, dim=dim, **kwargs)
+    assert torch.equal(y.isnan(), ref_y.isnan()) and torch.equal(grad.isnan(), ref_grad.isnan())

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -72,11 +73,11 @@ int64_t tile_count(const LwtaLayout& l) {
 // position: running max, sum and winner (kept as A so every loop is a branch-free select).
 template <typename A>
 struct Scratch {
-  std::vector<A> h, g, z, w, max, sum, winner;
+  std::vector<A> h, g, z, w, max, sum, winner, bad;
   std::vector<float> uniform;
   explicit Scratch(int64_t units)
       : h(units * kTile), g(units * kTile), z(units * kTile), w(units * kTile), max(kTile), sum(kTile),
-        winner(kTile), uniform(kTile) {}
+        winner(kTile), bad(kTile), uniform(kTile) {}
 };
 
 template <typename scalar_t, typename A>
@@ -184,8 +185,9 @@ RK_HOST_DEVICE void pair_forward_loop(const A* __restrict__ h0, const A* __restr
                                       const A* __restrict__ e, A* __restrict__ y0, A* __restrict__ y1, int64_t n) {
   for (int64_t j = 0; j < n; ++j) {
     const PairWeights<A> w = pair_weights_of<kHard>(z[j], e[j]);
-    y0[j] = h0[j] * w.w0;
-    y1[j] = h1[j] * w.w1;
+    const bool bad = !((h0[j] - h0[j]) + (h1[j] - h1[j]) == A(0));  // both finite: 0 + 0
+    y0[j] = bad ? std::numeric_limits<A>::quiet_NaN() : h0[j] * w.w0;
+    y1[j] = bad ? std::numeric_limits<A>::quiet_NaN() : h1[j] * w.w1;
   }
 }
 
@@ -196,8 +198,9 @@ RK_HOST_DEVICE void pair_backward_loop(const A* __restrict__ g0, const A* __rest
   for (int64_t j = 0; j < n; ++j) {
     const PairWeights<A> w = pair_weights_of<kHard>(z[j], e[j]);
     const A c = (w.xi0 * w.xi1) * ((g0[j] * h0[j] - g1[j] * h1[j]) / temperature);
-    d0[j] = g0[j] * w.w0 + c;
-    d1[j] = g1[j] * w.w1 - c;
+    const bool bad = !((h0[j] - h0[j]) + (h1[j] - h1[j]) == A(0));
+    d0[j] = bad ? std::numeric_limits<A>::quiet_NaN() : g0[j] * w.w0 + c;
+    d1[j] = bad ? std::numeric_limits<A>::quiet_NaN() : g1[j] * w.w1 - c;
   }
 }
 
@@ -217,6 +220,23 @@ RK_HOST_DEVICE void pair_backward_t(const A* g0, const A* g1, const A* h0, const
     pair_backward_loop<true>(g0, g1, h0, h1, z, e, d0, d1, temperature, n);
   else
     pair_backward_loop<false>(g0, g1, h0, h1, z, e, d0, d1, temperature, n);
+}
+
+// The non-finite rule: a block holding a NaN or +-inf input gives NaN in all its units, forward
+// and backward (x - x is 0 exactly when x is finite). bad[j] != 0 marks such a block.
+template <typename A>
+RK_HOST_DEVICE bool non_finite(A x) {
+  return !(x - x == A(0));
+}
+
+template <typename A>
+RK_HOST_DEVICE void mark_non_finite_t(const A* __restrict__ h, A* __restrict__ bad, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) bad[j] = non_finite(h[j]) ? A(1) : bad[j];
+}
+
+template <typename A>
+RK_HOST_DEVICE void poison_t(A* __restrict__ h, const A* __restrict__ bad, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) h[j] = bad[j] != A(0) ? std::numeric_limits<A>::quiet_NaN() : h[j];
 }
 
 template <typename A>
@@ -244,6 +264,8 @@ RK_TILE_LOOP(grad, (const float* g, float* h, const float* w, const float* x, co
               int64_t n),
              (g, h, w, x, s, t, r, n))
 RK_TILE_LOOP(product, (float* h, const float* w, int64_t n), (double* h, const double* w, int64_t n), (h, w, n))
+RK_TILE_LOOP(mark_non_finite, (const float* h, float* b, int64_t n), (const double* h, double* b, int64_t n), (h, b, n))
+RK_TILE_LOOP(poison, (float* h, const float* b, int64_t n), (double* h, const double* b, int64_t n), (h, b, n))
 RK_TILE_LOOP(logistic_noise, (const float* u, float* z, int64_t n), (const float* u, double* z, int64_t n), (u, z, n))
 RK_TILE_LOOP(pair_exponent, (const float* h0, const float* h1, float* z, float* e, float t, int64_t n),
              (const double* h0, const double* h1, double* z, double* e, double t, int64_t n), (h0, h1, z, e, t, n))
@@ -263,7 +285,8 @@ RK_TILE_LOOP(pair_backward,
 
 // One tile: xi into s.z and the forward weights into s.w (soft: xi; hard and argmax: one-hot);
 // then s.h becomes the forward output h * w, or with `backward` the input gradient
-// g * w + xi * (g * h - S) / T, S the in-order block sum of (g * h) * xi (argmax: g * w).
+// g * w + xi * (g * h - S) / T, S the in-order block sum of (g * h) * xi (argmax: g * w);
+// NaN for every unit of a block with a non-finite input.
 template <typename A>
 void lwta_tile(Scratch<A>& s, int64_t units, int64_t n, const LwtaParams& p, int64_t logical_base,
                int64_t logical_stride, bool backward) {
@@ -272,6 +295,9 @@ void lwta_tile(Scratch<A>& s, int64_t units, int64_t n, const LwtaParams& p, int
   const A temperature = static_cast<A>(p.temperature);
   const bool relaxed = p.mode != kLwtaArgmax;
   std::vector<A>& ranked = relaxed ? s.z : s.h;  // what the winner is the argmax of
+  A* bad = s.bad.data();
+  std::fill(bad, bad + n, A(0));
+  for (int64_t u = 0; u < units; ++u) mark_non_finite(row(s.h, u), bad, n);
   if (relaxed) {
     for (int64_t u = 0; u < units; ++u) {
       fill_uniform4(s.uniform.data(), n, p.seed, p.offset + static_cast<uint64_t>(logical_base + u * logical_stride));
@@ -289,12 +315,14 @@ void lwta_tile(Scratch<A>& s, int64_t units, int64_t n, const LwtaParams& p, int
     weights(row(s.z, u), sum, winner, row(s.w, u), static_cast<A>(u), relaxed, p.mode != kLwtaSoft, n);
   if (!backward) {
     for (int64_t u = 0; u < units; ++u) product(row(s.h, u), row(s.w, u), n);
+    for (int64_t u = 0; u < units; ++u) poison(row(s.h, u), bad, n);
     return;
   }
   std::fill(sum, sum + n, A(0));
   if (relaxed)
     for (int64_t u = 0; u < units; ++u) grad_sum(row(s.g, u), row(s.h, u), row(s.z, u), sum, n);
   for (int64_t u = 0; u < units; ++u) grad(row(s.g, u), row(s.h, u), row(s.w, u), row(s.z, u), sum, temperature, relaxed, n);
+  for (int64_t u = 0; u < units; ++u) poison(row(s.h, u), bad, n);
 }
 
 template <typename scalar_t, typename A>

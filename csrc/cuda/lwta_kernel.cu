@@ -17,6 +17,16 @@ namespace rk {
 // the CPU kernel).
 __device__ __forceinline__ bool beats(float v, float best) { return v > best || (v != v && best == best); }
 
+// The non-finite rule of every backend: a block holding a NaN or +-inf input gives NaN in all its
+// units, forward and backward (x - x is 0 exactly when x is finite).
+__device__ __forceinline__ bool block_non_finite(const float* h, int units) {
+  float sum = 0.0f;
+  for (int u = 0; u < units; ++u) sum = sum + (h[u] - h[u]);
+  return !(sum == 0.0f);
+}
+
+__device__ __forceinline__ float quiet_nan() { return __int_as_float(0x7fc00000); }
+
 namespace {
 
 constexpr int kThreads = 256;
@@ -92,7 +102,9 @@ __global__ void lwta_forward_kernel(const T* h_in, T* out, Geometry geo, float t
       h[u] = static_cast<float>(to_opmath(h_in[mem[u]]));
     }
     block_weights(h, logical, units, temperature, mode, seed, offset, w, xi);
-    for (int u = 0; u < units; ++u) out[mem[u]] = from_opmath<T>(static_cast<typename OpMath<T>::type>(h[u] * w[u]));
+    const bool bad = block_non_finite(h, units);
+    for (int u = 0; u < units; ++u)
+      out[mem[u]] = from_opmath<T>(static_cast<typename OpMath<T>::type>(bad ? quiet_nan() : h[u] * w[u]));
   }
 }
 
@@ -110,10 +122,11 @@ __global__ void lwta_backward_kernel(const T* g_in, const T* h_in, T* out, Geome
       g[u] = static_cast<float>(to_opmath(g_in[mem[u]]));
     }
     block_weights(h, logical, units, temperature, mode, seed, offset, w, xi);
+    const bool bad = block_non_finite(h, units);
     if (units == 2 && mode != 2) {  // c = xi0 xi1 (g0 h0 - g1 h1) / T; g0 w0 + c and g1 w1 - c
       const float c = (xi[0] * xi[1]) * __fdiv_rn(g[0] * h[0] - g[1] * h[1], temperature);
-      out[mem[0]] = from_opmath<T>(static_cast<typename OpMath<T>::type>(g[0] * w[0] + c));
-      out[mem[1]] = from_opmath<T>(static_cast<typename OpMath<T>::type>(g[1] * w[1] - c));
+      out[mem[0]] = from_opmath<T>(static_cast<typename OpMath<T>::type>(bad ? quiet_nan() : g[0] * w[0] + c));
+      out[mem[1]] = from_opmath<T>(static_cast<typename OpMath<T>::type>(bad ? quiet_nan() : g[1] * w[1] - c));
       continue;
     }
     float total = 0.0f;
@@ -122,6 +135,7 @@ __global__ void lwta_backward_kernel(const T* g_in, const T* h_in, T* out, Geome
     for (int u = 0; u < units; ++u) {
       float value = g[u] * w[u];
       if (mode != 2) value = value + __fdiv_rn(xi[u] * (g[u] * h[u] - total), temperature);
+      if (bad) value = quiet_nan();
       out[mem[u]] = from_opmath<T>(static_cast<typename OpMath<T>::type>(value));
     }
   }

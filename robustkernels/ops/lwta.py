@@ -158,8 +158,12 @@ def lwta(h: torch.Tensor, *, competitors: int = 2, temperature: float = 0.67, di
         mode: ``"sample"`` (stochastic) or ``"argmax"`` (deterministic winner, no noise).
         generator: where the Philox seed comes from (default generator if None).
     Returns:
-        ``h * xi``, the same shape, dtype and layout as ``h``. A NaN in ``h`` comes out NaN at its
-        position; which unit of its block wins is then unspecified.
+        ``h * xi``, the same shape, dtype and layout as ``h``.
+
+    Non-finite input: a block holding a NaN or +-inf gives NaN in every one of its units, in the
+    forward output and in the gradient, on every backend (reference, cpp, triton, cuda); the other
+    blocks are unaffected. Finite inputs so large that ``h / temperature`` overflows float32
+    (about 2e38 at T = 0.67) are outside the supported range.
     """
     dim = check_lwta_args(h, competitors, temperature, dim, mode)
     code = mode_code(hard, mode)

@@ -93,41 +93,56 @@ def winner_weights(h: torch.Tensor, competitors: int, temperature: float, dim: i
     return e / _sequential_sum(e, dim + 1), z
 
 
+def poison_non_finite(values: torch.Tensor, hb: torch.Tensor, dim: int) -> torch.Tensor:
+    """``values`` (block view) with NaN in every unit of a block whose input ``hb`` holds a NaN
+    or +-inf: the documented rule of every backend, forward and backward."""
+    bad = (~torch.isfinite(hb)).any(dim=dim + 1, keepdim=True)
+    return torch.where(bad, torch.full_like(values, float("nan")), values)
+
+
 def lwta(h: torch.Tensor, competitors: int = 2, temperature: float = 0.67, dim: int = 1, hard: bool = False,
          mode: str = "sample", seed: int = 0, offset: int = 0) -> torch.Tensor:
-    """Differentiable (through autograd) reference; fp32 math, output in h's dtype."""
+    """Differentiable (through autograd) reference; fp32 math, output in h's dtype. A block whose
+    input holds a NaN or +-inf outputs NaN in all its units."""
     compute = torch.float64 if h.dtype == torch.float64 else torch.float32
     x = h.to(compute)
     hb = _blocks(x, competitors, dim)
     if mode == "argmax":
         weights = torch.zeros_like(hb).scatter_(dim + 1, hb.argmax(dim=dim + 1, keepdim=True), 1.0)
-        return (hb * weights).reshape(h.shape).to(h.dtype)
+        return poison_non_finite(hb * weights, hb.detach(), dim).reshape(h.shape).to(h.dtype)
     xi, z = winner_weights(x.detach(), competitors, temperature, dim, seed, offset)
     weights = xi
     if hard:
         weights = torch.zeros_like(weights).scatter_(dim + 1, z.argmax(dim=dim + 1, keepdim=True), 1.0)
     # value: h * weights exactly; gradient: autograd through softmax((h + G) / T), the noise constant
     soft = torch.softmax(z + (hb - hb.detach()) / temperature, dim=dim + 1)
-    return (hb * weights + hb * (soft - soft.detach())).reshape(h.shape).to(h.dtype)
+    out = poison_non_finite(hb * weights + hb * (soft - soft.detach()), hb.detach(), dim)
+    return out.reshape(h.shape).to(h.dtype)
 
 
 def lwta_backward(grad: torch.Tensor, h: torch.Tensor, competitors: int = 2, temperature: float = 0.67, dim: int = 1,
                   hard: bool = False, mode: str = "sample", seed: int = 0, offset: int = 0) -> torch.Tensor:
     """The gradient in closed form, in the kernels' fp32 operation order:
     ``g * w + xi * (g * h - S) / T`` with ``S`` the in-order block sum of ``(g * h) * xi``
-    (``w``: xi, or the one-hot winner when hard); argmax mode: ``g * w``."""
+    (``w``: xi, or the one-hot winner when hard); argmax mode: ``g * w``. NaN in every unit of a
+    block whose input holds a NaN or +-inf."""
     compute = torch.float64 if h.dtype == torch.float64 else torch.float32
     hb = _blocks(h.to(compute), competitors, dim)
     gb = _blocks(grad.to(compute), competitors, dim)
+    return poison_non_finite(_block_grad(gb, hb, h, competitors, temperature, dim, hard, mode, seed, offset), hb,
+                             dim).reshape(h.shape).to(h.dtype)
+
+
+def _block_grad(gb, hb, h, competitors, temperature, dim, hard, mode, seed, offset):
+    compute = hb.dtype
     if mode == "argmax":
         weights = torch.zeros_like(hb).scatter_(dim + 1, hb.argmax(dim=dim + 1, keepdim=True), 1.0)
-        return (gb * weights).reshape(h.shape).to(h.dtype)
+        return gb * weights
     xi, z = winner_weights(h.to(compute), competitors, temperature, dim, seed, offset)
     weights = torch.zeros_like(xi).scatter_(dim + 1, z.argmax(dim=dim + 1, keepdim=True), 1.0) if hard else xi
     if competitors == 2:  # with xi0 + xi1 = 1: c = xi0 xi1 (g0 h0 - g1 h1) / T, then g0 w0 + c, g1 w1 - c
         (x0, x1), (g0, g1), (h0, h1), (w0, w1) = (t.unbind(dim + 1) for t in (xi, gb, hb, weights))
         c = (x0 * x1) * ((g0 * h0 - g1 * h1) / temperature)
-        grad = torch.stack([g0 * w0 + c, g1 * w1 - c], dim=dim + 1)
-        return grad.reshape(h.shape).to(h.dtype)
+        return torch.stack([g0 * w0 + c, g1 * w1 - c], dim=dim + 1)
     total = _sequential_sum((gb * hb) * xi, dim + 1)
-    return (gb * weights + xi * (gb * hb - total) / temperature).reshape(h.shape).to(h.dtype)
+    return gb * weights + xi * (gb * hb - total) / temperature

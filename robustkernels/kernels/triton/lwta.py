@@ -33,7 +33,8 @@ def _exp_poly(x):
     y = y * r + 5.0000001201e-1
     y = (y * z + r) + 1.0
     scale = ((n.to(tl.int32) + 127) << 23).to(tl.float32, bitcast=True)
-    return tl.where(x < -87.0, 0.0, y * scale)
+    # tl.minimum / tl.maximum drop NaN; C++'s clamp keeps it: NaN in, NaN out on every backend
+    return tl.where(x < -87.0, 0.0, tl.where(x == x, y * scale, x))
 
 
 @triton.jit
@@ -113,13 +114,22 @@ def _weights(h, logical, mask, units, seed, offset, temperature, MODE: tl.conste
 
 
 @triton.jit
+def _poison_non_finite(values, h, units, U: tl.constexpr):
+    """NaN in every unit of a block whose input holds a NaN or +-inf (h - h is 0 exactly when h is
+    finite; padding rows and positions were loaded as 0): the rule of every backend."""
+    bad = _row_sum(tl.where(h - h == 0.0, 0.0, 1.0), units, U) != 0.0
+    return tl.where(bad[None, :], float("nan"), values)
+
+
+@triton.jit
 def _lwta_forward_kernel(h_ptr, out_ptr, dim_size, inner, positions, temperature, seed, offset, U: tl.constexpr,
                          U_POW2: tl.constexpr, BLOCK: tl.constexpr, MODE: tl.constexpr, CHANNELS_LAST: tl.constexpr):
     mem, logical, mask, units = _tile(h_ptr, tl.program_id(0).to(tl.int64), tl.program_id(1), dim_size, inner,
                                       positions, U, U_POW2, BLOCK, CHANNELS_LAST)
     h = tl.load(h_ptr + mem, mask=mask, other=0.0).to(tl.float32)
     w, _ = _weights(h, logical, mask, units, seed, offset, temperature, MODE, U)
-    tl.store(out_ptr + mem, (h * w).to(out_ptr.dtype.element_ty), mask=mask)
+    out = _poison_non_finite(h * w, h, units, U)
+    tl.store(out_ptr + mem, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -140,6 +150,7 @@ def _lwta_backward_kernel(g_ptr, h_ptr, out_ptr, dim_size, inner, positions, tem
     elif MODE != ARGMAX:
         total = _row_sum((g * h) * xi, units, U)
         grad = grad + tl.math.div_rn(xi * (g * h - total[None, :]), temperature)
+    grad = _poison_non_finite(grad, h, units, U)
     tl.store(out_ptr + mem, grad.to(out_ptr.dtype.element_ty), mask=mask)
 
 

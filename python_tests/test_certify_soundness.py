@@ -22,7 +22,7 @@ from .models import trained_digits_cnn
 
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))
-ACTIVATIONS = [nn.ReLU, lambda: nn.ReLU(inplace=True), lambda: nn.LeakyReLU(0.1), lambda: nn.LeakyReLU(-0.5),
+ACTIVATIONS = [nn.ReLU, lambda: nn.LeakyReLU(0.1), lambda: nn.LeakyReLU(-0.5),
                lambda: nn.LeakyReLU(1.5), nn.Tanh, nn.Sigmoid, nn.ELU, nn.ReLU6, lambda: nn.Hardtanh(-0.5, 0.3),
                nn.Softplus]
 
@@ -61,9 +61,12 @@ def networks(draw):
                               bias=draw(st.booleans())))
             c, side = out, (side + 2 * pad - dilation * (k - 1) - 1) // stride + 1
         elif kind == "block":
-            out = draw(st.sampled_from([c, c + 1]))
-            layers.append(PreActBlock(c, out, 1, norm_act_factory("relu")))
-            c = out
+            out, stride = draw(st.sampled_from([c, c + 1])), draw(st.sampled_from([1, 1, 2]))
+            activation = draw(st.sampled_from([nn.ReLU, nn.ReLU, nn.Tanh, lambda: nn.LeakyReLU(-0.3)]))
+            norm_act = norm_act_factory("relu") if activation is nn.ReLU else (
+                lambda ch: (nn.BatchNorm2d(ch), activation()))
+            layers.append(PreActBlock(c, out, stride, norm_act))
+            c, side = out, (side - 1) // stride + 1
         elif kind == "bn":
             layers.append(nn.BatchNorm2d(c, affine=draw(st.booleans())))
         elif kind == "act":

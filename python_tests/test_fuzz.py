@@ -240,3 +240,78 @@ def test_evaluate(data):
     if report is None:
         return
     assert report.n_samples == len(y) and 0 <= report.worst_case.mean <= report.clean_accuracy.mean <= 1
+
+
+# -- defences and fit's data handling -------------------------------------------------------------
+FRONT_NAMES = ("BitDepthReduction", "MedianSmoothing", "JPEGCompression", "GaussianNoise", "bits", "kernel_size",
+               "quality", "sigma", "x")
+
+
+@FUZZ
+@given(st.data())
+def test_defences(data):
+    """Every front-end, good and bad arguments, any input: a same-shaped result in [0, 1] (for
+    float [N, C, H, W] input in [0, 1]) or an error naming the front-end or its argument."""
+    from robustkernels.defences import BitDepthReduction, GaussianNoise, JPEGCompression, MedianSmoothing
+
+    kind = data.draw(st.sampled_from([BitDepthReduction, MedianSmoothing, JPEGCompression, GaussianNoise]))
+    arg = data.draw({BitDepthReduction: scalars([1, 4, 8]), MedianSmoothing: scalars([1, 2, 3]),
+                     JPEGCompression: scalars([10, 75, 95]), GaussianNoise: scalars([0.0, 0.05, 1.0])}[kind])
+    front = run(lambda: kind(arg), FRONT_NAMES)
+    if front is None:
+        return
+    channels = data.draw(st.sampled_from([1, 3]))
+    x = data.draw(tensors(shape=data.draw(st.sampled_from([[2, channels, 8, 8], [1, channels, 5, 7], [0, 1, 4, 4],
+                                                           [3, 8, 8], [2, channels, 1, 1]])),
+                          low=data.draw(st.sampled_from([0.0, 0.0, -0.5])), high=1.0))
+    out = run(lambda: front(x), FRONT_NAMES)
+    if out is not None:
+        assert out.shape == x.shape and out.dtype == x.dtype
+        low, high = (0.0, 1.0) if front.unit_range else (float(x.min()), float(x.max())) if x.numel() else (0, 1)
+        assert bool(torch.isfinite(out).all()) and (out.numel() == 0 or low <= float(out.min()) <= float(out.max())
+                                                    <= high)
+
+
+FIT_NAMES = ("train_data", "batch_size", "labels")
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_fit_data_handling(data):
+    """Tensors, Datasets, dict Datasets and DataLoaders with any batch size, drop_last, shuffle,
+    sampler or batch_sampler, labels in or out of range: fit trains on exactly the batches it
+    promises (ceil(N / batch_size) steps of batch_size, the last one shorter) or refuses in one
+    error naming the data or the batch size, before any step."""
+    from torch.utils.data import DataLoader, SequentialSampler, TensorDataset
+
+    from robustkernels.train import fit, make_method
+
+    n = data.draw(st.integers(1, 40))
+    x = torch.rand(n, 1, 4, 4, generator=torch.Generator().manual_seed(n))
+    y = torch.randint(0, data.draw(st.sampled_from([3, 3, 3, 5])), (n,), generator=torch.Generator().manual_seed(n))
+    dataset = TensorDataset(x, y)
+    shape = data.draw(st.sampled_from(["tensors", "dataset", "loader", "loader", "sampler", "batch_sampler"]))
+    loader_bs = data.draw(st.sampled_from([1, 7, 16]))
+    if shape == "tensors":
+        train = (x, y)
+    elif shape == "dataset":
+        train = dataset
+    elif shape == "loader":
+        train = DataLoader(dataset, batch_size=loader_bs, shuffle=data.draw(st.booleans()),
+                           drop_last=data.draw(st.booleans()))
+    elif shape == "sampler":
+        train = DataLoader(dataset, batch_size=loader_bs, sampler=type("Custom", (SequentialSampler,), {})(dataset))
+    else:
+        train = DataLoader(dataset, batch_sampler=[list(range(0, n, 2))])
+    batch_size = data.draw(st.sampled_from([None, 4, 16, loader_bs]))
+    steps = []
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 4))
+    kwargs = {} if batch_size is None else {"batch_size": batch_size}
+    history = run(lambda: fit(model, make_method("standard"), train, epochs=1, progress=False, lr=0.01,
+                              callback=steps.append, **kwargs), FIT_NAMES)
+    if history is None:
+        assert steps == []
+        return
+    expected = batch_size or (train.batch_size if isinstance(train, DataLoader) else None) or 128
+    assert len(steps) == -(-n // expected)
+    assert int(y.max()) < 4  # labels outside the model's 4 classes never train

@@ -93,46 +93,40 @@ def _back_max_pool(pool: nn.MaxPool2d, A, c, box):
     return A_in.view(batch, specs, *lower.shape[1:]), c + _sum_last(A.clamp(max=0) * top[:, None])
 
 
-def _linear_through(steps, lower, upper, A, c):
-    """The pass through a block's branch, which must not end early."""
-    A, c = backward(steps, _boxes(steps, lower, upper), A, c)
-    if A is None:
-        raise TypeError("CROWN-IBP needs residual blocks whose layers have linear relaxations")
-    return A, c
-
-
 def _back_block(block: Block, A, c, box):
     """``out = main(pre) + (x or shortcut(pre))``, ``pre = head(x)``: both branches back to ``pre``
-    (or ``x``), then through the head to ``x``."""
+    (or ``x``), then through the head to ``x``. None when a branch has a step without a linear
+    relaxation (the caller then makes the bound concrete on the block's output box)."""
     head_boxes = _boxes(block.head, *box)
     pre_box = step_bounds(block.head[-1], *head_boxes[-1]) if block.head else box
-    A_pre, c = _linear_through(block.main, *pre_box, A, c)
-    if block.shortcut is not None:
-        A_short, c = _linear_through(block.shortcut, *pre_box, A, c)
-        A_pre = A_pre + A_short
-    A_x, c = backward(block.head, head_boxes, A_pre, c)
+    A_pre, c_pre = backward(block.main, _boxes(block.main, *pre_box), A, c)
+    if A_pre is not None and block.shortcut is not None:
+        A_short, c_pre = backward(block.shortcut, _boxes(block.shortcut, *pre_box), A, c_pre)
+        A_pre = None if A_short is None else A_pre + A_short
+    if A_pre is None:
+        return None
+    A_x, c_x = backward(block.head, head_boxes, A_pre, c_pre)
     if A_x is None:
-        raise TypeError("CROWN-IBP needs residual blocks whose layers have linear relaxations")
-    return (A_x if block.shortcut is not None else A_x + A), c
+        return None
+    return (A_x if block.shortcut is not None else A_x + A), c_x
 
 
 def backward(steps: list, boxes: list[Box], A, c):
     """Carry ``margin >= A . h + c`` from the output of ``steps`` back to their input. Returns
     ``(A, c)``, or ``(None, bound)`` when a step without a linear relaxation ended the pass."""
     for step, box in zip(reversed(steps), reversed(boxes)):
-        pooled = None
-        if isinstance(step, Monotone) and step.kind == "max_pool":
-            pooled = _back_max_pool(step.pool, A, c, box)
+        relaxed = None
         if isinstance(step, Affine):
-            A, c = _back_affine(step, A, c, box[0].shape[1:])
+            relaxed = _back_affine(step, A, c, box[0].shape[1:])
         elif isinstance(step, Monotone) and step.kind == "relu":
-            A, c = _back_relu(A, c, box)
+            relaxed = _back_relu(A, c, box)
+        elif isinstance(step, Monotone) and step.kind == "max_pool":
+            relaxed = _back_max_pool(step.pool, A, c, box)
         elif isinstance(step, Block):
-            A, c = _back_block(step, A, c, box)
-        elif pooled is not None:
-            A, c = pooled
-        else:
+            relaxed = _back_block(step, A, c, box)
+        if relaxed is None:
             return None, concretize(A, c, step_bounds(step, *box))
+        A, c = relaxed
     return A, c
 
 

@@ -11,19 +11,26 @@ class Preprocessing(nn.Module):
     """Base of the front-ends. ``differentiable``: whether its gradient is informative (False:
     zero almost everywhere, or not defined - attack it with BPDA); ``randomized``: whether two
     passes on one input differ (attack it with EOT). Inputs: finite [N, C, H, W] in [0, 1]; NaN
-    or +-inf is a ValueError on every front-end (none of them can say what it should become)."""
+    or +-inf is a ValueError on every front-end (none of them can say what it should become), and
+    so is a value outside [0, 1] on those whose function assumes that range (``unit_range``)."""
 
     differentiable = True
     randomized = False
+    unit_range = True  # the function depends on inputs lying in [0, 1] (quantisation, JPEG, clamping)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
             raise ValueError(f"{type(self).__name__} takes float images [N, C, H, W], got "
                              f"{getattr(x, 'dtype', type(x).__name__)} {list(getattr(x, 'shape', []))}")
+        if x.numel() == 0:
+            return x.clone()  # an empty batch maps to an empty batch on every front-end
         bad = ~torch.isfinite(x.detach()).flatten(1).all(dim=1)
         if bool(bad.any()):
             raise ValueError(f"{type(self).__name__}: the input holds NaN or inf in {int(bad.sum())} of "
                              f"{x.shape[0]} images")
+        if self.unit_range and (float(x.min()) < 0 or float(x.max()) > 1):
+            raise ValueError(f"{type(self).__name__}: takes images in [0, 1], got values in [{float(x.min()):g}, "
+                             f"{float(x.max()):g}]; put it before the model's normalisation")
         return self.transform(x)
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,8 @@ class MedianSmoothing(Preprocessing):
     the pixel, and for an even ``k`` the upper of the two middle values. Differentiable almost
     everywhere (the gradient flows to the median pixel)."""
 
+    unit_range = False  # a median of any values: no range assumed
+
     def __init__(self, kernel_size: int = 2):
         super().__init__()
         self.k = positive_int("kernel_size", kernel_size)

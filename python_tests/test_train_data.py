@@ -52,7 +52,7 @@ def test_dataset_and_dataloader_train_exactly_as_tensors(digits):
     _same(reference, model)
     assert [r["val_pgd_acc"] for r in history] == [r["val_pgd_acc"] for r in history_ds]
     assert lazy.reads == 1 + 2 * len(y)  # one read to check the format, then each sample once per epoch
-    loader = DataLoader(Lazy(x, y), batch_size=7, shuffle=True)  # its sampler is not used: our order is
+    loader = DataLoader(Lazy(x, y), batch_size=32, shuffle=True)  # its shuffle is replaced: our order is
     rng = torch.get_rng_state()
     model, _ = _train(loader, (xv, yv))
     _same(reference, model)

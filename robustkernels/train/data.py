@@ -53,8 +53,10 @@ class TrainData:
                 raise TypeError(f"{name}: items must be (x, y) pairs, got {type(sample).__name__}")
             _check_pair(name, sample[0], torch.as_tensor(sample[1]))
             self.sample_shape = tuple(sample[0].shape)
+            self.example = sample[0][None]
         else:
             self.sample_shape = tuple(self.tensors[0].shape[1:])
+            self.example = self.tensors[0][:1]  # one input, for the model's number of classes
 
     def __len__(self) -> int:
         return len(self.tensors[1]) if self.tensors is not None else len(self.dataset)

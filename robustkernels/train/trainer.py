@@ -344,8 +344,7 @@ def train_batch(run: Run, opts: FitOptions, epoch: int, b: int, index: torch.Ten
 def check_labels(run: Run, train: TrainData, val: TrainData | None) -> None:
     """Labels must be classes of the model: all of them up front for tensors (a Dataset's are
     checked batch by batch in :func:`train_batch`)."""
-    xb, _ = next(train.batches([torch.arange(1)]))
-    classes = num_classes(run, xb.to(run.device))
+    classes = num_classes(run, train.example.to(run.device))
     for data in (train, val):
         if data is not None and data.tensors is not None:
             check_label_range(data.tensors[1], classes, data.name)

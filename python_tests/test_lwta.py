@@ -243,15 +243,29 @@ def test_bad_arguments(kwargs, error, match):
 @pytest.mark.cuda
 @pytest.mark.parametrize("backend", ["cuda", "triton"])
 @pytest.mark.parametrize("hard", [False, True])
-def test_cuda_backends_match_reference(backend, hard):
+@pytest.mark.parametrize("competitors", [2, 4])
+def test_cuda_backends_match_reference(backend, hard, competitors):
     h = torch.randn(8, 16, 12, 12)
-    y_ref, grad_ref, weights = run("reference", h, hard=hard)
+    y_ref, grad_ref, weights = run("reference", h, hard=hard, competitors=competitors)
     x = h.cuda().requires_grad_(True)
     with robustkernels.use_backend(backend):
-        y = ops.lwta(x, generator=seeded(), hard=hard)
+        y = ops.lwta(x, generator=seeded(), hard=hard, competitors=competitors)
         (grad,) = torch.autograd.grad((y * weights.cuda()).sum(), x)
-    torch.testing.assert_close(y.cpu(), y_ref, rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(grad.cpu(), grad_ref, rtol=1e-5, atol=1e-5)
+    assert torch.equal(y.cpu(), y_ref) and torch.equal(grad.cpu(), grad_ref)  # the same bits, fusion off
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("competitors", [2, 3])
+def test_cuda_float64_gradcheck_and_double_arithmetic(competitors):
+    """float64 on the CUDA kernel computes in double (the shared block math), so gradcheck holds
+    and the values equal the CPU kernel's float64 ones within double rounding."""
+    h = torch.randn(3, 6, 5, dtype=torch.float64, device="cuda", requires_grad=True)
+    with robustkernels.use_backend("cuda"):
+        assert torch.autograd.gradcheck(lambda t: ops.lwta(t, competitors=competitors, generator=seeded()), (h,))
+        y = ops.lwta(h, competitors=competitors, generator=seeded())
+    with robustkernels.use_backend("cpp"):
+        y_cpu = ops.lwta(h.detach().cpu(), competitors=competitors, generator=seeded())
+    torch.testing.assert_close(y.detach().cpu(), y_cpu, rtol=1e-14, atol=1e-14)
 
 
 def test_zero_dim_is_refused_and_empty_passes_through():

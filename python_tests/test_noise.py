@@ -242,6 +242,14 @@ def test_cuda_backends_match_reference(backend, dtype, granularity):
     seed = seed_of()
     y_ref = reference.noisy_weight(w.detach().cpu().float(), alpha.detach().cpu(), seed)
     assert_lowp_close(y.cpu(), reference.noisy_weight(w.detach().cpu(), alpha.detach().cpu(), seed), y_ref)
+    # given the device's std (its last bit is per device, see ops.noise), the kernel is exact
+    from robustkernels.ops.noise import _alpha_layout, tensor_std
+
+    std = tensor_std(w.detach())
+    channels, inner, elementwise = _alpha_layout(w, alpha.detach(), 0)
+    flat = reference.noise.noise_add(w.detach().cpu(), alpha.detach().cpu().float().reshape(-1), std.cpu(), channels,
+                                     inner, elementwise, seed, 0)
+    assert torch.equal(y.detach().cpu(), flat)
     a_ref = alpha.detach().cpu().requires_grad_()
     (ga_ref,) = torch.autograd.grad(reference.noisy_weight(w.detach().cpu().float(), a_ref, seed).sum(), a_ref)
     torch.testing.assert_close(ga.cpu(), ga_ref, rtol=1e-3, atol=1e-3)

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "../common/fast_math.h"
+#include "../common/lwta_math.h"
 #include "../lwta_host.h"
 #include "random_fill.h"
 #include "simd.h"
@@ -29,20 +30,6 @@ namespace rk {
 namespace {
 
 constexpr int64_t kTile = 256;
-
-// The noise and exp in the accumulation type: float uses the shared polynomials (bit-identical
-// across backends); double (float64 inputs, e.g. gradcheck) uses libm in double.
-RK_HOST_DEVICE float gumbel_of(float u, float) { return gumbel_poly(u); }
-RK_HOST_DEVICE double gumbel_of(float u, double) {
-  return -std::log(-std::log(static_cast<double>(u) + 1e-10) + 1e-10);
-}
-RK_HOST_DEVICE float logistic_of(float u, float) { return logistic_poly(u); }
-RK_HOST_DEVICE double logistic_of(float u, double) {
-  const double ud = static_cast<double>(u);
-  return std::log((ud + 1e-10) / ((1.0 - ud) + 1e-10));
-}
-RK_HOST_DEVICE float exp_of(float x) { return exp_poly(x); }
-RK_HOST_DEVICE double exp_of(double x) { return std::exp(x); }
 
 struct Tile {
   int64_t mem_base, mem_unit_stride, mem_pos_stride, logical_base, logical_unit_stride, length;

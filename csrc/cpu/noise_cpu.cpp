@@ -28,12 +28,14 @@ void for_each_piece(const PieceLayout& layout, Body&& body) {
   });
 }
 
-// sum(g * eta) in a fixed lane-wise order (a strictly sequential float sum would not vectorise).
+// sum(g * eta): each product in the op-math type, summed in double (as the CUDA and Triton
+// kernels), in a fixed lane-wise order (a strictly sequential sum would not vectorise).
 template <typename scalar_t, typename opmath_t>
-opmath_t dot(const scalar_t* g, const float* eta, int64_t count) {
-  opmath_t total = 0;
+double dot(const scalar_t* g, const float* eta, int64_t count) {
+  double total = 0;
 #pragma omp simd reduction(+ : total)
-  for (int64_t j = 0; j < count; ++j) total += static_cast<opmath_t>(g[j]) * static_cast<opmath_t>(eta[j]);
+  for (int64_t j = 0; j < count; ++j)
+    total += static_cast<double>(static_cast<opmath_t>(g[j]) * static_cast<opmath_t>(eta[j]));
   return total;
 }
 
@@ -68,7 +70,8 @@ at::Tensor noise_add_cpu(const at::Tensor& x, const at::Tensor& alpha, const at:
   return out;
 }
 
-// d loss / d alpha (flat, op-math dtype): std * sum of grad * eta over what each alpha covers.
+// d loss / d alpha (flat, op-math dtype): the sum of grad * eta over what each alpha covers, times
+// std; elementwise (grad * eta) * std - one association on every backend.
 at::Tensor noise_alpha_grad_cpu(const at::Tensor& grad, const at::Tensor& alpha, const at::Tensor& std,
                                 int64_t channels, int64_t inner, bool elementwise, int64_t seed, int64_t offset) {
   check_noise_args(grad, alpha, std, channels, inner, elementwise);
@@ -84,7 +87,7 @@ at::Tensor noise_alpha_grad_cpu(const at::Tensor& grad, const at::Tensor& alpha,
       for_each_piece(layout, [&](int64_t, int64_t begin, int64_t end, int64_t) {
         for_each_normal_chunk(begin, end, seed, offset, [&](int64_t start, int64_t count, const float* eta) {
           for (int64_t j = 0; j < count; ++j)
-            r_data[start + j] = scale * static_cast<opmath_t>(g_data[start + j]) * static_cast<opmath_t>(eta[j]);
+            r_data[start + j] = (static_cast<opmath_t>(g_data[start + j]) * static_cast<opmath_t>(eta[j])) * scale;
         });
       });
       return;
@@ -95,7 +98,7 @@ at::Tensor noise_alpha_grad_cpu(const at::Tensor& grad, const at::Tensor& alpha,
     for_each_piece(layout, [&](int64_t piece, int64_t begin, int64_t end, int64_t) {
       double total = 0.0;
       for_each_normal_chunk(begin, end, seed, offset, [&](int64_t start, int64_t count, const float* eta) {
-        total += static_cast<double>(dot<scalar_t, opmath_t>(g_data + start, eta, count));
+        total += dot<scalar_t, opmath_t>(g_data + start, eta, count);
       });
       p_data[piece] = total;
     });

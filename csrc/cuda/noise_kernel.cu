@@ -39,7 +39,7 @@ __global__ void noise_alpha_grad_elementwise_kernel(const T* grad, const typenam
   const A scale = *std;
   const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    out[i] = scale * to_opmath(grad[i]) * static_cast<A>(philox_normal4_at(seed, offset + i));
+    out[i] = (to_opmath(grad[i]) * static_cast<A>(philox_normal4_at(seed, offset + i))) * scale;
 }
 
 // One block per piece: partial[piece] = sum of grad * eta over the piece (float64).

@@ -35,7 +35,7 @@ cudaError_t launch_pgd_l2_scales(DType dtype, const void* xa, const void* xn, co
 
 int64_t lwta_max_units_cuda();
 cudaError_t launch_lwta(DType dtype, const void* grad, const void* h, void* out, int64_t outer, int64_t dim_size,
-                        int64_t inner, int64_t positions, int64_t competitors, float temperature, int mode,
+                        int64_t inner, int64_t positions, int64_t competitors, double temperature, int mode,
                         uint64_t seed, uint64_t offset, cudaStream_t stream);
 
 namespace {
@@ -110,7 +110,7 @@ at::Tensor lwta_cuda(const at::Tensor* grad, const at::Tensor& h, int64_t compet
   at::Tensor out = at::empty_like(h);
   check_launch(launch_lwta(kernel_dtype(h.scalar_type()), grad ? grad->data_ptr() : nullptr, h.data_ptr(),
                            out.data_ptr(), l.outer, dim_size, l.inner, positions, competitors,
-                           static_cast<float>(temperature), static_cast<int>(mode), static_cast<uint64_t>(seed),
+                           temperature, static_cast<int>(mode), static_cast<uint64_t>(seed),
                            static_cast<uint64_t>(offset), c10::cuda::getCurrentCUDAStream().stream()),
                "lwta");
   return out;

@@ -12,24 +12,14 @@ the noise, the tempered logits and the softmax per element). Contiguous and chan
 inputs are both handled in place; the output has the input's layout.
 """
 
-import enum
 
 import torch
 
 from .. import reference
+from ..kernels.modes import LwtaMode
 from ._random import draw_seed
 from ._registry import KernelOp
 from ._validation import check_float_tensor, check_int
-
-
-class LwtaMode(enum.IntEnum):
-    """The kernels' modes, shared by the Python, Triton and C++ (``LwtaMode`` in lwta_host.h)
-    code: relaxed sampling, hard (one-hot, straight-through) sampling, deterministic argmax."""
-
-    SOFT = 0
-    HARD = 1
-    ARGMAX = 2
-
 
 MODES = {"sample": LwtaMode.SOFT, "argmax": LwtaMode.ARGMAX}  # the user-facing names; hard=True gives HARD
 

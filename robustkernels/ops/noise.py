@@ -6,7 +6,13 @@ Philox stream. ``std`` is the unbiased std over the whole tensor, a constant for
 the paper's code). The backward regenerates ``eta`` from ``(seed, offset)``: no noise tensor is
 materialised or kept; the op saves only the 0-dim ``std``.
 
-Gradients: ``d/dx = grad``; ``d/dalpha = std * sum(grad * eta)`` over what each alpha covers.
+Gradients: ``d/dx = grad``; ``d/dalpha = sum(grad * eta) * std`` over what each alpha covers
+(the products in the op-math type, summed in float64, on every backend).
+
+Same seed, same bits: the draws and the arithmetic given ``std`` are identical on every backend.
+``std`` itself is per device: the CPU kernel's two-pass sums (float chunks, float64 totals),
+``torch.std`` on the reference and on GPUs; they agree to about 1e-7 relative and can differ in
+the last bit, so a noisy weight can differ by one rounding between a CPU and a GPU run.
 """
 
 import torch

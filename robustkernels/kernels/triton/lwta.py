@@ -1,7 +1,8 @@
 """Triton Stochastic LWTA, forward and backward (the backward regenerates the noise).
 
 A program handles one block of U competing units for BLOCK positions, as a [U_POW2, BLOCK]
-tile. Layouts: contiguous [outer, D, inner], or channels_last [B, P, D] (dim 1 of NCHW). The
+tile. Layouts: contiguous [outer, D, inner], channels_last [B, P, D] (dim 1 of NCHW), or flat
+(inner = 1, e.g. [B, F]: the tile's columns are BLOCK consecutive blocks). The
 random counter is the element's row-major NCHW index in both. The same fp32 operations as the
 C++ kernel (shared log/exp polynomials, sums over the block in order, round-to-nearest
 divisions), so the outputs are bit-identical.
@@ -11,18 +12,24 @@ import torch
 import triton
 import triton.language as tl
 
-from ...ops.lwta import LwtaMode
+from ..modes import LwtaMode
+from .launch import launch, programs
 from .philox import _log_poly, uniform4_at
 
 _MAX_BLOCK = 256
 HARD: tl.constexpr = tl.constexpr(int(LwtaMode.HARD))
 ARGMAX: tl.constexpr = tl.constexpr(int(LwtaMode.ARGMAX))
+CHANNELS_LAST: tl.constexpr = tl.constexpr(1)  # layouts; 0 is contiguous [outer, D, inner]
+FLAT: tl.constexpr = tl.constexpr(2)
 
 
 @triton.jit
 def _exp_poly(x):
     clamped = tl.minimum(tl.maximum(x, -87.0), 88.0)
-    n = tl.floor(1.44269504088896341 * clamped + 0.5)
+    # floor by truncation (v is within [-125, 128]): tl.floor lowers to cvt.rmi.ftz, flush-to-zero
+    v = 1.44269504088896341 * clamped + 0.5
+    t = v.to(tl.int32)
+    n = (t - (t.to(tl.float32) > v).to(tl.int32)).to(tl.float32)
     r = clamped - n * 0.693359375
     r = r - n * -2.12194440e-4
     z = r * r
@@ -48,14 +55,20 @@ def _row_sum(values, units, U: tl.constexpr):
 
 @triton.jit
 def _tile(h_ptr, program, chunk, dim_size, inner, positions, U: tl.constexpr, U_POW2: tl.constexpr,
-          BLOCK: tl.constexpr, CHANNELS_LAST: tl.constexpr):
-    """Memory offsets, logical (NCHW) indices, mask and unit index of a tile."""
+          BLOCK: tl.constexpr, LAYOUT: tl.constexpr):
+    """Memory offsets, logical (NCHW) indices, mask and unit index of a tile. FLAT (inner == 1,
+    e.g. [B, F]): the tile's columns are BLOCK consecutive blocks (``positions`` of them in all),
+    not BLOCK positions of one block, so a program does not idle on a single block."""
     blocks = dim_size // U
     outer, block = program // blocks, program % blocks
     units = tl.arange(0, U_POW2)[:, None]
     pos = chunk * BLOCK + tl.arange(0, BLOCK)[None, :]
     unit = (block * U + units).to(tl.int64)
-    if CHANNELS_LAST:
+    if LAYOUT == FLAT:
+        mem = pos.to(tl.int64) * U + units
+        logical = mem
+        mask = (units < U) & (pos < positions)
+    elif LAYOUT == CHANNELS_LAST:
         mem = (outer * positions + pos) * dim_size + unit
         logical = (outer * dim_size + unit) * positions + pos
         mask = (units < U) & (pos < positions)
@@ -122,10 +135,12 @@ def _poison_non_finite(values, h, units, U: tl.constexpr):
 
 
 @triton.jit
-def _lwta_forward_kernel(h_ptr, out_ptr, dim_size, inner, positions, temperature, seed, offset, U: tl.constexpr,
-                         U_POW2: tl.constexpr, BLOCK: tl.constexpr, MODE: tl.constexpr, CHANNELS_LAST: tl.constexpr):
-    mem, logical, mask, units = _tile(h_ptr, tl.program_id(0).to(tl.int64), tl.program_id(1), dim_size, inner,
-                                      positions, U, U_POW2, BLOCK, CHANNELS_LAST)
+def _lwta_forward_kernel(h_ptr, out_ptr, dim_size, inner, positions, chunks, temperature, seed, offset,
+                         U: tl.constexpr, U_POW2: tl.constexpr, BLOCK: tl.constexpr, MODE: tl.constexpr,
+                         LAYOUT: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    mem, logical, mask, units = _tile(h_ptr, pid // chunks, pid % chunks, dim_size, inner, positions, U, U_POW2,
+                                      BLOCK, LAYOUT)
     h = tl.load(h_ptr + mem, mask=mask, other=0.0).to(tl.float32)
     w, _ = _weights(h, logical, mask, units, seed, offset, temperature, MODE, U)
     out = _poison_non_finite(h * w, h, units, U)
@@ -133,11 +148,12 @@ def _lwta_forward_kernel(h_ptr, out_ptr, dim_size, inner, positions, temperature
 
 
 @triton.jit
-def _lwta_backward_kernel(g_ptr, h_ptr, out_ptr, dim_size, inner, positions, temperature, seed, offset,
+def _lwta_backward_kernel(g_ptr, h_ptr, out_ptr, dim_size, inner, positions, chunks, temperature, seed, offset,
                           U: tl.constexpr, U_POW2: tl.constexpr, BLOCK: tl.constexpr, MODE: tl.constexpr,
-                          CHANNELS_LAST: tl.constexpr):
-    mem, logical, mask, units = _tile(h_ptr, tl.program_id(0).to(tl.int64), tl.program_id(1), dim_size, inner,
-                                      positions, U, U_POW2, BLOCK, CHANNELS_LAST)
+                          LAYOUT: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    mem, logical, mask, units = _tile(h_ptr, pid // chunks, pid % chunks, dim_size, inner, positions, U, U_POW2,
+                                      BLOCK, LAYOUT)
     h = tl.load(h_ptr + mem, mask=mask, other=0.0).to(tl.float32)
     g = tl.load(g_ptr + mem, mask=mask, other=0.0).to(tl.float32)
     w, xi = _weights(h, logical, mask, units, seed, offset, temperature, MODE, U)
@@ -160,13 +176,16 @@ def _launch(kernel, tensors, competitors, dim_size, inner, positions, temperatur
         raise TypeError("the triton LWTA kernels take fp32/bf16/fp16 (math in fp32), not float64")
     if h.numel() == 0:
         return
-    length = positions if positions > 0 else inner
-    outer = h.numel() // (dim_size * length)
+    layout, rows = (1, None) if positions > 0 else (2, 1) if inner == 1 else (0, None)
+    if layout == 2:  # [outer, D] rows: the tile's columns are consecutive blocks
+        positions = length = h.numel() // competitors
+    else:
+        length = positions if positions > 0 else inner
+        rows = h.numel() // (dim_size * length) * (dim_size // competitors)
     block = min(_MAX_BLOCK, triton.next_power_of_2(length))
-    grid = (outer * (dim_size // competitors), triton.cdiv(length, block))
-    kernel[grid](*tensors, dim_size, inner, positions, temperature, seed, offset, U=competitors,
-                 U_POW2=triton.next_power_of_2(competitors), BLOCK=block, MODE=mode, CHANNELS_LAST=positions > 0,
-                 enable_fp_fusion=False)
+    chunks = triton.cdiv(length, block)
+    launch(kernel, programs(rows, chunks), *tensors, dim_size, inner, positions, chunks, temperature, seed, offset,
+           U=competitors, U_POW2=triton.next_power_of_2(competitors), BLOCK=block, MODE=mode, LAYOUT=layout)
 
 
 def lwta_forward(h, competitors, dim_size, inner, positions, temperature, mode, seed, offset):

@@ -1,11 +1,14 @@
-"""Triton PGD step. Grid (rows, pieces) over x viewed as [B, C, S]: a program stays inside one
-(sample, channel) row, so it loads one step/eps and one pair of bounds. L2 first reduces
-(||g||^2, <delta, g>, ||delta||^2) per program, then the caller turns the per-sample sums into
-(unit, scale) and the elementwise kernel applies them."""
+"""Triton PGD step. Programs (rows x pieces, on grid axis 0) over x viewed as [B, C, S]: a
+program stays inside one (sample, channel) row, so it loads one step/eps and one pair of bounds.
+L2 first reduces (||g||^2, <delta, g>, ||delta||^2) per program in float64 (delta formed in
+float64, as on the CPU), then the caller turns the per-sample sums into (unit, scale) and the
+elementwise kernel applies them."""
 
 import torch
 import triton
 import triton.language as tl
+
+from .launch import launch, programs
 
 _MAX_BLOCK = 1024
 
@@ -17,11 +20,12 @@ def _clamp(v, lo, hi):
 
 
 @triton.jit
-def _pgd_step_kernel(out_ptr, xa_ptr, xn_ptr, g_ptr, a_ptr, b_ptr, lo_ptr, hi_ptr, inner, channels,
+def _pgd_step_kernel(out_ptr, xa_ptr, xn_ptr, g_ptr, a_ptr, b_ptr, lo_ptr, hi_ptr, inner, channels, pieces,
                      L2: tl.constexpr, BLOCK: tl.constexpr):
     """Linf: a = step, b = eps. L2: a = step / ||g||, b = scale (per sample)."""
-    row = tl.program_id(0).to(tl.int64)
-    in_row = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    pid = tl.program_id(0).to(tl.int64)
+    row = pid // pieces
+    in_row = (pid % pieces) * BLOCK + tl.arange(0, BLOCK)
     mask = in_row < inner
     idx = row * inner + in_row
     sample, channel = row // channels, row % channels
@@ -41,17 +45,18 @@ def _pgd_step_kernel(out_ptr, xa_ptr, xn_ptr, g_ptr, a_ptr, b_ptr, lo_ptr, hi_pt
 
 
 @triton.jit
-def _l2_sums_kernel(xa_ptr, xn_ptr, g_ptr, sums_ptr, inner, BLOCK: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    in_row = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+def _l2_sums_kernel(xa_ptr, xn_ptr, g_ptr, sums_ptr, inner, pieces, BLOCK: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    row = pid // pieces
+    in_row = (pid % pieces) * BLOCK + tl.arange(0, BLOCK)
     mask = in_row < inner
     idx = row * inner + in_row
     xa = tl.load(xa_ptr + idx, mask=mask, other=0.0).to(tl.float32)
     xn = tl.load(xn_ptr + idx, mask=mask, other=0.0).to(tl.float32)
     g = tl.load(g_ptr + idx, mask=mask, other=0.0).to(tl.float32)
     g = tl.where(g - g == 0, g, 0.0).to(tl.float64)  # sums in fp64: squares of |d| > 1e19 overflow fp32
-    d = (xa - xn).to(tl.float64)
-    base = sums_ptr + (row * tl.num_programs(1) + tl.program_id(1)) * 3
+    d = xa.to(tl.float64) - xn.to(tl.float64)  # widened first: |x_adv - x_nat| may exceed fp32's range
+    base = sums_ptr + pid * 3
     tl.store(base, tl.sum(g * g, axis=0))
     tl.store(base + 1, tl.sum(d * g, axis=0))
     tl.store(base + 2, tl.sum(d * d, axis=0))
@@ -77,11 +82,12 @@ def pgd_step(out, x_adv, x_nat, grad, step, eps, lo, hi, l2):
     batch, channels = x_adv.shape[0], lo.numel()
     inner = n // (batch * channels)
     block = min(_MAX_BLOCK, triton.next_power_of_2(inner))
-    grid = (batch * channels, triton.cdiv(inner, block))
+    rows, pieces = batch * channels, triton.cdiv(inner, block)
+    grid = programs(rows, pieces)
     a, b = step, eps
     if l2:
-        partial = torch.empty((*grid, 3), dtype=torch.float64, device=x_adv.device)
-        _l2_sums_kernel[grid](x_adv, x_nat, grad, partial, inner, BLOCK=block)
+        partial = torch.empty((rows, pieces, 3), dtype=torch.float64, device=x_adv.device)
+        launch(_l2_sums_kernel, grid, x_adv, x_nat, grad, partial, inner, pieces, BLOCK=block)
         a, b = _l2_unit_and_scale(partial.view(batch, -1, 3).sum(1), step, eps)
-    _pgd_step_kernel[grid](out, x_adv, x_nat, grad, a, b, lo, hi, inner, channels, L2=l2, BLOCK=block,
-                           enable_fp_fusion=False)
+    launch(_pgd_step_kernel, grid, out, x_adv, x_nat, grad, a, b, lo, hi, inner, channels, pieces, L2=l2,
+           BLOCK=block)

@@ -13,6 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .launch import launch, programs
+
 _BLOCK = 1024
 
 
@@ -119,6 +121,6 @@ def _philox_fill_kernel(out_ptr, n, seed, offset, NORMAL: tl.constexpr, PER_BLOC
 def philox_draw(n: int, seed: int, offset: int, normal: bool, per_block: int, device: torch.device) -> torch.Tensor:
     out = torch.empty(n, dtype=torch.float32, device=device)
     if n:
-        _philox_fill_kernel[(triton.cdiv(n, _BLOCK),)](out, n, seed, offset, NORMAL=normal, PER_BLOCK=per_block,
-                                                       BLOCK=_BLOCK, enable_fp_fusion=False)
+        launch(_philox_fill_kernel, programs(triton.cdiv(n, _BLOCK), 1), out, n, seed, offset, NORMAL=normal,
+               PER_BLOCK=per_block, BLOCK=_BLOCK)
     return out

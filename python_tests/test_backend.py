@@ -174,3 +174,27 @@ def test_auto_runs_every_dtype_on_a_gpu(dtype):
     assert out.dtype == dtype and torch.isfinite(out).all()
     h = torch.randn(4, 6, 5, 5, device="cuda", dtype=dtype)
     assert ops.lwta(h).dtype == dtype and ops.noisy_weight(h, 0.25).dtype == dtype
+
+
+def _normalised_schema(schema) -> tuple:
+    """(name without namespace, [(type, argument name, mutable)], returns): SymInt is int in C++,
+    alias-set names differ between the two registrations."""
+    args = [(str(a.type).replace("SymInt", "int"), a.name, bool(a.alias_info and a.alias_info.is_write))
+            for a in schema.arguments]
+    return schema.name.split("::")[1], args, [str(r.type) for r in schema.returns]
+
+
+def test_every_compiled_op_has_the_schema_of_its_python_twin():
+    """Each KernelOp with a compiled backend: its torch.library schema (from the Python stub) and
+    the C++ ``m.def`` of csrc/ops.cpp agree argument for argument."""
+    import robustkernels.ops  # noqa: F401 (registers every op)
+    from robustkernels.ops._registry import REGISTERED
+
+    if not robustkernels._extension.LOADED:
+        pytest.skip(f"the compiled extension is not loaded: {robustkernels._extension.REASON}")
+    compiled = [op for op in REGISTERED if op.compiled]
+    assert len(compiled) >= 6, [op.name for op in REGISTERED]
+    for op in compiled:
+        ours = _normalised_schema(op.op._opoverload._schema)
+        theirs = _normalised_schema(getattr(torch.ops.robustkernels_C, op.compiled).default._schema)
+        assert ours[1:] == theirs[1:], (op.name, ours, theirs)

@@ -11,15 +11,13 @@ kernels against the same model on the eager formulations. ``--json PATH`` saves 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable, Sequence
 
 import torch
 
 from .. import _backend, machine
 from .cases import OPS, op_cases
-from .end_to_end import run_e2e
+from .end_to_end import run_e2e, spawn_variant  # noqa: F401 (spawn_variant: re-exported)
 from .timing import (
     copy_bandwidth,
     format_table,
@@ -124,9 +122,3 @@ def child_main(argv: Sequence[str]) -> None:
 
     case, variant, device, quick = argv
     print(json.dumps(measure_variant(case, variant, device, quick == "1")))
-
-
-def spawn_variant(case: str, variant: str, device: str, quick: bool) -> dict:
-    out = subprocess.run([sys.executable, "-m", "robustkernels.bench", case, variant, device, "1" if quick else "0"],
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])

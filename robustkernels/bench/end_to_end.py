@@ -7,6 +7,10 @@ run the same step and attack, on our fused LWTA / PNI layers or on their eager f
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import torch
 from torch.nn import functional as F
 
@@ -59,9 +63,15 @@ def measure_variant(case: str, variant: str, device: str, quick: bool) -> dict:
     return {"model": name, "seconds": seconds, "peak_kib": peak}
 
 
-def run_e2e(device: str, quick: bool) -> list[dict]:
-    from . import spawn_variant
+def spawn_variant(case: str, variant: str, device: str, quick: bool) -> dict:
+    """One end-to-end case in a fresh process (``python -m robustkernels.bench CASE VARIANT ...``),
+    so the two variants do not share caches or allocator state."""
+    out = subprocess.run([sys.executable, "-m", "robustkernels.bench", case, variant, device, "1" if quick else "0"],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
+
+def run_e2e(device: str, quick: bool) -> list[dict]:
     rows = []
     for case in E2E_CASES:
         ours, base = spawn_variant(case, "ours", device, quick), spawn_variant(case, "eager", device, quick)

@@ -3,7 +3,7 @@ a pure function of measured accuracies returning pass / warn with the figures be
 
 from __future__ import annotations
 
-from .report import Check
+from .values import Check
 
 MASKING_CHECKS = ("iterative >= single-step", "accuracy falls as eps grows", "unbounded eps -> ~0% accuracy",
                   "gradient-free (Square) not stronger", "EOT on vs off")

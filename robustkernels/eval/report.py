@@ -5,33 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-
-@dataclass
-class Stat:
-    """Mean and standard deviation over repeated evaluation passes (std 0 for one pass)."""
-
-    mean: float
-    std: float = 0.0
-    runs: int = 1
-
-    def __str__(self) -> str:
-        return f"{100 * self.mean:.1f}%" + (f" ± {100 * self.std:.1f}" if self.runs > 1 else "")
-
-
-@dataclass
-class AttackResult:
-    robust_accuracy: Stat
-    success_rate: float  # fooled / clean-correct
-    confidence_adv: float  # mean max-softmax on the adversarial inputs
-    perturbation_norm: float  # mean ||x_adv - x|| (threat model's norm) over the fooled samples
-    seconds_per_image: float
-
-
-@dataclass
-class Check:
-    name: str
-    status: str  # "pass" | "warn" | "fail" | "n/a"
-    detail: str
+from .aa_report import AutoAttackReport
+from .corruptions import CorruptionReport
+from .values import AttackResult, Check, Stat
 
 
 @dataclass
@@ -98,8 +74,6 @@ class RobustnessReport:
             lines += ["", f"**Certified** ({self.certified['method'].upper()} bounds; no attack within eps can go "
                           f"below it): {100 * self.certified['accuracy']:.1f}%."]
         if self.autoattack is not None:
-            from .autoattack import AutoAttackReport
-
             lines += ["", AutoAttackReport.from_dict(self.autoattack).to_markdown()]
         if self.corruptions is not None:
             lines += ["", "Natural corruptions (CIFAR-10-C severities):", "", self.corruption_report().to_markdown()]
@@ -109,8 +83,6 @@ class RobustnessReport:
         return "\n".join(lines)
 
     def corruption_report(self):
-        from .corruptions import CorruptionReport
-
         data = {k: v for k, v in self.corruptions.items() if k != "mean_accuracy"}
         return CorruptionReport(**{**data, "severities": tuple(data["severities"])})
 

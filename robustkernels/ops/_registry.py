@@ -19,6 +19,7 @@ import torch
 from .. import _backend
 
 NAMESPACE = "robustkernels"
+REGISTERED: list[KernelOp] = []  # every op built here, in creation order (for the schema test)
 
 
 def _device_of(value: object) -> torch.device:
@@ -41,7 +42,9 @@ class KernelOp:
 
     def __init__(self, name: str, stub: Callable, *, device_arg: str, mutates_args: Sequence[str] = ()):
         self.name = name
+        self.compiled: str | None = None  # the robustkernels_C kernel of the cpp / cuda backends
         self._impls: dict[str, Callable] = {}
+        REGISTERED.append(self)
         signature = inspect.signature(stub)
         if device_arg not in signature.parameters:
             raise ValueError(f"device_arg {device_arg!r} is not a parameter of {stub.__name__}")
@@ -85,6 +88,7 @@ class KernelOp:
         def compiled(*args, **kwargs):
             return getattr(torch.ops.robustkernels_C, kernel)(*args, **kwargs)
 
+        self.compiled = kernel
         self.register_backend("cpp", compiled)
         self.register_backend("cuda", compiled)
 

@@ -58,22 +58,19 @@ def _record_noise():
 
 
 def _record_lwta():
-    from ...ops.lwta import KernelLayout
     from .lwta import lwta_backward, lwta_forward
 
+    # (physical shape, (dim_size, inner, positions)) as ops.lwta.KernelLayout gives them:
+    # contiguous NCHW, channels_last NCHW (as [B, H, W, C]), [B, F] and a long inner row
+    layouts = (((2, 12, 5, 7), (12, 35, 0)), ((2, 5, 7, 12), (12, 1, 35)), ((8, 12), (12, 1, 0)),
+               ((3, 12, 600), (12, 600, 0)))
     for dtype in DTYPES:
-        for shape, dim, channels_last in (((2, 12, 5, 7), 1, False), ((2, 12, 5, 7), 1, True), ((8, 12), 1, False),
-                                          ((3, 12, 600), 1, False)):
-            h = _m(*shape, dtype=dtype)
-            if channels_last:
-                h = h.contiguous(memory_format=torch.channels_last)
-            layout = KernelLayout(h, dim)
-            physical = layout.physical(h)
+        for shape, args in layouts:
+            physical = _m(*shape, dtype=dtype)
             for competitors in (2, 3, 4):
                 for mode in (0, 1, 2):
-                    lwta_forward(physical, competitors, *layout.args, 0.67, mode, 2**40 + 1, 0)
-                    lwta_backward(torch.empty_like(physical), physical, competitors, *layout.args, 0.67, mode,
-                                  2**40 + 1, 0)
+                    lwta_forward(physical, competitors, *args, 0.67, mode, 2**40 + 1, 0)
+                    lwta_backward(torch.empty_like(physical), physical, competitors, *args, 0.67, mode, 2**40 + 1, 0)
 
 
 def _record_philox():

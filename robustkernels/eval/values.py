@@ -1,0 +1,33 @@
+"""The value types of every evaluation report (a leaf module: it imports nothing of ours)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Stat:
+    """Mean and standard deviation over repeated evaluation passes (std 0 for one pass)."""
+
+    mean: float
+    std: float = 0.0
+    runs: int = 1
+
+    def __str__(self) -> str:
+        return f"{100 * self.mean:.1f}%" + (f" ± {100 * self.std:.1f}" if self.runs > 1 else "")
+
+
+@dataclass
+class AttackResult:
+    robust_accuracy: Stat
+    success_rate: float  # fooled / clean-correct
+    confidence_adv: float  # mean max-softmax on the adversarial inputs
+    perturbation_norm: float  # mean ||x_adv - x|| (threat model's norm) over the fooled samples
+    seconds_per_image: float
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # "pass" | "warn" | "fail" | "n/a"
+    detail: str

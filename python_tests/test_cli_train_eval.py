@@ -9,9 +9,9 @@ import tarfile
 import numpy as np
 import pytest
 
-from robustkernels import demo
 from robustkernels.cli import main
 from robustkernels.data import download, load_cifar10
+from robustkernels.recipes import demo
 
 
 def test_train_resume_and_eval(tmp_path, capsys):

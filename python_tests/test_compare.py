@@ -5,7 +5,7 @@ import json
 import pytest
 
 from robustkernels.cli import main
-from robustkernels.train.compare import CompareRow, pareto_front, to_markdown
+from robustkernels.recipes.compare import CompareRow, pareto_front, to_markdown
 
 
 def _row(name, seconds, robust):

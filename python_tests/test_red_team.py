@@ -22,8 +22,8 @@ from robustkernels.defences import (
     MedianSmoothing,
 )
 from robustkernels.eval import autoattack, evaluate
+from robustkernels.recipes.compare import CompareRow, Contender, compare, pareto_front, to_markdown
 from robustkernels.train import fit, make_method
-from robustkernels.train.compare import CompareRow, Contender, compare, pareto_front, to_markdown
 from robustkernels.train.rundir import LOCK_NAME, run_lock
 
 from .models import trained_digits_cnn

@@ -1,7 +1,7 @@
 """`robustkernels demo --dataset cifar10`: the seed report's rows on the CIFAR-10 files (two rows,
 one epoch, a few test images: the table's shape and honesty, not its figures)."""
 
-from robustkernels.seed_report import ROWS, run
+from robustkernels.recipes.seed_report import ROWS, run
 
 
 def test_seed_report_rows_on_the_cifar10_files(shared_data):

@@ -101,3 +101,25 @@ def load(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
     if checksum(saved["state"]) != saved.get("checksum"):
         raise ValueError(f"checkpoint {path!r} is corrupted: its contents do not match the checksum stored with it")
     return saved["state"]
+
+
+MODEL_META = ("model", "activation", "pni", "in_channels", "num_classes", "image_size", "dataset", "eps")
+
+
+def model_from_checkpoint(path: str):
+    """(model in eval mode, meta) rebuilt from a checkpoint written by `robustkernels train`."""
+    from ..models import build_model
+
+    state = load(path)
+    meta = state.get("meta") or {}
+    missing = [k for k in MODEL_META if k not in meta] + ([] if "model" in state else ["the weights"])
+    if missing:
+        raise ValueError(f"checkpoint {path!r} lacks {', '.join(missing)} (not written by `robustkernels train`)")
+    model = build_model(meta["model"], activation=meta["activation"], pni=meta["pni"],
+                        in_channels=meta["in_channels"], num_classes=meta["num_classes"], image_size=meta["image_size"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise ValueError(f"checkpoint {path!r}: the weights do not fit the model it describes "
+                         f"({str(exc).splitlines()[0]})") from None
+    return model.eval(), meta

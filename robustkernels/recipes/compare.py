@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .methods import Method
-from .trainer import fit
+from ..train.methods import Method
+from ..train.trainer import fit
 
 
 @dataclass

@@ -6,16 +6,15 @@ from __future__ import annotations
 import json
 import os
 
-from .cli_args import HelpFormatter, held_folder, integer, number, output_folder
-from .cli_args import device as parse_device
+from .args import command, held_folder, integer, number, output_folder
+from .args import device as parse_device
 
 DEFAULT_METHODS = "pgd-at,fgsm-rs,n-fgsm,free-at,atta,fat,n-fgsm+fast,atta+fast"
 SUMMARY = "train several methods on the same model and data; AutoAttack accuracy against training time"
 
 
 def add_compare(commands) -> None:
-    p = commands.add_parser("compare", help=SUMMARY, description=SUMMARY, formatter_class=HelpFormatter)
-    p.set_defaults(run=run_compare)
+    p = command(commands, "compare", SUMMARY, run_compare)
     p.add_argument("--dataset", choices=("digits", "mnist", "cifar10"), default="cifar10", help="training data")
     p.add_argument("--data-dir", default="../shared/data/cifar-10-batches-py",
                    help="folder with the CIFAR-10 python batches or the MNIST IDX files")
@@ -44,8 +43,8 @@ def add_compare(commands) -> None:
 
 
 def contenders(spec: str, args, eps: float) -> list:
-    from .train import make_method
-    from .train.compare import Contender
+    from ..recipes.compare import Contender
+    from ..train import make_method
 
     out = []
     for item in (s.strip() for s in spec.split(",") if s.strip()):
@@ -74,11 +73,10 @@ def run_compare(args) -> int:
 def _compare(args) -> int:
     import torch
 
-    from . import machine
-    from .cli_commands import DATASET_SHAPES, DEFAULT_EPS
-    from .data import load_dataset
-    from .models import build_model
-    from .train.compare import autoattack_scorer, compare, plot, rows_as_dicts, to_markdown
+    from .. import machine
+    from ..data import DATASET_SHAPES, DEFAULT_EPS, load_dataset
+    from ..models import build_model
+    from ..recipes.compare import autoattack_scorer, compare, plot, rows_as_dicts, to_markdown
 
     out = args.out
     device = parse_device(args.device)

@@ -67,7 +67,7 @@ def eot_iter(text: str):
 def output_folder(path: str | None, option: str = "--out") -> str | None:
     """``path`` created and proven writable (a probe file written and removed) before any work; a
     ValueError naming ``option`` if it is a file or cannot be written."""
-    from .train.rundir import probe_writable
+    from ..train.rundir import probe_writable
 
     if path is None:
         return None
@@ -86,7 +86,7 @@ def held_folder(path: str | None, option: str = "--out"):
     of a run; a no-op without a folder, and for the other ``torchrun`` processes of the same run."""
     import contextlib
 
-    from .train.rundir import run_lock
+    from ..train.rundir import run_lock
 
     if path is None or int(os.environ.get("RANK", "0")) != 0:
         return contextlib.nullcontext()
@@ -113,3 +113,17 @@ def device(text: str | None):
         if chosen.index is not None and chosen.index >= torch.cuda.device_count():
             raise ValueError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s)")
     return chosen
+
+
+def command(commands, name: str, summary: str, run) -> argparse.ArgumentParser:
+    p = commands.add_parser(name, help=summary, description=summary, formatter_class=HelpFormatter)
+    p.set_defaults(run=run)
+    return p
+
+
+def load_data(args):
+    from ..data import download, load_dataset
+
+    if getattr(args, "download", False) and args.dataset != "digits":
+        download(args.dataset, args.data_dir)
+    return load_dataset(args.dataset, args.data_dir, seed=args.seed)

@@ -12,10 +12,10 @@ import time
 
 import torch
 
-from .data import load_cifar10
-from .eval import autoattack, certified_accuracy, evaluate
-from .models import build_model
-from .train import fit, make_method
+from ..data import load_cifar10
+from ..eval import autoattack, certified_accuracy, evaluate
+from ..models import build_model
+from ..train import fit, make_method
 
 EPS = 8 / 255
 SMOOTH = "label_smoothing:0.1"

@@ -8,10 +8,10 @@ import time
 
 import torch
 
-from .data import load_digits
-from .eval import evaluate
-from .models import build_model
-from .train import fit, make_method
+from ..data import load_digits
+from ..eval import evaluate
+from ..models import build_model
+from ..train import fit, make_method
 
 EPS = 0.1  # digits pixels are multiples of 1/16; 0.1 is about 1.6 grey levels
 DEMO_MODELS = {  # label: (activation, pni, method)

@@ -1,0 +1,90 @@
+"""``robustkernels eval``: its options and the run (library logic lives in robustkernels.eval)."""
+
+from __future__ import annotations
+
+import os
+
+from ..data import DATASET_SHAPES
+from .args import command, eot_iter, held_folder, integer, load_data, number, output_folder
+
+
+def add_eval(commands) -> None:
+    from ..eval import ATTACKS
+
+    p = command(commands, "eval", "robustness report of a checkpoint written by `robustkernels train`", run_eval)
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pt written by `robustkernels train`")
+    p.add_argument("--dataset", choices=tuple(DATASET_SHAPES), default=None, help="default: the training dataset")
+    p.add_argument("--data-dir", help="folder with the CIFAR-10 python batches or the MNIST IDX files")
+    p.add_argument("--eps", type=number(fraction=True), default=None, help="default: the training eps")
+    p.add_argument("--norm", choices=("linf", "l2"), default=None, help="default: the training norm")
+    p.add_argument("--attacks", default="fgsm,pgd,cw,apgd-ce,apgd-dlr", help="comma-separated: " + ",".join(ATTACKS))
+    p.add_argument("--samples", type=integer(), default=None,
+                   help="evaluate the first N test samples (default: all)")
+    p.add_argument("--suite", choices=("default", "autoattack"), default="default",
+                   help="autoattack: also run AutoAttack (the field's standard number) with its log")
+    p.add_argument("--version", choices=("auto", "standard", "plus", "rand"), default="auto",
+                   help="AutoAttack version (auto: rand for a stochastic model, else standard)")
+    p.add_argument("--autocast", choices=("bf16", "fp16"), default=None,
+                   help="run the model in this precision inside AutoAttack's attacks (verdicts in fp32)")
+    p.add_argument("--eot-iter", type=eot_iter, default="auto",
+                   help="gradient averaging passes per step (auto: 20 for a stochastic model, else 1)")
+    p.add_argument("--check-samples", type=integer(), default=200,
+                   help="samples for the gradient-masking checks and the eps curves")
+    p.add_argument("--no-checks", action="store_true", help="skip the gradient-masking checks")
+    p.add_argument("--corruptions", default="",
+                   help="all, or comma-separated natural corruptions at the 5 CIFAR-10-C severities "
+                        "(gaussian_noise,shot_noise,impulse_noise,defocus_blur,motion_blur,contrast,brightness,"
+                        "jpeg_compression,pixelate)")
+    p.add_argument("--surrogate", default=None,
+                   help="checkpoint of another model: its PGD examples are tried on this one (transfer check)")
+    p.add_argument("--certify", choices=("ibp", "crown-ibp"), default=None,
+                   help="also report the certified accuracy from these bounds (deterministic models, linf)")
+    p.add_argument("--batch-size", type=integer(), default=256, help="samples per attacked batch")
+    p.add_argument("--seed", type=integer(minimum=0), default=0, help="seed of the attacks' random starts")
+    p.add_argument("--out", default=None, help="write report.md, report.json and the plots here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (they are off when piped anyway)")
+
+
+def run_eval(args) -> int:
+    with held_folder(output_folder(args.out)):
+        return _eval(args)
+
+
+def _eval(args) -> int:
+    import torch
+
+    from ..eval import evaluate
+    from ..eval.corruptions import CORRUPTIONS
+    from ..train.checkpoint import model_from_checkpoint
+
+    corruptions = "all" if args.corruptions == "all" else [c for c in args.corruptions.split(",") if c]
+    unknown = [c for c in ([] if corruptions == "all" else corruptions) if c not in CORRUPTIONS]
+    if unknown:
+        raise ValueError(f"--corruptions: {', '.join(unknown)} not among all,{','.join(CORRUPTIONS)}")
+    model, meta = model_from_checkpoint(args.checkpoint)
+    surrogate = model_from_checkpoint(args.surrogate)[0] if args.surrogate else None
+    args.dataset = args.dataset or meta["dataset"]
+    _, (x, y) = load_data(args)
+    expected = [meta["in_channels"], meta["image_size"], meta["image_size"]]
+    if list(x.shape[1:]) != expected:
+        raise ValueError(f"--dataset {args.dataset}: images are {'x'.join(map(str, x.shape[1:]))} but the checkpoint's "
+                         f"model takes {'x'.join(map(str, expected))} (it was trained on {meta['dataset']})")
+    if args.samples is not None:
+        x, y = x[:args.samples], y[:args.samples]
+    report = evaluate(model, (x, y), eps=meta["eps"] if args.eps is None else args.eps,
+                      norm=args.norm or meta.get("norm", "linf"), attacks=[a for a in args.attacks.split(",") if a],
+                      eot_iter=args.eot_iter, batch_size=args.batch_size, checks=not args.no_checks,
+                      check_samples=args.check_samples, generator=torch.Generator().manual_seed(args.seed),
+                      progress=not args.no_progress, suite=args.suite, version=args.version,
+                      autocast=args.autocast, surrogate=surrogate, corruptions=corruptions,
+                      certify=args.certify, title=f"{meta['model']} ({meta['activation']}"
+                      f"{', PNI' if meta['pni'] else ''}) trained with {meta.get('method', '?')} on {meta['dataset']}")
+    print(report.to_markdown())
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        report.to_json(os.path.join(args.out, "report.json"))
+        with open(os.path.join(args.out, "report.md"), "w") as f:
+            f.write(report.to_markdown() + "\n")
+        for path in report.plot(args.out):
+            print(f"wrote {path}")
+    return 0

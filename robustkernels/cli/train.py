@@ -1,0 +1,150 @@
+"""``robustkernels train``: its options and the run (library logic lives in robustkernels.train)."""
+
+from __future__ import annotations
+
+import os
+
+from ..data import DATASET_SHAPES, DEFAULT_EPS
+from .args import command, held_folder, integer, load_data, number, output_folder
+from .args import device as parse_device
+
+# Short runs must give a useful model: the 1,348 digits need small batches and Adam; the file data
+# sets take the AT literature's SGD at batch 128.
+TRAIN_DEFAULTS = {"digits": dict(batch_size=32, optimizer="adam"), "mnist": dict(batch_size=128, optimizer="sgd"),
+                  "cifar10": dict(batch_size=128, optimizer="sgd")}
+LR_DEFAULTS = {"sgd": 0.1, "adam": 3e-3}
+
+
+def add_train(commands) -> None:
+    from ..train import LR_SCHEDULES, METHODS
+
+    p = command(commands, "train", "train a model with a robust training method (torchrun for DDP)", run_train)
+    p.add_argument("--model", default="cnn", help="cnn | lenet5 | wrn-DEPTH-WIDTH (e.g. wrn-34-1)")
+    p.add_argument("--activation", choices=("relu", "lwta"), default="relu", help="ReLU or Stochastic LWTA")
+    p.add_argument("--pni", action="store_true", help="Parametric Noise Injection on every conv/linear layer")
+    p.add_argument("--method", default="pgd-at",
+                   help="training method: " + " | ".join(m.replace("_", "-") for m in METHODS))
+    p.add_argument("--dataset", choices=tuple(DATASET_SHAPES), default="digits",
+                   help="digits (bundled), or mnist / cifar10 read from --data-dir")
+    p.add_argument("--data-dir", help="folder with the CIFAR-10 python batches or the MNIST IDX files")
+    p.add_argument("--download", action="store_true", help="fetch the dataset into --data-dir first")
+    p.add_argument("--epochs", type=integer(), default=10, help="passes over the training data")
+    p.add_argument("--batch-size", type=integer(), default=None,
+                   help="global batch (default: 32 on digits, 128 on mnist and cifar10)")
+    p.add_argument("--lr", type=number(positive=True), default=None,
+                   help="peak learning rate (default: 0.1 for sgd, 3e-3 for adam)")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default=None,
+                   help="default: adam on digits, sgd (momentum 0.9) on mnist and cifar10")
+    p.add_argument("--schedule", choices=LR_SCHEDULES, default=None,
+                   help="learning-rate schedule (default: the method's, else step: x0.1 at 50%%, x0.01 at 75%%)")
+    p.add_argument("--weight-decay", type=number(), default=5e-4, help="L2 weight decay (sgd)")
+    p.add_argument("--eps", type=number(fraction=True), default=None,
+                   help="threat radius, e.g. 8/255 (default: 0.1 digits, 0.3 mnist, 8/255 cifar10)")
+    p.add_argument("--alpha", type=number(fraction=True), default=None,
+                   help="attack step size (default: 2.5 eps / steps)")
+    p.add_argument("--steps", type=integer(), default=None,
+                   help="attack steps per training batch (default: 1 for fgsm-rs, n-fgsm and atta, else 10)")
+    p.add_argument("--norm", choices=("linf", "l2"), default="linf", help="threat model")
+    p.add_argument("--beta", type=number(), default=6.0, help="TRADES weight of the robustness term")
+    p.add_argument("--replays", type=integer(), default=4, help="free-AT minibatch replays m")
+    p.add_argument("--sensitivity-weight", type=number(), default=1e-3,
+                   help="lambda of the sensitivity method")
+    p.add_argument("--kl-weight", type=number(), default=0.0, help="weight of the LWTA/IBP KL terms")
+    p.add_argument("--eps-warmup-epochs", type=number(), default=0.0,
+                   help="ramp eps linearly from 0 over this many epochs (any method)")
+    p.add_argument("--tau", type=integer(minimum=0), default=None,
+                   help="fat: steps after the first misclassification (default: the dynamic 0/1/2 schedule)")
+    p.add_argument("--bound", choices=("ibp", "crown-ibp"), default="ibp",
+                   help="ibp: the bounds trained on (crown-ibp: Zhang et al. 2020's beta schedule from 1 to 0)")
+    p.add_argument("--atta-loss", choices=("ce", "trades"), default="ce", help="atta: the training objective")
+    p.add_argument("--reset-every", type=integer(), default=10, help="atta: epochs between buffer resets")
+    p.add_argument("--on-overfit", choices=("warn", "stop", "restore"), default="warn",
+                   help="on catastrophic overfitting (validation PGD accuracy collapsing while FGSM accuracy "
+                        "rises): warn, stop, or restore the last good epoch and stop")
+    p.add_argument("--augment", action="store_true", help="random crop (padding 4) and horizontal flip")
+    p.add_argument("--augmentations", default="",
+                   help="comma-separated, with any method: label_smoothing[:0.1], gaussian_noise[:0.1], "
+                        "mixup[:1.0], cutmix[:1.0]")
+    p.add_argument("--autocast", choices=("bf16", "fp16"), default=None, help="mixed precision for the model")
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--fast", action="store_true",
+                   help="the levers among bf16 autocast, channels_last and torch.compile that pay off on this device")
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available, per local rank)")
+    p.add_argument("--seed", type=integer(minimum=0), default=0, help="seed of every random choice")
+    p.add_argument("--out", default="runs/train", help="folder for checkpoint.pt and metrics.jsonl")
+    p.add_argument("--checkpoint-every", type=integer(), default=None,
+                   help="also checkpoint every N steps (default: at each epoch end only)")
+    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt if it exists")
+    p.add_argument("--force-resume", action="store_true",
+                   help="with --resume: load the checkpoint even if it was written by a different run")
+    p.add_argument("--val-samples", type=integer(), default=1000,
+                   help="test samples for the per-epoch clean and PGD validation")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (they are off when piped anyway)")
+
+
+def _method_kwargs(args, eps: float) -> dict:
+    kwargs = dict(eps=eps, alpha=args.alpha, steps=args.steps, norm=args.norm, kl_weight=args.kl_weight,
+                  eps_warmup_epochs=args.eps_warmup_epochs)
+    name = args.method.replace("-", "_")
+    extra = {"trades": {"beta": args.beta}, "free_at": {"replays": args.replays},
+             "sensitivity": {"weight": args.sensitivity_weight}, "fat": {"tau": args.tau}, "ibp": {"bound": args.bound},
+             "atta": {"loss": args.atta_loss, "reset_every": args.reset_every, "beta": args.beta}}
+    if args.steps is None:
+        del kwargs["steps"]  # the method's default: 10 for PGD-based methods, 1 for single-step ones
+    return {**kwargs, **extra.get(name, {})}
+
+
+def run_train(args) -> int:
+    with held_folder(output_folder(args.out)):
+        return _train(args)
+
+
+def _train(args) -> int:
+    import torch
+
+    from ..models import build_model
+    from ..train import fit, make_method
+    from ..train.augment import make_augmentation
+    from ..train.checkpoint import check_path
+    from ..train.distributed import rank_and_world
+    from ..train.trainer import json_line
+
+    out = args.out
+    if args.force_resume and not args.resume:
+        raise ValueError("--force-resume needs --resume")
+    checkpoint_path = check_path(os.path.join(out, "checkpoint.pt"), "--out's checkpoint.pt")
+    device = parse_device(args.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    defaults = TRAIN_DEFAULTS[args.dataset]
+    batch_size = args.batch_size or defaults["batch_size"]
+    optimizer = args.optimizer or defaults["optimizer"]
+    eps = DEFAULT_EPS[args.dataset] if args.eps is None else args.eps
+    method = make_method(args.method, **_method_kwargs(args, eps))  # validates before loading data
+    augmentations = [make_augmentation(a) for a in args.augmentations.split(",") if a]
+    (x, y), (x_test, y_test) = load_data(args)
+    channels, side = DATASET_SHAPES[args.dataset]
+    meta = dict(model=args.model, activation=args.activation, pni=args.pni, in_channels=channels, image_size=side,
+                num_classes=10, dataset=args.dataset, eps=eps, norm=args.norm, method=method.name)
+    torch.manual_seed(args.seed)
+    model = build_model(args.model, activation=args.activation, pni=args.pni, in_channels=channels,
+                        num_classes=10, image_size=side).to(device)
+    os.makedirs(out, exist_ok=True)
+    lr = args.lr if args.lr is not None else LR_DEFAULTS[optimizer]
+    history = fit(model, method, (x, y), epochs=args.epochs, batch_size=batch_size, lr=lr,
+                  optimizer=optimizer, weight_decay=args.weight_decay, schedule=args.schedule,
+                  augment=args.augment, augmentations=augmentations,
+                  val_data=(x_test[:args.val_samples], y_test[:args.val_samples]),
+                  autocast=args.autocast, channels_last=args.channels_last, compile=args.compile, fast=args.fast,
+                  on_overfit=args.on_overfit, seed=args.seed,
+                  log_path=os.path.join(out, "metrics.jsonl"), checkpoint_path=checkpoint_path,
+                  checkpoint_every=args.checkpoint_every, resume="force" if args.force_resume else args.resume,
+                  progress=not args.no_progress, meta=meta)
+    if rank_and_world()[0] == 0:
+        for record in history:
+            print(json_line(record), end="")
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # no process tears its connections down while a peer may still use them
+        torch.distributed.destroy_process_group()
+    return 0

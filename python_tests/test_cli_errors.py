@@ -136,7 +136,7 @@ def test_default_training_gives_a_useful_model_in_two_epochs(tmp_path, capsys):
 
 
 def test_progress_bars_are_silent_when_stderr_is_not_a_terminal():
-    from robustkernels.progress import progress_bar
+    from robustkernels.common import progress_bar
 
     with progress_bar(range(3), enabled=True) as bar:  # pytest captures stderr: not a terminal
         assert bar.disable

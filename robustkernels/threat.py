@@ -1,44 +1,28 @@
 """The threat model, parsed once: norm, eps, per-sample step/eps, bounds, normalisation.
 
 Attacks, evaluation and training import these checks from here; the ops validate their own
-tensor arguments with the same functions. ``ThreatModel`` is resolved when an attack is built,
-and :meth:`ThreatModel.prepare` turns float bounds into tensors once per attack call, so the
-per-step kernel call does no argument checks and no host synchronisation.
+tensor arguments with the same functions. The generic validators (``positive_int``,
+``non_negative``, ...) and ``frozen_model`` live apart, in :mod:`robustkernels.common`.
+``ThreatModel`` is resolved when an attack is built, and :meth:`ThreatModel.prepare` turns float
+bounds into tensors once per attack call, so the per-step kernel call does no argument checks
+and no host synchronisation.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import nn
+
+from .common import is_number, non_negative, opmath_dtype
 
 NORMS = ("linf", "l2")
 
 
-def opmath_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype perturbation math runs in: float64 for float64 inputs, float32 otherwise."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def positive_int(name: str, value) -> int:
-    """``value`` is an int >= 1 (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
-
-def non_negative(name: str, value) -> float:
-    """``value`` is a real number >= 0 (NaN refused) -> float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
-    if not value >= 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return float(value)
+def default_step(eps: float, steps: int) -> float:
+    """The attack step when none is given: ``2.5 * eps / steps`` (Madry et al.'s rule)."""
+    return 2.5 * eps / steps
 
 
 def check_norm(norm: str) -> bool:
@@ -57,11 +41,6 @@ def check_logits_shape(logits, rows: int, min_classes: int = 1) -> None:
         classes = "" if min_classes <= 1 else f" (K >= {min_classes} classes)"
         raise ValueError(f"model must return logits of shape [B, K]{classes} for a batch of B = {rows}, "
                          f"got {list(logits.shape)}")
-
-
-def is_number(value) -> bool:
-    """A Python int or float (not a bool, which is an int to Python)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def per_sample(value, name: str, x: torch.Tensor, *, finite: bool = False) -> torch.Tensor:
@@ -137,37 +116,6 @@ def lp_norms(delta: torch.Tensor, norm: str) -> torch.Tensor:
     """Per-sample ``||delta||`` [B] in the threat model's norm (fp32 or fp64)."""
     flat = delta.flatten(1).to(opmath_dtype(delta.dtype))
     return flat.abs().amax(dim=1) if norm == "linf" else flat.norm(dim=1)
-
-
-@contextlib.contextmanager
-def frozen_model(model: nn.Module, mode: str) -> Iterator[None]:
-    """Put ``model`` in ``mode`` (``"eval"``, ``"train"`` or ``"keep"``) with no parameter
-    gradients; restore every module's training flag, every parameter's ``requires_grad`` and the
-    global RNG state on exit; in a mode where modules train (BatchNorm updating its running
-    statistics), every buffer is restored too."""
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    trains = mode == "train" or (mode == "keep" and any(training for _, training in modes))
-    buffers = [(b, b.detach().clone()) for b in model.buffers()] if trains else []
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-    cpu_rng = torch.get_rng_state()
-    if mode != "keep":
-        model.train(mode == "train")
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        with torch.no_grad():
-            for b, saved in buffers:
-                b.copy_(saved)
-        torch.set_rng_state(cpu_rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
 
 
 @dataclass(frozen=True)

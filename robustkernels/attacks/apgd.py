@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..threat import non_negative, positive_int
+from ..common import non_negative, positive_int
 from .base import ActiveSet, Attack
 
 LOSSES = ("ce", "dlr", "dlr-targeted")

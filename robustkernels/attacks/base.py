@@ -21,18 +21,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..ops._random import draw_seed
+from ..common import frozen_model, positive_int
+from ..ops import draw_seed
 from ..ops.pgd import pgd_step_prepared
 from ..ops.philox import philox_normal, philox_uniform
-from ..threat import (
-    Bounds,
-    ThreatModel,
-    check_logits_shape,
-    frozen_model,
-    normalize,
-    per_sample,
-    positive_int,
-)
+from ..threat import Bounds, ThreatModel, check_logits_shape, normalize, per_sample
 from .losses import LOSSES, objective
 
 MODEL_MODES = ("eval", "train", "keep")

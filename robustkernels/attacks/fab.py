@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from ..threat import lp_norms, non_negative, positive_int
+from ..common import non_negative, positive_int
+from ..threat import lp_norms
 from .base import ActiveSet, Attack, input_gradient
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..threat import non_negative, positive_int
+from ..common import non_negative, positive_int
 from .base import Attack
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from ..common import non_negative, positive_int
 from ..ops.pgd import random_init
-from ..threat import non_negative, positive_int
 from .base import ActiveSet, Attack
 
 

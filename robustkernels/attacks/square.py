@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from ..threat import positive_int
+from ..common import positive_int
 from .base import Attack
 
 # (iteration out of 10,000, divisor of p_init) from the paper's code, rescaled to n_queries

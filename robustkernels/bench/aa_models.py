@@ -11,6 +11,7 @@ from ..attacks import PGD
 from ..data import load_dataset
 from ..models import small_cnn
 from ..nn import convert_activations
+from ..threat import default_step
 
 EPS = {"mnist": 0.3, "cifar10": 8 / 255}
 SHAPES = {"mnist": (1, 28), "cifar10": (3, 32)}
@@ -37,7 +38,7 @@ def train_pgd_at(dataset: str, data_dir: str, *, samples: int = 6000, epochs: in
             for i, batch in enumerate(torch.randperm(len(y), generator=generator).split(128)):
                 ramp = min(1.0, (epoch * batches_per_epoch + i + 1) / batches_per_epoch)
                 eps = EPS[dataset] * ramp
-                attack = PGD(model, eps=eps, alpha=2.5 * eps / steps, steps=steps, generator=generator)
+                attack = PGD(model, eps=eps, alpha=default_step(eps, steps), steps=steps, generator=generator)
                 x_adv = attack(x[batch], y[batch])
                 model.train()
                 optimizer.zero_grad(set_to_none=True)

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..common import frozen_model, model_device, non_negative, positive_int
 from ..data import batches, check_label_range
-from ..threat import broadcast_bounds, check_normalization, frozen_model, non_negative, normalize, positive_int
+from ..threat import broadcast_bounds, check_normalization, normalize
 from .crown import bound_method, margin_bounds
 from .graph import model_steps
 
@@ -57,10 +58,9 @@ def certified_accuracy(model: nn.Module, data, eps: float, *, bounds=(0.0, 1.0),
     bound_method("method", method)
     batch_size = positive_int("batch_size", batch_size)
     check_normalization(normalization)
-    params = list(model.parameters()) if isinstance(model, nn.Module) else None
-    if params is None:
+    if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    device = params[0].device if params else torch.device("cpu")
+    device = model_device(model)
     certified, correct = [], 0
     with frozen_model(model, "eval"), torch.no_grad():
         model_steps(model, normalization)  # refuse an unknown module before reading any data

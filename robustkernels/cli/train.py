@@ -103,11 +103,11 @@ def run_train(args) -> int:
 def _train(args) -> int:
     import torch
 
+    from ..common import rank_and_world
     from ..models import build_model
     from ..train import fit, make_method
     from ..train.augment import make_augmentation
     from ..train.checkpoint import check_path
-    from ..train.distributed import rank_and_world
     from ..train.trainer import json_line
 
     out = args.out

@@ -10,7 +10,7 @@ import tarfile
 import tempfile
 import urllib.request
 
-from ..progress import progress_bar
+from ..common import progress_bar
 
 SOURCES = {
     "cifar10": ("https://www.cs.toronto.edu/~kriz/", {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"}),

@@ -28,9 +28,10 @@ class Preprocessing(nn.Module):
         if bool(bad.any()):
             raise ValueError(f"{type(self).__name__}: the input holds NaN or inf in {int(bad.sum())} of "
                              f"{x.shape[0]} images")
-        if self.unit_range and (float(x.min()) < 0 or float(x.max()) > 1):
-            raise ValueError(f"{type(self).__name__}: takes images in [0, 1], got values in [{float(x.min()):g}, "
-                             f"{float(x.max()):g}]; put it before the model's normalisation")
+        low, high = float(x.detach().min()), float(x.detach().max())
+        if self.unit_range and (low < 0 or high > 1):
+            raise ValueError(f"{type(self).__name__}: takes images in [0, 1], got values in [{low:g}, {high:g}]; "
+                             "put it before the model's normalisation")
         return self.transform(x)
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..common import frozen_model
 from ..data import check_integer_labels, check_label_range
-from ..threat import frozen_model
 from .squeeze import BitDepthReduction, MedianSmoothing
 
 

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ..threat import non_negative
+from ..common import non_negative
 from .base import Preprocessing
 
 

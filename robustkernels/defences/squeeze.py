@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..threat import positive_int
+from ..common import positive_int
 from .base import Preprocessing
 
 

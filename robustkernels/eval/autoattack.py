@@ -21,14 +21,14 @@ import time
 import torch
 from torch import nn
 
-from ..attacks import APGD, APGDT, FAB, Square
+from ..common import frozen_model, model_device, positive_int, progress_bar, rank_and_world
 from ..data import batches, check_label_range
-from ..defences import with_bpda
 from ..ops import draw_seed
-from ..progress import progress_bar
-from ..threat import ThreatModel, frozen_model, normalize, positive_int
+from ..threat import ThreatModel, normalize
 from .aa_report import AutoAttackReport
-from .probe import check_classes_for, checked_logits, gradient_masked, probe
+from .probe import check_classes_for, checked_logits
+from .setup import AUTO_EOT, eot_and_repeats, model_setup
+from .suite import autoattack_attack
 from .values import Stat
 
 VERSIONS = ("standard", "plus", "rand")
@@ -37,32 +37,6 @@ ATTACKS = {
     "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
     "rand": ("apgd-ce", "apgd-dlr"),
 }
-RAND_EOT, RAND_REPEATS = 20, 5
-
-
-def build_attack(name: str, model: nn.Module, threat: ThreatModel, version: str, *, generator, eot_iter: int = 1,
-                 steps: int = 100, n_queries: int = 5000, n_target_classes: int = 9, **options):
-    """One attack of AutoAttack at the original's settings, on our contract (early_stop on).
-    ``autocast`` reaches the APGD attacks only: FAB's linearisation (logit differences and the
-    hyperplane) and Square's accept/reject on margins need fp32 values, and measured, bf16 made
-    Square weaker (MNIST: 37.0% against 35.0%) and FAB no faster (its success checks are fp32)."""
-    autocast = options.pop("autocast", None)
-    common = dict(eps=threat.eps, norm=threat.norm, bounds=threat.bounds, normalization=threat.normalization,
-                  generator=generator, early_stop=True, **options)
-    restarts = 5 if version == "plus" else 1
-    if name in ("apgd-ce", "apgd-dlr"):
-        return APGD(model, steps=steps, loss=name.split("-")[1], restarts=restarts, eot_iter=eot_iter,
-                    autocast=autocast, **common)
-    if name == "apgd-t":
-        return APGDT(model, steps=steps, n_target_classes=n_target_classes, eot_iter=eot_iter, autocast=autocast,
-                     **common)
-    if name in ("fab", "fab-t"):
-        common.pop("eot_batched", None)
-        return FAB(model, steps=steps, targeted=name == "fab-t", restarts=1 if name == "fab-t" else restarts,
-                   n_target_classes=n_target_classes, **common)
-    if name == "square":
-        return Square(model, n_queries=n_queries, p_init=0.8, eot_iter=eot_iter, **common)
-    raise ValueError(f"attack {name!r} is not part of AutoAttack")
 
 
 class _Cascade:
@@ -95,7 +69,7 @@ class _Cascade:
             todo = (fell_at > len(self.names)).nonzero().squeeze(1)
             if todo.numel() == 0:
                 break
-            attack = build_attack(name, self.model, self.threat, self.version, generator=self.reseed(number, i),
+            attack = autoattack_attack(name, self.model, self.threat, self.version, generator=self.reseed(number, i),
                                   eot_iter=self.eot_iter, **self.options)
             tic = time.perf_counter()
             adv = attack(x[todo], y[todo])
@@ -115,12 +89,6 @@ def _gather(records: list) -> list:
     every = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(every, records)
     return [r for part in every for r in part]
-
-
-def _rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", version: str = "auto",
@@ -171,25 +139,22 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
 
 def _run(model, data, threat, version, batch_size, seed, autocast, active_set, eot_batched, repeats, settings,
          progress, bpda):
-    params = list(model.parameters())
-    device = params[0].device if params else torch.device("cpu")
-    rank, world = _rank_world()
+    device = model_device(model)
+    rank, world = rank_and_world()
     options = dict(autocast=autocast, active_set=active_set, eot_batched=eot_batched, **settings)
     cascade, records, stochastic = None, [], None
     for x, y, number in progress_bar(batches(data, batch_size, rank, world), desc="autoattack", enabled=progress,
                              leave=False):
         x, y = x.to(device), y.to(device)
         if cascade is None:
-            forward = lambda v: model(normalize(v, threat.normalization))  # noqa: E731
-            classes, stochastic = probe(model, forward, x[:64])
-            use_bpda = bpda is True or (bpda == "auto" and gradient_masked(model, forward, x[:16]))
-            attacked, fronts = with_bpda(model) if use_bpda else (model, [])
+            setup = model_setup(model, threat, x, bpda)
+            classes, stochastic = setup.classes, setup.stochastic
             chosen = ("rand" if stochastic else "standard") if version == "auto" else version
             names = tuple(n for n in ATTACKS[chosen] if n != "square" or threat.norm == "linf")
             check_classes_for(names, classes, settings["n_target_classes"])
-            cascade = _Cascade(attacked, threat, names, chosen, seed, RAND_EOT if chosen == "rand" else 1, options,
-                               progress)
-            reps = (RAND_REPEATS if stochastic else 1) if repeats == "auto" else repeats
+            cascade = _Cascade(setup.attacked, threat, names, chosen, seed, AUTO_EOT if chosen == "rand" else 1,
+                               options, progress)
+            reps = eot_and_repeats(stochastic, repeats=repeats)[1]
         check_label_range(y, classes, f"data (batch {number})")
         fell_at, x_adv = cascade.run(x, y, number)
         clean, passes, survived = [], [], (fell_at > len(cascade.names)).cpu()
@@ -206,8 +171,7 @@ def _run(model, data, threat, version, batch_size, seed, autocast, active_set, e
                     for j in range(len(y))]
     records = sorted(_gather(records))
     report = _report(cascade, threat, stochastic, reps, autocast, records, classes)
-    if fronts:
-        report.gradients = f"BPDA (identity backward) through {', '.join(fronts)}"
+    report.gradients = setup.gradients
     return report
 
 

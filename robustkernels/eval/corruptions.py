@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..threat import frozen_model
+from ..common import frozen_model
 
 PARAMETERS = {
     "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),  # sigma

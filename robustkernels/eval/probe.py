@@ -8,7 +8,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..threat import check_logits_shape, frozen_model
+from ..common import frozen_model
+from ..threat import check_logits_shape
 
 STOCHASTIC_PASSES = 6  # a model noisy on one call in k (k <= 5) differs within these passes
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..threat import opmath_dtype  # noqa: F401 (the kernels' compute dtype)
+from ..common import opmath_dtype  # noqa: F401 (the kernels' compute dtype)
 
 INT64_MAX = 2**63 - 1
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)

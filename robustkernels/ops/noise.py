@@ -18,7 +18,7 @@ the last bit, so a noisy weight can differ by one rounding between a CPU and a G
 import torch
 
 from .. import reference
-from ..threat import is_number
+from ..common import is_number
 from ._random import draw_seed
 from ._registry import KernelOp
 from ._validation import check_float_tensor, check_int, opmath_dtype

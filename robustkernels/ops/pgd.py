@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 
 from .. import reference
-from ..threat import broadcast_bounds, channel_bounds, check_norm, is_number, per_sample  # noqa: F401 (re-exported)
+from ..common import is_number
+from ..threat import broadcast_bounds, channel_bounds, check_norm, per_sample  # noqa: F401 (re-exported)
 from ._random import draw_seed
 from ._registry import KernelOp
 from ._validation import aliases_partly, check_float_tensor, opmath_dtype

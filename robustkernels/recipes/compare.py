@@ -83,8 +83,8 @@ def compare(make_model: Callable[[], nn.Module], contenders: Sequence[Contender]
 
 
 def _at_chance(model: nn.Module, test_data, clean: float, scored: int) -> bool:
+    from ..common import frozen_model
     from ..eval.checks import above_chance
-    from ..threat import frozen_model
 
     x = test_data[0][:1] if isinstance(test_data, (tuple, list)) else next(iter(test_data))[0][:1]
     with frozen_model(model, "eval"), torch.no_grad():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..threat import non_negative
+from ..common import non_negative
 
 
 class Augmentation:

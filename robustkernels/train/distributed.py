@@ -20,12 +20,6 @@ def init_from_env(device: torch.device) -> bool:
     return True
 
 
-def rank_and_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def shard(indices: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     """This rank's share of one global batch: equal contiguous slices (the last may be shorter)."""
     return indices.tensor_split(world)[rank]

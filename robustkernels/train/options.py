@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..threat import non_negative, positive_int
+from ..common import non_negative, positive_int
 from . import checkpoint as ckpt
 from .augment import Augmentation, make_augmentation
 from .schedules import LR_SCHEDULES

@@ -22,13 +22,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..attacks import FGSM, PGD
+from ..common import frozen_model, model_device, progress_bar, rank_and_world
 from ..data import CropFlip, check_label_range
 from ..nn import pni_param_groups
-from ..progress import progress_bar
-from ..threat import frozen_model
+from ..threat import default_step
 from . import checkpoint as ckpt
 from .data import TrainData
-from .distributed import all_sum, barrier, init_from_env, rank_and_world, shard
+from .distributed import all_sum, barrier, init_from_env, shard
 from .fast import fast_levers
 from .methods import Method, StepContext
 from .options import AUTOCAST, FitOptions, check_options
@@ -88,7 +88,7 @@ def validate(model: nn.Module, method: Method, data: TrainData, *, steps: int, b
     idx = shard(torch.arange(len(data)), rank, world)
     eps = method.target_eps
     threat = dict(norm=method.norm, bounds=method.bounds, normalization=method.normalization)
-    pgd = PGD(model, eps=eps, alpha=2.5 * eps / steps, steps=steps, **threat,
+    pgd = PGD(model, eps=eps, alpha=default_step(eps, steps), steps=steps, **threat,
               generator=torch.Generator().manual_seed(mix_seed(seed, rank, 1)))
     fgsm = FGSM(model, eps=eps, **threat)
     correct = [0, 0, 0]
@@ -214,8 +214,7 @@ def restore(run: Run, good: dict | None, record: dict) -> None:
 def setup(model: nn.Module, method: Method, opts: FitOptions, train_size: int) -> Run:
     """Device, process group, the fast levers, memory format, compile, DDP, optimizer, schedule
     and autocast: the :class:`Run` every later step works on."""
-    params = list(model.parameters())
-    device = params[0].device if params else torch.device("cpu")
+    device = model_device(model)
     if opts.fast:  # explicit settings win over the device's defaults
         levers = fast_levers(device)
         opts.autocast = opts.autocast or levers["autocast"]

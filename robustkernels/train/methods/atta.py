@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from ...common import non_negative, positive_int
 from ...ops.pgd import pgd_step, project
 from ...ops.philox import philox_normal
-from ...threat import non_negative, positive_int
 from ..losses import trades_loss
 from ..seeds import mix_seed
 from .base import BatchResult, Method, cross_entropy, soft_or_hard, summed_cross_entropy

@@ -11,11 +11,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...attacks import PGD
+from ...common import frozen_model, non_negative, positive_int
 from ...data import CropFlip
 from ...nn.ibp import ibp_kl
 from ...nn.lwta import LWTA, lwta_kl
-from ...ops._random import draw_seed
-from ...threat import check_norm, frozen_model, non_negative, normalize, positive_int
+from ...ops import draw_seed
+from ...threat import check_norm, default_step, normalize
 
 
 @dataclass
@@ -65,7 +66,7 @@ class Method:
                  eps_warmup_epochs: float = 0):
         self.target_eps = non_negative("eps", eps)
         self.steps = positive_int("steps", steps)
-        self.target_alpha = 2.5 * eps / self.steps if alpha is None else non_negative("alpha", alpha)
+        self.target_alpha = default_step(eps, self.steps) if alpha is None else non_negative("alpha", alpha)
         self.eps_warmup_epochs = non_negative("eps_warmup_epochs", eps_warmup_epochs)
         self.eps_scale = 1.0
         self.norm = norm

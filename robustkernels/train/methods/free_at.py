@@ -4,8 +4,8 @@ advances the perturbation, which carries over to the next minibatch. Train for e
 
 import torch
 
+from ...common import positive_int
 from ...ops.pgd import pgd_step, project
-from ...threat import positive_int
 from .base import BatchResult, Method, backward_and_step, cross_entropy
 
 

@@ -5,6 +5,7 @@ from the last epoch's training accuracies); ``a = 0.5`` before the first measure
 
 import math
 
+from ...threat import default_step
 from .base import BatchResult, Method, cross_entropy
 
 EPS_SCHEDULES = ("linear", "cosine", "step")
@@ -47,7 +48,7 @@ class Hybrid(Method):
 
     def batch_loss(self, model, x, y, ctx):
         eps = self.current_eps * self.eps_scale
-        attack = self.attack(eps=eps, alpha=2.5 * eps / self.steps)
+        attack = self.attack(eps=eps, alpha=default_step(eps, self.steps))
         with ctx.autocast():
             x_adv = self.run_attack(attack, x, y)
             logits_clean = self.forward(model, x)

@@ -7,7 +7,7 @@ going from 1 to 0 over the same ramp. Needs a deterministic model without BatchN
 mode (e.g. ``cnn``)."""
 
 from ...certify import bound_method, crown_ibp_margins, margin_lower_bounds
-from ...threat import non_negative
+from ...common import non_negative
 from .base import BatchResult, Method, cross_entropy
 
 

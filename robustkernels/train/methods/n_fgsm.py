@@ -6,8 +6,8 @@ cyclic learning rate, as the paper does."""
 
 import math
 
+from ...common import non_negative
 from ...ops.pgd import pgd_step, random_init
-from ...threat import non_negative
 from .base import BatchResult, Method, cross_entropy, summed_cross_entropy
 
 

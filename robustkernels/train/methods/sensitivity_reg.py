@@ -2,7 +2,7 @@
 comes from the optimizer), the sensitivity being the log-volume of the interval-bound box of the
 logits over the eps-ball (:func:`robustkernels.train.sensitivity`)."""
 
-from ...threat import non_negative
+from ...common import non_negative
 from ..losses import sensitivity
 from .base import BatchResult, Method, cross_entropy
 

@@ -4,8 +4,8 @@ maximises the KL term by PGD from ``x + 0.001 N(0, 1)`` (the paper's inner maxim
 import torch
 from torch.nn import functional as F
 
+from ...common import frozen_model, non_negative
 from ...ops.pgd import pgd_step, project
-from ...threat import frozen_model, non_negative
 from ..losses import trades_loss
 from .base import BatchResult, Method, soft_or_hard
 

@@ -1,0 +1,91 @@
+"""Helpers every layer shares, apart from the threat model: the generic argument validators,
+the op-math dtype, :func:`frozen_model` (attacks and evaluation never change the caller's model),
+the model's device, the process rank, and progress bars (tqdm on a terminal, silent when stderr
+is piped to a log)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+
+def opmath_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype perturbation math runs in: float64 for float64 inputs, float32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def positive_int(name: str, value) -> int:
+    """``value`` is an int >= 1 (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def non_negative(name: str, value) -> float:
+    """``value`` is a real number >= 0 (NaN refused) -> float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+    if not value >= 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return float(value)
+
+
+def is_number(value) -> bool:
+    """A Python int or float (not a bool, which is an int to Python)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters live (CPU for a model without parameters)."""
+    params = next(iter(model.parameters()), None)
+    return params.device if params is not None else torch.device("cpu")
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(this process's rank, the number of processes) under ``torch.distributed``, else (0, 1)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+@contextlib.contextmanager
+def frozen_model(model: nn.Module, mode: str) -> Iterator[None]:
+    """Put ``model`` in ``mode`` (``"eval"``, ``"train"`` or ``"keep"``) with no parameter
+    gradients; restore every module's training flag, every parameter's ``requires_grad`` and the
+    global RNG state on exit; in a mode where modules train (BatchNorm updating its running
+    statistics), every buffer is restored too."""
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    trains = mode == "train" or (mode == "keep" and any(training for _, training in modes))
+    buffers = [(b, b.detach().clone()) for b in model.buffers()] if trains else []
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    cpu_rng = torch.get_rng_state()
+    if mode != "keep":
+        model.train(mode == "train")
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+
+def progress_bar(iterable: Iterable | None = None, *, enabled: bool = True, **kwargs) -> tqdm:
+    """A ``tqdm`` bar that shows only if ``enabled`` and stderr is a terminal (tqdm's
+    ``disable=None``), so a piped log gets no carriage-return updates."""
+    return tqdm(iterable, disable=None if enabled else True, dynamic_ncols=True, **kwargs)

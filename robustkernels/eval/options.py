@@ -1,0 +1,83 @@
+"""Everything :func:`~robustkernels.eval.evaluate` takes besides the model and the data, checked
+once: :class:`EvalOptions` and :func:`check_eval_options` (as ``FitOptions`` serves ``fit``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..certify import bound_method
+from ..common import non_negative, positive_int
+from ..threat import check_norm
+from .suite import ATTACKS, STEP_KEYS
+
+SUITES = ("default", "autoattack")
+
+
+@dataclass
+class EvalOptions:
+    eps: float
+    norm: str = "linf"
+    attacks: tuple = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr")
+    eot_iter: int | str = "auto"
+    restarts: int = 1
+    batch_size: int = 256
+    generator: torch.Generator | None = None
+    repeats: int | str = "auto"
+    checks: bool = True
+    check_samples: int = 200
+    curve_eps: tuple = (0.25, 0.5, 1.0, 1.5, 2.0)
+    tolerance: float = 0.03
+    steps: dict | None = None
+    bounds: tuple = (0.0, 1.0)
+    normalization: tuple | None = None
+    examples: int = 16
+    title: str = ""
+    progress: bool = True
+    suite: str = "default"
+    version: str = "auto"
+    autocast: str | None = None
+    bpda: bool | str = "auto"
+    surrogate: nn.Module | None = None
+    corruptions: tuple | str = ()
+    certify: str | None = None
+
+
+def _check_steps(steps) -> dict:
+    if steps is None:
+        return {}
+    if not isinstance(steps, dict):
+        raise TypeError(f"steps must be a dict like {{'pgd': 50}}, got {type(steps).__name__}")
+    unknown = sorted(set(steps) - set(STEP_KEYS))
+    if unknown:
+        raise ValueError(f"steps: unknown keys {unknown}; choose among {STEP_KEYS}")
+    return {k: positive_int(f"steps[{k!r}]", v) for k, v in steps.items()}
+
+
+def check_eval_options(model: nn.Module, o: EvalOptions) -> EvalOptions:
+    """``o`` validated (a ValueError / TypeError naming the argument), normalised in place."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if o.surrogate is not None and (not isinstance(o.surrogate, nn.Module) or o.surrogate is model):
+        raise TypeError("surrogate must be another nn.Module (a model of the same task), not the model itself")
+    if o.suite not in SUITES:
+        raise ValueError(f"suite must be one of {SUITES}, got {o.suite!r}")
+    check_norm(o.norm)
+    o.eps = non_negative("eps", o.eps)
+    o.attacks = (o.attacks,) if isinstance(o.attacks, str) else tuple(o.attacks)
+    unknown = [a for a in o.attacks if a not in ATTACKS]
+    if unknown or not o.attacks:
+        raise ValueError(f"attacks must be a non-empty selection of {ATTACKS}, got {list(o.attacks)}")
+    o.batch_size, o.restarts = positive_int("batch_size", o.batch_size), positive_int("restarts", o.restarts)
+    o.check_samples = positive_int("check_samples", o.check_samples)
+    for name in ("eot_iter", "repeats"):
+        if getattr(o, name) != "auto":
+            positive_int(name, getattr(o, name))
+    o.steps = _check_steps(o.steps)
+    if o.certify is not None:
+        bound_method("certify", o.certify)
+        if o.norm != "linf":
+            raise ValueError(f"certify needs norm='linf' (bounds over the Linf box), got norm={o.norm!r}")
+    return o

@@ -20,6 +20,9 @@ from .graph import model_steps
 
 @dataclass
 class CertifiedReport:
+    """What :func:`certified_accuracy` found: clean and certified accuracy over ``n_samples`` at
+    ``eps``, the per-sample verdicts in data order, and the bound method."""
+
     eps: float
     n_samples: int
     clean_accuracy: float

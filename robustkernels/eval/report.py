@@ -12,6 +12,9 @@ from .values import AttackResult, Check, Stat
 
 @dataclass
 class RobustnessReport:
+    """What :func:`~robustkernels.eval.evaluate` measured: clean and per-attack accuracies, the
+    worst case, the checks, curves and examples; ``to_markdown()``, ``to_json()``, ``plot()``."""
+
     eps: float
     norm: str
     n_samples: int

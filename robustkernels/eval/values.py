@@ -19,6 +19,10 @@ class Stat:
 
 @dataclass
 class AttackResult:
+    """One attack's figures: robust accuracy (mean ± std over passes), success rate among the
+    clean-correct samples, confidence on the adversarial inputs, mean perturbation of the fooled
+    samples (threat model's norm), seconds per image."""
+
     robust_accuracy: Stat
     success_rate: float  # fooled / clean-correct
     confidence_adv: float  # mean max-softmax on the adversarial inputs
@@ -28,6 +32,9 @@ class AttackResult:
 
 @dataclass
 class Check:
+    """One sanity check of an evaluation: its name, ``status`` (pass / warn / fail / n/a) and what
+    it measured."""
+
     name: str
     status: str  # "pass" | "warn" | "fail" | "n/a"
     detail: str

@@ -7,6 +7,9 @@ from .preact import NormAct, PreActResNet, check_competitors, norm_act_factory
 
 
 class WideResNet(PreActResNet):
+    """WRN-depth-width (Zagoruyko & Komodakis 2016) as a pre-activation ResNet: stem 16, three
+    stages of (depth - 4) / 6 blocks at 16k, 32k, 64k channels, strides 1 / 2 / 2."""
+
     def __init__(self, depth: int, widen_factor: int, num_classes: int, norm_act: NormAct, in_channels: int = 3):
         widths = (16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
         super().__init__(16, widths, (1, 2, 2), (depth - 4) // 6, num_classes, norm_act, in_channels)

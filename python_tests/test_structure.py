@@ -90,3 +90,17 @@ def test_no_private_name_crosses_a_package():
     crossing = [(importer, f"{imported}.{name}") for importer, imported, name in _imports()
                 if name and name.startswith("_") and not name.startswith("__") and _top(importer) != _top(imported)]
     assert not crossing, crossing
+
+
+def test_no_function_body_over_sixty_lines():
+    """Functions fit on a screen: no body (docstring excluded) longer than 60 lines."""
+    long = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = node.body
+                has_doc = isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant)
+                start = body[1].lineno if has_doc and len(body) > 1 else body[0].lineno
+                if node.end_lineno - start + 1 > 60:
+                    long.append(f"{module}.{node.name}: {node.end_lineno - start + 1} lines")
+    assert not long, long

@@ -38,26 +38,7 @@ def add_train(commands) -> None:
     p.add_argument("--schedule", choices=LR_SCHEDULES, default=None,
                    help="learning-rate schedule (default: the method's, else step: x0.1 at 50%%, x0.01 at 75%%)")
     p.add_argument("--weight-decay", type=number(), default=5e-4, help="L2 weight decay (sgd)")
-    p.add_argument("--eps", type=number(fraction=True), default=None,
-                   help="threat radius, e.g. 8/255 (default: 0.1 digits, 0.3 mnist, 8/255 cifar10)")
-    p.add_argument("--alpha", type=number(fraction=True), default=None,
-                   help="attack step size (default: 2.5 eps / steps)")
-    p.add_argument("--steps", type=integer(), default=None,
-                   help="attack steps per training batch (default: 1 for fgsm-rs, n-fgsm and atta, else 10)")
-    p.add_argument("--norm", choices=("linf", "l2"), default="linf", help="threat model")
-    p.add_argument("--beta", type=number(), default=6.0, help="TRADES weight of the robustness term")
-    p.add_argument("--replays", type=integer(), default=4, help="free-AT minibatch replays m")
-    p.add_argument("--sensitivity-weight", type=number(), default=1e-3,
-                   help="lambda of the sensitivity method")
-    p.add_argument("--kl-weight", type=number(), default=0.0, help="weight of the LWTA/IBP KL terms")
-    p.add_argument("--eps-warmup-epochs", type=number(), default=0.0,
-                   help="ramp eps linearly from 0 over this many epochs (any method)")
-    p.add_argument("--tau", type=integer(minimum=0), default=None,
-                   help="fat: steps after the first misclassification (default: the dynamic 0/1/2 schedule)")
-    p.add_argument("--bound", choices=("ibp", "crown-ibp"), default="ibp",
-                   help="ibp: the bounds trained on (crown-ibp: Zhang et al. 2020's beta schedule from 1 to 0)")
-    p.add_argument("--atta-loss", choices=("ce", "trades"), default="ce", help="atta: the training objective")
-    p.add_argument("--reset-every", type=integer(), default=10, help="atta: epochs between buffer resets")
+    _method_arguments(p)
     p.add_argument("--on-overfit", choices=("warn", "stop", "restore"), default="warn",
                    help="on catastrophic overfitting (validation PGD accuracy collapsing while FGSM accuracy "
                         "rises): warn, stop, or restore the last good epoch and stop")
@@ -81,6 +62,30 @@ def add_train(commands) -> None:
     p.add_argument("--val-samples", type=integer(), default=1000,
                    help="test samples for the per-epoch clean and PGD validation")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (they are off when piped anyway)")
+
+
+def _method_arguments(p) -> None:
+    """The threat model and the training methods' own options."""
+    p.add_argument("--eps", type=number(fraction=True), default=None,
+                   help="threat radius, e.g. 8/255 (default: 0.1 digits, 0.3 mnist, 8/255 cifar10)")
+    p.add_argument("--alpha", type=number(fraction=True), default=None,
+                   help="attack step size (default: 2.5 eps / steps)")
+    p.add_argument("--steps", type=integer(), default=None,
+                   help="attack steps per training batch (default: 1 for fgsm-rs, n-fgsm and atta, else 10)")
+    p.add_argument("--norm", choices=("linf", "l2"), default="linf", help="threat model")
+    p.add_argument("--beta", type=number(), default=6.0, help="TRADES weight of the robustness term")
+    p.add_argument("--replays", type=integer(), default=4, help="free-AT minibatch replays m")
+    p.add_argument("--sensitivity-weight", type=number(), default=1e-3,
+                   help="lambda of the sensitivity method")
+    p.add_argument("--kl-weight", type=number(), default=0.0, help="weight of the LWTA/IBP KL terms")
+    p.add_argument("--eps-warmup-epochs", type=number(), default=0.0,
+                   help="ramp eps linearly from 0 over this many epochs (any method)")
+    p.add_argument("--tau", type=integer(minimum=0), default=None,
+                   help="fat: steps after the first misclassification (default: the dynamic 0/1/2 schedule)")
+    p.add_argument("--bound", choices=("ibp", "crown-ibp"), default="ibp",
+                   help="ibp: the bounds trained on (crown-ibp: Zhang et al. 2020's beta schedule from 1 to 0)")
+    p.add_argument("--atta-loss", choices=("ce", "trades"), default="ce", help="atta: the training objective")
+    p.add_argument("--reset-every", type=integer(), default=10, help="atta: epochs between buffer resets")
 
 
 def _method_kwargs(args, eps: float) -> dict:

@@ -23,11 +23,10 @@ from torch.nn import functional as F
 
 from ..attacks import FGSM, PGD
 from ..common import frozen_model, model_device, progress_bar, rank_and_world
-from ..data import CropFlip, check_label_range
+from ..data import CropFlip, IndexedData, check_label_range
 from ..nn import pni_param_groups
 from ..threat import default_step
 from . import checkpoint as ckpt
-from .data import TrainData
 from .distributed import all_sum, barrier, init_from_env, shard
 from .fast import fast_levers
 from .methods import Method, StepContext
@@ -79,7 +78,7 @@ def _make_optimizer(model: nn.Module, name: str, lr: float, momentum: float, wei
     return torch.optim.Adam(groups, lr=lr)
 
 
-def validate(model: nn.Module, method: Method, data: TrainData, *, steps: int, batch_size: int, seed: int,
+def validate(model: nn.Module, method: Method, data: IndexedData, *, steps: int, batch_size: int, seed: int,
              device: torch.device) -> dict:
     """Clean, FGSM and PGD-``steps`` accuracy of ``model`` (eval mode) at the method's full eps
     on this rank's share of ``data``, summed over ranks: ``{"val_clean_acc", "val_fgsm_acc",
@@ -158,12 +157,12 @@ def fit(model: nn.Module, method: Method, train_data, *, val_data=None, **option
     if unknown:
         raise TypeError(f"fit() got unexpected keyword argument(s): {', '.join(unknown)}")
     opts = FitOptions(**options)
-    train = TrainData("train_data", train_data)
+    train = IndexedData("train_data", train_data)
     if opts.batch_size is None:
         opts.batch_size = train.loader_batch_size or 128
     opts = check_options(opts, getattr(method, "default_schedule", "step"), val_data is not None)
     train.refuse_ignored_loader_settings(opts.batch_size)
-    val = TrainData("val_data", val_data) if val_data is not None else None
+    val = IndexedData("val_data", val_data) if val_data is not None else None
     run = setup(model, method, opts, len(train))
     check_labels(run, train, val)
     if opts.resume and os.path.isfile(opts.checkpoint_path):
@@ -277,7 +276,7 @@ def save_checkpoint(run: Run, opts: FitOptions, epoch: int, batch: int) -> None:
     barrier()
 
 
-def train_epoch(run: Run, opts: FitOptions, train: TrainData, epoch: int) -> None:
+def train_epoch(run: Run, opts: FitOptions, train: IndexedData, epoch: int) -> None:
     """The batches of ``epoch`` from ``run.batch`` on (a resumed run starts mid-epoch), in the
     order given by ``(seed, epoch)``; each process takes its share of every global batch."""
     method = run.method
@@ -340,7 +339,7 @@ def train_batch(run: Run, opts: FitOptions, epoch: int, b: int, index: torch.Ten
     return loss
 
 
-def check_labels(run: Run, train: TrainData, val: TrainData | None) -> None:
+def check_labels(run: Run, train: IndexedData, val: IndexedData | None) -> None:
     """Labels must be classes of the model: all of them up front for tensors (a Dataset's are
     checked batch by batch in :func:`train_batch`)."""
     classes = num_classes(run, train.example.to(run.device))
@@ -357,7 +356,7 @@ def num_classes(run: Run, x: torch.Tensor) -> int:
     return run.classes
 
 
-def end_epoch(run: Run, opts: FitOptions, val: TrainData | None, epoch: int) -> dict:
+def end_epoch(run: Run, opts: FitOptions, val: IndexedData | None, epoch: int) -> dict:
     """The epoch's record: sums over processes, the method's figures, validation and the
     catastrophic-overfitting check (warned about); appended to the history."""
     sums = run.sums.over_ranks(run.device)

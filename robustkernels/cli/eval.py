@@ -22,8 +22,12 @@ def add_eval(commands) -> None:
                    help="evaluate the first N test samples (default: all)")
     p.add_argument("--suite", choices=("default", "autoattack"), default="default",
                    help="autoattack: also run AutoAttack (the field's standard number) with its log")
-    p.add_argument("--version", choices=("auto", "standard", "plus", "rand"), default="auto",
-                   help="AutoAttack version (auto: rand for a stochastic model, else standard)")
+    p.add_argument("--version", choices=("auto", "standard", "plus", "rand", "custom"), default="auto",
+                   help="AutoAttack version (auto: rand for a stochastic model, else standard; custom: --aa-attacks)")
+    p.add_argument("--aa-attacks", default=None,
+                   help="--version custom: comma-separated among apgd-ce,apgd-dlr,apgd-t,fab,fab-t,square")
+    p.add_argument("--individual", action="store_true",
+                   help="AutoAttack: every attack on every point (each attack's robust accuracy), not the cascade")
     p.add_argument("--autocast", choices=("bf16", "fp16"), default=None,
                    help="run the model in this precision inside AutoAttack's attacks (verdicts in fp32)")
     p.add_argument("--eot-iter", type=eot_iter, default="auto",
@@ -76,6 +80,8 @@ def _eval(args) -> int:
                       eot_iter=args.eot_iter, batch_size=args.batch_size, checks=not args.no_checks,
                       check_samples=args.check_samples, generator=torch.Generator().manual_seed(args.seed),
                       progress=not args.no_progress, suite=args.suite, version=args.version,
+                      aa_attacks=None if args.aa_attacks is None else [a for a in args.aa_attacks.split(",") if a],
+                      aa_individual=args.individual,
                       autocast=args.autocast, surrogate=surrogate, corruptions=corruptions,
                       certify=args.certify, title=f"{meta['model']} ({meta['activation']}"
                       f"{', PNI' if meta['pni'] else ''}) trained with {meta.get('method', '?')} on {meta['dataset']}")

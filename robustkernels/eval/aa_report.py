@@ -35,11 +35,35 @@ class AutoAttackReport:
     robust: list[bool] = field(default_factory=list)  # per sample, in data order (cascade verdict)
     classes: int = 0  # the model's outputs
     gradients: str = "the model's own"  # or BPDA through the named front-ends
+    individual: dict[str, float] = field(default_factory=dict)  # each attack alone on every point
+    probabilities: bool = False  # the model returned probabilities, not logits
 
     def warnings(self) -> list[str]:
-        """What makes the figures meaningless (a model at chance)."""
+        """What makes the figures meaningless or suspect, as the original warns: a model at chance,
+        probabilities for logits, the gradient-free Square beating the white-box attacks."""
+        out = []
         check = above_chance(self.clean_accuracy.mean, self.classes, self.n_samples) if self.classes else None
-        return [f"warning: {check.detail}"] if check is not None and check.status != "pass" else []
+        if check is not None and check.status != "pass":
+            out.append(f"warning: {check.detail}")
+        if self.probabilities:
+            out.append("warning: the model returns probabilities (rows sum to 1), not logits: the CE gradient is "
+                       "masked; evaluate the model without its final softmax")
+        broken = self._square_breaks()
+        if broken:
+            out.append(f"warning: Square (gradient-free) fooled {100 * broken:.2f}% of the points that the white-box "
+                       "attacks before it did not: a sign of gradient masking")
+        return out
+
+    def _square_breaks(self) -> float:
+        """The share of points Square fooled after the white-box attacks failed on them."""
+        if "square" not in self.attacks:
+            return 0.0
+        if self.individual:
+            others = [a for n, a in self.individual.items() if n != "square"]
+            return max(0.0, min(others) - self.individual["square"]) if others else 0.0
+        k = self.attacks.index("square")
+        before = self.robust_after[k - 1] if k else self.clean_accuracy.mean
+        return max(0.0, before - self.robust_after[k])
 
     def log(self) -> str:
         """The cumulative log, in the original's words."""
@@ -50,6 +74,7 @@ class AutoAttackReport:
             total += self.seconds.get(name, 0.0)
             lines.append(f"robust accuracy after {name.upper()}: {100 * acc:.2f}% (total time {total:.1f} s)")
         lines += [f"skipped {s}" for s in self.skipped]
+        lines += [f"robust accuracy of {name.upper()} alone: {100 * acc:.2f}%" for name, acc in self.individual.items()]
         if self.gradients != "the model's own":
             lines.append(f"attack gradients: {self.gradients}")
         lines.append(f"robust accuracy: {self.robust_accuracy}")
@@ -67,7 +92,13 @@ class AutoAttackReport:
             what += f"; attack gradients: {self.gradients}"
         return "\n".join([f"AutoAttack ({self.version}), {self.norm} eps = {self.eps:.4g}, {self.n_samples} samples, "
                           f"{what}", "", *rows, "", f"**AutoAttack robust accuracy: {self.robust_accuracy}**",
-                          *self.warnings()])
+                          *self._individual_line(), *self.warnings()])
+
+    def _individual_line(self) -> list[str]:
+        if not self.individual:
+            return []
+        return ["", "Each attack alone on every point: " + ", ".join(
+            f"{name} {100 * acc:.2f}%" for name, acc in self.individual.items()) + "."]
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -17,6 +17,7 @@ single process would give, because every random draw is a function of (seed, bat
 from __future__ import annotations
 
 import time
+import warnings
 
 import torch
 from torch import nn
@@ -31,7 +32,8 @@ from .setup import AUTO_EOT, eot_and_repeats, model_setup
 from .suite import autoattack_attack
 from .values import Stat
 
-VERSIONS = ("standard", "plus", "rand")
+VERSIONS = ("standard", "plus", "rand", "custom")
+ALL_ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")  # what version="custom" may list
 ATTACKS = {
     "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
     "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
@@ -42,9 +44,10 @@ ATTACKS = {
 class _Cascade:
     """Runs the attacks of one version on batches; keeps per-sample verdicts only."""
 
-    def __init__(self, model, threat, names, version, seed, eot_iter, options, progress):
+    def __init__(self, model, threat, names, version, seed, eot_iter, options, progress, individual=False):
         self.model, self.threat, self.names, self.version = model, threat, names, version
         self.seed, self.eot_iter, self.options, self.progress = seed, eot_iter, options, progress
+        self.individual = individual  # every attack on every clean-correct point, not the cascade
         self.seconds = dict.fromkeys(names, 0.0)
         self.attacked = dict.fromkeys(names, 0)
 
@@ -59,14 +62,16 @@ class _Cascade:
         torch.manual_seed(key)
         return torch.Generator().manual_seed(key + 1)
 
-    def run(self, x, y, number) -> tuple[torch.Tensor, torch.Tensor]:
-        """(fell_at [B]: 0 clean-misclassified, i fooled by attack i, len+1 robust; x_adv)."""
+    def run(self, x, y, number) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(fell_at [B]: 0 clean-misclassified, i first fooled by attack i, len+1 robust; x_adv;
+        fooled_by [B, attacks]: which attacks fooled each point)."""
         self.reseed(number, 0)
         correct = self.forward(x) == y
         fell_at = torch.where(correct, len(self.names) + 1, 0)
+        fooled_by = torch.zeros(len(y), len(self.names), dtype=torch.bool, device=y.device)
         x_adv = x.clone()
         for i, name in enumerate(self.names, start=1):
-            todo = (fell_at > len(self.names)).nonzero().squeeze(1)
+            todo = (correct if self.individual else fell_at > len(self.names)).nonzero().squeeze(1)
             if todo.numel() == 0:
                 break
             attack = autoattack_attack(name, self.model, self.threat, self.version, generator=self.reseed(number, i),
@@ -77,12 +82,16 @@ class _Cascade:
             fooled = (self.forward(adv) != y[todo]) & self.threat.within(adv, x[todo])
             self.seconds[name] += time.perf_counter() - tic
             self.attacked[name] += todo.numel()
-            fell_at[todo[fooled]] = i
-            x_adv[todo] = adv
-        return fell_at, x_adv
+            fooled_by[todo[fooled], i - 1] = True
+            unbroken = fell_at[todo] > len(self.names)  # not fooled by an earlier attack
+            fell_at[todo[fooled & unbroken]] = i
+            # a fooled point keeps the input of the first attack that fooled it, a survivor the latest
+            update = unbroken
+            x_adv[todo[update]] = adv[update]
+        return fell_at, x_adv, fooled_by
 
 
-def _gather(records: list) -> list:
+def _all_processes(records: list) -> list:
     """All processes' records, on every process (one process: unchanged)."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return records
@@ -95,14 +104,21 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
                batch_size: int = 250, bounds=(0.0, 1.0), normalization=None, seed: int | None = None,
                autocast: str | None = None, active_set: bool = True, eot_batched="auto", repeats="auto",
                steps: int = 100, n_queries: int = 5000, n_target_classes: int = 9,
-               progress: bool = True, bpda="auto") -> AutoAttackReport:
+               progress: bool = True, bpda="auto", attacks=None, individual: bool = False) -> AutoAttackReport:
     """AutoAttack's robust accuracy of ``model`` in the ``norm`` ball of radius ``eps``.
 
     Args:
         data: a pair of tensors (x [N, ...] in ``bounds``, y [N]), a map-style Dataset or a
             DataLoader of ``(x, y)`` batches (streamed; batches larger than ``batch_size`` split).
-        version: ``"standard"``, ``"plus"``, ``"rand"``, or ``"auto"``: rand for a stochastic
-            model (forward passes on the same input differ), else standard.
+        version: ``"standard"``, ``"plus"``, ``"rand"``, ``"custom"`` (the ``attacks`` listed, in
+            that order, at the standard version's settings; EOT-20 for a stochastic model), or
+            ``"auto"``: rand for a stochastic model (forward passes on the same input differ),
+            else standard.
+        attacks: for ``version="custom"``: names among :data:`ALL_ATTACKS`.
+        individual: run every attack on every clean-correct point (the original's
+            ``run_standard_evaluation_individual``) instead of the cascade; the report's
+            ``individual`` gives each attack's robust accuracy, and the final figure is still
+            "robust to every attack".
         autocast: ``"bf16"``/``"fp16"``: the APGD attacks run the model in that precision (FAB
             and Square stay in fp32); a point counts as fooled, inside an attack and in the
             report, only if an fp32 pass agrees.
@@ -124,39 +140,64 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
     threat = ThreatModel.build(eps, norm, bounds, normalization)
     if version not in VERSIONS + ("auto",):
         raise ValueError(f"version must be one of {VERSIONS + ('auto',)}, got {version!r}")
+    attacks = _custom_attacks(version, attacks)
+    if not isinstance(individual, bool):
+        raise TypeError(f"individual must be a bool, got {type(individual).__name__}")
     batch_size = positive_int("batch_size", batch_size)
     if repeats != "auto":
         positive_int("repeats", repeats)
     rng = torch.get_rng_state()
     try:
         seed = draw_seed() if seed is None else positive_int("seed", seed + 1) - 1
-        return _run(model, data, threat, version, batch_size, seed, autocast, active_set, eot_batched, repeats,
-                    dict(steps=positive_int("steps", steps), n_queries=positive_int("n_queries", n_queries),
-                         n_target_classes=positive_int("n_target_classes", n_target_classes)), progress, bpda)
+        plan = dict(version=version, attacks=attacks, individual=individual, repeats=repeats, bpda=bpda,
+                    progress=progress, autocast=autocast)
+        return _run(model, data, threat, batch_size, seed, plan,
+                    dict(autocast=autocast, active_set=active_set, eot_batched=eot_batched,
+                         steps=positive_int("steps", steps), n_queries=positive_int("n_queries", n_queries),
+                         n_target_classes=positive_int("n_target_classes", n_target_classes)))
     finally:
         torch.set_rng_state(rng)
 
 
-def _run(model, data, threat, version, batch_size, seed, autocast, active_set, eot_batched, repeats, settings,
-         progress, bpda):
+def _custom_attacks(version: str, attacks) -> tuple[str, ...] | None:
+    """The checked ``attacks`` of ``version="custom"`` (None for the other versions)."""
+    if version != "custom":
+        if attacks is not None:
+            raise ValueError(f"attacks= lists the attacks of version='custom'; version={version!r} has its own")
+        return None
+    attacks = (attacks,) if isinstance(attacks, str) else tuple(attacks or ())
+    unknown = [a for a in attacks if a not in ALL_ATTACKS]
+    if not attacks or unknown or len(set(attacks)) != len(attacks):
+        raise ValueError(f"attacks must list distinct names among {ALL_ATTACKS} for version='custom', "
+                         f"got {list(attacks)}")
+    return attacks
+
+
+def _cascade_for(setup, threat, seed, plan, options) -> _Cascade:
+    """The version's attacks (Square only in Linf) for this model, after the original's checks."""
+    chosen = ("rand" if setup.stochastic else "standard") if plan["version"] == "auto" else plan["version"]
+    listed = plan["attacks"] if chosen == "custom" else ATTACKS[chosen]
+    names = tuple(n for n in listed if n != "square" or threat.norm == "linf")
+    check_classes_for(names, setup.classes, options["n_target_classes"])
+    eot = AUTO_EOT if chosen == "rand" or (chosen == "custom" and setup.stochastic) else 1
+    return _Cascade(setup.attacked, threat, names, chosen, seed, eot, options, plan["progress"], plan["individual"])
+
+
+def _run(model, data, threat, batch_size, seed, plan, options):
     device = model_device(model)
     rank, world = rank_and_world()
-    options = dict(autocast=autocast, active_set=active_set, eot_batched=eot_batched, **settings)
-    cascade, records, stochastic = None, [], None
-    for x, y, number in progress_bar(batches(data, batch_size, rank, world), desc="autoattack", enabled=progress,
-                             leave=False):
+    cascade, records, stochastic, probabilities = None, [], None, False
+    for x, y, number in progress_bar(batches(data, batch_size, rank, world), desc="autoattack",
+                                     enabled=plan["progress"], leave=False):
         x, y = x.to(device), y.to(device)
         if cascade is None:
-            setup = model_setup(model, threat, x, bpda)
+            setup = model_setup(model, threat, x, plan["bpda"])
             classes, stochastic = setup.classes, setup.stochastic
-            chosen = ("rand" if stochastic else "standard") if version == "auto" else version
-            names = tuple(n for n in ATTACKS[chosen] if n != "square" or threat.norm == "linf")
-            check_classes_for(names, classes, settings["n_target_classes"])
-            cascade = _Cascade(setup.attacked, threat, names, chosen, seed, AUTO_EOT if chosen == "rand" else 1,
-                               options, progress)
-            reps = eot_and_repeats(stochastic, repeats=repeats)[1]
+            probabilities = _outputs_probabilities(setup, x)
+            cascade = _cascade_for(setup, threat, seed, plan, options)
+            reps = eot_and_repeats(stochastic, repeats=plan["repeats"])[1]
         check_label_range(y, classes, f"data (batch {number})")
-        fell_at, x_adv = cascade.run(x, y, number)
+        fell_at, x_adv, fooled_by = cascade.run(x, y, number)
         clean, passes, survived = [], [], (fell_at > len(cascade.names)).cpu()
         for r in range(reps):  # the spread: fresh noise per pass, clean and adversarial
             cascade.reseed(number, 1000 + r)
@@ -167,12 +208,25 @@ def _run(model, data, threat, version, batch_size, seed, autocast, active_set, e
             passes.append(correct & survived & (cascade.forward(x_adv) == y).cpu())
         if reps == 1:  # one pass of a deterministic model: the cascade's clean verdict
             clean = [(fell_at > 0).cpu()]
-        records += [(number, j, int(fell_at[j]), [bool(c[j]) for c in clean], [bool(p[j]) for p in passes])
-                    for j in range(len(y))]
-    records = sorted(_gather(records))
-    report = _report(cascade, threat, stochastic, reps, autocast, records, classes)
-    report.gradients = setup.gradients
+        records += [(number, j, int(fell_at[j]), [bool(c[j]) for c in clean], [bool(p[j]) for p in passes],
+                     fooled_by[j].tolist()) for j in range(len(y))]
+    records = sorted(_all_processes(records))
+    report = _report(cascade, threat, stochastic, reps, plan["autocast"], records, classes)
+    report.gradients, report.probabilities = setup.gradients, probabilities
     return report
+
+
+def _outputs_probabilities(setup, x) -> bool:
+    """The original's check: a model whose rows are non-negative and sum to 1 returns
+    probabilities, not logits - the CE gradient through a softmax of them is masked."""
+    with torch.no_grad():
+        out = setup.forward(x[:64]).float()
+    if bool((out >= 0).all()) and bool(((out.sum(dim=1) - 1).abs() < 1e-4).all()):
+        warnings.warn("autoattack: the model's outputs are non-negative and sum to 1 - probabilities, not logits; "
+                      "the CE loss on them masks the gradient: pass the model without its final softmax",
+                      stacklevel=3)
+        return True
+    return False
 
 
 def _report(cascade, threat, stochastic, reps, autocast, records, classes) -> AutoAttackReport:
@@ -184,18 +238,22 @@ def _report(cascade, threat, stochastic, reps, autocast, records, classes) -> Au
     after = [float((fell_at > i).float().mean()) for i in range(1, len(names) + 1)]
     if not stochastic:  # one deterministic pass: the cascade's own verdicts
         final = torch.tensor([after[-1]]) if after else clean
-    skipped = [] if threat.norm == "linf" or "square" not in ATTACKS[cascade.version] else [
-        "square: implemented for Linf only"]
-    seconds, attacked = _gather_sums(cascade.seconds), _gather_sums(cascade.attacked)
+    listed = ATTACKS.get(cascade.version, ALL_ATTACKS)
+    skipped = [] if threat.norm == "linf" or "square" not in listed else ["square: implemented for Linf only"]
+    individual = {}
+    if cascade.individual:
+        fooled_by = torch.tensor([r[5] for r in records], dtype=torch.bool).view(n, len(names))
+        individual = {name: float(((fell_at > 0) & ~fooled_by[:, k]).float().mean()) for k, name in enumerate(names)}
+    seconds, attacked = _sum_over_processes(cascade.seconds), _sum_over_processes(cascade.attacked)
     return AutoAttackReport(
         version=cascade.version, norm=threat.norm, eps=threat.eps, n_samples=n, attacks=names,
         clean_accuracy=_stat(clean), robust_after=after, robust_accuracy=_stat(final), seconds=seconds,
         attacked=attacked, stochastic=bool(stochastic), eot_iter=cascade.eot_iter, repeats=reps, autocast=autocast,
-        skipped=skipped, robust=(fell_at > len(names)).tolist(), classes=classes)
+        skipped=skipped, robust=(fell_at > len(names)).tolist(), classes=classes, individual=individual)
 
 
-def _gather_sums(values: dict) -> dict:
-    parts = _gather([values])
+def _sum_over_processes(values: dict) -> dict:
+    parts = _all_processes([values])
     return {k: sum(p[k] for p in parts) for k in values}
 
 

@@ -31,7 +31,7 @@ from .setup import ModelSetup, eot_and_repeats, model_setup
 from .suite import make_attack
 
 
-def _gather(data, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _materialise(data, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole of ``data`` (tensors, Dataset or DataLoader) as one (x, y) pair: the checks, the
     worst case over attacks and the plots need every sample's verdicts side by side, in one order
     (a shuffling loader read twice would not give it)."""
@@ -101,7 +101,8 @@ def evaluate(model: nn.Module, data, *, eps: float, **options) -> RobustnessRepo
             ``check_samples`` samples; ``curve_eps`` are multiples of ``eps``.
         steps: override attack lengths, e.g. ``{"pgd": 50, "apgd": 100, "cw": 30, "square": 1000}``.
         suite: ``"autoattack"`` also runs :func:`~robustkernels.eval.autoattack` (``version``:
-            standard | plus | rand | auto) on the same data; its log is part of the report and
+            standard | plus | rand | custom | auto; ``aa_attacks`` for custom, ``aa_individual``
+            for every attack on every point) on the same data; its log is part of the report and
             its verdicts part of the worst case.
         autocast: ``"bf16"``/``"fp16"`` for the model inside AutoAttack's attacks (fp32 verdicts).
         bpda: ``"auto"``: if the input gradient through the model is missing or zero, attack
@@ -133,7 +134,7 @@ def evaluate(model: nn.Module, data, *, eps: float, **options) -> RobustnessRepo
     opts = check_eval_options(model, EvalOptions(eps=eps, **options))
     rng_state = torch.get_rng_state()  # before the data: a shuffling DataLoader draws from it
     try:
-        x, y = _gather(data, opts.batch_size)
+        x, y = _materialise(data, opts.batch_size)
         threat = ThreatModel.build(opts.eps, opts.norm, opts.bounds, opts.normalization)
         gen = opts.generator if opts.generator is not None else torch.Generator().manual_seed(draw_seed())
         bpda, note = opts.bpda, ""
@@ -176,7 +177,8 @@ def _one_pass(model, x, y, opts: EvalOptions, threat: ThreatModel, setup: ModelS
     if opts.suite == "autoattack":
         aa = autoattack(setup.attacked, (x, y), eps=opts.eps, norm=opts.norm, version=opts.version,
                         batch_size=opts.batch_size, bounds=opts.bounds, normalization=opts.normalization,
-                        seed=draw_seed(gen), autocast=opts.autocast, progress=opts.progress)
+                        seed=draw_seed(gen), autocast=opts.autocast, progress=opts.progress, attacks=opts.aa_attacks,
+                        individual=opts.aa_individual)
         robust_masks["autoattack"] = torch.tensor(aa.robust).expand(run.reps, -1)
     robust_all = torch.stack(list(robust_masks.values())).all(dim=0)  # [R, N]: robust to every attack
     report = _assemble(run, opts, setup, y, clean_preds, clean_correct, results, adversarial, robust_all, aa,

@@ -38,6 +38,8 @@ class EvalOptions:
     progress: bool = True
     suite: str = "default"
     version: str = "auto"
+    aa_attacks: tuple | None = None  # version="custom": AutoAttack's attacks to run
+    aa_individual: bool = False  # every AutoAttack attack on every point, not the cascade
     autocast: str | None = None
     bpda: bool | str = "auto"
     surrogate: nn.Module | None = None

@@ -26,6 +26,8 @@ def add_eval(commands) -> None:
                    help="AutoAttack version (auto: rand for a stochastic model, else standard; custom: --aa-attacks)")
     p.add_argument("--aa-attacks", default=None,
                    help="--version custom: comma-separated among apgd-ce,apgd-dlr,apgd-t,fab,fab-t,square")
+    p.add_argument("--resume", action="store_true",
+                   help="--suite autoattack with --out: continue a killed run from --out/autoattack_state.json")
     p.add_argument("--individual", action="store_true",
                    help="AutoAttack: every attack on every point (each attack's robust accuracy), not the cascade")
     p.add_argument("--autocast", choices=("bf16", "fp16"), default=None,
@@ -61,6 +63,8 @@ def _eval(args) -> int:
     from ..eval.corruptions import CORRUPTIONS
     from ..train.checkpoint import model_from_checkpoint
 
+    if args.resume and not (args.out and args.suite == "autoattack"):
+        raise ValueError("--resume continues AutoAttack's state: it needs --suite autoattack and --out")
     corruptions = "all" if args.corruptions == "all" else [c for c in args.corruptions.split(",") if c]
     unknown = [c for c in ([] if corruptions == "all" else corruptions) if c not in CORRUPTIONS]
     if unknown:
@@ -81,7 +85,9 @@ def _eval(args) -> int:
                       check_samples=args.check_samples, generator=torch.Generator().manual_seed(args.seed),
                       progress=not args.no_progress, suite=args.suite, version=args.version,
                       aa_attacks=None if args.aa_attacks is None else [a for a in args.aa_attacks.split(",") if a],
-                      aa_individual=args.individual,
+                      aa_individual=args.individual, aa_resume=args.resume,
+                      aa_state_path=os.path.join(args.out, "autoattack_state.json")
+                      if args.out and args.suite == "autoattack" else None,
                       autocast=args.autocast, surrogate=surrogate, corruptions=corruptions,
                       certify=args.certify, title=f"{meta['model']} ({meta['activation']}"
                       f"{', PNI' if meta['pni'] else ''}) trained with {meta.get('method', '?')} on {meta['dataset']}")

@@ -16,6 +16,7 @@ single process would give, because every random draw is a function of (seed, bat
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 
@@ -27,6 +28,7 @@ from ..data import batches, check_label_range
 from ..ops import draw_seed
 from ..threat import ThreatModel, normalize
 from .aa_report import AutoAttackReport
+from .aa_state import RunState, batch_digest, model_digest
 from .probe import check_classes_for, checked_logits
 from .setup import AUTO_EOT, eot_and_repeats, model_setup
 from .suite import autoattack_attack
@@ -104,7 +106,8 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
                batch_size: int = 250, bounds=(0.0, 1.0), normalization=None, seed: int | None = None,
                autocast: str | None = None, active_set: bool = True, eot_batched="auto", repeats="auto",
                steps: int = 100, n_queries: int = 5000, n_target_classes: int = 9,
-               progress: bool = True, bpda="auto", attacks=None, individual: bool = False) -> AutoAttackReport:
+               progress: bool = True, bpda="auto", attacks=None, individual: bool = False, state_path=None,
+               resume: bool = False) -> AutoAttackReport:
     """AutoAttack's robust accuracy of ``model`` in the ``norm`` ball of radius ``eps``.
 
     Args:
@@ -119,6 +122,11 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
             ``run_standard_evaluation_individual``) instead of the cascade; the report's
             ``individual`` gives each attack's robust accuracy, and the final figure is still
             "robust to every attack".
+        state_path, resume: a JSON state file of per-batch verdicts, written atomically after every
+            batch (:mod:`robustkernels.eval.aa_state`); with ``resume=True`` a killed run
+            continues where it stopped and gives the verdicts of an uninterrupted one. The file
+            is tied to the model's weights, the data, the version, attacks, norm, eps, seed and
+            settings: anything else is refused.
         autocast: ``"bf16"``/``"fp16"``: the APGD attacks run the model in that precision (FAB
             and Square stay in fp32); a point counts as fooled, inside an attack and in the
             report, only if an fp32 pass agrees.
@@ -150,7 +158,7 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
     try:
         seed = draw_seed() if seed is None else positive_int("seed", seed + 1) - 1
         plan = dict(version=version, attacks=attacks, individual=individual, repeats=repeats, bpda=bpda,
-                    progress=progress, autocast=autocast)
+                    progress=progress, autocast=autocast, state_path=state_path, resume=resume)
         return _run(model, data, threat, batch_size, seed, plan,
                     dict(autocast=autocast, active_set=active_set, eot_batched=eot_batched,
                          steps=positive_int("steps", steps), n_queries=positive_int("n_queries", n_queries),
@@ -187,8 +195,10 @@ def _run(model, data, threat, batch_size, seed, plan, options):
     device = model_device(model)
     rank, world = rank_and_world()
     cascade, records, stochastic, probabilities = None, [], None, False
+    state = _state(model, threat, seed, plan, options, rank, world)
     for x, y, number in progress_bar(batches(data, batch_size, rank, world), desc="autoattack",
                                      enabled=plan["progress"], leave=False):
+        digest = batch_digest(x, y)
         x, y = x.to(device), y.to(device)
         if cascade is None:
             setup = model_setup(model, threat, x, plan["bpda"])
@@ -196,7 +206,13 @@ def _run(model, data, threat, batch_size, seed, plan, options):
             probabilities = _outputs_probabilities(setup, x)
             cascade = _cascade_for(setup, threat, seed, plan, options)
             reps = eot_and_repeats(stochastic, repeats=plan["repeats"])[1]
+            cascade.seconds.update(state.seconds)
+            cascade.attacked.update(state.attacked)
         check_label_range(y, classes, f"data (batch {number})")
+        stored = state.done(number, digest)
+        if stored is not None:  # a resumed run: this batch's verdicts are in the state file
+            records += stored
+            continue
         fell_at, x_adv, fooled_by = cascade.run(x, y, number)
         clean, passes, survived = [], [], (fell_at > len(cascade.names)).cpu()
         for r in range(reps):  # the spread: fresh noise per pass, clean and adversarial
@@ -208,12 +224,27 @@ def _run(model, data, threat, batch_size, seed, plan, options):
             passes.append(correct & survived & (cascade.forward(x_adv) == y).cpu())
         if reps == 1:  # one pass of a deterministic model: the cascade's clean verdict
             clean = [(fell_at > 0).cpu()]
-        records += [(number, j, int(fell_at[j]), [bool(c[j]) for c in clean], [bool(p[j]) for p in passes],
-                     fooled_by[j].tolist()) for j in range(len(y))]
+        batch = [(number, j, int(fell_at[j]), [bool(c[j]) for c in clean], [bool(p[j]) for p in passes],
+                  fooled_by[j].tolist()) for j in range(len(y))]
+        records += batch
+        state.add(number, digest, batch, cascade.seconds, cascade.attacked)
     records = sorted(_all_processes(records))
     report = _report(cascade, threat, stochastic, reps, plan["autocast"], records, classes)
     report.gradients, report.probabilities = setup.gradients, probabilities
     return report
+
+
+def _state(model, threat, seed, plan, options, rank, world) -> RunState:
+    """The resumable run's state (a no-op without ``state_path``); one file per process."""
+    path = plan["state_path"]
+    if path is not None and world > 1:
+        path = f"{os.fspath(path)}.rank{rank}"
+    identity = {"model": model_digest(model), "norm": threat.norm, "eps": threat.eps, "seed": seed,
+                "bounds": repr(threat.bounds), "normalization": repr(threat.normalization),
+                "version": plan["version"], "attacks": list(plan["attacks"] or []), "individual": plan["individual"],
+                "repeats": str(plan["repeats"]), "world": world,
+                **{k: options[k] for k in ("steps", "n_queries", "n_target_classes")}}
+    return RunState(path, identity, plan["resume"])
 
 
 def _outputs_probabilities(setup, x) -> bool:

@@ -178,7 +178,7 @@ def _one_pass(model, x, y, opts: EvalOptions, threat: ThreatModel, setup: ModelS
         aa = autoattack(setup.attacked, (x, y), eps=opts.eps, norm=opts.norm, version=opts.version,
                         batch_size=opts.batch_size, bounds=opts.bounds, normalization=opts.normalization,
                         seed=draw_seed(gen), autocast=opts.autocast, progress=opts.progress, attacks=opts.aa_attacks,
-                        individual=opts.aa_individual)
+                        individual=opts.aa_individual, state_path=opts.aa_state_path, resume=opts.aa_resume)
         robust_masks["autoattack"] = torch.tensor(aa.robust).expand(run.reps, -1)
     robust_all = torch.stack(list(robust_masks.values())).all(dim=0)  # [R, N]: robust to every attack
     report = _assemble(run, opts, setup, y, clean_preds, clean_correct, results, adversarial, robust_all, aa,

@@ -40,6 +40,8 @@ class EvalOptions:
     version: str = "auto"
     aa_attacks: tuple | None = None  # version="custom": AutoAttack's attacks to run
     aa_individual: bool = False  # every AutoAttack attack on every point, not the cascade
+    aa_state_path: str | None = None  # AutoAttack's resumable state file (see autoattack)
+    aa_resume: bool = False
     autocast: str | None = None
     bpda: bool | str = "auto"
     surrogate: nn.Module | None = None

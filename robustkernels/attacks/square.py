@@ -1,10 +1,16 @@
-"""Square Attack (Andriushchenko et al. 2020), Linf: a gradient-free random search. Each query
-overwrites a random square window of the perturbation with +-eps per channel and keeps the
-change if the margin loss improves; the window shrinks on the paper's schedule. Defaults are
-AutoAttack's: 5000 queries, ``p_init = 0.8``, the schedule on the raw query count."""
+"""Square Attack (Andriushchenko et al. 2020): a gradient-free random search on the margin loss,
+kept when it improves; the window shrinks on the paper's schedule. Defaults are AutoAttack's:
+5000 queries, ``p_init = 0.8``, the schedule on the raw query count.
+
+Linf: each query overwrites a random square window of the perturbation with +-eps per channel.
+L2 follows the original (fra31/auto-attack ``square.py``): the start is a grid of s x s tiles
+(s = h // 5) of the paper's "meta-pseudo-Gaussian" pattern with random signs per channel, scaled
+to norm eps; each query moves the mass of a second random window into a first one, adds a new
+pattern with random signs there and rescales that window so the perturbation keeps norm eps."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -29,7 +35,8 @@ def square_fraction(p_init: float, query: int, n_queries: int, rescale: bool = F
 
 
 class Square(Attack):
-    """``Square(model, eps=8/255, n_queries=5000, p_init=0.8)``; Linf only, inputs [B, C, H, W].
+    """``Square(model, eps=8/255, n_queries=5000, p_init=0.8, norm="linf")``; Linf or L2, inputs
+    [B, C, H, W].
     Uses forward passes only (averaged over ``eot_iter`` for stochastic models) on the margin
     loss. A sample stops being queried - and leaves the batch - once it is misclassified, so
     ``early_stop`` is always on. ``rescale_schedule=True`` fits the window schedule to
@@ -37,8 +44,8 @@ class Square(Attack):
 
     def __init__(self, model, eps: float = 8 / 255, n_queries: int = 5000, p_init: float = 0.8,
                  rescale_schedule: bool = False, **kwargs):
-        if kwargs.get("norm", "linf") != "linf":
-            raise ValueError("norm: Square is implemented for 'linf' only")
+        if kwargs.get("norm", "linf") not in ("linf", "l2"):
+            raise ValueError("norm: Square is implemented for 'linf' and 'l2'")
         if kwargs.get("loss", "margin") != "margin":
             raise ValueError("loss: Square minimises the margin loss only")
         if not kwargs.get("early_stop", True):
@@ -65,6 +72,9 @@ class Square(Attack):
     def perturb(self, x, y, target):
         if x.dim() != 4:
             raise ValueError(f"x: Square needs images [B, C, H, W], got shape {list(x.shape)}")
+        return self._perturb_l2(x, y, target) if self.threat.l2 else self._perturb_linf(x, y, target)
+
+    def _perturb_linf(self, x, y, target):
         b, c, h, w = x.shape
         lo, hi = self._bounds.lo_b.to(x.dtype), self._bounds.hi_b.to(x.dtype)
         gen, dev = self.generator, x.device
@@ -93,3 +103,93 @@ class Square(Attack):
             x_best[active[better]] = proposal[better]
             margin[active[better]] = new_margin[better]
         return x_best
+
+    # -- L2, as the original -------------------------------------------------------------------------
+    def _signs(self, n: int, c: int, like: torch.Tensor) -> torch.Tensor:
+        return (torch.randint(0, 2, (n, c, 1, 1), generator=self.generator) * 2 - 1).to(like)
+
+    def _randint(self, high: int) -> int:
+        """A window corner in [0, high) (0 when high is 0), as the original's ``random_int``."""
+        return int(torch.randint(0, max(high, 1), (1,), generator=self.generator))
+
+    def _eta(self, s: int, like: torch.Tensor) -> torch.Tensor:
+        """[s, s] the paper's pattern: two stacked rectangles of opposite sign, unit L2 norm,
+        transposed with probability 1/2."""
+        delta = torch.cat([_rectangles(s // 2, s), -_rectangles(s - s // 2, s)])
+        delta = delta / delta.pow(2).sum().sqrt().clamp_min(1e-12)
+        if float(torch.rand(1, generator=self.generator)) > 0.5:
+            delta = delta.t()
+        return delta.to(like)
+
+    def _start_l2(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        s = max(h // 5, 1)
+        top0 = (h - s * 5) // 2 if h >= 5 else 0
+        delta = torch.zeros_like(x)
+        for i in range(h // s):
+            for j in range(w // s):
+                rows, cols = slice(top0 + i * s, top0 + (i + 1) * s), slice(top0 + j * s, top0 + (j + 1) * s)
+                patch = delta[:, :, rows, cols]
+                patch += self._eta(s, x)[: patch.shape[2], : patch.shape[3]] * self._signs(b, c, x)
+        return delta
+
+    def _perturb_l2(self, x, y, target):
+        b, c, h, w = x.shape
+        lo, hi = self._bounds.lo_b.to(x.dtype), self._bounds.hi_b.to(x.dtype)
+
+        def clamp(v):
+            return torch.minimum(torch.maximum(v, lo), hi)
+
+        x_best = clamp(x + _unit(self._start_l2(x)) * self.eps)
+        margin = self._margin(x_best, y, target)
+        for query in range(self.n_queries):
+            active = (margin > 0).nonzero().squeeze(1)
+            if active.numel() == 0:
+                break
+            x0, current = x[active], x_best[active]
+            x_new = clamp(x0 + _unit(self._moved_l2(current - x0, query, c, h, w)) * self.eps)
+            new_margin = self._margin(x_new, y[active], None if target is None else target[active])
+            better = (new_margin < margin[active]) | (new_margin <= 0)
+            x_best[active[better]] = x_new[better]
+            margin[active[better]] = new_margin[better]
+        return x_best
+
+    def _moved_l2(self, delta: torch.Tensor, query: int, c: int, h: int, w: int) -> torch.Tensor:
+        """One query's perturbation: window 2's mass moved into window 1 with a new pattern."""
+        n = delta.shape[0]
+        p = square_fraction(self.p_init, query, self.n_queries, self.rescale_schedule)
+        s = max(int(round(math.sqrt(p * h * w))), 3)
+        s = min(s + 1 if s % 2 == 0 else s, h, w)
+        vh, vw, vh2, vw2 = self._randint(h - s), self._randint(w - s), self._randint(h - s), self._randint(w - s)
+        one, two = (slice(vh, vh + s), slice(vw, vw + s)), (slice(vh2, vh2 + s), slice(vw2, vw2 + s))
+        mask = torch.zeros_like(delta[:1])
+        mask[:, :, one[0], one[1]] = 1.0
+        mask[:, :, two[0], two[1]] = 1.0
+        norm_one = delta[:, :, one[0], one[1]].pow(2).sum(dim=(-2, -1), keepdim=True).sqrt()
+        norm_image = delta.flatten(1).pow(2).sum(1).sqrt().view(n, 1, 1, 1)
+        norm_windows = (delta * mask).pow(2).sum(dim=(-2, -1), keepdim=True).sqrt()
+        new = self._eta(s, delta).view(1, 1, s, s) * self._signs(n, c, delta)
+        new = new + delta[:, :, one[0], one[1]] / (1e-12 + norm_one)
+        budget = ((self.eps**2 - norm_image.pow(2)).clamp_min(0) / c + norm_windows.pow(2)).sqrt()
+        new = new / (1e-12 + new.pow(2).sum(dim=(-2, -1), keepdim=True).sqrt()) * budget
+        delta = delta.clone()
+        delta[:, :, two[0], two[1]] = 0.0
+        delta[:, :, one[0], one[1]] = new
+        return delta
+
+
+@functools.lru_cache(maxsize=256)
+def _rectangles(a: int, b: int) -> torch.Tensor:
+    """[a, b] nested rectangles centred in the window, weight 1 / (k + 1)^2 for the k-th, unit L2
+    norm (the original's ``eta_rectangles``); cached, never modified by its callers."""
+    delta = torch.zeros(a, b, dtype=torch.float64)
+    r, q = a // 2, b // 2
+    for k in range(max(a // 2 + 1, b // 2 + 1)):
+        delta[max(r - k, 0):min(r - k + 2 * k + 1, a), max(q - k, 0):min(q - k + 2 * k + 1, b)] += 1.0 / (k + 1) ** 2
+    total = delta.pow(2).sum().sqrt()
+    return delta / total if total > 0 else delta
+
+
+def _unit(delta: torch.Tensor) -> torch.Tensor:
+    """Each sample's perturbation at L2 norm 1 (as the original: / (norm + 1e-12))."""
+    return delta / (delta.flatten(1).pow(2).sum(1).sqrt().view(-1, 1, 1, 1) + 1e-12)

@@ -185,7 +185,7 @@ def _cascade_for(setup, threat, seed, plan, options) -> _Cascade:
     """The version's attacks (Square only in Linf) for this model, after the original's checks."""
     chosen = ("rand" if setup.stochastic else "standard") if plan["version"] == "auto" else plan["version"]
     listed = plan["attacks"] if chosen == "custom" else ATTACKS[chosen]
-    names = tuple(n for n in listed if n != "square" or threat.norm == "linf")
+    names = tuple(listed)
     check_classes_for(names, setup.classes, options["n_target_classes"])
     eot = AUTO_EOT if chosen == "rand" or (chosen == "custom" and setup.stochastic) else 1
     return _Cascade(setup.attacked, threat, names, chosen, seed, eot, options, plan["progress"], plan["individual"])
@@ -269,8 +269,7 @@ def _report(cascade, threat, stochastic, reps, autocast, records, classes) -> Au
     after = [float((fell_at > i).float().mean()) for i in range(1, len(names) + 1)]
     if not stochastic:  # one deterministic pass: the cascade's own verdicts
         final = torch.tensor([after[-1]]) if after else clean
-    listed = ATTACKS.get(cascade.version, ALL_ATTACKS)
-    skipped = [] if threat.norm == "linf" or "square" not in listed else ["square: implemented for Linf only"]
+    skipped = []
     individual = {}
     if cascade.individual:
         fooled_by = torch.tensor([r[5] for r in records], dtype=torch.bool).view(n, len(names))

@@ -45,7 +45,7 @@ def unbounded_eps(acc_unbounded: float, threshold: float = 0.05) -> Check:
 def gradient_free_not_stronger(acc_gradient_free: float | None, acc_white_box: float, tol: float) -> Check:
     name = MASKING_CHECKS[3]
     if acc_gradient_free is None:
-        return Check(name, "n/a", "Square is Linf-only")
+        return Check(name, "n/a", "Square needs images [B, C, H, W]")
     ok = acc_gradient_free >= acc_white_box - tol
     return Check(name, "pass" if ok else "warn", f"Square {_pct(acc_gradient_free)} vs white-box worst case "
                  f"{_pct(acc_white_box)}" + ("" if ok else ": a black-box attack beats the gradient attacks"))

@@ -47,7 +47,7 @@ def run_checks(report, run, x, y, clean, robust_subset, curve_eps, tol) -> None:
     white_box = [n for n in robust_subset if n in WHITE_BOX]
     worst_wb = float(torch.stack([robust_subset[n] for n in white_box]).all(dim=0).float().mean()) if white_box else 1.0
     square = None
-    if norm == "linf" and x.dim() == 4:
+    if x.dim() == 4:  # Square: images, Linf or L2
         square = (float(robust_subset["square"].float().mean()) if "square" in robust_subset
                   else accuracy(run, run.build("square", eps), x, y, clean, "square"))
         report.curves.setdefault("square", {"0": float(clean.float().mean()), f"{eps:.6g}": square})

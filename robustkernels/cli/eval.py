@@ -11,8 +11,19 @@ from .args import command, eot_iter, held_folder, integer, load_data, number, ou
 def add_eval(commands) -> None:
     from ..eval import ATTACKS
 
-    p = command(commands, "eval", "robustness report of a checkpoint written by `robustkernels train`", run_eval)
-    p.add_argument("--checkpoint", required=True, help="checkpoint.pt written by `robustkernels train`")
+    p = command(commands, "eval", "robustness report of a checkpoint written by `robustkernels train`, or of "
+                "any model from an import path", run_eval)
+    p.add_argument("--checkpoint", default=None, help="checkpoint.pt written by `robustkernels train`")
+    p.add_argument("--model", default=None,
+                   help="instead of --checkpoint: PKG.MODULE:FACTORY of your own model (the current directory on the "
+                        "path), with --weights and --dataset")
+    p.add_argument("--model-args", default="{}", help="--model: keyword arguments of FACTORY, as a JSON object")
+    p.add_argument("--weights", default=None,
+                   help="--model: a state_dict file (plain, or under 'state_dict'/'model'; DDP prefixes stripped), "
+                        "loaded with weights_only")
+    p.add_argument("--normalization", default=None,
+                   help="the model's input normalisation: cifar10, imagenet, or MEAN,STD with per-channel values "
+                        "joined by '/' (e.g. 0.5/0.5/0.5,0.25/0.25/0.25); attacks and reports stay in [0, 1]")
     p.add_argument("--dataset", choices=tuple(DATASET_SHAPES), default=None, help="default: the training dataset")
     p.add_argument("--data-dir", help="folder with the CIFAR-10 python batches or the MNIST IDX files")
     p.add_argument("--eps", type=number(fraction=True), default=None, help="default: the training eps")
@@ -56,6 +67,64 @@ def run_eval(args) -> int:
         return _eval(args)
 
 
+NORMALIZATIONS = {"cifar10": ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
+                  "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
+
+
+def parse_normalization(text: str | None):
+    """``--normalization``: a named one, or ``MEAN,STD`` with per-channel values joined by '/'."""
+    if text is None:
+        return None
+    if text in NORMALIZATIONS:
+        return NORMALIZATIONS[text]
+    try:
+        mean, std = (tuple(float(v) for v in part.split("/")) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--normalization {text!r}: expected cifar10, imagenet or MEAN,STD "
+                         "(per-channel values joined by '/')") from None
+    if len(mean) != len(std) or any(not s > 0 for s in std):
+        raise ValueError(f"--normalization {text!r}: MEAN and STD need as many values, STD > 0")
+    return mean, std
+
+
+def _user_model(args):
+    """(model, meta) from ``--model PKG.MODULE:FACTORY --weights FILE``."""
+    import json
+
+    from ..data import DEFAULT_EPS
+    from ..models import load_weights, model_from_import
+
+    if args.checkpoint is not None:
+        raise ValueError("give --checkpoint or --model, not both")
+    if args.weights is None or args.dataset is None:
+        raise ValueError("--model needs --weights FILE and --dataset")
+    try:
+        kwargs = json.loads(args.model_args)
+    except ValueError as exc:
+        raise ValueError(f"--model-args is not JSON ({exc})") from None
+    model = load_weights(model_from_import(args.model, kwargs), args.weights).eval()
+    meta = {"model": args.model, "activation": "user", "pni": False, "dataset": args.dataset,
+            "eps": DEFAULT_EPS[args.dataset], "method": "?"}
+    return model, meta
+
+
+def _check_fits(model, x, y, normalization) -> None:
+    """One forward pass on a sample: the model takes the data's inputs and has enough classes."""
+    import torch
+
+    from ..threat import normalize
+
+    try:
+        with torch.no_grad():
+            out = model.eval()(normalize(x[:1], normalization))
+    except RuntimeError as exc:
+        raise ValueError(f"the model does not take the data's inputs of shape {list(x.shape[1:])} "
+                         f"({str(exc).splitlines()[0]})") from None
+    if out.dim() != 2 or int(y.max()) >= out.shape[1]:
+        raise ValueError(f"the model returns {list(out.shape)} for one input but the data has labels up to "
+                         f"{int(y.max())}")
+
+
 def _eval(args) -> int:
     import torch
 
@@ -69,14 +138,20 @@ def _eval(args) -> int:
     unknown = [c for c in ([] if corruptions == "all" else corruptions) if c not in CORRUPTIONS]
     if unknown:
         raise ValueError(f"--corruptions: {', '.join(unknown)} not among all,{','.join(CORRUPTIONS)}")
-    model, meta = model_from_checkpoint(args.checkpoint)
+    normalization = parse_normalization(args.normalization)
+    if args.model is None and args.checkpoint is None:
+        raise ValueError("give --checkpoint (written by `robustkernels train`) or --model PKG.MODULE:FACTORY")
+    model, meta = _user_model(args) if args.model is not None else model_from_checkpoint(args.checkpoint)
     surrogate = model_from_checkpoint(args.surrogate)[0] if args.surrogate else None
     args.dataset = args.dataset or meta["dataset"]
     _, (x, y) = load_data(args)
-    expected = [meta["in_channels"], meta["image_size"], meta["image_size"]]
-    if list(x.shape[1:]) != expected:
-        raise ValueError(f"--dataset {args.dataset}: images are {'x'.join(map(str, x.shape[1:]))} but the checkpoint's "
-                         f"model takes {'x'.join(map(str, expected))} (it was trained on {meta['dataset']})")
+    if "in_channels" in meta:
+        expected = [meta["in_channels"], meta["image_size"], meta["image_size"]]
+        if list(x.shape[1:]) != expected:
+            raise ValueError(f"--dataset {args.dataset}: images are {'x'.join(map(str, x.shape[1:]))} but the "
+                             f"checkpoint's model takes {'x'.join(map(str, expected))} (it was trained on "
+                             f"{meta['dataset']})")
+    _check_fits(model, x, y, normalization)
     if args.samples is not None:
         x, y = x[:args.samples], y[:args.samples]
     report = evaluate(model, (x, y), eps=meta["eps"] if args.eps is None else args.eps,
@@ -89,7 +164,8 @@ def _eval(args) -> int:
                       aa_state_path=os.path.join(args.out, "autoattack_state.json")
                       if args.out and args.suite == "autoattack" else None,
                       autocast=args.autocast, surrogate=surrogate, corruptions=corruptions,
-                      certify=args.certify, title=f"{meta['model']} ({meta['activation']}"
+                      certify=args.certify, normalization=normalization,
+                      title=f"{meta['model']} ({meta['activation']}"
                       f"{', PNI' if meta['pni'] else ''}) trained with {meta.get('method', '?')} on {meta['dataset']}")
     print(report.to_markdown())
     if args.out:

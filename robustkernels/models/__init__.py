@@ -8,6 +8,7 @@ from torch import nn
 
 from ..nn.lwta import convert_activations
 from ..nn.pni import convert_to_pni
+from .external import load_weights, model_from_import
 from .preact import PreActResNet, preact_resnet18
 from .small import lenet5, small_cnn
 from .wide_resnet import WideResNet, wide_resnet
@@ -37,5 +38,5 @@ def build_model(name: str, *, activation: str = "relu", pni: bool = False, in_ch
     return convert_to_pni(model) if pni else model
 
 
-__all__ = ["MODEL_NAMES", "PreActResNet", "WideResNet", "build_model", "lenet5", "preact_resnet18", "small_cnn",
-           "wide_resnet"]
+__all__ = ["MODEL_NAMES", "PreActResNet", "WideResNet", "build_model", "lenet5", "load_weights", "model_from_import",
+           "preact_resnet18", "small_cnn", "wide_resnet"]

@@ -1,0 +1,100 @@
+"""Bring your own model to the command line: ``eval --model PKG.MODULE:FACTORY --weights FILE``
+imports the user's factory from the current directory, loads the weights safely (plain, nested
+or DDP-prefixed state_dicts; a crafted file runs nothing) and evaluates it, with ``--normalization``;
+every mistake is one line naming the option."""
+
+import os
+import pickle
+
+import pytest
+import torch
+
+from robustkernels.cli import main
+from robustkernels.models import load_weights, model_from_import
+
+MODULE = '''
+import torch.nn as nn
+
+def net(width=16, classes=10):
+    return nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(width * 64, classes))
+'''
+
+
+@pytest.fixture
+def user_dir(tmp_path, monkeypatch):
+    (tmp_path / "mymodels_rk.py").write_text(MODULE)
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+
+
+def _train_and_save(user_dir, **kwargs):
+    from robustkernels.data import load_digits
+    from robustkernels.train import fit, make_method
+
+    torch.manual_seed(0)
+    model = model_from_import("mymodels_rk:net", kwargs)
+    x, y, _, _ = load_digits()
+    fit(model, make_method("standard"), (x, y), epochs=3, batch_size=32, lr=3e-3, optimizer="adam", progress=False)
+    return model
+
+
+def test_eval_of_a_users_model_from_its_import_path(user_dir, capsys):
+    model = _train_and_save(user_dir, width=8)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, user_dir / "net.pt")
+    code = main(["eval", "--model", "mymodels_rk:net", "--model-args", '{"width": 8}', "--weights", "net.pt",
+                 "--dataset", "digits", "--eps", "0.1", "--samples", "60", "--attacks", "fgsm,pgd", "--no-checks",
+                 "--no-progress", "--suite", "autoattack", "--out", "report"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "mymodels_rk:net" in out.out and "AutoAttack robust accuracy" in out.out
+    assert (user_dir / "report" / "report.json").exists()
+    with torch.no_grad():  # the weights were loaded: the clean accuracy is the trained model's
+        from robustkernels.data import load_digits
+        _, _, x, y = load_digits()
+        acc = (model.eval()(x[:60]).argmax(1) == y[:60]).float().mean()
+    assert f"{100 * acc:.1f}%" in out.out
+
+
+def test_normalization_and_bad_models_are_one_line(user_dir, capsys):
+    model = _train_and_save(user_dir)
+    torch.save(model.state_dict(), "plain.pt")
+    base = ["eval", "--dataset", "digits", "--samples", "20", "--attacks", "fgsm", "--no-checks", "--no-progress"]
+    assert main(base + ["--model", "mymodels_rk:net", "--weights", "plain.pt", "--normalization", "0.5,0.25"]) == 0
+    assert "Worst case" in capsys.readouterr().out
+
+    def error(argv):
+        assert main(base + argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        return err
+
+    assert "expected PKG.MODULE:FACTORY" in error(["--model", "mymodels_rk.net", "--weights", "plain.pt"])
+    assert "cannot import 'nowhere_rk'" in error(["--model", "nowhere_rk:net", "--weights", "plain.pt"])
+    assert "has no callable 'resnet'" in error(["--model", "mymodels_rk:resnet", "--weights", "plain.pt"])
+    assert "--model needs --weights" in error(["--model", "mymodels_rk:net"])
+    message = error(["--model", "mymodels_rk:net", "--model-args", '{"width": 4}', "--weights", "plain.pt"])
+    assert "does not fit the model" in message or "size mismatch" in message
+    torch.save({"extra.weight": torch.zeros(1), **model.state_dict()}, "extra.pt")
+    assert "unexpected ['extra.weight']" in error(["--model", "mymodels_rk:net", "--weights", "extra.pt"])
+    with open("evil.pt", "wb") as f:
+        pickle.dump(os.system, f)  # a crafted pickle: weights_only refuses to run it
+    assert "is not a readable weights file" in error(["--model", "mymodels_rk:net", "--weights", "evil.pt"])
+    assert "--normalization 'nope'" in error(["--model", "mymodels_rk:net", "--weights", "plain.pt",
+                                               "--normalization", "nope"])
+    assert "give --checkpoint or --model, not both" in error(["--model", "mymodels_rk:net", "--weights", "plain.pt",
+                                                            "--checkpoint", "c.pt"])
+    assert "give --checkpoint" in error([])
+
+
+def test_load_weights_strips_ddp_prefixes_and_lists_missing_keys(user_dir):
+    model = model_from_import("mymodels_rk:net")
+    torch.save({"model": {f"module.{k}": v for k, v in model.state_dict().items()}}, "ddp.pt")
+    other = load_weights(model_from_import("mymodels_rk:net"), "ddp.pt")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
+    torch.save({k: v for k, v in model.state_dict().items() if not k.startswith("3.")}, "partial.pt")
+    with pytest.raises(ValueError, match=r"missing \['3.bias', '3.weight'\]"):
+        load_weights(model_from_import("mymodels_rk:net"), "partial.pt")
+    with pytest.raises(TypeError, match="returned int, not an nn.Module"):
+        (user_dir / "bad_rk.py").write_text("def f():\n    return 3\n")
+        model_from_import("bad_rk:f")

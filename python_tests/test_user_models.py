@@ -98,3 +98,49 @@ def test_load_weights_strips_ddp_prefixes_and_lists_missing_keys(user_dir):
     with pytest.raises(TypeError, match="returned int, not an nn.Module"):
         (user_dir / "bad_rk.py").write_text("def f():\n    return 3\n")
         model_from_import("bad_rk:f")
+
+
+def _image_folder(root, x, y, broken=None):
+    from PIL import Image
+
+    for i, (image, label) in enumerate(zip(x, y)):
+        folder = root / f"class_{int(label)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        array = (image[0].numpy() * 255).round().astype("uint8")
+        Image.fromarray(array).save(folder / f"{i:04d}.png")
+    if broken is not None:
+        (root / f"class_{int(y[0])}" / broken).write_bytes(b"\x89PNG\r\n\x1a\n-not-an-image")
+
+
+def test_the_end_to_end_path_with_an_image_folder_and_a_tensor_file(user_dir, capsys):
+    """A user module, weights saved from it, an image folder: eval prints the report and writes it;
+    the same images as a tensor file give the same figures; bad folders are one line naming the file."""
+    import numpy as np
+
+    from robustkernels.data import load_digits
+
+    model = _train_and_save(user_dir)
+    torch.save(model.state_dict(), "net.pt")
+    _, _, x, y = load_digits()
+    x, y = x[:30], y[:30]
+    _image_folder(user_dir / "imgs", x, y)
+    base = ["eval", "--model", "mymodels_rk:net", "--weights", "net.pt", "--eps", "0.1", "--attacks", "fgsm,pgd",
+            "--no-checks", "--no-progress"]
+    assert main(base + ["--dataset", "imagefolder", "--data-dir", "imgs", "--out", "rep"]) == 0
+    from_folder = capsys.readouterr().out
+    assert (user_dir / "rep" / "report.md").exists() and "Worst case" in from_folder
+    # the folder's class order is sorted names: class_0 ... class_9 are the digits' own labels here
+    np.savez("imgs.npz", x=(x.numpy() * 255).round().astype("uint8"), y=y.numpy())
+    assert main(base + ["--dataset", "tensors", "--data-dir", "imgs.npz"]) == 0
+    def worst(text):  # the worst-case figure and the robustness gap (the timing differs between runs)
+        return text.split("Worst case")[1].split("attacks cost")[0]
+
+    assert worst(from_folder) == worst(capsys.readouterr().out)
+    (user_dir / "empty" / "a").mkdir(parents=True)
+    for argv, message in ((["--dataset", "imagefolder", "--data-dir", "empty"], "no images"),
+                          (["--dataset", "imagefolder"], "reads --data-dir"),
+                          (["--dataset", "tensors", "--data-dir", "net.pt"], "expected a dict with tensors 'x'")):
+        assert main(base + argv) == 2 and message in capsys.readouterr().err
+    _image_folder(user_dir / "bad", x[:4], y[:4], broken="9999.png")
+    assert main(base + ["--dataset", "imagefolder", "--data-dir", "bad"]) == 2
+    assert "9999.png: not a readable image" in capsys.readouterr().err

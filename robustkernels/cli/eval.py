@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..data import DATASET_SHAPES
+from ..data import DATASET_SHAPES, USER_DATASETS
 from .args import command, eot_iter, held_folder, integer, load_data, number, output_folder
 
 
@@ -24,7 +24,9 @@ def add_eval(commands) -> None:
     p.add_argument("--normalization", default=None,
                    help="the model's input normalisation: cifar10, imagenet, or MEAN,STD with per-channel values "
                         "joined by '/' (e.g. 0.5/0.5/0.5,0.25/0.25/0.25); attacks and reports stay in [0, 1]")
-    p.add_argument("--dataset", choices=tuple(DATASET_SHAPES), default=None, help="default: the training dataset")
+    p.add_argument("--dataset", choices=tuple(DATASET_SHAPES) + USER_DATASETS, default=None,
+                   help="default: the training dataset; imagefolder (--data-dir with one subfolder per class) or "
+                        "tensors (--data-dir a .pt of {'x', 'y'} or .npz) for your own test images")
     p.add_argument("--data-dir", help="folder with the CIFAR-10 python batches or the MNIST IDX files")
     p.add_argument("--eps", type=number(fraction=True), default=None, help="default: the training eps")
     p.add_argument("--norm", choices=("linf", "l2"), default=None, help="default: the training norm")
@@ -103,8 +105,10 @@ def _user_model(args):
     except ValueError as exc:
         raise ValueError(f"--model-args is not JSON ({exc})") from None
     model = load_weights(model_from_import(args.model, kwargs), args.weights).eval()
+    if args.eps is None and args.dataset not in DEFAULT_EPS:
+        raise ValueError(f"--dataset {args.dataset}: give --eps (no default radius for your own data)")
     meta = {"model": args.model, "activation": "user", "pni": False, "dataset": args.dataset,
-            "eps": DEFAULT_EPS[args.dataset], "method": "?"}
+            "eps": DEFAULT_EPS.get(args.dataset, args.eps), "method": "?"}
     return model, meta
 
 

@@ -13,10 +13,12 @@ from .digits import load_digits
 from .download import download
 from .facts import DATASET_SHAPES, DEFAULT_EPS
 from .files import load_cifar10, load_mnist, read_idx
+from .folders import ImageFolder, load_tensors
 from .labels import check_integer_labels, check_label_range
 from .source import Fields, IndexedData, batches
 
 DATASETS = ("digits", "mnist", "cifar10")
+USER_DATASETS = ("imagefolder", "tensors")  # test data from the user's own files (eval)
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: int = 0
@@ -34,6 +36,6 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: 
     return loader(data_dir, train=True), loader(data_dir, train=False)
 
 
-__all__ = ["DATASETS", "DATASET_SHAPES", "DEFAULT_EPS", "CropFlip", "Fields", "IndexedData", "batches",
-           "check_integer_labels", "check_label_range", "download", "load_cifar10", "load_dataset", "load_digits",
-           "load_mnist", "random_crop_flip", "read_idx"]
+__all__ = ["DATASETS", "USER_DATASETS", "ImageFolder", "load_tensors", "DATASET_SHAPES", "DEFAULT_EPS", "CropFlip",
+           "Fields", "IndexedData", "batches", "check_integer_labels", "check_label_range", "download",
+           "load_cifar10", "load_dataset", "load_digits", "load_mnist", "random_crop_flip", "read_idx"]

@@ -126,9 +126,10 @@ class IndexedData:
         self.loader = data if isinstance(data, DataLoader) else None
         if _tensor_pair(data):
             x, y = data
+            n = x.shape[0] if x.dim() else 0
+            if x.dim() and (y.dtype != torch.int64 or y.shape != (n,)):
+                raise ValueError(f"{name}: y must be int64 of shape [{n}], got {y.dtype} {list(y.shape)}")
             check_xy(name, x, y)
-            if y.dtype != torch.int64:
-                raise ValueError(f"{name}: y must be int64 of shape [{x.shape[0]}], got {y.dtype} {list(y.shape)}")
             self.tensors, self.dataset = (x, y), None
         elif isinstance(data, (Dataset, DataLoader)):
             self.tensors, self.dataset = None, data.dataset if isinstance(data, DataLoader) else data

@@ -29,3 +29,17 @@ def assert_lowp_close(got: torch.Tensor, ref_lowp: torch.Tensor, ref_fp32: torch
     own_error = (ref_lowp.float() - ref_fp32.float()).abs().max().item()
     error = (got.float() - ref_fp32.float()).abs().max().item()
     assert error <= factor * own_error + ulp, f"error {error:.3g} vs reference's own {own_error:.3g} (+ulp {ulp:.3g})"
+
+
+class DictDataset(torch.utils.data.Dataset):
+    """``(x, y)`` served as dict samples ``{keys[0]: x[i], keys[1]: y[i]}``, as many dataset
+    libraries do."""
+
+    def __init__(self, x, y, keys=("image", "label")):
+        self.x, self.y, self.keys = x, y, keys
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {self.keys[0]: self.x[i], self.keys[1]: self.y[i]}

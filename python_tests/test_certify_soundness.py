@@ -9,7 +9,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from robustkernels.attacks import PGD
 from robustkernels.certify import NotBoundable, certified_accuracy, interval_bounds, margin_bounds
@@ -18,6 +18,7 @@ from robustkernels.eval import evaluate
 from robustkernels.models.preact import PreActBlock, norm_act_factory
 from robustkernels.nn import IBPConv2d, IBPLinear
 
+from .helpers import DictDataset
 from .models import trained_digits_cnn
 
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True, database=None,
@@ -295,27 +296,17 @@ def test_normalization_equals_the_same_map_folded_into_the_first_layer():
         torch.testing.assert_close(ours, margin_bounds(folded, x - 0.03, x + 0.03, y, method), rtol=1e-9, atol=1e-9)
 
 
-class _DictSet(Dataset):
-    def __init__(self, x, y, keys=("image", "label")):
-        self.x, self.y, self.keys = x, y, keys
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return {self.keys[0]: self.x[i], self.keys[1]: self.y[i]}
-
 
 def test_certified_accuracy_reads_tensors_datasets_loaders_and_dict_batches():
     model, x, y = trained_digits_cnn()
     x, y = x[:70], y[:70]
     expected = certified_accuracy(model, (x, y), 0.01).certified
-    for data in (TensorDataset(x, y), DataLoader(TensorDataset(x, y), batch_size=16), _DictSet(x, y),
-                 DataLoader(_DictSet(x, y), batch_size=32),
-                 Fields(DataLoader(_DictSet(x, y, ("pixels", "cls")), batch_size=32), x="pixels", y="cls")):
+    for data in (TensorDataset(x, y), DataLoader(TensorDataset(x, y), batch_size=16), DictDataset(x, y),
+                 DataLoader(DictDataset(x, y), batch_size=32),
+                 Fields(DataLoader(DictDataset(x, y, ("pixels", "cls")), batch_size=32), x="pixels", y="cls")):
         assert certified_accuracy(model, data, 0.01).certified == expected
     with pytest.raises(ValueError, match=r"a dict batch with keys \['cls', 'pixels'\]; name its input and label"):
-        certified_accuracy(model, DataLoader(_DictSet(x, y, ("pixels", "cls")), batch_size=32), 0.01)
+        certified_accuracy(model, DataLoader(DictDataset(x, y, ("pixels", "cls")), batch_size=32), 0.01)
 
 
 def test_evaluate_never_prints_a_certificate_an_attack_broke(monkeypatch):

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, SequentialSampler, TensorDataset
+from torch.utils.data import DataLoader, SequentialSampler, TensorDataset
 
 from robustkernels import ops
 from robustkernels.data import Fields, load_digits
@@ -26,20 +26,9 @@ from robustkernels.recipes.compare import CompareRow, Contender, compare, pareto
 from robustkernels.train import fit, make_method
 from robustkernels.train.rundir import LOCK_NAME, run_lock
 
+from .helpers import DictDataset
 from .models import trained_digits_cnn
 from .test_cli_errors import TRAIN, _error
-
-
-class _Dicts(Dataset):
-    def __init__(self, x, y, keys=("image", "label")):
-        self.x, self.y, self.keys = x, y, keys
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return {self.keys[0]: self.x[i], self.keys[1]: self.y[i]}
-
 
 # --- front-ends and noise: non-finite input or scale is an error naming it ---------------------
 
@@ -86,16 +75,16 @@ def test_evaluate_and_autoattack_take_dict_batches():
     x, y = x[:40], y[:40]
     kwargs = dict(eps=0.05, attacks=("pgd",), checks=False, progress=False)
     expected = evaluate(model, (x, y), generator=torch.Generator().manual_seed(0), **kwargs).attacks["pgd"]
-    for data in (DataLoader(_Dicts(x, y), batch_size=16),
-                 Fields(DataLoader(_Dicts(x, y, ("px", "cls")), batch_size=16), x="px", y="cls")):
+    for data in (DataLoader(DictDataset(x, y), batch_size=16),
+                 Fields(DataLoader(DictDataset(x, y, ("px", "cls")), batch_size=16), x="px", y="cls")):
         got = evaluate(model, data, generator=torch.Generator().manual_seed(0), **kwargs).attacks["pgd"]
         assert got.robust_accuracy == expected.robust_accuracy
-    aa = autoattack(model, DataLoader(_Dicts(x, y), batch_size=16), eps=0.05, steps=5, n_queries=20, seed=0,
+    aa = autoattack(model, DataLoader(DictDataset(x, y), batch_size=16), eps=0.05, steps=5, n_queries=20, seed=0,
                     progress=False)
     assert aa.robust == autoattack(model, (x, y), eps=0.05, steps=5, n_queries=20, seed=0, batch_size=16,
                                    progress=False).robust
     with pytest.raises(ValueError, match=r"dict batch with keys \['a', 'b'\].*Fields\(loader, x=\.\.\., y=\.\.\.\)"):
-        evaluate(model, DataLoader(_Dicts(x, y, ("a", "b")), batch_size=16), **kwargs)
+        evaluate(model, DataLoader(DictDataset(x, y, ("a", "b")), batch_size=16), **kwargs)
 
 
 def test_nan_inputs_are_blamed_on_the_input():

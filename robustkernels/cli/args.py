@@ -124,17 +124,14 @@ def command(commands, name: str, summary: str, run) -> argparse.ArgumentParser:
 def load_data(args):
     """``((x_train, y_train), (x_test, y_test))`` of ``--dataset`` (the user's own files give only the
     test pair: ``(None, (x, y))``)."""
-    import torch
-
-    from ..data import ImageFolder, batches, download, load_dataset, load_tensors
+    from ..data import ImageFolder, as_tensors, download, load_dataset, load_tensors
 
     if args.dataset in ("imagefolder", "tensors"):
         if args.data_dir is None:
             raise ValueError(f"--dataset {args.dataset} reads --data-dir (a folder of class subfolders, or a file)")
         if args.dataset == "tensors":
             return None, load_tensors(args.data_dir)
-        parts = [(x, y) for x, y, _ in batches(ImageFolder(args.data_dir), 256, name="--data-dir")]
-        return None, (torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts]))
+        return None, as_tensors(ImageFolder(args.data_dir), name="--data-dir")
     if getattr(args, "download", False) and args.dataset != "digits":
         download(args.dataset, args.data_dir)
     return load_dataset(args.dataset, args.data_dir, seed=args.seed)

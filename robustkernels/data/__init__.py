@@ -15,7 +15,7 @@ from .facts import DATASET_SHAPES, DEFAULT_EPS
 from .files import load_cifar10, load_mnist, read_idx
 from .folders import ImageFolder, load_tensors
 from .labels import check_integer_labels, check_label_range
-from .source import Fields, IndexedData, batches
+from .source import Fields, IndexedData, as_tensors, batches
 
 DATASETS = ("digits", "mnist", "cifar10")
 USER_DATASETS = ("imagefolder", "tensors")  # test data from the user's own files (eval)
@@ -37,5 +37,5 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: 
 
 
 __all__ = ["DATASETS", "USER_DATASETS", "ImageFolder", "load_tensors", "DATASET_SHAPES", "DEFAULT_EPS", "CropFlip",
-           "Fields", "IndexedData", "batches", "check_integer_labels", "check_label_range", "download",
+           "Fields", "IndexedData", "as_tensors", "batches", "check_integer_labels", "check_label_range", "download",
            "load_cifar10", "load_dataset", "load_digits", "load_mnist", "random_crop_flip", "read_idx"]

@@ -81,11 +81,8 @@ def _tensor_pair(data) -> bool:
 
 def _stream(name: str, data) -> tuple[Iterator, bool]:
     """(iterator of raw (x, y) batches, whether the batches are already this process's shard)."""
-    if _tensor_pair(data):
-        x, y = check_xy(name, *data)
-        if x.shape[0] == 0:
-            raise ValueError(f"{name}: no samples")
-        return iter([(x, y)]), False
+    if _tensor_pair(data):  # checked by batches() like any batch; empty: "no samples" there
+        return iter([tuple(data)]), False
     fields = data if isinstance(data, Fields) else None
     data = data.data if fields else data
     if isinstance(data, DataLoader):
@@ -113,6 +110,12 @@ def batches(data, batch_size: int, rank: int = 0, world: int = 1, name: str = "d
             seen += len(yb)
     if seen == 0:
         raise ValueError(f"{name}: no samples")
+
+
+def as_tensors(data, batch_size: int = 256, name: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole of ``data`` (any source :func:`batches` reads) as one checked ``(x, y)`` pair."""
+    parts = [(x, y) for x, y, _ in batches(data, batch_size, name=name)]
+    return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
 
 
 class IndexedData:

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..certify import certified_accuracy, model_steps
 from ..common import frozen_model, progress_bar
-from ..data import batches, check_label_range
+from ..data import as_tensors, check_label_range
 from ..defences import with_bpda
 from ..ops import draw_seed
 from ..threat import ThreatModel, lp_norms
@@ -29,14 +29,6 @@ from .probe import check_classes_for, checked_logits
 from .report import AttackResult, Check, RobustnessReport, Stat
 from .setup import ModelSetup, eot_and_repeats, model_setup
 from .suite import make_attack
-
-
-def _materialise(data, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The whole of ``data`` (tensors, Dataset or DataLoader) as one (x, y) pair: the checks, the
-    worst case over attacks and the plots need every sample's verdicts side by side, in one order
-    (a shuffling loader read twice would not give it)."""
-    parts = [(x, y) for x, y, _ in batches(data, batch_size)]
-    return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
 
 
 class _Runner:
@@ -134,7 +126,9 @@ def evaluate(model: nn.Module, data, *, eps: float, **options) -> RobustnessRepo
     opts = check_eval_options(model, EvalOptions(eps=eps, **options))
     rng_state = torch.get_rng_state()  # before the data: a shuffling DataLoader draws from it
     try:
-        x, y = _materialise(data, opts.batch_size)
+        # the checks, the worst case over attacks and the plots need every sample's verdicts side
+        # by side, in one order (a shuffling loader read twice would not give it)
+        x, y = as_tensors(data, opts.batch_size)
         threat = ThreatModel.build(opts.eps, opts.norm, opts.bounds, opts.normalization)
         gen = opts.generator if opts.generator is not None else torch.Generator().manual_seed(draw_seed())
         bpda, note = opts.bpda, ""

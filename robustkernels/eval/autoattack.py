@@ -237,7 +237,9 @@ def _run(model, data, threat, batch_size, seed, plan, options):
 def _state(model, threat, seed, plan, options, rank, world) -> RunState:
     """The resumable run's state (a no-op without ``state_path``); one file per process."""
     path = plan["state_path"]
-    if path is not None and world > 1:
+    if path is None:  # no state file: nothing to hash (the weights' digest costs a pass over them)
+        return RunState(None, {}, False)
+    if world > 1:
         path = f"{os.fspath(path)}.rank{rank}"
     identity = {"model": model_digest(model), "norm": threat.norm, "eps": threat.eps, "seed": seed,
                 "bounds": repr(threat.bounds), "normalization": repr(threat.normalization),

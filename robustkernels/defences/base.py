@@ -3,6 +3,8 @@ maps inputs in [0, 1] to inputs in [0, 1], and says whether it is differentiable
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -24,11 +26,11 @@ class Preprocessing(nn.Module):
                              f"{getattr(x, 'dtype', type(x).__name__)} {list(getattr(x, 'shape', []))}")
         if x.numel() == 0:
             return x.clone()  # an empty batch maps to an empty batch on every front-end
-        bad = ~torch.isfinite(x.detach()).flatten(1).all(dim=1)
-        if bool(bad.any()):
+        low, high = (float(v) for v in torch.aminmax(x.detach()))  # NaN and +-inf propagate: one pass
+        if not (math.isfinite(low) and math.isfinite(high)):
+            bad = ~torch.isfinite(x.detach()).flatten(1).all(dim=1)
             raise ValueError(f"{type(self).__name__}: the input holds NaN or inf in {int(bad.sum())} of "
                              f"{x.shape[0]} images")
-        low, high = float(x.detach().min()), float(x.detach().max())
         if self.unit_range and (low < 0 or high > 1):
             raise ValueError(f"{type(self).__name__}: takes images in [0, 1], got values in [{low:g}, {high:g}]; "
                              "put it before the model's normalisation")

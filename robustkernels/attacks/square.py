@@ -74,15 +74,15 @@ class Square(Attack):
             raise ValueError(f"x: Square needs images [B, C, H, W], got shape {list(x.shape)}")
         return self._perturb_l2(x, y, target) if self.threat.l2 else self._perturb_linf(x, y, target)
 
+    def _signs(self, shape: tuple, like: torch.Tensor) -> torch.Tensor:
+        """Random +-1 of ``shape`` from the attack's generator, on ``like``'s device and dtype."""
+        return (torch.randint(0, 2, shape, generator=self.generator) * 2 - 1).to(like)
+
     def _perturb_linf(self, x, y, target):
         b, c, h, w = x.shape
         lo, hi = self._bounds.lo_b.to(x.dtype), self._bounds.hi_b.to(x.dtype)
         gen, dev = self.generator, x.device
-
-        def signs(*shape):
-            return (torch.randint(0, 2, shape, generator=gen) * 2 - 1).to(device=dev, dtype=x.dtype)
-
-        x_best = torch.minimum(torch.maximum(x + self.eps * signs(b, c, 1, w), lo), hi)
+        x_best = torch.minimum(torch.maximum(x + self.eps * self._signs((b, c, 1, w), x), lo), hi)
         margin = self._margin(x_best, y, target)
         rows, cols = torch.arange(h, device=dev).view(1, h, 1), torch.arange(w, device=dev).view(1, 1, w)
         for query in range(self.n_queries):
@@ -96,7 +96,7 @@ class Square(Attack):
             left = torch.randint(0, w - s + 1, (n,), generator=gen).to(dev).view(n, 1, 1)
             window = ((rows >= top) & (rows < top + s) & (cols >= left) & (cols < left + s)).unsqueeze(1)
             x0, current = x[active], x_best[active]
-            proposal = torch.where(window, x0 + self.eps * signs(n, c, 1, 1), current)
+            proposal = torch.where(window, x0 + self.eps * self._signs((n, c, 1, 1), x), current)
             proposal = torch.minimum(torch.maximum(proposal, lo), hi)
             new_margin = self._margin(proposal, y[active], None if target is None else target[active])
             better = new_margin < margin[active]
@@ -105,8 +105,6 @@ class Square(Attack):
         return x_best
 
     # -- L2, as the original -------------------------------------------------------------------------
-    def _signs(self, n: int, c: int, like: torch.Tensor) -> torch.Tensor:
-        return (torch.randint(0, 2, (n, c, 1, 1), generator=self.generator) * 2 - 1).to(like)
 
     def _randint(self, high: int) -> int:
         """A window corner in [0, high) (0 when high is 0), as the original's ``random_int``."""
@@ -130,7 +128,7 @@ class Square(Attack):
             for j in range(w // s):
                 rows, cols = slice(top0 + i * s, top0 + (i + 1) * s), slice(top0 + j * s, top0 + (j + 1) * s)
                 patch = delta[:, :, rows, cols]
-                patch += self._eta(s, x)[: patch.shape[2], : patch.shape[3]] * self._signs(b, c, x)
+                patch += self._eta(s, x)[: patch.shape[2], : patch.shape[3]] * self._signs((b, c, 1, 1), x)
         return delta
 
     def _perturb_l2(self, x, y, target):
@@ -168,7 +166,7 @@ class Square(Attack):
         norm_one = delta[:, :, one[0], one[1]].pow(2).sum(dim=(-2, -1), keepdim=True).sqrt()
         norm_image = delta.flatten(1).pow(2).sum(1).sqrt().view(n, 1, 1, 1)
         norm_windows = (delta * mask).pow(2).sum(dim=(-2, -1), keepdim=True).sqrt()
-        new = self._eta(s, delta).view(1, 1, s, s) * self._signs(n, c, delta)
+        new = self._eta(s, delta).view(1, 1, s, s) * self._signs((n, c, 1, 1), delta)
         new = new + delta[:, :, one[0], one[1]] / (1e-12 + norm_one)
         budget = ((self.eps**2 - norm_image.pow(2)).clamp_min(0) / c + norm_windows.pow(2)).sqrt()
         new = new / (1e-12 + new.pow(2).sum(dim=(-2, -1), keepdim=True).sqrt()) * budget

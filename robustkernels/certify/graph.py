@@ -74,7 +74,7 @@ def _refuse(path: str, module: nn.Module, why: str):
     raise NotBoundable(f"{path} ({type(module).__name__}): {why}; certification supports {SUPPORTED}")
 
 
-def _same(module: nn.Module, f) -> Affine:
+def _same(f) -> Affine:
     """A parameter-free linear map with non-negative coefficients: |f| = f."""
     return Affine(f, f)
 
@@ -152,9 +152,9 @@ def _pool(path, m):
     if t is nn.AvgPool2d:
         if m.divisor_override is not None and m.divisor_override <= 0:
             _refuse(path, m, "divisor_override must be positive")
-        return _same(m, lambda h: _call_pool(m, h))
+        return _same(lambda h: _call_pool(m, h))
     if t is nn.AdaptiveAvgPool2d:
-        return _same(m, lambda h: _call_pool(m, h))
+        return _same(lambda h: _call_pool(m, h))
     return None
 
 
@@ -174,13 +174,13 @@ def _leaf(path: str, m: nn.Module):
     if t is nn.Flatten:
         if m.start_dim == 0 or m.end_dim == 0:
             _refuse(path, m, "flattening the batch dimension")
-        return _same(m, lambda h: h.flatten(m.start_dim, m.end_dim))
+        return _same(lambda h: h.flatten(m.start_dim, m.end_dim))
     if t is nn.Identity:
-        return _same(m, lambda h: h)
+        return _same(lambda h: h)
     if t in (nn.Dropout, nn.Dropout2d):
         if m.training and m.p > 0:
             _refuse(path, m, "Dropout in training mode is random")
-        return _same(m, lambda h: h)
+        return _same(lambda h: h)
     return _activation(path, m) or _pool(path, m)
 
 

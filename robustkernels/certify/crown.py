@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .graph import Affine, Block, Monotone, model_steps
-from .ibp import Box, margin_lower_bounds, step_bounds, steps_bounds
+from .ibp import Box, ibp_margins, input_boxes, split_last_linear, step_bounds
 
 BOUND_METHODS = ("ibp", "crown-ibp")
 
@@ -32,15 +32,6 @@ def bound_method(name: str, value: str) -> str:
     if value not in BOUND_METHODS:
         raise ValueError(f"{name} must be one of {BOUND_METHODS}, got {value!r}")
     return value
-
-
-def _boxes(steps: list, lower: torch.Tensor, upper: torch.Tensor) -> list[Box]:
-    """The IBP box of each step's input."""
-    boxes = []
-    for step in steps:
-        boxes.append((lower, upper))
-        lower, upper = step_bounds(step, lower, upper)
-    return boxes
 
 
 def _sum_last(t: torch.Tensor) -> torch.Tensor:
@@ -97,11 +88,11 @@ def _back_block(block: Block, A, c, box):
     """``out = main(pre) + (x or shortcut(pre))``, ``pre = head(x)``: both branches back to ``pre``
     (or ``x``), then through the head to ``x``. None when a branch has a step without a linear
     relaxation (the caller then makes the bound concrete on the block's output box)."""
-    head_boxes = _boxes(block.head, *box)
+    head_boxes = input_boxes(block.head, *box)
     pre_box = step_bounds(block.head[-1], *head_boxes[-1]) if block.head else box
-    A_pre, c_pre = backward(block.main, _boxes(block.main, *pre_box), A, c)
+    A_pre, c_pre = backward(block.main, input_boxes(block.main, *pre_box), A, c)
     if A_pre is not None and block.shortcut is not None:
-        A_short, c_pre = backward(block.shortcut, _boxes(block.shortcut, *pre_box), A, c_pre)
+        A_short, c_pre = backward(block.shortcut, input_boxes(block.shortcut, *pre_box), A, c_pre)
         A_pre = None if A_short is None else A_pre + A_short
     if A_pre is None:
         return None
@@ -130,25 +121,36 @@ def backward(steps: list, boxes: list[Box], A, c):
     return A, c
 
 
-def crown_ibp_margins(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, y: torch.Tensor, *,
-                      normalization=None) -> torch.Tensor:
-    """[B, K]: CROWN-IBP lower bounds on ``z_y - z_j`` over the box ``[lower, upper]``; column y is 0."""
-    steps = model_steps(model, normalization)
-    boxes = _boxes(steps, lower, upper)
-    out_lo, _ = steps_bounds(steps[-1:], *boxes[-1]) if steps else (lower, upper)
-    classes = out_lo.shape[1]
+def _crown_margins(steps: list, boxes: list[Box], lower: torch.Tensor, upper: torch.Tensor,
+                   y: torch.Tensor) -> torch.Tensor:
+    """:func:`crown_ibp_margins` from the steps and their IBP input boxes."""
+    _, fc = split_last_linear(steps)
+    if fc is not None:
+        classes = fc.weight.shape[0]
+    else:
+        classes = (step_bounds(steps[-1], *boxes[-1]) if steps else (lower, upper))[0].shape[1]
     eye = torch.eye(classes, dtype=lower.dtype, device=lower.device)
     A = eye[y][:, None, :] - eye[None, :, :]  # [B, K, K]: e_y - e_j on the logits
     A, c = backward(steps, boxes, A, A.new_zeros(A.shape[:2]))
     return c if A is None else concretize(A, c, (lower, upper))
 
 
+def crown_ibp_margins(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, y: torch.Tensor, *,
+                      normalization=None) -> torch.Tensor:
+    """[B, K]: CROWN-IBP lower bounds on ``z_y - z_j`` over the box ``[lower, upper]``; column y is 0."""
+    steps = model_steps(model, normalization)
+    return _crown_margins(steps, input_boxes(steps, lower, upper), lower, upper, y)
+
+
 def margin_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, y: torch.Tensor,
                   method: str = "crown-ibp", *, normalization=None) -> torch.Tensor:
     """[B, K] sound lower bounds on ``z_y - z_j`` over the box: ``"ibp"`` (last layer folded
-    into the margins) or ``"crown-ibp"`` (the larger of the CROWN-IBP and IBP bounds)."""
+    into the margins) or ``"crown-ibp"`` (the larger of the CROWN-IBP and IBP bounds). The steps
+    and the IBP boxes are built once and serve both."""
     bound_method("method", method)
-    ibp = margin_lower_bounds(model, lower, upper, y, normalization=normalization)
+    steps = model_steps(model, normalization)
+    boxes = input_boxes(steps, lower, upper)
+    ibp = ibp_margins(steps, boxes, lower, upper, y)
     if method == "ibp":
         return ibp
-    return torch.maximum(ibp, crown_ibp_margins(model, lower, upper, y, normalization=normalization))
+    return torch.maximum(ibp, _crown_margins(steps, boxes, lower, upper, y))

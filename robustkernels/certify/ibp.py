@@ -54,17 +54,34 @@ def split_last_linear(steps: list):
     return steps, None
 
 
+def input_boxes(steps: list, lower: torch.Tensor, upper: torch.Tensor) -> list[Box]:
+    """The IBP box of each step's input (the last step's output is not computed)."""
+    boxes = []
+    for i, step in enumerate(steps):
+        boxes.append((lower, upper))
+        if i + 1 < len(steps):
+            lower, upper = step_bounds(step, lower, upper)
+    return boxes
+
+
+def ibp_margins(steps: list, boxes: list[Box], lower: torch.Tensor, upper: torch.Tensor,
+                y: torch.Tensor) -> torch.Tensor:
+    """:func:`margin_lower_bounds` from the steps and their input boxes (:func:`input_boxes`)."""
+    _, fc = split_last_linear(steps)
+    if fc is None:
+        out_lo, out_hi = step_bounds(steps[-1], *boxes[-1]) if steps else (lower, upper)
+        return (out_lo.gather(1, y[:, None]) - out_hi).scatter(1, y[:, None], 0.0)
+    h_lo, h_hi = boxes[-1]  # the final Linear's input
+    w = fc.weight[y][:, None, :] - fc.weight[None, :, :]  # [B, K, F]: W_y - W_j
+    b = (fc.bias[y][:, None] - fc.bias[None, :]) if fc.bias is not None else 0.0
+    center, radius = (h_lo + h_hi) / 2, (h_hi - h_lo) / 2
+    return (w @ center[:, :, None]).squeeze(2) - (w.abs() @ radius[:, :, None]).squeeze(2) + b
+
+
 def margin_lower_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, y: torch.Tensor, *,
                         normalization=None) -> torch.Tensor:
     """[B, K]: lower bounds on ``z_y - z_j`` over the box; column y is 0. A final linear layer is
     folded into the difference (tighter than subtracting the logits' bounds); without one the
     logits' bounds are subtracted."""
-    body, fc = split_last_linear(model_steps(model, normalization))
-    h_lo, h_hi = steps_bounds(body, lower, upper)
-    if fc is None:
-        margins = h_lo.gather(1, y[:, None]) - h_hi
-        return margins.scatter(1, y[:, None], 0.0)
-    w = fc.weight[y][:, None, :] - fc.weight[None, :, :]  # [B, K, F]: W_y - W_j
-    b = (fc.bias[y][:, None] - fc.bias[None, :]) if fc.bias is not None else 0.0
-    center, radius = (h_lo + h_hi) / 2, (h_hi - h_lo) / 2
-    return (w @ center[:, :, None]).squeeze(2) - (w.abs() @ radius[:, :, None]).squeeze(2) + b
+    steps = model_steps(model, normalization)
+    return ibp_margins(steps, input_boxes(steps, lower, upper), lower, upper, y)

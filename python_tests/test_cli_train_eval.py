@@ -52,7 +52,7 @@ def test_negative_eps_is_rejected_by_the_parser(capsys):
 
 
 def test_demo_table(tmp_path):
-    text = demo.run(
+    text = demo.run_demo(
         epochs=1, check_samples=16, samples=64, models=("standard", "LWTA + PGD-AT"), out=str(tmp_path), progress=False
     )
     assert "| standard |" in text and "| LWTA + PGD-AT |" in text and "masking checks" in text

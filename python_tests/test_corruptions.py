@@ -90,3 +90,26 @@ def test_corruption_accuracy_table_on_a_trained_model():
     assert all(len(a) == 3 and a[0] >= a[-1] for a in report.accuracy.values())
     assert report.mean_accuracy < report.clean_accuracy
     assert "| contrast |" in report.to_markdown()
+
+
+def test_corruption_accuracy_streams_and_honours_normalization():
+    """A model behind a normalisation, given ``normalization=``, scores what the plain model
+    scores on the same data; a DataLoader gives what the tensors give."""
+    model, x, y = trained_digits_cnn()
+    x, y = x[:64], y[:64]
+    mean, std = (0.3,), (0.2,)
+
+    class Denormalising(torch.nn.Module):  # expects (x - mean) / std, undoes it for the trained net
+        def forward(self, v):
+            return model(v * std[0] + mean[0])
+
+    names = ("contrast", "gaussian_noise")
+    plain = corruption_accuracy(model, (x, y), corruptions=names, severities=(1, 5), batch_size=16)
+    wrapped = corruption_accuracy(Denormalising(), (x, y), corruptions=names, severities=(1, 5), batch_size=16,
+                                  normalization=(mean, std))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    streamed = corruption_accuracy(model, loader, corruptions=names, severities=(1, 5), batch_size=16)
+    assert wrapped.clean_accuracy == plain.clean_accuracy == streamed.clean_accuracy
+    for name in names:
+        assert wrapped.accuracy[name] == pytest.approx(plain.accuracy[name], abs=1 / 64)
+        assert streamed.accuracy[name] == plain.accuracy[name]

@@ -1,11 +1,11 @@
 """`robustkernels demo --dataset cifar10`: the seed report's rows on the CIFAR-10 files (two rows,
 one epoch, a few test images: the table's shape and honesty, not its figures)."""
 
-from robustkernels.recipes.seed_report import ROWS, run
+from robustkernels.recipes.seed_report import ROWS, seed_report
 
 
 def test_seed_report_rows_on_the_cifar10_files(shared_data):
-    text = run(str(shared_data / "cifar-10-batches-py"), epochs=1, samples=30, progress=False,
+    text = seed_report(str(shared_data / "cifar-10-batches-py"), epochs=1, samples=30, progress=False,
                rows=("label smoothing", "the same + PNI"))
     lines = [line for line in text.splitlines() if line.startswith("| ")]
     assert lines[0].startswith("| model | clean | FGSM | PGD | CW | AutoAttack | certified |")

@@ -155,6 +155,11 @@ class ThreatModel:
     def l2(self) -> bool:
         return self.norm == "l2"
 
+    def space_kwargs(self) -> dict:
+        """``norm``, ``bounds`` and ``normalization`` as the keyword arguments every attack takes
+        (eps apart: the callers scale it)."""
+        return dict(norm=self.norm, bounds=self.bounds, normalization=self.normalization)
+
     def prepare(self, x: torch.Tensor) -> Bounds:
         """Bounds as tensors on x's device (one conversion and one check per attack call)."""
         lo, hi = channel_bounds(self.bounds, x)

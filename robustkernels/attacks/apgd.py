@@ -6,10 +6,12 @@ the 2nd, 3rd, ... highest-scoring classes of the clean input."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ..common import non_negative, positive_int
-from .base import ActiveSet, Attack
+from .base import ActiveSet, Attack, RowState
 
 LOSSES = ("ce", "dlr", "dlr-targeted")
 
@@ -25,6 +27,24 @@ def checkpoints(steps: int) -> list[int]:
         marks.append(at)
         window = max(window - shrink, shortest)
     return marks
+
+
+@dataclasses.dataclass
+class _APGDState(RowState):
+    """One APGD run's iterate, momentum point, gradients, best point and step-size bookkeeping."""
+
+    x_adv: torch.Tensor
+    x_prev: torch.Tensor
+    grad: torch.Tensor
+    x_best: torch.Tensor
+    grad_best: torch.Tensor
+    loss_best: torch.Tensor
+    loss_prev: torch.Tensor
+    loss_check: torch.Tensor
+    step: torch.Tensor
+    increases: torch.Tensor
+    reduced: torch.Tensor
+    fooled: torch.Tensor
 
 
 class APGD(Attack):
@@ -70,11 +90,12 @@ class APGD(Attack):
         loss, grad, logits = self.loss_and_grad(x_adv, y, target)
         out, fooled_out = x_adv.clone(), torch.zeros(batch, dtype=torch.bool, device=dev)
         rows = ActiveSet(batch, dev, enabled=self.early_stop and self.active_set)
-        s = dict(x=x, y=y, target=target, x_adv=x_adv, x_prev=x_adv.clone(), grad=grad, x_best=x_adv.clone(),
-                 grad_best=grad.clone(), loss_best=loss.clone(), loss_prev=loss.clone(), loss_check=loss.clone(),
-                 step=torch.full((batch,), 2 * self.eps, dtype=self._bounds.lo.dtype, device=dev),
-                 increases=torch.zeros(batch, device=dev), reduced=torch.ones(batch, dtype=torch.bool, device=dev),
-                 fooled=torch.zeros(batch, dtype=torch.bool, device=dev))
+        s = _APGDState(x, y, target, x_adv=x_adv, x_prev=x_adv.clone(), grad=grad, x_best=x_adv.clone(),
+                       grad_best=grad.clone(), loss_best=loss.clone(), loss_prev=loss.clone(), loss_check=loss.clone(),
+                       step=torch.full((batch,), 2 * self.eps, dtype=self._bounds.lo.dtype, device=dev),
+                       increases=torch.zeros(batch, device=dev),
+                       reduced=torch.ones(batch, dtype=torch.bool, device=dev),
+                       fooled=torch.zeros(batch, dtype=torch.bool, device=dev))
         self._record(s, rows, out, fooled_out, logits)
         marks, last_mark = set(checkpoints(self.steps)), 0
         for i in range(self.steps):
@@ -83,49 +104,49 @@ class APGD(Attack):
             s = rows.compact(s)
             with torch.no_grad():
                 live = rows.live.view(-1, *[1] * (x.dim() - 1))
-                z = self.step(s["x_adv"], s["x"], s["grad"], torch.where(rows.live, s["step"], 0.0))
+                z = self.step(s.x_adv, s.x, s.grad, torch.where(rows.live, s.step, 0.0))
                 a = self.momentum if i > 0 else 1.0
-                moved = s["x_adv"] + a * (z - s["x_adv"]) + (1 - a) * (s["x_adv"] - s["x_prev"])
-                s["x_prev"], s["x_adv"] = s["x_adv"], torch.where(live, self.project(moved, s["x"]), s["x_adv"])
-            loss, s["grad"], logits = self.loss_and_grad(s["x_adv"], s["y"], s["target"])
+                moved = s.x_adv + a * (z - s.x_adv) + (1 - a) * (s.x_adv - s.x_prev)
+                s.x_prev, s.x_adv = s.x_adv, torch.where(live, self.project(moved, s.x), s.x_adv)
+            loss, s.grad, logits = self.loss_and_grad(s.x_adv, s.y, s.target)
             with torch.no_grad():
                 self._record(s, rows, out, fooled_out, logits)
                 self._track_best(s, loss)
                 if i + 1 in marks:
                     self._checkpoint(s, i + 1 - last_mark)
                     last_mark = i + 1
-        never = ~s["fooled"]
-        out[rows.index[never]] = s["x_best"][never]
+        never = ~s.fooled
+        out[rows.index[never]] = s.x_best[never]
         return out, fooled_out
 
     def _record(self, s, rows, out, fooled_out, logits) -> None:
         """Keep the first fooling point of each row; with early_stop, fooled rows stop."""
-        first = self.succeeded(logits, s["y"], s["target"], s["x_adv"]) & ~s["fooled"]
-        out[rows.index[first]] = s["x_adv"][first]
+        first = self.succeeded(logits, s.y, s.target, s.x_adv) & ~s.fooled
+        out[rows.index[first]] = s.x_adv[first]
         fooled_out[rows.index[first]] = True
-        s["fooled"] |= first
+        s.fooled |= first
         if self.early_stop:
-            rows.retire(s["fooled"])
+            rows.retire(s.fooled)
 
     @staticmethod
     def _track_best(s, loss) -> None:
-        s["increases"] += (loss > s["loss_prev"]).float()
-        s["loss_prev"] = loss
-        better = loss > s["loss_best"]
-        for key, value in (("x_best", s["x_adv"]), ("grad_best", s["grad"]), ("loss_best", loss)):
-            s[key][better] = value[better]
+        s.increases += (loss > s.loss_prev).float()
+        s.loss_prev = loss
+        better = loss > s.loss_best
+        for best, value in ((s.x_best, s.x_adv), (s.grad_best, s.grad), (s.loss_best, loss)):
+            best[better] = value[better]
 
     def _checkpoint(self, s, window: int) -> None:
         """Halve the step where the loss oscillated (increased in at most rho of the window) or
         where the last check did not halve and the best loss has not improved since; those
         samples restart from their best point."""
-        oscillating = s["increases"] <= window * self.rho
-        stalled = ~s["reduced"] & (s["loss_check"] >= s["loss_best"])
+        oscillating = s.increases <= window * self.rho
+        stalled = ~s.reduced & (s.loss_check >= s.loss_best)
         halve = oscillating | stalled
-        s["step"] = torch.where(halve, s["step"] / 2, s["step"])
-        s["x_adv"][halve], s["grad"][halve] = s["x_best"][halve], s["grad_best"][halve]
-        s["reduced"], s["loss_check"] = halve, s["loss_best"].clone()
-        s["increases"].zero_()
+        s.step = torch.where(halve, s.step / 2, s.step)
+        s.x_adv[halve], s.grad[halve] = s.x_best[halve], s.grad_best[halve]
+        s.reduced, s.loss_check = halve, s.loss_best.clone()
+        s.increases.zero_()
 
 
 class APGDT(APGD):

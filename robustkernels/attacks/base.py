@@ -16,6 +16,7 @@ sample:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -57,6 +58,16 @@ def input_gradient(value: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
     (grad,) = torch.autograd.grad(value, x_in, allow_unused=True)
     return torch.zeros_like(x_in) if grad is None else grad
 
+@dataclasses.dataclass
+class RowState:
+    """Base of an attack's working state: tensors with the batch's rows first (or None), kept in
+    step by :meth:`ActiveSet.compact`."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    target: torch.Tensor | None
+
+
 class ActiveSet:
     """The rows of a batch still under attack. Finished rows stop moving at once (their step is
     0); the working tensors are compacted - finished rows leave the batch, so the model no longer
@@ -73,9 +84,9 @@ class ActiveSet:
     def any_live(self) -> bool:
         return bool(self.live.any())
 
-    def compact(self, state: dict) -> dict:
-        """``state`` (tensors with the rows first, or None) with the finished rows removed, if
-        enough rows finished to pay for the copy; else unchanged."""
+    def compact(self, state: RowState) -> RowState:
+        """``state`` with the finished rows removed from its tensors, if enough rows finished to
+        pay for the copy; else unchanged."""
         if not self.enabled:
             return state
         n_live = int(self.live.sum())
@@ -83,7 +94,8 @@ class ActiveSet:
             return state
         keep = self.live.nonzero().squeeze(1)
         self.index, self.live = self.index[keep], self.live[keep]
-        return {k: (v[keep] if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in state.items()}
+        return dataclasses.replace(state, **{f.name: getattr(state, f.name)[keep] for f in dataclasses.fields(state)
+                                             if isinstance(getattr(state, f.name), torch.Tensor)})
 
 
 class Attack:

@@ -10,11 +10,13 @@ towards the clean input by ``beta``, to find a smaller perturbation.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ..common import non_negative, positive_int
 from ..threat import lp_norms
-from .base import ActiveSet, Attack, input_gradient
+from .base import ActiveSet, Attack, RowState, input_gradient
 
 
 def project_onto_hyperplane(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
@@ -74,6 +76,16 @@ def _solve_sorted(breaks, g, h, need) -> torch.Tensor:
     g_from = gs.sum(1, keepdim=True) - gs.cumsum(1) + gs  # sum of g over those not passed
     k = ((h_before + bs * g_from) < need).sum(1, keepdim=True).clamp(max=breaks.shape[1] - 1)
     return (need - h_before.gather(1, k)) / g_from.gather(1, k).clamp_min(1e-30)
+
+
+@dataclasses.dataclass
+class _FABState(RowState):
+    """One FAB run: x the clean rows, x1 the iterate, adv / res the best adversarial point and
+    its distance."""
+
+    x1: torch.Tensor
+    adv: torch.Tensor
+    res: torch.Tensor
 
 
 class FAB(Attack):
@@ -151,27 +163,27 @@ class FAB(Attack):
         batch, dev = x.shape[0], x.device
         out, fooled_out = x.clone(), torch.zeros(batch, dtype=torch.bool, device=dev)
         rows = ActiveSet(batch, dev, enabled=self.early_stop and self.active_set)
-        s = dict(x0=x, y=y, target=target, x1=self.start(x, restart), adv=x.clone(),
-                 res=torch.full((batch,), float("inf"), device=dev))
+        s = _FABState(x, y, target, x1=self.start(x, restart), adv=x.clone(),
+                      res=torch.full((batch,), float("inf"), device=dev))
         lo, hi = self._flat_bounds(x)
         for _ in range(self.steps):
             if not rows.any_live():
                 break
             s = rows.compact(s)
             with torch.no_grad():
-                s["x1"] = self._iterate(s["x0"], s["x1"], *self.boundary(s["x1"], s["y"], s["target"]), lo, hi)
-                is_adv = self.succeeded(self.mean_logits(s["x1"]), s["y"], None, s["x1"])
-                dist = lp_norms(s["x1"] - s["x0"], self.norm)
-                better = is_adv & (dist < s["res"])
-                s["adv"][better], s["res"][better] = s["x1"][better], dist[better]
-                pulled = s["x0"] + (s["x1"] - s["x0"]) * self.beta
-                s["x1"] = torch.where(is_adv.view(-1, *[1] * (x.dim() - 1)), pulled, s["x1"])
+                s.x1 = self._iterate(s.x, s.x1, *self.boundary(s.x1, s.y, s.target), lo, hi)
+                is_adv = self.succeeded(self.mean_logits(s.x1), s.y, None, s.x1)
+                dist = lp_norms(s.x1 - s.x, self.norm)
+                better = is_adv & (dist < s.res)
+                s.adv[better], s.res[better] = s.x1[better], dist[better]
+                pulled = s.x + (s.x1 - s.x) * self.beta
+                s.x1 = torch.where(is_adv.view(-1, *[1] * (x.dim() - 1)), pulled, s.x1)
                 if self.early_stop:
-                    done = rows.live & (s["res"] <= self.eps * (1 + 1e-6))
-                    out[rows.index[done]], fooled_out[rows.index[done]] = s["adv"][done], True
+                    done = rows.live & (s.res <= self.eps * (1 + 1e-6))
+                    out[rows.index[done]], fooled_out[rows.index[done]] = s.adv[done], True
                     rows.retire(done)
-        within = rows.live & (s["res"] <= self.eps * (1 + 1e-6))
-        out[rows.index[within]], fooled_out[rows.index[within]] = s["adv"][within], True
+        within = rows.live & (s.res <= self.eps * (1 + 1e-6))
+        out[rows.index[within]], fooled_out[rows.index[within]] = s.adv[within], True
         return out, fooled_out
 
     def _flat_bounds(self, x):

@@ -3,11 +3,19 @@ al. 2020), all on the fused step."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ..common import non_negative, positive_int
 from ..ops.pgd import random_init
-from .base import ActiveSet, Attack
+from .base import ActiveSet, Attack, RowState
+
+
+@dataclasses.dataclass
+class _PGDState(RowState):
+    x_adv: torch.Tensor
+    alpha: torch.Tensor
 
 
 class PGD(Attack):
@@ -55,18 +63,18 @@ class PGD(Attack):
             return x_adv
         out = x_adv.clone()
         rows = ActiveSet(x.shape[0], x.device, enabled=self.active_set)
-        s = dict(x=x, y=y, target=target, x_adv=x_adv, alpha=alpha)
+        s = _PGDState(x, y, target, x_adv, alpha)
         for _ in range(self.steps):
-            _, grad, logits = self.loss_and_grad(s["x_adv"], s["y"], s["target"])
-            fooled = self.succeeded(logits, s["y"], s["target"], s["x_adv"]) & rows.live
-            out[rows.index[fooled]] = s["x_adv"][fooled]
+            _, grad, logits = self.loss_and_grad(s.x_adv, s.y, s.target)
+            fooled = self.succeeded(logits, s.y, s.target, s.x_adv) & rows.live
+            out[rows.index[fooled]] = s.x_adv[fooled]
             rows.retire(fooled)
             if not rows.any_live():
                 return out
-            step = torch.where(rows.live, s["alpha"], 0.0)
-            self.step(s["x_adv"], s["x"], grad, step, out=s["x_adv"])
+            step = torch.where(rows.live, s.alpha, 0.0)
+            self.step(s.x_adv, s.x, grad, step, out=s.x_adv)
             s = rows.compact(s)
-        out[rows.index[rows.live]] = s["x_adv"][rows.live]
+        out[rows.index[rows.live]] = s.x_adv[rows.live]
         return out
 
 

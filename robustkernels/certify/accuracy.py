@@ -31,11 +31,11 @@ class CertifiedReport:
     method: str  # "ibp" or "crown-ibp"
 
 
-def _check_inside(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, number: int) -> None:
+def _check_inside(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, index: int) -> None:
     """The box around x is clipped to the bounds: it only contains x when x lies inside them."""
     outside = ((x < lo) | (x > hi)).flatten(1).any(dim=1)
     if bool(outside.any()):
-        raise ValueError(f"data: {int(outside.sum())} samples of batch {number} lie outside bounds "
+        raise ValueError(f"data: {int(outside.sum())} samples of batch {index} lie outside bounds "
                          f"[{float(lo.min()):g}, {float(hi.max()):g}] (min {float(x.min()):g}, max "
                          f"{float(x.max()):g}); pass bounds= or normalization= to match the inputs")
 
@@ -67,10 +67,10 @@ def certified_accuracy(model: nn.Module, data, eps: float, *, bounds=(0.0, 1.0),
     certified, correct = [], 0
     with frozen_model(model, "eval"), torch.no_grad():
         model_steps(model, normalization)  # refuse an unknown module before reading any data
-        for xb, yb, number in batches(data, batch_size):
+        for xb, yb, index in batches(data, batch_size):
             xb, yb = xb.to(device), yb.to(device)
             lo, hi = broadcast_bounds(bounds, xb)
-            _check_inside(xb, lo, hi, number)
+            _check_inside(xb, lo, hi, index)
             logits = model(normalize(xb, normalization))
             if logits.dim() != 2 or logits.shape[0] != len(xb):
                 raise ValueError(f"model: expected logits [{len(xb)}, K], got {list(logits.shape)}")

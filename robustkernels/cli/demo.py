@@ -20,14 +20,14 @@ def add_demo(commands) -> None:
 
 
 def run_demo(args) -> int:
-    from ..recipes.demo import run
+    from ..recipes.demo import run_demo
 
     if args.dataset == "cifar10":
-        from ..recipes.seed_report import run as seed_report
+        from ..recipes.seed_report import seed_report
 
         print(seed_report(args.data_dir, epochs=args.epochs or 6, seed=args.seed, progress=not args.no_progress))
         return 0
     args.epochs = args.epochs or 15
-    print(run(epochs=args.epochs, seed=args.seed, check_samples=args.check_samples, out=args.out,
+    print(run_demo(epochs=args.epochs, seed=args.seed, check_samples=args.check_samples, out=args.out,
               progress=not args.no_progress))
     return 0

@@ -2,7 +2,7 @@
 Dataset or a DataLoader, whose samples or batches are ``(x, y)`` pairs or dicts - with one set of
 checks and messages, and two views:
 
-- :func:`batches`, the streaming view (evaluation): ``(x, y, number)`` batches of at most
+- :func:`batches`, the streaming view (evaluation): ``(x, y, index)`` batches of at most
   ``batch_size`` rows as they come, sharded over the processes of a ``torch.distributed`` run;
   nothing is materialised beyond one batch;
 - :class:`IndexedData`, the indexed view (training): batches fetched by sample index in the
@@ -95,18 +95,18 @@ def _stream(name: str, data) -> tuple[Iterator, bool]:
 
 def batches(data, batch_size: int, rank: int = 0, world: int = 1, name: str = "data"
             ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
-    """The streaming view: ``(x, y, number)``, the ``number``-th batch of at most ``batch_size``
+    """The streaming view: ``(x, y, index)``, the ``index``-th batch of at most ``batch_size``
     rows of ``data``, the batches of this process only (every ``world``-th, from ``rank``) unless
-    the DataLoader's sampler already shards. Batch numbers are global, so a sample's batch (and
+    the DataLoader's sampler already shards. Batch indices are global, so a sample's batch (and
     the random draws made for it) do not depend on the number of processes."""
     source, sharded = _stream(name, data)
-    number, seen = 0, 0
+    index, seen = 0, 0
     for x, y in source:
         x, y = check_xy(name, x, y)
         for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
-            if sharded or number % world == rank:
-                yield xb, yb, number
-            number += 1
+            if sharded or index % world == rank:
+                yield xb, yb, index
+            index += 1
             seen += len(yb)
     if seen == 0:
         raise ValueError(f"{name}: no samples")

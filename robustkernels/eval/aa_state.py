@@ -68,21 +68,21 @@ class RunState:
         self.batches = {int(k): v for k, v in state["batches"].items()}
         self.seconds, self.attacked = state["seconds"], state["attacked"]
 
-    def done(self, number: int, digest: str) -> list | None:
-        """The stored records of batch ``number``, or None when it is still to do; a batch whose
+    def done(self, index: int, digest: str) -> list | None:
+        """The stored records of batch ``index``, or None when it is still to do; a batch whose
         data changed is refused."""
-        entry = self.batches.get(number)
+        entry = self.batches.get(index)
         if entry is None:
             return None
         if entry["digest"] != digest:
-            raise ValueError(f"state_path {self.path!r}: batch {number} of the data differs from the run that "
+            raise ValueError(f"state_path {self.path!r}: batch {index} of the data differs from the run that "
                              "wrote the state")
         return [tuple(r) for r in entry["records"]]
 
-    def add(self, number: int, digest: str, records: list, seconds: dict, attacked: dict) -> None:
+    def add(self, index: int, digest: str, records: list, seconds: dict, attacked: dict) -> None:
         if self.path is None:
             return
-        self.batches[number] = {"digest": digest, "records": records}
+        self.batches[index] = {"digest": digest, "records": records}
         self.seconds, self.attacked = dict(seconds), dict(attacked)
         payload = {"format": FORMAT, "identity": self.identity, "seconds": self.seconds, "attacked": self.attacked,
                    "batches": {str(k): v for k, v in sorted(self.batches.items())}}

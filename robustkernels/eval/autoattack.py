@@ -58,16 +58,16 @@ class _Cascade:
         with frozen_model(self.model, "eval"), torch.no_grad():
             return checked_logits(self.model(normalize(x, self.threat.normalization)), len(x)).float().argmax(1)
 
-    def reseed(self, number: int, step: int) -> torch.Generator:
+    def reseed(self, index: int, step: int) -> torch.Generator:
         """Global RNG (the model's own noise) and the attack's generator for (batch, step)."""
-        key = (self.seed * 1_000_003 + number * 1_009 + step) % (2**63)
+        key = (self.seed * 1_000_003 + index * 1_009 + step) % (2**63)
         torch.manual_seed(key)
         return torch.Generator().manual_seed(key + 1)
 
-    def run(self, x, y, number) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def attack_batch(self, x, y, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(fell_at [B]: 0 clean-misclassified, i first fooled by attack i, len+1 robust; x_adv;
         fooled_by [B, attacks]: which attacks fooled each point)."""
-        self.reseed(number, 0)
+        self.reseed(index, 0)
         correct = self.forward(x) == y
         fell_at = torch.where(correct, len(self.names) + 1, 0)
         fooled_by = torch.zeros(len(y), len(self.names), dtype=torch.bool, device=y.device)
@@ -76,11 +76,11 @@ class _Cascade:
             todo = (correct if self.individual else fell_at > len(self.names)).nonzero().squeeze(1)
             if todo.numel() == 0:
                 break
-            attack = autoattack_attack(name, self.model, self.threat, self.version, generator=self.reseed(number, i),
+            attack = autoattack_attack(name, self.model, self.threat, self.version, generator=self.reseed(index, i),
                                   eot_iter=self.eot_iter, **self.options)
             tic = time.perf_counter()
             adv = attack(x[todo], y[todo])
-            self.reseed(number, 100 + i)
+            self.reseed(index, 100 + i)
             fooled = (self.forward(adv) != y[todo]) & self.threat.within(adv, x[todo])
             self.seconds[name] += time.perf_counter() - tic
             self.attacked[name] += todo.numel()
@@ -93,9 +93,9 @@ class _Cascade:
         return fell_at, x_adv, fooled_by
 
 
-def _all_processes(records: list) -> list:
-    """All processes' records, on every process (one process: unchanged)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+def _all_processes(records: list, world: int) -> list:
+    """All ``world`` processes' records, on every process (one process: unchanged)."""
+    if world == 1:
         return records
     every = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(every, records)
@@ -143,6 +143,32 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
 
     The model's modes and flags and the global RNG are restored.
     """
+    batch_size = positive_int("batch_size", batch_size)
+    rng = torch.get_rng_state()
+    try:
+        rank, world = rank_and_world()
+        run = autoattack_run(model, eps=eps, norm=norm, version=version, bounds=bounds, normalization=normalization,
+                             seed=seed, autocast=autocast, active_set=active_set, eot_batched=eot_batched,
+                             repeats=repeats, steps=steps, n_queries=n_queries, n_target_classes=n_target_classes,
+                             progress=progress, bpda=bpda, attacks=attacks, individual=individual,
+                             state_path=state_path, resume=resume, rank=rank, world=world)
+        for x, y, index in progress_bar(batches(data, batch_size, rank, world), desc="autoattack", enabled=progress,
+                                        leave=False):
+            run.add(x, y, index)
+        return run.report()
+    finally:
+        torch.set_rng_state(rng)
+
+
+def autoattack_run(model: nn.Module, *, eps: float, norm: str = "linf", version: str = "auto", bounds=(0.0, 1.0),
+                   normalization=None, seed: int | None = None, autocast: str | None = None, active_set: bool = True,
+                   eot_batched="auto", repeats="auto", steps: int = 100, n_queries: int = 5000,
+                   n_target_classes: int = 9, progress: bool = True, bpda="auto", attacks=None,
+                   individual: bool = False, state_path=None, resume: bool = False, rank: int = 0,
+                   world: int = 1) -> AutoAttackRun:
+    """An :class:`AutoAttackRun` with :func:`autoattack`'s settings checked, to feed batches to
+    (``rank`` / ``world``: this process's share of a ``torch.distributed`` run). A seed left None
+    is drawn from the global RNG."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     threat = ThreatModel.build(eps, norm, bounds, normalization)
@@ -151,20 +177,15 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
     attacks = _custom_attacks(version, attacks)
     if not isinstance(individual, bool):
         raise TypeError(f"individual must be a bool, got {type(individual).__name__}")
-    batch_size = positive_int("batch_size", batch_size)
     if repeats != "auto":
         positive_int("repeats", repeats)
-    rng = torch.get_rng_state()
-    try:
-        seed = draw_seed() if seed is None else positive_int("seed", seed + 1) - 1
-        plan = dict(version=version, attacks=attacks, individual=individual, repeats=repeats, bpda=bpda,
-                    progress=progress, autocast=autocast, state_path=state_path, resume=resume)
-        return _run(model, data, threat, batch_size, seed, plan,
-                    dict(autocast=autocast, active_set=active_set, eot_batched=eot_batched,
-                         steps=positive_int("steps", steps), n_queries=positive_int("n_queries", n_queries),
-                         n_target_classes=positive_int("n_target_classes", n_target_classes)))
-    finally:
-        torch.set_rng_state(rng)
+    seed = draw_seed() if seed is None else positive_int("seed", seed + 1) - 1
+    plan = dict(version=version, attacks=attacks, individual=individual, repeats=repeats, bpda=bpda,
+                progress=progress, autocast=autocast, state_path=state_path, resume=resume)
+    options = dict(autocast=autocast, active_set=active_set, eot_batched=eot_batched,
+                   steps=positive_int("steps", steps), n_queries=positive_int("n_queries", n_queries),
+                   n_target_classes=positive_int("n_target_classes", n_target_classes))
+    return AutoAttackRun(model, threat, seed, plan, options, rank, world)
 
 
 def _custom_attacks(version: str, attacks) -> tuple[str, ...] | None:
@@ -191,47 +212,64 @@ def _cascade_for(setup, threat, seed, plan, options) -> _Cascade:
     return _Cascade(setup.attacked, threat, names, chosen, seed, eot, options, plan["progress"], plan["individual"])
 
 
-def _run(model, data, threat, batch_size, seed, plan, options):
-    device = model_device(model)
-    rank, world = rank_and_world()
-    cascade, records, stochastic, probabilities = None, [], None, False
-    state = _state(model, threat, seed, plan, options, rank, world)
-    for x, y, number in progress_bar(batches(data, batch_size, rank, world), desc="autoattack",
-                                     enabled=plan["progress"], leave=False):
+class AutoAttackRun:
+    """One AutoAttack evaluation fed batch by batch: :meth:`add` attacks a batch (or takes its
+    verdicts from the state file) and returns the batch's robust verdicts [B]; :meth:`report`
+    gathers every process's verdicts (``world`` > 1) into the report. ``autoattack`` streams its
+    data through one; ``evaluate`` feeds it the batches of its own stream."""
+
+    def __init__(self, model, threat, seed, plan, options, rank: int = 0, world: int = 1):
+        self.model, self.threat, self.seed, self.plan, self.options = model, threat, seed, plan, options
+        self.world, self.device = world, model_device(model)
+        self.cascade, self.setup, self.records, self.reps, self.probabilities = None, None, [], 1, False
+        self.state = _state(model, threat, seed, plan, options, rank, world)
+
+    def _start(self, x) -> None:
+        """The model's setup and the cascade, from the first batch."""
+        self.setup = model_setup(self.model, self.threat, x, self.plan["bpda"])
+        self.probabilities = _outputs_probabilities(self.setup, x)
+        self.cascade = _cascade_for(self.setup, self.threat, self.seed, self.plan, self.options)
+        self.reps = eot_and_repeats(self.setup.stochastic, repeats=self.plan["repeats"])[1]
+        self.cascade.seconds.update(self.state.seconds)
+        self.cascade.attacked.update(self.state.attacked)
+
+    def add(self, x, y, index: int) -> torch.Tensor:
+        """Batch ``index`` (x [B, ...], y [B]): its verdicts recorded; robust [B] bool (CPU)."""
         digest = batch_digest(x, y)
-        x, y = x.to(device), y.to(device)
-        if cascade is None:
-            setup = model_setup(model, threat, x, plan["bpda"])
-            classes, stochastic = setup.classes, setup.stochastic
-            probabilities = _outputs_probabilities(setup, x)
-            cascade = _cascade_for(setup, threat, seed, plan, options)
-            reps = eot_and_repeats(stochastic, repeats=plan["repeats"])[1]
-            cascade.seconds.update(state.seconds)
-            cascade.attacked.update(state.attacked)
-        check_label_range(y, classes, f"data (batch {number})")
-        stored = state.done(number, digest)
-        if stored is not None:  # a resumed run: this batch's verdicts are in the state file
-            records += stored
-            continue
-        fell_at, x_adv, fooled_by = cascade.run(x, y, number)
+        x, y = x.to(self.device), y.to(self.device)
+        if self.cascade is None:
+            self._start(x)
+        check_label_range(y, self.setup.classes, f"data (batch {index})")
+        batch = self.state.done(index, digest)
+        if batch is None:  # not in the state file: attack it
+            batch = self._attack(x, y, index)
+            self.state.add(index, digest, batch, self.cascade.seconds, self.cascade.attacked)
+        self.records += batch
+        return torch.tensor([r[2] > len(self.cascade.names) for r in batch], dtype=torch.bool)
+
+    def _attack(self, x, y, index: int) -> list:
+        cascade = self.cascade
+        fell_at, x_adv, fooled_by = cascade.attack_batch(x, y, index)
         clean, passes, survived = [], [], (fell_at > len(cascade.names)).cpu()
-        for r in range(reps):  # the spread: fresh noise per pass, clean and adversarial
-            cascade.reseed(number, 1000 + r)
+        for r in range(self.reps):  # the spread: fresh noise per pass, clean and adversarial
+            cascade.reseed(index, 1000 + r)
             correct = (cascade.forward(x) == y).cpu()
             clean.append(correct)
             # A point the cascade fooled stays fooled (as in the original, whose figure is the
             # cascade's); a pass can only take more away from the survivors.
             passes.append(correct & survived & (cascade.forward(x_adv) == y).cpu())
-        if reps == 1:  # one pass of a deterministic model: the cascade's clean verdict
+        if self.reps == 1:  # one pass of a deterministic model: the cascade's clean verdict
             clean = [(fell_at > 0).cpu()]
-        batch = [(number, j, int(fell_at[j]), [bool(c[j]) for c in clean], [bool(p[j]) for p in passes],
-                  fooled_by[j].tolist()) for j in range(len(y))]
-        records += batch
-        state.add(number, digest, batch, cascade.seconds, cascade.attacked)
-    records = sorted(_all_processes(records))
-    report = _report(cascade, threat, stochastic, reps, plan["autocast"], records, classes)
-    report.gradients, report.probabilities = setup.gradients, probabilities
-    return report
+        return [(index, j, int(fell_at[j]), [bool(c[j]) for c in clean], [bool(p[j]) for p in passes],
+                 fooled_by[j].tolist()) for j in range(len(y))]
+
+    def report(self) -> AutoAttackReport:
+        records = sorted(_all_processes(self.records, self.world))
+        setup = self.setup
+        report = _report(self.cascade, self.threat, setup.stochastic, self.reps, self.plan["autocast"], records,
+                         setup.classes, self.world)
+        report.gradients, report.probabilities = setup.gradients, self.probabilities
+        return report
 
 
 def _state(model, threat, seed, plan, options, rank, world) -> RunState:
@@ -262,7 +300,7 @@ def _outputs_probabilities(setup, x) -> bool:
     return False
 
 
-def _report(cascade, threat, stochastic, reps, autocast, records, classes) -> AutoAttackReport:
+def _report(cascade, threat, stochastic, reps, autocast, records, classes, world) -> AutoAttackReport:
     n = len(records)
     fell_at = torch.tensor([r[2] for r in records])
     clean = torch.tensor([r[3] for r in records], dtype=torch.float).mean(0)  # per pass
@@ -276,18 +314,14 @@ def _report(cascade, threat, stochastic, reps, autocast, records, classes) -> Au
     if cascade.individual:
         fooled_by = torch.tensor([r[5] for r in records], dtype=torch.bool).view(n, len(names))
         individual = {name: float(((fell_at > 0) & ~fooled_by[:, k]).float().mean()) for k, name in enumerate(names)}
-    seconds, attacked = _sum_over_processes(cascade.seconds), _sum_over_processes(cascade.attacked)
+    seconds, attacked = _sum_over_processes(cascade.seconds, world), _sum_over_processes(cascade.attacked, world)
     return AutoAttackReport(
         version=cascade.version, norm=threat.norm, eps=threat.eps, n_samples=n, attacks=names,
-        clean_accuracy=_stat(clean), robust_after=after, robust_accuracy=_stat(final), seconds=seconds,
+        clean_accuracy=Stat.of(clean), robust_after=after, robust_accuracy=Stat.of(final), seconds=seconds,
         attacked=attacked, stochastic=bool(stochastic), eot_iter=cascade.eot_iter, repeats=reps, autocast=autocast,
         skipped=skipped, robust=(fell_at > len(names)).tolist(), classes=classes, individual=individual)
 
 
-def _sum_over_processes(values: dict) -> dict:
-    parts = _all_processes([values])
+def _sum_over_processes(values: dict, world: int) -> dict:
+    parts = _all_processes([values], world)
     return {k: sum(p[k] for p in parts) for k in values}
-
-
-def _stat(per_pass: torch.Tensor) -> Stat:
-    return Stat(float(per_pass.mean()), float(per_pass.std()) if len(per_pass) > 1 else 0.0, len(per_pass))

@@ -15,7 +15,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..common import frozen_model
+from ..common import frozen_model, model_device
+from ..data import batches
+from ..threat import normalize
 
 PARAMETERS = {
     "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),  # sigma
@@ -160,25 +162,43 @@ class CorruptionReport:
         return str(path)
 
 
+class CorruptionTally:
+    """Correct counts under each corruption and severity, fed batch by batch (the streaming form
+    :func:`corruption_accuracy` and ``evaluate`` share); each random corruption draws from its
+    own generator seeded from ``seed``."""
+
+    def __init__(self, corruptions=CORRUPTIONS, severities=(1, 2, 3, 4, 5), seed: int = 0):
+        unknown = [c for c in corruptions if c not in PARAMETERS]
+        if unknown:
+            raise ValueError(f"corruptions must be among {CORRUPTIONS}, got {unknown}")
+        self.severities = tuple(severities)
+        self.generators = {name: torch.Generator().manual_seed(seed * 1000 + i) for i, name in enumerate(corruptions)}
+        self.clean, self.correct, self.seen = 0, {name: [0] * len(self.severities) for name in corruptions}, 0
+
+    @torch.no_grad()
+    def add(self, forward, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One batch: ``forward`` maps inputs in [0, 1] to logits (eval mode, on x's device)."""
+        self.clean += int((forward(x).argmax(1) == y).sum())
+        for name, generator in self.generators.items():
+            for k, s in enumerate(self.severities):
+                self.correct[name][k] += int((forward(corrupt(x, name, s, generator)).argmax(1) == y).sum())
+        self.seen += len(y)
+
+    def report(self) -> CorruptionReport:
+        n = max(self.seen, 1)
+        accuracy = {name: [c / n for c in counts] for name, counts in self.correct.items()}
+        return CorruptionReport(self.clean / n, accuracy, self.severities)
+
+
 def corruption_accuracy(model: nn.Module, data, *, corruptions=CORRUPTIONS, severities=(1, 2, 3, 4, 5),
-                        batch_size: int = 256, seed: int = 0) -> CorruptionReport:
-    """Accuracy of ``model`` (eval mode) on ``data = (x, y)`` under each corruption and severity;
-    the random corruptions draw from a generator seeded by ``seed`` (the global RNG is untouched)."""
-    x, y = data
-    unknown = [c for c in corruptions if c not in PARAMETERS]
-    if unknown:
-        raise ValueError(f"corruptions must be among {CORRUPTIONS}, got {unknown}")
-    device = next(iter(model.parameters()), torch.empty(0)).device
-
-    def accuracy(transform) -> float:
-        correct = 0
-        with frozen_model(model, "eval"), torch.no_grad():
-            for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
-                correct += int((model(transform(xb.to(device))).argmax(1) == yb.to(device)).sum())
-        return correct / len(y)
-
-    report = CorruptionReport(accuracy(lambda v: v), severities=tuple(severities))
-    for i, name in enumerate(corruptions):
-        generator = torch.Generator().manual_seed(seed * 1000 + i)
-        report.accuracy[name] = [accuracy(lambda v, s=s: corrupt(v, name, s, generator)) for s in severities]
-    return report
+                        batch_size: int = 256, seed: int = 0, normalization=None) -> CorruptionReport:
+    """Accuracy of ``model`` (eval mode) on ``data`` (tensors, a Dataset or a DataLoader of inputs
+    in [0, 1], streamed) under each corruption and severity; ``normalization=(mean, std)`` as for
+    the attacks. The random corruptions draw from generators seeded by ``seed`` (the global RNG is
+    untouched)."""
+    tally = CorruptionTally(corruptions, severities, seed)
+    device = model_device(model)
+    with frozen_model(model, "eval"):
+        for x, y, _ in batches(data, batch_size):
+            tally.add(lambda v: model(normalize(v, normalization)), x.to(device), y.to(device))
+    return tally.report()

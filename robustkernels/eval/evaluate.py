@@ -1,12 +1,18 @@
 """``evaluate(model, data, eps=...)``: every attack on every sample, EOT for stochastic models,
 worst-case accuracy, the gradient-masking checks and the figures for the plots. In named steps:
-the model's setup (shared with ``autoattack``), the clean pass, the attacks, the report, the
-extras (corruptions, certification), the checks - at most twice, the second time through BPDA
-when the model's own gradients fail the masking checks."""
+the model's setup (shared with ``autoattack``), the clean passes, the attacks, the extras
+(AutoAttack, corruptions, certification), the report, the checks - at most twice, the second time
+through BPDA when the model's own gradients fail the masking checks.
+
+The data stream batch by batch, as in ``autoattack``: every attack and extra runs on a batch
+before the next one is read, so the data are read once per pass (a shuffling DataLoader too) and
+per-sample verdicts line up across attacks. Kept: the verdicts, the first ``check_samples``
+inputs (the masking checks) and the first adversarial inputs of each attack (the examples)."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 import warnings
 
@@ -15,20 +21,21 @@ from torch import nn
 
 from ..certify import certified_accuracy, model_steps
 from ..common import frozen_model, progress_bar
-from ..data import as_tensors, check_label_range
+from ..data import batches, check_label_range
 from ..defences import with_bpda
 from ..ops import draw_seed
 from ..threat import ThreatModel, lp_norms
 from . import checks as C
 from .autoattack import ATTACKS as AUTOATTACK_ATTACKS
-from .autoattack import autoattack
-from .corruptions import CORRUPTIONS, corruption_accuracy
+from .autoattack import autoattack_run
+from .corruptions import CORRUPTIONS, CorruptionTally
 from .masking import naive_gap, run_checks
 from .options import EvalOptions, check_eval_options
 from .probe import check_classes_for, checked_logits
-from .report import AttackResult, Check, RobustnessReport, Stat
+from .report import Check, RobustnessReport, Stat
 from .setup import ModelSetup, eot_and_repeats, model_setup
 from .suite import make_attack
+from .tally import PassTally
 
 
 class _Runner:
@@ -37,15 +44,15 @@ class _Runner:
 
     def __init__(self, model: nn.Module, setup: ModelSetup, threat: ThreatModel, opts: EvalOptions, generator):
         self.model, self.attacked, self.device, self.forward = model, setup.attacked, setup.device, setup.forward
-        self.threat, self.threat_kwargs = threat, dict(bounds=threat.bounds, normalization=threat.normalization)
+        self.threat = threat
         self.bs, self.progress, self.generator = opts.batch_size, opts.progress, generator
         self.steps, self.restarts = opts.steps, opts.restarts
         self.eot, self.reps = eot_and_repeats(setup.stochastic, opts.eot_iter, opts.repeats)
 
     def build(self, name: str, eps: float, eot: int | None = None):
-        return make_attack(name, self.attacked, eps=eps, norm=self.threat.norm, eot_iter=self.eot if eot is None
-                           else eot, generator=self.generator, steps=self.steps, restarts=self.restarts,
-                           **self.threat_kwargs)
+        return make_attack(name, self.attacked, eps=eps, eot_iter=self.eot if eot is None else eot,
+                           generator=self.generator, steps=self.steps, restarts=self.restarts,
+                           **self.threat.space_kwargs())
 
     def fresh_noise(self) -> None:
         """Reseed the global RNG (LWTA / PNI noise) from the evaluation's generator: each pass
@@ -71,12 +78,6 @@ class _Runner:
             self.fresh_noise()
             out.append(attack(xb.to(self.device), yb.to(self.device)).cpu())
         return torch.cat(out), time.perf_counter() - tic
-
-
-def _stat(per_run: torch.Tensor) -> Stat:
-    """Mean and spread of per-run accuracies [R]."""
-    runs = len(per_run)
-    return Stat(float(per_run.mean()), float(per_run.std()) if runs > 1 else 0.0, runs)
 
 
 def evaluate(model: nn.Module, data, *, eps: float, **options) -> RobustnessReport:
@@ -126,16 +127,11 @@ def evaluate(model: nn.Module, data, *, eps: float, **options) -> RobustnessRepo
     opts = check_eval_options(model, EvalOptions(eps=eps, **options))
     rng_state = torch.get_rng_state()  # before the data: a shuffling DataLoader draws from it
     try:
-        # the checks, the worst case over attacks and the plots need every sample's verdicts side
-        # by side, in one order (a shuffling loader read twice would not give it)
-        x, y = as_tensors(data, opts.batch_size)
         threat = ThreatModel.build(opts.eps, opts.norm, opts.bounds, opts.normalization)
         gen = opts.generator if opts.generator is not None else torch.Generator().manual_seed(draw_seed())
         bpda, note = opts.bpda, ""
         for _ in range(2):  # a second pass only to go through BPDA when the model's own gradients mislead
-            setup = model_setup(model, threat, x, bpda)
-            _check_model(model, setup, y, opts)
-            report = _one_pass(model, x, y, opts, threat, setup, gen)
+            report, setup = _one_pass(model, data, opts, threat, bpda, gen)
             failed = [c.name for c in report.checks if c.name in C.MASKING_CHECKS and c.status == "warn"]
             if bpda != "auto" or not failed or setup.fronts or not with_bpda(model)[1]:
                 break
@@ -146,9 +142,8 @@ def evaluate(model: nn.Module, data, *, eps: float, **options) -> RobustnessRepo
         torch.set_rng_state(rng_state)
 
 
-def _check_model(model: nn.Module, setup: ModelSetup, y: torch.Tensor, opts: EvalOptions) -> None:
+def _check_model(model: nn.Module, setup: ModelSetup, opts: EvalOptions) -> None:
     """What the model must be for these options, before any attack runs."""
-    check_label_range(y, setup.classes)
     check_classes_for(opts.attacks, setup.classes)
     if opts.suite == "autoattack":
         chosen = ("rand" if setup.stochastic else "standard") if opts.version == "auto" else opts.version
@@ -160,100 +155,120 @@ def _check_model(model: nn.Module, setup: ModelSetup, y: torch.Tensor, opts: Eva
             model_steps(model, opts.normalization)  # refuse an unknown layer before any attack runs
 
 
-def _one_pass(model, x, y, opts: EvalOptions, threat: ThreatModel, setup: ModelSetup, gen) -> RobustnessReport:
-    run = _Runner(model, setup, threat, opts, gen)
-    tic = time.perf_counter()
-    clean_preds = [run.predict(x) for _ in range(run.reps)]
-    clean_seconds = (time.perf_counter() - tic) / run.reps
-    clean_correct = torch.stack([p == y for p, _ in clean_preds])  # [R, N]
-    results, robust_masks, adversarial, seconds = _attacks(run, opts, x, y, clean_correct)
-    aa = None
-    if opts.suite == "autoattack":
-        aa = autoattack(setup.attacked, (x, y), eps=opts.eps, norm=opts.norm, version=opts.version,
-                        batch_size=opts.batch_size, bounds=opts.bounds, normalization=opts.normalization,
-                        seed=draw_seed(gen), autocast=opts.autocast, progress=opts.progress, attacks=opts.aa_attacks,
-                        individual=opts.aa_individual, state_path=opts.aa_state_path, resume=opts.aa_resume)
-        robust_masks["autoattack"] = torch.tensor(aa.robust).expand(run.reps, -1)
-    robust_all = torch.stack(list(robust_masks.values())).all(dim=0)  # [R, N]: robust to every attack
-    report = _assemble(run, opts, setup, y, clean_preds, clean_correct, results, adversarial, robust_all, aa,
-                       seconds / max(clean_seconds, 1e-9))
-    _extras(report, model, x, y, opts, gen, robust_all)
-    robust_masks.pop("autoattack", None)
-    _checks(report, run, model, setup, x, y, clean_correct, robust_masks, opts)
+def _one_pass(model, data, opts: EvalOptions, threat: ThreatModel, bpda, gen) -> tuple[RobustnessReport, ModelSetup]:
+    """One pass over the data: each batch through the clean passes, every attack and the
+    extras; then the report and the checks on the kept samples."""
+    stream = batches(data, opts.batch_size)
+    first = next(stream)
+    setup = model_setup(model, threat, first[0], bpda)
+    _check_model(model, setup, opts)
+    runner = _Runner(model, setup, threat, opts, gen)
+    crafted = _crafted_attacks(runner, opts)
+    tally = PassTally([name for name, _ in crafted], opts.norm, max(opts.check_samples, opts.examples))
+    extras = _Extras(model, setup, opts, gen)
+    for x, y, index in progress_bar(itertools.chain([first], stream), desc="evaluate", enabled=opts.progress):
+        check_label_range(y, setup.classes, f"data (batch {index})")
+        tic = time.perf_counter()
+        clean = [runner.predict(x) for _ in range(runner.reps)]
+        tally.add_clean(x, y, clean, (time.perf_counter() - tic) / runner.reps)
+        for name, attack in crafted:
+            x_adv, seconds = runner.attack(attack, x, y, desc=name)
+            if name == "cw" and opts.norm == "l2":  # minimal-norm attack: only perturbations within eps count
+                outside = lp_norms(x_adv - x, opts.norm) > opts.eps * (1 + 1e-6)
+                x_adv = torch.where(outside.view(-1, *[1] * (x.dim() - 1)), x, x_adv)
+            tally.add_attack(name, x, x_adv, [runner.predict(x_adv) for _ in range(runner.reps)], seconds)
+        extras.add(x, y, index, tally)
+    report = _assemble(runner, opts, setup, tally, extras)
+    _checks(report, runner, model, setup, tally, opts)
+    return report, setup
+
+
+def _crafted_attacks(runner, opts: EvalOptions) -> list:
+    """(name, attack) for each of ``opts.attacks``, and the transfer attack from a surrogate."""
+    crafted = [(name, runner.build(name, opts.eps)) for name in opts.attacks]
+    if opts.surrogate is not None:  # black-box check: PGD white-box on the surrogate, tried on the model
+        crafted.append(("transfer", make_attack("pgd", opts.surrogate, eps=opts.eps, eot_iter=1,
+                                                generator=runner.generator, steps=opts.steps, restarts=opts.restarts,
+                                                **runner.threat.space_kwargs())))
+    return crafted
+
+
+class _Extras:
+    """AutoAttack, the corruptions and the certificate, batch by batch, when asked for."""
+
+    def __init__(self, model: nn.Module, setup: ModelSetup, opts: EvalOptions, gen):
+        self.model, self.setup, self.opts, self.certified = model, setup, opts, []
+        self.aa = None if opts.suite != "autoattack" else autoattack_run(
+            setup.attacked, eps=opts.eps, norm=opts.norm, version=opts.version, bounds=opts.bounds,
+            normalization=opts.normalization, seed=draw_seed(gen), autocast=opts.autocast, progress=opts.progress,
+            attacks=opts.aa_attacks, individual=opts.aa_individual, state_path=opts.aa_state_path,
+            resume=opts.aa_resume)
+        names = CORRUPTIONS if opts.corruptions == "all" else tuple(opts.corruptions)
+        self.corruptions = CorruptionTally(names, seed=draw_seed(gen)) if names else None
+
+    def add(self, x, y, index: int, tally: PassTally) -> None:
+        opts, device = self.opts, self.setup.device
+        if self.aa is not None:
+            tally.add_robust("autoattack", self.aa.add(x, y, index))
+        if self.corruptions is not None:
+            with frozen_model(self.model, "eval"):
+                self.corruptions.add(self.setup.forward, x.to(device), y.to(device))
+        if opts.certify is not None:
+            self.certified += certified_accuracy(self.model, (x, y), opts.eps, bounds=opts.bounds,
+                                                 normalization=opts.normalization, method=opts.certify,
+                                                 batch_size=min(opts.batch_size, 64)).certified
+
+    def finish(self, report: RobustnessReport, robust_all: torch.Tensor) -> None:
+        """The corruption table and the certified figure (refused if an attack fooled a
+        certified sample) into ``report``."""
+        if self.corruptions is not None:
+            report.corruptions = self.corruptions.report().to_dict()
+        if self.opts.certify is None:
+            return
+        cert_acc = sum(self.certified) / len(self.certified)
+        fell = torch.nonzero(torch.tensor(self.certified) & ~robust_all[0]).flatten().tolist()
+        report.certified = {"method": self.opts.certify, "accuracy": None if fell else cert_acc, "broken": fell}
+        report.checks.append(C.certified_below_empirical(cert_acc, report.worst_case.mean, fell))
+        if fell:
+            warnings.warn(f"certify: {report.checks[-1].detail}", stacklevel=4)
+
+
+def _assemble(runner, opts: EvalOptions, setup: ModelSetup, tally: PassTally, extras: _Extras) -> RobustnessReport:
+    masks = tally.masks()
+    results = {name: tally.result(name, masks) for name in tally.names}
+    robust_all = torch.stack(list(masks.values())).all(dim=0)  # [R, N]: robust to every attack
+    clean_correct, y = tally.clean_correct(), torch.cat(tally.labels)
+    strongest = min(results, key=lambda n: results[n].robust_accuracy.mean)
+    shown = tally.shown_inputs(strongest)[:opts.examples]
+    k = len(shown)
+    report = RobustnessReport(
+        eps=opts.eps, norm=opts.norm, n_samples=len(y), stochastic=setup.stochastic, eot_iter=runner.eot,
+        repeats=runner.reps, clean_accuracy=Stat.of(clean_correct.float().mean(dim=1)),
+        confidence_clean=float(torch.cat(tally.confidence).mean()), attacks=results,
+        worst_case=Stat.of(robust_all.float().mean(dim=1)),
+        overhead=sum(tally.seconds.values()) / max(tally.clean_seconds, 1e-9),
+        clean_probabilities=torch.cat(tally.confidence).tolist(), clean_correct=clean_correct[0].tolist(),
+        examples={"images": shown.float().tolist(), "labels": y[:k].tolist(),
+                  "predictions": runner.predict(shown)[0].tolist(), "attack": strongest},
+        title=opts.title, autoattack=None if extras.aa is None else extras.aa.report().to_dict(),
+        gradients=setup.gradients)
+    extras.finish(report, robust_all)
     return report
 
 
-def _attacks(run: _Runner, opts: EvalOptions, x, y, clean_correct):
-    """Each attack (and the transfer attack from a surrogate) on every sample: results,
-    per-sample robust masks [R, N], adversarial inputs, and the attacks' seconds."""
-    crafted = [(name, run.build(name, opts.eps)) for name in opts.attacks]
-    if opts.surrogate is not None:  # black-box check: PGD white-box on the surrogate, tried on the model
-        crafted.append(("transfer", make_attack("pgd", opts.surrogate, eps=opts.eps, norm=opts.norm, eot_iter=1,
-                                                generator=run.generator, steps=opts.steps, restarts=opts.restarts,
-                                                **run.threat_kwargs)))
-    results, robust_masks, adversarial, total = {}, {}, {}, 0.0
-    for name, attack in crafted:
-        x_adv, seconds = run.attack(attack, x, y, desc=name)
-        if name == "cw" and opts.norm == "l2":  # minimal-norm attack: only perturbations within eps count
-            outside = lp_norms(x_adv - x, opts.norm) > opts.eps * (1 + 1e-6)
-            x_adv = torch.where(outside.view(-1, *[1] * (x.dim() - 1)), x, x_adv)
-        total += seconds
-        preds = [run.predict(x_adv) for _ in range(run.reps)]
-        robust = clean_correct & torch.stack([p == y for p, _ in preds])
-        fooled = (clean_correct & ~robust).sum(dim=1).float() / clean_correct.sum(dim=1).clamp_min(1)
-        moved = lp_norms(x_adv - x, opts.norm)[~robust[0] & clean_correct[0]]
-        results[name] = AttackResult(robust_accuracy=_stat(robust.float().mean(dim=1)),
-                                     success_rate=float(fooled.mean()), confidence_adv=float(preds[0][1].mean()),
-                                     perturbation_norm=float(moved.mean().nan_to_num(0.0)),
-                                     seconds_per_image=seconds / len(y))
-        robust_masks[name], adversarial[name] = robust, x_adv
-    return results, robust_masks, adversarial, total
-
-
-def _assemble(run, opts, setup, y, clean_preds, clean_correct, results, adversarial, robust_all, aa, overhead):
-    strongest = min(results, key=lambda n: results[n].robust_accuracy.mean)
-    k = min(opts.examples, len(y))
-    shown = adversarial[strongest][:k]
-    return RobustnessReport(
-        eps=opts.eps, norm=opts.norm, n_samples=len(y), stochastic=setup.stochastic, eot_iter=run.eot,
-        repeats=run.reps, clean_accuracy=_stat(clean_correct.float().mean(dim=1)),
-        confidence_clean=float(clean_preds[0][1].mean()), attacks=results,
-        worst_case=_stat(robust_all.float().mean(dim=1)), overhead=overhead,
-        clean_probabilities=clean_preds[0][1].tolist(), clean_correct=clean_correct[0].tolist(),
-        examples={"images": shown.float().tolist(), "labels": y[:k].tolist(),
-                  "predictions": run.predict(shown)[0].tolist(), "attack": strongest},
-        title=opts.title, autoattack=None if aa is None else aa.to_dict(), gradients=setup.gradients)
-
-
-def _extras(report, model, x, y, opts: EvalOptions, gen, robust_all) -> None:
-    """Natural corruptions and certification, when asked for."""
-    if opts.corruptions:
-        names = CORRUPTIONS if opts.corruptions == "all" else tuple(opts.corruptions)
-        report.corruptions = corruption_accuracy(model, (x, y), corruptions=names, batch_size=opts.batch_size,
-                                                 seed=draw_seed(gen)).to_dict()
-    if opts.certify is None:
-        return
-    cert = certified_accuracy(model, (x, y), opts.eps, bounds=opts.bounds, normalization=opts.normalization,
-                              method=opts.certify, batch_size=min(opts.batch_size, 64))
-    fell = torch.nonzero(torch.tensor(cert.certified) & ~robust_all[0]).flatten().tolist()
-    report.certified = {"method": opts.certify, "accuracy": None if fell else cert.certified_accuracy, "broken": fell}
-    report.checks.append(C.certified_below_empirical(cert.certified_accuracy, report.worst_case.mean, fell))
-    if fell:
-        warnings.warn(f"certify: {report.checks[-1].detail}", stacklevel=3)
-
-
-def _checks(report, run, model, setup: ModelSetup, x, y, clean_correct, robust_masks, opts: EvalOptions) -> None:
+def _checks(report, runner, model, setup: ModelSetup, tally: PassTally, opts: EvalOptions) -> None:
     """Clean accuracy above chance first; then the masking checks and the BPDA gap."""
-    report.checks.append(C.above_chance(report.clean_accuracy.mean, setup.classes, len(y)))
+    report.checks.append(C.above_chance(report.clean_accuracy.mean, setup.classes, tally.n))
     n = opts.check_samples
     if report.checks[-1].status != "pass":
         report.checks += [Check(c, "n/a", "the model is at chance") for c in C.MASKING_CHECKS] if opts.checks else []
     elif opts.checks:
-        subset = {name: mask[0, :n] for name, mask in robust_masks.items()}
-        run_checks(report, run, x[:n], y[:n], clean_correct[0, :n], subset, opts.curve_eps, opts.tolerance)
+        x, y = tally.kept()
+        x, y, clean = x[:n], y[:n], tally.clean_correct()[0, :n]
+        subset = {name: mask[0, :n] for name, mask in tally.masks().items() if name != "autoattack"}
+        run_checks(report, runner, x, y, clean, subset, opts.curve_eps, opts.tolerance)
         if setup.fronts:
-            report.checks.append(naive_gap(run, model, setup.fronts, x[:n], y[:n], clean_correct[0, :n],
-                                           opts.tolerance))
+            report.checks.append(naive_gap(runner, model, setup.fronts, x, y, clean, opts.tolerance))
     if setup.masked and not setup.fronts:
         report.checks.append(Check("gradients reach the input", "warn", "the input gradient is missing or zero "
                                    "and no known front-end was found: wrap the non-differentiable part in "

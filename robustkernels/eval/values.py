@@ -16,6 +16,12 @@ class Stat:
     def __str__(self) -> str:
         return f"{100 * self.mean:.1f}%" + (f" ± {100 * self.std:.1f}" if self.runs > 1 else "")
 
+    @classmethod
+    def of(cls, per_run) -> Stat:
+        """Mean and spread of per-run accuracies (a [R] tensor)."""
+        runs = len(per_run)
+        return cls(float(per_run.mean()), float(per_run.std()) if runs > 1 else 0.0, runs)
+
 
 @dataclass
 class AttackResult:

@@ -63,7 +63,7 @@ def table(rows: list[tuple[str, object, float]]) -> str:
     return "\n".join(lines)
 
 
-def run(
+def run_demo(
     *,
     epochs: int = 15,
     seed: int = 0,

@@ -43,7 +43,7 @@ def train_row(label: str, x, y, *, epochs: int, seed: int, progress: bool):
     return model.eval()
 
 
-def run(data_dir: str, *, epochs: int = 6, samples: int = 400, seed: int = 0, progress: bool = True,
+def seed_report(data_dir: str, *, epochs: int = 6, samples: int = 400, seed: int = 0, progress: bool = True,
         rows=tuple(ROWS)) -> str:
     """Train every row, evaluate each on the first ``samples`` test images (every column on the
     same images), and return the Markdown table with its legend."""

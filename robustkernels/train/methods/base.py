@@ -16,7 +16,7 @@ from ...data import CropFlip
 from ...nn.ibp import ibp_kl
 from ...nn.lwta import LWTA, lwta_kl
 from ...ops import draw_seed
-from ...threat import check_norm, default_step, normalize
+from ...threat import ThreatModel, default_step, normalize
 
 
 @dataclass
@@ -69,9 +69,8 @@ class Method:
         self.target_alpha = default_step(eps, self.steps) if alpha is None else non_negative("alpha", alpha)
         self.eps_warmup_epochs = non_negative("eps_warmup_epochs", eps_warmup_epochs)
         self.eps_scale = 1.0
-        self.norm = norm
-        check_norm(norm)
-        self.bounds, self.normalization = bounds, normalization
+        self.space = ThreatModel.build(eps, norm, bounds, normalization)  # eps apart: it ramps
+        self.norm, self.bounds, self.normalization = self.space.norm, self.space.bounds, self.space.normalization
         self.kl_weight = non_negative("kl_weight", kl_weight)
         self.random_start = bool(random_start)
         self.net: nn.Module | None = None
@@ -123,14 +122,15 @@ class Method:
         pass
 
     # -- the attack -------------------------------------------------------------------------
-    def threat(self) -> dict:
-        """The keyword arguments every attack of this method shares (threat model, generator)."""
-        return dict(norm=self.norm, bounds=self.bounds, normalization=self.normalization, generator=self.generator)
+    def attack_options(self) -> dict:
+        """The keyword arguments every attack of this method shares: the threat model's space
+        (norm, bounds, normalisation) and the method's generator."""
+        return {**self.space.space_kwargs(), "generator": self.generator}
 
     def attack(self, **kwargs) -> PGD:
         """PGD on ``self.net`` (eval mode, no parameter gradients) with this method's settings."""
         options = dict(eps=self.eps, alpha=self.alpha, steps=self.steps, random_start=self.random_start)
-        return PGD(self.net, **{**options, **self.threat(), **kwargs})
+        return PGD(self.net, **{**options, **self.attack_options(), **kwargs})
 
     def run_attack(self, attack, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``attack(x, y)``, then fresh global noise: attacks restore the global RNG on exit, so

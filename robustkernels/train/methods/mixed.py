@@ -32,9 +32,9 @@ class Mixed(Method):
         if kind == "pgd":
             return self.attack()(x, y)
         if kind == "fgsm":
-            return FGSM(self.net, eps=self.eps, **self.threat())(x, y)
+            return FGSM(self.net, eps=self.eps, **self.attack_options())(x, y)
         if kind == "cw":
-            threat = {k: v for k, v in self.threat().items() if k != "norm"}  # CW is L2 whatever the threat
+            threat = {k: v for k, v in self.attack_options().items() if k != "norm"}  # CW is L2 whatever the threat
             return CW(self.net, steps=self.cw_steps, binary_search_steps=1, lr=0.05, **threat)(x, y)
         noise = torch.randn(x.shape, generator=self.generator, dtype=x.dtype).to(x.device)
         lo, hi = (t.to(x.dtype) for t in broadcast_bounds(self.bounds, x))

@@ -82,7 +82,7 @@ def test_normalization_and_bad_models_are_one_line(user_dir, capsys):
     assert "is not a readable weights file" in error(["--model", "mymodels_rk:net", "--weights", "evil.pt"])
     assert "--normalization 'nope'" in error(["--model", "mymodels_rk:net", "--weights", "plain.pt",
                                                "--normalization", "nope"])
-    assert "give --checkpoint or --model, not both" in error(["--model", "mymodels_rk:net", "--weights", "plain.pt",
+    assert "give --checkpoint or --weights, not both" in error(["--model", "mymodels_rk:net", "--weights", "plain.pt",
                                                             "--checkpoint", "c.pt"])
     assert "give --checkpoint" in error([])
 
@@ -144,3 +144,83 @@ def test_the_end_to_end_path_with_an_image_folder_and_a_tensor_file(user_dir, ca
     _image_folder(user_dir / "bad", x[:4], y[:4], broken="9999.png")
     assert main(base + ["--dataset", "imagefolder", "--data-dir", "bad"]) == 2
     assert "9999.png: not a readable image" in capsys.readouterr().err
+
+
+def _digits_files(root):
+    """The digits as an image folder (train/ and val/) and as tensor files (train.pt, test.npz)."""
+    import numpy as np
+
+    from robustkernels.data import load_digits
+
+    x, y, xt, yt = load_digits()
+    _image_folder(root / "imgs" / "train", x[:240], y[:240])
+    _image_folder(root / "imgs" / "val", xt[:60], yt[:60])
+    (root / "t").mkdir()
+    torch.save({"x": x[:240], "y": y[:240]}, root / "t" / "train.pt")
+    np.savez(root / "t" / "test.npz", x=(xt[:60].numpy() * 255).round().astype("uint8"), y=yt[:60].numpy())
+    return xt[:60], yt[:60]
+
+
+def test_train_a_users_model_on_its_image_folder_and_eval_reads_it_back(user_dir, capsys):
+    """train --model PKG.MODULE:FACTORY on an image folder records the import path and arguments,
+    never the pickled model; eval rebuilds it only when given the same --model, with the
+    normalisation it was trained behind."""
+    from robustkernels.train.checkpoint import load
+
+    xt, yt = _digits_files(user_dir)
+    code = main(["train", "--model", "mymodels_rk:net", "--model-args", '{"width": 8}', "--dataset", "imagefolder",
+                 "--data-dir", "imgs", "--eps", "0.1", "--method", "pgd-at", "--epochs", "3", "--batch-size", "32",
+                 "--optimizer", "adam", "--lr", "3e-3", "--val-samples", "40", "--normalization", "0.5,0.5",
+                 "--out", "run", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    capsys.readouterr()
+    state = load(user_dir / "run" / "checkpoint.pt")  # weights_only: tensors and plain values
+    meta = state["meta"]
+    assert (meta["model"], meta["model_args"], meta["source"]) == ("mymodels_rk:net", {"width": 8}, "import")
+    assert meta["normalization"] == [[0.5], [0.5]] and meta["dataset"] == "imagefolder"
+    base = ["eval", "--checkpoint", "run/checkpoint.pt", "--dataset", "imagefolder", "--data-dir", "imgs",
+            "--attacks", "fgsm", "--no-checks", "--no-progress"]
+    assert main(base) == 2 and "pass --model mymodels_rk:net to import it" in capsys.readouterr().err
+    assert main(base + ["--model", "mymodels_rk:other"]) == 2
+    assert "pass --model mymodels_rk:net" in capsys.readouterr().err
+    assert main(base + ["--model", "mymodels_rk:net"]) == 0
+    out = capsys.readouterr().out
+    model = model_from_import("mymodels_rk:net", {"width": 8})
+    model.load_state_dict(state["model"])
+    with torch.no_grad():  # the image folder's val/ split, behind the recorded normalisation
+        acc = (model.eval()((xt - 0.5) / 0.5).argmax(1) == yt).float().mean()
+    assert acc > 0.5 and f"| clean | {100 * acc:.1f}%" in out
+    assert "normalised by mean [0.5], std [0.5]" in out
+
+
+def test_compare_and_train_on_a_users_model_and_tensor_files(user_dir, capsys):
+    """compare --model PKG.MODULE:FACTORY on tensor files trains each method on the user's model;
+    train with a built-in model reads the same files; a missing eps for the user's data is one line."""
+    import json
+
+    _digits_files(user_dir)
+    code = main(["compare", "--dataset", "tensors", "--data-dir", "t", "--model", "mymodels_rk:net", "--eps", "0.1",
+                 "--methods", "pgd-at,fgsm-rs", "--epochs", "2", "--batch-size", "32", "--lr", "0.05",
+                 "--eval-samples", "30", "--val-samples", "30", "--out", "cmp", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((user_dir / "cmp" / "compare.json").read_text())
+    assert [r["name"] for r in result["rows"]] == ["pgd-at", "fgsm-rs"]
+    assert "mymodels_rk:net on tensors (240 training images)" in result["title"]
+    assert all(r["clean_accuracy"] > 0.3 for r in result["rows"])
+    assert main(["train", "--model", "cnn", "--dataset", "tensors", "--data-dir", "t", "--eps", "0.1", "--epochs",
+                 "1", "--out", "run2", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--model", "cnn", "--dataset", "tensors", "--data-dir", "t", "--out", "run3"]) == 2
+    assert "give --eps" in capsys.readouterr().err
+    assert main(["train", "--model", "cnn", "--model-args", '{"a": 1}', "--dataset", "digits", "--out", "r4"]) == 2
+    assert "--model-args is for --model PKG.MODULE:FACTORY" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "compare"])
+def test_help_shows_the_model_and_data_options(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option in ("--model-args", "--normalization", "imagefolder", "cifar100", "svhn", "tensors"):
+        assert option in text
+    assert "PKG.MODULE:FACTORY" in text and "(default: {})" in text

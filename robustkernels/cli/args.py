@@ -121,17 +121,59 @@ def command(commands, name: str, summary: str, run) -> argparse.ArgumentParser:
     return p
 
 
-def load_data(args):
-    """``((x_train, y_train), (x_test, y_test))`` of ``--dataset`` (the user's own files give only the
-    test pair: ``(None, (x, y))``)."""
-    from ..data import ImageFolder, as_tensors, download, load_dataset, load_tensors
+def load_data(args, train: bool = True):
+    """``(train, test)`` of ``--dataset`` as Datasets (``train`` None when not asked for): the named
+    sets held in memory, the user's image folders read on access; ``--download`` fetches first."""
+    from ..data import download, load
 
-    if args.dataset in ("imagefolder", "tensors"):
-        if args.data_dir is None:
-            raise ValueError(f"--dataset {args.dataset} reads --data-dir (a folder of class subfolders, or a file)")
-        if args.dataset == "tensors":
-            return None, load_tensors(args.data_dir)
-        return None, as_tensors(ImageFolder(args.data_dir), name="--data-dir")
+    what = {"imagefolder": "a folder with one subfolder per class (train/ and val/ to train)",
+            "tensors": "a .pt / .npz file of x and y (a folder of train.pt and test.pt to train)"}
+    if args.dataset in what and args.data_dir is None:
+        raise ValueError(f"--dataset {args.dataset} reads --data-dir ({what[args.dataset]})")
     if getattr(args, "download", False) and args.dataset != "digits":
         download(args.dataset, args.data_dir)
-    return load_dataset(args.dataset, args.data_dir, seed=args.seed)
+    test = load(args.dataset, args.data_dir, train=False, seed=args.seed)
+    return (load(args.dataset, args.data_dir, train=True, seed=args.seed) if train else None), test
+
+
+NORMALIZATIONS = {"cifar10": ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
+                  "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
+
+
+def parse_normalization(text: str | None):
+    """``--normalization``: a named one, or ``MEAN,STD`` with per-channel values joined by '/'."""
+    if text is None:
+        return None
+    if text in NORMALIZATIONS:
+        return NORMALIZATIONS[text]
+    try:
+        mean, std = (tuple(float(v) for v in part.split("/")) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--normalization {text!r}: expected cifar10, imagenet or MEAN,STD "
+                         "(per-channel values joined by '/')") from None
+    if len(mean) != len(std) or any(not s > 0 for s in std):
+        raise ValueError(f"--normalization {text!r}: MEAN and STD need as many values, STD > 0")
+    return mean, std
+
+
+def model_args(text: str) -> dict:
+    """``--model-args``: a JSON object of keyword arguments."""
+    import json
+
+    try:
+        kwargs = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"--model-args is not JSON ({exc})") from None
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"--model-args must be a JSON object of keyword arguments, got {text!r}")
+    return kwargs
+
+
+def add_model_options(p, default: str | None, builtin_help: str) -> None:
+    """``--model`` (a built-in name or PKG.MODULE:FACTORY), ``--model-args`` and ``--normalization``."""
+    p.add_argument("--model", default=default,
+                   help=f"{builtin_help}, or PKG.MODULE:FACTORY of your own model (the current directory on the path)")
+    p.add_argument("--model-args", default="{}", help="--model PKG.MODULE:FACTORY: its keyword arguments, as JSON")
+    p.add_argument("--normalization", default=None,
+                   help="the model's input normalisation: cifar10, imagenet, or MEAN,STD with per-channel values "
+                        "joined by '/' (e.g. 0.5/0.5/0.5,0.25/0.25/0.25); attacks and reports stay in [0, 1]")

@@ -6,7 +6,16 @@ from __future__ import annotations
 import json
 import os
 
-from .args import command, held_folder, integer, number, output_folder
+from .args import (
+    add_model_options,
+    command,
+    held_folder,
+    integer,
+    load_data,
+    number,
+    output_folder,
+    parse_normalization,
+)
 from .args import device as parse_device
 
 DEFAULT_METHODS = "pgd-at,fgsm-rs,n-fgsm,free-at,atta,fat,n-fgsm+fast,atta+fast"
@@ -15,17 +24,21 @@ SUMMARY = "train several methods on the same model and data; AutoAttack accuracy
 
 def add_compare(commands) -> None:
     p = command(commands, "compare", SUMMARY, run_compare)
-    p.add_argument("--dataset", choices=("digits", "mnist", "cifar10"), default="cifar10", help="training data")
+    from ..data import DATASETS, USER_DATASETS
+
+    p.add_argument("--dataset", choices=DATASETS + USER_DATASETS, default="cifar10",
+                   help="training data (imagefolder / tensors: your own files, as for `train`)")
     p.add_argument("--data-dir", default="../shared/data/cifar-10-batches-py",
-                   help="folder with the CIFAR-10 python batches or the MNIST IDX files")
-    p.add_argument("--model", default="wrn-10-1",
-                   help="cnn | lenet5 | preact-resnet18 | wrn-DEPTH-WIDTH (preact-resnet18 on a GPU)")
+                   help="the data set's files (the MNIST IDX files, the CIFAR python batches, SVHN's .mat files, "
+                        "your image folder or tensor files)")
+    add_model_options(p, "wrn-10-1", "cnn | lenet5 | preact-resnet18 | wrn-DEPTH-WIDTH (preact-resnet18 on a GPU)")
     p.add_argument("--methods", default=DEFAULT_METHODS,
                    help="comma-separated methods; NAME+fast trains that one with --fast's levers")
     p.add_argument("--epochs", type=integer(), default=4,
                    help="epochs per method (free-at: epochs / replays, the same number of minibatch steps)")
     p.add_argument("--fast", action="store_true", help="train every method with the fast levers")
-    p.add_argument("--eps", type=number(fraction=True), default=None, help="default: 8/255 cifar10, 0.3 mnist")
+    p.add_argument("--eps", type=number(fraction=True), default=None,
+                   help="default: 0.1 digits, 0.3 mnist, 8/255 cifar10, cifar100 and svhn; your own data: required")
     p.add_argument("--eps-warmup-epochs", type=number(), default=0.0, help="eps ramp for every method")
     p.add_argument("--batch-size", type=integer(), default=128, help="training batch")
     p.add_argument("--lr", type=number(positive=True), default=0.1, help="peak learning rate (SGD, momentum 0.9)")
@@ -42,7 +55,7 @@ def add_compare(commands) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def contenders(spec: str, args, eps: float) -> list:
+def contenders(spec: str, args, eps: float, normalization=None) -> list:
     from ..recipes.compare import Contender
     from ..train import make_method
 
@@ -51,7 +64,7 @@ def contenders(spec: str, args, eps: float) -> list:
         name, _, suffix = item.partition("+")
         if suffix not in ("", "fast"):
             raise ValueError(f"--methods: {item!r}: the only suffix is +fast")
-        method = make_method(name, eps=eps, eps_warmup_epochs=args.eps_warmup_epochs)
+        method = make_method(name, eps=eps, eps_warmup_epochs=args.eps_warmup_epochs, normalization=normalization)
         epochs = max(1, args.epochs // method.replays) if hasattr(method, "replays") else args.epochs
         out.append(Contender(item, method, epochs, fast=args.fast or suffix == "fast"))
     if not out:
@@ -74,33 +87,36 @@ def _compare(args) -> int:
     import torch
 
     from .. import machine
-    from ..data import DATASET_SHAPES, DEFAULT_EPS, load_dataset
-    from ..models import build_model
+    from ..data import DEFAULT_EPS, take
     from ..recipes.compare import autoattack_scorer, compare, plot, rows_as_dicts, to_markdown
+    from .modelspec import build, check_fits
 
     out = args.out
     device = parse_device(args.device)
+    if args.eps is None and args.dataset not in DEFAULT_EPS:
+        raise ValueError(f"--dataset {args.dataset}: give --eps (no default radius for your own data)")
     eps = DEFAULT_EPS[args.dataset] if args.eps is None else args.eps
-    entries = contenders(args.methods, args, eps)  # validates before loading data
-    (x, y), (x_test, y_test) = load_dataset(args.dataset, args.data_dir, seed=args.seed)
-    if args.train_samples:
-        x, y = x[:args.train_samples], y[:args.train_samples]
-    channels, side = DATASET_SHAPES[args.dataset]
+    normalization = parse_normalization(args.normalization)
+    entries = contenders(args.methods, args, eps, normalization)  # validates before loading data
+    train, test = load_data(args)
+    train = take(train, 0, args.train_samples)
+    shape, classes = test[0][0].shape, getattr(test, "num_classes", None) or 10
 
     def make_model():
         torch.manual_seed(args.seed)
-        return build_model(args.model, in_channels=channels, image_size=side).to(device)
+        return build(args, in_channels=shape[0], image_size=shape[-1], num_classes=classes)[0].to(device)
 
-    make_model()  # a bad --model fails here, before any training
-    rows = compare(make_model, entries, (x, y), (x_test, y_test),
-                   evaluate=autoattack_scorer(eps, samples=args.eval_samples, seed=args.seed),
+    check_fits(make_model(), test, normalization)  # a bad --model fails here, before any training
+    rows = compare(make_model, entries, train, test,
+                   evaluate=autoattack_scorer(eps, samples=args.eval_samples, seed=args.seed,
+                                              normalization=normalization),
                    progress=not args.no_progress, on_row=_print_row, batch_size=args.batch_size, lr=args.lr,
-                   optimizer="sgd",
-                   schedule=args.schedule, augment=not args.no_augment and args.dataset == "cifar10",
-                   val_data=(x_test[-args.val_samples:], y_test[-args.val_samples:]), seed=args.seed)
+                   optimizer="sgd", schedule=args.schedule,
+                   augment=not args.no_augment and args.dataset in ("cifar10", "cifar100"),
+                   val_data=take(test, -args.val_samples), seed=args.seed)
     reference = next((e.label for e in entries if e.label == "pgd-at"), None)
-    title = (f"{args.model} on {args.dataset} ({len(x)} training images), {args.epochs} epochs, "
-             f"AutoAttack on {min(args.eval_samples, len(x_test))} test images")
+    title = (f"{args.model} on {args.dataset} ({len(train[1]) if isinstance(train, tuple) else len(train)} "
+             f"training images), {args.epochs} epochs, AutoAttack on {min(args.eval_samples, len(test))} test images")
     table = to_markdown(rows, reference)
     header = f"{title}\nmachine: {machine.describe()}, device {device}\n"
     print(header + "\n" + table)

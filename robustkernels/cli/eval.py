@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import os
 
-from ..data import DATASET_SHAPES, USER_DATASETS
-from .args import command, eot_iter, held_folder, integer, load_data, number, output_folder
+from ..data import DATASETS, USER_DATASETS
+from .args import (
+    add_model_options,
+    command,
+    eot_iter,
+    held_folder,
+    integer,
+    load_data,
+    model_args,
+    number,
+    output_folder,
+    parse_normalization,
+)
+from .modelspec import check_fits, is_import_path
 
 
 def add_eval(commands) -> None:
@@ -13,21 +25,18 @@ def add_eval(commands) -> None:
 
     p = command(commands, "eval", "robustness report of a checkpoint written by `robustkernels train`, or of "
                 "any model from an import path", run_eval)
-    p.add_argument("--checkpoint", default=None, help="checkpoint.pt written by `robustkernels train`")
-    p.add_argument("--model", default=None,
-                   help="instead of --checkpoint: PKG.MODULE:FACTORY of your own model (the current directory on the "
-                        "path), with --weights and --dataset")
-    p.add_argument("--model-args", default="{}", help="--model: keyword arguments of FACTORY, as a JSON object")
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint.pt written by `robustkernels train` (of your own model: with the same --model)")
+    add_model_options(p, None, "instead of --checkpoint, with --weights and --dataset: (none built in)")
     p.add_argument("--weights", default=None,
                    help="--model: a state_dict file (plain, or under 'state_dict'/'model'; DDP prefixes stripped), "
                         "loaded with weights_only")
-    p.add_argument("--normalization", default=None,
-                   help="the model's input normalisation: cifar10, imagenet, or MEAN,STD with per-channel values "
-                        "joined by '/' (e.g. 0.5/0.5/0.5,0.25/0.25/0.25); attacks and reports stay in [0, 1]")
-    p.add_argument("--dataset", choices=tuple(DATASET_SHAPES) + USER_DATASETS, default=None,
-                   help="default: the training dataset; imagefolder (--data-dir with one subfolder per class) or "
-                        "tensors (--data-dir a .pt of {'x', 'y'} or .npz) for your own test images")
-    p.add_argument("--data-dir", help="folder with the CIFAR-10 python batches or the MNIST IDX files")
+    p.add_argument("--dataset", choices=DATASETS + USER_DATASETS, default=None,
+                   help="default: the training dataset; imagefolder (--data-dir with one subfolder per class, or "
+                        "its val/ or test/) or tensors (--data-dir a .pt of {'x', 'y'} or .npz, or a folder's "
+                        "test.pt) for your own test images")
+    p.add_argument("--data-dir", help="the data set's files: the MNIST IDX files, the CIFAR-10 / CIFAR-100 python "
+                   "batches, SVHN's .mat files, your image folder or tensor file")
     p.add_argument("--eps", type=number(fraction=True), default=None, help="default: the training eps")
     p.add_argument("--norm", choices=("linf", "l2"), default=None, help="default: the training norm")
     p.add_argument("--attacks", default="fgsm,pgd,cw,apgd-ce,apgd-dlr", help="comma-separated: " + ",".join(ATTACKS))
@@ -64,47 +73,29 @@ def add_eval(commands) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars (they are off when piped anyway)")
 
 
+def _title(meta: dict, normalization) -> str:
+    kind = f"{meta['activation']}{', PNI' if meta['pni'] else ''}"
+    behind = "" if normalization is None else f"; inputs normalised by mean {list(normalization[0])}, std " \
+        f"{list(normalization[1])}"
+    return f"{meta['model']} ({kind}) trained with {meta.get('method', '?')} on {meta['dataset']}{behind}"
+
+
 def run_eval(args) -> int:
     with held_folder(output_folder(args.out)):
         return _eval(args)
 
 
-NORMALIZATIONS = {"cifar10": ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
-                  "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
-
-
-def parse_normalization(text: str | None):
-    """``--normalization``: a named one, or ``MEAN,STD`` with per-channel values joined by '/'."""
-    if text is None:
-        return None
-    if text in NORMALIZATIONS:
-        return NORMALIZATIONS[text]
-    try:
-        mean, std = (tuple(float(v) for v in part.split("/")) for part in text.split(","))
-    except ValueError:
-        raise ValueError(f"--normalization {text!r}: expected cifar10, imagenet or MEAN,STD "
-                         "(per-channel values joined by '/')") from None
-    if len(mean) != len(std) or any(not s > 0 for s in std):
-        raise ValueError(f"--normalization {text!r}: MEAN and STD need as many values, STD > 0")
-    return mean, std
-
-
 def _user_model(args):
     """(model, meta) from ``--model PKG.MODULE:FACTORY --weights FILE``."""
-    import json
-
     from ..data import DEFAULT_EPS
     from ..models import load_weights, model_from_import
 
-    if args.checkpoint is not None:
-        raise ValueError("give --checkpoint or --model, not both")
+    if not is_import_path(args.model):
+        raise ValueError(f"--model {args.model!r}: expected PKG.MODULE:FACTORY (a built-in model comes from "
+                         "--checkpoint)")
     if args.weights is None or args.dataset is None:
-        raise ValueError("--model needs --weights FILE and --dataset")
-    try:
-        kwargs = json.loads(args.model_args)
-    except ValueError as exc:
-        raise ValueError(f"--model-args is not JSON ({exc})") from None
-    model = load_weights(model_from_import(args.model, kwargs), args.weights).eval()
+        raise ValueError("--model needs --weights FILE (or --checkpoint) and --dataset")
+    model = load_weights(model_from_import(args.model, model_args(args.model_args)), args.weights).eval()
     if args.eps is None and args.dataset not in DEFAULT_EPS:
         raise ValueError(f"--dataset {args.dataset}: give --eps (no default radius for your own data)")
     meta = {"model": args.model, "activation": "user", "pni": False, "dataset": args.dataset,
@@ -112,26 +103,31 @@ def _user_model(args):
     return model, meta
 
 
-def _check_fits(model, x, y, normalization) -> None:
-    """One forward pass on a sample: the model takes the data's inputs and has enough classes."""
-    import torch
+def _model(args):
+    """(model, meta, normalization) from --checkpoint [--model] or --model --weights."""
+    from ..train.checkpoint import model_from_checkpoint
 
-    from ..threat import normalize
-
-    try:
-        with torch.no_grad():
-            out = model.eval()(normalize(x[:1], normalization))
-    except RuntimeError as exc:
-        raise ValueError(f"the model does not take the data's inputs of shape {list(x.shape[1:])} "
-                         f"({str(exc).splitlines()[0]})") from None
-    if out.dim() != 2 or int(y.max()) >= out.shape[1]:
-        raise ValueError(f"the model returns {list(out.shape)} for one input but the data has labels up to "
-                         f"{int(y.max())}")
+    if args.model is None and args.checkpoint is None:
+        raise ValueError("give --checkpoint (written by `robustkernels train`) or --model PKG.MODULE:FACTORY")
+    if args.checkpoint is None:
+        model, meta = _user_model(args)
+    elif args.weights is not None:
+        raise ValueError("give --checkpoint or --weights, not both")
+    else:
+        model, meta = model_from_checkpoint(args.checkpoint, args.model)
+        if args.model_args != "{}" and model_args(args.model_args) != meta.get("model_args"):
+            raise ValueError(f"--model-args differ from the ones {args.checkpoint!r} was trained with "
+                             f"({meta.get('model_args')}); leave --model-args out")
+    normalization = parse_normalization(args.normalization)
+    if normalization is None and meta.get("normalization") is not None:
+        normalization = tuple(tuple(v) for v in meta["normalization"])  # what the model was trained behind
+    return model, meta, normalization
 
 
 def _eval(args) -> int:
     import torch
 
+    from ..data import take
     from ..eval import evaluate
     from ..eval.corruptions import CORRUPTIONS
     from ..train.checkpoint import model_from_checkpoint
@@ -142,23 +138,18 @@ def _eval(args) -> int:
     unknown = [c for c in ([] if corruptions == "all" else corruptions) if c not in CORRUPTIONS]
     if unknown:
         raise ValueError(f"--corruptions: {', '.join(unknown)} not among all,{','.join(CORRUPTIONS)}")
-    normalization = parse_normalization(args.normalization)
-    if args.model is None and args.checkpoint is None:
-        raise ValueError("give --checkpoint (written by `robustkernels train`) or --model PKG.MODULE:FACTORY")
-    model, meta = _user_model(args) if args.model is not None else model_from_checkpoint(args.checkpoint)
+    model, meta, normalization = _model(args)
     surrogate = model_from_checkpoint(args.surrogate)[0] if args.surrogate else None
     args.dataset = args.dataset or meta["dataset"]
-    _, (x, y) = load_data(args)
-    if "in_channels" in meta:
-        expected = [meta["in_channels"], meta["image_size"], meta["image_size"]]
-        if list(x.shape[1:]) != expected:
-            raise ValueError(f"--dataset {args.dataset}: images are {'x'.join(map(str, x.shape[1:]))} but the "
-                             f"checkpoint's model takes {'x'.join(map(str, expected))} (it was trained on "
-                             f"{meta['dataset']})")
-    _check_fits(model, x, y, normalization)
-    if args.samples is not None:
-        x, y = x[:args.samples], y[:args.samples]
-    report = evaluate(model, (x, y), eps=meta["eps"] if args.eps is None else args.eps,
+    _, test = load_data(args, train=False)
+    shape = list(test[0][0].shape)
+    if "in_channels" in meta and shape != [meta["in_channels"], meta["image_size"], meta["image_size"]]:
+        raise ValueError(f"--dataset {args.dataset}: images are {'x'.join(map(str, shape))} but the checkpoint's "
+                         f"model takes {meta['in_channels']}x{meta['image_size']}x{meta['image_size']} (it was "
+                         f"trained on {meta['dataset']})")
+    check_fits(model, test, normalization)
+    test = take(test, 0, args.samples)  # a Dataset stays lazy: evaluate streams it
+    report = evaluate(model, test, eps=meta["eps"] if args.eps is None else args.eps,
                       norm=args.norm or meta.get("norm", "linf"), attacks=[a for a in args.attacks.split(",") if a],
                       eot_iter=args.eot_iter, batch_size=args.batch_size, checks=not args.no_checks,
                       check_samples=args.check_samples, generator=torch.Generator().manual_seed(args.seed),
@@ -168,9 +159,7 @@ def _eval(args) -> int:
                       aa_state_path=os.path.join(args.out, "autoattack_state.json")
                       if args.out and args.suite == "autoattack" else None,
                       autocast=args.autocast, surrogate=surrogate, corruptions=corruptions,
-                      certify=args.certify, normalization=normalization,
-                      title=f"{meta['model']} ({meta['activation']}"
-                      f"{', PNI' if meta['pni'] else ''}) trained with {meta.get('method', '?')} on {meta['dataset']}")
+                      certify=args.certify, normalization=normalization, title=_title(meta, normalization))
     print(report.to_markdown())
     if args.out:
         os.makedirs(args.out, exist_ok=True)

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import os
 
-from ..data import DATASET_SHAPES, DEFAULT_EPS
-from .args import command, held_folder, integer, load_data, number, output_folder
+from ..data import DATASETS, DEFAULT_EPS, USER_DATASETS
+from .args import (
+    add_model_options,
+    command,
+    held_folder,
+    integer,
+    load_data,
+    number,
+    output_folder,
+    parse_normalization,
+)
 from .args import device as parse_device
 
 # Short runs must give a useful model: the 1,348 digits need small batches and Adam; the file data
 # sets take the AT literature's SGD at batch 128.
-TRAIN_DEFAULTS = {"digits": dict(batch_size=32, optimizer="adam"), "mnist": dict(batch_size=128, optimizer="sgd"),
-                  "cifar10": dict(batch_size=128, optimizer="sgd")}
+TRAIN_DEFAULTS = {"digits": dict(batch_size=32, optimizer="adam")}  # every other data set: SGD at batch 128
+FILE_DEFAULTS = dict(batch_size=128, optimizer="sgd")
 LR_DEFAULTS = {"sgd": 0.1, "adam": 3e-3}
 
 
@@ -19,22 +28,25 @@ def add_train(commands) -> None:
     from ..train import LR_SCHEDULES, METHODS
 
     p = command(commands, "train", "train a model with a robust training method (torchrun for DDP)", run_train)
-    p.add_argument("--model", default="cnn", help="cnn | lenet5 | wrn-DEPTH-WIDTH (e.g. wrn-34-1)")
+    add_model_options(p, "cnn", "cnn | lenet5 | preact-resnet18 | wrn-DEPTH-WIDTH (e.g. wrn-34-1)")
     p.add_argument("--activation", choices=("relu", "lwta"), default="relu", help="ReLU or Stochastic LWTA")
     p.add_argument("--pni", action="store_true", help="Parametric Noise Injection on every conv/linear layer")
     p.add_argument("--method", default="pgd-at",
                    help="training method: " + " | ".join(m.replace("_", "-") for m in METHODS))
-    p.add_argument("--dataset", choices=tuple(DATASET_SHAPES), default="digits",
-                   help="digits (bundled), or mnist / cifar10 read from --data-dir")
-    p.add_argument("--data-dir", help="folder with the CIFAR-10 python batches or the MNIST IDX files")
-    p.add_argument("--download", action="store_true", help="fetch the dataset into --data-dir first")
+    p.add_argument("--dataset", choices=DATASETS + USER_DATASETS, default="digits",
+                   help="digits (bundled); mnist, cifar10, cifar100, svhn from their files in --data-dir; your own "
+                        "imagefolder (--data-dir with train/ and val/ or test/, one subfolder per class) or tensors "
+                        "(--data-dir with train.pt and test.pt, or .npz)")
+    p.add_argument("--data-dir", help="the data set's files (the MNIST IDX files, the CIFAR python batches, SVHN's "
+                   ".mat files, your image folder or tensor files)")
+    p.add_argument("--download", action="store_true", help="fetch mnist or cifar10 into --data-dir first")
     p.add_argument("--epochs", type=integer(), default=10, help="passes over the training data")
     p.add_argument("--batch-size", type=integer(), default=None,
-                   help="global batch (default: 32 on digits, 128 on mnist and cifar10)")
+                   help="global batch (default: 32 on digits, else 128)")
     p.add_argument("--lr", type=number(positive=True), default=None,
                    help="peak learning rate (default: 0.1 for sgd, 3e-3 for adam)")
     p.add_argument("--optimizer", choices=("sgd", "adam"), default=None,
-                   help="default: adam on digits, sgd (momentum 0.9) on mnist and cifar10")
+                   help="default: adam on digits, else sgd (momentum 0.9)")
     p.add_argument("--schedule", choices=LR_SCHEDULES, default=None,
                    help="learning-rate schedule (default: the method's, else step: x0.1 at 50%%, x0.01 at 75%%)")
     p.add_argument("--weight-decay", type=number(), default=5e-4, help="L2 weight decay (sgd)")
@@ -67,7 +79,8 @@ def add_train(commands) -> None:
 def _method_arguments(p) -> None:
     """The threat model and the training methods' own options."""
     p.add_argument("--eps", type=number(fraction=True), default=None,
-                   help="threat radius, e.g. 8/255 (default: 0.1 digits, 0.3 mnist, 8/255 cifar10)")
+                   help="threat radius, e.g. 8/255 (default: 0.1 digits, 0.3 mnist, 8/255 cifar10, cifar100 and svhn; "
+                        "your own data: required)")
     p.add_argument("--alpha", type=number(fraction=True), default=None,
                    help="attack step size (default: 2.5 eps / steps)")
     p.add_argument("--steps", type=integer(), default=None,
@@ -100,6 +113,21 @@ def _method_kwargs(args, eps: float) -> dict:
     return {**kwargs, **extra.get(name, {})}
 
 
+def _model(args, train, test, normalization):
+    """(fresh model, meta) for the data: the built-ins sized to its images and classes; the
+    user's factory checked against them by one forward pass."""
+    import torch
+
+    from .modelspec import build, check_fits
+
+    shape = train[0][0].shape
+    classes = getattr(train, "num_classes", None) or 10
+    torch.manual_seed(args.seed)
+    model, meta = build(args, in_channels=shape[0], image_size=shape[-1], num_classes=classes)
+    check_fits(model, test, normalization)
+    return model, meta
+
+
 def run_train(args) -> int:
     with held_folder(output_folder(args.out)):
         return _train(args)
@@ -109,7 +137,7 @@ def _train(args) -> int:
     import torch
 
     from ..common import rank_and_world
-    from ..models import build_model
+    from ..data import take
     from ..train import fit, make_method
     from ..train.augment import make_augmentation
     from ..train.checkpoint import check_path
@@ -122,25 +150,26 @@ def _train(args) -> int:
     device = parse_device(args.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    defaults = TRAIN_DEFAULTS[args.dataset]
+    defaults = TRAIN_DEFAULTS.get(args.dataset, FILE_DEFAULTS)
     batch_size = args.batch_size or defaults["batch_size"]
     optimizer = args.optimizer or defaults["optimizer"]
+    if args.eps is None and args.dataset not in DEFAULT_EPS:
+        raise ValueError(f"--dataset {args.dataset}: give --eps (no default radius for your own data)")
     eps = DEFAULT_EPS[args.dataset] if args.eps is None else args.eps
-    method = make_method(args.method, **_method_kwargs(args, eps))  # validates before loading data
+    normalization = parse_normalization(args.normalization)
+    method = make_method(args.method, **_method_kwargs(args, eps), normalization=normalization)  # checked first
     augmentations = [make_augmentation(a) for a in args.augmentations.split(",") if a]
-    (x, y), (x_test, y_test) = load_data(args)
-    channels, side = DATASET_SHAPES[args.dataset]
-    meta = dict(model=args.model, activation=args.activation, pni=args.pni, in_channels=channels, image_size=side,
-                num_classes=10, dataset=args.dataset, eps=eps, norm=args.norm, method=method.name)
-    torch.manual_seed(args.seed)
-    model = build_model(args.model, activation=args.activation, pni=args.pni, in_channels=channels,
-                        num_classes=10, image_size=side).to(device)
+    train, test = load_data(args)
+    model, meta = _model(args, train, test, normalization)
+    meta.update(dataset=args.dataset, eps=eps, norm=args.norm, method=method.name,
+                normalization=None if normalization is None else [list(v) for v in normalization])
+    model = model.to(device)
     os.makedirs(out, exist_ok=True)
     lr = args.lr if args.lr is not None else LR_DEFAULTS[optimizer]
-    history = fit(model, method, (x, y), epochs=args.epochs, batch_size=batch_size, lr=lr,
+    history = fit(model, method, take(train, 0), epochs=args.epochs, batch_size=batch_size, lr=lr,
                   optimizer=optimizer, weight_decay=args.weight_decay, schedule=args.schedule,
                   augment=args.augment, augmentations=augmentations,
-                  val_data=(x_test[:args.val_samples], y_test[:args.val_samples]),
+                  val_data=take(test, 0, args.val_samples),
                   autocast=args.autocast, channels_last=args.channels_last, compile=args.compile, fast=args.fast,
                   on_overfit=args.on_overfit, seed=args.seed,
                   log_path=os.path.join(out, "metrics.jsonl"), checkpoint_path=checkpoint_path,

@@ -1,7 +1,10 @@
-"""CIFAR-10 and MNIST read from their standard files (no download here).
+"""CIFAR-10, CIFAR-100 and MNIST read from their standard files (no download here).
 
 CIFAR-10: the "python version" directory ``cifar-10-batches-py`` with pickled ``data_batch_1..5``
 and ``test_batch`` (``data``: uint8 [N, 3072], channel-major RGB 32x32; ``labels``).
+CIFAR-100: ``cifar-100-python`` with pickled ``train`` and ``test`` (``data`` as CIFAR-10's;
+``fine_labels`` 0..99, the 100 classes used here). Both read by an unpickler that admits numpy
+arrays only.
 MNIST: the IDX files ``train-images-idx3-ubyte`` / ``train-labels-idx1-ubyte`` and the ``t10k-``
 pair, plain or gzipped (``.gz``).
 """
@@ -19,11 +22,13 @@ import numpy as np
 import torch
 
 CIFAR10_DIR = "cifar-10-batches-py"
+CIFAR100_DIR = "cifar-100-python"
 _CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 _IDX_MAGIC = {2049: 1, 2051: 3}  # labels: 1 dimension; images: 3 dimensions
-# The globals a CIFAR-10 batch pickle refers to (numpy's array reconstruction), nothing else.
+# The globals a CIFAR batch pickle refers to (numpy's array reconstruction; _codecs.encode, which
+# protocol-2 pickles written by Python 3 use for bytes), nothing else.
 _CIFAR_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                  ("numpy", "ndarray"), ("numpy", "dtype")}
+                  ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
 
 class _CifarUnpickler(pickle.Unpickler):
@@ -31,13 +36,16 @@ class _CifarUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if (module, name) not in _CIFAR_GLOBALS:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (not part of the CIFAR-10 format)")
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (not part of the CIFAR formats)")
         return super().find_class(module, name)
 
 
-def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """One CIFAR-10 python batch file as ``(data uint8 [N, 3072], labels int64 [N])``, read with
-    an unpickler that admits only numpy arrays; any other content is a ``ValueError`` naming the file."""
+def read_cifar_batch(path: str | os.PathLike, labels_key: bytes = b"labels", classes: int = 10
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR python batch file as ``(data uint8 [N, 3072], labels int64 [N])`` (CIFAR-100:
+    ``labels_key=b"fine_labels", classes=100``), read with an unpickler that admits only numpy
+    arrays; any other content is a ``ValueError`` naming the file."""
+    kind = f"CIFAR-{classes}"
     path = os.fspath(path)
     with open(path, "rb") as f:
         raw = f.read()
@@ -45,19 +53,19 @@ def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         batch = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
             struct.error) as exc:
-        raise ValueError(f"{path}: not a CIFAR-10 batch file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise ValueError(f"{path}: not a {kind} batch file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(batch, dict) or b"data" not in batch or labels_key not in batch:
         keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
-        raise ValueError(f"{path}: a CIFAR-10 batch must be a dict with b'data' and b'labels', got {keys}")
+        raise ValueError(f"{path}: a {kind} batch must be a dict with b'data' and {labels_key!r}, got {keys}")
     data = np.asarray(batch[b"data"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise ValueError(f"{path}: expected uint8 data of shape [N, 3072], got {data.dtype} {data.shape}")
     try:
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+        labels = np.asarray(batch[labels_key], dtype=np.int64)
     except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{path}: labels must be a list of integers") from None
-    if labels.shape != (len(data),) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
-        raise ValueError(f"{path}: expected {len(data)} labels in 0..9, got shape {labels.shape}")
+    if labels.shape != (len(data),) or (labels.size and (labels.min() < 0 or labels.max() >= classes)):
+        raise ValueError(f"{path}: expected {len(data)} labels in 0..{classes - 1}, got shape {labels.shape}")
     return data, labels
 
 
@@ -89,6 +97,20 @@ def load_cifar10(data_dir: str | os.PathLike, *, train: bool = True) -> tuple[to
     if len(x) != len(y):
         raise ValueError(f"CIFAR-10 in {root!r}: {len(x)} images but {len(y)} labels")
     return x, y
+
+
+def load_cifar100(data_dir: str | os.PathLike, *, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)``: x float32 [N, 3, 32, 32] in [0, 1], y int64 (the 100 fine labels). ``data_dir``
+    is the folder holding ``cifar-100-python`` (or that folder itself)."""
+    root = os.fspath(data_dir)
+    if os.path.isdir(os.path.join(root, CIFAR100_DIR)):
+        root = os.path.join(root, CIFAR100_DIR)
+    path = os.path.join(root, "train" if train else "test")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"CIFAR-100 file {os.path.basename(path)!r} not found in {root!r} (expected the "
+                                f"python version, {CIFAR100_DIR}/train and test)")
+    data, labels = read_cifar_batch(path, b"fine_labels", 100)
+    return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()).float().div_(255), torch.from_numpy(labels)
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:

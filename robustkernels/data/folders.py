@@ -44,6 +44,10 @@ class ImageFolder(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
     def __getitem__(self, i: int):
         path, label = self.files[i]
         x = self._read(path)

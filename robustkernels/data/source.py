@@ -19,7 +19,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    RandomSampler,
+    SequentialSampler,
+    Subset,
+    TensorDataset,
+)
 
 from .labels import check_integer_labels
 
@@ -116,6 +125,18 @@ def as_tensors(data, batch_size: int = 256, name: str = "data") -> tuple[torch.T
     """The whole of ``data`` (any source :func:`batches` reads) as one checked ``(x, y)`` pair."""
     parts = [(x, y) for x, y, _ in batches(data, batch_size, name=name)]
     return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
+
+
+def take(data, start: int, stop: int | None = None):
+    """Samples ``start:stop`` of ``data`` (Python slice rules): a pair of tensors - a
+    TensorDataset's too - sliced, any other map-style Dataset as a ``Subset`` (read on access)."""
+    if isinstance(data, TensorDataset) and len(data.tensors) == 2:
+        data = data.tensors
+    if _tensor_pair(data):
+        return data[0][start:stop], data[1][start:stop]
+    if isinstance(data, Dataset) and hasattr(data, "__len__"):
+        return Subset(data, range(len(data))[start:stop])
+    raise TypeError(f"data must be a pair of tensors or a map-style Dataset, got {type(data).__name__}")
 
 
 class IndexedData:

@@ -84,9 +84,10 @@ def compare(make_model: Callable[[], nn.Module], contenders: Sequence[Contender]
 
 def _at_chance(model: nn.Module, test_data, clean: float, scored: int) -> bool:
     from ..common import frozen_model
+    from ..data import batches
     from ..eval.checks import above_chance
 
-    x = test_data[0][:1] if isinstance(test_data, (tuple, list)) else next(iter(test_data))[0][:1]
+    x = next(batches(test_data, 1))[0]
     with frozen_model(model, "eval"), torch.no_grad():
         classes = int(model(x.to(next(model.parameters()).device)).shape[1])
     return above_chance(clean, classes, scored).status != "pass"
@@ -142,18 +143,17 @@ def rows_as_dicts(rows: Sequence[CompareRow]) -> list[dict]:
 
 
 def autoattack_scorer(eps: float, *, samples: int | None, batch_size: int = 250, seed: int = 0,
-                      progress: bool = False) -> Callable[[nn.Module, object], tuple[float, float, int]]:
-    """``(model, (x, y)) -> (clean, AA robust accuracy, samples)`` on the first ``samples`` test points
-    (AutoAttack's version chosen automatically: rand for a stochastic model)."""
+                      progress: bool = False, normalization=None) -> Callable[[nn.Module, object],
+                                                                              tuple[float, float, int]]:
+    """``(model, data) -> (clean, AA robust accuracy, samples)`` on the first ``samples`` test points
+    of ``data`` (tensors or a Dataset, streamed; AutoAttack's version chosen automatically: rand for
+    a stochastic model; ``normalization`` as for the attacks)."""
+    from ..data import take
     from ..eval import autoattack
 
     def score(model: nn.Module, data) -> tuple[float, float, int]:
-        x, y = data
-        if samples is not None:
-            x, y = x[:samples], y[:samples]
-        device = next(model.parameters()).device
-        report = autoattack(model, (x.to(device), y.to(device)), eps=eps, batch_size=batch_size, seed=seed,
-                            progress=progress)
-        return report.clean_accuracy.mean, report.robust_accuracy.mean, len(y)
+        report = autoattack(model, take(data, 0, samples), eps=eps, batch_size=batch_size, seed=seed,
+                            progress=progress, normalization=normalization)
+        return report.clean_accuracy.mean, report.robust_accuracy.mean, report.n_samples
 
     return score

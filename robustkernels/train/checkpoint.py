@@ -106,17 +106,30 @@ def load(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
 MODEL_META = ("model", "activation", "pni", "in_channels", "num_classes", "image_size", "dataset", "eps")
 
 
-def model_from_checkpoint(path: str):
-    """(model in eval mode, meta) rebuilt from a checkpoint written by `robustkernels train`."""
-    from ..models import build_model
+def model_from_checkpoint(path: str, model_spec: str | None = None):
+    """(model in eval mode, meta) rebuilt from a checkpoint written by `robustkernels train`. A
+    model from the user's code (``meta["source"] == "import"``) is rebuilt only when the caller
+    names the same ``model_spec`` (``PKG.MODULE:FACTORY``): a checkpoint never chooses code to run."""
+    from ..models import build_model, model_from_import
 
     state = load(path)
     meta = state.get("meta") or {}
-    missing = [k for k in MODEL_META if k not in meta] + ([] if "model" in state else ["the weights"])
-    if missing:
-        raise ValueError(f"checkpoint {path!r} lacks {', '.join(missing)} (not written by `robustkernels train`)")
-    model = build_model(meta["model"], activation=meta["activation"], pni=meta["pni"],
-                        in_channels=meta["in_channels"], num_classes=meta["num_classes"], image_size=meta["image_size"])
+    if meta.get("source") == "import":
+        if model_spec != meta.get("model"):
+            raise ValueError(f"checkpoint {path!r} holds the weights of {meta.get('model')!r} from your own code: "
+                             f"pass --model {meta.get('model')} to import it (a checkpoint never names code to run)")
+        model = model_from_import(model_spec, meta.get("model_args") or {})
+    else:
+        if model_spec is not None and model_spec != meta.get("model"):
+            raise ValueError(f"checkpoint {path!r} holds a {meta.get('model')!r} model, not {model_spec!r}")
+        missing = [k for k in MODEL_META if k not in meta] + ([] if "model" in state else ["the weights"])
+        if missing:
+            raise ValueError(f"checkpoint {path!r} lacks {', '.join(missing)} (not written by `robustkernels train`)")
+        model = build_model(meta["model"], activation=meta["activation"], pni=meta["pni"],
+                            in_channels=meta["in_channels"], num_classes=meta["num_classes"],
+                            image_size=meta["image_size"])
+    if "model" not in state:
+        raise ValueError(f"checkpoint {path!r} lacks the weights (not written by `robustkernels train`)")
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:

@@ -17,7 +17,7 @@ import torch
 
 from .common import is_number, non_negative, opmath_dtype
 
-NORMS = ("linf", "l2")
+NORMS = ("linf", "l2", "l1")
 
 
 def default_step(eps: float, steps: int) -> float:
@@ -25,10 +25,10 @@ def default_step(eps: float, steps: int) -> float:
     return 2.5 * eps / steps
 
 
-def check_norm(norm: str) -> bool:
-    """True for L2, False for Linf; ValueError otherwise."""
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+def check_norm(norm: str, allowed: tuple = NORMS, who: str = "") -> bool:
+    """True for L2, False for the others in ``allowed``; a ValueError (naming ``who``) otherwise."""
+    if norm not in allowed:
+        raise ValueError(f"norm must be one of {allowed}{' for ' + who if who else ''}, got {norm!r}")
     return norm == "l2"
 
 
@@ -113,8 +113,10 @@ def normalize(x: torch.Tensor, normalization: Sequence | None) -> torch.Tensor:
 
 
 def lp_norms(delta: torch.Tensor, norm: str) -> torch.Tensor:
-    """Per-sample ``||delta||`` [B] in the threat model's norm (fp32 or fp64)."""
+    """Per-sample ``||delta||`` [B] in the threat model's norm (fp32 or fp64; L1 sums in fp64)."""
     flat = delta.flatten(1).to(opmath_dtype(delta.dtype))
+    if norm == "l1":
+        return flat.double().abs().sum(dim=1).to(flat.dtype)
     return flat.abs().amax(dim=1) if norm == "linf" else flat.norm(dim=1)
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import torch
 
 from ..common import non_negative, positive_int
+from .apgd_l1 import run_l1
 from .base import ActiveSet, Attack, RowState
 
 LOSSES = ("ce", "dlr", "dlr-targeted")
@@ -57,10 +58,17 @@ class APGD(Attack):
     checkpoints. With ``early_stop`` fooled samples stop at once (and leave the batch with
     ``active_set``); without it they go on, as in the original, and the first fooling point is
     kept.
+
+    ``norm="l1"`` runs the L1 version (:mod:`~robustkernels.attacks.apgd_l1`: sparse steps, the
+    joint ball-and-box projection); ``use_largereps`` its 3 / 2 / 1 x eps schedule, as AutoAttack
+    does in L1.
     """
 
+    NORMS = ("linf", "l2", "l1")
+
     def __init__(self, model, eps: float = 8 / 255, steps: int = 100, norm: str = "linf", loss: str = "ce",
-                 restarts: int = 1, rho: float = 0.75, n_target_classes: int = 9, **kwargs):
+                 restarts: int = 1, rho: float = 0.75, n_target_classes: int = 9, use_largereps: bool = False,
+                 **kwargs):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES} for APGD, got {loss!r}")
         if loss == "dlr-targeted" and kwargs.get("targeted"):
@@ -73,6 +81,9 @@ class APGD(Attack):
         self.rho = non_negative("rho", rho)
         self.n_target_classes = positive_int("n_target_classes", n_target_classes)
         self.momentum = 0.75
+        if use_largereps and norm != "l1":
+            raise ValueError("use_largereps is the L1 schedule (norm='l1')")
+        self.use_largereps = bool(use_largereps)
 
     def perturb(self, x, y, target):
         ranks = range(2, self.n_target_classes + 2) if self.loss == "dlr-targeted" else [None]
@@ -85,6 +96,8 @@ class APGD(Attack):
 
     def _run(self, x, y, target):
         """One run on (x, y[, target]): (x_adv, fooled) per the attack's contract."""
+        if self.norm == "l1":
+            return run_l1(self, x, y, target)
         batch, dev = x.shape[0], x.device
         x_adv = self.start(x)
         loss, grad, logits = self.loss_and_grad(x_adv, y, target)

@@ -26,7 +26,7 @@ from ..common import frozen_model, positive_int
 from ..ops import draw_seed
 from ..ops.pgd import pgd_step_prepared
 from ..ops.philox import philox_normal, philox_uniform
-from ..threat import Bounds, ThreatModel, check_logits_shape, normalize, per_sample
+from ..threat import Bounds, ThreatModel, check_logits_shape, check_norm, normalize, per_sample
 from .losses import LOSSES, objective
 
 MODEL_MODES = ("eval", "train", "keep")
@@ -103,8 +103,9 @@ class Attack:
 
     Args:
         model: returns logits [B, K] for inputs in the normalised space.
-        eps: radius of the threat model (Linf or L2), in input units (inputs in [0, 1] by default).
-        norm: ``"linf"`` or ``"l2"``.
+        eps: radius of the threat model, in input units (inputs in [0, 1] by default).
+        norm: ``"linf"`` or ``"l2"``; ``"l1"`` for the attacks that list it in ``NORMS`` (APGD,
+            APGD-T, FAB, Square).
         bounds: the valid input range ``(lo, hi)``, floats or per-channel tensors.
         normalization: ``(mean, std)`` per channel: the model sees ``(x - mean) / std``.
         loss: ``"ce"``, ``"margin"`` (CW-Linf) or ``"dlr"`` (the targeted DLR when targeted).
@@ -126,12 +127,15 @@ class Attack:
             when the attack is built). The global RNG state is restored after every call.
     """
 
+    NORMS = ("linf", "l2")  # the threat models this attack handles
+
     def __init__(self, model: nn.Module, *, eps: float, norm: str = "linf", bounds=(0.0, 1.0),
                  normalization: Sequence | None = None, loss: str = "ce", targeted: bool = False, eot_iter: int = 1,
                  eot_batched="auto", early_stop: bool = False, active_set: bool = True, autocast=None,
                  model_mode: str = "eval", generator: torch.Generator | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        check_norm(norm, self.NORMS, type(self).__name__)
         self.threat = ThreatModel.build(eps, norm, bounds, normalization)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -236,11 +240,11 @@ class Attack:
     def random_direction(self, x: torch.Tensor) -> torch.Tensor:
         """[B, ...] like x, of unit norm per sample, from the shared Philox stream (one seed from
         the attack's generator): uniform in [-1, 1] over its Linf norm, or a normal over its L2
-        norm. The random starts of APGD and FAB (scaled by eps and eps / 2)."""
+        (L1) norm. The random starts of APGD and FAB (scaled by eps and eps / 2)."""
         seed, n, batch = draw_seed(self.generator), x.numel(), x.shape[0]
-        if self.threat.l2:
+        if self.norm in ("l2", "l1"):
             t = philox_normal(n, seed, 0, device=x.device, per_block=4).view(batch, -1)
-            scale = t.norm(dim=1, keepdim=True)
+            scale = t.norm(dim=1, keepdim=True) if self.norm == "l2" else t.abs().sum(dim=1, keepdim=True)
         else:
             t = (2 * philox_uniform(n, seed, 0, device=x.device, per_block=4) - 1).view(batch, -1)
             scale = t.abs().amax(dim=1, keepdim=True)

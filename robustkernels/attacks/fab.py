@@ -1,4 +1,4 @@
-"""FAB, the Fast Adaptive Boundary attack (Croce & Hein 2020), Linf and L2, untargeted and
+"""FAB, the Fast Adaptive Boundary attack (Croce & Hein 2020), Linf, L2 and L1, untargeted and
 targeted (FAB-T), with fra31/auto-attack's defaults (100 iterations, ``alpha_max = 0.1``,
 ``eta = 1.05``, ``beta = 0.9``).
 
@@ -21,7 +21,7 @@ from .base import ActiveSet, Attack, RowState, input_gradient
 
 def project_onto_hyperplane(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
                             norm: str) -> torch.Tensor:
-    """The smallest ``d`` (Linf or L2) with ``w . (t + d) = b`` and ``lo <= t + d <= hi``.
+    """The smallest ``d`` (Linf, L2 or L1) with ``w . (t + d) = b`` and ``lo <= t + d <= hi``.
 
     t, w: [N, D]; b: [N]; lo, hi: broadcastable to [N, D]. Where the box keeps the hyperplane
     out of reach, every coordinate goes to its box limit on the useful side (the closest the
@@ -34,12 +34,27 @@ def project_onto_hyperplane(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor, l
     direction = -torch.sign(c)[:, None] * torch.sign(w)
     room = torch.where(direction > 0, hi - t, t - lo).clamp_min(0)
     aw = w.abs()
+    if norm == "l1":
+        return direction * _l1_move(aw, room, c.abs()[:, None])
     g = aw if norm == "linf" else aw * aw
     h = aw * room
     breaks = room if norm == "linf" else torch.where(aw > 0, room / aw.clamp_min(1e-30), torch.zeros_like(room))
     lam = solve_breakpoints(breaks, g, h, c.abs()[:, None])
     move = torch.where(aw > 0, torch.minimum(lam * g, h) / aw.clamp_min(1e-30), torch.zeros_like(aw))
     return direction * move
+
+
+def _l1_move(aw, room, need) -> torch.Tensor:
+    """[N, D] the L1-smallest moves (each within its ``room``) whose gains ``aw * move`` add up to
+    ``need``: the coordinates with the largest |w| first, each to its box limit, the last one
+    part way (a fractional knapsack, as the original's ``projection_l1``); where the box falls
+    short, every coordinate to its limit."""
+    order = aw.argsort(dim=1, descending=True)
+    a, r = aw.gather(1, order), room.gather(1, order)
+    before = (a * r).cumsum(1) - a * r  # gain of the coordinates ahead in the order
+    part = ((need - before) / a.clamp_min(1e-30)).clamp(min=0)
+    move = torch.where(a > 0, torch.minimum(part, r), torch.zeros_like(r))
+    return torch.zeros_like(move).scatter(1, order, move)
 
 
 def solve_breakpoints(breaks, g, h, need, max_newton: int = 16) -> torch.Tensor:
@@ -99,6 +114,8 @@ class FAB(Attack):
     leaves the batch) once fooled within eps; without it, FAB keeps shrinking the perturbation
     for all ``steps``, as in the original.
     """
+
+    NORMS = ("linf", "l2", "l1")
 
     def __init__(self, model, eps: float = 8 / 255, norm: str = "linf", steps: int = 100, restarts: int = 1,
                  targeted: bool = False, n_target_classes: int = 9, alpha_max: float = 0.1, eta: float = 1.05,
@@ -175,7 +192,7 @@ class FAB(Attack):
                 is_adv = self.succeeded(self.mean_logits(s.x1), s.y, None, s.x1)
                 dist = lp_norms(s.x1 - s.x, self.norm)
                 better = is_adv & (dist < s.res)
-                s.adv[better], s.res[better] = s.x1[better], dist[better]
+                s.adv[better], s.res[better] = s.x1[better], dist[better].to(s.res.dtype)
                 pulled = s.x + (s.x1 - s.x) * self.beta
                 s.x1 = torch.where(is_adv.view(-1, *[1] * (x.dim() - 1)), pulled, s.x1)
                 if self.early_stop:
@@ -195,7 +212,8 @@ class FAB(Attack):
     def _iterate(self, x0, x1, df, dg, lo, hi):
         """One FAB step from x1 (clean point x0) on the linearisation (df, dg)."""
         n = x0.shape[0]
-        dual = dg.abs().sum(-1) if self.norm == "linf" else dg.norm(dim=-1)
+        dual = {"linf": lambda g: g.abs().sum(-1), "l2": lambda g: g.norm(dim=-1),
+                "l1": lambda g: g.abs().amax(-1)}[self.norm](dg)
         pick = (df.abs() / (dual + 1e-12)).argmin(dim=1)
         rows = torch.arange(n, device=x0.device)
         w = dg[rows, pick]
@@ -203,7 +221,7 @@ class FAB(Attack):
         b = -df[rows, pick] + (w * p1).sum(1)
         d = project_onto_hyperplane(torch.cat((p1, p0)), torch.cat((w, w)), torch.cat((b, b)), lo, hi, self.norm)
         d1, d0 = d[:n], d[n:]
-        size = (d.abs().amax(1) if self.norm == "linf" else d.norm(dim=1)).clamp_min(1e-8)
+        size = lp_norms(d, self.norm).clamp_min(1e-8)
         a1, a0 = size[:n], size[n:]
         alpha = (a1 / (a1 + a0)).clamp(0, self.alpha_max)[:, None]
         moved = (p1 + self.eta * d1) * (1 - alpha) + (p0 + self.eta * d0) * alpha

@@ -6,7 +6,10 @@ Linf: each query overwrites a random square window of the perturbation with +-ep
 L2 follows the original (fra31/auto-attack ``square.py``): the start is a grid of s x s tiles
 (s = h // 5) of the paper's "meta-pseudo-Gaussian" pattern with random signs per channel, scaled
 to norm eps; each query moves the mass of a second random window into a first one, adds a new
-pattern with random signs there and rescales that window so the perturbation keeps norm eps."""
+pattern with random signs there and rescales that window so the perturbation keeps norm eps.
+L1 is the original's L1 version of the same search: the pattern's rectangles weigh 1 / (k + 1)^4
+at unit L1 norm, the window gets the L1 budget, and the start and every query are projected onto
+the L1 ball and the box at once (:func:`~robustkernels.ops.project_l1`)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import math
 import torch
 
 from ..common import positive_int
+from ..ops import project_l1
 from .base import Attack
 
 # (iteration out of 10,000, divisor of p_init) from the paper's code, rescaled to n_queries
@@ -35,17 +39,17 @@ def square_fraction(p_init: float, query: int, n_queries: int, rescale: bool = F
 
 
 class Square(Attack):
-    """``Square(model, eps=8/255, n_queries=5000, p_init=0.8, norm="linf")``; Linf or L2, inputs
-    [B, C, H, W].
+    """``Square(model, eps=8/255, n_queries=5000, p_init=0.8, norm="linf")``; Linf, L2 or L1,
+    inputs [B, C, H, W].
     Uses forward passes only (averaged over ``eot_iter`` for stochastic models) on the margin
     loss. A sample stops being queried - and leaves the batch - once it is misclassified, so
     ``early_stop`` is always on. ``rescale_schedule=True`` fits the window schedule to
     ``n_queries`` (the Square paper's code) instead of AutoAttack's raw query count."""
 
+    NORMS = ("linf", "l2", "l1")
+
     def __init__(self, model, eps: float = 8 / 255, n_queries: int = 5000, p_init: float = 0.8,
                  rescale_schedule: bool = False, **kwargs):
-        if kwargs.get("norm", "linf") not in ("linf", "l2"):
-            raise ValueError("norm: Square is implemented for 'linf' and 'l2'")
         if kwargs.get("loss", "margin") != "margin":
             raise ValueError("loss: Square minimises the margin loss only")
         if not kwargs.get("early_stop", True):
@@ -72,7 +76,7 @@ class Square(Attack):
     def perturb(self, x, y, target):
         if x.dim() != 4:
             raise ValueError(f"x: Square needs images [B, C, H, W], got shape {list(x.shape)}")
-        return self._perturb_l2(x, y, target) if self.threat.l2 else self._perturb_linf(x, y, target)
+        return self._perturb_linf(x, y, target) if self.norm == "linf" else self._perturb_lp(x, y, target)
 
     def _signs(self, shape: tuple, like: torch.Tensor) -> torch.Tensor:
         """Random +-1 of ``shape`` from the attack's generator, on ``like``'s device and dtype."""
@@ -104,22 +108,23 @@ class Square(Attack):
             margin[active[better]] = new_margin[better]
         return x_best
 
-    # -- L2, as the original -------------------------------------------------------------------------
+    # -- L2 and L1, as the original ---------------------------------------------------------------
 
     def _randint(self, high: int) -> int:
         """A window corner in [0, high) (0 when high is 0), as the original's ``random_int``."""
         return int(torch.randint(0, max(high, 1), (1,), generator=self.generator))
 
     def _eta(self, s: int, like: torch.Tensor) -> torch.Tensor:
-        """[s, s] the paper's pattern: two stacked rectangles of opposite sign, unit L2 norm,
-        transposed with probability 1/2."""
-        delta = torch.cat([_rectangles(s // 2, s), -_rectangles(s - s // 2, s)])
-        delta = delta / delta.pow(2).sum().sqrt().clamp_min(1e-12)
+        """[s, s] the paper's pattern: two stacked rectangles of opposite sign, unit norm (L2 or
+        L1), transposed with probability 1/2."""
+        p = 2 if self.norm == "l2" else 1
+        delta = torch.cat([_rectangles(s // 2, s, p), -_rectangles(s - s // 2, s, p)])
+        delta = delta / delta.abs().pow(p).sum().pow(1 / p).clamp_min(1e-12)
         if float(torch.rand(1, generator=self.generator)) > 0.5:
             delta = delta.t()
         return delta.to(like)
 
-    def _start_l2(self, x: torch.Tensor) -> torch.Tensor:
+    def _start(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         s = max(h // 5, 1)
         top0 = (h - s * 5) // 2 if h >= 5 else 0
@@ -131,28 +136,31 @@ class Square(Attack):
                 patch += self._eta(s, x)[: patch.shape[2], : patch.shape[3]] * self._signs((b, c, 1, 1), x)
         return delta
 
-    def _perturb_l2(self, x, y, target):
+    def _inside(self, x0: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """x0 + delta brought into the threat model: L2 rescaled to norm eps and clamped, L1
+        projected onto the ball (radius eps (1 - 1e-6), as the original) and the box."""
+        if self.norm == "l1":
+            return project_l1(x0 + delta, x0, eps=self.eps * (1 - 1e-6), bounds=self.bounds)
+        lo, hi = self._bounds.lo_b.to(x0.dtype), self._bounds.hi_b.to(x0.dtype)
+        return torch.minimum(torch.maximum(x0 + _unit(delta) * self.eps, lo), hi)
+
+    def _perturb_lp(self, x, y, target):
         b, c, h, w = x.shape
-        lo, hi = self._bounds.lo_b.to(x.dtype), self._bounds.hi_b.to(x.dtype)
-
-        def clamp(v):
-            return torch.minimum(torch.maximum(v, lo), hi)
-
-        x_best = clamp(x + _unit(self._start_l2(x)) * self.eps)
+        x_best = self._inside(x, self._start(x))
         margin = self._margin(x_best, y, target)
         for query in range(self.n_queries):
             active = (margin > 0).nonzero().squeeze(1)
             if active.numel() == 0:
                 break
             x0, current = x[active], x_best[active]
-            x_new = clamp(x0 + _unit(self._moved_l2(current - x0, query, c, h, w)) * self.eps)
+            x_new = self._inside(x0, self._moved(current - x0, query, c, h, w))
             new_margin = self._margin(x_new, y[active], None if target is None else target[active])
             better = (new_margin < margin[active]) | (new_margin <= 0)
             x_best[active[better]] = x_new[better]
             margin[active[better]] = new_margin[better]
         return x_best
 
-    def _moved_l2(self, delta: torch.Tensor, query: int, c: int, h: int, w: int) -> torch.Tensor:
+    def _moved(self, delta: torch.Tensor, query: int, c: int, h: int, w: int) -> torch.Tensor:
         """One query's perturbation: window 2's mass moved into window 1 with a new pattern."""
         n = delta.shape[0]
         p = square_fraction(self.p_init, query, self.n_queries, self.rescale_schedule)
@@ -163,13 +171,21 @@ class Square(Attack):
         mask = torch.zeros_like(delta[:1])
         mask[:, :, one[0], one[1]] = 1.0
         mask[:, :, two[0], two[1]] = 1.0
-        norm_one = delta[:, :, one[0], one[1]].pow(2).sum(dim=(-2, -1), keepdim=True).sqrt()
-        norm_image = delta.flatten(1).pow(2).sum(1).sqrt().view(n, 1, 1, 1)
-        norm_windows = (delta * mask).pow(2).sum(dim=(-2, -1), keepdim=True).sqrt()
+        l1 = self.norm == "l1"
+
+        def norm(t, dims):  # the threat model's norm over dims
+            return t.abs().sum(dim=dims, keepdim=True) if l1 else t.pow(2).sum(dim=dims, keepdim=True).sqrt()
+
+        norm_one = norm(delta[:, :, one[0], one[1]], (-2, -1))
+        norm_image = norm(delta.flatten(1), 1).view(n, 1, 1, 1)
+        norm_windows = norm(delta * mask, (-2, -1))
         new = self._eta(s, delta).view(1, 1, s, s) * self._signs((n, c, 1, 1), delta)
         new = new + delta[:, :, one[0], one[1]] / (1e-12 + norm_one)
-        budget = ((self.eps**2 - norm_image.pow(2)).clamp_min(0) / c + norm_windows.pow(2)).sqrt()
-        new = new / (1e-12 + new.pow(2).sum(dim=(-2, -1), keepdim=True).sqrt()) * budget
+        if l1:  # the original's L1 budget, its factor c included
+            budget = ((self.eps - norm_image).clamp_min(0) / c + norm_windows) * c
+        else:
+            budget = ((self.eps**2 - norm_image.pow(2)).clamp_min(0) / c + norm_windows.pow(2)).sqrt()
+        new = new / (1e-12 + norm(new, (-2, -1))) * budget
         delta = delta.clone()
         delta[:, :, two[0], two[1]] = 0.0
         delta[:, :, one[0], one[1]] = new
@@ -177,14 +193,16 @@ class Square(Attack):
 
 
 @functools.lru_cache(maxsize=256)
-def _rectangles(a: int, b: int) -> torch.Tensor:
-    """[a, b] nested rectangles centred in the window, weight 1 / (k + 1)^2 for the k-th, unit L2
-    norm (the original's ``eta_rectangles``); cached, never modified by its callers."""
+def _rectangles(a: int, b: int, p: int = 2) -> torch.Tensor:
+    """[a, b] nested rectangles centred in the window, weight 1 / (k + 1)^2 for the k-th at unit
+    L2 norm (p = 2), or 1 / (k + 1)^4 at unit L1 norm (p = 1): the original's ``eta_rectangles``;
+    cached, never modified by its callers."""
     delta = torch.zeros(a, b, dtype=torch.float64)
     r, q = a // 2, b // 2
     for k in range(max(a // 2 + 1, b // 2 + 1)):
-        delta[max(r - k, 0):min(r - k + 2 * k + 1, a), max(q - k, 0):min(q - k + 2 * k + 1, b)] += 1.0 / (k + 1) ** 2
-    total = delta.pow(2).sum().sqrt()
+        delta[max(r - k, 0):min(r - k + 2 * k + 1, a), max(q - k, 0):min(q - k + 2 * k + 1, b)] += (
+            1.0 / (k + 1) ** (2 if p == 2 else 4))
+    total = delta.abs().pow(p).sum().pow(1 / p)
     return delta / total if total > 0 else delta
 
 

@@ -179,6 +179,9 @@ def autoattack_run(model: nn.Module, *, eps: float, norm: str = "linf", version:
         raise TypeError(f"individual must be a bool, got {type(individual).__name__}")
     if repeats != "auto":
         positive_int("repeats", repeats)
+    if threat.norm == "l1" and version == "plus":
+        warnings.warn("autoattack: the original defines version='plus' for Linf and L2 only; in L1 it runs its "
+                      "attacks at the plus settings without the L1 schedule - check the figures", stacklevel=3)
     seed = draw_seed() if seed is None else positive_int("seed", seed + 1) - 1
     plan = dict(version=version, attacks=attacks, individual=individual, repeats=repeats, bpda=bpda,
                 progress=progress, autocast=autocast, state_path=state_path, resume=resume)
@@ -203,7 +206,7 @@ def _custom_attacks(version: str, attacks) -> tuple[str, ...] | None:
 
 
 def _cascade_for(setup, threat, seed, plan, options) -> _Cascade:
-    """The version's attacks (Square only in Linf) for this model, after the original's checks."""
+    """The version's attacks for this model, after the original's checks."""
     chosen = ("rand" if setup.stochastic else "standard") if plan["version"] == "auto" else plan["version"]
     listed = plan["attacks"] if chosen == "custom" else ATTACKS[chosen]
     names = tuple(listed)

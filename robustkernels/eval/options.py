@@ -68,7 +68,7 @@ def check_eval_options(model: nn.Module, o: EvalOptions) -> EvalOptions:
         raise TypeError("surrogate must be another nn.Module (a model of the same task), not the model itself")
     if o.suite not in SUITES:
         raise ValueError(f"suite must be one of {SUITES}, got {o.suite!r}")
-    check_norm(o.norm)
+    check_norm(o.norm, ("linf", "l2"), "evaluate (L1: robustkernels.eval.autoattack(norm='l1'))")
     o.eps = non_negative("eps", o.eps)
     o.attacks = (o.attacks,) if isinstance(o.attacks, str) else tuple(o.attacks)
     unknown = [a for a in o.attacks if a not in ATTACKS]

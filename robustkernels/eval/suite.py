@@ -47,17 +47,23 @@ def autoattack_attack(name: str, model: nn.Module, threat: ThreatModel, version:
     """One attack of AutoAttack at the original's settings, on our contract (early_stop on).
     ``autocast`` reaches the APGD attacks only: FAB's linearisation (logit differences and the
     hyperplane) and Square's accept/reject on margins need fp32 values, and measured, bf16 made
-    Square weaker (MNIST: 37.0% against 35.0%) and FAB no faster (its success checks are fp32)."""
+    Square weaker (MNIST: 37.0% against 35.0%) and FAB no faster (its success checks are fp32).
+
+    In L1 the standard (and custom) settings are the original's L1 ones: APGD with 5 restarts and
+    APGD-T with 5 targets, both on the 3 / 2 / 1 x eps schedule (``use_largereps``)."""
     autocast = options.pop("autocast", None)
     common = dict(eps=threat.eps, norm=threat.norm, bounds=threat.bounds, normalization=threat.normalization,
                   generator=generator, early_stop=True, **options)
-    restarts = 5 if version == "plus" else 1
+    l1_standard = threat.norm == "l1" and version in ("standard", "custom")
+    restarts = 5 if version == "plus" or l1_standard else 1
+    apgd_options = dict(steps=steps, eot_iter=eot_iter, autocast=autocast, **common)
+    if l1_standard:
+        apgd_options["use_largereps"] = True
     if name in ("apgd-ce", "apgd-dlr"):
-        return APGD(model, steps=steps, loss=name.split("-")[1], restarts=restarts, eot_iter=eot_iter,
-                    autocast=autocast, **common)
+        return APGD(model, loss=name.split("-")[1], restarts=restarts, **apgd_options)
     if name == "apgd-t":
-        return APGDT(model, steps=steps, n_target_classes=n_target_classes, eot_iter=eot_iter, autocast=autocast,
-                     **common)
+        targets = min(n_target_classes, 5) if l1_standard else n_target_classes
+        return APGDT(model, n_target_classes=targets, **apgd_options)
     if name in ("fab", "fab-t"):
         common.pop("eot_batched", None)
         return FAB(model, steps=steps, targeted=name == "fab-t", restarts=1 if name == "fab-t" else restarts,

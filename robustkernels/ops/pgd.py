@@ -77,7 +77,7 @@ def pgd_step(x_adv: torch.Tensor, x_nat: torch.Tensor, grad: torch.Tensor, *, st
     whose new perturbation has a NaN or infinite norm is projected onto x_nat (its non-finite
     elements come out NaN).
     """
-    l2 = check_norm(norm)
+    l2 = check_norm(norm, ("linf", "l2"), "pgd_step (L1: ops.project_l1, see robustkernels.ops.l1)")
     _check_tensor("x_adv", x_adv)
     if x_adv.dim() < 1 or x_adv.shape[0] == 0 and x_adv.numel() != 0:
         raise ValueError(f"x_adv needs a batch dimension, got shape {list(x_adv.shape)}")
@@ -139,7 +139,7 @@ def random_init(x_nat: torch.Tensor, eps, norm: str = "linf", bounds=(0.0, 1.0),
     """A random start in the eps-ball around ``x_nat``, clamped to ``bounds``, from the shared
     Philox stream: uniform in the Linf box, or uniform in the L2 ball (a normal direction and
     radius ``eps * u^(1/d)``, d = elements per sample)."""
-    l2 = check_norm(norm)
+    l2 = check_norm(norm, ("linf", "l2"), "random_init")
     _check_tensor("x_nat", x_nat)
     eps_t = per_sample(eps, "eps", x_nat)
     batch, n = x_nat.shape[0], x_nat.numel()

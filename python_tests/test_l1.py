@@ -51,10 +51,11 @@ def test_projection_matches_a_brute_force_solver():
         eps = float(torch.rand((), generator=g)) * 1.5
         p = project_l1(x, x_nat, eps=eps)[0].numpy()
         xv, nv = x[0].numpy(), x_nat[0].numpy()
-        best = min((optimize.minimize(lambda z: ((z - xv) ** 2).sum(), np.clip(nv + 0.01 * rng.standard_normal(6), 0, 1),
+        starts = [np.clip(nv + 0.01 * rng.standard_normal(6), 0, 1) for _ in range(4)]
+        best = min((optimize.minimize(lambda z: ((z - xv) ** 2).sum(), start,
                                       bounds=[(0, 1)] * 6, method="SLSQP", options={"ftol": 1e-13, "maxiter": 500},
                                       constraints=[{"type": "ineq", "fun": lambda z: eps - np.abs(z - nv).sum()}])
-                    for _ in range(4)), key=lambda r: r.fun)
+                    for start in starts), key=lambda r: r.fun)
         # no point the solver found is nearer (up to its own feasibility tolerance)
         assert ((p - xv) ** 2).sum() <= best.fun * (1 + 1e-6) + 1e-7
         assert np.abs(p - best.x).max() < 1e-3

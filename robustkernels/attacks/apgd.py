@@ -109,7 +109,7 @@ class APGD(Attack):
                        increases=torch.zeros(batch, device=dev),
                        reduced=torch.ones(batch, dtype=torch.bool, device=dev),
                        fooled=torch.zeros(batch, dtype=torch.bool, device=dev))
-        self._record(s, rows, out, fooled_out, logits)
+        self.record_fooled(s, rows, out, fooled_out, logits)
         marks, last_mark = set(checkpoints(self.steps)), 0
         for i in range(self.steps):
             if self.early_stop and not rows.any_live():
@@ -123,7 +123,7 @@ class APGD(Attack):
                 s.x_prev, s.x_adv = s.x_adv, torch.where(live, self.project(moved, s.x), s.x_adv)
             loss, s.grad, logits = self.loss_and_grad(s.x_adv, s.y, s.target)
             with torch.no_grad():
-                self._record(s, rows, out, fooled_out, logits)
+                self.record_fooled(s, rows, out, fooled_out, logits)
                 self._track_best(s, loss)
                 if i + 1 in marks:
                     self._checkpoint(s, i + 1 - last_mark)
@@ -132,8 +132,9 @@ class APGD(Attack):
         out[rows.index[never]] = s.x_best[never]
         return out, fooled_out
 
-    def _record(self, s, rows, out, fooled_out, logits) -> None:
-        """Keep the first fooling point of each row; with early_stop, fooled rows stop."""
+    def record_fooled(self, s, rows, out, fooled_out, logits) -> None:
+        """Keep the first fooling point of each row of the state ``s`` (its ``x_adv`` and
+        ``fooled``) in ``out`` / ``fooled_out``; with early_stop, fooled rows stop."""
         first = self.succeeded(logits, s.y, s.target, s.x_adv) & ~s.fooled
         out[rows.index[first]] = s.x_adv[first]
         fooled_out[rows.index[first]] = True

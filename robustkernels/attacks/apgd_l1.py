@@ -116,14 +116,8 @@ def _stage(attack, x, y, target, x_adv, eps: float, iterations: int, out, fooled
 
 
 def _record(attack, s, rows, out, fooled_out, logits) -> None:
-    if out is None:
-        return
-    first = attack.succeeded(logits, s.y, s.target, s.x_adv) & ~s.fooled
-    out[rows.index[first]] = s.x_adv[first]
-    fooled_out[rows.index[first]] = True
-    s.fooled |= first
-    if attack.early_stop:
-        rows.retire(s.fooled)
+    if out is not None:  # a larger-eps stage fools nothing
+        attack.record_fooled(s, rows, out, fooled_out, logits)
 
 
 def _check(s: _L1State, eps: float, n: int) -> None:

@@ -155,6 +155,7 @@ class Attack:
         self.generator = generator if generator is not None else torch.Generator().manual_seed(draw_seed())
         self._bounds: Bounds | None = None
         self._unchecked_labels = True
+        self._rank_points: torch.Tensor | None = None
 
     # the threat model's fields, read-only
     eps = property(lambda self: self.threat.eps)
@@ -165,9 +166,19 @@ class Attack:
     # -- the public call -------------------------------------------------------------------
     def __call__(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
         self._check_inputs(x, y, target)
-        with frozen_model(self.model, self.model_mode):
-            x_adv = self.perturb(x.detach(), y, target)
+        try:
+            with frozen_model(self.model, self.model_mode):
+                x_adv = self.perturb(x.detach(), y, target)
+        finally:
+            self._rank_points = None
         return x_adv.detach()
+
+    def rank_targets_at(self, points: torch.Tensor) -> Attack:
+        """For the next call only: the attacks that pick their own targets (APGD-T, FAB-T) rank
+        them by the logits at ``points`` (x's shape, e.g. an earlier attack's end points) instead
+        of at the clean inputs. Returns the attack."""
+        self._rank_points = points.detach()
+        return self
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
@@ -270,7 +281,8 @@ class Attack:
                 todo = (~fooled).nonzero().squeeze(1)
                 if todo.numel() == 0:
                     return result
-                t = self.ranked_class(x[todo], rank) if rank is not None else (
+                at = x if self._rank_points is None else self._rank_points
+                t = self.ranked_class(at[todo], rank) if rank is not None else (
                     None if target is None else target[todo])
                 x_adv, success = run(x[todo], y[todo], t, restart)
                 result[todo] = x_adv

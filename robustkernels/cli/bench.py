@@ -12,7 +12,8 @@ def add_bench(commands) -> None:
     bench = command(commands, "bench", summary, run_bench)
     bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the kernels run")
     bench.add_argument("--ops", default="pgd,lwta,noise",
-                       help="comma-separated: pgd,lwta,noise,autoattack (AutoAttack vs torchattacks: minutes)")
+                       help="comma-separated: pgd,lwta,noise,autoattack (AutoAttack vs torchattacks, and fast vs "
+                            "standard: minutes), autoattack-fast (only fast vs standard)")
     bench.add_argument("--data-dir", default="../shared/data",
                        help="folder holding mnist/ and cifar-10-batches-py/ (for --ops autoattack)")
     bench.add_argument("--quick", action="store_true", help="small sizes; under a minute on 2 CPU cores")

@@ -49,6 +49,11 @@ def add_compare(commands) -> None:
     p.add_argument("--val-samples", type=integer(), default=200,
                    help="test samples watched each epoch (catastrophic-overfitting guard)")
     p.add_argument("--eval-samples", type=integer(), default=200, help="test samples AutoAttack runs on")
+    p.add_argument("--val-attack", choices=("pgd", "fast"), default="pgd",
+                   help="per-epoch validation: PGD, or also AutoAttack's fast version (val_fast_acc)")
+    p.add_argument("--keep", choices=("last", "best-robust"), default="last",
+                   help="score the last epoch's weights, or those of the best validation robust accuracy "
+                        "(robust-overfitting early stopping); the table gives the epoch kept")
     p.add_argument("--seed", type=integer(minimum=0), default=0, help="seed of every random choice")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
     p.add_argument("--out", default="runs/compare", help="writes compare.md, compare.json and compare.png here")
@@ -113,7 +118,8 @@ def _compare(args) -> int:
                    progress=not args.no_progress, on_row=_print_row, batch_size=args.batch_size, lr=args.lr,
                    optimizer="sgd", schedule=args.schedule,
                    augment=not args.no_augment and args.dataset in ("cifar10", "cifar100"),
-                   val_data=take(test, -args.val_samples), seed=args.seed)
+                   val_data=take(test, -args.val_samples), seed=args.seed, val_attack=args.val_attack,
+                   keep=args.keep)
     reference = next((e.label for e in entries if e.label == "pgd-at"), None)
     title = (f"{args.model} on {args.dataset} ({len(train[1]) if isinstance(train, tuple) else len(train)} "
              f"training images), {args.epochs} epochs, AutoAttack on {min(args.eval_samples, len(test))} test images")

@@ -73,6 +73,11 @@ def add_train(commands) -> None:
                    help="with --resume: load the checkpoint even if it was written by a different run")
     p.add_argument("--val-samples", type=integer(), default=1000,
                    help="test samples for the per-epoch clean and PGD validation")
+    p.add_argument("--val-attack", choices=("pgd", "fast"), default="pgd",
+                   help="per-epoch validation: PGD, or also AutoAttack's fast version (val_fast_acc)")
+    p.add_argument("--keep", choices=("last", "best-robust"), default="last",
+                   help="the checkpoint's final weights: the last epoch's, or those of the best validation robust "
+                        "accuracy (robust-overfitting early stopping)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (they are off when piped anyway)")
 
 
@@ -171,7 +176,7 @@ def _train(args) -> int:
                   augment=args.augment, augmentations=augmentations,
                   val_data=take(test, 0, args.val_samples),
                   autocast=args.autocast, channels_last=args.channels_last, compile=args.compile, fast=args.fast,
-                  on_overfit=args.on_overfit, seed=args.seed,
+                  on_overfit=args.on_overfit, seed=args.seed, val_attack=args.val_attack, keep=args.keep,
                   log_path=os.path.join(out, "metrics.jsonl"), checkpoint_path=checkpoint_path,
                   checkpoint_every=args.checkpoint_every, resume="force" if args.force_resume else args.resume,
                   progress=not args.no_progress, meta=meta)

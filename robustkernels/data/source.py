@@ -174,6 +174,13 @@ class IndexedData:
     def __len__(self) -> int:
         return len(self.tensors[1]) if self.tensors is not None else len(self.dataset)
 
+    def source(self):
+        """The same data for the streaming view (:func:`batches`): the tensors, or the dataset
+        (with its :class:`Fields`)."""
+        if self.tensors is not None:
+            return self.tensors
+        return Fields(self.dataset, self.fields.x, self.fields.y) if self.fields else self.dataset
+
     @property
     def loader_batch_size(self) -> int | None:
         return self.loader.batch_size if self.loader is not None else None

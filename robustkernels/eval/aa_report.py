@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from .checks import above_chance
+from .suite import FAST_DESCRIPTION, FAST_MEASURED
 from .values import Stat
 
 
@@ -67,8 +68,10 @@ class AutoAttackReport:
 
     def log(self) -> str:
         """The cumulative log, in the original's words."""
-        lines = [f"using {self.version} version including {', '.join(self.attacks)}.",
-                 f"initial accuracy: {100 * self.clean_accuracy.mean:.2f}%"]
+        lines = [f"using {self.version} version including {', '.join(self.attacks)}."]
+        if self.version == "fast":
+            lines.append(f"NOT AutoAttack standard: {FAST_DESCRIPTION}; measured against standard: {FAST_MEASURED}")
+        lines.append(f"initial accuracy: {100 * self.clean_accuracy.mean:.2f}%")
         total = 0.0
         for name, acc in zip(self.attacks, self.robust_after):
             total += self.seconds.get(name, 0.0)
@@ -90,6 +93,11 @@ class AutoAttackReport:
                 if self.stochastic else "deterministic model")
         if self.gradients != "the model's own":
             what += f"; attack gradients: {self.gradients}"
+        if self.version == "fast":
+            return "\n".join([f"Fast evaluation (NOT AutoAttack standard: {FAST_DESCRIPTION}), {self.norm} eps = "
+                              f"{self.eps:.4g}, {self.n_samples} samples, {what}", "", *rows, "",
+                              f"**Fast robust accuracy: {self.robust_accuracy}** (an upper bound on AutoAttack's; "
+                              f"measured against standard: {FAST_MEASURED})", *self.warnings()])
         return "\n".join([f"AutoAttack ({self.version}), {self.norm} eps = {self.eps:.4g}, {self.n_samples} samples, "
                           f"{what}", "", *rows, "", f"**AutoAttack robust accuracy: {self.robust_accuracy}**",
                           *self._individual_line(), *self.warnings()])

@@ -32,6 +32,7 @@ class CompareRow:
     overfit: bool = False
     pareto: bool = False
     at_chance: bool = False  # clean accuracy not clearly above 1/K: never on the Pareto front
+    kept_epoch: int = 0  # the epoch whose weights were scored (fit's keep="best-robust"; else the last)
 
 
 @dataclass
@@ -75,6 +76,7 @@ def compare(make_model: Callable[[], nn.Module], contenders: Sequence[Contender]
         rows.append(CompareRow(c.label, c.epochs, c.fast, sum(r["train_seconds"] for r in history), clean, robust,
                                time.perf_counter() - tic, fit_seconds=wall,
                                overfit=any(r.get("overfit") for r in history),
+                               kept_epoch=next((r["epoch"] for r in history if r.get("kept")), len(history)),
                                at_chance=_at_chance(model, test_data, clean, scored)))
         if on_row is not None:
             on_row(rows[-1])
@@ -96,14 +98,15 @@ def _at_chance(model: nn.Module, test_data, clean: float, scored: int) -> bool:
 def to_markdown(rows: Sequence[CompareRow], reference: str | None = None) -> str:
     """The table; ``reference`` (a row's name) adds each row's training-time ratio to it."""
     ref = next((r for r in rows if r.name == reference), None)
-    lines = ["| method | epochs | clean | robust (AA) | train time | vs " + (reference or "-") + " | Pareto |",
-             "|---|---:|---:|---:|---:|---:|:---:|"]
+    lines = ["| method | epochs | kept epoch | clean | robust (AA) | train time | vs " + (reference or "-")
+             + " | Pareto |",
+             "|---|---:|---:|---:|---:|---:|---:|:---:|"]
     for r in rows:
         ratio = "-" if ref is None else f"{ref.train_seconds / r.train_seconds:.2f}x cheaper"
         ratio = "reference" if r is ref else ratio
         flag = "yes" if r.pareto else ""
         notes = (" (catastrophic overfitting)" if r.overfit else "") + (" (at chance)" if r.at_chance else "")
-        lines.append(f"| {r.name}{notes} | {r.epochs} | "
+        lines.append(f"| {r.name}{notes} | {r.epochs} | {r.kept_epoch} | "
                      f"{100 * r.clean_accuracy:.1f}% | {100 * r.robust_accuracy:.1f}% | {r.train_seconds:.0f} s | "
                      f"{ratio} | {flag} |")
     return "\n".join(lines)

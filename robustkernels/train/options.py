@@ -16,6 +16,8 @@ from .schedules import LR_SCHEDULES
 OPTIMIZERS = ("sgd", "adam")
 AUTOCAST = {None: None, "none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 ON_OVERFIT = ("warn", "stop", "restore")
+VAL_ATTACKS = ("pgd", "fast")  # fast: autoattack(version="fast") joins the per-epoch validation
+KEEP = ("last", "best-robust")
 
 
 @dataclass
@@ -32,6 +34,8 @@ class FitOptions:
     augment: bool = False
     augmentations: tuple = ()
     val_attack_steps: int = 10
+    val_attack: str = "pgd"
+    keep: str = "last"
     autocast: str | None = None
     channels_last: bool = False
     compile: bool = False
@@ -73,6 +77,12 @@ def check_options(options: FitOptions, default_schedule: str, has_val: bool) -> 
         raise ValueError(f"on_overfit must be one of {ON_OVERFIT}, got {o.on_overfit!r}")
     if o.on_overfit != "warn" and not has_val:
         raise ValueError(f"on_overfit={o.on_overfit!r} needs val_data: the guard watches validation accuracy")
+    if o.val_attack not in VAL_ATTACKS:
+        raise ValueError(f"val_attack must be one of {VAL_ATTACKS}, got {o.val_attack!r}")
+    if o.keep not in KEEP:
+        raise ValueError(f"keep must be one of {KEEP}, got {o.keep!r}")
+    if (o.keep != "last" or o.val_attack != "pgd") and not has_val:
+        raise ValueError(f"keep={o.keep!r} / val_attack={o.val_attack!r} need val_data: they use the validation")
     o.augmentations = tuple(make_augmentation(a) if isinstance(a, str) else a for a in o.augmentations)
     bad = [a for a in o.augmentations if not isinstance(a, Augmentation)]
     if bad:

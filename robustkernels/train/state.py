@@ -63,3 +63,4 @@ class Run:
     history: list[dict] = field(default_factory=list)
     sums: EpochSums = field(default_factory=EpochSums)
     classes: int | None = None  # the model's outputs, once an augmentation needed them
+    best: dict | None = None  # keep="best-robust": {"epoch", "score", "model"} of the best validation so far

@@ -126,6 +126,12 @@ def fit(model: nn.Module, method: Method, train_data, *, val_data=None, **option
             ``"gaussian_noise:0.05"``, ``"mixup:1.0"``, ``"cutmix:1.0"``). Mixing ones train on
             soft targets; the method's attack uses the label of the larger share.
         val_attack_steps: PGD steps of the per-epoch validation (clean, FGSM and PGD accuracy).
+        val_attack: ``"pgd"`` (that validation) or ``"fast"``: also the robust accuracy of
+            :func:`~robustkernels.eval.autoattack` ``version="fast"`` (``val_fast_acc``).
+        keep: ``"last"`` (default) or ``"best-robust"``: at the end the model (and the last
+            checkpoint) holds the weights of the epoch with the best validation robust accuracy
+            (``val_fast_acc`` with ``val_attack="fast"``, else ``val_pgd_acc``): robust-overfitting
+            early stopping (Rice et al. 2020). That epoch's record gets ``"kept": true``.
         autocast: ``None``, ``"bf16"`` or ``"fp16"`` (with a gradient scaler).
         channels_last, compile: memory format and ``torch.compile`` for training and attacks.
         fast: the levers among autocast / channels_last / compile that pay off on this device
@@ -182,14 +188,45 @@ def fit(model: nn.Module, method: Method, train_data, *, val_data=None, **option
             if opts.log_path is not None and run.rank == 0:
                 with open(opts.log_path, "a") as f:
                     f.write(json_line(record))
+            track_best(run, opts, record)
             save_checkpoint(run, opts, epoch + 1, 0)
             if collapsed:
                 break
             if opts.on_overfit == "restore":
                 last_good = snapshot(run)
+        keep_best(run, opts)
     finally:
         torch.set_rng_state(rng_state)
     return run.history
+
+
+def track_best(run: Run, opts: FitOptions, record: dict) -> None:
+    """keep="best-robust": remember the weights of the best validation robust accuracy so far."""
+    if opts.keep != "best-robust":
+        return
+    score = record["val_fast_acc" if opts.val_attack == "fast" else "val_pgd_acc"]
+    if run.best is None or score > run.best["score"]:
+        run.best = {"epoch": record["epoch"], "score": score, "model": copy.deepcopy(run.model.state_dict())}
+
+
+def keep_best(run: Run, opts: FitOptions) -> None:
+    """keep="best-robust": the best epoch's weights into the model and the last checkpoint."""
+    if opts.keep != "best-robust" or run.best is None:
+        return
+    run.model.load_state_dict(run.best["model"])
+    for record in run.history:
+        record["kept"] = record["epoch"] == run.best["epoch"]
+    save_checkpoint(run, opts, len(run.history), 0)
+
+
+def validate_fast(model: nn.Module, method: Method, data: IndexedData, *, batch_size: int, seed: int) -> float:
+    """AutoAttack ``version="fast"``'s robust accuracy of ``model`` on ``data`` at the method's
+    full eps (every process takes its share of the batches; the verdicts are gathered)."""
+    from ..eval import autoattack
+
+    report = autoattack(model, data.source(), eps=method.target_eps, version="fast", batch_size=batch_size,
+                        seed=seed, progress=False, **method.space.space_kwargs())
+    return report.robust_accuracy.mean
 
 
 def snapshot(run: Run) -> dict:
@@ -258,6 +295,7 @@ def resume(run: Run, opts: FitOptions) -> None:
     run.method.load_state_dict(state["method"])
     run.epoch, run.batch, run.step = state["epoch"], state["batch"], state["step"]
     run.history, run.sums = state["history"], EpochSums.from_state(state["partial"])
+    run.best = state.get("best")
 
 
 def save_checkpoint(run: Run, opts: FitOptions, epoch: int, batch: int) -> None:
@@ -271,7 +309,7 @@ def save_checkpoint(run: Run, opts: FitOptions, epoch: int, batch: int) -> None:
             "scaler": run.ctx.scaler.state_dict() if run.ctx.scaler is not None else None,
             "method": run.method.state_dict(), "method_name": run.method.name, "epoch": epoch, "batch": batch,
             "step": run.step, "history": run.history, "partial": run.sums.state_dict(), "seed": opts.seed,
-            "meta": opts.meta or {}, "run": run.fingerprint,
+            "meta": opts.meta or {}, "run": run.fingerprint, "best": run.best,
         }, opts.checkpoint_path)
     barrier()
 
@@ -370,6 +408,9 @@ def end_epoch(run: Run, opts: FitOptions, val: IndexedData | None, epoch: int) -
                           seed=mix_seed(opts.seed, epoch, 7), device=run.device)
         run.method.end_validation(scores["val_clean_acc"], scores["val_pgd_acc"])
         record.update(scores)
+        if opts.val_attack == "fast":
+            record["val_fast_acc"] = validate_fast(run.net, run.method, val, batch_size=opts.batch_size,
+                                                   seed=mix_seed(opts.seed, epoch, 11))
     run.history.append(record)
     message = overfit_message(run.history)
     if message is not None:

@@ -1,0 +1,91 @@
+"""``autoattack(version="fast")``: APGD-CE, APGD-T on 3 targets ranked at APGD-CE's end points, a
+Square guard on a share of the survivors - close to standard, said plainly in the report and the
+log; and ``fit(val_attack="fast",
+keep="best-robust")`` keeping the weights of the best validation robust accuracy. Speed and the
+gap to standard are measured in ``robustkernels bench --ops autoattack``, not asserted here."""
+
+import math
+
+import pytest
+import torch
+
+from robustkernels.data import load_digits
+from robustkernels.eval import autoattack
+from robustkernels.eval.suite import FAST_GUARD_SHARE
+from robustkernels.train import fit, make_method
+from robustkernels.train.checkpoint import load
+
+from .models import small_cnn, trained_digits_cnn
+
+
+def test_fast_is_standards_first_attacks_on_fewer_targets_and_says_so():
+    model, x, y = trained_digits_cnn()
+    data = (x[:150], y[:150])
+    fast = autoattack(model, data, eps=0.1, version="fast", seed=0, progress=False)
+    standard = autoattack(model, data, eps=0.1, version="standard", seed=0, progress=False)
+    assert fast.attacks == ["apgd-ce", "apgd-t", "square"] and fast.version == "fast"
+    assert fast.robust_after[0] == standard.robust_after[0]  # the same APGD-CE, the same draws
+    assert fast.attacked["apgd-t"] == standard.attacked["apgd-t"]
+    survivors = round(fast.robust_after[1] * 150)
+    assert fast.attacked["square"] == math.ceil(FAST_GUARD_SHARE * survivors)  # the guard: a share
+    assert abs(fast.robust_accuracy.mean - standard.robust_accuracy.mean) <= 2 / 150
+    text, log = fast.to_markdown(), fast.log()
+    assert "NOT AutoAttack standard" in text and "NOT AutoAttack standard" in log
+    assert "measured against standard" in text and "AutoAttack robust accuracy" not in text
+
+
+def test_fast_in_l1_and_on_a_dict_loader():
+    model, x, y = trained_digits_cnn()
+    loader = torch.utils.data.DataLoader([{"image": a, "label": b} for a, b in zip(x[:40], y[:40])], batch_size=16)
+    report = autoattack(model, loader, eps=2.0, norm="l1", version="fast", seed=0, progress=False)
+    assert report.norm == "l1" and report.n_samples == 40
+    assert report.robust_accuracy.mean <= report.clean_accuracy.mean
+
+
+def _digits():
+    x, y, xt, yt = load_digits()
+    return (x, y), (xt[:80], yt[:80])
+
+
+def test_fit_keeps_the_best_robust_epoch(tmp_path):
+    train, val = _digits()
+    torch.manual_seed(0)
+    model = small_cnn()
+    history = fit(model, make_method("pgd_at", eps=0.1, steps=3), train, val_data=val, epochs=3, batch_size=64,
+                  lr=3e-3, optimizer="adam", val_attack="fast", keep="best-robust", progress=False,
+                  checkpoint_path=tmp_path / "ck.pt")
+    scores = [r["val_fast_acc"] for r in history]
+    kept = [r["epoch"] for r in history if r["kept"]]
+    assert kept == [1 + max(range(len(scores)), key=lambda i: (scores[i], -i))]  # the first best epoch
+    state = load(tmp_path / "ck.pt")
+    assert all(torch.equal(v, state["model"][k]) for k, v in model.state_dict().items())  # checkpoint = kept
+    again = autoattack(model, val, eps=0.1, version="fast", batch_size=64, progress=False, seed=0)
+    assert abs(again.robust_accuracy.mean - max(scores)) <= 0.05  # the kept weights score as recorded
+
+
+def test_keep_and_val_attack_need_validation_data_and_known_names():
+    train, val = _digits()
+    method = make_method("standard")
+    with pytest.raises(ValueError, match="need val_data"):
+        fit(small_cnn(), method, train, keep="best-robust", progress=False)
+    with pytest.raises(ValueError, match="val_attack must be one of"):
+        fit(small_cnn(), method, train, val_data=val, val_attack="autoattack", progress=False)
+    with pytest.raises(ValueError, match="keep must be one of"):
+        fit(small_cnn(), method, train, val_data=val, keep="best", progress=False)
+
+
+def test_rank_targets_at_ranks_on_the_given_points_for_one_call(monkeypatch):
+    from robustkernels.attacks import APGDT
+
+    model, x, y = trained_digits_cnn()
+    x, y = x[:8], y[:8]
+    attack = APGDT(model, eps=0.05, steps=2, n_target_classes=2)
+    seen = []
+    original = attack.ranked_class
+    monkeypatch.setattr(attack, "ranked_class", lambda at, rank: seen.append(at.clone()) or original(at, rank))
+    points = (x + 0.3).clamp(0, 1)
+    attack.rank_targets_at(points)(x, y)
+    assert torch.equal(seen[0], points)  # the first target rank, on every sample
+    seen.clear()
+    attack(x, y)  # the next call ranks at the clean inputs again
+    assert torch.equal(seen[0], x)

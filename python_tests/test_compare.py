@@ -18,8 +18,8 @@ def test_pareto_front_keeps_what_nothing_beats_on_both_axes():
     pareto_front(rows)
     assert {r.name for r in rows if r.pareto} == {"slow-strong", "fast-weak", "fast-strong", "tie"}
     table = to_markdown(rows, reference="slow-strong")
-    assert "| fast-weak | 1 | 80.0% | 20.0% | 10 s | 10.00x cheaper | yes |" in table
-    assert "| dominated | 1 | 80.0% | 15.0% | 50 s | 2.00x cheaper |  |" in table
+    assert "| fast-weak | 1 | 1 | 80.0% | 20.0% | 10 s | 10.00x cheaper | yes |" in table
+    assert "| dominated | 1 | 1 | 80.0% | 15.0% | 50 s | 2.00x cheaper |  |" in table
 
 
 def test_compare_trains_evaluates_and_writes_the_table_and_figure(tmp_path, capsys):

@@ -164,8 +164,8 @@ def test_square_is_gradient_free_and_stays_in_the_ball():
                    generator=torch.Generator().manual_seed(0))(x, y)
     assert (x_adv - x).abs().max() <= EPS + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
     assert accuracy(model, x_adv, y) < accuracy(model, PGD(Masked(model, quantize=True), eps=EPS)(x, y), y)
-    with pytest.raises(ValueError, match="norm"):  # Linf and L2 (the original's search) only
-        Square(model, eps=EPS, norm="l1")
+    with pytest.raises(ValueError, match="norm"):  # Linf, L2 and L1 (the original's searches) only
+        Square(model, eps=EPS, norm="l0")
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -6,16 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from .args import (
-    add_model_options,
-    command,
-    held_folder,
-    integer,
-    load_data,
-    number,
-    output_folder,
-    parse_normalization,
-)
+from .args import add_model_options, command, held_folder, integer, number, output_folder
 from .args import device as parse_device
 
 DEFAULT_METHODS = "pgd-at,fgsm-rs,n-fgsm,free-at,atta,fat,n-fgsm+fast,atta+fast"
@@ -94,6 +85,7 @@ def _compare(args) -> int:
     from .. import machine
     from ..data import DEFAULT_EPS, take
     from ..recipes.compare import autoattack_scorer, compare, plot, rows_as_dicts, to_markdown
+    from .args import load_data, parse_normalization
     from .modelspec import build, check_fits
 
     out = args.out

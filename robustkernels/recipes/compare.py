@@ -106,7 +106,7 @@ def to_markdown(rows: Sequence[CompareRow], reference: str | None = None) -> str
         ratio = "reference" if r is ref else ratio
         flag = "yes" if r.pareto else ""
         notes = (" (catastrophic overfitting)" if r.overfit else "") + (" (at chance)" if r.at_chance else "")
-        lines.append(f"| {r.name}{notes} | {r.epochs} | {r.kept_epoch} | "
+        lines.append(f"| {r.name}{notes} | {r.epochs} | {r.kept_epoch or r.epochs} | "
                      f"{100 * r.clean_accuracy:.1f}% | {100 * r.robust_accuracy:.1f}% | {r.train_seconds:.0f} s | "
                      f"{ratio} | {flag} |")
     return "\n".join(lines)

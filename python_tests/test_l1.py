@@ -188,3 +188,35 @@ def test_autoattack_l1_agrees_with_the_original_sample_by_sample():
         theirs = model(adv).argmax(1) == y
     agree = (torch.tensor(ours.robust) == theirs).float().mean()
     assert abs(ours.robust_accuracy.mean - float(theirs.float().mean())) <= 0.02 and agree >= 0.97
+
+
+class _UserNet(nn.Module):
+    """A user module with its own forward: a residual block, BatchNorm, reflect padding, GELU."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = nn.Conv2d(1, 6, 3, padding=1, padding_mode="reflect")
+        self.bn = nn.BatchNorm2d(6)
+        self.head = nn.Linear(6 * 64, 10)
+
+    def forward(self, x):
+        h = torch.nn.functional.gelu(self.bn(self.conv(x)))
+        return self.head((h + self.conv(x)).flatten(1))
+
+
+def test_l1_fast_and_evaluate_on_a_users_model_leave_it_as_it_was():
+    model = _UserNet().train()
+    calls = []
+    model.conv.register_forward_hook(lambda m, a, o: calls.append(1))
+    x = torch.rand(24, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    y = torch.randint(0, 10, (24,), generator=torch.Generator().manual_seed(3))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    for version in ("standard", "fast"):
+        report = autoattack(model, (x, y), eps=1.0, norm="l1", version=version, steps=5, n_queries=20, seed=0,
+                            progress=False)
+        assert len(report.robust) == 24 and report.robust_accuracy.mean <= report.clean_accuracy.mean
+    evaluate(model, (x, y), eps=0.1, attacks=("fgsm", "apgd-ce"), steps={"apgd": 5}, check_samples=8,
+             corruptions=("contrast",), progress=False)
+    assert model.training and calls  # mode restored, the user's hook ran
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())  # BatchNorm stats untouched

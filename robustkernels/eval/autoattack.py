@@ -244,7 +244,7 @@ class AutoAttackRun:
     def _start(self, x) -> None:
         """The model's setup and the cascade, from the first batch."""
         self.setup = model_setup(self.model, self.threat, x, self.plan["bpda"])
-        self.probabilities = _outputs_probabilities(self.setup, x)
+        self.probabilities = _outputs_probabilities(self.model, self.setup, x)
         self.cascade = _cascade_for(self.setup, self.threat, self.seed, self.plan, self.options)
         self.reps = eot_and_repeats(self.setup.stochastic, repeats=self.plan["repeats"])[1]
         self.cascade.seconds.update(self.state.seconds)
@@ -304,10 +304,10 @@ def _state(model, threat, seed, plan, options, rank, world) -> RunState:
     return RunState(path, identity, plan["resume"])
 
 
-def _outputs_probabilities(setup, x) -> bool:
+def _outputs_probabilities(model, setup, x) -> bool:
     """The original's check: a model whose rows are non-negative and sum to 1 returns
     probabilities, not logits - the CE gradient through a softmax of them is masked."""
-    with torch.no_grad():
+    with frozen_model(model, "eval"), torch.no_grad():  # eval mode: BatchNorm statistics untouched
         out = setup.forward(x[:64]).float()
     if bool((out >= 0).all()) and bool(((out.sum(dim=1) - 1).abs() < 1e-4).all()):
         warnings.warn("autoattack: the model's outputs are non-negative and sum to 1 - probabilities, not logits; "

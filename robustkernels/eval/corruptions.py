@@ -172,7 +172,8 @@ class CorruptionTally:
         if unknown:
             raise ValueError(f"corruptions must be among {CORRUPTIONS}, got {unknown}")
         self.severities = tuple(severities)
-        self.generators = {name: torch.Generator().manual_seed(seed * 1000 + i) for i, name in enumerate(corruptions)}
+        self.generators = {name: torch.Generator().manual_seed((seed * 1000 + i) % 2**63)  # seeds of 63 bits fit
+                           for i, name in enumerate(corruptions)}
         self.clean, self.correct, self.seen = 0, {name: [0] * len(self.severities) for name in corruptions}, 0
 
     @torch.no_grad()

@@ -38,9 +38,11 @@ def original_robust(model, x, y, norm: str, eps: float) -> torch.Tensor:
         return model(adv).argmax(1) == y
 
 
-def compare(data_root: str, samples: int) -> list[dict]:
+def compare(data_root: str, samples: int, only: str | None = None) -> list[dict]:
     rows, cases = [], {}
     for dataset, norm, eps in CASES:
+        if only and f"{dataset}:{norm}" not in only.split(","):
+            continue
         if dataset not in cases:
             cases[dataset] = pgd_at_case(data_root, dataset, samples)
         model, x, y, _ = cases[dataset]
@@ -70,11 +72,12 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--cases", default=None, help="comma-separated DATASET:NORM, e.g. mnist:linf (default: all)")
     args = parser.parse_args()
     print(machine.describe())
     print("| data | norm | eps | images | ours | original | per-sample agreement | ours s | original s |")
     print("| --- " * 9 + "|")
-    rows = compare(args.data_dir, args.samples)
+    rows = compare(args.data_dir, args.samples, args.cases)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine.describe(), "rows": rows}, f, indent=1)

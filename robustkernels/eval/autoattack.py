@@ -52,7 +52,6 @@ ATTACKS = {
 }
 
 
-
 class _Cascade:
     """Runs the attacks of one version on batches; keeps per-sample verdicts only."""
 

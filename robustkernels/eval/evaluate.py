@@ -164,7 +164,8 @@ def _one_pass(model, data, opts: EvalOptions, threat: ThreatModel, bpda, gen) ->
     _check_model(model, setup, opts)
     runner = _Runner(model, setup, threat, opts, gen)
     crafted = _crafted_attacks(runner, opts)
-    tally = PassTally([name for name, _ in crafted], opts.norm, max(opts.check_samples, opts.examples))
+    tally = PassTally([name for name, _ in crafted], opts.norm, opts.check_samples if opts.checks else 0,
+                      opts.examples)
     extras = _Extras(model, setup, opts, gen)
     for x, y, index in progress_bar(itertools.chain([first], stream), desc="evaluate", enabled=opts.progress):
         check_label_range(y, setup.classes, f"data (batch {index})")

@@ -12,11 +12,12 @@ from .values import AttackResult, Stat
 
 
 class PassTally:
-    """Per-batch verdicts of one evaluation pass. ``keep``: how many leading samples (inputs,
-    labels and each attack's adversarial inputs) are kept whole."""
+    """Per-batch verdicts of one evaluation pass. The first ``keep`` inputs are kept whole (the
+    masking checks run on them) and the first ``show`` adversarial inputs of each attack (the
+    report's examples)."""
 
-    def __init__(self, names: list[str], norm: str, keep: int):
-        self.names, self.norm, self.keep = names, norm, keep
+    def __init__(self, names: list[str], norm: str, keep: int, show: int):
+        self.names, self.norm, self.keep, self.show = names, norm, keep, show
         self.clean, self.confidence, self.labels, self.xs = [], [], [], []
         self.robust = {n: [] for n in names}  # name -> [R, n] per batch (AutoAttack: [1, n])
         self.confidence_adv, self.moved = {n: [] for n in names}, {n: [] for n in names}
@@ -46,8 +47,8 @@ class PassTally:
         self.moved[name].append(lp_norms(x_adv - x, self.norm)[~robust[0] & clean[0]])
         self.seconds[name] += seconds
         shown = sum(len(v) for v in self.shown[name])
-        if shown < self.keep:
-            self.shown[name].append(x_adv[: self.keep - shown])
+        if shown < self.show or not self.shown[name]:  # (an empty slice keeps the shape when show is 0)
+            self.shown[name].append(x_adv[: max(self.show - shown, 0)])
 
     def add_robust(self, name: str, robust: torch.Tensor) -> None:
         """Verdicts [n] of a run that reports only them (AutoAttack), for the worst case."""

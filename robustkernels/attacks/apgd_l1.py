@@ -81,7 +81,8 @@ def run_l1(attack, x: torch.Tensor, y: torch.Tensor, target) -> tuple[torch.Tens
 def _stage(attack, x, y, target, x_adv, eps: float, iterations: int, out, fooled_out, given: bool):
     """``iterations`` L1 steps at radius ``eps`` from ``x_adv``; records first fooling points
     into ``out`` / ``fooled_out`` (None: a larger-eps stage, which fools nothing). Returns the
-    best point of every row (the next stage's start)."""
+    best point of every row: the next stage's start (only the last stage, whose return is not
+    used, compacts its rows)."""
     batch, dev, n = x.shape[0], x.device, x[0].numel()
     loss, grad, logits = attack.loss_and_grad(x_adv, y, target)
     sparsity = l0(x_adv - x) if given else torch.full((batch,), float(n), dtype=torch.float64, device=dev)
@@ -90,7 +91,6 @@ def _stage(attack, x, y, target, x_adv, eps: float, iterations: int, out, fooled
                  topk=sparsity / n / 1.5 if given else torch.full_like(sparsity, TOPK_START), sparsity=sparsity,
                  fooled=torch.zeros(batch, dtype=torch.bool, device=dev))
     rows = ActiveSet(batch, dev, enabled=out is not None and attack.early_stop and attack.active_set)
-    best = x_adv.clone()  # every row's best point, in the caller's order
     _record(attack, s, rows, out, fooled_out, logits)
     every = max(int(0.04 * iterations), 1)
     for i in range(iterations):
@@ -108,11 +108,10 @@ def _stage(attack, x, y, target, x_adv, eps: float, iterations: int, out, fooled
             s.x_best[better], s.grad_best[better], s.loss_best[better] = s.x_adv[better], s.grad[better], loss[better]
             if (i + 1) % every == 0:
                 _check(s, eps, n)
-    best[rows.index] = s.x_best
     if out is not None:
         never = ~s.fooled
         out[rows.index[never]] = s.x_best[never]
-    return best
+    return s.x_best
 
 
 def _record(attack, s, rows, out, fooled_out, logits) -> None:

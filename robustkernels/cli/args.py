@@ -136,6 +136,17 @@ def load_data(args, train: bool = True):
     return (load(args.dataset, args.data_dir, train=True, seed=args.seed) if train else None), test
 
 
+def eps_for(args) -> float:
+    """``--eps``, or the radius the literature uses on ``--dataset``; the user's own data have none."""
+    from ..data import DEFAULT_EPS
+
+    if args.eps is not None:
+        return args.eps
+    if args.dataset not in DEFAULT_EPS:
+        raise ValueError(f"--dataset {args.dataset}: give --eps (no default radius for your own data)")
+    return DEFAULT_EPS[args.dataset]
+
+
 NORMALIZATIONS = {"cifar10": ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
                   "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
 

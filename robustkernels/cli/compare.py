@@ -80,28 +80,23 @@ def run_compare(args) -> int:
 
 
 def _compare(args) -> int:
-    import torch
 
     from .. import machine
-    from ..data import DEFAULT_EPS, take
+    from ..data import take
     from ..recipes.compare import autoattack_scorer, compare, plot, rows_as_dicts, to_markdown
-    from .args import load_data, parse_normalization
-    from .modelspec import build, check_fits
+    from .args import eps_for, load_data, parse_normalization
+    from .modelspec import build_for, check_fits
 
     out = args.out
     device = parse_device(args.device)
-    if args.eps is None and args.dataset not in DEFAULT_EPS:
-        raise ValueError(f"--dataset {args.dataset}: give --eps (no default radius for your own data)")
-    eps = DEFAULT_EPS[args.dataset] if args.eps is None else args.eps
+    eps = eps_for(args)
     normalization = parse_normalization(args.normalization)
     entries = contenders(args.methods, args, eps, normalization)  # validates before loading data
     train, test = load_data(args)
     train = take(train, 0, args.train_samples)
-    shape, classes = test[0][0].shape, getattr(test, "num_classes", None) or 10
 
     def make_model():
-        torch.manual_seed(args.seed)
-        return build(args, in_channels=shape[0], image_size=shape[-1], num_classes=classes)[0].to(device)
+        return build_for(args, test, args.seed)[0].to(device)
 
     check_fits(make_model(), test, normalization)  # a bad --model fails here, before any training
     rows = compare(make_model, entries, train, test,

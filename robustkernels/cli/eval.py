@@ -9,6 +9,7 @@ from .args import (
     add_model_options,
     command,
     eot_iter,
+    eps_for,
     held_folder,
     integer,
     load_data,
@@ -87,7 +88,6 @@ def run_eval(args) -> int:
 
 def _user_model(args):
     """(model, meta) from ``--model PKG.MODULE:FACTORY --weights FILE``."""
-    from ..data import DEFAULT_EPS
     from ..models import load_weights, model_from_import
 
     if not is_import_path(args.model):
@@ -96,10 +96,8 @@ def _user_model(args):
     if args.weights is None or args.dataset is None:
         raise ValueError("--model needs --weights FILE (or --checkpoint) and --dataset")
     model = load_weights(model_from_import(args.model, model_args(args.model_args)), args.weights).eval()
-    if args.eps is None and args.dataset not in DEFAULT_EPS:
-        raise ValueError(f"--dataset {args.dataset}: give --eps (no default radius for your own data)")
     meta = {"model": args.model, "activation": "user", "pni": False, "dataset": args.dataset,
-            "eps": DEFAULT_EPS.get(args.dataset, args.eps), "method": "?"}
+            "eps": eps_for(args), "method": "?"}
     return model, meta
 
 

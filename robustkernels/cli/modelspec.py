@@ -33,6 +33,14 @@ def build(args, in_channels: int, image_size: int, num_classes: int) -> tuple[nn
                        image_size=image_size, num_classes=num_classes)
 
 
+def build_for(args, data, seed: int) -> tuple[nn.Module, dict]:
+    """:func:`build` sized to ``data`` (a Dataset: its first image's shape, its ``num_classes``,
+    else 10), with the global RNG seeded by ``seed`` first (the same initial weights each call)."""
+    shape = data[0][0].shape
+    torch.manual_seed(seed)
+    return build(args, in_channels=shape[0], image_size=shape[-1], num_classes=getattr(data, "num_classes", None) or 10)
+
+
 def check_fits(model: nn.Module, data, normalization) -> None:
     """One eval-mode forward pass on the first sample of ``data`` (a Dataset): the model takes the
     data's inputs and returns logits for at least the data's classes; else one line saying so."""

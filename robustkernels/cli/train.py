@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 
-from ..data import DATASETS, DEFAULT_EPS, USER_DATASETS
+from ..data import DATASETS, USER_DATASETS
 from .args import (
     add_model_options,
     command,
+    eps_for,
     held_folder,
     integer,
     load_data,
@@ -118,21 +119,6 @@ def _method_kwargs(args, eps: float) -> dict:
     return {**kwargs, **extra.get(name, {})}
 
 
-def _model(args, train, test, normalization):
-    """(fresh model, meta) for the data: the built-ins sized to its images and classes; the
-    user's factory checked against them by one forward pass."""
-    import torch
-
-    from .modelspec import build, check_fits
-
-    shape = train[0][0].shape
-    classes = getattr(train, "num_classes", None) or 10
-    torch.manual_seed(args.seed)
-    model, meta = build(args, in_channels=shape[0], image_size=shape[-1], num_classes=classes)
-    check_fits(model, test, normalization)
-    return model, meta
-
-
 def run_train(args) -> int:
     with held_folder(output_folder(args.out)):
         return _train(args)
@@ -147,6 +133,7 @@ def _train(args) -> int:
     from ..train.augment import make_augmentation
     from ..train.checkpoint import check_path
     from ..train.trainer import json_line
+    from .modelspec import build_for, check_fits
 
     out = args.out
     if args.force_resume and not args.resume:
@@ -158,14 +145,13 @@ def _train(args) -> int:
     defaults = TRAIN_DEFAULTS.get(args.dataset, FILE_DEFAULTS)
     batch_size = args.batch_size or defaults["batch_size"]
     optimizer = args.optimizer or defaults["optimizer"]
-    if args.eps is None and args.dataset not in DEFAULT_EPS:
-        raise ValueError(f"--dataset {args.dataset}: give --eps (no default radius for your own data)")
-    eps = DEFAULT_EPS[args.dataset] if args.eps is None else args.eps
+    eps = eps_for(args)
     normalization = parse_normalization(args.normalization)
     method = make_method(args.method, **_method_kwargs(args, eps), normalization=normalization)  # checked first
     augmentations = [make_augmentation(a) for a in args.augmentations.split(",") if a]
     train, test = load_data(args)
-    model, meta = _model(args, train, test, normalization)
+    model, meta = build_for(args, train, args.seed)
+    check_fits(model, test, normalization)
     meta.update(dataset=args.dataset, eps=eps, norm=args.norm, method=method.name,
                 normalization=None if normalization is None else [list(v) for v in normalization])
     model = model.to(device)

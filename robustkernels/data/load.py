@@ -54,15 +54,12 @@ def load(name: str, root: str | os.PathLike | None = None, train: bool = False, 
     - ``tensors``: ``root/train.pt`` and ``root/test.pt`` (or ``.npz``); for the test split ``root``
       may also be the file itself.
     """
+    if name == "digits":
+        return TensorImages(*load_dataset(name, seed=seed)[0 if train else 1], NUM_CLASSES[name])
     if name in DATASETS:
-        if name == "digits":
-            (x, y), (xt, yt) = load_dataset(name, seed=seed)
-        else:
-            if root is None:
-                raise ValueError(f"dataset {name!r} is read from files: give root (data_dir, or --data-dir)")
-            x, y = _READERS[name](root, train=train)
-            xt, yt = x, y
-        return TensorImages(*((x, y) if train else (xt, yt)), NUM_CLASSES[name])
+        if root is None:
+            raise ValueError(f"dataset {name!r} is read from files: give root (data_dir, or --data-dir)")
+        return TensorImages(*_READERS[name](root, train=train), NUM_CLASSES[name])
     if name not in USER_DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS + USER_DATASETS}, got {name!r}")
     if root is None:

@@ -4,7 +4,7 @@ backend."""
 
 from ._random import draw_seed
 from .batch_norm_lwta import batch_norm_lwta
-from .l1 import l1_norms, project_l1
+from .l1 import project_l1
 from .lwta import lwta
 from .noise import inject_noise, noisy_weight
 from .pgd import pgd_step, project, random_init
@@ -14,7 +14,6 @@ __all__ = [
     "batch_norm_lwta",
     "draw_seed",
     "inject_noise",
-    "l1_norms",
     "lwta",
     "noisy_weight",
     "pgd_step",

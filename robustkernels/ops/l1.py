@@ -62,7 +62,3 @@ def project_l1(x: torch.Tensor, x_nat: torch.Tensor, *, eps, bounds=(0.0, 1.0)) 
     d = torch.sign(v).flatten(1) * torch.minimum((magnitude - lam).clamp_min(0), flat_room)
     return (nat + d.view(x.shape)).to(x.dtype)
 
-
-def l1_norms(delta: torch.Tensor) -> torch.Tensor:
-    """Per-sample ``||delta||_1`` [B] in float64."""
-    return delta.flatten(1).double().abs().sum(1)

@@ -86,7 +86,7 @@ def validate(model: nn.Module, method: Method, data: IndexedData, *, steps: int,
     rank, world = rank_and_world()
     idx = shard(torch.arange(len(data)), rank, world)
     eps = method.target_eps
-    threat = dict(norm=method.norm, bounds=method.bounds, normalization=method.normalization)
+    threat = method.space.space_kwargs()
     pgd = PGD(model, eps=eps, alpha=default_step(eps, steps), steps=steps, **threat,
               generator=torch.Generator().manual_seed(mix_seed(seed, rank, 1)))
     fgsm = FGSM(model, eps=eps, **threat)

@@ -60,6 +60,10 @@ class Method:
 
     name = ""
     single_step = False  # one gradient per example: prone to catastrophic overfitting
+    # the threat model's space, read-only (eps ramps: it is the method's own)
+    norm = property(lambda self: self.space.norm)
+    bounds = property(lambda self: self.space.bounds)
+    normalization = property(lambda self: self.space.normalization)
 
     def __init__(self, *, eps: float = 8 / 255, alpha: float | None = None, steps: int = 10, norm: str = "linf",
                  bounds=(0.0, 1.0), normalization=None, kl_weight: float = 0.0, random_start: bool = True,
@@ -70,7 +74,6 @@ class Method:
         self.eps_warmup_epochs = non_negative("eps_warmup_epochs", eps_warmup_epochs)
         self.eps_scale = 1.0
         self.space = ThreatModel.build(eps, norm, bounds, normalization)  # eps apart: it ramps
-        self.norm, self.bounds, self.normalization = self.space.norm, self.space.bounds, self.space.normalization
         self.kl_weight = non_negative("kl_weight", kl_weight)
         self.random_start = bool(random_start)
         self.net: nn.Module | None = None

@@ -9,14 +9,12 @@ The original is test-only and never vendored: put a checkout of fra31/auto-attac
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 
 import torch
 
 from robustkernels import machine
-from robustkernels.bench.autoattack import pgd_at_case
+from robustkernels.bench.autoattack import pgd_at_case, save_rows, script_parser
 from robustkernels.eval import autoattack
 
 # (dataset, norm, eps): the trained threat model, and L2 / L1 radii where the models are neither
@@ -68,19 +66,14 @@ def format_rows(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default="../shared/data")
-    parser.add_argument("--samples", type=int, default=100)
-    parser.add_argument("--json", default=None)
+    parser = script_parser(__doc__, samples=100)
     parser.add_argument("--cases", default=None, help="comma-separated DATASET:NORM, e.g. mnist:linf (default: all)")
     args = parser.parse_args()
     print(machine.describe())
     print("| data | norm | eps | images | ours | original | per-sample agreement | ours s | original s |")
     print("| --- " * 9 + "|")
     rows = compare(args.data_dir, args.samples, args.cases)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine.describe(), "rows": rows}, f, indent=1)
+    save_rows(args.json, rows)
 
 
 if __name__ == "__main__":

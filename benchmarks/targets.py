@@ -47,7 +47,8 @@ TARGETS = [  # (description, row filter, check -> (met, figure))
      lambda r: r.get("case", "").startswith("AA standard") and r.get("peer_s") is not None, _aa_standard),
     ("AA fast >= 10x less time than standard, <= 0.5 point above it", lambda r: "fast_s" in r,
      lambda rs: (all(r["ratio"] >= 10 and r["gap_points"] <= 0.5 for r in rs),
-                 "; ".join(f"{r['case']}: {r['ratio']:.1f}x, {r['gap_points']:+.1f} points" for r in rs))),
+                 "; ".join(f"{r['case']} seed {r.get('seed', 0)}: {r['ratio']:.1f}x, {r['gap_points']:+.1f} points"
+                           for r in rs))),
     ("AA rand: batched EOT + active set >= 2x the sequential loop", lambda r: r.get("case", "").startswith("AA rand"),
      lambda rs: (rs[0]["sequential_s"] / rs[0]["ours_s"] >= 2, f"{rs[0]['sequential_s'] / rs[0]['ours_s']:.2f}x")),
 ]

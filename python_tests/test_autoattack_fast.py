@@ -1,9 +1,10 @@
 """``autoattack(version="fast")``: APGD-CE, APGD-T on 3 targets ranked at APGD-CE's end points, a
-Square guard on a share of the survivors - close to standard, said plainly in the report and the
-log; and ``fit(val_attack="fast",
-keep="best-robust")`` keeping the weights of the best validation robust accuracy. Speed and the
-gap to standard are measured in ``robustkernels bench --ops autoattack``, not asserted here."""
+Square guard on the share of the survivors nearest to the boundary - close to standard, said
+plainly in the report and the log; and ``fit(val_attack="fast", keep="best-robust")`` keeping the
+weights of the best validation robust accuracy. Speed and the gap to standard are measured in
+``robustkernels bench --ops autoattack``, not asserted here."""
 
+import importlib
 import math
 
 import pytest
@@ -89,3 +90,34 @@ def test_rank_targets_at_ranks_on_the_given_points_for_one_call(monkeypatch):
     seen.clear()
     attack(x, y)  # the next call ranks at the clean inputs again
     assert torch.equal(seen[0], x)
+
+
+def test_the_guard_attacks_the_survivors_nearest_to_falling(monkeypatch):
+    aa = importlib.import_module("robustkernels.eval.autoattack")  # the module (eval exports the function)
+    seen, build = {}, aa.autoattack_attack
+
+    class Spy:  # records what each attack of the cascade was given and returned
+        def __init__(self, attack, name):
+            self.attack, self.name = attack, name
+
+        def rank_targets_at(self, points):
+            self.attack.rank_targets_at(points)
+            return self
+
+        def __call__(self, x, y):
+            seen[self.name] = (x, y, self.attack(x, y))
+            return seen[self.name][2]
+
+    monkeypatch.setattr(aa, "autoattack_attack", lambda name, *a, **k: Spy(build(name, *a, **k), name))
+    model, x, y = trained_digits_cnn()
+    autoattack(model, (x[:150], y[:150]), eps=0.1, version="fast", seed=0, progress=False)
+    x_t, y_t, out = seen["apgd-t"]
+    with torch.no_grad():
+        logits = model(out)
+    others = logits.masked_fill(torch.nn.functional.one_hot(y_t, 10).bool(), float("-inf")).amax(1)
+    margin = logits.gather(1, y_t[:, None]).squeeze(1) - others
+    alive = (margin > 0).nonzero().squeeze(1)
+    k = math.ceil(FAST_GUARD_SHARE * len(alive))
+    nearest = set(alive[margin[alive].argsort()[:k]].tolist())
+    guarded = [int((x_t == row).flatten(1).all(1).nonzero()[0]) for row in seen["square"][0]]
+    assert len(guarded) == k and set(guarded) == nearest

@@ -136,6 +136,8 @@ class APGD(Attack):
         """Keep the first fooling point of each row of the state ``s`` (its ``x_adv`` and
         ``fooled``) in ``out`` / ``fooled_out``; with early_stop, fooled rows stop."""
         first = self.succeeded(logits, s.y, s.target, s.x_adv) & ~s.fooled
+        if not bool(first.any()):  # most steps on robust points: nothing to record
+            return
         out[rows.index[first]] = s.x_adv[first]
         fooled_out[rows.index[first]] = True
         s.fooled |= first

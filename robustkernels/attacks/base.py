@@ -214,8 +214,11 @@ class Attack:
         """Per-sample objective [B], its input gradient and logits, averaged over ``eot_iter``
         passes (batched: the copies go through the model together, in chunks)."""
         batch = x_adv.shape[0]
+        chunks = self._eot_chunks(batch)
+        if chunks == [1]:  # one pass (a deterministic model): no sums to build, per step
+            return self._one_pass(x_adv, y, target)
         total_loss, total_grad, total_logits = 0.0, torch.zeros_like(x_adv), 0.0
-        for c in self._eot_chunks(batch):
+        for c in chunks:
             x_in = copies(x_adv.detach(), c).requires_grad_(True)
             ys, ts = copies(y, c), None if target is None else copies(target, c)
             with torch.enable_grad():
@@ -228,11 +231,23 @@ class Attack:
         k = self.eot_iter
         return total_loss / k, total_grad / k, total_logits / k
 
+    def _one_pass(self, x_adv: torch.Tensor, y, target):
+        x_in = x_adv.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = self.logits(x_in)
+            value = self.objective(logits, y, target)
+            grad = input_gradient(value.sum(), x_in)
+        return value.detach(), grad, logits.detach().float()
+
     @torch.no_grad()
     def mean_logits(self, x: torch.Tensor, fp32: bool = False) -> torch.Tensor:
         """Logits (as fp32; computed in fp32 if ``fp32``, else under the attack's autocast)
         averaged over ``eot_iter`` passes (batched like :meth:`loss_and_grad`)."""
         batch, total = x.shape[0], 0.0
+        if self.eot_iter == 1:  # one pass: no sum to build (Square calls this once per query)
+            logits = self.logits(x, fp32=fp32)
+            self._check_shape(logits, batch)
+            return logits.float()
         for c in self._eot_chunks(batch):
             logits = self.logits(copies(x, c), fp32=fp32)
             self._check_shape(logits, c * batch)

@@ -65,7 +65,7 @@ class Square(Attack):
         """[B] the margin loss, < 0 where x fools the model (minimised). Under autocast, rows
         that look fooled get their fp32 margin: only a verdict fp32 agrees with stops a row."""
         margin = -self.objective(self.mean_logits(x), y, target)
-        recheck = self.fp32_recheck(margin < 0, x)
+        recheck = None if self.autocast is None else self.fp32_recheck(margin < 0, x)
         if recheck is not None:
             rows, precise = recheck
             t = None if target is None else target[rows]

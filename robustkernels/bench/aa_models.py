@@ -18,17 +18,19 @@ SHAPES = {"mnist": (1, 28), "cifar10": (3, 32)}
 
 
 def train_pgd_at(dataset: str, data_dir: str, *, samples: int = 6000, epochs: int = 3, steps: int = 5,
-                 lwta: bool = False, seed: int = 0) -> torch.nn.Module:
-    """A small CNN (width 32) trained with PGD-``steps`` AT (Adam 1e-3, batch 128) on the first
-    ``samples`` training images, eps ramped linearly over the first epoch (short runs need the
-    ramp at MNIST's eps 0.3). Returns the model in eval mode. Deterministic given ``seed``."""
+                 lwta: bool = False, seed: int = 0, factory=None) -> torch.nn.Module:
+    """A small CNN (width 32; or ``factory(channels, side)``'s model) trained with PGD-``steps``
+    AT (Adam 1e-3, batch 128) on the first ``samples`` training images, eps ramped linearly over
+    the first epoch (short runs need the ramp at MNIST's eps 0.3). Returns the model in eval mode.
+    Deterministic given ``seed``."""
     (x, y), _ = load_dataset(dataset, data_dir)
     x, y = x[:samples], y[:samples]
     channels, side = SHAPES[dataset]
     rng = torch.get_rng_state()
     torch.manual_seed(seed)
     try:
-        model = small_cnn(in_channels=channels, image_size=side, width=32)
+        build = factory or (lambda c, s: small_cnn(in_channels=c, image_size=s, width=32))
+        model = build(channels, side)
         if lwta:
             convert_activations(model)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)

@@ -36,6 +36,7 @@ class AutoAttackReport:
     robust: list[bool] = field(default_factory=list)  # per sample, in data order (cascade verdict)
     classes: int = 0  # the model's outputs
     gradients: str = "the model's own"  # or BPDA through the named front-ends
+    levers: str = "none"  # the speed levers of the model inside the attacks (eval.levers)
     individual: dict[str, float] = field(default_factory=dict)  # each attack alone on every point
     probabilities: bool = False  # the model returned probabilities, not logits
 
@@ -80,6 +81,8 @@ class AutoAttackReport:
         lines += [f"robust accuracy of {name.upper()} alone: {100 * acc:.2f}%" for name, acc in self.individual.items()]
         if self.gradients != "the model's own":
             lines.append(f"attack gradients: {self.gradients}")
+        if self.levers != "none" or self.autocast:
+            lines.append(f"model inside the attacks: {self._precision()}")
         lines.append(f"robust accuracy: {self.robust_accuracy}")
         lines += self.warnings()
         return "\n".join(lines)
@@ -93,6 +96,8 @@ class AutoAttackReport:
                 if self.stochastic else "deterministic model")
         if self.gradients != "the model's own":
             what += f"; attack gradients: {self.gradients}"
+        if self.levers != "none" or self.autocast:
+            what += f"; model inside the attacks: {self._precision()}"
         title, figure = f"AutoAttack ({self.version})", f"**AutoAttack robust accuracy: {self.robust_accuracy}**"
         if self.version == "fast":
             title = f"Fast evaluation (NOT AutoAttack standard: {FAST_DESCRIPTION})"
@@ -100,6 +105,10 @@ class AutoAttackReport:
                       f"standard: {FAST_MEASURED})")
         return "\n".join([f"{title}, {self.norm} eps = {self.eps:.4g}, {self.n_samples} samples, {what}", "", *rows,
                           "", figure, *self._individual_line(), *self.warnings()])
+
+    def _precision(self) -> str:
+        precision = f"{self.autocast} autocast in APGD, fp32 verdicts" if self.autocast else "fp32"
+        return precision + ("" if self.levers == "none" else f", {self.levers}")
 
     def _individual_line(self) -> list[str]:
         if not self.individual:

@@ -8,9 +8,10 @@ APGD-CE and APGD-DLR with EOT over 20 passes.
 ``fast`` is ours, not the original's, and not AutoAttack: APGD-CE, then APGD-T on 3 targets
 only - the classes ranked highest at the point APGD-CE left each sample (its highest-loss point),
 not at the clean input (MALT, Melamed et al. 2024, ranks targets to run fewer APGD-T runs; A3,
-Liu et al. 2022, starts from what earlier steps found) - then Square with 1000 queries on a tenth
-of each batch's survivors as a cheap gradient-masking guard (``suite.FAST_*``). Its report and
-log say so and give the gap measured against ``standard``.
+Liu et al. 2022, starts from what earlier steps found) - then Square with 1000 queries on the
+tenth of each batch's survivors with the smallest margin (A3's budget on the points nearest to
+breaking) as a cheap gradient-masking guard (``suite.FAST_*``). Its report and log say so and give
+the gap measured against ``standard``.
 
 The cascade: each attack runs only on the points still robust after the attacks before it
 (clean-misclassified points are never attacked); inside an attack, fooled points leave the batch
@@ -31,12 +32,14 @@ import warnings
 import torch
 from torch import nn
 
+from ..attacks.losses import objective
 from ..common import frozen_model, model_device, positive_int, progress_bar, rank_and_world
 from ..data import batches, check_label_range
 from ..ops import draw_seed
 from ..threat import ThreatModel, normalize
 from .aa_report import AutoAttackReport
 from .aa_state import RunState, batch_digest, model_digest
+from .levers import check_lever
 from .probe import check_classes_for, checked_logits
 from .setup import AUTO_EOT, eot_and_repeats, model_setup
 from .suite import FAST_GUARD_SHARE, autoattack_attack
@@ -53,10 +56,11 @@ ATTACKS = {
 
 
 class _Cascade:
-    """Runs the attacks of one version on batches; keeps per-sample verdicts only."""
+    """Runs the attacks of one version on batches (on ``attacked``: the model or its BPDA /
+    levers' copy; verdicts on ``model``); keeps per-sample verdicts only."""
 
-    def __init__(self, model, threat, names, version, seed, eot_iter, options, progress, individual=False):
-        self.model, self.threat, self.names, self.version = model, threat, names, version
+    def __init__(self, model, attacked, threat, names, version, seed, eot_iter, options, progress, individual=False):
+        self.model, self.fast_model, self.threat, self.names, self.version = model, attacked, threat, names, version
         self.seed, self.eot_iter, self.options, self.progress = seed, eot_iter, options, progress
         self.individual = individual  # every attack on every clean-correct point, not the cascade
         self.seconds = dict.fromkeys(names, 0.0)
@@ -66,6 +70,14 @@ class _Cascade:
         """fp32 predictions (the verdicts), eval mode."""
         with frozen_model(self.model, "eval"), torch.no_grad():
             return checked_logits(self.model(normalize(x, self.threat.normalization)), len(x)).float().argmax(1)
+
+    def closest(self, x, y, rows, share: float) -> torch.Tensor:
+        """The ``share`` of ``rows`` (in order) whose inputs ``x`` have the smallest fp32 margin
+        (true logit minus the largest other): the points an attack is likeliest to break."""
+        with frozen_model(self.model, "eval"), torch.no_grad():
+            logits = checked_logits(self.model(normalize(x, self.threat.normalization)), len(x)).float()
+        nearest = objective("margin", logits, y).topk(math.ceil(share * len(rows))).indices
+        return rows[nearest.sort().values]
 
     def reseed(self, index: int, step: int) -> torch.Generator:
         """Global RNG (the model's own noise) and the attack's generator for (batch, step)."""
@@ -83,12 +95,12 @@ class _Cascade:
         x_adv = x.clone()
         for i, name in enumerate(self.names, start=1):
             todo = (correct if self.individual else fell_at > len(self.names)).nonzero().squeeze(1)
-            if self.version == "fast" and name == "square":  # the guard: a share of the survivors
-                todo = todo[:math.ceil(FAST_GUARD_SHARE * todo.numel())]
+            if self.version == "fast" and name == "square":  # the guard: the survivors nearest to falling
+                todo = self.closest(x_adv[todo], y[todo], todo, FAST_GUARD_SHARE)
             if todo.numel() == 0:
                 break
-            attack = autoattack_attack(name, self.model, self.threat, self.version, generator=self.reseed(index, i),
-                                  eot_iter=self.eot_iter, **self.options)
+            attack = autoattack_attack(name, self.fast_model, self.threat, self.version,
+                                       generator=self.reseed(index, i), eot_iter=self.eot_iter, **self.options)
             if self.version == "fast":  # targets ranked where APGD-CE left each point (A3 / MALT's idea)
                 attack.rank_targets_at(x_adv[todo])
             tic = time.perf_counter()
@@ -120,7 +132,7 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
                autocast: str | None = None, active_set: bool = True, eot_batched="auto", repeats="auto",
                steps: int = 100, n_queries: int = 5000, n_target_classes: int = 9,
                progress: bool = True, bpda="auto", attacks=None, individual: bool = False, state_path=None,
-               resume: bool = False) -> AutoAttackReport:
+               resume: bool = False, channels_last="auto", compile=False) -> AutoAttackReport:
     """AutoAttack's robust accuracy of ``model`` in the ``norm`` ball of radius ``eps``.
 
     Args:
@@ -142,7 +154,12 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
             settings: anything else is refused.
         autocast: ``"bf16"``/``"fp16"``: the APGD attacks run the model in that precision (FAB
             and Square stay in fp32); a point counts as fooled, inside an attack and in the
-            report, only if an fp32 pass agrees.
+            report, only if an fp32 pass agrees. Off by default: measured, bf16 is the largest
+            lever on a CPU with AMX but changes which points the attacks break (the benchmarks
+            guide's levers table); opt in for model selection, not for published figures.
+        channels_last, compile: the attacks run a channels_last and / or ``torch.compile`` copy
+            of the model (:mod:`~robustkernels.eval.levers`; fp32, verdicts on ``model``);
+            ``"auto"``: channels_last for a CNN on images, no compile (measured slower on CPU).
         active_set, eot_batched: the cost levers (see :class:`~robustkernels.attacks.Attack`;
             off only to measure them).
         repeats: evaluation passes for the final accuracy's spread; ``"auto"``: 5 for a
@@ -164,7 +181,8 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
                              seed=seed, autocast=autocast, active_set=active_set, eot_batched=eot_batched,
                              repeats=repeats, steps=steps, n_queries=n_queries, n_target_classes=n_target_classes,
                              progress=progress, bpda=bpda, attacks=attacks, individual=individual,
-                             state_path=state_path, resume=resume, rank=rank, world=world)
+                             state_path=state_path, resume=resume, channels_last=channels_last, compile=compile,
+                             rank=rank, world=world)
         for x, y, index in progress_bar(batches(data, batch_size, rank, world), desc="autoattack", enabled=progress,
                                         leave=False):
             run.add(x, y, index)
@@ -177,8 +195,8 @@ def autoattack_run(model: nn.Module, *, eps: float, norm: str = "linf", version:
                    normalization=None, seed: int | None = None, autocast: str | None = None, active_set: bool = True,
                    eot_batched="auto", repeats="auto", steps: int = 100, n_queries: int = 5000,
                    n_target_classes: int = 9, progress: bool = True, bpda="auto", attacks=None,
-                   individual: bool = False, state_path=None, resume: bool = False, rank: int = 0,
-                   world: int = 1) -> AutoAttackRun:
+                   individual: bool = False, state_path=None, resume: bool = False, channels_last="auto",
+                   compile=False, rank: int = 0, world: int = 1) -> AutoAttackRun:
     """An :class:`AutoAttackRun` with :func:`autoattack`'s settings checked, to feed batches to
     (``rank`` / ``world``: this process's share of a ``torch.distributed`` run). A seed left None
     is drawn from the global RNG."""
@@ -196,8 +214,11 @@ def autoattack_run(model: nn.Module, *, eps: float, norm: str = "linf", version:
         warnings.warn("autoattack: the original defines version='plus' for Linf and L2 only; in L1 it runs its "
                       "attacks at the plus settings without the L1 schedule - check the figures", stacklevel=3)
     seed = draw_seed() if seed is None else positive_int("seed", seed + 1) - 1
+    check_lever("channels_last", channels_last)
+    check_lever("compile", compile)
     plan = dict(version=version, attacks=attacks, individual=individual, repeats=repeats, bpda=bpda,
-                progress=progress, autocast=autocast, state_path=state_path, resume=resume)
+                progress=progress, autocast=autocast, state_path=state_path, resume=resume,
+                channels_last=channels_last, compile=compile)
     options = dict(autocast=autocast, active_set=active_set, eot_batched=eot_batched,
                    steps=positive_int("steps", steps), n_queries=positive_int("n_queries", n_queries),
                    n_target_classes=positive_int("n_target_classes", n_target_classes))
@@ -218,14 +239,15 @@ def _custom_attacks(version: str, attacks) -> tuple[str, ...] | None:
     return attacks
 
 
-def _cascade_for(setup, threat, seed, plan, options) -> _Cascade:
+def _cascade_for(model, setup, threat, seed, plan, options) -> _Cascade:
     """The version's attacks for this model, after the original's checks."""
     chosen = ("rand" if setup.stochastic else "standard") if plan["version"] == "auto" else plan["version"]
     listed = plan["attacks"] if chosen == "custom" else ATTACKS[chosen]
     names = tuple(listed)
     check_classes_for(names, setup.classes, options["n_target_classes"])
     eot = AUTO_EOT if chosen == "rand" or (chosen in ("custom", "fast") and setup.stochastic) else 1
-    return _Cascade(setup.attacked, threat, names, chosen, seed, eot, options, plan["progress"], plan["individual"])
+    return _Cascade(model, setup.attacked, threat, names, chosen, seed, eot, options, plan["progress"],
+                    plan["individual"])
 
 
 class AutoAttackRun:
@@ -242,9 +264,11 @@ class AutoAttackRun:
 
     def _start(self, x) -> None:
         """The model's setup and the cascade, from the first batch."""
-        self.setup = model_setup(self.model, self.threat, x, self.plan["bpda"])
+        layout = self.plan["channels_last"] if self.state.channels_last is None else self.state.channels_last
+        self.setup = model_setup(self.model, self.threat, x, self.plan["bpda"], layout, self.plan["compile"])
+        self.state.channels_last = self.setup.levers.channels_last  # a resumed run keeps the layout chosen
         self.probabilities = _outputs_probabilities(self.model, self.setup, x)
-        self.cascade = _cascade_for(self.setup, self.threat, self.seed, self.plan, self.options)
+        self.cascade = _cascade_for(self.model, self.setup, self.threat, self.seed, self.plan, self.options)
         self.reps = eot_and_repeats(self.setup.stochastic, repeats=self.plan["repeats"])[1]
         self.cascade.seconds.update(self.state.seconds)
         self.cascade.attacked.update(self.state.attacked)
@@ -285,6 +309,7 @@ class AutoAttackRun:
         report = _report(self.cascade, self.threat, setup.stochastic, self.reps, self.plan["autocast"], records,
                          setup.classes, self.world)
         report.gradients, report.probabilities = setup.gradients, self.probabilities
+        report.levers = setup.levers.describe()
         return report
 
 
@@ -298,7 +323,8 @@ def _state(model, threat, seed, plan, options, rank, world) -> RunState:
     identity = {"model": model_digest(model), "norm": threat.norm, "eps": threat.eps, "seed": seed,
                 "bounds": repr(threat.bounds), "normalization": repr(threat.normalization),
                 "version": plan["version"], "attacks": list(plan["attacks"] or []), "individual": plan["individual"],
-                "repeats": str(plan["repeats"]), "world": world,
+                "repeats": str(plan["repeats"]), "world": world, "autocast": plan["autocast"],
+                "channels_last": plan["channels_last"], "compile": plan["compile"],
                 **{k: options[k] for k in ("steps", "n_queries", "n_target_classes")}}
     return RunState(path, identity, plan["resume"])
 

@@ -98,6 +98,9 @@ def evaluate(model: nn.Module, data, *, eps: float, **options) -> RobustnessRepo
             for every attack on every point) on the same data; its log is part of the report and
             its verdicts part of the worst case.
         autocast: ``"bf16"``/``"fp16"`` for the model inside AutoAttack's attacks (fp32 verdicts).
+        channels_last, compile: the attacks run a channels_last and / or ``torch.compile`` copy of
+            the model (:mod:`~robustkernels.eval.levers`; fp32; clean passes and verdicts on the
+            model itself); ``"auto"``: channels_last for a CNN on images, no compile.
         bpda: ``"auto"``: if the input gradient through the model is missing or zero, attack
             through every non-differentiable :class:`~robustkernels.defences.Preprocessing`
             front-end with BPDA (identity backward; the forward is unchanged), and report the
@@ -160,7 +163,7 @@ def _one_pass(model, data, opts: EvalOptions, threat: ThreatModel, bpda, gen) ->
     extras; then the report and the checks on the kept samples."""
     stream = batches(data, opts.batch_size)
     first = next(stream)
-    setup = model_setup(model, threat, first[0], bpda)
+    setup = model_setup(model, threat, first[0], bpda, opts.channels_last, opts.compile)
     _check_model(model, setup, opts)
     runner = _Runner(model, setup, threat, opts, gen)
     crafted = _crafted_attacks(runner, opts)
@@ -200,8 +203,9 @@ class _Extras:
     def __init__(self, model: nn.Module, setup: ModelSetup, opts: EvalOptions, gen):
         self.model, self.setup, self.opts, self.certified = model, setup, opts, []
         self.aa = None if opts.suite != "autoattack" else autoattack_run(
-            setup.attacked, eps=opts.eps, norm=opts.norm, version=opts.version, bounds=opts.bounds,
+            setup.base, eps=opts.eps, norm=opts.norm, version=opts.version, bounds=opts.bounds,
             normalization=opts.normalization, seed=draw_seed(gen), autocast=opts.autocast, progress=opts.progress,
+            channels_last=opts.channels_last, compile=opts.compile,
             attacks=opts.aa_attacks, individual=opts.aa_individual, state_path=opts.aa_state_path,
             resume=opts.aa_resume)
         names = CORRUPTIONS if opts.corruptions == "all" else tuple(opts.corruptions)
@@ -252,7 +256,7 @@ def _assemble(runner, opts: EvalOptions, setup: ModelSetup, tally: PassTally, ex
         examples={"images": shown.float().tolist(), "labels": y[:k].tolist(),
                   "predictions": runner.predict(shown)[0].tolist(), "attack": strongest},
         title=opts.title, autoattack=None if extras.aa is None else extras.aa.report().to_dict(),
-        gradients=setup.gradients)
+        gradients=setup.gradients, levers=setup.levers.describe())
     extras.finish(report, robust_all)
     return report
 

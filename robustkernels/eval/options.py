@@ -11,6 +11,7 @@ from torch import nn
 from ..certify import bound_method
 from ..common import non_negative, positive_int
 from ..threat import check_norm
+from .levers import check_lever
 from .suite import ATTACKS, STEP_KEYS
 
 SUITES = ("default", "autoattack")
@@ -43,6 +44,8 @@ class EvalOptions:
     aa_state_path: str | None = None  # AutoAttack's resumable state file (see autoattack)
     aa_resume: bool = False
     autocast: str | None = None
+    channels_last: bool | str = "auto"
+    compile: bool | str = False
     bpda: bool | str = "auto"
     surrogate: nn.Module | None = None
     corruptions: tuple | str = ()
@@ -80,6 +83,8 @@ def check_eval_options(model: nn.Module, o: EvalOptions) -> EvalOptions:
         if getattr(o, name) != "auto":
             positive_int(name, getattr(o, name))
     o.steps = _check_steps(o.steps)
+    check_lever("channels_last", o.channels_last)
+    check_lever("compile", o.compile)
     if o.certify is not None:
         bound_method("certify", o.certify)
         if o.norm != "linf":

@@ -34,6 +34,7 @@ class RobustnessReport:
     title: str = ""
     autoattack: dict | None = None  # AutoAttackReport.to_dict() with suite="autoattack"
     gradients: str = "the model's own"  # or how the attacks got gradients through a front-end
+    levers: str = "none"  # the speed levers of the model inside the attacks (eval.levers), fp32
     corruptions: dict | None = None  # CorruptionReport.to_dict() when asked for
     # {"method": "ibp" | "crown-ibp", "accuracy": float, "broken": [sample indices an attack fooled]}
     certified: dict | None = None
@@ -55,7 +56,8 @@ class RobustnessReport:
                 else "deterministic model"
             ),
             "",
-            f"Attack gradients: {self.gradients}.",
+            f"Attack gradients: {self.gradients}; model inside the attacks: fp32"
+            + ("" if self.levers == "none" else f", {self.levers}") + ".",
             "",
             "| attack | robust acc | success rate | conf. adv | norm (fooled) | ms / image |",
             "| --- | --- | --- | --- | --- | --- |",

@@ -1,7 +1,8 @@
 """What :func:`~robustkernels.eval.evaluate` and :func:`~robustkernels.eval.autoattack` decide about
 a model before attacking it, in one place: its device, its forward behind the normalisation,
 its number of classes, whether it is stochastic (EOT and repeated passes then), whether its
-input gradient is masked (BPDA through its non-differentiable front-ends then)."""
+input gradient is masked (BPDA through its non-differentiable front-ends then), and the speed
+levers of the model the attacks run (:mod:`~robustkernels.eval.levers`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from torch import nn
 from ..common import model_device
 from ..defences import with_bpda
 from ..threat import ThreatModel, normalize
+from .levers import Levers, with_levers
 from .probe import gradient_masked, probe
 
 AUTO_EOT, AUTO_REPEATS = 20, 5  # a stochastic model: EOT-20 and 5 passes, as AutoAttack's "rand"
@@ -26,17 +28,21 @@ class ModelSetup:
     classes: int
     stochastic: bool
     masked: bool  # the input gradient is missing or zero
-    attacked: nn.Module  # what the attacks differentiate: the model, or its BPDA copy
+    attacked: nn.Module  # what the attacks differentiate: the model, or its BPDA / levers' copy
     fronts: list[str]  # the front-ends wrapped in BPDA
+    levers: Levers = Levers(False, False)
+    base: nn.Module | None = None  # the model or its BPDA copy, before the levers
 
     @property
     def gradients(self) -> str:
         return f"BPDA (identity backward) through {', '.join(self.fronts)}" if self.fronts else "the model's own"
 
 
-def model_setup(model: nn.Module, threat: ThreatModel, x: torch.Tensor, bpda="auto") -> ModelSetup:
+def model_setup(model: nn.Module, threat: ThreatModel, x: torch.Tensor, bpda="auto", channels_last=False,
+                compile=False) -> ModelSetup:
     """Probe ``model`` on the first inputs ``x``; ``bpda``: ``"auto"`` (through BPDA when the
-    gradient is masked), ``True`` or ``False``."""
+    gradient is masked), ``True`` or ``False``; ``channels_last``, ``compile``: the levers of
+    :func:`~robustkernels.eval.levers.with_levers`."""
     device = model_device(model)
     x = x.to(device)
 
@@ -46,7 +52,8 @@ def model_setup(model: nn.Module, threat: ThreatModel, x: torch.Tensor, bpda="au
     classes, stochastic = probe(model, forward, x[:64])
     masked = gradient_masked(model, forward, x[:16])
     attacked, fronts = with_bpda(model) if bpda is True or (bpda == "auto" and masked) else (model, [])
-    return ModelSetup(device, forward, classes, stochastic, masked, attacked, fronts)
+    fast, levers = with_levers(attacked, x, channels_last, compile)
+    return ModelSetup(device, forward, classes, stochastic, masked, fast, fronts, levers, attacked)
 
 
 def eot_and_repeats(stochastic: bool, eot_iter="auto", repeats="auto") -> tuple[int, int]:

@@ -1,0 +1,124 @@
+"""The model-side levers of ``autoattack`` and ``evaluate`` (``channels_last``, ``compile``): fp32
+verdicts as without them, the caller's model untouched, the choice reported (and kept by a
+resumed run), bad settings refused by name. Speed is measured in benchmarks/aa_levers.py."""
+
+import json
+import threading
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from robustkernels.eval import autoattack, evaluate
+from robustkernels.eval.levers import MIN_GAIN, with_levers
+
+from .models import trained_digits_cnn
+
+
+def _data(n=60):
+    model, x, y = trained_digits_cnn()
+    return model, x[:n], y[:n]
+
+
+def test_channels_last_gives_the_verdicts_of_the_plain_layout_and_leaves_the_model_alone():
+    model, x, y = _data()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    plain = autoattack(model, (x, y), eps=0.1, version="fast", seed=0, progress=False, channels_last=False)
+    fast = autoattack(model, (x, y), eps=0.1, version="fast", seed=0, progress=False, channels_last=True)
+    agree = (torch.tensor(plain.robust) == torch.tensor(fast.robust)).float().mean()
+    assert agree >= 1 - 1 / len(y)  # fp32 in either layout: at most a point at the boundary may differ
+    assert fast.levers == "channels_last" and plain.levers == "none"
+    assert "model inside the attacks: fp32, channels_last" in fast.log()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.is_contiguous() and p.requires_grad for p in model.parameters())
+    assert not model.training
+
+
+def test_auto_measures_the_layout_and_skips_models_without_convolutions():
+    model, x, _ = _data()
+    fast, levers = with_levers(model, x, "auto")
+    assert levers.measured is not None and levers.channels_last == (levers.measured >= MIN_GAIN)
+    assert (fast is model) == (not levers.channels_last)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    assert with_levers(mlp, x, "auto") == (mlp, with_levers(mlp, x, False)[1])  # nothing to convert, no timing
+    assert with_levers(mlp, x.flatten(1), "auto")[0] is mlp
+
+
+def test_evaluate_reports_its_levers_and_verdicts_stay_on_the_model():
+    model, x, y = _data(40)
+    kwargs = dict(eps=0.1, attacks=("pgd",), checks=False, progress=False)
+    plain = evaluate(model, (x, y), channels_last=False, generator=torch.Generator().manual_seed(0), **kwargs)
+    fast = evaluate(model, (x, y), channels_last=True, generator=torch.Generator().manual_seed(0), **kwargs)
+    assert fast.levers == "channels_last" and "channels_last" in fast.to_markdown()
+    assert plain.clean_correct == fast.clean_correct
+    assert abs(plain.attacks["pgd"].robust_accuracy.mean - fast.attacks["pgd"].robust_accuracy.mean) <= 1 / 40
+
+
+class _Locked(nn.Module):
+    """A user module holding an object deepcopy cannot copy."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.lock = inner, threading.Lock()
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+def test_an_uncopyable_model_runs_without_the_lever_or_is_refused_when_asked_for():
+    model, x, y = _data(20)
+    locked = _Locked(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = autoattack(locked, (x, y), eps=0.1, version="fast", seed=0, progress=False)
+    assert report.levers == "none" and any("cannot be copied" in str(w.message) for w in caught)
+    with pytest.raises(ValueError, match="channels_last / compile work on a copy"):
+        autoattack(locked, (x, y), eps=0.1, version="fast", seed=0, progress=False, channels_last=True)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"channels_last": "yes"}, "channels_last must be True, False or 'auto'"),
+    ({"compile": 1}, "compile must be True, False or 'auto'"),
+])
+def test_bad_lever_settings_are_refused_by_name(kwargs, match):
+    model, x, y = _data(8)
+    with pytest.raises(ValueError, match=match):
+        autoattack(model, (x, y), eps=0.1, progress=False, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        evaluate(model, (x, y), eps=0.1, progress=False, **kwargs)
+
+
+def test_channels_last_needs_images():
+    mlp = nn.Sequential(nn.Linear(64, 10))
+    x, y = torch.rand(8, 64), torch.randint(0, 10, (8,))
+    with pytest.raises(ValueError, match=r"channels_last needs image inputs \[B, C, H, W\]"):
+        autoattack(mlp, (x, y), eps=0.1, progress=False, channels_last=True)
+
+
+def test_a_resumed_run_keeps_the_layout_it_chose(tmp_path):
+    model, x, y = _data(40)
+    path, kwargs = tmp_path / "aa.json", dict(eps=0.1, version="fast", seed=0, progress=False, batch_size=20)
+    first = autoattack(model, (x[:20], y[:20]), state_path=path, **kwargs)  # one batch, then "killed"
+    state = json.loads(path.read_text())
+    assert state["channels_last"] == (first.levers.startswith("channels_last"))
+    state["channels_last"] = not state["channels_last"]  # the choice on record wins over a new measurement
+    path.write_text(json.dumps(state))
+    resumed = autoattack(model, (x, y), state_path=path, resume=True, **kwargs)
+    assert resumed.levers.startswith("channels_last") == state["channels_last"]
+    with pytest.raises(ValueError, match="channels_last differ"):
+        autoattack(model, (x, y), state_path=path, resume=True, channels_last=False, **kwargs)
+
+
+def test_compile_runs_the_attacks_on_a_compiled_copy():
+    pytest.importorskip("torch._inductor")
+    model, x, y = _data(12)
+    try:
+        report = autoattack(model, (x, y), eps=0.1, version="custom", attacks=["apgd-ce"], steps=3, seed=0,
+                            progress=False, channels_last=False, compile=True)
+    except Exception as error:  # no C++ compiler for inductor here
+        pytest.skip(f"torch.compile unavailable: {type(error).__name__}")
+    plain = autoattack(model, (x, y), eps=0.1, version="custom", attacks=["apgd-ce"], steps=3, seed=0,
+                       progress=False, channels_last=False)
+    assert report.levers == "torch.compile"
+    assert abs(report.robust_accuracy.mean - plain.robust_accuracy.mean) <= 1 / 12

@@ -216,26 +216,24 @@ class Attack:
         batch = x_adv.shape[0]
         chunks = self._eot_chunks(batch)
         if chunks == [1]:  # one pass (a deterministic model): no sums to build, per step
-            return self._one_pass(x_adv, y, target)
+            return self._pass(x_adv, y, target, 1)
         total_loss, total_grad, total_logits = 0.0, torch.zeros_like(x_adv), 0.0
         for c in chunks:
-            x_in = copies(x_adv.detach(), c).requires_grad_(True)
-            ys, ts = copies(y, c), None if target is None else copies(target, c)
-            with torch.enable_grad():
-                logits = self.logits(x_in)
-                value = self.objective(logits, ys, ts)
-                grad = input_gradient(value.sum(), x_in)
+            value, grad, logits = self._pass(x_adv, y, target, c)
             total_grad += grad.view(c, *x_adv.shape).sum(0)
-            total_loss = total_loss + value.detach().view(c, batch).sum(0)
-            total_logits = total_logits + logits.detach().float().view(c, batch, -1).sum(0)
+            total_loss = total_loss + value.view(c, batch).sum(0)
+            total_logits = total_logits + logits.view(c, batch, -1).sum(0)
         k = self.eot_iter
         return total_loss / k, total_grad / k, total_logits / k
 
-    def _one_pass(self, x_adv: torch.Tensor, y, target):
-        x_in = x_adv.detach().requires_grad_(True)
+    def _pass(self, x_adv: torch.Tensor, y, target, c: int):
+        """One forward and backward pass over ``c`` stacked copies of x_adv: (objective [c B],
+        input gradient [c B, ...], fp32 logits [c B, K]), detached."""
+        x_in = copies(x_adv.detach(), c).requires_grad_(True)
+        ys, ts = copies(y, c), None if target is None else copies(target, c)
         with torch.enable_grad():
             logits = self.logits(x_in)
-            value = self.objective(logits, y, target)
+            value = self.objective(logits, ys, ts)
             grad = input_gradient(value.sum(), x_in)
         return value.detach(), grad, logits.detach().float()
 

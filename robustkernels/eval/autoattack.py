@@ -66,17 +66,19 @@ class _Cascade:
         self.seconds = dict.fromkeys(names, 0.0)
         self.attacked = dict.fromkeys(names, 0)
 
-    def forward(self, x) -> torch.Tensor:
-        """fp32 predictions (the verdicts), eval mode."""
+    def logits(self, x) -> torch.Tensor:
+        """fp32 logits of the model itself (what the verdicts use), eval mode."""
         with frozen_model(self.model, "eval"), torch.no_grad():
-            return checked_logits(self.model(normalize(x, self.threat.normalization)), len(x)).float().argmax(1)
+            return checked_logits(self.model(normalize(x, self.threat.normalization)), len(x)).float()
+
+    def forward(self, x) -> torch.Tensor:
+        """fp32 predictions (the verdicts)."""
+        return self.logits(x).argmax(1)
 
     def closest(self, x, y, rows, share: float) -> torch.Tensor:
         """The ``share`` of ``rows`` (in order) whose inputs ``x`` have the smallest fp32 margin
         (true logit minus the largest other): the points an attack is likeliest to break."""
-        with frozen_model(self.model, "eval"), torch.no_grad():
-            logits = checked_logits(self.model(normalize(x, self.threat.normalization)), len(x)).float()
-        nearest = objective("margin", logits, y).topk(math.ceil(share * len(rows))).indices
+        nearest = objective("margin", self.logits(x), y).topk(math.ceil(share * len(rows))).indices
         return rows[nearest.sort().values]
 
     def reseed(self, index: int, step: int) -> torch.Generator:

@@ -110,6 +110,24 @@ def test_a_resumed_run_keeps_the_layout_it_chose(tmp_path):
         autoattack(model, (x, y), state_path=path, resume=True, channels_last=False, **kwargs)
 
 
+def test_evaluate_resumes_its_autoattack_part_when_the_timing_chooses_otherwise(tmp_path, monkeypatch):
+    """The state records the request ("auto"), not the measured layout: a second measurement that
+    chooses the other layout must not make the resumed run 'another run' (CI saw this flake)."""
+    import robustkernels.eval.levers as levers
+
+    model, x, y = _data(40)
+    kwargs = dict(eps=0.1, attacks=("fgsm",), suite="autoattack", version="fast", checks=False, progress=False,
+                  batch_size=20, aa_state_path=tmp_path / "aa.json")
+    gains = iter([2.0, 0.5])  # the first run measures channels_last faster, the resumed one slower
+    monkeypatch.setattr(levers, "_seconds", lambda m, x_: 1.0 if isinstance(m, levers.ChannelsLast) else next(gains))
+    first = evaluate(model, (x, y), generator=torch.Generator().manual_seed(0), **kwargs)
+    assert first.levers.startswith("channels_last")
+    resumed = evaluate(model, (x, y), generator=torch.Generator().manual_seed(0), aa_resume=True, **kwargs)
+    assert not resumed.levers.startswith("channels_last")  # evaluate's own attacks: the new timing
+    assert resumed.autoattack["robust_accuracy"] == first.autoattack["robust_accuracy"]
+    assert resumed.autoattack["levers"].startswith("channels_last")  # the AutoAttack part: the layout on record
+
+
 def test_compile_runs_the_attacks_on_a_compiled_copy():
     pytest.importorskip("torch._inductor")
     model, x, y = _data(12)

@@ -263,10 +263,18 @@ class AutoAttackRun:
         self.world, self.device = world, model_device(model)
         self.cascade, self.setup, self.records, self.reps, self.probabilities = None, None, [], 1, False
         self.state = _state(model, threat, seed, plan, options, rank, world)
+        self.layout = plan["channels_last"]
+
+    def use_layout(self, channels_last: bool) -> None:
+        """Run the attacks in the layout a caller already measured for ``channels_last="auto"``
+        (``evaluate``'s), instead of timing the model again; a resumed run's recorded layout wins.
+        The state's identity keeps the request ("auto"), so a resumed run matches whatever the
+        timing chose."""
+        self.layout = bool(channels_last)
 
     def _start(self, x) -> None:
         """The model's setup and the cascade, from the first batch."""
-        layout = self.plan["channels_last"] if self.state.channels_last is None else self.state.channels_last
+        layout = self.layout if self.state.channels_last is None else self.state.channels_last
         self.setup = model_setup(self.model, self.threat, x, self.plan["bpda"], layout, self.plan["compile"])
         self.state.channels_last = self.setup.levers.channels_last  # a resumed run keeps the layout chosen
         self.probabilities = _outputs_probabilities(self.model, self.setup, x)

@@ -205,9 +205,10 @@ class _Extras:
         self.aa = None if opts.suite != "autoattack" else autoattack_run(
             setup.base, eps=opts.eps, norm=opts.norm, version=opts.version, bounds=opts.bounds,
             normalization=opts.normalization, seed=draw_seed(gen), autocast=opts.autocast, progress=opts.progress,
-            channels_last=setup.levers.channels_last, compile=setup.levers.compile,  # decided once, above
-            attacks=opts.aa_attacks, individual=opts.aa_individual, state_path=opts.aa_state_path,
-            resume=opts.aa_resume)
+            channels_last=opts.channels_last, compile=opts.compile, attacks=opts.aa_attacks,
+            individual=opts.aa_individual, state_path=opts.aa_state_path, resume=opts.aa_resume)
+        if self.aa is not None:
+            self.aa.use_layout(setup.levers.channels_last)  # measured once, above
         names = CORRUPTIONS if opts.corruptions == "all" else tuple(opts.corruptions)
         self.corruptions = CorruptionTally(names, seed=draw_seed(gen)) if names else None
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from robustkernels.attacks import APGD, CW, FGSM, FGSM_RS, MIFGSM, PGD, objective
+from robustkernels.attacks import APGD, CW, FGSM, FGSM_RS, MIFGSM, PGD, Square, objective
 
 from .models import accuracy, small_cnn, trained_digits_cnn
 
@@ -193,6 +193,8 @@ def test_losses_have_the_right_sign():
         (lambda m: PGD(m, eot_iter=0), ValueError, "eot_iter must be >= 1"),
         (lambda m: PGD("model"), TypeError, "model must be an nn.Module"),
         (lambda m: APGD(m, steps=1.5), TypeError, "steps must be an int"),
+        (lambda m: APGD(m, start="zero"), ValueError, "start must be one of"),
+        (lambda m: APGD(m, norm="l2", start="stripes"), ValueError, "start='stripes' .* needs norm='linf'"),
         (lambda m: CW(m, c=-1.0), ValueError, "c must be >= 0"),
     ],
 )
@@ -222,3 +224,24 @@ def test_bad_inputs(trained):
         attack(x, y, y)
     with pytest.raises(ValueError, match="y is on meta"):
         attack(x, y.to("meta"))
+
+
+class _Flat(torch.nn.Module):
+    """Logits that do not depend on the input: no gradient, so APGD stays where it starts."""
+
+    def forward(self, x):
+        return torch.zeros(len(x), 10, device=x.device) + torch.arange(10.0, device=x.device) + 0 * x.flatten(1)[:, :1]
+
+
+def test_apgd_stripes_start_is_squares_vertex_start():
+    x = torch.rand(5, 3, 7, 9) * 0.6 + 0.2  # eps 0.1 from the bounds: no clamping
+    y = torch.full((5,), 9)  # the model's constant prediction: never fooled
+    gen = torch.Generator().manual_seed(3)
+    out = APGD(_Flat(), eps=0.1, steps=3, loss="dlr", start="stripes", generator=gen)(x, y)
+    delta = out - x
+    assert torch.allclose(delta.abs(), torch.full_like(delta, 0.1), atol=1e-6)  # a vertex of the ball
+    assert torch.equal(delta.sign(), delta[:, :, :1].sign().expand_as(delta))  # one sign per (sample, channel, column)
+    square = Square(_Flat(), eps=0.1, n_queries=1, generator=torch.Generator().manual_seed(3))(x, y)
+    assert torch.equal(square, out)  # Square's start, the same draws from the same generator
+    with pytest.raises(ValueError, match=r"start='stripes' needs images \[B, C, H, W\]"):
+        APGD(_Flat(), eps=0.1, steps=1, start="stripes")(x.flatten(1), y)

@@ -1,5 +1,6 @@
 """``autoattack(version="fast")``: APGD-CE, APGD-T on 3 targets ranked at APGD-CE's end points, a
-Square guard on the share of the survivors nearest to the boundary - close to standard, said
+Square guard on the share of the survivors nearest to the boundary, and APGD-DLR from vertex
+stripes only on batches where the guard fooled a point - close to standard, said
 plainly in the report and the log; and ``fit(val_attack="fast", keep="best-robust")`` keeping the
 weights of the best validation robust accuracy. Speed and the gap to standard are measured in
 ``robustkernels bench --ops autoattack``, not asserted here."""
@@ -12,7 +13,8 @@ import torch
 
 from robustkernels.data import load_digits
 from robustkernels.eval import autoattack
-from robustkernels.eval.suite import FAST_GUARD_SHARE
+from robustkernels.eval import suite
+from robustkernels.eval.suite import FAST_GUARD_SHARE, FAST_VERTEX_RESTARTS, FAST_VERTEX_STEPS
 from robustkernels.train import fit, make_method
 from robustkernels.train.checkpoint import load
 
@@ -24,7 +26,7 @@ def test_fast_is_standards_first_attacks_on_fewer_targets_and_says_so():
     data = (x[:150], y[:150])
     fast = autoattack(model, data, eps=0.1, version="fast", seed=0, progress=False)
     standard = autoattack(model, data, eps=0.1, version="standard", seed=0, progress=False)
-    assert fast.attacks == ["apgd-ce", "apgd-t", "square"] and fast.version == "fast"
+    assert fast.attacks == ["apgd-ce", "apgd-t", "square", "apgd-dlr"] and fast.version == "fast"
     assert fast.robust_after[0] == standard.robust_after[0]  # the same APGD-CE, the same draws
     assert fast.attacked["apgd-t"] == standard.attacked["apgd-t"]
     survivors = round(fast.robust_after[1] * 150)
@@ -121,3 +123,39 @@ def test_the_guard_attacks_the_survivors_nearest_to_falling(monkeypatch):
     nearest = set(alive[margin[alive].argsort()[:k]].tolist())
     guarded = [int((x_t == row).flatten(1).all(1).nonzero()[0]) for row in seen["square"][0]]
     assert len(guarded) == k and set(guarded) == nearest
+
+
+class _Blind:
+    """An attack that returns its inputs unchanged: fools nothing."""
+
+    def rank_targets_at(self, points):
+        return self
+
+    def __call__(self, x, y):
+        return x.clone()
+
+
+def test_the_vertex_runs_follow_the_guard(monkeypatch):
+    """APGD-DLR (restarts from Square's stripes) runs on every survivor of a batch where the guard
+    fooled a point, and not at all where it fooled none."""
+    aa = importlib.import_module("robustkernels.eval.autoattack")
+    build, built = aa.autoattack_attack, {}
+
+    def spy(name, *args, **kwargs):
+        built[name] = build(name, *args, **kwargs)
+        return _Blind() if name == "square" and blind else built[name]
+
+    monkeypatch.setattr(aa, "autoattack_attack", spy)
+    model, x, y = trained_digits_cnn()
+    data = (x[:150], y[:150])
+    blind = True  # the guard fools nothing: no vertex runs
+    quiet = autoattack(model, data, eps=0.1, version="fast", seed=0, progress=False, batch_size=150)
+    assert quiet.attacked["apgd-dlr"] == 0 and "apgd-dlr" not in built
+    blind = False
+    monkeypatch.setitem(suite.FAST_IF_FOOLED, "apgd-dlr", "apgd-t")  # make the trigger fire on this model
+    fired = autoattack(model, data, eps=0.1, version="fast", seed=0, progress=False, batch_size=150)
+    assert fired.robust_after[1] < fired.robust_after[0]  # APGD-T fooled a point: the runs are due
+    assert fired.attacked["apgd-dlr"] == round(fired.robust_after[2] * 150)  # every survivor of the guard
+    dlr = built["apgd-dlr"]
+    assert (dlr.loss, dlr.start_at, dlr.steps, dlr.restarts) == ("dlr", "stripes", FAST_VERTEX_STEPS,
+                                                                 FAST_VERTEX_RESTARTS)

@@ -274,6 +274,13 @@ class Attack:
             scale = t.abs().amax(dim=1, keepdim=True)
         return (t / (scale + 1e-12)).view(x.shape).to(x.dtype)
 
+    def stripes_start(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, C, H, W] moved by +-eps per (sample, channel, column), in bounds: Square's start,
+        a vertex of the Linf ball (signs from the attack's generator)."""
+        b, c, _, w = x.shape
+        signs = (torch.randint(0, 2, (b, c, 1, w), generator=self.generator) * 2 - 1).to(x)
+        return self._bounds.clamp(x + self.eps * signs)
+
     @torch.no_grad()
     def ranked_class(self, x: torch.Tensor, rank: int) -> torch.Tensor:
         """[B] the class with the ``rank``-th highest logit on x (1 = the top one): AutoAttack's

@@ -86,7 +86,7 @@ class Square(Attack):
         b, c, h, w = x.shape
         lo, hi = self._bounds.lo_b.to(x.dtype), self._bounds.hi_b.to(x.dtype)
         gen, dev = self.generator, x.device
-        x_best = torch.minimum(torch.maximum(x + self.eps * self._signs((b, c, 1, w), x), lo), hi)
+        x_best = self.stripes_start(x)
         margin = self._margin(x_best, y, target)
         rows, cols = torch.arange(h, device=dev).view(1, h, 1), torch.arange(w, device=dev).view(1, 1, w)
         for query in range(self.n_queries):

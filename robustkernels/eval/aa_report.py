@@ -81,8 +81,8 @@ class AutoAttackReport:
         lines += [f"robust accuracy of {name.upper()} alone: {100 * acc:.2f}%" for name, acc in self.individual.items()]
         if self.gradients != "the model's own":
             lines.append(f"attack gradients: {self.gradients}")
-        if self.levers != "none" or self.autocast:
-            lines.append(f"model inside the attacks: {self._precision()}")
+        if self._inside():
+            lines.append(f"model inside the attacks: {self._inside()}")
         lines.append(f"robust accuracy: {self.robust_accuracy}")
         lines += self.warnings()
         return "\n".join(lines)
@@ -96,8 +96,8 @@ class AutoAttackReport:
                 if self.stochastic else "deterministic model")
         if self.gradients != "the model's own":
             what += f"; attack gradients: {self.gradients}"
-        if self.levers != "none" or self.autocast:
-            what += f"; model inside the attacks: {self._precision()}"
+        if self._inside():
+            what += f"; model inside the attacks: {self._inside()}"
         title, figure = f"AutoAttack ({self.version})", f"**AutoAttack robust accuracy: {self.robust_accuracy}**"
         if self.version == "fast":
             title = f"Fast evaluation (NOT AutoAttack standard: {FAST_DESCRIPTION})"
@@ -106,7 +106,10 @@ class AutoAttackReport:
         return "\n".join([f"{title}, {self.norm} eps = {self.eps:.4g}, {self.n_samples} samples, {what}", "", *rows,
                           "", figure, *self._individual_line(), *self.warnings()])
 
-    def _precision(self) -> str:
+    def _inside(self) -> str:
+        """The model inside the attacks ("" when it is the model itself, in fp32)."""
+        if self.levers == "none" and not self.autocast:
+            return ""
         precision = f"{self.autocast} autocast in APGD, fp32 verdicts" if self.autocast else "fp32"
         return precision + ("" if self.levers == "none" else f", {self.levers}")
 

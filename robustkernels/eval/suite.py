@@ -11,14 +11,18 @@ from ..threat import ThreatModel, default_step
 # version="fast" (see robustkernels.eval.autoattack): APGD-T's targets and iterations, Square's share
 # and queries
 FAST_TARGETS, FAST_TARGET_STEPS, FAST_GUARD_SHARE, FAST_GUARD_QUERIES = 3, 50, 0.1, 1000
+FAST_VERTEX_STEPS, FAST_VERTEX_RESTARTS = 25, 4  # fast's APGD-DLR: short runs from Square's stripes (Linf)
+FAST_SHARES = {"square": FAST_GUARD_SHARE}  # the attacks that run on the survivors nearest to falling only
+FAST_IF_FOOLED = {"apgd-dlr": "square"}  # fast runs APGD-DLR only on batches where the guard fooled a point
 FAST_DESCRIPTION = (f"APGD-CE, APGD-T ({FAST_TARGET_STEPS} iterations) on {FAST_TARGETS} targets ranked at "
-                    f"APGD-CE's end points, Square "
-                    f"({FAST_GUARD_QUERIES} queries) on the {FAST_GUARD_SHARE:.0%} of the survivors nearest to the "
-                    "boundary as a masking guard")
+                    f"APGD-CE's end points, Square ({FAST_GUARD_QUERIES} queries) on the {FAST_GUARD_SHARE:.0%} of "
+                    "the survivors nearest to the boundary as a masking guard, and where the guard fooled a point "
+                    f"APGD-DLR ({FAST_VERTEX_RESTARTS} restarts of {FAST_VERTEX_STEPS} iterations from Square's "
+                    "vertex stripes) on every survivor")
 # the gap to standard, from `robustkernels bench --ops autoattack-fast` (docs: benchmarks guide)
-FAST_MEASURED = ("+0.0 points on a PGD-AT CIFAR-10 CNN (8/255) in 1/10.7-1/12.2 of standard's time, but +1.0 to "
-                 "+2.0 points on a PGD-AT MNIST CNN (Linf 0.3) whose last robust points only standard's 5000-query "
-                 "Square breaks (gradient masking), in 1/9.5-1/10.1; 500 test images, 3 seeds each")
+FAST_MEASURED = ("+0.0 points on a PGD-AT CIFAR-10 CNN (8/255) in 1/11.4-1/11.9 of standard's time, but +0.2 to "
+                 "+1.6 points on a PGD-AT MNIST CNN (Linf 0.3) whose last robust points only standard's 5000-query "
+                 "Square breaks (gradient masking), in 1/7.9-1/8.8; 500 test images, 3 seeds each")
 
 ATTACKS = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr", "square")
 WHITE_BOX = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr")
@@ -73,6 +77,9 @@ def autoattack_attack(name: str, model: nn.Module, threat: ThreatModel, version:
         apgd_options["use_largereps"] = True
     if version == "fast":  # see robustkernels.eval.autoattack: fewer targets, a short Square
         n_target_classes, n_queries = min(n_target_classes, FAST_TARGETS), min(n_queries, FAST_GUARD_QUERIES)
+    if name == "apgd-dlr" and version == "fast":  # restarts from vertices: see FAST_DESCRIPTION
+        apgd_options.update(steps=min(steps, FAST_VERTEX_STEPS), start="stripes" if threat.norm == "linf" else "uniform")
+        return APGD(model, loss="dlr", restarts=FAST_VERTEX_RESTARTS, **apgd_options)
     if name in ("apgd-ce", "apgd-dlr"):
         return APGD(model, loss=name.split("-")[1], restarts=restarts, **apgd_options)
     if name == "apgd-t":

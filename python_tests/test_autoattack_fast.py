@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from robustkernels.data import load_digits
-from robustkernels.eval import autoattack
-from robustkernels.eval import suite
+from robustkernels.eval import autoattack, suite
 from robustkernels.eval.suite import FAST_GUARD_SHARE, FAST_VERTEX_RESTARTS, FAST_VERTEX_STEPS
 from robustkernels.train import fit, make_method
 from robustkernels.train.checkpoint import load

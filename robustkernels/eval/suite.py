@@ -78,7 +78,8 @@ def autoattack_attack(name: str, model: nn.Module, threat: ThreatModel, version:
     if version == "fast":  # see robustkernels.eval.autoattack: fewer targets, a short Square
         n_target_classes, n_queries = min(n_target_classes, FAST_TARGETS), min(n_queries, FAST_GUARD_QUERIES)
     if name == "apgd-dlr" and version == "fast":  # restarts from vertices: see FAST_DESCRIPTION
-        apgd_options.update(steps=min(steps, FAST_VERTEX_STEPS), start="stripes" if threat.norm == "linf" else "uniform")
+        start = "stripes" if threat.norm == "linf" else "uniform"  # stripes are Linf vertices
+        apgd_options.update(steps=min(steps, FAST_VERTEX_STEPS), start=start)
         return APGD(model, loss="dlr", restarts=FAST_VERTEX_RESTARTS, **apgd_options)
     if name in ("apgd-ce", "apgd-dlr"):
         return APGD(model, loss=name.split("-")[1], restarts=restarts, **apgd_options)

@@ -274,12 +274,15 @@ class Attack:
             scale = t.abs().amax(dim=1, keepdim=True)
         return (t / (scale + 1e-12)).view(x.shape).to(x.dtype)
 
+    def random_signs(self, shape: tuple, like: torch.Tensor) -> torch.Tensor:
+        """Random +-1 of ``shape`` from the attack's generator, on ``like``'s device and dtype."""
+        return (torch.randint(0, 2, shape, generator=self.generator) * 2 - 1).to(like)
+
     def stripes_start(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, C, H, W] moved by +-eps per (sample, channel, column), in bounds: Square's start,
-        a vertex of the Linf ball (signs from the attack's generator)."""
+        a vertex of the Linf ball."""
         b, c, _, w = x.shape
-        signs = (torch.randint(0, 2, (b, c, 1, w), generator=self.generator) * 2 - 1).to(x)
-        return self._bounds.clamp(x + self.eps * signs)
+        return self._bounds.clamp(x + self.eps * self.random_signs((b, c, 1, w), x))
 
     @torch.no_grad()
     def ranked_class(self, x: torch.Tensor, rank: int) -> torch.Tensor:

@@ -78,12 +78,8 @@ class Square(Attack):
             raise ValueError(f"x: Square needs images [B, C, H, W], got shape {list(x.shape)}")
         return self._perturb_linf(x, y, target) if self.norm == "linf" else self._perturb_lp(x, y, target)
 
-    def _signs(self, shape: tuple, like: torch.Tensor) -> torch.Tensor:
-        """Random +-1 of ``shape`` from the attack's generator, on ``like``'s device and dtype."""
-        return (torch.randint(0, 2, shape, generator=self.generator) * 2 - 1).to(like)
-
     def _perturb_linf(self, x, y, target):
-        b, c, h, w = x.shape
+        c, h, w = x.shape[1:]
         lo, hi = self._bounds.lo_b.to(x.dtype), self._bounds.hi_b.to(x.dtype)
         gen, dev = self.generator, x.device
         x_best = self.stripes_start(x)
@@ -100,7 +96,7 @@ class Square(Attack):
             left = torch.randint(0, w - s + 1, (n,), generator=gen).to(dev).view(n, 1, 1)
             window = ((rows >= top) & (rows < top + s) & (cols >= left) & (cols < left + s)).unsqueeze(1)
             x0, current = x[active], x_best[active]
-            proposal = torch.where(window, x0 + self.eps * self._signs((n, c, 1, 1), x), current)
+            proposal = torch.where(window, x0 + self.eps * self.random_signs((n, c, 1, 1), x), current)
             proposal = torch.minimum(torch.maximum(proposal, lo), hi)
             new_margin = self._margin(proposal, y[active], None if target is None else target[active])
             better = new_margin < margin[active]
@@ -133,7 +129,7 @@ class Square(Attack):
             for j in range(w // s):
                 rows, cols = slice(top0 + i * s, top0 + (i + 1) * s), slice(top0 + j * s, top0 + (j + 1) * s)
                 patch = delta[:, :, rows, cols]
-                patch += self._eta(s, x)[: patch.shape[2], : patch.shape[3]] * self._signs((b, c, 1, 1), x)
+                patch += self._eta(s, x)[: patch.shape[2], : patch.shape[3]] * self.random_signs((b, c, 1, 1), x)
         return delta
 
     def _inside(self, x0: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
@@ -179,7 +175,7 @@ class Square(Attack):
         norm_one = norm(delta[:, :, one[0], one[1]], (-2, -1))
         norm_image = norm(delta.flatten(1), 1).view(n, 1, 1, 1)
         norm_windows = norm(delta * mask, (-2, -1))
-        new = self._eta(s, delta).view(1, 1, s, s) * self._signs((n, c, 1, 1), delta)
+        new = self._eta(s, delta).view(1, 1, s, s) * self.random_signs((n, c, 1, 1), delta)
         new = new + delta[:, :, one[0], one[1]] / (1e-12 + norm_one)
         if l1:  # the original's L1 budget, its factor c included
             budget = ((self.eps - norm_image).clamp_min(0) / c + norm_windows) * c

@@ -81,8 +81,9 @@ class AutoAttackReport:
         lines += [f"robust accuracy of {name.upper()} alone: {100 * acc:.2f}%" for name, acc in self.individual.items()]
         if self.gradients != "the model's own":
             lines.append(f"attack gradients: {self.gradients}")
-        if self._inside():
-            lines.append(f"model inside the attacks: {self._inside()}")
+        inside = self._inside()
+        if inside:
+            lines.append(f"model inside the attacks: {inside}")
         lines.append(f"robust accuracy: {self.robust_accuracy}")
         lines += self.warnings()
         return "\n".join(lines)
@@ -96,8 +97,9 @@ class AutoAttackReport:
                 if self.stochastic else "deterministic model")
         if self.gradients != "the model's own":
             what += f"; attack gradients: {self.gradients}"
-        if self._inside():
-            what += f"; model inside the attacks: {self._inside()}"
+        inside = self._inside()
+        if inside:
+            what += f"; model inside the attacks: {inside}"
         title, figure = f"AutoAttack ({self.version})", f"**AutoAttack robust accuracy: {self.robust_accuracy}**"
         if self.version == "fast":
             title = f"Fast evaluation (NOT AutoAttack standard: {FAST_DESCRIPTION})"

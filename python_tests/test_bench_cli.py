@@ -37,9 +37,9 @@ def test_end_to_end_variant_in_a_fresh_process():
     assert result["model"] == "WRN-10-1 LWTA" and result["seconds"] > 0 and result["peak_kib"] >= 0
 
 
-def _targets_module():
-    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "targets.py"
-    spec = importlib.util.spec_from_file_location("targets", path)
+def _benchmark_script(name: str = "targets"):
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -51,7 +51,7 @@ def test_targets_are_marked_met_or_not():
             {"op": "noisy_weight", "case": "w", "dtype": "bf16", "speedup": 2.5, "kept_mib_ours": 0.0,
              "kept_mib_eager": 14.0}]
     e2e = [{"case": "pgd_at_lwta", "speedup": 2.5, "peak_ratio": 0.7}]
-    checked = _targets_module().check_targets({"ops": rows, "end_to_end": e2e})
+    checked = _benchmark_script().check_targets({"ops": rows, "end_to_end": e2e})
     marks = {target: (status, figure) for target, status, figure in checked}
     assert marks["PGD step >= 5x eager, every shape"] == ("NOT met", "min 4.0x (B in millions [x] l2, fp32)")
     assert marks["PGD step >= 50% of copy bandwidth, large size"][0] == "NOT met"
@@ -62,12 +62,23 @@ def test_targets_are_marked_met_or_not():
     assert "LWTA fwd+bwd <= 1.5x ReLU" not in marks  # not measured: left out
 
 
+def test_seed_spread_compares_a_side_with_itself_over_every_pair_of_seeds():
+    verdicts = [[True, True, False, False], [True, False, False, False], [True, True, True, False]]
+    rows = [{"ours_robust": v, "ours_acc": sum(v) / 4} for v in verdicts]
+    spread = _benchmark_script("aa_agreement").seed_spread(rows, "ours")
+    # pairs (0,1), (0,2), (1,2): agreement 3/4, 3/4, 2/4; accuracy gaps 1/4, 1/4, 2/4
+    assert spread["pairs"] == 3
+    assert spread["agreement_min"] == pytest.approx(0.5) and spread["agreement_mean"] == pytest.approx(2 / 3)
+    assert spread["gap_max"] == pytest.approx(0.5) and spread["gap_mean"] == pytest.approx(1 / 3)
+    assert _benchmark_script("aa_agreement").seed_spread(rows[:1], "ours") == {}
+
+
 @pytest.mark.skipif("cpp" not in robustkernels.available_backends("cpu"), reason="needs the compiled extension")
 def test_bench_json_feeds_the_targets_script(tmp_path, capsys):
     path = tmp_path / "bench.json"
     main_bench("cpu", ["noise"], quick=True, json_path=str(path), e2e=False)
     assert "benchmarks/targets.py" in capsys.readouterr().out
-    checked = _targets_module().check_targets(json.loads(path.read_text()))
+    checked = _benchmark_script().check_targets(json.loads(path.read_text()))
     assert [row[0] for row in checked] == ["noisy weight fwd+bwd >= 2x the PNI authors' form",
                                            "zero bytes of noise kept for the backward"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from .checks import above_chance
-from .suite import FAST_DESCRIPTION, FAST_MEASURED
+from .suite import FAST_DESCRIPTION, FAST_IF_MASKED, FAST_MEASURED
 from .values import Stat
 
 
@@ -54,6 +54,9 @@ class AutoAttackReport:
         if broken:
             out.append(f"warning: Square (gradient-free) fooled {100 * broken:.2f}% of the points that the white-box "
                        "attacks before it did not: a sign of gradient masking")
+            if self.version == "fast":
+                out.append(f"warning: fast's figure is likely above standard's on this model ({FAST_IF_MASKED}): "
+                           "run version='standard' for a figure to report")
         return out
 
     def _square_breaks(self) -> float:

@@ -55,8 +55,8 @@ class AutoAttackReport:
             out.append(f"warning: Square (gradient-free) fooled {100 * broken:.2f}% of the points that the white-box "
                        "attacks before it did not: a sign of gradient masking")
             if self.version == "fast":
-                out.append(f"warning: fast's figure is likely above standard's on this model ({FAST_IF_MASKED}): "
-                           "run version='standard' for a figure to report")
+                out.append(f"warning: fast's guard found gradient masking, where fast's figure is likely above "
+                           f"standard's ({FAST_IF_MASKED}): run version='standard' for a figure to report")
         return out
 
     def _square_breaks(self) -> float:

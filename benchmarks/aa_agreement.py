@@ -80,10 +80,10 @@ def seed_spread(rows: list[dict], side: str) -> dict:
 
 
 def format_spread(name: str, spread: dict) -> str:
+    """One line: ``name``'s agreement with itself and its accuracy gap, as :func:`seed_spread` gives them."""
     return (f"{name} against itself over {spread['pairs']} pairs of seeds: agreement "
-            f"{100 * spread['agreement_min']:.1f}% (min) / {100 * spread['agreement_mean']:.1f}% (mean), accuracy gap "
-            f"{100 * spread['gap_max']:.1f} "
-            f"(max) / {100 * spread['gap_mean']:.2f} (mean) points")
+            f"{100 * spread['agreement_min']:.1f}% (min) / {100 * spread['agreement_mean']:.1f}% (mean), "
+            f"accuracy gap {100 * spread['gap_max']:.1f} (max) / {100 * spread['gap_mean']:.2f} (mean) points")
 
 
 def format_rows(rows: list[dict]) -> str:

@@ -62,8 +62,8 @@ class APGD(Attack):
 
     ``start="stripes"`` starts every run (and restart) at a vertex of the Linf ball, Square's
     vertical stripes of +-eps, instead of the original's uniform point: on a model whose gradient
-    is masked near the clean input (MNIST PGD-AT CNNs) short DLR runs from there break points that
-    only Square's 5000 queries break otherwise (AutoAttack ``version="fast"``).
+    is masked near the clean input (MNIST PGD-AT CNNs) short DLR runs from there break some of the
+    points that only Square's 5000 queries break otherwise (AutoAttack ``version="fast"``).
 
     ``norm="l1"`` runs the L1 version (:mod:`~robustkernels.attacks.apgd_l1`: sparse steps, the
     joint ball-and-box projection); ``use_largereps`` its 3 / 2 / 1 x eps schedule, as AutoAttack

@@ -80,7 +80,6 @@ class Square(Attack):
 
     def _perturb_linf(self, x, y, target):
         c, h, w = x.shape[1:]
-        lo, hi = self._bounds.lo_b.to(x.dtype), self._bounds.hi_b.to(x.dtype)
         gen, dev = self.generator, x.device
         x_best = self.stripes_start(x)
         margin = self._margin(x_best, y, target)
@@ -97,7 +96,7 @@ class Square(Attack):
             window = ((rows >= top) & (rows < top + s) & (cols >= left) & (cols < left + s)).unsqueeze(1)
             x0, current = x[active], x_best[active]
             proposal = torch.where(window, x0 + self.eps * self.random_signs((n, c, 1, 1), x), current)
-            proposal = torch.minimum(torch.maximum(proposal, lo), hi)
+            proposal = self._bounds.clamp(proposal)
             new_margin = self._margin(proposal, y[active], None if target is None else target[active])
             better = new_margin < margin[active]
             x_best[active[better]] = proposal[better]
@@ -137,8 +136,7 @@ class Square(Attack):
         projected onto the ball (radius eps (1 - 1e-6), as the original) and the box."""
         if self.norm == "l1":
             return project_l1(x0 + delta, x0, eps=self.eps * (1 - 1e-6), bounds=self.bounds)
-        lo, hi = self._bounds.lo_b.to(x0.dtype), self._bounds.hi_b.to(x0.dtype)
-        return torch.minimum(torch.maximum(x0 + _unit(delta) * self.eps, lo), hi)
+        return self._bounds.clamp(x0 + _unit(delta) * self.eps)
 
     def _perturb_lp(self, x, y, target):
         b, c, h, w = x.shape

@@ -4,6 +4,8 @@ distance (with the box); AutoAttack's L1 standard set; the attacks that have no 
 it by name; and, where fra31/auto-attack is importable (test-only), the same figures as the
 original on a trained model."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -182,7 +184,9 @@ def test_autoattack_l1_agrees_with_the_original_sample_by_sample():
     model, x, y = trained_digits_cnn()
     x, y = x[:200], y[:200]
     ours = autoattack(model, (x, y), eps=2.0, norm="l1", seed=0, progress=False)
-    aa = original.AutoAttack(model, norm="L1", eps=2.0, version="standard", device="cpu", seed=0, verbose=False)
+    # a copy: the original leaves parameter .grad on the model it attacks, and this one is cached and shared
+    aa = original.AutoAttack(copy.deepcopy(model), norm="L1", eps=2.0, version="standard", device="cpu", seed=0,
+                             verbose=False)
     adv = aa.run_standard_evaluation(x, y, bs=250)
     with torch.no_grad():
         theirs = model(adv).argmax(1) == y

@@ -119,7 +119,7 @@ def test_evaluate_resumes_its_autoattack_part_when_the_timing_chooses_otherwise(
     kwargs = dict(eps=0.1, attacks=("fgsm",), suite="autoattack", version="fast", checks=False, progress=False,
                   batch_size=20, aa_state_path=tmp_path / "aa.json")
     gains = iter([2.0, 0.5])  # the first run measures channels_last faster, the resumed one slower
-    monkeypatch.setattr(levers, "_seconds", lambda m, x_: 1.0 if isinstance(m, levers.ChannelsLast) else next(gains))
+    monkeypatch.setattr(levers, "_speedup", lambda model, converted, x_: next(gains))
     first = evaluate(model, (x, y), generator=torch.Generator().manual_seed(0), **kwargs)
     assert first.levers.startswith("channels_last")
     resumed = evaluate(model, (x, y), generator=torch.Generator().manual_seed(0), aa_resume=True, **kwargs)
@@ -140,3 +140,22 @@ def test_compile_runs_the_attacks_on_a_compiled_copy():
                        progress=False, channels_last=False)
     assert report.levers == "torch.compile"
     assert abs(report.robust_accuracy.mean - plain.robust_accuracy.mean) <= 1 / 12
+
+
+def test_the_layout_timing_takes_turns_and_keeps_each_sides_fastest_pass(monkeypatch):
+    """``"auto"``'s measurement: passes of the two layouts alternate (a drift of the machine
+    favours neither) and a slow outlier pass (another process) does not decide."""
+    import robustkernels.eval.levers as levers
+
+    plain, converted = nn.Linear(3, 2), nn.Linear(3, 2)
+    calls = []
+    slow = iter([9.0, 2.0, 7.0] + [2.0] * levers.TIMED_PASSES)  # the plain side, outliers included
+    fast = iter([1.0, 5.0] + [1.0] * levers.TIMED_PASSES)
+
+    def timed(model, x):
+        calls.append(model)
+        return next(slow) if model is plain else next(fast)
+
+    monkeypatch.setattr(levers, "_pass_seconds", timed)
+    assert levers._speedup(plain, converted, torch.zeros(4, 3)) == 2.0
+    assert calls == [plain, converted] * (levers.TIMED_PASSES + 1)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from robustkernels.attacks import APGD, CW, FGSM, FGSM_RS, MIFGSM, PGD, Square, objective
+from robustkernels.attacks import APGD, CW, FGSM, FGSM_RS, MD, MIFGSM, PGD, Square, objective
 
 from .models import accuracy, small_cnn, trained_digits_cnn
 
@@ -28,6 +28,7 @@ def attacks_for(model, norm="linf"):
         "MIFGSM": MIFGSM(model, eps=eps, alpha=eps / 4, steps=10, norm=norm),
         "APGD-ce": APGD(model, eps=eps, steps=20, norm=norm),
         "APGD-dlr": APGD(model, eps=eps, steps=20, norm=norm, loss="dlr"),
+        **({"MD": MD(model, eps=eps, steps=20, change_point=8)} if norm == "linf" else {}),
     }
 
 
@@ -173,11 +174,11 @@ def test_normalization_and_per_channel_bounds():
 def test_losses_have_the_right_sign():
     logits = torch.tensor([[3.0, 1.0, 0.0, -1.0], [0.0, 2.0, 1.0, 0.5]])
     y = torch.tensor([0, 0])
-    for name in ("ce", "margin", "dlr"):
+    for name in ("ce", "margin", "dlr", "true-logit", "other-logit"):
         value = objective(name, logits, y)
         assert value[1] > value[0], name  # the misclassified sample scores higher
     target = torch.tensor([1, 1])
-    for name in ("ce", "margin", "dlr"):
+    for name in ("ce", "margin", "dlr", "true-logit", "other-logit"):
         value = objective(name, logits, y, target)
         assert value[1] > value[0], name  # closer to the target scores higher
 
@@ -196,6 +197,14 @@ def test_losses_have_the_right_sign():
         (lambda m: APGD(m, start="zero"), ValueError, "start must be one of"),
         (lambda m: APGD(m, norm="l2", start="stripes"), ValueError, "start='stripes' .* needs norm='linf'"),
         (lambda m: CW(m, c=-1.0), ValueError, "c must be >= 0"),
+        (lambda m: MD(m, steps=10, change_point=10), ValueError, "change_point must be below steps=10"),
+        (lambda m: MD(m, change_point=2.5), TypeError, "change_point must be an int"),
+        (lambda m: MD(m, terms=("true", "z")), ValueError, "terms must list some of"),
+        (lambda m: MD(m, terms=()), ValueError, "terms must list some of"),
+        (lambda m: MD(m, targeted=True), ValueError, "targeted: MD is untargeted"),
+        (lambda m: MD(m, loss="ce"), ValueError, "loss: MD ascends the margin"),
+        (lambda m: MD(m, norm="l2"), ValueError, "norm must be one of"),
+        (lambda m: MD(m, start="zero"), ValueError, "start must be one of"),
     ],
 )
 def test_bad_construction(build, error, match):

@@ -1,6 +1,6 @@
 """``autoattack(version="fast")``: APGD-CE, APGD-T on 3 targets ranked at APGD-CE's end points, a
-Square guard on the share of the survivors nearest to the boundary, and APGD-DLR from vertex
-stripes only on batches where the guard fooled a point - close to standard, said
+Square guard on the share of the survivors nearest to the boundary, and MD from vertex stripes
+(APGD-DLR in L2 / L1) only on batches where the guard fooled a point - close to standard, said
 plainly in the report and the log; and ``fit(val_attack="fast", keep="best-robust")`` keeping the
 weights of the best validation robust accuracy. Speed and the gap to standard are measured in
 ``robustkernels bench --ops autoattack``, not asserted here."""
@@ -13,7 +13,7 @@ import torch
 
 from robustkernels.data import load_digits
 from robustkernels.eval import AutoAttackReport, Stat, autoattack, suite
-from robustkernels.eval.suite import FAST_GUARD_SHARE, FAST_VERTEX_RESTARTS, FAST_VERTEX_STEPS
+from robustkernels.eval.suite import FAST_GUARD_SHARE, FAST_LAST_RESTARTS, FAST_LAST_STEPS, FAST_MD_CHANGE
 from robustkernels.train import fit, make_method
 from robustkernels.train.checkpoint import load
 
@@ -25,7 +25,7 @@ def test_fast_is_standards_first_attacks_on_fewer_targets_and_says_so():
     data = (x[:150], y[:150])
     fast = autoattack(model, data, eps=0.1, version="fast", seed=0, progress=False)
     standard = autoattack(model, data, eps=0.1, version="standard", seed=0, progress=False)
-    assert fast.attacks == ["apgd-ce", "apgd-t", "square", "apgd-dlr"] and fast.version == "fast"
+    assert fast.attacks == ["apgd-ce", "apgd-t", "square", "md"] and fast.version == "fast"
     assert fast.robust_after[0] == standard.robust_after[0]  # the same APGD-CE, the same draws
     assert fast.attacked["apgd-t"] == standard.attacked["apgd-t"]
     survivors = round(fast.robust_after[1] * 150)
@@ -39,7 +39,7 @@ def test_fast_is_standards_first_attacks_on_fewer_targets_and_says_so():
 def test_fast_says_to_run_standard_when_its_guard_finds_masking():
     """Where the Square guard fools points the white-box attacks did not, fast's figure is the one
     measured above standard's (MNIST): the report says to run standard; where it fools none, not."""
-    names = ["apgd-ce", "apgd-t", "square", "apgd-dlr"]
+    names = ["apgd-ce", "apgd-t", "square", "md"]
     masked = AutoAttackReport("fast", "linf", 0.3, 500, names, Stat(0.9), [0.4, 0.33, 0.32, 0.32], Stat(0.32), {}, {})
     clean = AutoAttackReport("fast", "linf", 0.3, 500, names, Stat(0.9), [0.4, 0.33, 0.33, 0.33], Stat(0.33), {}, {})
     assert any("run version='standard'" in w for w in masked.warnings())
@@ -55,6 +55,7 @@ def test_fast_in_l1_and_on_a_dict_loader():
     loader = torch.utils.data.DataLoader([{"image": a, "label": b} for a, b in zip(x[:40], y[:40])], batch_size=16)
     report = autoattack(model, loader, eps=2.0, norm="l1", version="fast", seed=0, progress=False)
     assert report.norm == "l1" and report.n_samples == 40
+    assert report.attacks == ["apgd-ce", "apgd-t", "square", "apgd-dlr"]  # MD and the stripes are Linf's
     assert report.robust_accuracy.mean <= report.clean_accuracy.mean
 
 
@@ -149,8 +150,8 @@ class _Blind:
 
 
 def test_the_vertex_runs_follow_the_guard(monkeypatch):
-    """APGD-DLR (restarts from Square's stripes) runs on every survivor of a batch where the guard
-    fooled a point, and not at all where it fooled none."""
+    """MD (restarts from Square's stripes, on the true logit's term) runs on every survivor of a
+    batch where the guard fooled a point, and not at all where it fooled none."""
     aa = importlib.import_module("robustkernels.eval.autoattack")
     build, built = aa.autoattack_attack, {}
 
@@ -163,12 +164,12 @@ def test_the_vertex_runs_follow_the_guard(monkeypatch):
     data = (x[:150], y[:150])
     blind = True  # the guard fools nothing: no vertex runs
     quiet = autoattack(model, data, eps=0.1, version="fast", seed=0, progress=False, batch_size=150)
-    assert quiet.attacked["apgd-dlr"] == 0 and "apgd-dlr" not in built
+    assert quiet.attacked["md"] == 0 and "md" not in built
     blind = False
-    monkeypatch.setitem(suite.FAST_IF_FOOLED, "apgd-dlr", "apgd-t")  # make the trigger fire on this model
+    monkeypatch.setitem(suite.FAST_IF_FOOLED, "md", "apgd-t")  # make the trigger fire on this model
     fired = autoattack(model, data, eps=0.1, version="fast", seed=0, progress=False, batch_size=150)
     assert fired.robust_after[1] < fired.robust_after[0]  # APGD-T fooled a point: the runs are due
-    assert fired.attacked["apgd-dlr"] == round(fired.robust_after[2] * 150)  # every survivor of the guard
-    dlr = built["apgd-dlr"]
-    assert (dlr.loss, dlr.start_at, dlr.steps, dlr.restarts) == ("dlr", "stripes", FAST_VERTEX_STEPS,
-                                                                 FAST_VERTEX_RESTARTS)
+    assert fired.attacked["md"] == round(fired.robust_after[2] * 150)  # every survivor of the guard
+    md = built["md"]
+    assert (md.terms, md.start_at, md.climb, md.steps, md.change_point, md.restarts) == (
+        ("true",), "stripes", False, FAST_LAST_STEPS, FAST_MD_CHANGE, FAST_LAST_RESTARTS)

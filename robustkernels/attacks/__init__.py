@@ -11,6 +11,7 @@ from .base import ActiveSet, Attack
 from .cw import CW
 from .fab import FAB
 from .losses import objective
+from .md import MD
 from .mifgsm import MIFGSM
 from .pgd import FGSM, FGSM_RS, PGD
 from .square import Square
@@ -23,6 +24,7 @@ __all__ = [
     "ActiveSet",
     "FGSM",
     "FGSM_RS",
+    "MD",
     "MIFGSM",
     "PGD",
     "Attack",

@@ -12,10 +12,9 @@ import torch
 
 from ..common import non_negative, positive_int
 from .apgd_l1 import run_l1
-from .base import ActiveSet, Attack, RowState
+from .base import ActiveSet, Attack, RowState, checked_start
 
 LOSSES = ("ce", "dlr", "dlr-targeted")
-STARTS = ("uniform", "stripes")  # the random start: the original's, or Square's vertex stripes (Linf)
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -90,27 +89,15 @@ class APGD(Attack):
         if use_largereps and norm != "l1":
             raise ValueError("use_largereps is the L1 schedule (norm='l1')")
         self.use_largereps = bool(use_largereps)
-        if start not in STARTS:
-            raise ValueError(f"start must be one of {STARTS}, got {start!r}")
-        if start == "stripes" and norm != "linf":
-            raise ValueError("start='stripes' is a vertex of the Linf ball: it needs norm='linf'")
-        self.start_at = start
+        self.start_at = checked_start(start, norm)
 
     def perturb(self, x, y, target):
         ranks = range(2, self.n_target_classes + 2) if self.loss == "dlr-targeted" else [None]
         return self.runs_on_unfooled(x, y, target, ranks, self.restarts, lambda xs, ys, ts, _: self._run(xs, ys, ts))
 
     def start(self, x):
-        """The original's random start: uniform in [-1, 1] scaled to Linf norm eps (L2: a normal
-        direction scaled to L2 norm eps), clamped to the bounds; ``start="stripes"``: Square's
-        vertical stripes of +-eps (images)."""
-        if not x.numel():
-            return x.clone()
-        if self.start_at == "stripes":
-            if x.dim() != 4:
-                raise ValueError(f"x: start='stripes' needs images [B, C, H, W], got shape {list(x.shape)}")
-            return self.stripes_start(x)
-        return self._bounds.clamp(x + self.eps * self.random_direction(x))
+        """The run's start: the original's uniform one, or Square's stripes (``start``)."""
+        return self.start_point(x, self.start_at)
 
     def _run(self, x, y, target):
         """One run on (x, y[, target]): (x_adv, fooled) per the attack's contract."""
@@ -149,18 +136,6 @@ class APGD(Attack):
         never = ~s.fooled
         out[rows.index[never]] = s.x_best[never]
         return out, fooled_out
-
-    def record_fooled(self, s, rows, out, fooled_out, logits) -> None:
-        """Keep the first fooling point of each row of the state ``s`` (its ``x_adv`` and
-        ``fooled``) in ``out`` / ``fooled_out``; with early_stop, fooled rows stop."""
-        first = self.succeeded(logits, s.y, s.target, s.x_adv) & ~s.fooled
-        if not bool(first.any()):  # most steps on robust points: nothing to record
-            return
-        out[rows.index[first]] = s.x_adv[first]
-        fooled_out[rows.index[first]] = True
-        s.fooled |= first
-        if self.early_stop:
-            rows.retire(s.fooled)
 
     @staticmethod
     def _track_best(s, loss) -> None:

@@ -32,6 +32,7 @@ from .losses import LOSSES, objective
 MODEL_MODES = ("eval", "train", "keep")
 AUTOCAST = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
 EOT_MAX_ROWS = 1024  # rows per forward/backward when the EOT copies are batched
+STARTS = ("uniform", "stripes")  # random starts: AutoAttack's, or Square's vertex stripes (Linf)
 
 
 def per_row_noise(model: nn.Module) -> bool:
@@ -43,6 +44,15 @@ def per_row_noise(model: nn.Module) -> bool:
     return any(isinstance(m, (LWTA, BatchNormLWTA)) for m in modules) and not any(
         isinstance(m, (PNIConv2d, PNILinear)) for m in modules)
 
+
+
+def checked_start(start: str, norm: str) -> str:
+    """``start`` (one of ``STARTS``) if the threat model ``norm`` allows it."""
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
+    if start == "stripes" and norm != "linf":
+        raise ValueError("start='stripes' is a vertex of the Linf ball: it needs norm='linf'")
+    return start
 
 
 def copies(t: torch.Tensor, c: int) -> torch.Tensor:
@@ -206,34 +216,37 @@ class Attack:
         if self._unchecked_labels:
             check_logits_shape(logits, rows)
 
-    def objective(self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    def objective(self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
+                  loss: str | None = None) -> torch.Tensor:
+        """[B] the attack's objective (or ``loss``, one of ``LOSSES``) on ``logits``."""
         self.check_output(logits, y, target)
-        return objective(self.loss, logits, y, target)
+        return objective(loss or self.loss, logits, y, target)
 
-    def loss_and_grad(self, x_adv: torch.Tensor, y, target):
-        """Per-sample objective [B], its input gradient and logits, averaged over ``eot_iter``
-        passes (batched: the copies go through the model together, in chunks)."""
+    def loss_and_grad(self, x_adv: torch.Tensor, y, target, loss: str | None = None):
+        """Per-sample objective [B] (the attack's, or ``loss``), its input gradient and logits,
+        averaged over ``eot_iter`` passes (batched: the copies go through the model together, in
+        chunks)."""
         batch = x_adv.shape[0]
         chunks = self._eot_chunks(batch)
         if chunks == [1]:  # one pass (a deterministic model): no sums to build, per step
-            return self._pass(x_adv, y, target, 1)
+            return self._pass(x_adv, y, target, 1, loss)
         total_loss, total_grad, total_logits = 0.0, torch.zeros_like(x_adv), 0.0
         for c in chunks:
-            value, grad, logits = self._pass(x_adv, y, target, c)
+            value, grad, logits = self._pass(x_adv, y, target, c, loss)
             total_grad += grad.view(c, *x_adv.shape).sum(0)
             total_loss = total_loss + value.view(c, batch).sum(0)
             total_logits = total_logits + logits.view(c, batch, -1).sum(0)
         k = self.eot_iter
         return total_loss / k, total_grad / k, total_logits / k
 
-    def _pass(self, x_adv: torch.Tensor, y, target, c: int):
+    def _pass(self, x_adv: torch.Tensor, y, target, c: int, loss: str | None = None):
         """One forward and backward pass over ``c`` stacked copies of x_adv: (objective [c B],
         input gradient [c B, ...], fp32 logits [c B, K]), detached."""
         x_in = copies(x_adv.detach(), c).requires_grad_(True)
         ys, ts = copies(y, c), None if target is None else copies(target, c)
         with torch.enable_grad():
             logits = self.logits(x_in)
-            value = self.objective(logits, ys, ts)
+            value = self.objective(logits, ys, ts, loss)
             grad = input_gradient(value.sum(), x_in)
         return value.detach(), grad, logits.detach().float()
 
@@ -283,6 +296,31 @@ class Attack:
         a vertex of the Linf ball."""
         b, c, _, w = x.shape
         return self._bounds.clamp(x + self.eps * self.random_signs((b, c, 1, w), x))
+
+    def start_point(self, x: torch.Tensor, how: str) -> torch.Tensor:
+        """A random start (``how`` in ``STARTS``): ``"uniform"``, AutoAttack's - uniform in
+        [-1, 1] scaled to Linf norm eps (L2 / L1: a normal direction scaled to norm eps), clamped
+        to the bounds; ``"stripes"``, Square's vertical stripes of +-eps (images)."""
+        if not x.numel():
+            return x.clone()
+        if how == "stripes":
+            if x.dim() != 4:
+                raise ValueError(f"x: start='stripes' needs images [B, C, H, W], got shape {list(x.shape)}")
+            return self.stripes_start(x)
+        return self._bounds.clamp(x + self.eps * self.random_direction(x))
+
+    def record_fooled(self, s: RowState, rows: ActiveSet, out, fooled_out, logits) -> None:
+        """Keep the first fooling point of each row of the state ``s`` (its ``x_adv`` [B, ...]
+        and ``fooled`` [B]) in ``out`` / ``fooled_out`` (the caller's rows); with early_stop,
+        fooled rows stop."""
+        first = self.succeeded(logits, s.y, s.target, s.x_adv) & ~s.fooled
+        if not bool(first.any()):  # most steps on robust points: nothing to record
+            return
+        out[rows.index[first]] = s.x_adv[first]
+        fooled_out[rows.index[first]] = True
+        s.fooled |= first
+        if self.early_stop:
+            rows.retire(s.fooled)
 
     @torch.no_grad()
     def ranked_class(self, x: torch.Tensor, rank: int) -> torch.Tensor:

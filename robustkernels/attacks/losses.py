@@ -5,6 +5,8 @@
 ``dlr``: Croce & Hein's difference of logits ratio (targeted version with the target);
 ``dlr-targeted``: the targeted DLR, ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12)``
 with pi sorting the logits in descending order (APGD-T).
+``true-logit`` and ``other-logit``: the margin's two terms alone, ``-z_y`` and ``max_{j != y} z_j``
+(targeted: ``z_t``) - the MD attack's first stage.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-LOSSES = ("ce", "margin", "dlr", "dlr-targeted")
+LOSSES = ("ce", "margin", "dlr", "dlr-targeted", "true-logit", "other-logit")
 
 
 def _other_max(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -35,6 +37,10 @@ def objective(name: str, logits: torch.Tensor, y: torch.Tensor, target: torch.Te
         if target is not None:
             return _label_logit(logits, target) - _other_max(logits, target)
         return _other_max(logits, y) - _label_logit(logits, y)
+    if name == "true-logit":
+        return -_label_logit(logits, y)
+    if name == "other-logit":
+        return _label_logit(logits, target) if target is not None else _other_max(logits, y)
     if name == "dlr-targeted" and target is None:
         raise ValueError("the targeted DLR loss needs target labels")
     if name in ("dlr", "dlr-targeted"):

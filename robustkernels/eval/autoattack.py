@@ -11,10 +11,12 @@ not at the clean input (MALT, Melamed et al. 2024, ranks targets to run fewer AP
 Liu et al. 2022, starts from what earlier steps found) - then Square with 1000 queries on the
 tenth of each batch's survivors with the smallest margin (A3's budget on the points nearest to
 breaking) as a cheap gradient-masking guard; and only on a batch where that guard fooled a point
-(the masking sign), APGD-DLR with 4 restarts of 25 iterations on every survivor, each run started
-at Square's vertex stripes (Linf) - on a masked MNIST CNN those break points the white-box attacks
-miss and that standard breaks only with 5000 Square queries (``suite.FAST_*``). Its report and log
-say so and give the gap measured against ``standard``.
+(the masking sign), 4 restarts of 25 iterations on every survivor of MD (Ma et al. 2023: the true
+logit's term of the margin alone, then the margin; :class:`~robustkernels.attacks.MD`), each run
+started at Square's vertex stripes (Linf; in L2 / L1 APGD-DLR from uniform starts) - on a masked
+MNIST CNN those break points the white-box attacks miss and that standard breaks only with 5000
+Square queries (``suite.FAST_*``). Its report and log say so and give the gap measured against
+``standard``.
 
 The cascade: each attack runs only on the points still robust after the attacks before it
 (clean-misclassified points are never attacked); inside an attack, fooled points leave the batch
@@ -54,7 +56,7 @@ ATTACKS = {
     "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
     "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
     "rand": ("apgd-ce", "apgd-dlr"),
-    "fast": ("apgd-ce", "apgd-t", "square", "apgd-dlr"),
+    "fast": ("apgd-ce", "apgd-t", "square", "md"),  # in L2 / L1 the last stage is APGD-DLR (suite.FAST_*)
 }
 
 
@@ -256,7 +258,7 @@ def _cascade_for(model, setup, threat, seed, plan, options) -> _Cascade:
     """The version's attacks for this model, after the original's checks."""
     chosen = ("rand" if setup.stochastic else "standard") if plan["version"] == "auto" else plan["version"]
     listed = plan["attacks"] if chosen == "custom" else ATTACKS[chosen]
-    names = tuple(listed)
+    names = tuple("apgd-dlr" if n == "md" and threat.norm != "linf" else n for n in listed)
     check_classes_for(names, setup.classes, options["n_target_classes"])
     eot = AUTO_EOT if chosen == "rand" or (chosen in ("custom", "fast") and setup.stochastic) else 1
     return _Cascade(model, setup.attacked, threat, names, chosen, seed, eot, options, plan["progress"],

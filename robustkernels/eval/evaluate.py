@@ -85,14 +85,14 @@ def evaluate(model: nn.Module, data, *, eps: float, **options) -> RobustnessRepo
 
     Args:
         data: a DataLoader of ``(x, y)`` batches or a pair of tensors; x in ``bounds``.
-        attacks: names among ``fgsm, pgd, cw, apgd-ce, apgd-dlr, square``.
+        attacks: names among ``fgsm, pgd, cw, apgd-ce, apgd-dlr, md, square`` (``md``: Linf).
         eot_iter: gradient/prediction averaging passes per attack step; ``"auto"``: 20 if the
             model is stochastic (two forward passes differ), else 1.
         repeats: evaluation passes over the adversarial inputs whose accuracies give mean and
             spread; ``"auto"``: 5 for stochastic models, else 1.
         checks: run the gradient-masking checks and the eps curves on the first
             ``check_samples`` samples; ``curve_eps`` are multiples of ``eps``.
-        steps: override attack lengths, e.g. ``{"pgd": 50, "apgd": 100, "cw": 30, "square": 1000}``.
+        steps: override attack lengths, e.g. ``{"pgd": 50, "apgd": 100, "cw": 30, "md": 50, "square": 1000}``.
         suite: ``"autoattack"`` also runs :func:`~robustkernels.eval.autoattack` (``version``:
             standard | plus | rand | custom | auto; ``aa_attacks`` for custom, ``aa_individual``
             for every attack on every point) on the same data; its log is part of the report and

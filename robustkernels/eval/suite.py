@@ -5,20 +5,23 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..attacks import APGD, APGDT, CW, FAB, FGSM, PGD, Square
+from ..attacks import APGD, APGDT, CW, FAB, FGSM, MD, PGD, Square
 from ..threat import ThreatModel, default_step
 
 # version="fast" (see robustkernels.eval.autoattack): APGD-T's targets and iterations, Square's share
 # and queries
 FAST_TARGETS, FAST_TARGET_STEPS, FAST_GUARD_SHARE, FAST_GUARD_QUERIES = 3, 50, 0.1, 1000
-FAST_VERTEX_STEPS, FAST_VERTEX_RESTARTS = 25, 4  # fast's APGD-DLR: short runs from Square's stripes (Linf)
+# fast's last stage: short runs from Square's vertex stripes - MD on the true logit's term (Linf),
+# APGD-DLR from the uniform start elsewhere (a vertex start needs the Linf ball)
+FAST_LAST_STEPS, FAST_LAST_RESTARTS, FAST_MD_CHANGE = 25, 4, 10
 FAST_SHARES = {"square": FAST_GUARD_SHARE}  # the attacks that run on the survivors nearest to falling only
-FAST_IF_FOOLED = {"apgd-dlr": "square"}  # fast runs APGD-DLR only on batches where the guard fooled a point
+FAST_IF_FOOLED = {"md": "square", "apgd-dlr": "square"}  # fast's last stage runs only where the guard fooled a point
 FAST_DESCRIPTION = (f"APGD-CE, APGD-T ({FAST_TARGET_STEPS} iterations) on {FAST_TARGETS} targets ranked at "
                     f"APGD-CE's end points, Square ({FAST_GUARD_QUERIES} queries) on the {FAST_GUARD_SHARE:.0%} of "
                     "the survivors nearest to the boundary as a masking guard, and where the guard fooled a point "
-                    f"APGD-DLR ({FAST_VERTEX_RESTARTS} restarts of {FAST_VERTEX_STEPS} iterations from Square's "
-                    "vertex stripes) on every survivor")
+                    f"MD ({FAST_LAST_RESTARTS} restarts of {FAST_LAST_STEPS} iterations on the true logit's term, "
+                    "then the margin, from Square's vertex stripes; APGD-DLR from uniform starts in L2 / L1) on "
+                    "every survivor")
 # the gap to standard, from `robustkernels bench --ops autoattack-fast` (docs: benchmarks guide)
 FAST_MEASURED = ("+0.0 points on two PGD-AT CIFAR-10 CNNs (8/255) in 1/9.8-1/11.9 of standard's time; +0.2 to +1.6 "
                  "points on a PGD-AT MNIST CNN (Linf 0.3) whose last robust points only standard's 5000-query Square "
@@ -27,9 +30,9 @@ FAST_MEASURED = ("+0.0 points on two PGD-AT CIFAR-10 CNNs (8/255) in 1/9.8-1/11.
 # what the guard firing means for fast's figure (the same measurements)
 FAST_IF_MASKED = "on the model where its Square guard fooled points, fast measured +0.2 to +1.6 points above standard"
 
-ATTACKS = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr", "square")
-WHITE_BOX = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr")
-STEP_KEYS = ("pgd", "cw", "apgd", "square")  # the attack lengths evaluate(steps=...) may set
+ATTACKS = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr", "md", "square")
+WHITE_BOX = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr", "md")
+STEP_KEYS = ("pgd", "cw", "apgd", "md", "square")  # the attack lengths evaluate(steps=...) may set
 
 
 def make_attack(name: str, model, *, eps: float, norm: str, eot_iter: int, generator, steps: dict | None = None,
@@ -37,8 +40,9 @@ def make_attack(name: str, model, *, eps: float, norm: str, eot_iter: int, gener
     """``fgsm``; ``pgd`` (20 steps of 2.5 eps / 20, Madry et al.'s ratio); ``cw`` (Linf: PGD on
     the CW margin loss, the "CW-inf" of the robustness literature; L2: Carlini-Wagner, a success
     counts only within eps);
-    ``apgd-ce`` / ``apgd-dlr`` (100 steps); ``square`` (1000 queries, Linf). ``restarts`` applies
-    to the PGD-based attacks and APGD."""
+    ``apgd-ce`` / ``apgd-dlr`` (100 steps); ``md`` (Linf: the original's 50 steps, the change
+    at half, both terms); ``square`` (1000 queries, Linf). ``restarts`` applies to the PGD-based
+    attacks, APGD and MD."""
     steps = steps or {}
     common = dict(norm=norm, eot_iter=eot_iter, generator=generator, early_stop=True, **threat)
     if name == "fgsm":
@@ -55,6 +59,9 @@ def make_attack(name: str, model, *, eps: float, norm: str, eot_iter: int, gener
         return PGD(model, eps=eps, alpha=default_step(eps, n), steps=n, loss="margin", restarts=restarts, **common)
     if name in ("apgd-ce", "apgd-dlr"):
         return APGD(model, eps=eps, steps=steps.get("apgd", 100), loss=name.split("-")[1], restarts=restarts, **common)
+    if name == "md":
+        n = steps.get("md", 50)
+        return MD(model, eps=eps, steps=n, change_point=max(n // 2, 1), restarts=restarts, **common)
     if name == "square":
         common.pop("early_stop")
         return Square(model, eps=eps, n_queries=steps.get("square", 1000), **common)
@@ -80,10 +87,12 @@ def autoattack_attack(name: str, model: nn.Module, threat: ThreatModel, version:
         apgd_options["use_largereps"] = True
     if version == "fast":  # see robustkernels.eval.autoattack: fewer targets, a short Square
         n_target_classes, n_queries = min(n_target_classes, FAST_TARGETS), min(n_queries, FAST_GUARD_QUERIES)
-    if name == "apgd-dlr" and version == "fast":  # restarts from vertices: see FAST_DESCRIPTION
-        start = "stripes" if threat.norm == "linf" else "uniform"  # stripes are Linf vertices
-        apgd_options.update(steps=min(steps, FAST_VERTEX_STEPS), start=start)
-        return APGD(model, loss="dlr", restarts=FAST_VERTEX_RESTARTS, **apgd_options)
+    if name == "md":  # fast's last stage in Linf: see FAST_DESCRIPTION
+        return MD(model, steps=min(steps, FAST_LAST_STEPS), change_point=FAST_MD_CHANGE, restarts=FAST_LAST_RESTARTS,
+                  terms="true", start="stripes", climb=False, eot_iter=eot_iter, autocast=autocast, **common)
+    if name == "apgd-dlr" and version == "fast":  # its last stage in L2 / L1
+        apgd_options["steps"] = min(steps, FAST_LAST_STEPS)
+        return APGD(model, loss="dlr", restarts=FAST_LAST_RESTARTS, **apgd_options)
     if name in ("apgd-ce", "apgd-dlr"):
         return APGD(model, loss=name.split("-")[1], restarts=restarts, **apgd_options)
     if name == "apgd-t":

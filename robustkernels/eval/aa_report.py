@@ -55,7 +55,7 @@ class AutoAttackReport:
             out.append(f"warning: Square (gradient-free) fooled {100 * broken:.2f}% of the points that the white-box "
                        "attacks before it did not: a sign of gradient masking")
             if self.version == "fast":
-                out.append(f"warning: fast's guard found gradient masking, where fast's figure is likely above "
+                out.append(f"warning: fast's guard found gradient masking, where fast's figure may be above "
                            f"standard's ({FAST_IF_MASKED}): run version='standard' for a figure to report")
         return out
 

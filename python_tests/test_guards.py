@@ -152,3 +152,37 @@ def test_attacks_in_train_mode_restore_batchnorm_statistics(mode):
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert model.training == (mode == "keep")
+
+
+class _CastsItsInput(nn.Module):
+    """float64 weights that cast whatever comes in: runs on float32 data."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net.double()
+
+    def forward(self, x):
+        return self.net(x.double()).float()
+
+
+def test_data_of_another_dtype_than_the_model_is_named(digits):
+    """float64 data (NumPy's default) into a float32 model: a TypeError naming the argument, in
+    the attacks, evaluate, autoattack and fit - and a model that casts its input itself runs."""
+    import copy
+
+    from robustkernels.train import fit, make_method
+
+    model, x, y = digits
+    wide = x.double()
+    with pytest.raises(TypeError, match=r"x is torch.float64 but the model's parameters are torch.float32"):
+        PGD(model, eps=EPS, steps=1)(wide, y)
+    with pytest.raises(TypeError, match=r"^data is torch.float64"):
+        evaluate(model, (wide, y), eps=EPS, **FAST)
+    with pytest.raises(TypeError, match=r"^data is torch.float64"):
+        autoattack(model, (wide, y), eps=EPS, version="fast", progress=False)
+    trained = copy.deepcopy(model)
+    with pytest.raises(TypeError, match=r"^train_data is torch.float64"):
+        fit(trained, make_method("standard"), (wide, y), epochs=1, progress=False)
+    casting = _CastsItsInput(copy.deepcopy(model)).eval()
+    assert PGD(casting, eps=EPS, steps=2)(x, y).dtype == torch.float32
+    assert 0 <= autoattack(casting, (x[:16], y[:16]), eps=EPS, version="fast", progress=False).robust_accuracy.mean <= 1

@@ -47,6 +47,21 @@ def model_device(model: nn.Module) -> torch.device:
     return params.device if params is not None else torch.device("cpu")
 
 
+@contextlib.contextmanager
+def dtype_hint(model: nn.Module, x: torch.Tensor, name: str = "x") -> Iterator[None]:
+    """Turn a RuntimeError raised inside (the model failing on ``x``) into a TypeError naming
+    ``name`` when floating-point ``x`` and the model's floating-point parameters differ in dtype
+    (float64 data from NumPy into a float32 model). A model that casts its input itself runs."""
+    try:
+        yield
+    except RuntimeError as error:
+        weight = next((p for p in model.parameters() if p.is_floating_point()), None)
+        if weight is None or not x.is_floating_point() or x.dtype == weight.dtype:
+            raise
+        raise TypeError(f"{name} is {x.dtype} but the model's parameters are {weight.dtype}: cast one to the "
+                        f"other (x.to({weight.dtype}) or model.to({x.dtype}))") from error
+
+
 def rank_and_world() -> tuple[int, int]:
     """(this process's rank, the number of processes) under ``torch.distributed``, else (0, 1)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():

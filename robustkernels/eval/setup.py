@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..common import model_device
+from ..common import dtype_hint, model_device
 from ..defences import with_bpda
 from ..threat import ThreatModel, normalize
 from .levers import Levers, with_levers
@@ -49,7 +49,8 @@ def model_setup(model: nn.Module, threat: ThreatModel, x: torch.Tensor, bpda="au
     def forward(v):
         return model(normalize(v, threat.normalization))
 
-    classes, stochastic = probe(model, forward, x[:64])
+    with dtype_hint(model, x, "data"):
+        classes, stochastic = probe(model, forward, x[:64])
     masked = gradient_masked(model, forward, x[:16])
     attacked, fronts = with_bpda(model) if bpda is True or (bpda == "auto" and masked) else (model, [])
     fast, levers = with_levers(attacked, x, channels_last, compile)

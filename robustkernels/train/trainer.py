@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..attacks import FGSM, PGD
-from ..common import frozen_model, model_device, progress_bar, rank_and_world
+from ..common import dtype_hint, frozen_model, model_device, progress_bar, rank_and_world
 from ..data import CropFlip, IndexedData, check_label_range
 from ..nn import pni_param_groups
 from ..threat import default_step
@@ -380,7 +380,8 @@ def train_batch(run: Run, opts: FitOptions, epoch: int, b: int, index: torch.Ten
 def check_labels(run: Run, train: IndexedData, val: IndexedData | None) -> None:
     """Labels must be classes of the model: all of them up front for tensors (a Dataset's are
     checked batch by batch in :func:`train_batch`)."""
-    classes = num_classes(run, train.example.to(run.device))
+    with dtype_hint(run.model, train.example, train.name):
+        classes = num_classes(run, train.example.to(run.device))
     for data in (train, val):
         if data is not None and data.tensors is not None:
             check_label_range(data.tensors[1], classes, data.name)

@@ -14,6 +14,7 @@ import torch
 from robustkernels.data import load_digits
 from robustkernels.eval import AutoAttackReport, Stat, autoattack, suite
 from robustkernels.eval.suite import FAST_GUARD_SHARE, FAST_LAST_RESTARTS, FAST_LAST_STEPS, FAST_MD_CHANGE
+from robustkernels.threat import ThreatModel
 from robustkernels.train import fit, make_method
 from robustkernels.train.checkpoint import load
 
@@ -173,3 +174,15 @@ def test_the_vertex_runs_follow_the_guard(monkeypatch):
     md = built["md"]
     assert (md.terms, md.start_at, md.climb, md.steps, md.change_point, md.restarts) == (
         ("true",), "stripes", False, FAST_LAST_STEPS, FAST_MD_CHANGE, FAST_LAST_RESTARTS)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 7])
+def test_the_last_stage_scales_with_fewer_steps(monkeypatch, steps):
+    """autoattack(steps=...) shortens fast's MD too, keeping its two stages (at least 2 steps)."""
+    monkeypatch.setitem(suite.FAST_IF_FOOLED, "md", "apgd-ce")  # the stage runs wherever APGD-CE broke a point
+    model, x, y = trained_digits_cnn()
+    report = autoattack(model, (x[:60], y[:60]), eps=0.1, version="fast", steps=steps, seed=0, progress=False)
+    assert report.attacked["md"] == round(report.robust_after[2] * 60) > 0
+    threat = ThreatModel.build(0.1, "linf", (0.0, 1.0), None)
+    md = suite.autoattack_attack("md", model, threat, "fast", generator=torch.Generator(), steps=steps)
+    assert md.steps == max(steps, 2) and 1 <= md.change_point < md.steps

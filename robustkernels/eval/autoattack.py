@@ -11,9 +11,9 @@ not at the clean input (MALT, Melamed et al. 2024, ranks targets to run fewer AP
 Liu et al. 2022, starts from what earlier steps found) - then Square with 1000 queries on the
 tenth of each batch's survivors with the smallest margin (A3's budget on the points nearest to
 breaking) as a cheap gradient-masking guard; and only on a batch where that guard fooled a point
-(the masking sign), 4 restarts of 25 iterations on every survivor of MD (Ma et al. 2023: the true
-logit's term of the margin alone, then the margin; :class:`~robustkernels.attacks.MD`), each run
-started at Square's vertex stripes (Linf; in L2 / L1 APGD-DLR from uniform starts) - on a masked
+(the masking sign), MD with 4 restarts of 25 iterations on every survivor (Ma et al. 2023: the
+true logit's term of the margin alone, then the margin; :class:`~robustkernels.attacks.MD`), each
+run started at Square's vertex stripes (Linf; in L2 / L1 APGD-DLR from uniform starts) - on a masked
 MNIST CNN those break points the white-box attacks miss and that standard breaks only with 5000
 Square queries (``suite.FAST_*``). Its report and log say so and give the gap measured against
 ``standard``.

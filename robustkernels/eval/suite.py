@@ -87,9 +87,11 @@ def autoattack_attack(name: str, model: nn.Module, threat: ThreatModel, version:
         apgd_options["use_largereps"] = True
     if version == "fast":  # see robustkernels.eval.autoattack: fewer targets, a short Square
         n_target_classes, n_queries = min(n_target_classes, FAST_TARGETS), min(n_queries, FAST_GUARD_QUERIES)
-    if name == "md":  # fast's last stage in Linf: see FAST_DESCRIPTION
-        return MD(model, steps=min(steps, FAST_LAST_STEPS), change_point=FAST_MD_CHANGE, restarts=FAST_LAST_RESTARTS,
-                  terms="true", start="stripes", climb=False, eot_iter=eot_iter, autocast=autocast, **common)
+    if name == "md":  # fast's last stage in Linf: see FAST_DESCRIPTION; shorter with fewer steps, at least 2
+        n = max(min(steps, FAST_LAST_STEPS), 2)
+        return MD(model, steps=n, change_point=max(FAST_MD_CHANGE * n // FAST_LAST_STEPS, 1),
+                  restarts=FAST_LAST_RESTARTS, terms="true", start="stripes", climb=False, eot_iter=eot_iter,
+                  autocast=autocast, **common)
     if name == "apgd-dlr" and version == "fast":  # its last stage in L2 / L1
         apgd_options["steps"] = min(steps, FAST_LAST_STEPS)
         return APGD(model, loss="dlr", restarts=FAST_LAST_RESTARTS, **apgd_options)

@@ -106,8 +106,8 @@ def main() -> None:
     cases = {(r["dataset"], r["norm"]) for r in rows}
     for case in sorted(cases):
         same = [r for r in rows if (r["dataset"], r["norm"]) == case]
-        for side in ("ours", "original"):
-            if len(same) > 1:
+        if len(same) > 1:  # a spread needs two seeds
+            for side in ("ours", "original"):
                 print(f"{case[0]} {case[1]}: " + format_spread(side, seed_spread(same, side)))
     save_rows(args.json, rows)
 

@@ -104,14 +104,14 @@ def _speedup(model: nn.Module, converted: nn.Module, x: torch.Tensor) -> float:
     ``TIMED_PASSES`` passes each, taken in turns after one warm-up pass each - noise on a shared
     machine only adds time, and turns keep a drift of the machine from favouring either."""
     x = x[:TIMED_ROWS].detach()
-    best = {id(model): float("inf"), id(converted): float("inf")}
+    best = [float("inf"), float("inf")]  # model's, converted's
     with torch.random.fork_rng(devices=[]), frozen_model(model, "eval"), frozen_model(converted, "eval"):
         for turn in range(TIMED_PASSES + 1):  # the first turn warms up (allocations, kernel choice)
-            for m in (model, converted):
+            for side, m in enumerate((model, converted)):
                 seconds = _pass_seconds(m, x)
                 if turn:
-                    best[id(m)] = min(best[id(m)], seconds)
-    return best[id(model)] / best[id(converted)]
+                    best[side] = min(best[side], seconds)
+    return best[0] / best[1]
 
 
 def _pass_seconds(model: nn.Module, x: torch.Tensor) -> float:

@@ -1,6 +1,7 @@
-"""The model-side levers of ``autoattack`` and ``evaluate`` (``channels_last``, ``compile``): fp32
-verdicts as without them, the caller's model untouched, the choice reported (and kept by a
-resumed run), bad settings refused by name. Speed is measured in benchmarks/aa_levers.py."""
+"""The model-side levers of ``autoattack`` and ``evaluate`` (``channels_last``, ``compile``, the
+fast version's timed ``autocast``): fp32 verdicts as without them, the caller's model untouched,
+the choice reported (and kept by a resumed run), bad settings refused by name. Speed is measured
+in benchmarks/aa_levers.py."""
 
 import json
 import threading
@@ -24,8 +25,9 @@ def _data(n=60):
 def test_channels_last_gives_the_verdicts_of_the_plain_layout_and_leaves_the_model_alone():
     model, x, y = _data()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    plain = autoattack(model, (x, y), eps=0.1, version="fast", seed=0, progress=False, channels_last=False)
-    fast = autoattack(model, (x, y), eps=0.1, version="fast", seed=0, progress=False, channels_last=True)
+    kwargs = dict(eps=0.1, version="fast", seed=0, progress=False, autocast=None)
+    plain = autoattack(model, (x, y), channels_last=False, **kwargs)
+    fast = autoattack(model, (x, y), channels_last=True, **kwargs)
     agree = (torch.tensor(plain.robust) == torch.tensor(fast.robust)).float().mean()
     assert agree >= 1 - 1 / len(y)  # fp32 in either layout: at most a point at the boundary may differ
     assert fast.levers == "channels_last" and plain.levers == "none"
@@ -72,7 +74,7 @@ def test_an_uncopyable_model_runs_without_the_lever_or_is_refused_when_asked_for
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         report = autoattack(locked, (x, y), eps=0.1, version="fast", seed=0, progress=False)
-    assert report.levers == "none" and any("cannot be copied" in str(w.message) for w in caught)
+    assert report.levers.startswith("none") and any("cannot be copied" in str(w.message) for w in caught)
     with pytest.raises(ValueError, match="channels_last / compile work on a copy"):
         autoattack(locked, (x, y), eps=0.1, version="fast", seed=0, progress=False, channels_last=True)
 
@@ -117,9 +119,9 @@ def test_evaluate_resumes_its_autoattack_part_when_the_timing_chooses_otherwise(
 
     model, x, y = _data(40)
     kwargs = dict(eps=0.1, attacks=("fgsm",), suite="autoattack", version="fast", checks=False, progress=False,
-                  batch_size=20, aa_state_path=tmp_path / "aa.json")
-    gains = iter([2.0, 0.5])  # the first run measures channels_last faster, the resumed one slower
-    monkeypatch.setattr(levers, "_speedup", lambda model, converted, x_: next(gains))
+                  batch_size=20, aa_state_path=tmp_path / "aa.json", autocast=None)
+    times = iter([[2.0, 1.0], [1.0, 2.0]])  # the first run measures channels_last faster, the resumed one slower
+    monkeypatch.setattr(levers, "_fastest", lambda sides, x_: next(times))
     first = evaluate(model, (x, y), generator=torch.Generator().manual_seed(0), **kwargs)
     assert first.levers.startswith("channels_last")
     resumed = evaluate(model, (x, y), generator=torch.Generator().manual_seed(0), aa_resume=True, **kwargs)
@@ -143,19 +145,100 @@ def test_compile_runs_the_attacks_on_a_compiled_copy():
 
 
 def test_the_layout_timing_takes_turns_and_keeps_each_sides_fastest_pass(monkeypatch):
-    """``"auto"``'s measurement: passes of the two layouts alternate (a drift of the machine
-    favours neither) and a slow outlier pass (another process) does not decide."""
+    """``"auto"``'s measurement: passes of the sides alternate (a drift of the machine favours
+    none) and a slow outlier pass (another process) does not decide."""
     import robustkernels.eval.levers as levers
 
     plain, converted = nn.Linear(3, 2), nn.Linear(3, 2)
     calls = []
     slow = iter([9.0, 2.0, 7.0] + [2.0] * levers.TIMED_PASSES)  # the plain side, outliers included
     fast = iter([1.0, 5.0] + [1.0] * levers.TIMED_PASSES)
+    bf16 = iter([3.0] * (levers.TIMED_PASSES + 1))
 
-    def timed(model, x):
-        calls.append(model)
-        return next(slow) if model is plain else next(fast)
+    def timed(model, x, precision=None):
+        calls.append((model, precision))
+        return next(bf16) if precision else next(slow) if model is plain else next(fast)
 
     monkeypatch.setattr(levers, "_pass_seconds", timed)
-    assert levers._speedup(plain, converted, torch.zeros(4, 3)) == 2.0
-    assert calls == [plain, converted] * (levers.TIMED_PASSES + 1)
+    sides = [(plain, None), (converted, None), (plain, "bf16")]
+    assert levers._fastest(sides, torch.zeros(4, 3)) == [2.0, 1.0, 3.0]
+    assert calls == sides * (levers.TIMED_PASSES + 1)
+
+
+@pytest.mark.parametrize("times, chosen", [
+    # (plain fp32, plain bf16, channels_last fp32, channels_last bf16) -> (channels_last, autocast)
+    ([4.0, 2.0, 3.0, 1.0], (True, "bf16")),
+    ([4.0, 2.0, 3.0, 2.0], (False, "bf16")),  # channels_last pays in fp32 only: bf16's layout decides
+    ([4.0, 2.0, 2.0, 1.9], (True, None)),  # bf16 pays against the plain layout only, not the best fp32
+    ([2.0, 1.9, 1.0, 1.0], (True, None)),  # bf16 under MIN_GAIN in either layout
+    ([2.0, 1.0, 2.0, 2.0], (False, "bf16")),
+])
+def test_auto_autocast_keeps_bf16_and_the_layout_only_where_each_pays(monkeypatch, times, chosen):
+    import robustkernels.eval.levers as levers
+
+    model, x, _ = _data(8)
+    monkeypatch.setattr(levers, "native_bf16", lambda device: True)
+    seen = []
+
+    def fastest(sides, x_):
+        seen.append([(isinstance(m, levers.ChannelsLast), p) for m, p in sides])
+        return times
+
+    monkeypatch.setattr(levers, "_fastest", fastest)
+    fast, lv = with_levers(model, x, "auto", False, "auto")
+    assert seen == [[(False, None), (False, "bf16"), (True, None), (True, "bf16")]]
+    assert (lv.channels_last, lv.autocast) == chosen
+    assert isinstance(fast, levers.ChannelsLast) == chosen[0] and (fast is model) == (not chosen[0])
+    assert "bf16 measured" in lv.describe()
+
+
+def test_auto_autocast_is_fp32_without_native_bf16_and_for_fixed_settings(monkeypatch):
+    import robustkernels.eval.levers as levers
+
+    model, x, _ = _data(8)
+    monkeypatch.setattr(levers, "native_bf16", lambda device: False)
+    monkeypatch.setattr(levers, "_fastest", lambda sides, x_: pytest.fail("nothing to time"))
+    assert with_levers(model, x, False, False, "auto") == (model, levers.Levers(False, False))
+    assert with_levers(model, x, False, False, "bf16")[1].autocast == "bf16"  # as given, untimed
+
+
+def test_fast_times_bf16_and_reports_it_while_the_other_versions_stay_fp32(monkeypatch):
+    import robustkernels.eval.levers as levers
+
+    model, x, y = _data(30)
+    monkeypatch.setattr(levers, "native_bf16", lambda device: True)
+    monkeypatch.setattr(levers, "_fastest", lambda sides, x_: [2.0, 1.0][:len(sides)])
+    kwargs = dict(eps=0.1, seed=0, progress=False, channels_last=False, steps=4, n_queries=20)
+    fast = autoattack(model, (x, y), version="fast", **kwargs)
+    assert fast.autocast == "bf16" and "bf16 autocast" in fast.log() and "bf16 measured 2.00x" in fast.levers
+    standard = autoattack(model, (x, y), version="standard", **kwargs)
+    assert standard.autocast is None and "bf16" not in standard.log()
+    plain = autoattack(model, (x, y), version="fast", autocast=None, **kwargs)
+    assert plain.autocast is None
+    agree = (torch.tensor(plain.robust) == torch.tensor(fast.robust)).float().mean()
+    assert agree >= 1 - 2 / len(y)  # fp32 verdicts: bf16 moves the attacks, at most a point or two at the boundary
+
+
+def test_a_resumed_run_keeps_the_precision_it_chose(tmp_path, monkeypatch):
+    import robustkernels.eval.levers as levers
+
+    model, x, y = _data(40)
+    monkeypatch.setattr(levers, "native_bf16", lambda device: True)
+    times = iter([[2.0, 1.0], [1.0, 2.0]])  # bf16 faster in the first run, slower when resumed
+    monkeypatch.setattr(levers, "_fastest", lambda sides, x_: next(times))
+    path = tmp_path / "aa.json"
+    kwargs = dict(eps=0.1, version="fast", seed=0, progress=False, batch_size=20, channels_last=False, steps=4,
+                  n_queries=20, state_path=path)
+    first = autoattack(model, (x[:20], y[:20]), **kwargs)  # one batch, then "killed"
+    assert first.autocast == "bf16" and json.loads(path.read_text())["autocast"] == "bf16"
+    resumed = autoattack(model, (x, y), resume=True, **kwargs)
+    assert resumed.autocast == "bf16"  # the precision on record, not the new measurement
+
+
+@pytest.mark.parametrize("value", ["bf17", 16, ["bf16"]])
+def test_a_bad_autocast_is_refused_by_name(value):
+    model, x, y = _data(8)
+    with pytest.raises(ValueError, match="autocast must be one of"):
+        autoattack(model, (x, y), eps=0.1, progress=False, autocast=value)
+    with pytest.raises(ValueError, match="autocast must be one of"):
+        evaluate(model, (x, y), eps=0.1, progress=False, autocast=value)

@@ -33,6 +33,21 @@ def kernel_isa() -> str:
     return ("baseline", "AVX2", "AVX-512")[int(torch.ops.robustkernels_C.cpu_isa())]
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bf16 natively, where bf16 autocast can pay: a CUDA GPU with
+    bf16 support, or a CPU with AVX512-BF16 or AMX (elsewhere torch emulates bf16, slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 ALLOCATOR_LIBS = ("jemalloc", "tcmalloc", "mimalloc")
 KEEP_SETTINGS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
 

@@ -54,8 +54,9 @@ def add_eval(commands) -> None:
                    help="--suite autoattack with --out: continue a killed run from --out/autoattack_state.json")
     p.add_argument("--individual", action="store_true",
                    help="AutoAttack: every attack on every point (each attack's robust accuracy), not the cascade")
-    p.add_argument("--autocast", choices=("bf16", "fp16"), default=None,
-                   help="run the model in this precision inside AutoAttack's attacks (verdicts in fp32)")
+    p.add_argument("--autocast", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="the model's precision inside AutoAttack's gradient attacks (verdicts in fp32); auto: bf16 "
+                        "for --version fast where a timed pass on the first batch is faster, else fp32")
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
                    help="attack a channels_last copy of the model (auto: where a timed pass on the first batch is "
                         "faster)")
@@ -161,7 +162,8 @@ def _eval(args) -> int:
                       aa_individual=args.individual, aa_resume=args.resume,
                       aa_state_path=os.path.join(args.out, "autoattack_state.json")
                       if args.out and args.suite == "autoattack" else None,
-                      autocast=args.autocast, channels_last={"on": True, "off": False}.get(args.channels_last, "auto"),
+                      autocast=None if args.autocast == "fp32" else args.autocast,
+                      channels_last={"on": True, "off": False}.get(args.channels_last, "auto"),
                       compile=args.compile, surrogate=surrogate, corruptions=corruptions,
                       certify=args.certify, normalization=normalization, title=_title(meta, normalization))
     print(report.to_markdown())

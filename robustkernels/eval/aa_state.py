@@ -43,7 +43,8 @@ class RunState:
     def __init__(self, path, identity: dict, resume: bool):
         self.path, self.identity, self.batches = None if path is None else os.fspath(path), identity, {}
         self.seconds, self.attacked = {}, {}
-        self.channels_last: bool | None = None  # the layout "auto" chose, kept for the resumed run
+        self.channels_last: bool | None = None  # the layout "auto" chose, kept for the resumed run (None: none yet)
+        self.autocast: str | None = None  # the precision "auto" chose, recorded with the layout
         if self.path is None:
             return
         if os.path.isdir(self.path):
@@ -69,6 +70,7 @@ class RunState:
         self.batches = {int(k): v for k, v in state["batches"].items()}
         self.seconds, self.attacked = state["seconds"], state["attacked"]
         self.channels_last = state.get("channels_last") is True
+        self.autocast = state.get("autocast") if state.get("autocast") in ("bf16", "fp16") else None
 
     def done(self, index: int, digest: str) -> list | None:
         """The stored records of batch ``index``, or None when it is still to do; a batch whose
@@ -87,7 +89,8 @@ class RunState:
         self.batches[index] = {"digest": digest, "records": records}
         self.seconds, self.attacked = dict(seconds), dict(attacked)
         payload = {"format": FORMAT, "identity": self.identity, "seconds": self.seconds, "attacked": self.attacked,
-                   "channels_last": self.channels_last, "batches": {str(k): v for k, v in sorted(self.batches.items())}}
+                   "channels_last": self.channels_last, "autocast": self.autocast,
+                   "batches": {str(k): v for k, v in sorted(self.batches.items())}}
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".aa-state-", suffix=".json", dir=folder)

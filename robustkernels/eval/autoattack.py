@@ -44,7 +44,7 @@ from ..ops import draw_seed
 from ..threat import ThreatModel, normalize
 from .aa_report import AutoAttackReport
 from .aa_state import RunState, batch_digest, model_digest
-from .levers import check_lever
+from .levers import check_autocast, check_lever
 from .probe import check_classes_for, checked_logits
 from .setup import AUTO_EOT, eot_and_repeats, model_setup
 from .suite import FAST_IF_FOOLED, FAST_SHARES, autoattack_attack
@@ -144,7 +144,7 @@ def _all_processes(records: list, world: int) -> list:
 
 def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", version: str = "auto",
                batch_size: int = 250, bounds=(0.0, 1.0), normalization=None, seed: int | None = None,
-               autocast: str | None = None, active_set: bool = True, eot_batched="auto", repeats="auto",
+               autocast: str | None = "auto", active_set: bool = True, eot_batched="auto", repeats="auto",
                steps: int = 100, n_queries: int = 5000, n_target_classes: int = 9,
                progress: bool = True, bpda="auto", attacks=None, individual: bool = False, state_path=None,
                resume: bool = False, channels_last="auto", compile=False) -> AutoAttackReport:
@@ -167,11 +167,13 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
             continues where it stopped and gives the verdicts of an uninterrupted one. The file
             is tied to the model's weights, the data, the version, attacks, norm, eps, seed and
             settings: anything else is refused.
-        autocast: ``"bf16"``/``"fp16"``: the APGD attacks run the model in that precision (FAB
-            and Square stay in fp32); a point counts as fooled, inside an attack and in the
-            report, only if an fp32 pass agrees. Off by default: measured, bf16 is the largest
-            lever on a CPU with AMX but changes which points the attacks break (the benchmarks
-            guide's levers table); opt in for model selection, not for published figures.
+        autocast: ``"bf16"``/``"fp16"``: the gradient attacks (APGD, MD) run the model in that
+            precision (FAB and Square stay in fp32); a point counts as fooled, inside an attack
+            and in the report, only if an fp32 pass agrees. ``"auto"`` (the default): bf16 for
+            ``version="fast"`` where the device computes in bf16 natively and a timed pass on
+            the first batch is at least 1.1x faster (:mod:`~robustkernels.eval.levers`), fp32
+            for the other versions: measured, bf16 changes which points the attacks break (the
+            benchmarks guide's levers table), so AutoAttack's figures stay fp32 unless asked.
         channels_last, compile: the attacks run a channels_last and / or ``torch.compile`` copy
             of the model (:mod:`~robustkernels.eval.levers`; fp32, verdicts on ``model``);
             ``"auto"``: channels_last for a CNN on images, no compile (measured slower on CPU).
@@ -207,7 +209,7 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
 
 
 def autoattack_run(model: nn.Module, *, eps: float, norm: str = "linf", version: str = "auto", bounds=(0.0, 1.0),
-                   normalization=None, seed: int | None = None, autocast: str | None = None, active_set: bool = True,
+                   normalization=None, seed: int | None = None, autocast: str | None = "auto", active_set: bool = True,
                    eot_batched="auto", repeats="auto", steps: int = 100, n_queries: int = 5000,
                    n_target_classes: int = 9, progress: bool = True, bpda="auto", attacks=None,
                    individual: bool = False, state_path=None, resume: bool = False, channels_last="auto",
@@ -231,6 +233,7 @@ def autoattack_run(model: nn.Module, *, eps: float, norm: str = "linf", version:
     seed = draw_seed() if seed is None else positive_int("seed", seed + 1) - 1
     check_lever("channels_last", channels_last)
     check_lever("compile", compile)
+    check_autocast(autocast)
     plan = dict(version=version, attacks=attacks, individual=individual, repeats=repeats, bpda=bpda,
                 progress=progress, autocast=autocast, state_path=state_path, resume=resume,
                 channels_last=channels_last, compile=compile)
@@ -287,14 +290,22 @@ class AutoAttackRun:
 
     def _start(self, x) -> None:
         """The model's setup and the cascade, from the first batch."""
-        layout = self.layout if self.state.channels_last is None else self.state.channels_last
-        self.setup = model_setup(self.model, self.threat, x, self.plan["bpda"], layout, self.plan["compile"])
-        self.state.channels_last = self.setup.levers.channels_last  # a resumed run keeps the layout chosen
+        recorded = self.state.channels_last is not None  # a resumed run keeps the levers chosen
+        layout = self.state.channels_last if recorded else self.layout
+        autocast = self.state.autocast if recorded else self._autocast()
+        self.setup = model_setup(self.model, self.threat, x, self.plan["bpda"], layout, self.plan["compile"], autocast)
+        self.state.channels_last, self.state.autocast = self.setup.levers.channels_last, self.setup.levers.autocast
+        self.options["autocast"] = self.setup.levers.autocast
         self.probabilities = _outputs_probabilities(self.model, self.setup, x)
         self.cascade = _cascade_for(self.model, self.setup, self.threat, self.seed, self.plan, self.options)
         self.reps = eot_and_repeats(self.setup.stochastic, repeats=self.plan["repeats"])[1]
         self.cascade.seconds.update(self.state.seconds)
         self.cascade.attacked.update(self.state.attacked)
+
+    def _autocast(self):
+        """The precision asked for: ``"auto"`` is timed for the fast version only (fp32 otherwise)."""
+        asked = self.plan["autocast"]
+        return None if asked == "auto" and self.plan["version"] != "fast" else asked
 
     def add(self, x, y, index: int) -> torch.Tensor:
         """Batch ``index`` (x [B, ...], y [B]): its verdicts recorded; robust [B] bool (CPU)."""
@@ -329,7 +340,7 @@ class AutoAttackRun:
     def report(self) -> AutoAttackReport:
         records = sorted(_all_processes(self.records, self.world))
         setup = self.setup
-        report = _report(self.cascade, self.threat, setup.stochastic, self.reps, self.plan["autocast"], records,
+        report = _report(self.cascade, self.threat, setup.stochastic, self.reps, self.options["autocast"], records,
                          setup.classes, self.world)
         report.gradients, report.probabilities = setup.gradients, self.probabilities
         report.levers = setup.levers.describe()

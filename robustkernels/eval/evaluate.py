@@ -97,7 +97,9 @@ def evaluate(model: nn.Module, data, *, eps: float, **options) -> RobustnessRepo
             standard | plus | rand | custom | auto; ``aa_attacks`` for custom, ``aa_individual``
             for every attack on every point) on the same data; its log is part of the report and
             its verdicts part of the worst case.
-        autocast: ``"bf16"``/``"fp16"`` for the model inside AutoAttack's attacks (fp32 verdicts).
+        autocast: ``"bf16"``/``"fp16"`` for the model inside AutoAttack's gradient attacks (fp32
+            verdicts); ``"auto"``: as :func:`~robustkernels.eval.autoattack` (timed bf16 for the
+            fast version only).
         channels_last, compile: the attacks run a channels_last and / or ``torch.compile`` copy of
             the model (:mod:`~robustkernels.eval.levers`; fp32; clean passes and verdicts on the
             model itself); ``"auto"``: channels_last for a CNN on images, no compile.

@@ -11,7 +11,7 @@ from torch import nn
 from ..certify import bound_method
 from ..common import non_negative, positive_int
 from ..threat import check_norm
-from .levers import check_lever
+from .levers import check_autocast, check_lever
 from .suite import ATTACKS, STEP_KEYS
 
 SUITES = ("default", "autoattack")
@@ -43,7 +43,7 @@ class EvalOptions:
     aa_individual: bool = False  # every AutoAttack attack on every point, not the cascade
     aa_state_path: str | None = None  # AutoAttack's resumable state file (see autoattack)
     aa_resume: bool = False
-    autocast: str | None = None
+    autocast: str | None = "auto"
     channels_last: bool | str = "auto"
     compile: bool | str = False
     bpda: bool | str = "auto"
@@ -87,6 +87,7 @@ def check_eval_options(model: nn.Module, o: EvalOptions) -> EvalOptions:
         raise ValueError(f"attacks: md needs norm='linf' (got {o.norm!r}) and steps['md'] >= 2 (its two stages)")
     check_lever("channels_last", o.channels_last)
     check_lever("compile", o.compile)
+    check_autocast(o.autocast)
     if o.certify is not None:
         bound_method("certify", o.certify)
         if o.norm != "linf":

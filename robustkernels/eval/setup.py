@@ -39,10 +39,10 @@ class ModelSetup:
 
 
 def model_setup(model: nn.Module, threat: ThreatModel, x: torch.Tensor, bpda="auto", channels_last=False,
-                compile=False) -> ModelSetup:
+                compile=False, autocast=None) -> ModelSetup:
     """Probe ``model`` on the first inputs ``x``; ``bpda``: ``"auto"`` (through BPDA when the
-    gradient is masked), ``True`` or ``False``; ``channels_last``, ``compile``: the levers of
-    :func:`~robustkernels.eval.levers.with_levers`."""
+    gradient is masked), ``True`` or ``False``; ``channels_last``, ``compile``, ``autocast``: the
+    levers of :func:`~robustkernels.eval.levers.with_levers`."""
     device = model_device(model)
     x = x.to(device)
 
@@ -53,7 +53,7 @@ def model_setup(model: nn.Module, threat: ThreatModel, x: torch.Tensor, bpda="au
         classes, stochastic = probe(model, forward, x[:64])
     masked = gradient_masked(model, forward, x[:16])
     attacked, fronts = with_bpda(model) if bpda is True or (bpda == "auto" and masked) else (model, [])
-    fast, levers = with_levers(attacked, x, channels_last, compile)
+    fast, levers = with_levers(attacked, x, channels_last, compile, autocast)
     return ModelSetup(device, forward, classes, stochastic, masked, fast, fronts, levers, attacked)
 
 

@@ -5,15 +5,7 @@ from __future__ import annotations
 
 import torch
 
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX), where bf16 autocast helps."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+from ..machine import native_bf16
 
 
 def fast_levers(device: torch.device) -> dict:
@@ -25,4 +17,4 @@ def fast_levers(device: torch.device) -> dict:
     if device.type == "cuda":
         bf16 = torch.cuda.is_bf16_supported()
         return {"autocast": "bf16" if bf16 else "fp16", "channels_last": True, "compile": True}
-    return {"autocast": "bf16" if cpu_has_native_bf16() else None, "channels_last": True, "compile": False}
+    return {"autocast": "bf16" if native_bf16(device) else None, "channels_last": True, "compile": False}

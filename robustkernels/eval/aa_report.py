@@ -115,7 +115,7 @@ class AutoAttackReport:
         """The model inside the attacks ("" when it is the model itself, in fp32)."""
         if self.levers == "none" and not self.autocast:
             return ""
-        precision = f"{self.autocast} autocast in APGD, fp32 verdicts" if self.autocast else "fp32"
+        precision = f"{self.autocast} autocast in APGD and MD, fp32 verdicts" if self.autocast else "fp32"
         return precision + ("" if self.levers == "none" else f", {self.levers}")
 
     def _individual_line(self) -> list[str]:

@@ -15,8 +15,9 @@ breaking) as a cheap gradient-masking guard; and only on a batch where that guar
 true logit's term of the margin alone, then the margin; :class:`~robustkernels.attacks.MD`), each
 run started at Square's vertex stripes (Linf; in L2 / L1 APGD-DLR from uniform starts) - on a masked
 MNIST CNN those break points the white-box attacks miss and that standard breaks only with 5000
-Square queries (``suite.FAST_*``). Its report and log say so and give the gap measured against
-``standard``.
+Square queries (``suite.FAST_*``). Its gradient attacks run in bf16 where the device computes in
+bf16 natively and a timed pass is faster (``autocast="auto"``; verdicts fp32). Its report and log
+say so and give the gap measured against ``standard``.
 
 The cascade: each attack runs only on the points still robust after the attacks before it
 (clean-misclassified points are never attacked); inside an attack, fooled points leave the batch

@@ -242,3 +242,24 @@ def test_a_bad_autocast_is_refused_by_name(value):
         autoattack(model, (x, y), eps=0.1, progress=False, autocast=value)
     with pytest.raises(ValueError, match="autocast must be one of"):
         evaluate(model, (x, y), eps=0.1, progress=False, autocast=value)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_under_torch_distributed_auto_autocast_is_the_same_untimed_choice_on_every_process(monkeypatch, native):
+    """Processes time differently; a precision that differed between them would make the verdicts
+    depend on the world size. There "auto" follows the device's native bf16 alone."""
+    import sys
+
+    import robustkernels.eval.levers as levers
+
+    aa = sys.modules["robustkernels.eval.autoattack"]
+    model, x, y = _data(20)
+    monkeypatch.setattr(aa, "native_bf16", lambda device: native)
+    monkeypatch.setattr(levers, "native_bf16", lambda device: pytest.fail("timed under torch.distributed"))
+    for rank in (0, 1):
+        run = aa.autoattack_run(model, eps=0.1, version="fast", seed=0, progress=False, channels_last=False,
+                                steps=4, n_queries=20, rank=rank, world=2)
+        run.add(x, y, rank)
+        assert run.options["autocast"] == ("bf16" if native else None)
+    single = aa.autoattack_run(model, eps=0.1, version="standard", seed=0, progress=False, rank=0, world=2)
+    assert single._autocast() is None  # the other versions stay fp32

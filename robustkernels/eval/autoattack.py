@@ -41,6 +41,7 @@ from torch import nn
 from ..attacks.losses import objective
 from ..common import frozen_model, model_device, positive_int, progress_bar, rank_and_world
 from ..data import batches, check_label_range
+from ..machine import native_bf16
 from ..ops import draw_seed
 from ..threat import ThreatModel, normalize
 from .aa_report import AutoAttackReport
@@ -172,8 +173,9 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
             precision (FAB and Square stay in fp32); a point counts as fooled, inside an attack
             and in the report, only if an fp32 pass agrees. ``"auto"`` (the default): bf16 for
             ``version="fast"`` where the device computes in bf16 natively and a timed pass on
-            the first batch is at least 1.1x faster (:mod:`~robustkernels.eval.levers`), fp32
-            for the other versions: measured, bf16 changes which points the attacks break (the
+            the first batch is at least 1.1x faster (:mod:`~robustkernels.eval.levers`; under
+            ``torch.distributed`` untimed, so that every process attacks alike), fp32 for the
+            other versions: measured, bf16 changes which points the attacks break (the
             benchmarks guide's levers table), so AutoAttack's figures stay fp32 unless asked.
         channels_last, compile: the attacks run a channels_last and / or ``torch.compile`` copy
             of the model (:mod:`~robustkernels.eval.levers`; fp32, verdicts on ``model``);
@@ -304,9 +306,15 @@ class AutoAttackRun:
         self.cascade.attacked.update(self.state.attacked)
 
     def _autocast(self):
-        """The precision asked for: ``"auto"`` is timed for the fast version only (fp32 otherwise)."""
+        """The precision asked for: ``"auto"`` is timed for the fast version only (fp32 otherwise).
+        Under ``torch.distributed`` every process must attack in the same precision, and timings
+        differ between processes: there "auto" is bf16 wherever the device has native bf16."""
         asked = self.plan["autocast"]
-        return None if asked == "auto" and self.plan["version"] != "fast" else asked
+        if asked != "auto":
+            return asked
+        if self.plan["version"] != "fast":
+            return None
+        return ("bf16" if native_bf16(self.device) else None) if self.world > 1 else "auto"
 
     def add(self, x, y, index: int) -> torch.Tensor:
         """Batch ``index`` (x [B, ...], y [B]): its verdicts recorded; robust [B] bool (CPU)."""

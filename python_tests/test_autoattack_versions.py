@@ -73,3 +73,15 @@ def test_eval_command_takes_custom_and_individual(tmp_path, capsys):
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "AutoAttack (custom)" in out.out
+
+
+def test_eval_command_sets_the_precision_inside_the_attacks(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--method", "standard", "--no-progress", "--out", str(run)]) == 0
+    capsys.readouterr()
+    base = ["eval", "--checkpoint", str(run / "checkpoint.pt"), "--samples", "20", "--attacks", "fgsm", "--no-checks",
+            "--no-progress", "--suite", "autoattack", "--version", "fast", "--channels-last", "off"]
+    for precision, shown in (("fp32", False), ("bf16", True)):
+        assert main(base + ["--autocast", precision]) == 0
+        out = capsys.readouterr().out
+        assert ("bf16 autocast in APGD and MD, fp32 verdicts" in out) == shown, out

@@ -35,3 +35,43 @@ def trained_digits_cnn():
 def accuracy(model, x, y) -> float:
     with torch.no_grad():
         return (model(x).argmax(1) == y).float().mean().item()
+
+
+# User models that fail with a speed lever (8x8 one-channel inputs, 10 classes)
+
+class ViewNet(nn.Module):
+    """The common user pattern ``.view(B, -1)`` after a convolution: fails on a channels_last
+    activation (the view spans non-contiguous dimensions)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).view(x.shape[0], -1))
+
+
+class IndexPutNet(nn.Module):
+    """Writes its logits into an fp32 buffer by index: fails under bf16 autocast (index_put
+    needs matching dtypes)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], 10, device=x.device)
+        out[torch.arange(x.shape[0])] = self.fc(torch.relu(self.conv(x)).flatten(1))
+        return out
+
+
+class NaNInBf16(nn.Module):
+    """Runs in fp32; its input gradient is NaN whenever the convolution ran in bf16."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x):
+        h = self.conv(x)
+        return self.fc((h * float("nan") if h.dtype == torch.bfloat16 else h).flatten(1))

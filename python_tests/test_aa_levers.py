@@ -14,7 +14,7 @@ from torch import nn
 from robustkernels.eval import autoattack, evaluate
 from robustkernels.eval.levers import MIN_GAIN, with_levers
 
-from .models import trained_digits_cnn
+from .models import IndexPutNet, NaNInBf16, ViewNet, trained_digits_cnn
 
 
 def _data(n=60):
@@ -121,7 +121,8 @@ def test_evaluate_resumes_its_autoattack_part_when_the_timing_chooses_otherwise(
     kwargs = dict(eps=0.1, attacks=("fgsm",), suite="autoattack", version="fast", checks=False, progress=False,
                   batch_size=20, aa_state_path=tmp_path / "aa.json", autocast=None)
     times = iter([[2.0, 1.0], [1.0, 2.0]])  # the first run measures channels_last faster, the resumed one slower
-    monkeypatch.setattr(levers, "_fastest", lambda sides, x_: next(times))
+    monkeypatch.setattr(levers, "_fastest", lambda sides, x_, **_: (next(times), [None, None]) if len(sides) > 1
+                        else ([float("inf")], [None]))  # one side: the check of a layout on record
     first = evaluate(model, (x, y), generator=torch.Generator().manual_seed(0), **kwargs)
     assert first.levers.startswith("channels_last")
     resumed = evaluate(model, (x, y), generator=torch.Generator().manual_seed(0), aa_resume=True, **kwargs)
@@ -157,11 +158,11 @@ def test_the_layout_timing_takes_turns_and_keeps_each_sides_fastest_pass(monkeyp
 
     def timed(model, x, precision=None):
         calls.append((model, precision))
-        return next(bf16) if precision else next(slow) if model is plain else next(fast)
+        return (next(bf16) if precision else next(slow) if model is plain else next(fast)), True
 
     monkeypatch.setattr(levers, "_pass_seconds", timed)
     sides = [(plain, None), (converted, None), (plain, "bf16")]
-    assert levers._fastest(sides, torch.zeros(4, 3)) == [2.0, 1.0, 3.0]
+    assert levers._fastest(sides, torch.zeros(4, 3)) == ([2.0, 1.0, 3.0], [None] * 3)
     assert calls == sides * (levers.TIMED_PASSES + 1)
 
 
@@ -180,9 +181,9 @@ def test_auto_autocast_keeps_bf16_and_the_layout_only_where_each_pays(monkeypatc
     monkeypatch.setattr(levers, "native_bf16", lambda device: True)
     seen = []
 
-    def fastest(sides, x_):
+    def fastest(sides, x_, **_):
         seen.append([(isinstance(m, levers.ChannelsLast), p) for m, p in sides])
-        return times
+        return times, [None] * 4
 
     monkeypatch.setattr(levers, "_fastest", fastest)
     fast, lv = with_levers(model, x, "auto", False, "auto")
@@ -197,9 +198,12 @@ def test_auto_autocast_is_fp32_without_native_bf16_and_for_fixed_settings(monkey
 
     model, x, _ = _data(8)
     monkeypatch.setattr(levers, "native_bf16", lambda device: False)
-    monkeypatch.setattr(levers, "_fastest", lambda sides, x_: pytest.fail("nothing to time"))
+    checked = []
+    monkeypatch.setattr(levers, "_fastest", lambda sides, x_, **_: checked.append(sides) or ([float("inf")], [None]))
     assert with_levers(model, x, False, False, "auto") == (model, levers.Levers(False, False))
+    assert checked == []  # nothing to time or check
     assert with_levers(model, x, False, False, "bf16")[1].autocast == "bf16"  # as given, untimed
+    assert checked == [[(model, "bf16")]]  # checked once: the model runs in bf16
 
 
 def test_fast_times_bf16_and_reports_it_while_the_other_versions_stay_fp32(monkeypatch):
@@ -207,7 +211,7 @@ def test_fast_times_bf16_and_reports_it_while_the_other_versions_stay_fp32(monke
 
     model, x, y = _data(30)
     monkeypatch.setattr(levers, "native_bf16", lambda device: True)
-    monkeypatch.setattr(levers, "_fastest", lambda sides, x_: [2.0, 1.0][:len(sides)])
+    monkeypatch.setattr(levers, "_fastest", lambda sides, x_, **_: ([2.0, 1.0][:len(sides)], [None] * len(sides)))
     kwargs = dict(eps=0.1, seed=0, progress=False, channels_last=False, steps=4, n_queries=20)
     fast = autoattack(model, (x, y), version="fast", **kwargs)
     assert fast.autocast == "bf16" and "bf16 autocast" in fast.log() and "bf16 measured 2.00x" in fast.levers
@@ -225,7 +229,8 @@ def test_a_resumed_run_keeps_the_precision_it_chose(tmp_path, monkeypatch):
     model, x, y = _data(40)
     monkeypatch.setattr(levers, "native_bf16", lambda device: True)
     times = iter([[2.0, 1.0], [1.0, 2.0]])  # bf16 faster in the first run, slower when resumed
-    monkeypatch.setattr(levers, "_fastest", lambda sides, x_: next(times))
+    monkeypatch.setattr(levers, "_fastest", lambda sides, x_, **_: (next(times), [None, None]) if len(sides) > 1
+                        else ([float("inf")], [None]))  # one side: the check of a layout on record
     path = tmp_path / "aa.json"
     kwargs = dict(eps=0.1, version="fast", seed=0, progress=False, batch_size=20, channels_last=False, steps=4,
                   n_queries=20, state_path=path)
@@ -263,3 +268,27 @@ def test_under_torch_distributed_auto_autocast_is_the_same_untimed_choice_on_eve
         assert run.options["autocast"] == ("bf16" if native else None)
     single = aa.autoattack_run(model, eps=0.1, version="standard", seed=0, progress=False, rank=0, world=2)
     assert single._autocast() is None  # the other versions stay fp32
+
+
+@pytest.mark.parametrize("net, lever, asked", [
+    (ViewNet, "channels_last", dict(channels_last=True)),
+    (IndexPutNet, "bf16", dict(autocast="bf16")),
+    (NaNInBf16, "bf16", dict(autocast="bf16")),
+])
+def test_auto_leaves_out_a_lever_the_model_fails_on_and_refuses_it_when_asked_for(monkeypatch, net, lever, asked):
+    """A model built elsewhere that fails with a lever (or gives a non-finite gradient) still runs
+    under the defaults, without that lever, the report saying why; asked for, it is refused."""
+    import robustkernels.eval.levers as levers
+
+    monkeypatch.setattr(levers, "native_bf16", lambda device: True)
+    torch.manual_seed(0)
+    model, x, y = net(), torch.rand(24, 1, 8, 8), torch.randint(0, 10, (24,))
+    report = autoattack(model, (x, y), eps=0.1, version="fast", seed=0, progress=False, steps=4, n_queries=20)
+    assert f"{lever} failed: " in report.levers and (report.autocast is None if lever == "bf16" else True)
+    assert "channels_last," not in report.levers[:15] if lever == "channels_last" else True
+    plain = autoattack(model, (x, y), eps=0.1, version="fast", seed=0, progress=False, steps=4, n_queries=20,
+                       channels_last=False, autocast=None)
+    assert report.robust == plain.robust or lever == "channels_last"  # bf16 left out: the fp32 run itself
+    name = next(iter(asked))
+    with pytest.raises(ValueError, match=f"{name}=.*: the model fails a forward and backward pass .* leave {name} off"):
+        autoattack(model, (x, y), eps=0.1, version="fast", seed=0, progress=False, **asked)

@@ -13,7 +13,7 @@ from robustkernels.models import build_model
 from robustkernels.train import METHODS, fit, lr_factor, make_method, scheduled_eps
 from robustkernels.train.checkpoint import load as load_checkpoint
 
-from .models import accuracy, small_cnn
+from .models import IndexPutNet, ViewNet, accuracy, small_cnn
 
 EPS = 0.1
 
@@ -112,6 +112,29 @@ def test_cost_levers_run(digits):
                    autocast="bf16", channels_last=True, schedule="cyclic")
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in history)
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("net, lever, asked", [(ViewNet, "channels_last", dict(channels_last=True)),
+                                                (IndexPutNet, "autocast", dict(autocast="bf16"))])
+def test_fast_drops_a_lever_the_model_fails_on_and_an_asked_one_is_refused(digits, monkeypatch, net, lever, asked):
+    """fast=True on a user model that fails with one of its levers (a .view of a channels_last
+    activation, an op without bf16) trains without it, with a warning naming it; asking for that
+    lever is refused before any step, naming the argument."""
+    import robustkernels.train.fast as fast
+
+    monkeypatch.setattr(fast, "native_bf16", lambda device: True)  # fast=True picks bf16 on any CPU
+    (x, y), _ = digits
+    torch.manual_seed(0)
+    model = net()
+    with pytest.warns(RuntimeWarning, match=f"fast=True: {lever} off, the model fails"):
+        history = _fit(model, make_method("pgd_at", eps=EPS, steps=2), (x[:64], y[:64]), epochs=1, fast=True)
+    assert torch.isfinite(torch.tensor(history[-1]["loss"]))  # with the lever, the first step would raise
+    untouched = net()
+    before = {k: v.clone() for k, v in untouched.state_dict().items()}
+    refused = f"{lever}=.*: the model fails a forward and backward pass .* leave {lever} off"
+    with pytest.raises(ValueError, match=refused):
+        _fit(untouched, make_method("pgd_at", eps=EPS, steps=2), (x[:64], y[:64]), epochs=1, **asked)
+    assert all(torch.equal(before[k], v) for k, v in untouched.state_dict().items())
 
 
 def test_lr_and_eps_schedules():

@@ -110,12 +110,12 @@ class _Cascade:
         x_adv = x.clone()
         for i, name in enumerate(self.names, start=1):
             todo = (correct if self.individual else fell_at > len(self.names)).nonzero().squeeze(1)
+            if todo.numel() == 0:  # no model call on an empty batch: a user's .view(B, -1) fails on B = 0
+                break
             if self.version == "fast" and not self._due(name, fooled_by):
                 continue
             if self.version == "fast" and name in FAST_SHARES:  # e.g. the guard: the survivors nearest to falling
                 todo = self.closest(x_adv[todo], y[todo], todo, FAST_SHARES[name])
-            if todo.numel() == 0:
-                break
             attack = autoattack_attack(name, self.fast_model, self.threat, self.version,
                                        generator=self.reseed(index, i), eot_iter=self.eot_iter, **self.options)
             if self.version == "fast":  # targets ranked where APGD-CE left each point (A3 / MALT's idea)

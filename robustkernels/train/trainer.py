@@ -28,7 +28,7 @@ from ..nn import pni_param_groups
 from ..threat import default_step
 from . import checkpoint as ckpt
 from .distributed import all_sum, barrier, init_from_env, shard
-from .fast import fast_levers
+from .fast import checked_levers
 from .methods import Method, StepContext
 from .options import AUTOCAST, FitOptions, check_options
 from .overfit import overfit_message
@@ -135,7 +135,10 @@ def fit(model: nn.Module, method: Method, train_data, *, val_data=None, **option
         autocast: ``None``, ``"bf16"`` or ``"fp16"`` (with a gradient scaler).
         channels_last, compile: memory format and ``torch.compile`` for training and attacks.
         fast: the levers among autocast / channels_last / compile that pay off on this device
-            (:func:`~robustkernels.train.fast.fast_levers`); explicit settings win.
+            (:func:`~robustkernels.train.fast.fast_levers`); explicit settings win. A lever the
+            model fails a forward and backward pass with is dropped with a warning if ``fast``
+            chose it and refused with a ValueError if asked for
+            (:func:`~robustkernels.train.fast.checked_levers`).
         on_overfit: ``"warn"`` (default), ``"stop"`` or ``"restore"``: what to do when the
             validation history shows catastrophic overfitting (PGD accuracy collapsing while FGSM
             accuracy rises). It is always logged (``"overfit": true``) and warned about;
@@ -169,7 +172,7 @@ def fit(model: nn.Module, method: Method, train_data, *, val_data=None, **option
     opts = check_options(opts, getattr(method, "default_schedule", "step"), val_data is not None)
     train.refuse_ignored_loader_settings(opts.batch_size)
     val = IndexedData("val_data", val_data) if val_data is not None else None
-    run = setup(model, method, opts, len(train))
+    run = setup(model, method, opts, len(train), train.example)
     check_labels(run, train, val)
     if opts.resume and os.path.isfile(opts.checkpoint_path):
         resume(run, opts)
@@ -247,15 +250,12 @@ def restore(run: Run, good: dict | None, record: dict) -> None:
     record["restored_epoch"] = good["epoch"]
 
 
-def setup(model: nn.Module, method: Method, opts: FitOptions, train_size: int) -> Run:
-    """Device, process group, the fast levers, memory format, compile, DDP, optimizer, schedule
-    and autocast: the :class:`Run` every later step works on."""
+def setup(model: nn.Module, method: Method, opts: FitOptions, train_size: int, example: torch.Tensor) -> Run:
+    """Device, process group, the fast levers (checked on ``example`` inputs [B, ...]), memory
+    format, compile, DDP, optimizer, schedule and autocast: the :class:`Run` every later step
+    works on."""
     device = model_device(model)
-    if opts.fast:  # explicit settings win over the device's defaults
-        levers = fast_levers(device)
-        opts.autocast = opts.autocast or levers["autocast"]
-        opts.channels_last = opts.channels_last or levers["channels_last"]
-        opts.compile = opts.compile or levers["compile"]
+    checked_levers(model, example, opts)  # explicit settings win over the device's defaults
     distributed = init_from_env(device)
     rank, world = rank_and_world()
     if opts.batch_size < world:

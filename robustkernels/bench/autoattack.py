@@ -100,18 +100,26 @@ def fast_rows(data_root: str, samples: int, seeds=(0,)) -> list[dict]:
     rows = []
     for dataset in ("mnist", "cifar10"):
         model, x, y, eps = pgd_at_case(data_root, dataset, samples)
-        for seed in seeds:
-            standard_acc, standard_s, standard = _ours(model, x, y, eps, version="standard", seed=seed)
-            fast_acc, fast_s, fast = _ours(model, x, y, eps, version="fast", seed=seed)
-            fp32_acc, fp32_s, fp32 = _ours(model, x, y, eps, version="fast", seed=seed, autocast=None)
-            missed = [int((torch.tensor(r.robust) & ~torch.tensor(standard.robust)).sum()) for r in (fast, fp32)]
-            rows.append({"case": f"{dataset} PGD-AT CNN, {samples} images", "seed": seed, "standard_s": standard_s,
-                         "standard_acc": standard_acc, "fast_s": fast_s, "fast_acc": fast_acc,
-                         "fast_precision": fast.autocast or "fp32", "ratio": standard_s / fast_s,
-                         "gap_points": 100 * (fast_acc - standard_acc), "fast_robust_standard_broke": missed[0],
-                         "fp32_s": fp32_s, "fp32_ratio": standard_s / fp32_s,
-                         "fp32_gap_points": 100 * (fp32_acc - standard_acc), "fp32_robust_standard_broke": missed[1],
-                         "standard_log": standard.log(), "fast_log": fast.log()})
+        rows += fast_case_rows(f"{dataset} PGD-AT CNN, {samples} images", model, x, y, eps, seeds)
+    return rows
+
+
+def fast_case_rows(case: str, model, x, y, eps: float, seeds) -> list[dict]:
+    """The rows of :func:`fast_rows` for one model and its test images x [N, C, H, W], y [N]:
+    standard, then fast, then fast in fp32, per seed."""
+    rows = []
+    for seed in seeds:
+        standard_acc, standard_s, standard = _ours(model, x, y, eps, version="standard", seed=seed)
+        fast_acc, fast_s, fast = _ours(model, x, y, eps, version="fast", seed=seed)
+        fp32_acc, fp32_s, fp32 = _ours(model, x, y, eps, version="fast", seed=seed, autocast=None)
+        missed = [int((torch.tensor(r.robust) & ~torch.tensor(standard.robust)).sum()) for r in (fast, fp32)]
+        rows.append({"case": case, "seed": seed, "standard_s": standard_s,
+                     "standard_acc": standard_acc, "fast_s": fast_s, "fast_acc": fast_acc,
+                     "fast_precision": fast.autocast or "fp32", "ratio": standard_s / fast_s,
+                     "gap_points": 100 * (fast_acc - standard_acc), "fast_robust_standard_broke": missed[0],
+                     "fp32_s": fp32_s, "fp32_ratio": standard_s / fp32_s,
+                     "fp32_gap_points": 100 * (fp32_acc - standard_acc), "fp32_robust_standard_broke": missed[1],
+                     "fast_levers": fast.levers, "standard_log": standard.log(), "fast_log": fast.log()})
     return rows
 
 

@@ -1,6 +1,6 @@
 """``autoattack(version="fast")``: APGD-CE, APGD-T on 3 targets ranked at APGD-CE's end points, a
-Square guard on the share of the survivors nearest to the boundary, and MD from vertex stripes
-(APGD-DLR in L2 / L1) only on batches where the guard fooled a point - close to standard, said
+Square guard on the share of the survivors nearest to the boundary, and smoothed PGD on every
+survivor (in L2 / L1 APGD-DLR, only on batches where the guard fooled a point) - close to standard, said
 plainly in the report and the log; and ``fit(val_attack="fast", keep="best-robust")`` keeping the
 weights of the best validation robust accuracy. Speed and the gap to standard are measured in
 ``robustkernels bench --ops autoattack``, not asserted here."""
@@ -13,7 +13,7 @@ import torch
 
 from robustkernels.data import load_digits
 from robustkernels.eval import AutoAttackReport, Stat, autoattack, suite
-from robustkernels.eval.suite import FAST_GUARD_SHARE, FAST_LAST_RESTARTS, FAST_LAST_STEPS, FAST_MD_CHANGE
+from robustkernels.eval.suite import FAST_GUARD_SHARE, FAST_LAST_RESTARTS, FAST_LAST_STEPS, FAST_SMOOTH_DRAWS
 from robustkernels.threat import ThreatModel
 from robustkernels.train import fit, make_method
 from robustkernels.train.checkpoint import load
@@ -26,7 +26,7 @@ def test_fast_is_standards_first_attacks_on_fewer_targets_and_says_so():
     data = (x[:150], y[:150])
     fast = autoattack(model, data, eps=0.1, version="fast", seed=0, progress=False)
     standard = autoattack(model, data, eps=0.1, version="standard", seed=0, progress=False)
-    assert fast.attacks == ["apgd-ce", "apgd-t", "square", "md"] and fast.version == "fast"
+    assert fast.attacks == ["apgd-ce", "apgd-t", "square", "smoothed-pgd"] and fast.version == "fast"
     assert fast.robust_after[0] == standard.robust_after[0]  # the same APGD-CE, the same draws
     assert fast.attacked["apgd-t"] == standard.attacked["apgd-t"]
     survivors = round(fast.robust_after[1] * 150)
@@ -40,7 +40,7 @@ def test_fast_is_standards_first_attacks_on_fewer_targets_and_says_so():
 def test_fast_says_to_run_standard_when_its_guard_finds_masking():
     """Where the Square guard fools points the white-box attacks did not, fast's figure is the one
     measured above standard's (MNIST): the report says to run standard; where it fools none, not."""
-    names = ["apgd-ce", "apgd-t", "square", "md"]
+    names = ["apgd-ce", "apgd-t", "square", "smoothed-pgd"]
     masked = AutoAttackReport("fast", "linf", 0.3, 500, names, Stat(0.9), [0.4, 0.33, 0.32, 0.32], Stat(0.32), {}, {})
     clean = AutoAttackReport("fast", "linf", 0.3, 500, names, Stat(0.9), [0.4, 0.33, 0.33, 0.33], Stat(0.33), {}, {})
     assert any("run version='standard'" in w for w in masked.warnings())
@@ -56,7 +56,7 @@ def test_fast_in_l1_and_on_a_dict_loader():
     loader = torch.utils.data.DataLoader([{"image": a, "label": b} for a, b in zip(x[:40], y[:40])], batch_size=16)
     report = autoattack(model, loader, eps=2.0, norm="l1", version="fast", seed=0, progress=False)
     assert report.norm == "l1" and report.n_samples == 40
-    assert report.attacks == ["apgd-ce", "apgd-t", "square", "apgd-dlr"]  # MD and the stripes are Linf's
+    assert report.attacks == ["apgd-ce", "apgd-t", "square", "apgd-dlr"]  # smoothed PGD's signed steps: Linf
     assert report.robust_accuracy.mean <= report.clean_accuracy.mean
 
 
@@ -150,8 +150,9 @@ class _Blind:
         return x.clone()
 
 
-def test_the_vertex_runs_follow_the_guard(monkeypatch):
-    """MD (restarts from Square's stripes, on the true logit's term) runs on every survivor of a
+def test_the_last_stage_runs_on_every_survivor_in_linf_and_follows_the_guard_in_l2(monkeypatch):
+    """Linf: smoothed PGD (25 steps, 2 draws, sigma eps / 2) on every survivor of the guard,
+    whether the guard fooled a point or not. L2: APGD-DLR (4 x 25 from uniform starts) only on a
     batch where the guard fooled a point, and not at all where it fooled none."""
     aa = importlib.import_module("robustkernels.eval.autoattack")
     build, built = aa.autoattack_attack, {}
@@ -163,26 +164,27 @@ def test_the_vertex_runs_follow_the_guard(monkeypatch):
     monkeypatch.setattr(aa, "autoattack_attack", spy)
     model, x, y = trained_digits_cnn()
     data = (x[:150], y[:150])
-    blind = True  # the guard fools nothing: no vertex runs
-    quiet = autoattack(model, data, eps=0.1, version="fast", seed=0, progress=False, batch_size=150)
-    assert quiet.attacked["md"] == 0 and "md" not in built
+    blind = True  # the guard fools nothing
+    linf = autoattack(model, data, eps=0.1, version="fast", seed=0, progress=False, batch_size=150)
+    assert linf.attacked["smoothed-pgd"] == round(linf.robust_after[2] * 150) > 0
+    smoothed = built["smoothed-pgd"]
+    assert (smoothed.steps, smoothed.draws, smoothed.sigma) == (FAST_LAST_STEPS, FAST_SMOOTH_DRAWS, 0.05)
+    quiet = autoattack(model, data, eps=0.7, norm="l2", version="fast", seed=0, progress=False, batch_size=150)
+    assert quiet.attacked["apgd-dlr"] == 0 and "apgd-dlr" not in built
     blind = False
-    monkeypatch.setitem(suite.FAST_IF_FOOLED, "md", "apgd-t")  # make the trigger fire on this model
-    fired = autoattack(model, data, eps=0.1, version="fast", seed=0, progress=False, batch_size=150)
+    monkeypatch.setitem(suite.FAST_IF_FOOLED, "apgd-dlr", "apgd-t")  # make the trigger fire on this model
+    fired = autoattack(model, data, eps=0.7, norm="l2", version="fast", seed=0, progress=False, batch_size=150)
     assert fired.robust_after[1] < fired.robust_after[0]  # APGD-T fooled a point: the runs are due
-    assert fired.attacked["md"] == round(fired.robust_after[2] * 150)  # every survivor of the guard
-    md = built["md"]
-    assert (md.terms, md.start_at, md.climb, md.steps, md.change_point, md.restarts) == (
-        ("true",), "stripes", False, FAST_LAST_STEPS, FAST_MD_CHANGE, FAST_LAST_RESTARTS)
+    assert fired.attacked["apgd-dlr"] == round(fired.robust_after[2] * 150)  # every survivor of the guard
+    assert (built["apgd-dlr"].restarts, built["apgd-dlr"].steps) == (FAST_LAST_RESTARTS, FAST_LAST_STEPS)
 
 
 @pytest.mark.parametrize("steps", [1, 2, 7])
-def test_the_last_stage_scales_with_fewer_steps(monkeypatch, steps):
-    """autoattack(steps=...) shortens fast's MD too, keeping its two stages (at least 2 steps)."""
-    monkeypatch.setitem(suite.FAST_IF_FOOLED, "md", "apgd-ce")  # the stage runs wherever APGD-CE broke a point
+def test_the_last_stage_scales_with_fewer_steps(steps):
+    """autoattack(steps=...) shortens fast's smoothed PGD too (at most 25 steps)."""
     model, x, y = trained_digits_cnn()
     report = autoattack(model, (x[:60], y[:60]), eps=0.1, version="fast", steps=steps, seed=0, progress=False)
-    assert report.attacked["md"] == round(report.robust_after[2] * 60) > 0
+    assert report.attacked["smoothed-pgd"] == round(report.robust_after[2] * 60) > 0
     threat = ThreatModel.build(0.1, "linf", (0.0, 1.0), None)
-    md = suite.autoattack_attack("md", model, threat, "fast", generator=torch.Generator(), steps=steps)
-    assert md.steps == max(steps, 2) and 1 <= md.change_point < md.steps
+    smoothed = suite.autoattack_attack("smoothed-pgd", model, threat, "fast", generator=torch.Generator(), steps=steps)
+    assert smoothed.steps == min(steps, FAST_LAST_STEPS)

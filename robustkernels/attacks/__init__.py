@@ -14,6 +14,7 @@ from .losses import objective
 from .md import MD
 from .mifgsm import MIFGSM
 from .pgd import FGSM, FGSM_RS, PGD
+from .smoothed import SmoothedPGD
 from .square import Square
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "MD",
     "MIFGSM",
     "PGD",
+    "SmoothedPGD",
     "Attack",
     "Square",
     "objective",

@@ -58,7 +58,7 @@ ATTACKS = {
     "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
     "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
     "rand": ("apgd-ce", "apgd-dlr"),
-    "fast": ("apgd-ce", "apgd-t", "square", "md"),  # in L2 / L1 the last stage is APGD-DLR (suite.FAST_*)
+    "fast": ("apgd-ce", "apgd-t", "square", "smoothed-pgd"),  # in L2 / L1 the last stage is APGD-DLR (suite.FAST_*)
 }
 
 
@@ -264,7 +264,7 @@ def _cascade_for(model, setup, threat, seed, plan, options) -> _Cascade:
     """The version's attacks for this model, after the original's checks."""
     chosen = ("rand" if setup.stochastic else "standard") if plan["version"] == "auto" else plan["version"]
     listed = plan["attacks"] if chosen == "custom" else ATTACKS[chosen]
-    names = tuple("apgd-dlr" if n == "md" and threat.norm != "linf" else n for n in listed)
+    names = tuple("apgd-dlr" if n == "smoothed-pgd" and threat.norm != "linf" else n for n in listed)
     check_classes_for(names, setup.classes, options["n_target_classes"])
     eot = AUTO_EOT if chosen == "rand" or (chosen in ("custom", "fast") and setup.stochastic) else 1
     return _Cascade(model, setup.attacked, threat, names, chosen, seed, eot, options, plan["progress"],

@@ -84,4 +84,4 @@ def test_eval_command_sets_the_precision_inside_the_attacks(tmp_path, capsys):
     for precision, shown in (("fp32", False), ("bf16", True)):
         assert main(base + ["--autocast", precision]) == 0
         out = capsys.readouterr().out
-        assert ("bf16 autocast in APGD and MD, fp32 verdicts" in out) == shown, out
+        assert ("bf16 autocast in APGD and smoothed PGD, fp32 verdicts" in out) == shown, out

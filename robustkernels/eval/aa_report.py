@@ -50,23 +50,27 @@ class AutoAttackReport:
         if self.probabilities:
             out.append("warning: the model returns probabilities (rows sum to 1), not logits: the CE gradient is "
                        "masked; evaluate the model without its final softmax")
-        broken = self._square_breaks()
+        broken = self._breaks("square")
         if broken:
             out.append(f"warning: Square (gradient-free) fooled {100 * broken:.2f}% of the points that the white-box "
                        "attacks before it did not: a sign of gradient masking")
-            if self.version == "fast":
-                out.append(f"warning: fast's guard found gradient masking, where fast's figure may be above "
-                           f"standard's ({FAST_IF_MASKED}): run version='standard' for a figure to report")
+        smoothed = self._breaks("smoothed-pgd")
+        if smoothed:
+            out.append(f"warning: smoothed PGD (gradients averaged over input noise) fooled {100 * smoothed:.2f}% of "
+                       "the points that the attacks before it did not: a sign of gradient masking")
+        if self.version == "fast" and (broken or smoothed):
+            out.append(f"warning: fast found gradient masking, where fast's figure may be above standard's "
+                       f"({FAST_IF_MASKED}): run version='standard' for a figure to report")
         return out
 
-    def _square_breaks(self) -> float:
-        """The share of points Square fooled after the white-box attacks failed on them."""
-        if "square" not in self.attacks:
+    def _breaks(self, name: str) -> float:
+        """The share of points attack ``name`` fooled after the attacks before it failed on them."""
+        if name not in self.attacks:
             return 0.0
         if self.individual:
-            others = [a for n, a in self.individual.items() if n != "square"]
-            return max(0.0, min(others) - self.individual["square"]) if others else 0.0
-        k = self.attacks.index("square")
+            others = [a for n, a in self.individual.items() if n != name]
+            return max(0.0, min(others) - self.individual[name]) if others else 0.0
+        k = self.attacks.index(name)
         before = self.robust_after[k - 1] if k else self.clean_accuracy.mean
         return max(0.0, before - self.robust_after[k])
 
@@ -115,7 +119,7 @@ class AutoAttackReport:
         """The model inside the attacks ("" when it is the model itself, in fp32)."""
         if self.levers == "none" and not self.autocast:
             return ""
-        precision = f"{self.autocast} autocast in APGD and MD, fp32 verdicts" if self.autocast else "fp32"
+        precision = f"{self.autocast} autocast in APGD and smoothed PGD, fp32 verdicts" if self.autocast else "fp32"
         return precision + ("" if self.levers == "none" else f", {self.levers}")
 
     def _individual_line(self) -> list[str]:

@@ -8,16 +8,16 @@ APGD-CE and APGD-DLR with EOT over 20 passes.
 ``fast`` is ours, not the original's, and not AutoAttack: APGD-CE, then APGD-T on 3 targets
 only - the classes ranked highest at the point APGD-CE left each sample (its highest-loss point),
 not at the clean input (MALT, Melamed et al. 2024, ranks targets to run fewer APGD-T runs; A3,
-Liu et al. 2022, starts from what earlier steps found) - then Square with 1000 queries on the
+Liu et al. 2022, starts from what earlier steps found) - then Square with 500 queries on the
 tenth of each batch's survivors with the smallest margin (A3's budget on the points nearest to
-breaking) as a cheap gradient-masking guard; and only on a batch where that guard fooled a point
-(the masking sign), MD with 4 restarts of 25 iterations on every survivor (Ma et al. 2023: the
-true logit's term of the margin alone, then the margin; :class:`~robustkernels.attacks.MD`), each
-run started at Square's vertex stripes (Linf; in L2 / L1 APGD-DLR from uniform starts) - on a masked
-MNIST CNN those break points the white-box attacks miss and that standard breaks only with 5000
-Square queries (``suite.FAST_*``). Its gradient attacks run in bf16 where the device computes in
-bf16 natively and a timed pass is faster (``autocast="auto"``; verdicts fp32). Its report and log
-say so and give the gap measured against ``standard``.
+breaking) as a cheap gradient-masking guard; then smoothed PGD on every survivor: 25 steps on
+the margin whose gradient is averaged over 2 Gaussian draws around the iterate
+(:class:`~robustkernels.attacks.SmoothedPGD`; Linf - in L2 / L1 APGD-DLR from uniform starts, only
+on a batch where the guard fooled a point). On a masked MNIST CNN it breaks the points the
+white-box attacks miss and that standard breaks only with 5000 Square queries (``suite.FAST_*``).
+Its gradient attacks run in bf16 where the device computes in bf16 natively and a timed pass is
+faster (``autocast="auto"``; verdicts fp32). Its report and log say so and give the gap measured
+against ``standard``.
 
 The cascade: each attack runs only on the points still robust after the attacks before it
 (clean-misclassified points are never attacked); inside an attack, fooled points leave the batch
@@ -169,7 +169,7 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
             continues where it stopped and gives the verdicts of an uninterrupted one. The file
             is tied to the model's weights, the data, the version, attacks, norm, eps, seed and
             settings: anything else is refused.
-        autocast: ``"bf16"``/``"fp16"``: the gradient attacks (APGD, MD) run the model in that
+        autocast: ``"bf16"``/``"fp16"``: the gradient attacks (APGD, smoothed PGD) run the model in that
             precision (FAB and Square stay in fp32); a point counts as fooled, inside an attack
             and in the report, only if an fp32 pass agrees. ``"auto"`` (the default): bf16 for
             ``version="fast"`` where the device computes in bf16 natively and a timed pass on

@@ -10,7 +10,7 @@ from ..threat import ThreatModel, default_step
 
 # version="fast" (see robustkernels.eval.autoattack): APGD-T's targets and iterations, Square's share
 # and queries
-FAST_TARGETS, FAST_TARGET_STEPS, FAST_GUARD_SHARE, FAST_GUARD_QUERIES = 3, 50, 0.1, 1000
+FAST_TARGETS, FAST_TARGET_STEPS, FAST_GUARD_SHARE, FAST_GUARD_QUERIES = 3, 50, 0.1, 500
 # fast's last stage: in Linf smoothed PGD (25 steps, 2 noisy draws per step, sigma eps / 2) from the
 # clean input; in L2 / L1 APGD-DLR, 4 restarts of 25 steps from the uniform start
 FAST_LAST_STEPS, FAST_LAST_RESTARTS, FAST_SMOOTH_DRAWS = 25, 4, 2

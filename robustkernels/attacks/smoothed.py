@@ -33,11 +33,11 @@ class SmoothedPGD(Attack):
     ``sigma``: the noise's standard deviation in input units (None: ``eps / 2``); ``draws``: noisy
     copies per step (each a forward and backward pass). Measured on a PGD-AT MNIST CNN (Linf 0.3)
     whose last robust points only AutoAttack's 5000-query Square breaks: on the ~160 points that
-    fast's APGD-CE, APGD-T and Square guard left, 25 steps with 2 draws broke 7 / 10 / 8 (three
-    seeds) of the 8 / 11 / 10 that standard broke, where MD's 4 x 25 steps broke 7 / 3 / 4; with 1
-    draw 4-6 (the noise, not a random start, does the work), and sigma from eps / 3 to eps broke
-    alike. Later restarts attack only the samples not fooled yet; a sample counts as fooled at
-    any iterate (its first fooling point is returned, and with ``early_stop`` it stops there)."""
+    fast's APGD-CE, APGD-T and Square guard left (three seeds), 25 steps with 2 draws broke 7 / 10
+    / 8 points, 6 / 9 / 8 of the 8 / 11 / 10 that standard broke, where MD's 4 x 25 steps broke
+    7 / 3 / 4; with 1 draw 4-6, and sigma from eps / 3 to eps broke alike. Later restarts attack
+    only the samples not fooled yet; a sample counts as fooled at any iterate (its first fooling
+    point is returned, and with ``early_stop`` it stops there)."""
 
     NORMS = ("linf",)
 

@@ -25,14 +25,14 @@ FAST_DESCRIPTION = (f"APGD-CE, APGD-T ({FAST_TARGET_STEPS} iterations) on {FAST_
                     f"{FAST_LAST_RESTARTS} x {FAST_LAST_STEPS} iterations from uniform starts, where the guard "
                     "fooled a point)")
 # the gap to standard, from `robustkernels bench --ops autoattack-fast` (docs: benchmarks guide)
-FAST_MEASURED = ("+0.0 to +0.2 points on a PGD-AT CIFAR-10 CNN (8/255) in 1/11.3-1/15.3 of standard's time, +0.2 "
-                 "on a BatchNorm/ELU one in 1/12.1-1/12.6; +0.0 to +1.4 points on a PGD-AT MNIST CNN (Linf 0.3) whose "
-                 "last robust points only standard's 5000-query Square breaks (gradient masking), in 1/8.4-1/11.7; "
-                 "+0.6 to +0.8 points on a LeNet-like MNIST CNN (points APGD-T breaks at 100 iterations, not 50), in "
-                 "1/10.8-1/13.4; 500 test images, 1-3 seeds each on two CPUs, bf16 as timed (in fp32: 1/7.1-1/14.0, "
-                 "-0.2 to +2.0 points)")
-# what the guard firing means for fast's figure (the same measurements)
-FAST_IF_MASKED = "on the model where its Square guard fooled points, fast measured +0.0 to +1.4 points against standard"
+FAST_MEASURED = ("+0.0 points on a PGD-AT MNIST CNN (Linf 0.3) that masks its gradient, in 1/10.7-1/13.7 of "
+                 "standard's time, +0.2 on a PGD-AT CIFAR-10 CNN (8/255) in 1/13.1-1/14.9 (3 seeds each); +0.2 on a "
+                 "BatchNorm/ELU CIFAR-10 CNN in 1/12.9 and +0.6 on a LeNet-like MNIST CNN (points APGD-T breaks at 100 "
+                 "iterations, not 50) in 1/10.6; 500 test images on a 2-core AMD EPYC, bf16 as timed (in fp32: "
+                 "1/8.5-1/10.7, +0.0 to +0.4 points)")
+# what a masking sign means for fast's figure (the same measurements)
+FAST_IF_MASKED = ("on the model where these signs showed, fast measured +0.0 points against standard in bf16 and "
+                  "+0.0 to +0.4 in fp32")
 
 ATTACKS = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr", "md", "square")
 WHITE_BOX = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr", "md")

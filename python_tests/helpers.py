@@ -1,4 +1,4 @@
-"""Assertions shared by the op tests."""
+"""Assertions shared by the op and attack tests."""
 
 import subprocess
 import sys
@@ -43,3 +43,27 @@ class DictDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         return {self.keys[0]: self.x[i], self.keys[1]: self.y[i]}
+
+
+def assert_reaches_exact_linf(build) -> None:
+    """Two classes, z = W x + b: the smallest Linf perturbation that flips a point is
+    |margin| / ||w_1 - w_0||_1 (the box does not bind here). The attack ``build(model, eps)``
+    returns, at eps the median distance, fools every point whose distance is below eps and, within
+    the ball, none beyond it."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    lin = nn.Linear(20, 2)
+    with torch.no_grad():
+        lin.weight.normal_()
+        lin.bias.copy_(torch.tensor([0.0, -0.5 * float((lin.weight[1] - lin.weight[0]).sum())]))
+    x = torch.rand(64, 20) * 0.2 + 0.4
+    y = lin(x).argmax(1)
+    w, b = lin.weight[1] - lin.weight[0], lin.bias[1] - lin.bias[0]
+    exact = ((x @ w + b).abs() / w.abs().sum()).detach()
+    eps = float(exact.median())
+    adv = build(lin, eps)(x, y)
+    fooled = lin(adv).argmax(1) != y
+    # fp32 rounds x + delta (x in [0, 1]) by at most 2^-24: the ball's edge, up to that rounding
+    assert (adv - x).abs().amax(1).max() <= eps + 2**-24
+    assert fooled[exact < eps * 0.999].all() and not fooled[exact > eps * 1.001].any()

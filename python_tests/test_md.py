@@ -10,6 +10,7 @@ from torch import nn
 
 from robustkernels.attacks import MD, PGD
 
+from .helpers import assert_reaches_exact_linf
 from .models import accuracy, trained_digits_cnn
 
 
@@ -82,21 +83,7 @@ def test_a_linear_models_exact_linf_distance_is_reached():
     """Two classes, z = W x + b: the smallest Linf perturbation that flips a point is
     |margin| / ||w_1 - w_0||_1 (the box does not bind here); MD fools every point whose distance
     is below eps and, within the ball, none beyond it."""
-    torch.manual_seed(0)
-    lin = nn.Linear(20, 2)
-    with torch.no_grad():
-        lin.weight.normal_()
-        lin.bias.copy_(torch.tensor([0.0, -0.5 * float((lin.weight[1] - lin.weight[0]).sum())]))
-    x = torch.rand(64, 20) * 0.2 + 0.4
-    y = lin(x).argmax(1)
-    w, b = lin.weight[1] - lin.weight[0], lin.bias[1] - lin.bias[0]
-    exact = ((x @ w + b).abs() / w.abs().sum()).detach()
-    eps = float(exact.median())
-    adv = MD(lin, eps=eps, steps=20, change_point=8, early_stop=True)(x, y)
-    fooled = lin(adv).argmax(1) != y
-    # fp32 rounds x + delta (x in [0, 1]) by at most 2^-24: the ball's edge, up to that rounding
-    assert (adv - x).abs().amax(1).max() <= eps + 2**-24
-    assert fooled[exact < eps * 0.999].all() and not fooled[exact > eps * 1.001].any()
+    assert_reaches_exact_linf(lambda model, eps: MD(model, eps=eps, steps=20, change_point=8, early_stop=True))
 
 
 def test_at_least_as_strong_as_pgd_on_the_margin(trained):

@@ -13,6 +13,7 @@ from robustkernels.attacks import SmoothedPGD
 from robustkernels.ops import draw_seed
 from robustkernels.ops.philox import philox_normal
 
+from .helpers import assert_reaches_exact_linf
 from .models import trained_digits_cnn
 
 
@@ -54,20 +55,7 @@ def test_a_linear_models_exact_linf_distance_is_reached():
     |margin| / ||w_1 - w_0||_1 (the box does not bind); smoothed PGD fools every point whose
     distance is below eps and, within the ball, none beyond it (a linear model's smoothed gradient
     is its gradient)."""
-    torch.manual_seed(0)
-    lin = nn.Linear(20, 2)
-    with torch.no_grad():
-        lin.weight.normal_()
-        lin.bias.copy_(torch.tensor([0.0, -0.5 * float((lin.weight[1] - lin.weight[0]).sum())]))
-    x = torch.rand(64, 20) * 0.2 + 0.4
-    y = lin(x).argmax(1)
-    w, b = lin.weight[1] - lin.weight[0], lin.bias[1] - lin.bias[0]
-    exact = ((x @ w + b).abs() / w.abs().sum()).detach()
-    eps = float(exact.median())
-    adv = SmoothedPGD(lin, eps=eps, steps=20, early_stop=True)(x, y)
-    fooled = lin(adv).argmax(1) != y
-    assert (adv - x).abs().amax(1).max() <= eps + 2**-24  # fp32 rounding of x + delta
-    assert fooled[exact < eps * 0.999].all() and not fooled[exact > eps * 1.001].any()
+    assert_reaches_exact_linf(lambda model, eps: SmoothedPGD(model, eps=eps, steps=20, early_stop=True))
 
 
 class _Threshold(nn.Module):

@@ -200,7 +200,7 @@ def _fastest(sides: list[tuple[nn.Module, str | None]], x: torch.Tensor, plain: 
     the machine from favouring any side."""
     x = x[:TIMED_ROWS].detach()
     best, failed = [float("inf")] * len(sides), [None] * len(sides)
-    modules = list({id(m): m for m in [m for m, _ in sides] + [sides[0][0] if plain is None else plain]}.values())
+    modules = list({id(m): m for m in [m for m, _ in sides] + ([] if plain is None else [plain])}.values())
     with torch.random.fork_rng(devices=[]), contextlib.ExitStack() as stack:
         for m in modules:
             stack.enter_context(frozen_model(m, "eval"))

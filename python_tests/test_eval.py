@@ -79,8 +79,8 @@ def test_report_invariants_and_model_untouched():
     model.train()
     before = copy.deepcopy(model.state_dict())
     rng = torch.get_rng_state()
-    report = evaluate(model, (x, y), eps=EPS, attacks=("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr", "md"),
-                      steps={"apgd": 20, "pgd": 10, "md": 20}, checks=False, progress=False)
+    report = evaluate(model, (x, y), eps=EPS, attacks=("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr", "md", "smoothed-pgd"),
+                      steps={"apgd": 20, "pgd": 10, "md": 20, "smoothed-pgd": 10}, checks=False, progress=False)
     assert model.training is True  # restored
     accs = [r.robust_accuracy.mean for r in report.attacks.values()]
     assert report.worst_case.mean <= min(accs) <= max(accs) <= report.clean_accuracy.mean
@@ -173,6 +173,8 @@ def test_square_is_gradient_free_and_stays_in_the_ball():
     (dict(eps=EPS, eot_iter=0), "eot_iter"), (dict(eps=EPS, norm="l3"), "norm"),
     (dict(eps=EPS, norm="l2", attacks=("pgd", "md")), "md needs norm='linf'"),
     (dict(eps=EPS, attacks="md", steps={"md": 1}), r"steps\['md'\] >= 2"),
+    (dict(eps=EPS, norm="l2", attacks="smoothed-pgd"), "smoothed-pgd needs norm='linf'"),
+    (dict(eps=EPS, attacks="smoothed-pgd", steps={"smoothed-pgd": 0}), r"steps\['smoothed-pgd'\]"),
 ])
 def test_bad_arguments(kwargs, match):
     model, x, y = _data(16)

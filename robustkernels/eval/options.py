@@ -85,6 +85,8 @@ def check_eval_options(model: nn.Module, o: EvalOptions) -> EvalOptions:
     o.steps = _check_steps(o.steps)
     if "md" in o.attacks and (o.norm != "linf" or o.steps.get("md", 2) < 2):
         raise ValueError(f"attacks: md needs norm='linf' (got {o.norm!r}) and steps['md'] >= 2 (its two stages)")
+    if "smoothed-pgd" in o.attacks and o.norm != "linf":
+        raise ValueError(f"attacks: smoothed-pgd needs norm='linf', got {o.norm!r}")
     check_lever("channels_last", o.channels_last)
     check_lever("compile", o.compile)
     check_autocast(o.autocast)

@@ -34,9 +34,10 @@ FAST_MEASURED = ("+0.0 points on a PGD-AT MNIST CNN (Linf 0.3) that masks its gr
 FAST_IF_MASKED = ("on the model where these signs showed, fast measured +0.0 points against standard in bf16 and "
                   "+0.0 to +0.4 in fp32")
 
-ATTACKS = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr", "md", "square")
-WHITE_BOX = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr", "md")
-STEP_KEYS = ("pgd", "cw", "apgd", "md", "square")  # the attack lengths evaluate(steps=...) may set
+ATTACKS = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr", "md", "smoothed-pgd", "square")
+WHITE_BOX = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr", "md", "smoothed-pgd")
+# the attack lengths evaluate(steps=...) may set
+STEP_KEYS = ("pgd", "cw", "apgd", "md", "smoothed-pgd", "square")
 
 
 def make_attack(name: str, model, *, eps: float, norm: str, eot_iter: int, generator, steps: dict | None = None,
@@ -45,8 +46,9 @@ def make_attack(name: str, model, *, eps: float, norm: str, eot_iter: int, gener
     the CW margin loss, the "CW-inf" of the robustness literature; L2: Carlini-Wagner, a success
     counts only within eps);
     ``apgd-ce`` / ``apgd-dlr`` (100 steps); ``md`` (Linf: the original's 50 steps, the change
-    at half, both terms); ``square`` (1000 queries, Linf). ``restarts`` applies to the PGD-based
-    attacks, APGD and MD."""
+    at half, both terms); ``smoothed-pgd`` (Linf: fast's last stage, 25 margin steps, the
+    gradient averaged over 2 Gaussian draws); ``square`` (1000 queries, Linf). ``restarts``
+    applies to the PGD-based attacks, APGD, MD and smoothed PGD."""
     steps = steps or {}
     common = dict(norm=norm, eot_iter=eot_iter, generator=generator, early_stop=True, **threat)
     if name == "fgsm":
@@ -66,6 +68,9 @@ def make_attack(name: str, model, *, eps: float, norm: str, eot_iter: int, gener
     if name == "md":
         n = steps.get("md", 50)
         return MD(model, eps=eps, steps=n, change_point=max(n // 2, 1), restarts=restarts, **common)
+    if name == "smoothed-pgd":
+        return SmoothedPGD(model, eps=eps, steps=steps.get("smoothed-pgd", FAST_LAST_STEPS), draws=FAST_SMOOTH_DRAWS,
+                           restarts=restarts, **common)
     if name == "square":
         common.pop("early_stop")
         return Square(model, eps=eps, n_queries=steps.get("square", 1000), **common)

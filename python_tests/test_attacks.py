@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from robustkernels.attacks import APGD, CW, FGSM, FGSM_RS, MD, MIFGSM, PGD, Square, objective
+from robustkernels.attacks import APGD, APGDT, CW, FGSM, FGSM_RS, MD, MIFGSM, PGD, Square, objective
 
 from .models import accuracy, small_cnn, trained_digits_cnn
 
@@ -196,6 +196,8 @@ def test_losses_have_the_right_sign():
         (lambda m: APGD(m, steps=1.5), TypeError, "steps must be an int"),
         (lambda m: APGD(m, start="zero"), ValueError, "start must be one of"),
         (lambda m: APGD(m, norm="l2", start="stripes"), ValueError, "start='stripes' .* needs norm='linf'"),
+        (lambda m: APGD(m, first_target_steps=50), ValueError, "first_target_steps is APGD-T's"),
+        (lambda m: APGDT(m, first_target_steps=0), ValueError, "first_target_steps must be >= 1"),
         (lambda m: CW(m, c=-1.0), ValueError, "c must be >= 0"),
         (lambda m: MD(m, steps=10, change_point=10), ValueError, "change_point must be below steps=10"),
         (lambda m: MD(m, change_point=2.5), TypeError, "change_point must be an int"),
@@ -254,3 +256,21 @@ def test_apgd_stripes_start_is_squares_vertex_start():
     assert torch.equal(square, out)  # Square's start, the same draws from the same generator
     with pytest.raises(ValueError, match=r"start='stripes' needs images \[B, C, H, W\]"):
         APGD(_Flat(), eps=0.1, steps=1, start="stripes")(x.flatten(1), y)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l1"])
+def test_apgdt_first_target_runs_its_own_length(trained, norm):
+    """``first_target_steps``: the top-ranked target's run is that long, the later targets' ``steps``;
+    equal to ``steps`` it changes nothing (the same draws, the same points)."""
+    model, x, y = trained
+    eps = EPS if norm == "linf" else 5.0
+    seen = []
+    attack = APGDT(_Flat(), eps=eps, norm=norm, steps=3, n_target_classes=3, first_target_steps=7)
+    run = attack._run
+    attack._run = lambda *args: seen.append(args[-1]) or run(*args)
+    attack(x[:4], torch.full((4,), 9))  # _Flat predicts 9 wherever it is: never fooled, every target runs
+    assert seen == [7, 3, 3]
+    common = dict(eps=eps, norm=norm, steps=5, n_target_classes=2)
+    plain = APGDT(model, generator=torch.Generator().manual_seed(1), **common)(x[:40], y[:40])
+    same = APGDT(model, generator=torch.Generator().manual_seed(1), first_target_steps=5, **common)(x[:40], y[:40])
+    assert torch.equal(plain, same)

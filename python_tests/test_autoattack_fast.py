@@ -1,4 +1,5 @@
-"""``autoattack(version="fast")``: APGD-CE, APGD-T on 3 targets ranked at APGD-CE's end points, a
+"""``autoattack(version="fast")``: APGD-CE (50 iterations), APGD-T on 2 targets ranked at APGD-CE's
+end points (100 iterations on the first, 50 on the second), a
 Square guard on the share of the survivors nearest to the boundary, and smoothed PGD on every
 survivor (in L2 / L1 APGD-DLR, only on batches where the guard fooled a point) - close to standard, said
 plainly in the report and the log; and ``fit(val_attack="fast", keep="best-robust")`` keeping the
@@ -13,7 +14,8 @@ import torch
 
 from robustkernels.data import load_digits
 from robustkernels.eval import AutoAttackReport, Stat, autoattack, suite
-from robustkernels.eval.suite import FAST_GUARD_SHARE, FAST_LAST_RESTARTS, FAST_LAST_STEPS, FAST_SMOOTH_DRAWS
+from robustkernels.eval.suite import (FAST_CE_STEPS, FAST_FIRST_TARGET_STEPS, FAST_GUARD_SHARE, FAST_LAST_RESTARTS,
+                                      FAST_LAST_STEPS, FAST_SMOOTH_DRAWS, FAST_TARGET_STEPS, FAST_TARGETS)
 from robustkernels.threat import ThreatModel
 from robustkernels.train import fit, make_method
 from robustkernels.train.checkpoint import load
@@ -21,14 +23,21 @@ from robustkernels.train.checkpoint import load
 from .models import small_cnn, trained_digits_cnn
 
 
-def test_fast_is_standards_first_attacks_on_fewer_targets_and_says_so():
+def test_fast_is_standards_first_attacks_shorter_on_fewer_targets_and_says_so():
     model, x, y = trained_digits_cnn()
     data = (x[:150], y[:150])
     fast = autoattack(model, data, eps=0.1, version="fast", seed=0, progress=False)
     standard = autoattack(model, data, eps=0.1, version="standard", seed=0, progress=False)
     assert fast.attacks == ["apgd-ce", "apgd-t", "square", "smoothed-pgd"] and fast.version == "fast"
-    assert fast.robust_after[0] == standard.robust_after[0]  # the same APGD-CE, the same draws
-    assert fast.attacked["apgd-t"] == standard.attacked["apgd-t"]
+    assert fast.attacked["apgd-ce"] == standard.attacked["apgd-ce"]  # every clean-correct point
+    assert fast.attacked["apgd-t"] == round(fast.robust_after[0] * 150)  # APGD-CE's survivors
+    threat, g = ThreatModel.build(0.1, "linf", (0.0, 1.0), None), torch.Generator()
+    ce, t = (suite.autoattack_attack(n, model, threat, "fast", generator=g) for n in ("apgd-ce", "apgd-t"))
+    assert (ce.loss, ce.steps) == ("ce", FAST_CE_STEPS) == ("ce", 50)
+    assert (t.n_target_classes, t.first_target_steps, t.steps) == (FAST_TARGETS, FAST_FIRST_TARGET_STEPS,
+                                                                  FAST_TARGET_STEPS) == (2, 100, 50)
+    short = suite.autoattack_attack("apgd-t", model, threat, "fast", generator=g, steps=20)
+    assert (short.first_target_steps, short.steps) == (20, 20)  # autoattack(steps=...) caps both
     survivors = round(fast.robust_after[1] * 150)
     assert fast.attacked["square"] == math.ceil(FAST_GUARD_SHARE * survivors)  # the guard: a share
     assert abs(fast.robust_accuracy.mean - standard.robust_accuracy.mean) <= 2 / 150

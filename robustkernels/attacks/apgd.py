@@ -54,10 +54,11 @@ class APGD(Attack):
     ``loss="dlr-targeted"`` is APGD-T: for each of ``n_target_classes`` targets (the classes
     ranked 2nd, 3rd, ... on the clean input) a run on the targeted DLR loss; a sample counts as
     fooled when misclassified as any class. Restarts and later targets run only on the samples
-    not fooled yet (as in the original). ``rho = 0.75`` is the oscillation threshold of the
-    checkpoints. With ``early_stop`` fooled samples stop at once (and leave the batch with
-    ``active_set``); without it they go on, as in the original, and the first fooling point is
-    kept.
+    not fooled yet (as in the original); ``first_target_steps`` gives the top-ranked target's run
+    another length than ``steps`` (AutoAttack ``version="fast"``: 100, then 50). ``rho = 0.75``
+    is the oscillation threshold of the checkpoints. With ``early_stop`` fooled samples stop at
+    once (and leave the batch with ``active_set``); without it they go on, as in the original,
+    and the first fooling point is kept.
 
     ``start="stripes"`` starts every run (and restart) at a vertex of the Linf ball, Square's
     vertical stripes of +-eps, instead of the original's uniform point: on a model whose gradient
@@ -73,7 +74,7 @@ class APGD(Attack):
 
     def __init__(self, model, eps: float = 8 / 255, steps: int = 100, norm: str = "linf", loss: str = "ce",
                  restarts: int = 1, rho: float = 0.75, n_target_classes: int = 9, use_largereps: bool = False,
-                 start: str = "uniform", **kwargs):
+                 start: str = "uniform", first_target_steps: int | None = None, **kwargs):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES} for APGD, got {loss!r}")
         if loss == "dlr-targeted" and kwargs.get("targeted"):
@@ -90,19 +91,28 @@ class APGD(Attack):
             raise ValueError("use_largereps is the L1 schedule (norm='l1')")
         self.use_largereps = bool(use_largereps)
         self.start_at = checked_start(start, norm)
+        if first_target_steps is not None and loss != "dlr-targeted":
+            raise ValueError("first_target_steps is APGD-T's (loss='dlr-targeted')")
+        self.first_target_steps = None if first_target_steps is None else positive_int("first_target_steps",
+                                                                                        first_target_steps)
 
     def perturb(self, x, y, target):
         ranks = range(2, self.n_target_classes + 2) if self.loss == "dlr-targeted" else [None]
-        return self.runs_on_unfooled(x, y, target, ranks, self.restarts, lambda xs, ys, ts, _: self._run(xs, ys, ts))
+        return self.runs_on_unfooled(x, y, target, ranks, self.restarts,
+                                     lambda xs, ys, ts, rank, _: self._run(xs, ys, ts, self.steps_for(rank)))
+
+    def steps_for(self, rank: int | None) -> int:
+        """A run's length: ``first_target_steps`` on the top-ranked target (rank 2), else ``steps``."""
+        return self.first_target_steps if rank == 2 and self.first_target_steps else self.steps
 
     def start(self, x):
         """The run's start: the original's uniform one, or Square's stripes (``start``)."""
         return self.start_point(x, self.start_at)
 
-    def _run(self, x, y, target):
-        """One run on (x, y[, target]): (x_adv, fooled) per the attack's contract."""
+    def _run(self, x, y, target, steps: int):
+        """One run of ``steps`` iterations on (x, y[, target]): (x_adv, fooled) per the attack's contract."""
         if self.norm == "l1":
-            return run_l1(self, x, y, target)
+            return run_l1(self, x, y, target, steps)
         batch, dev = x.shape[0], x.device
         x_adv = self.start(x)
         loss, grad, logits = self.loss_and_grad(x_adv, y, target)
@@ -115,8 +125,8 @@ class APGD(Attack):
                        reduced=torch.ones(batch, dtype=torch.bool, device=dev),
                        fooled=torch.zeros(batch, dtype=torch.bool, device=dev))
         self.record_fooled(s, rows, out, fooled_out, logits)
-        marks, last_mark = set(checkpoints(self.steps)), 0
-        for i in range(self.steps):
+        marks, last_mark = set(checkpoints(steps)), 0
+        for i in range(steps):
             if self.early_stop and not rows.any_live():
                 break
             s = rows.compact(s)

@@ -63,9 +63,10 @@ def l0(delta: torch.Tensor) -> torch.Tensor:
     return (delta.flatten(1) != 0).sum(1).to(torch.float64)
 
 
-def run_l1(attack, x: torch.Tensor, y: torch.Tensor, target) -> tuple[torch.Tensor, torch.Tensor]:
-    """One APGD-L1 run (all stages) of ``attack`` (an APGD) on (x, y[, target]): (x_adv, fooled)."""
-    stages = schedule(attack.steps, attack.use_largereps)
+def run_l1(attack, x: torch.Tensor, y: torch.Tensor, target, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One APGD-L1 run (all stages, ``steps`` iterations) of ``attack`` (an APGD) on (x, y[, target]):
+    (x_adv, fooled)."""
+    stages = schedule(steps, attack.use_largereps)
     noise = philox_normal(x.numel(), draw_seed(attack.generator), 0, device=x.device, per_block=4)
     x_init = x + noise.view(x.shape).to(x.dtype)  # the original's start: x + N(0, 1), projected
     out, fooled = x.clone(), torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)

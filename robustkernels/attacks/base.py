@@ -333,7 +333,7 @@ class Attack:
 
     def runs_on_unfooled(self, x, y, target, ranks, restarts: int, run) -> torch.Tensor:
         """AutoAttack's outer loops: for each target rank (``[None]``: untargeted) and restart,
-        ``run(x, y, target, restart) -> (x_adv, fooled)`` on the samples not fooled yet. Fooled
+        ``run(x, y, target, rank, restart) -> (x_adv, fooled)`` on the samples not fooled yet. Fooled
         samples keep their first fooling point; the others the last run's point."""
         result = x.clone()
         fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
@@ -345,7 +345,7 @@ class Attack:
                 at = x if self._rank_points is None else self._rank_points
                 t = self.ranked_class(at[todo], rank) if rank is not None else (
                     None if target is None else target[todo])
-                x_adv, success = run(x[todo], y[todo], t, restart)
+                x_adv, success = run(x[todo], y[todo], t, rank, restart)
                 result[todo] = x_adv
                 fooled[todo[success]] = True
         return result

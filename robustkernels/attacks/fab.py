@@ -176,7 +176,7 @@ class FAB(Attack):
         return self._bounds.clamp(x0 + 0.5 * self.eps * self.random_direction(x0))
 
     # -- one run ------------------------------------------------------------------------------
-    def _run(self, x, y, target, restart):
+    def _run(self, x, y, target, rank, restart):
         batch, dev = x.shape[0], x.device
         out, fooled_out = x.clone(), torch.zeros(batch, dtype=torch.bool, device=dev)
         rows = ActiveSet(batch, dev, enabled=self.early_stop and self.active_set)

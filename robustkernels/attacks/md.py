@@ -65,7 +65,7 @@ class MD(Attack):
     def perturb(self, x, y, target):
         runs = [term for _ in range(self.restarts) for term in self.terms]
         return self.runs_on_unfooled(x, y, target, [None], len(runs),
-                                     lambda xs, ys, ts, k: self._run(xs, ys, ts, runs[k]))
+                                     lambda xs, ys, ts, _, k: self._run(xs, ys, ts, runs[k]))
 
     def stage(self, i: int, term: str) -> tuple[str, float, float]:
         """Step ``i``'s (objective, sign of its gradient, step size)."""

@@ -56,7 +56,7 @@ class SmoothedPGD(Attack):
             raise ValueError(f"sigma must be finite, got {sigma}")
 
     def perturb(self, x, y, target):
-        return self.runs_on_unfooled(x, y, target, [None], self.restarts, lambda xs, ys, ts, _: self._run(xs, ys, ts))
+        return self.runs_on_unfooled(x, y, target, [None], self.restarts, lambda xs, ys, ts, *_: self._run(xs, ys, ts))
 
     def _run(self, x, y, target):
         """One run: (x_adv, fooled) per the attack's contract."""

@@ -8,17 +8,19 @@ from torch import nn
 from ..attacks import APGD, APGDT, CW, FAB, FGSM, MD, PGD, SmoothedPGD, Square
 from ..threat import ThreatModel, default_step
 
-# version="fast" (see robustkernels.eval.autoattack): APGD-T's targets and iterations, Square's share
-# and queries
-FAST_TARGETS, FAST_TARGET_STEPS, FAST_GUARD_SHARE, FAST_GUARD_QUERIES = 3, 50, 0.1, 500
+# version="fast" (see robustkernels.eval.autoattack): APGD-CE's iterations; APGD-T's targets and
+# iterations (the top-ranked target's, then the others'); Square's share and queries
+FAST_CE_STEPS, FAST_TARGETS, FAST_FIRST_TARGET_STEPS, FAST_TARGET_STEPS = 50, 2, 100, 50
+FAST_GUARD_SHARE, FAST_GUARD_QUERIES = 0.1, 500
 # fast's last stage: in Linf smoothed PGD (25 steps, 2 noisy draws per step, sigma eps / 2) from the
 # clean input; in L2 / L1 APGD-DLR, 4 restarts of 25 steps from the uniform start
 FAST_LAST_STEPS, FAST_LAST_RESTARTS, FAST_SMOOTH_DRAWS = 25, 4, 2
 FAST_SHARES = {"square": FAST_GUARD_SHARE}  # the attacks that run on the survivors nearest to falling only
 # in L2 / L1 fast's last stage runs only where the guard fooled a point (Linf's, cheaper, everywhere)
 FAST_IF_FOOLED = {"apgd-dlr": "square"}
-FAST_DESCRIPTION = (f"APGD-CE, APGD-T ({FAST_TARGET_STEPS} iterations) on {FAST_TARGETS} targets ranked at "
-                    f"APGD-CE's end points, Square ({FAST_GUARD_QUERIES} queries) on the {FAST_GUARD_SHARE:.0%} of "
+FAST_DESCRIPTION = (f"APGD-CE ({FAST_CE_STEPS} iterations), APGD-T on {FAST_TARGETS} targets ranked at "
+                    f"APGD-CE's end points ({FAST_FIRST_TARGET_STEPS} iterations on the first, {FAST_TARGET_STEPS} on "
+                    f"the others), Square ({FAST_GUARD_QUERIES} queries) on the {FAST_GUARD_SHARE:.0%} of "
                     "the survivors nearest to the boundary as a masking guard, then smoothed PGD on every survivor "
                     f"({FAST_LAST_STEPS} steps on the margin, its gradient averaged over {FAST_SMOOTH_DRAWS} "
                     "Gaussian draws of sigma eps/2 around the iterate; in L2 / L1 APGD-DLR, "
@@ -103,10 +105,13 @@ def autoattack_attack(name: str, model: nn.Module, threat: ThreatModel, version:
         apgd_options["steps"] = min(steps, FAST_LAST_STEPS)
         return APGD(model, loss="dlr", restarts=FAST_LAST_RESTARTS, **apgd_options)
     if name in ("apgd-ce", "apgd-dlr"):
+        if version == "fast":
+            apgd_options["steps"] = min(steps, FAST_CE_STEPS)
         return APGD(model, loss=name.split("-")[1], restarts=restarts, **apgd_options)
     if name == "apgd-t":
         if version == "fast":
-            apgd_options["steps"] = min(steps, FAST_TARGET_STEPS)
+            apgd_options.update(steps=min(steps, FAST_TARGET_STEPS),
+                                first_target_steps=min(steps, FAST_FIRST_TARGET_STEPS))
         targets = min(n_target_classes, 5) if l1_standard else n_target_classes
         return APGDT(model, n_target_classes=targets, **apgd_options)
     if name in ("fab", "fab-t"):

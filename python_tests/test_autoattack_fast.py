@@ -14,8 +14,16 @@ import torch
 
 from robustkernels.data import load_digits
 from robustkernels.eval import AutoAttackReport, Stat, autoattack, suite
-from robustkernels.eval.suite import (FAST_CE_STEPS, FAST_FIRST_TARGET_STEPS, FAST_GUARD_SHARE, FAST_LAST_RESTARTS,
-                                      FAST_LAST_STEPS, FAST_SMOOTH_DRAWS, FAST_TARGET_STEPS, FAST_TARGETS)
+from robustkernels.eval.suite import (
+    FAST_CE_STEPS,
+    FAST_FIRST_TARGET_STEPS,
+    FAST_GUARD_SHARE,
+    FAST_LAST_RESTARTS,
+    FAST_LAST_STEPS,
+    FAST_SMOOTH_DRAWS,
+    FAST_TARGET_STEPS,
+    FAST_TARGETS,
+)
 from robustkernels.threat import ThreatModel
 from robustkernels.train import fit, make_method
 from robustkernels.train.checkpoint import load

@@ -79,8 +79,9 @@ def test_report_invariants_and_model_untouched():
     model.train()
     before = copy.deepcopy(model.state_dict())
     rng = torch.get_rng_state()
-    report = evaluate(model, (x, y), eps=EPS, attacks=("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr", "md", "smoothed-pgd"),
-                      steps={"apgd": 20, "pgd": 10, "md": 20, "smoothed-pgd": 10}, checks=False, progress=False)
+    attacks = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr", "md", "smoothed-pgd")
+    steps = {"apgd": 20, "pgd": 10, "md": 20, "smoothed-pgd": 10}
+    report = evaluate(model, (x, y), eps=EPS, attacks=attacks, steps=steps, checks=False, progress=False)
     assert model.training is True  # restored
     accs = [r.robust_accuracy.mean for r in report.attacks.values()]
     assert report.worst_case.mean <= min(accs) <= max(accs) <= report.clean_accuracy.mean

@@ -5,10 +5,11 @@ Square (5000 queries), each with 100 iterations and one restart; ``plus`` = APGD
 with 5 restarts, FAB with 5 restarts, Square, APGD-T, FAB-T; ``rand`` (for stochastic models) =
 APGD-CE and APGD-DLR with EOT over 20 passes.
 
-``fast`` is ours, not the original's, and not AutoAttack: APGD-CE, then APGD-T on 3 targets
-only - the classes ranked highest at the point APGD-CE left each sample (its highest-loss point),
-not at the clean input (MALT, Melamed et al. 2024, ranks targets to run fewer APGD-T runs; A3,
-Liu et al. 2022, starts from what earlier steps found) - then Square with 500 queries on the
+``fast`` is ours, not the original's, and not AutoAttack: APGD-CE (50 iterations), then APGD-T
+on 2 targets only (100 iterations on the first, 50 on the second) - the classes ranked highest at
+the point APGD-CE left each sample (its highest-loss point), not at the clean input (MALT,
+Melamed et al. 2024, ranks targets to run fewer APGD-T runs; A3, Liu et al. 2022, starts from
+what earlier steps found) - then Square with 500 queries on the
 tenth of each batch's survivors with the smallest margin (A3's budget on the points nearest to
 breaking) as a cheap gradient-masking guard; then smoothed PGD on every survivor: 25 steps on
 the margin whose gradient is averaged over 2 Gaussian draws around the iterate

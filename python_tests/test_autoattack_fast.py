@@ -15,14 +15,11 @@ import torch
 from robustkernels.data import load_digits
 from robustkernels.eval import AutoAttackReport, Stat, autoattack, suite
 from robustkernels.eval.suite import (
-    FAST_CE_STEPS,
-    FAST_FIRST_TARGET_STEPS,
+    FAST_APGD,
     FAST_GUARD_SHARE,
     FAST_LAST_RESTARTS,
     FAST_LAST_STEPS,
     FAST_SMOOTH_DRAWS,
-    FAST_TARGET_STEPS,
-    FAST_TARGETS,
 )
 from robustkernels.threat import ThreatModel
 from robustkernels.train import fit, make_method
@@ -41,9 +38,17 @@ def test_fast_is_standards_first_attacks_shorter_on_fewer_targets_and_says_so():
     assert fast.attacked["apgd-t"] == round(fast.robust_after[0] * 150)  # APGD-CE's survivors
     threat, g = ThreatModel.build(0.1, "linf", (0.0, 1.0), None), torch.Generator()
     ce, t = (suite.autoattack_attack(n, model, threat, "fast", generator=g) for n in ("apgd-ce", "apgd-t"))
-    assert (ce.loss, ce.steps) == ("ce", FAST_CE_STEPS) == ("ce", 50)
-    assert (t.n_target_classes, t.first_target_steps, t.steps) == (FAST_TARGETS, FAST_FIRST_TARGET_STEPS,
-                                                                  FAST_TARGET_STEPS) == (2, 100, 50)
+    linf = FAST_APGD["linf"]
+    assert (ce.loss, ce.steps) == ("ce", linf.ce_steps) == ("ce", 50)
+    assert (t.n_target_classes, t.first_target_steps, t.steps) == linf[1:] == (2, 100, 50)
+    for norm, eps in (("l2", 1.0), ("l1", 5.0)):  # the same change measured further from standard there
+        other = ThreatModel.build(eps, norm, (0.0, 1.0), None)
+        ce, t = (suite.autoattack_attack(n, model, other, "fast", generator=g) for n in ("apgd-ce", "apgd-t"))
+        assert (ce.steps, t.n_target_classes, t.first_target_steps, t.steps) == FAST_APGD[norm] == (100, 3, 50, 50)
+        report = AutoAttackReport("fast", norm, eps, 10, ["apgd-ce"], Stat(0.9), [0.5], Stat(0.5), {}, {})
+        text = report.log() + report.to_markdown()
+        assert suite.FAST_MEASURED[norm] in text and suite.FAST_MEASURED["linf"] not in text
+        assert suite.FAST_DESCRIPTION[norm] in text and "smoothed PGD on every survivor" not in text
     short = suite.autoattack_attack("apgd-t", model, threat, "fast", generator=g, steps=20)
     assert (short.first_target_steps, short.steps) == (20, 20)  # autoattack(steps=...) caps both
     survivors = round(fast.robust_after[1] * 150)

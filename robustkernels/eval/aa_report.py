@@ -78,7 +78,8 @@ class AutoAttackReport:
         """The cumulative log, in the original's words."""
         lines = [f"using {self.version} version including {', '.join(self.attacks)}."]
         if self.version == "fast":
-            lines.append(f"NOT AutoAttack standard: {FAST_DESCRIPTION}; measured against standard: {FAST_MEASURED}")
+            lines.append(f"NOT AutoAttack standard: {FAST_DESCRIPTION[self.norm]}; measured against standard: "
+                         f"{FAST_MEASURED[self.norm]}")
         lines.append(f"initial accuracy: {100 * self.clean_accuracy.mean:.2f}%")
         total = 0.0
         for name, acc in zip(self.attacks, self.robust_after):
@@ -109,9 +110,9 @@ class AutoAttackReport:
             what += f"; model inside the attacks: {inside}"
         title, figure = f"AutoAttack ({self.version})", f"**AutoAttack robust accuracy: {self.robust_accuracy}**"
         if self.version == "fast":
-            title = f"Fast evaluation (NOT AutoAttack standard: {FAST_DESCRIPTION})"
+            title = f"Fast evaluation (NOT AutoAttack standard: {FAST_DESCRIPTION[self.norm]})"
             figure = (f"**Fast robust accuracy: {self.robust_accuracy}** (not AutoAttack's figure; measured against "
-                      f"standard: {FAST_MEASURED})")
+                      f"standard: {FAST_MEASURED[self.norm]})")
         return "\n".join([f"{title}, {self.norm} eps = {self.eps:.4g}, {self.n_samples} samples, {what}", "", *rows,
                           "", figure, *self._individual_line(), *self.warnings()])
 

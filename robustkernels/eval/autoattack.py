@@ -6,7 +6,8 @@ with 5 restarts, FAB with 5 restarts, Square, APGD-T, FAB-T; ``rand`` (for stoch
 APGD-CE and APGD-DLR with EOT over 20 passes.
 
 ``fast`` is ours, not the original's, and not AutoAttack: APGD-CE (50 iterations), then APGD-T
-on 2 targets only (100 iterations on the first, 50 on the second) - the classes ranked highest at
+on 2 targets only (100 iterations on the first, 50 on the second; in L2 / L1 APGD-CE at 100 and 3
+targets at 50: ``suite.FAST_APGD``) - the classes ranked highest at
 the point APGD-CE left each sample (its highest-loss point), not at the clean input (MALT,
 Melamed et al. 2024, ranks targets to run fewer APGD-T runs; A3, Liu et al. 2022, starts from
 what earlier steps found) - then Square with 500 queries on the

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from robustkernels.cli import main
-from robustkernels.eval import autoattack
+from robustkernels.eval import autoattack, suite
 
 from .models import trained_digits_cnn
 
@@ -21,7 +21,7 @@ SCRIPT = """
 import sys, torch
 sys.path.insert(0, {root!r})
 from python_tests.models import small_cnn
-from robustkernels.eval import autoattack
+from robustkernels.eval import autoattack, suite
 model = small_cnn(); model.load_state_dict(torch.load({weights!r}, weights_only=True)); model.eval()
 x, y = torch.load({data!r}, weights_only=True)
 autoattack(model, (x, y), state_path={state!r}, **{settings!r})
@@ -79,6 +79,19 @@ def test_a_state_file_of_another_run_is_refused(tmp_path):
     state.write_text("{not json")
     with pytest.raises(ValueError, match="not a readable AutoAttack state file"):
         autoattack(model, (x, y), state_path=state, resume=True, **SETTINGS)
+
+
+def test_a_fast_state_file_of_another_fast_schedule_is_refused(tmp_path, monkeypatch):
+    """fast's settings are ours and change between releases: verdicts of an earlier schedule are
+    not mixed into a resumed run."""
+    model, x, y = trained_digits_cnn()
+    x, y = x[:16], y[:16]
+    state, fast = tmp_path / "fast.json", {**SETTINGS, "version": "fast"}
+    expected = autoattack(model, (x, y), state_path=state, **fast)
+    assert autoattack(model, (x, y), state_path=state, resume=True, **fast).robust == expected.robust
+    monkeypatch.setitem(suite.FAST_DESCRIPTION, "linf", "an earlier schedule")
+    with pytest.raises(ValueError, match="written by another run: fast differ"):
+        autoattack(model, (x, y), state_path=state, resume=True, **fast)
 
 
 def test_eval_resume_continues_the_autoattack_part(tmp_path, capsys):

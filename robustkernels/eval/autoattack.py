@@ -51,7 +51,7 @@ from .aa_state import RunState, batch_digest, model_digest
 from .levers import check_autocast, check_lever
 from .probe import check_classes_for, checked_logits
 from .setup import AUTO_EOT, eot_and_repeats, model_setup
-from .suite import FAST_IF_FOOLED, FAST_SHARES, autoattack_attack
+from .suite import FAST_DESCRIPTION, FAST_IF_FOOLED, FAST_SHARES, autoattack_attack
 from .values import Stat
 
 VERSIONS = ("standard", "plus", "rand", "custom", "fast")
@@ -370,6 +370,8 @@ def _state(model, threat, seed, plan, options, rank, world) -> RunState:
                 "version": plan["version"], "attacks": list(plan["attacks"] or []), "individual": plan["individual"],
                 "repeats": str(plan["repeats"]), "world": world, "autocast": plan["autocast"],
                 "channels_last": plan["channels_last"], "compile": plan["compile"],
+                # fast's schedule changes between releases: a state file of another one is refused
+                "fast": FAST_DESCRIPTION[threat.norm] if plan["version"] == "fast" else None,
                 **{k: options[k] for k in ("steps", "n_queries", "n_target_classes")}}
     return RunState(path, identity, plan["resume"])
 

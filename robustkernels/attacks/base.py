@@ -55,6 +55,16 @@ def checked_start(start: str, norm: str) -> str:
     return start
 
 
+def margin_only(name: str, kwargs: dict) -> dict:
+    """``kwargs`` with ``loss="margin"`` for an untargeted attack that ascends the margin loss only
+    (MD, SmoothedPGD); a ValueError naming ``targeted`` / ``loss`` when they ask for otherwise."""
+    if kwargs.get("targeted"):
+        raise ValueError(f"targeted: {name} is untargeted")
+    if kwargs.setdefault("loss", "margin") != "margin":
+        raise ValueError(f"loss: {name} ascends the margin loss only")
+    return kwargs
+
+
 def copies(t: torch.Tensor, c: int) -> torch.Tensor:
     """``c`` copies of t stacked along dim 0 (t itself, not a copy, when c = 1)."""
     return t if c == 1 else t.repeat(c, *[1] * (t.dim() - 1))

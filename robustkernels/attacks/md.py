@@ -17,7 +17,7 @@ import math
 import torch
 
 from ..common import positive_int
-from .base import ActiveSet, Attack, RowState, checked_start
+from .base import ActiveSet, Attack, RowState, checked_start, margin_only
 
 TERMS = {"true": "true-logit", "other": "other-logit"}  # a term of the margin -> its objective
 
@@ -45,11 +45,7 @@ class MD(Attack):
 
     def __init__(self, model, eps: float = 8 / 255, steps: int = 50, change_point: int = 25, restarts: int = 1,
                  terms=tuple(TERMS), start: str = "uniform", climb: bool = True, **kwargs):
-        if kwargs.get("targeted"):
-            raise ValueError("targeted: MD is untargeted (its first stage decomposes the untargeted margin)")
-        if kwargs.setdefault("loss", "margin") != "margin":
-            raise ValueError("loss: MD ascends the margin loss and its terms only")
-        super().__init__(model, eps=eps, **kwargs)
+        super().__init__(model, eps=eps, **margin_only("MD", kwargs))
         self.steps = positive_int("steps", steps)
         self.change_point = positive_int("change_point", change_point)
         if self.change_point >= self.steps:

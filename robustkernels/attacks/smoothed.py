@@ -18,7 +18,7 @@ import torch
 from ..common import non_negative, positive_int
 from ..ops import draw_seed
 from ..ops.philox import philox_normal
-from .base import ActiveSet, Attack, RowState, copies
+from .base import ActiveSet, Attack, RowState, copies, margin_only
 
 
 @dataclasses.dataclass
@@ -43,11 +43,7 @@ class SmoothedPGD(Attack):
 
     def __init__(self, model, eps: float = 8 / 255, steps: int = 25, sigma: float | None = None, draws: int = 2,
                  restarts: int = 1, **kwargs):
-        if kwargs.get("targeted"):
-            raise ValueError("targeted: SmoothedPGD is untargeted")
-        if kwargs.setdefault("loss", "margin") != "margin":
-            raise ValueError("loss: SmoothedPGD ascends the margin loss")
-        super().__init__(model, eps=eps, **kwargs)
+        super().__init__(model, eps=eps, **margin_only("SmoothedPGD", kwargs))
         self.steps = positive_int("steps", steps)
         self.draws = positive_int("draws", draws)
         self.restarts = positive_int("restarts", restarts)

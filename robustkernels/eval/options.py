@@ -12,7 +12,7 @@ from ..certify import bound_method
 from ..common import non_negative, positive_int
 from ..threat import check_norm
 from .levers import check_autocast, check_lever
-from .suite import ATTACKS, STEP_KEYS
+from .suite import ATTACKS, LINF_ONLY, STEP_KEYS
 
 SUITES = ("default", "autoattack")
 
@@ -83,10 +83,12 @@ def check_eval_options(model: nn.Module, o: EvalOptions) -> EvalOptions:
         if getattr(o, name) != "auto":
             positive_int(name, getattr(o, name))
     o.steps = _check_steps(o.steps)
-    if "md" in o.attacks and (o.norm != "linf" or o.steps.get("md", 2) < 2):
-        raise ValueError(f"attacks: md needs norm='linf' (got {o.norm!r}) and steps['md'] >= 2 (its two stages)")
-    if "smoothed-pgd" in o.attacks and o.norm != "linf":
-        raise ValueError(f"attacks: smoothed-pgd needs norm='linf', got {o.norm!r}")
+    linf_only = [a for a in o.attacks if a in LINF_ONLY]
+    if linf_only and o.norm != "linf":
+        raise ValueError(f"attacks: {' and '.join(linf_only)} need{'s' * (len(linf_only) == 1)} norm='linf', "
+                         f"got {o.norm!r}")
+    if "md" in o.attacks and o.steps.get("md", 2) < 2:
+        raise ValueError("attacks: md needs steps['md'] >= 2 (its two stages)")
     check_lever("channels_last", o.channels_last)
     check_lever("compile", o.compile)
     check_autocast(o.autocast)

@@ -52,6 +52,7 @@ FAST_IF_MASKED = ("in Linf, on the model where these signs showed, fast measured
 
 ATTACKS = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr", "md", "smoothed-pgd", "square")
 WHITE_BOX = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr", "md", "smoothed-pgd")
+LINF_ONLY = ("md", "smoothed-pgd")  # their classes' NORMS: signed steps in the Linf ball
 # the attack lengths evaluate(steps=...) may set
 STEP_KEYS = ("pgd", "cw", "apgd", "md", "smoothed-pgd", "square")
 

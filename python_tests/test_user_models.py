@@ -6,6 +6,7 @@ every mistake is one line naming the option."""
 import os
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -79,7 +80,20 @@ def test_normalization_and_bad_models_are_one_line(user_dir, capsys):
     assert "unexpected ['extra.weight']" in error(["--model", "mymodels_rk:net", "--weights", "extra.pt"])
     with open("evil.pt", "wb") as f:
         pickle.dump(os.system, f)  # a crafted pickle: weights_only refuses to run it
-    assert "is not a readable weights file" in error(["--model", "mymodels_rk:net", "--weights", "evil.pt"])
+    assert "is a pickled object (a whole model?) or a damaged file, not a weights file: accepted is a state_dict" \
+        in error(["--model", "mymodels_rk:net", "--weights", "evil.pt"])
+    np.savez("w.npz", **{k: v.numpy() for k, v in model.state_dict().items()})
+    torch.jit.save(torch.jit.script(model), "scripted.pt")
+    torch.save(model, "whole.pt")
+    for name, kind in (("w.npz", "a NumPy .npz archive"), ("scripted.pt", "a TorchScript archive"),
+                       ("whole.pt", "a torch.save archive holding more than tensors")):
+        message = error(["--model", "mymodels_rk:net", "--weights", name])
+        assert f"--weights '{name}' is {kind}" in message and "\x1b" not in message, message
+    message = error(["--model", "mymodels_rk:net", "--model-args", '{"width": "8"}', "--weights", "plain.pt"])
+    assert "net(width='8') failed with TypeError" in message and '"8" is a string' in message
+    for bad in ("nan,1", "1e400,1", "0.5,inf", "0.5,0"):
+        assert f"--normalization {bad!r}: MEAN and STD need as many values, finite, STD > 0" in error(
+            ["--model", "mymodels_rk:net", "--weights", "plain.pt", "--normalization", bad])
     assert "--normalization 'nope'" in error(["--model", "mymodels_rk:net", "--weights", "plain.pt",
                                                "--normalization", "nope"])
     assert "give --checkpoint or --weights, not both" in error(["--model", "mymodels_rk:net", "--weights", "plain.pt",

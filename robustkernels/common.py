@@ -62,6 +62,21 @@ def dtype_hint(model: nn.Module, x: torch.Tensor, name: str = "x") -> Iterator[N
                         f"other (x.to({weight.dtype}) or model.to({x.dtype}))") from error
 
 
+@contextlib.contextmanager
+def grad_enabled() -> Iterator[None]:
+    """Autograd on, whatever the caller's mode (``torch.no_grad()`` or ``torch.inference_mode()``):
+    attacks and bounds need input gradients. The caller's mode is back on exit. Tensors the
+    caller made in inference mode go through :func:`normal_tensor` inside."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+def normal_tensor(value):
+    """``value`` itself, or a normal copy of an inference-mode tensor (one autograd may use);
+    call it inside :func:`grad_enabled`."""
+    return value.clone() if isinstance(value, torch.Tensor) and value.is_inference() else value
+
+
 def rank_and_world() -> tuple[int, int]:
     """(this process's rank, the number of processes) under ``torch.distributed``, else (0, 1)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():

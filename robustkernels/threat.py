@@ -98,18 +98,48 @@ def broadcast_bounds(bounds, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return lo.view(shape), hi.view(shape)
 
 
+def _normalization_values(name: str, value) -> torch.Tensor:
+    """One side of ``(mean, std)`` as a float64 vector: a number, a sequence of numbers or a
+    tensor; anything else (strings included) is a TypeError naming the side."""
+    if isinstance(value, torch.Tensor):
+        if not (value.is_floating_point() or value.dtype in (torch.int32, torch.int64)):
+            raise TypeError(f"normalization {name} must be numbers, got a {value.dtype} tensor")
+        return value.detach().reshape(-1).cpu().double()
+    items = value if isinstance(value, (tuple, list)) else [value]
+    if not items or not all(is_number(v) for v in items):
+        raise TypeError(f"normalization {name} must be a number, a sequence of numbers or a tensor, got {value!r}")
+    return torch.tensor([float(v) for v in items], dtype=torch.float64)
+
+
 def check_normalization(normalization) -> None:
-    if normalization is not None and (not isinstance(normalization, (tuple, list)) or len(normalization) != 2):
-        raise TypeError("normalization must be a (mean, std) pair")
+    """``None`` or a ``(mean, std)`` pair of numbers / per-channel sequences or tensors: finite,
+    std > 0, and as many values on both sides (or one value on either)."""
+    if normalization is None:
+        return
+    if not isinstance(normalization, (tuple, list)) or len(normalization) != 2:
+        raise TypeError(f"normalization must be a (mean, std) pair, got {normalization!r}")
+    mean, std = (_normalization_values(n, v) for n, v in zip(("mean", "std"), normalization))
+    if not bool(mean.isfinite().all()):
+        raise ValueError(f"normalization mean must be finite, got {mean.tolist()}")
+    if not bool(std.isfinite().all()) or bool((std <= 0).any()):
+        raise ValueError(f"normalization std must be finite and > 0, got {std.tolist()}")
+    if mean.numel() != std.numel() and 1 not in (mean.numel(), std.numel()):
+        raise ValueError(f"normalization mean and std need as many values (one per channel), got "
+                         f"{mean.numel()} and {std.numel()}")
 
 
 def normalize(x: torch.Tensor, normalization: Sequence | None) -> torch.Tensor:
-    """``(x - mean) / std`` per channel (dim 1) for ``normalization=(mean, std)``; x if None."""
+    """``(x - mean) / std`` per channel (dim 1) for ``normalization=(mean, std)``; x if None.
+    Per-channel values must match x's channel count (a ValueError saying both otherwise)."""
     if normalization is None:
         return x
-    mean, std = (torch.as_tensor(v, dtype=x.dtype, device=x.device).view(1, -1, *[1] * (x.dim() - 2))
-                 for v in normalization)
-    return (x - mean) / std
+    mean, std = (torch.as_tensor(v, dtype=x.dtype, device=x.device).reshape(-1) for v in normalization)
+    channels = max(mean.numel(), std.numel())
+    if channels > 1 and (x.dim() < 2 or x.shape[1] != channels):
+        raise ValueError(f"normalization has {channels} values per channel but the input has shape "
+                         f"{list(x.shape)} (channels along dim 1)")
+    shape = (1, -1, *[1] * (x.dim() - 2)) if channels > 1 else (1,) * max(x.dim(), 1)
+    return (x - mean.view(shape)) / std.view(shape)
 
 
 def lp_norms(delta: torch.Tensor, norm: str) -> torch.Tensor:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..common import dtype_hint, frozen_model, positive_int
+from ..common import dtype_hint, frozen_model, grad_enabled, normal_tensor, positive_int
 from ..ops import draw_seed
 from ..ops.pgd import pgd_step_prepared
 from ..ops.philox import philox_normal, philox_uniform
@@ -187,7 +187,8 @@ class Attack:
     def __call__(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
         self._check_inputs(x, y, target)
         try:
-            with frozen_model(self.model, self.model_mode), dtype_hint(self.model, x):
+            with grad_enabled(), frozen_model(self.model, self.model_mode), dtype_hint(self.model, x):
+                x, y, target = (normal_tensor(t) for t in (x, y, target))
                 x_adv = self.perturb(x.detach(), y, target)
         finally:
             self._rank_points = None

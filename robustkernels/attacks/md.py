@@ -29,7 +29,8 @@ class _MDState(RowState):
 
 
 class MD(Attack):
-    """``MD(model, eps=8/255, steps=50, change_point=25, restarts=1)``; Linf, untargeted.
+    """``MD(model, eps=8/255, steps=50, change_point=None, restarts=1)``; Linf, untargeted;
+    ``change_point`` defaults to half the steps (the original's 25 of 50).
 
     ``terms``: the margin terms the first stage ascends, one run each per restart (the
     original: both, ``("true", "other")``). ``start="stripes"`` starts every run at Square's
@@ -43,11 +44,14 @@ class MD(Attack):
 
     NORMS = ("linf",)
 
-    def __init__(self, model, eps: float = 8 / 255, steps: int = 50, change_point: int = 25, restarts: int = 1,
+    def __init__(self, model, eps: float = 8 / 255, steps: int = 50, change_point: int | None = None, restarts: int = 1,
                  terms=tuple(TERMS), start: str = "uniform", climb: bool = True, **kwargs):
         super().__init__(model, eps=eps, **margin_only("MD", kwargs))
         self.steps = positive_int("steps", steps)
-        self.change_point = positive_int("change_point", change_point)
+        if self.steps < 2:
+            raise ValueError(f"steps must be >= 2 for MD (a first stage and a second), got {steps}")
+        # the original's 25 of 50: half the steps unless given
+        self.change_point = self.steps // 2 if change_point is None else positive_int("change_point", change_point)
         if self.change_point >= self.steps:
             raise ValueError(f"change_point must be below steps={self.steps}, got {change_point}")
         self.restarts = positive_int("restarts", restarts)

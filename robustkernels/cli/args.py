@@ -4,6 +4,7 @@ by the parser or before any work starts, with one line naming the option."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 from fractions import Fraction
@@ -81,16 +82,26 @@ def output_folder(path: str | None, option: str = "--out") -> str | None:
     return probe_writable(path, option)
 
 
+@contextlib.contextmanager
 def held_folder(path: str | None, option: str = "--out"):
-    """The run lock on ``path`` (:func:`robustkernels.train.rundir.run_lock`) for the first process
-    of a run; a no-op without a folder, and for the other ``torchrun`` processes of the same run."""
-    import contextlib
-
+    """``path`` made (:func:`output_folder`) and locked (:func:`robustkernels.train.rundir.run_lock`)
+    for the first process of a run; a no-op without a folder, and for the other ``torchrun``
+    processes of the same run. A folder this run created is removed again if the run fails
+    before writing anything into it."""
     from ..train.rundir import run_lock
 
     if path is None or int(os.environ.get("RANK", "0")) != 0:
-        return contextlib.nullcontext()
-    return run_lock(path, option)
+        output_folder(path, option)
+        yield
+        return
+    created = not os.path.exists(path)
+    try:
+        with run_lock(output_folder(path, option), option):
+            yield
+    except BaseException:
+        if created and os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
+        raise
 
 
 def device(text: str | None):
@@ -162,8 +173,8 @@ def parse_normalization(text: str | None):
     except ValueError:
         raise ValueError(f"--normalization {text!r}: expected cifar10, imagenet or MEAN,STD "
                          "(per-channel values joined by '/')") from None
-    if len(mean) != len(std) or any(not s > 0 for s in std):
-        raise ValueError(f"--normalization {text!r}: MEAN and STD need as many values, STD > 0")
+    if len(mean) != len(std) or any(not s > 0 for s in std) or not all(map(math.isfinite, mean + std)):
+        raise ValueError(f"--normalization {text!r}: MEAN and STD need as many values, finite, STD > 0")
     return mean, std
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from .args import add_model_options, command, held_folder, integer, number, output_folder
+from .args import add_model_options, command, held_folder, integer, number
 from .args import device as parse_device
 
 DEFAULT_METHODS = "pgd-at,fgsm-rs,n-fgsm,free-at,atta,fat,n-fgsm+fast,atta+fast"
@@ -75,7 +75,7 @@ def _print_row(row) -> None:
 
 
 def run_compare(args) -> int:
-    with held_folder(output_folder(args.out)):
+    with held_folder(args.out):
         return _compare(args)
 
 

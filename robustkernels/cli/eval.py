@@ -15,7 +15,6 @@ from .args import (
     load_data,
     model_args,
     number,
-    output_folder,
     parse_normalization,
 )
 from .modelspec import check_fits, is_import_path
@@ -28,7 +27,8 @@ def add_eval(commands) -> None:
                 "any model from an import path", run_eval)
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint.pt written by `robustkernels train` (of your own model: with the same --model)")
-    add_model_options(p, None, "instead of --checkpoint, with --weights and --dataset: (none built in)")
+    add_model_options(p, None, "instead of --checkpoint, with --weights and --dataset: a built-in name (cnn, lenet5, "
+                                "preact-resnet18, wrn-D-W)")
     p.add_argument("--weights", default=None,
                    help="--model: a state_dict file (plain, or under 'state_dict'/'model'; DDP prefixes stripped), "
                         "loaded with weights_only")
@@ -88,7 +88,7 @@ def _title(meta: dict, normalization) -> str:
 
 
 def run_eval(args) -> int:
-    with held_folder(output_folder(args.out)):
+    with held_folder(args.out):
         return _eval(args)
 
 

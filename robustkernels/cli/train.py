@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from ..data import DATASETS, USER_DATASETS
 from .args import (
@@ -13,7 +14,6 @@ from .args import (
     integer,
     load_data,
     number,
-    output_folder,
     parse_normalization,
 )
 from .args import device as parse_device
@@ -70,6 +70,8 @@ def add_train(commands) -> None:
     p.add_argument("--checkpoint-every", type=integer(), default=None,
                    help="also checkpoint every N steps (default: at each epoch end only)")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt if it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (without it, or --resume, such an --out is refused)")
     p.add_argument("--force-resume", action="store_true",
                    help="with --resume: load the checkpoint even if it was written by a different run")
     p.add_argument("--val-samples", type=integer(), default=1000,
@@ -119,8 +121,17 @@ def _method_kwargs(args, eps: float) -> dict:
     return {**kwargs, **extra.get(name, {})}
 
 
+RUN_FILES = ("checkpoint.pt", "metrics.jsonl")
+
+
 def run_train(args) -> int:
-    with held_folder(output_folder(args.out)):
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues the run in --out and --overwrite replaces it: give one")
+    found = [name for name in RUN_FILES if os.path.exists(os.path.join(args.out, name))]
+    if found and not (args.resume or args.overwrite):
+        raise ValueError(f"--out {args.out!r} already holds a run ({', '.join(found)}): pass --resume to continue "
+                         f"it, --overwrite to replace it, or choose a fresh --out")
+    with held_folder(args.out):
         return _train(args)
 
 
@@ -165,10 +176,10 @@ def _train(args) -> int:
                   on_overfit=args.on_overfit, seed=args.seed, val_attack=args.val_attack, keep=args.keep,
                   log_path=os.path.join(out, "metrics.jsonl"), checkpoint_path=checkpoint_path,
                   checkpoint_every=args.checkpoint_every, resume="force" if args.force_resume else args.resume,
-                  progress=not args.no_progress, meta=meta)
+                  progress=not args.no_progress, meta=meta, on_epoch=lambda r: print(json_line(r), end="", flush=True))
     if rank_and_world()[0] == 0:
-        for record in history:
-            print(json_line(record), end="")
+        print(f"wrote {checkpoint_path} and {os.path.join(out, 'metrics.jsonl')} ({len(history)} epochs)",
+              file=sys.stderr)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()  # no process tears its connections down while a peer may still use them
         torch.distributed.destroy_process_group()

@@ -54,6 +54,9 @@ def pick(name: str, item, fields: Fields | None = None):
     if isinstance(item, dict):
         keys = (fields.x,) if fields else X_KEYS, (fields.y,) if fields else Y_KEYS
         found = [[k for k in names if k in item] for names in keys]
+        if fields and not all(found):
+            wrong = ", ".join(f"{side}={key!r}" for side, key, f in zip("xy", (fields.x, fields.y), found) if not f)
+            raise ValueError(f"{name}: Fields({wrong}) is not a key of the dict batch (keys {sorted(map(str, item))})")
         if any(len(f) != 1 for f in found):
             raise ValueError(f"{name}: a dict batch with keys {sorted(map(str, item))}; name its input and label "
                              "with robustkernels.data.Fields(loader, x=..., y=...)")

@@ -9,8 +9,12 @@ MASKING_CHECKS = ("iterative >= single-step", "accuracy falls as eps grows", "un
                   "gradient-free (Square) not stronger", "EOT on vs off")
 
 
-def _pct(v: float) -> str:
+def percent(v: float) -> str:
+    """A share as every report prints it: one decimal (0.575 -> "57.5%")."""
     return f"{100 * v:.1f}%"
+
+
+_pct = percent  # the checks' short name
 
 
 def iterative_vs_single_step(acc_iterative: float | None, acc_single: float | None, tol: float) -> Check:
@@ -69,6 +73,9 @@ def above_chance(clean_acc: float, classes: int, n: int) -> Check:
     robustness figures of a model that never learned are meaningless, whatever the checks say."""
     chance = 1.0 / classes
     margin = max(3.0 * (chance * (1.0 - chance) / max(n, 1)) ** 0.5, 0.05)
+    if chance + margin >= 1.0:  # even 100% would not be clearly above chance
+        return Check("clean accuracy above chance", "n/a", f"clean {_pct(clean_acc)} vs chance {_pct(chance)}: "
+                     f"{n} samples of {classes} classes are too few to tell")
     ok = clean_acc > chance + margin
     return Check("clean accuracy above chance", "pass" if ok else "warn",
                  f"clean {_pct(clean_acc)} vs chance {_pct(chance)} ({classes} classes, {n} samples)"

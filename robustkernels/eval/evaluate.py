@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..certify import certified_accuracy, model_steps
-from ..common import frozen_model, progress_bar
+from ..common import frozen_model, grad_enabled, normal_tensor, progress_bar
 from ..data import batches, check_label_range
 from ..defences import with_bpda
 from ..ops import draw_seed
@@ -136,7 +136,8 @@ def evaluate(model: nn.Module, data, *, eps: float, **options) -> RobustnessRepo
         gen = opts.generator if opts.generator is not None else torch.Generator().manual_seed(draw_seed())
         bpda, note = opts.bpda, ""
         for _ in range(2):  # a second pass only to go through BPDA when the model's own gradients mislead
-            report, setup = _one_pass(model, data, opts, threat, bpda, gen)
+            with grad_enabled():  # inside the caller's torch.inference_mode() too
+                report, setup = _one_pass(model, data, opts, threat, bpda, gen)
             failed = [c.name for c in report.checks if c.name in C.MASKING_CHECKS and c.status == "warn"]
             if bpda != "auto" or not failed or setup.fronts or not with_bpda(model)[1]:
                 break
@@ -163,7 +164,7 @@ def _check_model(model: nn.Module, setup: ModelSetup, opts: EvalOptions) -> None
 def _one_pass(model, data, opts: EvalOptions, threat: ThreatModel, bpda, gen) -> tuple[RobustnessReport, ModelSetup]:
     """One pass over the data: each batch through the clean passes, every attack and the
     extras; then the report and the checks on the kept samples."""
-    stream = batches(data, opts.batch_size)
+    stream = ((normal_tensor(x), normal_tensor(y), index) for x, y, index in batches(data, opts.batch_size))
     first = next(stream)
     setup = model_setup(model, threat, first[0], bpda, opts.channels_last, opts.compile)
     _check_model(model, setup, opts)

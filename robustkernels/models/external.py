@@ -10,6 +10,7 @@ import importlib
 import os
 import re
 import sys
+import zipfile
 
 import torch
 from torch import nn
@@ -34,7 +35,13 @@ def model_from_import(spec: str, kwargs: dict | None = None) -> nn.Module:
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise ValueError(f"--model {spec!r}: {module_name} has no callable {factory_name!r}")
-    model = factory(**(kwargs or {}))
+    try:
+        model = factory(**(kwargs or {}))
+    except Exception as exc:  # noqa: BLE001 (the user's factory failing: one line naming the call)
+        given = ", ".join(f"{k}={v!r}" for k, v in (kwargs or {}).items())
+        raise ValueError(f"--model {spec!r}: {factory_name}({given}) failed with {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''} (--model-args is JSON: \"8\" is a "
+                         f"string, 8 a number)") from None
     if not isinstance(model, nn.Module):
         raise TypeError(f"--model {spec!r}: {factory_name}() returned {type(model).__name__}, not an nn.Module")
     return model
@@ -53,15 +60,39 @@ def _state_dict_of(obj, path: str) -> dict:
     return obj
 
 
+def _archive_kind(path: str) -> str | None:
+    """What a zip file is when it is not torch.save's archive (NumPy's .npz, TorchScript's, which
+    ``torch.load`` would hand to ``torch.jit.load``), None for anything else."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None
+    if any(name.endswith(".npy") for name in names):
+        return "a NumPy .npz archive"
+    if any(name.endswith("constants.pkl") or "/code/" in name for name in names):
+        return "a TorchScript archive (torch.jit.save)"
+    return None
+
+
+def _refuse_weights(path: str, kind: str):
+    raise ValueError(f"--weights {path!r} is {kind}, not a weights file: accepted is a state_dict saved with "
+                     f"torch.save (a dict of tensors, or one under 'state_dict' or 'model'), read with "
+                     f"weights_only=True")
+
+
 def load_weights(model: nn.Module, path: str) -> nn.Module:
     """``model`` with the weights of ``path`` loaded (strict: every key must match)."""
     if not os.path.isfile(path):
         raise ValueError(f"--weights {path!r} does not exist or is not a file")
+    kind = _archive_kind(path)
+    if kind is not None:  # refused before torch.load, which would run a TorchScript archive's code
+        _refuse_weights(path, kind)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 (a crafted, corrupt or foreign file: one line naming it)
-        raise ValueError(f"--weights {path!r} is not a readable weights file ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    except Exception:  # noqa: BLE001 (a crafted, corrupt or foreign file: one line naming it)
+        _refuse_weights(path, "a torch.save archive holding more than tensors (a whole pickled model?)"
+                        if zipfile.is_zipfile(path) else "a pickled object (a whole model?) or a damaged file")
     state = _state_dict_of(obj, path)
     expected = set(model.state_dict())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)

@@ -48,6 +48,7 @@ class FitOptions:
     on_overfit: str = "warn"
     progress: bool = True
     callback: Callable[[dict], None] | None = None
+    on_epoch: Callable[[dict], None] | None = None
     meta: dict | None = None
 
 
@@ -87,6 +88,9 @@ def check_options(options: FitOptions, default_schedule: str, has_val: bool) -> 
     bad = [a for a in o.augmentations if not isinstance(a, Augmentation)]
     if bad:
         raise TypeError(f"augmentations must be names or robustkernels.train.augment objects, got {bad[0]!r}")
+    for name in ("callback", "on_epoch"):
+        if getattr(o, name) is not None and not callable(getattr(o, name)):
+            raise TypeError(f"{name} must be callable, got {type(getattr(o, name)).__name__}")
     if not isinstance(o.fast, bool):
         raise TypeError(f"fast must be a bool, got {type(o.fast).__name__}")
     if o.checkpoint_path is not None:

@@ -62,14 +62,19 @@ def run_lock(folder: str, option: str = "--out") -> Iterator[None]:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             owner = _read_owner(path)
+            if owner == {}:  # being written right now, or damaged: look again once
+                time.sleep(0.2)
+                owner = _read_owner(path)
             if owner is None:
                 continue  # released meanwhile
+            if not owner or not isinstance(owner, dict) or "pid" not in owner:
+                raise ValueError(f"{option} {folder!r}: its lock file {path!r} is damaged (not a robustkernels "
+                                 f"lock); if no run uses the folder, delete that file") from None
             if owner and not _alive(owner):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(path)  # stale: its process died without releasing it
                 continue
-            who = f"pid {owner.get('pid', '?')} on {owner.get('host', '?')} since {owner.get('since', '?')}" \
-                if owner else "another process"
+            who = f"pid {owner.get('pid', '?')} on {owner.get('host', '?')} since {owner.get('since', '?')}"
             raise ValueError(f"{option} {folder!r} is in use by another run ({who}); wait for it or choose "
                              f"another {option}") from None
         with os.fdopen(fd, "w") as f:

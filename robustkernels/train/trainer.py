@@ -152,6 +152,7 @@ def fit(model: nn.Module, method: Method, train_data, *, val_data=None, **option
             ``resume="force"`` skips that check.
         log_path: JSON lines, one per epoch. progress: tqdm bars (silent off a terminal).
         callback: called after every step with ``{"epoch", "batch", "step", "loss"}``.
+        on_epoch: called (on rank 0) with each epoch's record as soon as it is written.
         meta: stored in the checkpoint as ``"meta"`` (e.g. how to rebuild the model).
 
     Raises:
@@ -191,6 +192,8 @@ def fit(model: nn.Module, method: Method, train_data, *, val_data=None, **option
             if opts.log_path is not None and run.rank == 0:
                 with open(opts.log_path, "a") as f:
                     f.write(json_line(record))
+            if opts.on_epoch is not None and run.rank == 0:
+                opts.on_epoch(record)
             track_best(run, opts, record)
             save_checkpoint(run, opts, epoch + 1, 0)
             if collapsed:

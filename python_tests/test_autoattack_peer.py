@@ -15,15 +15,12 @@ from robustkernels.data import load_dataset
 from robustkernels.eval import autoattack
 
 torchattacks = pytest.importorskip("torchattacks", reason="torchattacks (test-only dependency) not installed")
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 SAMPLES = 60
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
-def test_at_least_as_strong_as_torchattacks(dataset):
-    folder = os.path.join(DATA, FOLDERS[dataset])
-    if not os.path.isdir(folder):
-        pytest.skip(f"no {dataset} files at {folder}")
+def test_at_least_as_strong_as_torchattacks(dataset, shared_data):
+    folder = os.path.join(shared_data, FOLDERS[dataset])
     model = train_pgd_at(dataset, folder, samples=4000, epochs=2)
     _, (x, y) = load_dataset(dataset, folder)
     x, y = x[:SAMPLES], y[:SAMPLES]

@@ -1,11 +1,16 @@
 """The documentation site's contract: every public function and class of the documented packages
 has a docstring (mkdocstrings renders the API reference from them; ``mkdocs build --strict`` in
-CI fails on a broken reference)."""
+CI fails on a broken reference); every page is in the nav; CI runs the README's install lines."""
 
 import importlib
+import importlib.util
 import inspect
+import pathlib
+import re
 
 import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 PACKAGES = ("attacks", "eval", "train", "certify", "defences", "ops", "nn", "models", "data")
 
@@ -25,3 +30,29 @@ def test_every_public_name_has_a_docstring(package):
         elif callable(value) and not inspect.isclass(value) and not (inspect.getdoc(value) or "").strip():
             missing.append(name)
     assert not missing, f"robustkernels.{package}: no docstring for {missing}"
+
+
+def _readme_block(name: str) -> str:
+    spec = importlib.util.spec_from_file_location("readme_block", ROOT / ".ci" / "readme_block.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.block(name, (ROOT / "README.md").read_text())
+
+
+def test_ci_runs_the_readmes_install_and_docs_lines_as_written():
+    ci = (ROOT / ".ci" / "run").read_text()
+    for name in ("install", "docs"):
+        assert f'eval "$(python3 .ci/readme_block.py {name})"' in ci
+    lines = [line.split("#")[0] for line in (_readme_block("install") + _readme_block("docs")).splitlines()]
+    for line in lines:
+        if "pip install" in line and "-e " in line:  # an isolated build would pull an unpinned (CUDA) torch
+            assert "--no-build-isolation" in line, line
+        if re.search(r"\btorch\b(?!attacks)", line) and "pip install" in line:
+            assert "torch==" in line, line
+    assert "mkdocs build --strict" in _readme_block("docs")
+
+
+def test_every_docs_page_is_in_the_nav():
+    nav = (ROOT / "mkdocs.yml").read_text()
+    pages = [p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")]
+    assert [p for p in pages if f": {p}" not in nav] == []

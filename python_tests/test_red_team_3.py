@@ -2,6 +2,10 @@
 readers' (those have their own files): each a correct result or one clear error."""
 
 import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -18,6 +22,8 @@ from robustkernels.train.rundir import LOCK_NAME
 from .helpers import DictDataset
 from .models import small_cnn, trained_digits_cnn
 from .test_cli_errors import TRAIN, _error
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _points(n=24):
@@ -132,3 +138,16 @@ def test_the_chance_check_does_not_call_a_perfect_model_untrained_on_few_samples
     check = above_chance(1.0, 2, 4)
     assert check.status == "n/a" and "too few to tell" in check.detail
     assert above_chance(1.0, 10, 100).status == "pass" and above_chance(0.1, 10, 100).status == "warn"
+
+
+# --- a fresh clone's test command: the real-data tests skip saying where the files go ---------------
+
+@pytest.mark.parametrize("require", ["", "1"])
+def test_real_data_tests_skip_or_fail_by_one_setting(require, tmp_path):
+    env = {**os.environ, "ROBUSTKERNELS_DATA": str(tmp_path / "none"), "ROBUSTKERNELS_REQUIRE_DATA": require}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                           "python_tests/test_seed_report.py"], cwd=ROOT, env=env, capture_output=True, text=True)
+    where = f"real data files not found in {tmp_path / 'none'}: put MNIST (mnist/) and CIFAR-10"
+    assert where in proc.stdout, proc.stdout
+    assert (proc.returncode != 0) == (require == "1"), proc.stdout
+    assert ("1 skipped" in proc.stdout) == (require == "")

@@ -21,6 +21,8 @@ import zlib
 import numpy as np
 import torch
 
+from .labels import check_labels_within, whole_labels
+
 CIFAR10_DIR = "cifar-10-batches-py"
 CIFAR100_DIR = "cifar-100-python"
 _CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
@@ -44,7 +46,8 @@ def read_cifar_batch(path: str | os.PathLike, labels_key: bytes = b"labels", cla
                      ) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR python batch file as ``(data uint8 [N, 3072], labels int64 [N])`` (CIFAR-100:
     ``labels_key=b"fine_labels", classes=100``), read with an unpickler that admits only numpy
-    arrays; any other content is a ``ValueError`` naming the file."""
+    arrays; any other content - a fractional (never truncated) or out-of-range label among it - is
+    a ``ValueError`` naming the file."""
     kind = f"CIFAR-{classes}"
     path = os.fspath(path)
     with open(path, "rb") as f:
@@ -60,13 +63,11 @@ def read_cifar_batch(path: str | os.PathLike, labels_key: bytes = b"labels", cla
     data = np.asarray(batch[b"data"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise ValueError(f"{path}: expected uint8 data of shape [N, 3072], got {data.dtype} {data.shape}")
-    try:
-        labels = np.asarray(batch[labels_key], dtype=np.int64)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{path}: labels must be a list of integers") from None
-    if labels.shape != (len(data),) or (labels.size and (labels.min() < 0 or labels.max() >= classes)):
-        raise ValueError(f"{path}: expected {len(data)} labels in 0..{classes - 1}, got shape {labels.shape}")
-    return data, labels
+    labels = whole_labels(path, batch[labels_key])
+    if labels.shape != (len(data),):
+        raise ValueError(f"{path}: expected {len(data)} labels (one per image), got shape {list(labels.shape)}")
+    check_labels_within(path, labels, 0, classes - 1)
+    return data, labels.numpy()
 
 
 def _find(data_dir: str | os.PathLike, *candidates: str) -> str:

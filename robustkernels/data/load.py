@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 
 import torch
@@ -32,6 +33,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: 
                  ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """``((x_train, y_train), (x_test, y_test))`` for ``"digits"`` (bundled; the split from
     ``seed``) or ``"mnist"``, ``"cifar10"``, ``"cifar100"``, ``"svhn"`` (read from ``data_dir``)."""
+    seed = _checked_seed(seed)
     if name == "digits":
         x_train, y_train, x_test, y_test = load_digits(seed=seed)
         return (x_train, y_train), (x_test, y_test)
@@ -54,6 +56,7 @@ def load(name: str, root: str | os.PathLike | None = None, train: bool = False, 
     - ``tensors``: ``root/train.pt`` and ``root/test.pt`` (or ``.npz``); for the test split ``root``
       may also be the file itself.
     """
+    seed = _checked_seed(seed)
     if name == "digits":
         return TensorImages(*load_dataset(name, seed=seed)[0 if train else 1], NUM_CLASSES[name])
     if name in DATASETS:
@@ -69,7 +72,15 @@ def load(name: str, root: str | os.PathLike | None = None, train: bool = False, 
         return ImageFolder(_split_path(root, train, ("train",), ("val", "test"), os.path.isdir, "folder"))
     path = _split_path(root, train, ("train.pt", "train.npz"), ("test.pt", "test.npz"), os.path.isfile, "file")
     x, y = load_tensors(path)
-    return TensorImages(x, y, int(y.max()) + 1 if len(y) else 0)
+    return TensorImages(x, y, int(y.max()) + 1)  # load_tensors refuses a file of no samples
+
+
+def _checked_seed(seed) -> int:
+    """``seed`` (the digits' split) as an int: an integer (numpy's too), not a bool, a float or a
+    string."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+    return int(seed)
 
 
 def _split_path(root: str, train: bool, train_names, test_names, exists, kind: str) -> str:

@@ -9,11 +9,14 @@ import os
 import numpy as np
 import torch
 
+from .labels import check_labels_within, whole_labels
+
 SVHN_FILES = {True: "train_32x32.mat", False: "test_32x32.mat"}
 
 
 def load_svhn(data_dir: str | os.PathLike, *, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x, y)``: x float32 [N, 3, 32, 32] in [0, 1], y int64 in 0..9 (the digit)."""
+    """``(x, y)``: x float32 [N, 3, 32, 32] in [0, 1], y int64 in 0..9 (the digit). A label that
+    is not a whole number in 1..10 is a ValueError naming the file and the value."""
     from scipy.io import loadmat
 
     path = os.path.join(os.fspath(data_dir), SVHN_FILES[train])
@@ -30,8 +33,9 @@ def load_svhn(data_dir: str | os.PathLike, *, train: bool = True) -> tuple[torch
         raise ValueError(f"{path}: expected arrays 'X' and 'y', found {found}")
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
         raise ValueError(f"{path}: expected X uint8 [32, 32, 3, N], got {x.dtype} {list(x.shape)}")
-    y = y.reshape(-1).astype(np.int64)
-    if y.shape != (x.shape[3],) or (y.size and (y.min() < 1 or y.max() > 10)):
-        raise ValueError(f"{path}: expected {x.shape[3]} labels in 1..10, got {list(y.shape)}")
+    labels = whole_labels(path, y.reshape(-1))
+    if labels.shape != (x.shape[3],):
+        raise ValueError(f"{path}: expected {x.shape[3]} labels (one per image), got {y.size} (y {list(y.shape)})")
+    check_labels_within(path, labels, 1, 10)
     images = torch.from_numpy(np.ascontiguousarray(x.transpose(3, 2, 0, 1))).float().div_(255)
-    return images, torch.from_numpy(y % 10)  # SVHN's label 10 is the digit 0
+    return images, labels % 10  # SVHN's label 10 is the digit 0

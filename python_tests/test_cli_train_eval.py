@@ -51,12 +51,19 @@ def test_negative_eps_is_rejected_by_the_parser(capsys):
     assert "argument --eps: must be >= 0" in capsys.readouterr().err
 
 
-def test_demo_table(tmp_path):
+def test_demo_table(tmp_path, capsys):
     text = demo.run_demo(
         epochs=1, check_samples=16, samples=64, models=("standard", "LWTA + PGD-AT"), out=str(tmp_path), progress=False
     )
     assert "| standard |" in text and "| LWTA + PGD-AT |" in text and "masking checks" in text
     assert (tmp_path / "lwta" / "report.json").exists() and (tmp_path / "lwta" / "curves.png").exists()
+    stages = capsys.readouterr().err  # a piped demo says what it is doing, stage by stage
+    assert "demo: training standard (1/2, 1 epochs)" in stages and "demo: evaluating LWTA + PGD-AT" in stages
+    assert f"demo: wrote {tmp_path / 'lwta'}: checkpoint.pt" in stages
+    # its models are saved as `train` saves them: eval follows the demo
+    assert main(["eval", "--checkpoint", str(tmp_path / "lwta" / "checkpoint.pt"), "--attacks", "fgsm",
+                 "--samples", "32", "--no-checks", "--no-progress"]) == 0
+    assert "cnn (lwta) trained with pgd_at on digits" in capsys.readouterr().out
 
 
 def _tiny_cifar_archive(folder):

@@ -4,6 +4,7 @@ digits and print their robustness table - a few minutes on 2 CPU cores, no downl
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import torch
@@ -22,13 +23,24 @@ DEMO_MODELS = {  # label: (activation, pni, method)
 }
 
 
-def train_demo_model(label: str, x, y, *, epochs: int, seed: int, eps: float = EPS, progress: bool = True):
+def train_demo_model(label: str, x, y, *, epochs: int, seed: int, eps: float = EPS, progress: bool = True,
+                     checkpoint_path: str | None = None):
+    """The demo's ``label`` model trained on (x, y); with ``checkpoint_path``, saved there as
+    ``robustkernels train`` saves (so ``robustkernels eval --checkpoint`` reads it)."""
     activation, pni, method = DEMO_MODELS[label]
     torch.manual_seed(seed)
     model = build_model("cnn", activation=activation, pni=pni, in_channels=1, image_size=8)
+    meta = dict(model="cnn", activation=activation, pni=pni, in_channels=1, image_size=8, num_classes=10,
+                dataset="digits", eps=eps, norm="linf", method=method, normalization=None)
     fit(model, make_method(method, eps=eps, steps=10), (x, y), epochs=epochs, batch_size=64, lr=3e-3,
-        optimizer="adam", schedule="cosine", weight_decay=0.0, seed=seed, progress=progress)
+        optimizer="adam", schedule="cosine", weight_decay=0.0, seed=seed, progress=progress,
+        checkpoint_path=checkpoint_path, meta=meta)
     return model.eval()
+
+
+def _say(text: str) -> None:
+    """One line per stage on stderr, so a piped or logged demo is not silent for minutes."""
+    print(f"demo: {text}", file=sys.stderr, flush=True)
 
 
 def _checks(report) -> str:
@@ -77,20 +89,25 @@ def run_demo(
     x_train, y_train, x_test, y_test = load_digits(seed=seed)
     x_test, y_test = x_test[:samples], y_test[:samples]
     rows = []
-    for label in models:
+    for i, label in enumerate(models):
+        folder = None if out is None else os.path.join(out, label.split()[0].lower().replace("-", "_"))
+        if folder is not None:
+            os.makedirs(folder, exist_ok=True)
+        _say(f"training {label} ({i + 1}/{len(models)}, {epochs} epochs)")
         tic = time.perf_counter()
-        model = train_demo_model(label, x_train, y_train, epochs=epochs, seed=seed, progress=progress)
+        model = train_demo_model(label, x_train, y_train, epochs=epochs, seed=seed, progress=progress,
+                                 checkpoint_path=None if folder is None else os.path.join(folder, "checkpoint.pt"))
         trained = time.perf_counter() - tic
+        _say(f"evaluating {label} (trained in {trained:.0f} s)")
         report = evaluate(model, (x_test, y_test), eps=EPS, attacks=("fgsm", "pgd", "cw"), progress=progress,
                           check_samples=check_samples, generator=torch.Generator().manual_seed(seed), title=label)
         rows.append((label, report, trained))
-        if out is not None:
-            folder = os.path.join(out, label.split()[0].lower().replace("-", "_"))
-            os.makedirs(folder, exist_ok=True)
+        if folder is not None:
             report.to_json(os.path.join(folder, "report.json"))
             with open(os.path.join(folder, "report.md"), "w") as f:
                 f.write(report.to_markdown() + "\n")
             report.plot(folder)
+            _say(f"wrote {folder}: checkpoint.pt (robustkernels eval --checkpoint), report.md, report.json, plots")
     text = (
         f"Digits (sklearn, {len(y_train)} train / {len(y_test)} test), small CNN, Linf eps = {EPS}; "
         f"FGSM, PGD-20, CW-inf (PGD-30 on the CW margin loss); stochastic models evaluated with EOT.\n\n"

@@ -28,9 +28,12 @@ def train_small(dataset: bool = False, method: str = "pgd_at"):
     torch.manual_seed(0)
     model = small_cnn()
     data = torch.utils.data.TensorDataset(x[:256], y[:256]) if dataset else (x[:256], y[:256])
+    averaged = method.endswith("+wa")  # with weight averaging: the model ends holding the average
+    method = method.removesuffix("+wa")
     options = {"pgd_at": dict(steps=3, random_start=False), "atta": dict(steps=2)}[method]
     history = fit(model, make_method(method, eps=0.1, **options), data,
-                  epochs=2, batch_size=64, lr=0.05, optimizer="sgd", progress=False)
+                  epochs=2, batch_size=64, lr=0.05, optimizer="sgd", progress=False,
+                  weight_average=0.9 if averaged else None)
     return model, history
 
 

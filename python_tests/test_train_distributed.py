@@ -10,8 +10,9 @@ from .dist_worker import train_rank, train_small
 
 
 @pytest.mark.skipif(not torch.distributed.is_available() or sys.platform == "win32", reason="needs torch.distributed")
-@pytest.mark.parametrize("dataset, method", [(False, "pgd_at"), (True, "pgd_at"), (False, "atta")],
-                         ids=["tensors", "dataset", "atta"])
+@pytest.mark.parametrize("dataset, method", [(False, "pgd_at"), (True, "pgd_at"), (False, "atta"),
+                                             (False, "pgd_at+wa")],
+                         ids=["tensors", "dataset", "atta", "weight-average"])
 def test_two_gloo_processes_agree_with_one(tmp_path, dataset, method):
     """With a Dataset, each process reads only its share of every global batch; ATTA's buffer,
     written by whichever process had the sample, is merged at every epoch end."""

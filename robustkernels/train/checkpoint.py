@@ -107,7 +107,8 @@ MODEL_META = ("model", "activation", "pni", "in_channels", "num_classes", "image
 
 
 def model_from_checkpoint(path: str, model_spec: str | None = None):
-    """(model in eval mode, meta) rebuilt from a checkpoint written by `robustkernels train`. A
+    """(model in eval mode, meta) rebuilt from a checkpoint written by `robustkernels train` (with
+    weight averaging: the averaged weights, unless ``keep="best-robust"`` kept the best). A
     model from the user's code (``meta["source"] == "import"``) is rebuilt only when the caller
     names the same ``model_spec`` (``PKG.MODULE:FACTORY``): a checkpoint never chooses code to run."""
     from ..models import build_model, model_from_import
@@ -130,8 +131,13 @@ def model_from_checkpoint(path: str, model_spec: str | None = None):
                             image_size=meta["image_size"])
     if "model" not in state:
         raise ValueError(f"checkpoint {path!r} lacks the weights (not written by `robustkernels train`)")
+    weights = state["model"]
+    if state.get("weights_for_eval") == "average":  # weight averaging: the average is the trained model
+        if not isinstance(state.get("average"), dict) or "model" not in state["average"]:
+            raise ValueError(f"checkpoint {path!r} says its weights are averaged but holds no average")
+        weights = state["average"]["model"]
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(weights)
     except RuntimeError as exc:
         raise ValueError(f"checkpoint {path!r}: the weights do not fit the model it describes "
                          f"({str(exc).splitlines()[0]})") from None

@@ -11,6 +11,7 @@ import torch
 from ..common import non_negative, positive_int
 from . import checkpoint as ckpt
 from .augment import Augmentation, make_augmentation
+from .averaging import check_tau
 from .schedules import LR_SCHEDULES
 
 OPTIMIZERS = ("sgd", "adam")
@@ -49,6 +50,7 @@ class FitOptions:
     progress: bool = True
     callback: Callable[[dict], None] | None = None
     on_epoch: Callable[[dict], None] | None = None
+    weight_average: float | None = None
     meta: dict | None = None
 
 
@@ -88,6 +90,7 @@ def check_options(options: FitOptions, default_schedule: str, has_val: bool) -> 
     bad = [a for a in o.augmentations if not isinstance(a, Augmentation)]
     if bad:
         raise TypeError(f"augmentations must be names or robustkernels.train.augment objects, got {bad[0]!r}")
+    o.weight_average = check_tau(o.weight_average)
     for name in ("callback", "on_epoch"):
         if getattr(o, name) is not None and not callable(getattr(o, name)):
             raise TypeError(f"{name} must be callable, got {type(getattr(o, name)).__name__}")

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from .averaging import WeightAverage
 from .distributed import all_sum
 from .methods import Method, StepContext
 
@@ -64,3 +65,10 @@ class Run:
     sums: EpochSums = field(default_factory=EpochSums)
     classes: int | None = None  # the model's outputs, once an augmentation needed them
     best: dict | None = None  # keep="best-robust": {"epoch", "score", "model"} of the best validation so far
+    average: WeightAverage | None = None  # weight_average: the EMA of the weights (validated and kept)
+    kept_best: bool = False  # keep="best-robust" put the best weights into ``model`` at the end
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The model validation and the final figures read: the average if there is one."""
+        return self.average.model if self.average is not None else self.net

@@ -27,12 +27,13 @@ from ..data import CropFlip, IndexedData, check_label_range
 from ..nn import pni_param_groups
 from ..threat import default_step
 from . import checkpoint as ckpt
+from .averaging import WeightAverage
 from .distributed import all_sum, barrier, init_from_env, shard
 from .fast import checked_levers
 from .methods import Method, StepContext
 from .options import AUTOCAST, FitOptions, check_options
 from .overfit import overfit_message
-from .schedules import make_scheduler
+from .schedules import check_same_length, make_scheduler
 from .seeds import mix_seed
 from .state import EpochSums, Run
 
@@ -44,11 +45,14 @@ def json_line(record: dict) -> str:
 
 
 def run_fingerprint(model: nn.Module, method: Method, *, train_size: int, batch_size: int, seed: int,
-                    meta: dict | None) -> dict:
+                    meta: dict | None, weight_average: float | None = None) -> dict:
     """What a checkpoint must match to be resumed by this run (``epochs`` may grow: a resumed run
     may train for longer)."""
-    return {"method": method.name, "seed": seed, "train_size": train_size, "batch_size": batch_size,
-            "parameters": {k: list(v.shape) for k, v in model.state_dict().items()}, "meta": meta or {}}
+    fingerprint = {"method": method.name, "seed": seed, "train_size": train_size, "batch_size": batch_size,
+                   "parameters": {k: list(v.shape) for k, v in model.state_dict().items()}, "meta": meta or {}}
+    if weight_average is not None:  # absent otherwise: checkpoints written before averaging still match
+        fingerprint["weight_average"] = weight_average
+    return fingerprint
 
 
 def check_resumable(path: str, saved: dict | None, current: dict) -> None:
@@ -118,8 +122,9 @@ def fit(model: nn.Module, method: Method, train_data, *, val_data=None, **option
             cannot honour (another batch size, ``drop_last``, a custom sampler or batch_sampler)
             is refused in one line naming them: fit draws its own seeded order, so that resume
             and multi-process runs are exact.
-        schedule: ``constant|step|cyclic|cosine`` learning rate per optimizer step (default:
-            the method's, else ``step``).
+        schedule: ``constant|step|cyclic|cosine|onecycle`` learning rate per optimizer step
+            (default: the method's, else ``step``); ``onecycle`` is torch's ``OneCycleLR`` with the
+            momentum cycled, as the FastAT Benchmark trains (:func:`~robustkernels.train.lr_factor`).
         augment: random crop (padding 4) and horizontal flip of every batch.
         augmentations: applied after the crop and flip, in order, with any method: names or
             objects of :mod:`robustkernels.train.augment` (``"label_smoothing:0.1"``,
@@ -132,6 +137,11 @@ def fit(model: nn.Module, method: Method, train_data, *, val_data=None, **option
             checkpoint) holds the weights of the epoch with the best validation robust accuracy
             (``val_fast_acc`` with ``val_attack="fast"``, else ``val_pgd_acc``): robust-overfitting
             early stopping (Rice et al. 2020). That epoch's record gets ``"kept": true``.
+        weight_average: a decay tau in (0, 1) (the FastAT Benchmark's 0.9995) keeps an
+            exponential moving average of the weights after every batch, with a warm-up of the
+            decay and BatchNorm statistics averaged alike (:mod:`~robustkernels.train.averaging`).
+            Validation, ``keep="best-robust"`` and ``val_attack="fast"`` read the average, the
+            checkpoint holds both (resume is exact), and the model ends holding the average.
         autocast: ``None``, ``"bf16"`` or ``"fp16"`` (with a gradient scaler).
         channels_last, compile: memory format and ``torch.compile`` for training and attacks.
         fast: the levers among autocast / channels_last / compile that pay off on this device
@@ -212,14 +222,20 @@ def track_best(run: Run, opts: FitOptions, record: dict) -> None:
         return
     score = record["val_fast_acc" if opts.val_attack == "fast" else "val_pgd_acc"]
     if run.best is None or score > run.best["score"]:
-        run.best = {"epoch": record["epoch"], "score": score, "model": copy.deepcopy(run.model.state_dict())}
+        weights = (run.average.model if run.average is not None else run.model).state_dict()
+        run.best = {"epoch": record["epoch"], "score": score, "model": copy.deepcopy(weights)}
 
 
 def keep_best(run: Run, opts: FitOptions) -> None:
-    """keep="best-robust": the best epoch's weights into the model and the last checkpoint."""
+    """The weights the run ends with, in the caller's model: keep="best-robust": the best
+    epoch's (averaged, with weight averaging), also into the last checkpoint; else, with weight
+    averaging, the average (the checkpoint already holds it beside the training weights)."""
     if opts.keep != "best-robust" or run.best is None:
+        if run.average is not None:
+            run.model.load_state_dict(run.average.model.state_dict())
         return
     run.model.load_state_dict(run.best["model"])
+    run.kept_best = True
     for record in run.history:
         record["kept"] = record["epoch"] == run.best["epoch"]
     save_checkpoint(run, opts, len(run.history), 0)
@@ -236,9 +252,10 @@ def validate_fast(model: nn.Module, method: Method, data: IndexedData, *, batch_
 
 
 def snapshot(run: Run) -> dict:
-    """A copy of the weights and optimizer state at the current epoch boundary."""
+    """A copy of the weights, the average and the optimizer state at the current epoch boundary."""
     return {"epoch": len(run.history), "model": copy.deepcopy(run.model.state_dict()),
-            "optimizer": copy.deepcopy(run.optimizer.state_dict())}
+            "optimizer": copy.deepcopy(run.optimizer.state_dict()),
+            "average": copy.deepcopy(run.average.state_dict()) if run.average is not None else None}
 
 
 def restore(run: Run, good: dict | None, record: dict) -> None:
@@ -250,6 +267,8 @@ def restore(run: Run, good: dict | None, record: dict) -> None:
         return
     run.model.load_state_dict(good["model"])
     run.optimizer.load_state_dict(good["optimizer"])
+    if run.average is not None:
+        run.average.load_state_dict(good["average"])
     record["restored_epoch"] = good["epoch"]
 
 
@@ -280,9 +299,10 @@ def setup(model: nn.Module, method: Method, opts: FitOptions, train_size: int, e
         scaler=torch.amp.GradScaler(device.type) if dtype == torch.float16 else None,
     )
     fingerprint = run_fingerprint(model, method, train_size=train_size, batch_size=opts.batch_size, seed=opts.seed,
-                                  meta=opts.meta)
+                                  meta=opts.meta, weight_average=opts.weight_average)
+    average = WeightAverage(model, opts.weight_average) if opts.weight_average is not None else None
     return Run(model, net, trained, method, optimizer, scheduler, ctx, device, rank, world, batches_per_epoch,
-               fingerprint)
+               fingerprint, average=average)
 
 
 def resume(run: Run, opts: FitOptions) -> None:
@@ -293,12 +313,16 @@ def resume(run: Run, opts: FitOptions) -> None:
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
+    check_same_length(run.scheduler, opts.epochs * run.batches_per_epoch * run.method.steps_per_batch,
+                      opts.checkpoint_path)
     if run.ctx.scaler is not None and state.get("scaler"):
         run.ctx.scaler.load_state_dict(state["scaler"])
     run.method.load_state_dict(state["method"])
     run.epoch, run.batch, run.step = state["epoch"], state["batch"], state["step"]
     run.history, run.sums = state["history"], EpochSums.from_state(state["partial"])
     run.best = state.get("best")
+    if run.average is not None:
+        run.average.load_state_dict(state["average"])
 
 
 def save_checkpoint(run: Run, opts: FitOptions, epoch: int, batch: int) -> None:
@@ -313,6 +337,9 @@ def save_checkpoint(run: Run, opts: FitOptions, epoch: int, batch: int) -> None:
             "method": run.method.state_dict(), "method_name": run.method.name, "epoch": epoch, "batch": batch,
             "step": run.step, "history": run.history, "partial": run.sums.state_dict(), "seed": opts.seed,
             "meta": opts.meta or {}, "run": run.fingerprint, "best": run.best,
+            "average": run.average.state_dict() if run.average is not None else None,
+            # which weights `eval --checkpoint` reads: the average, unless keep="best-robust" put the best in "model"
+            "weights_for_eval": "average" if run.average is not None and not run.kept_best else "model",
         }, opts.checkpoint_path)
     barrier()
 
@@ -368,6 +395,8 @@ def train_batch(run: Run, opts: FitOptions, epoch: int, b: int, index: torch.Ten
     scale = scaler.get_scale() if scaler is not None else None
     ctx = dataclasses.replace(run.ctx, index=index, augment=augment, targets=targets)
     result = run.method.train_step(run.trained, run.optimizer, run.scheduler, xb, yb, ctx)
+    if run.average is not None:
+        run.average.update(run.model)
     loss = float(result.loss.detach())
     run.step += 1
     if math.isfinite(loss):
@@ -408,12 +437,12 @@ def end_epoch(run: Run, opts: FitOptions, val: IndexedData | None, epoch: int) -
     record.update(run.method.epoch_metrics())  # the figures this epoch trained with
     run.sums = EpochSums()
     if val is not None:
-        scores = validate(run.net, run.method, val, steps=opts.val_attack_steps, batch_size=opts.batch_size,
+        scores = validate(run.evaluated, run.method, val, steps=opts.val_attack_steps, batch_size=opts.batch_size,
                           seed=mix_seed(opts.seed, epoch, 7), device=run.device)
         run.method.end_validation(scores["val_clean_acc"], scores["val_pgd_acc"])
         record.update(scores)
         if opts.val_attack == "fast":
-            record["val_fast_acc"] = validate_fast(run.net, run.method, val, batch_size=opts.batch_size,
+            record["val_fast_acc"] = validate_fast(run.evaluated, run.method, val, batch_size=opts.batch_size,
                                                    seed=mix_seed(opts.seed, epoch, 11))
     run.history.append(record)
     message = overfit_message(run.history)

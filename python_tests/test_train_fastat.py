@@ -33,3 +33,45 @@ def test_a_onecycle_run_resumes_only_over_its_own_length(tmp_path):
     fit(small_cnn(), make_method("standard"), (x[:128], y[:128]), epochs=1, **options)
     with pytest.raises(ValueError, match="schedule='onecycle' spans the whole run"):
         fit(small_cnn(), make_method("standard"), (x[:128], y[:128]), epochs=2, resume=True, **options)
+
+
+def test_spearman_against_its_definition():
+    from robustkernels.recipes.fastat import spearman
+
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    a, b = [3.0, 1.0, 2.0, 2.0, 5.0], [1.0, 2.0, 3.0, 4.0, 5.0]  # ties take average ranks
+    ra, rb = torch.tensor([4.0, 1.0, 2.5, 2.5, 5.0]), torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    expected = float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
+    assert spearman(a, b) == pytest.approx(expected)
+    assert spearman([1, 2], [1, 2]) != spearman([1, 2], [1, 2])  # NaN: too few pairs
+
+
+def test_summary_marks_chance_rows_and_ratios():
+    from robustkernels.recipes.fastat import RunResult, summarize
+
+    runs = [RunResult("pgd-at+wa", s, 0.9, 0.5 + s / 100, 100.0, 4, 4) for s in range(3)]
+    runs += [RunResult("n-fgsm+wa", s, 0.9, 0.45, 30.0, 4, 4) for s in range(3)]
+    runs += [RunResult("elle+wa", s, 0.15, 0.15, 20.0, 4, 4) for s in range(3)]  # under 2x chance
+    rows = {r.label: r for r in summarize(runs, classes=10)}
+    assert rows["pgd-at+wa"].robust == pytest.approx(0.51) and rows["pgd-at+wa"].robust_std == pytest.approx(0.01)
+    assert rows["n-fgsm+wa"].ratio == pytest.approx(0.3)
+    assert rows["elle+wa"].at_chance and not rows["elle+wa"].pareto
+    assert rows["pgd-at+wa"].pareto and rows["n-fgsm+wa"].pareto
+
+
+def test_protocol_end_to_end_on_digits(tmp_path, capsys):
+    from robustkernels.cli import main
+
+    argv = ["compare", "--protocol", "fastat", "--dataset", "digits", "--model", "cnn", "--methods",
+            "pgd-at+wa,n-fgsm+wa", "--epochs", "1", "--seeds", "0", "--aa-version", "fast", "--eval-samples", "40",
+            "--val-samples", "64", "--out", str(tmp_path), "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+    assert "FastAT protocol at this machine's scale: cnn on digits (1284 training images, 64 held out" in printed.out
+    assert "| n-fgsm+wa" in printed.out and "47.77%" in printed.out and "Spearman" in printed.out
+    assert (tmp_path / "fastat.png").exists() and (tmp_path / "runs" / "n-fgsm+wa-seed0.json").exists()
+    assert main(argv) == 0  # the runs are read back, not trained again
+    assert "n-fgsm+wa seed 0" in capsys.readouterr().err
+    assert main(argv[:8] + ["nope+wa"] + argv[9:]) == 2
+    assert "nope" in capsys.readouterr().err

@@ -23,8 +23,9 @@ def add_compare(commands) -> None:
                    help="the data set's files (the MNIST IDX files, the CIFAR python batches, SVHN's .mat files, "
                         "your image folder or tensor files)")
     add_model_options(p, "wrn-10-1", "cnn | lenet5 | preact-resnet18 | wrn-DEPTH-WIDTH (preact-resnet18 on a GPU)")
-    p.add_argument("--methods", default=DEFAULT_METHODS,
-                   help="comma-separated methods; NAME+fast trains that one with --fast's levers")
+    p.add_argument("--methods", default=None,
+                   help=f"comma-separated methods; NAME+fast trains that one with --fast's levers (default: "
+                        f"{DEFAULT_METHODS}; with --protocol fastat every benchmark method, NAME+wa with averaging)")
     p.add_argument("--epochs", type=integer(), default=4,
                    help="epochs per method (free-at: epochs / replays, the same number of minibatch steps)")
     p.add_argument("--fast", action="store_true", help="train every method with the fast levers")
@@ -33,13 +34,25 @@ def add_compare(commands) -> None:
     p.add_argument("--eps-warmup-epochs", type=number(), default=0.0, help="eps ramp for every method")
     p.add_argument("--batch-size", type=integer(), default=128, help="training batch")
     p.add_argument("--lr", type=number(positive=True), default=0.1, help="peak learning rate (SGD, momentum 0.9)")
-    p.add_argument("--schedule", default="cyclic", choices=("constant", "step", "cyclic", "cosine"),
+    p.add_argument("--schedule", default="cyclic", choices=("constant", "step", "cyclic", "cosine", "onecycle"),
                    help="one schedule for every method (cyclic: Wong et al.'s fast-AT schedule)")
+    p.add_argument("--weight-average", type=number(positive=True), default=None,
+                   help="EMA decay tau of the weights for every method, e.g. 0.9995 (default: none)")
+    p.add_argument("--protocol", choices=("fastat",), default=None,
+                   help="fastat: the FastAT Benchmark's recipe (onecycle SGD, label smoothing 0.4, weight averaging "
+                        "0.9995, best epoch by validation on held-out training images) for its methods over --seeds, "
+                        "with the benchmark's published figures and the rank correlation")
+    p.add_argument("--seeds", default="0,1,2", help="--protocol fastat: comma-separated seeds")
+    p.add_argument("--aa-version", choices=("auto", "standard", "fast"), default=None,
+                   help="AutoAttack version that scores the models (default: auto; standard with --protocol)")
     p.add_argument("--no-augment", action="store_true", help="no random crop and flip")
     p.add_argument("--train-samples", type=integer(), default=None, help="use the first N training samples")
-    p.add_argument("--val-samples", type=integer(), default=200,
-                   help="test samples watched each epoch (catastrophic-overfitting guard)")
-    p.add_argument("--eval-samples", type=integer(), default=200, help="test samples AutoAttack runs on")
+    p.add_argument("--val-samples", type=integer(), default=None,
+                   help="samples watched each epoch: the last test samples (default 200), with --protocol the last "
+                        "training samples, held out (default 1000, 500 for CIFAR)")
+    p.add_argument("--eval-samples", type=integer(), default=None,
+                   help="test samples AutoAttack runs on (default 200; with --protocol 1000, or all of a smaller "
+                        "test set)")
     p.add_argument("--val-attack", choices=("pgd", "fast"), default="pgd",
                    help="per-epoch validation: PGD, or also AutoAttack's fast version (val_fast_acc)")
     p.add_argument("--keep", choices=("last", "best-robust"), default="last",
@@ -76,6 +89,10 @@ def _print_row(row) -> None:
 
 def run_compare(args) -> int:
     with held_folder(args.out):
+        if args.protocol == "fastat":
+            from .fastat import run_fastat
+
+            return run_fastat(args)
         return _compare(args)
 
 
@@ -91,7 +108,7 @@ def _compare(args) -> int:
     device = parse_device(args.device)
     eps = eps_for(args)
     normalization = parse_normalization(args.normalization)
-    entries = contenders(args.methods, args, eps, normalization)  # validates before loading data
+    entries = contenders(args.methods or DEFAULT_METHODS, args, eps, normalization)  # validates before loading data
     train, test = load_data(args)
     train = take(train, 0, args.train_samples)
 
@@ -100,16 +117,17 @@ def _compare(args) -> int:
 
     check_fits(make_model(), test, normalization)  # a bad --model fails here, before any training
     rows = compare(make_model, entries, train, test,
-                   evaluate=autoattack_scorer(eps, samples=args.eval_samples, seed=args.seed,
-                                              normalization=normalization),
+                   evaluate=autoattack_scorer(eps, samples=args.eval_samples or 200, seed=args.seed,
+                                              normalization=normalization, version=args.aa_version or "auto"),
                    progress=not args.no_progress, on_row=_print_row, batch_size=args.batch_size, lr=args.lr,
                    optimizer="sgd", schedule=args.schedule,
                    augment=not args.no_augment and args.dataset in ("cifar10", "cifar100"),
-                   val_data=take(test, -args.val_samples), seed=args.seed, val_attack=args.val_attack,
-                   keep=args.keep)
+                   val_data=take(test, -(args.val_samples or 200)), seed=args.seed, val_attack=args.val_attack,
+                   keep=args.keep, weight_average=args.weight_average)
     reference = next((e.label for e in entries if e.label == "pgd-at"), None)
     title = (f"{args.model} on {args.dataset} ({len(train[1]) if isinstance(train, tuple) else len(train)} "
-             f"training images), {args.epochs} epochs, AutoAttack on {min(args.eval_samples, len(test))} test images")
+             f"training images), {args.epochs} epochs, AutoAttack on {min(args.eval_samples or 200, len(test))} test "
+             "images")
     table = to_markdown(rows, reference)
     header = f"{title}\nmachine: {machine.describe()}, device {device}\n"
     print(header + "\n" + table)

@@ -78,6 +78,9 @@ def add_train(commands) -> None:
                    help="test samples for the per-epoch clean and PGD validation")
     p.add_argument("--val-attack", choices=("pgd", "fast"), default="pgd",
                    help="per-epoch validation: PGD, or also AutoAttack's fast version (val_fast_acc)")
+    p.add_argument("--weight-average", type=number(positive=True), default=None,
+                   help="keep an EMA of the weights with this decay tau, e.g. 0.9995 (validated, checkpointed and "
+                        "evaluated in place of the last weights)")
     p.add_argument("--keep", choices=("last", "best-robust"), default="last",
                    help="the checkpoint's final weights: the last epoch's, or those of the best validation robust "
                         "accuracy (robust-overfitting early stopping)")
@@ -176,6 +179,7 @@ def _train(args) -> int:
                   on_overfit=args.on_overfit, seed=args.seed, val_attack=args.val_attack, keep=args.keep,
                   log_path=os.path.join(out, "metrics.jsonl"), checkpoint_path=checkpoint_path,
                   checkpoint_every=args.checkpoint_every, resume="force" if args.force_resume else args.resume,
+                  weight_average=args.weight_average,
                   progress=not args.no_progress, meta=meta, on_epoch=lambda r: print(json_line(r), end="", flush=True))
     if rank_and_world()[0] == 0:
         print(f"wrote {checkpoint_path} and {os.path.join(out, 'metrics.jsonl')} ({len(history)} epochs)",

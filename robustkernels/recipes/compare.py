@@ -146,17 +146,17 @@ def rows_as_dicts(rows: Sequence[CompareRow]) -> list[dict]:
 
 
 def autoattack_scorer(eps: float, *, samples: int | None, batch_size: int = 250, seed: int = 0,
-                      progress: bool = False, normalization=None) -> Callable[[nn.Module, object],
-                                                                              tuple[float, float, int]]:
+                      progress: bool = False, normalization=None, version: str = "auto") -> Callable[
+                          [nn.Module, object], tuple[float, float, int]]:
     """``(model, data) -> (clean, AA robust accuracy, samples)`` on the first ``samples`` test points
-    of ``data`` (tensors or a Dataset, streamed; AutoAttack's version chosen automatically: rand for
-    a stochastic model; ``normalization`` as for the attacks)."""
+    of ``data`` (tensors or a Dataset, streamed; AutoAttack's ``version``, by default chosen
+    automatically: rand for a stochastic model; ``normalization`` as for the attacks)."""
     from ..data import take
     from ..eval import autoattack
 
     def score(model: nn.Module, data) -> tuple[float, float, int]:
         report = autoattack(model, take(data, 0, samples), eps=eps, batch_size=batch_size, seed=seed,
-                            progress=progress, normalization=normalization)
+                            progress=progress, normalization=normalization, version=version)
         return report.clean_accuracy.mean, report.robust_accuracy.mean, report.n_samples
 
     return score

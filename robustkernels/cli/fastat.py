@@ -1,0 +1,84 @@
+"""``robustkernels compare --protocol fastat``: the FastAT Benchmark's recipe on this machine
+(library logic in :mod:`robustkernels.recipes.fastat`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+
+from .args import device as parse_device
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds {text!r}: expected distinct integers >= 0")
+    return seeds
+
+
+def _split(args, train, test):
+    """(train, held-out validation, test to score) as the protocol sizes them."""
+    from ..data import take
+
+    n_train = len(train[1]) if isinstance(train, tuple) else len(train)
+    held = args.val_samples or (500 if args.dataset.startswith("cifar") else 1000)
+    if held >= n_train:
+        raise ValueError(f"--val-samples {held}: the training set has only {n_train} images")
+    scored = args.eval_samples or 1000
+    return take(train, 0, n_train - held), take(train, n_train - held), take(test, 0, scored)
+
+
+def run_fastat(args) -> int:
+    from .. import machine
+    from ..data import NUM_CLASSES
+    from ..recipes import fastat
+    from ..recipes.compare import autoattack_scorer
+    from .args import eps_for, load_data
+    from .modelspec import build_for, check_fits
+
+    if args.normalization is not None:
+        raise ValueError("--protocol fastat trains on inputs in [0, 1] as the benchmark does: leave --normalization "
+                         "out")
+    device, eps, seeds = parse_device(args.device), eps_for(args), _seeds(args.seeds)
+    labels = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(fastat.METHODS)
+    recipe = fastat.Recipe(epochs=args.epochs, eps=eps, augment=args.dataset in ("cifar10", "cifar100") and
+                           not args.no_augment, fast=args.fast, seeds=seeds, batch_size=args.batch_size, lr=args.lr)
+    for label in labels:
+        fastat.method_for(label, eps, args.epochs)  # a bad label fails before the data is read
+    train, test = load_data(args)
+    train, val, test = _split(args, train, test)
+    version = args.aa_version or "standard"
+    scorer = autoattack_scorer(eps, samples=None, seed=0, version=version)
+
+    def make_model(seed: int):
+        return build_for(args, test, seed)[0].to(device)
+
+    check_fits(make_model(0), test, None)
+    n = [len(d[1]) if isinstance(d, tuple) else len(d) for d in (train, val, test)]
+    head = fastat.header(recipe, model=args.model, data=args.dataset, train_size=n[0], val_size=n[1], test_size=n[2],
+                         aa=f"AutoAttack {version}", machine=f"{machine.describe()}, device {device}")
+    print(head, flush=True)
+
+    def say(run):
+        print(f"{run.label} seed {run.seed}: clean {100 * run.clean:.1f}%, AutoAttack {100 * run.robust:.1f}%, "
+              f"trained {run.epochs} epochs in {run.train_seconds:.0f} s (kept epoch {run.kept_epoch})",
+              file=sys.stderr, flush=True)
+
+    results = fastat.run_protocol(make_model, labels, recipe, train, val, lambda m: scorer(m, test)[:2], args.out,
+                                  progress=not args.no_progress, on_run=say)
+    rows = fastat.summarize(results, classes=NUM_CLASSES.get(args.dataset, 10))
+    table = fastat.to_markdown(rows)
+    print("\n" + table)
+    with open(os.path.join(args.out, "fastat.md"), "w") as f:
+        f.write(head + "\n\n" + table + "\n")
+    with open(os.path.join(args.out, "fastat.json"), "w") as f:
+        json.dump({"header": head, "rows": [asdict(r) for r in rows]}, f, indent=1)
+    figure = fastat.plot(rows, os.path.join(args.out, "fastat.png"), f"{args.model} on {args.dataset}")
+    print(f"wrote {os.path.join(args.out, 'fastat.md')}, fastat.json and {figure}", file=sys.stderr)
+    return 0
+

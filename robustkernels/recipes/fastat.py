@@ -1,0 +1,250 @@
+"""The FastAT Benchmark's controlled protocol at this machine's scale (``compare --protocol fastat``).
+
+The benchmark (Pan & Yao 2026, github.com/fzjcdt/FastAT_Benchmark; ResNet-18 on CIFAR-10, 100
+epochs) trains every method with one recipe: SGD (lr 0.1, momentum 0.9, weight decay 5e-4),
+batch 128, OneCycle, random crop and flip, label smoothing 0.4, weight averaging (tau 0.9995),
+the best epoch by validation PGD-10 on held-out training images, three seeds, AutoAttack. Here:
+the same recipe on a smaller model and fewer epochs, every method with weight averaging (as the
+benchmark's configs set it) and PGD-10 AT with and without it; Free-AT gets half the epochs with
+4 replays (the benchmark's 200 epochs / m = 4 minibatch passes, twice the others'). Each run is
+written as it ends (``runs/LABEL-seedK.json``), so a killed protocol resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from ..common import progress_bar
+from ..train import fit, make_method
+
+REFERENCE = "pgd-at+wa"  # the time ratios' denominator, as in the benchmark
+# label -> (AutoAttack %, training time / PGD-10 AT + WA's, clean %): CIFAR-10, ResNet-18, mean of
+# three seeds, from the benchmark's benchmark_data.json (commit b99c0de)
+PUBLISHED = {
+    "pgd-at+wa": (50.49, 1.00, 82.36), "nuat+wa": (50.10, 0.42, 80.98), "liet+wa": (49.99, 0.37, 80.68),
+    "fgsm-pgi+wa": (49.89, 0.38, 79.72), "gat+wa": (49.15, 0.41, 85.10), "fgsm-rs-cs+wa": (48.64, 0.26, 80.54),
+    "grad-align+wa": (47.99, 0.80, 79.39), "n-fgsm+wa": (47.77, 0.28, 78.59), "aaer+wa": (47.38, 0.27, 77.67),
+    "fgsm-mep-cs+wa": (45.35, 0.30, 83.55), "free-at+wa": (44.34, 0.28, 75.20), "pgd-at": (44.33, 0.99, 85.35),
+    "fgsm-rs+wa": (43.09, 0.27, 77.66), "elle+wa": (32.46, 0.42, 77.78),
+}
+METHODS = tuple(PUBLISHED)
+
+
+@dataclass
+class Recipe:
+    """The benchmark's training recipe; ``epochs`` and the sizes are this machine's."""
+
+    epochs: int
+    eps: float
+    augment: bool  # crop and flip (images where a flip keeps the class)
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    label_smoothing: float = 0.4
+    tau: float = 0.9995
+    fast: bool = False  # the library's speed levers (fit(fast=True)) on top
+    seeds: tuple = (0, 1, 2)
+
+
+@dataclass
+class RunResult:
+    """One method trained with one seed and scored on the test images."""
+
+    label: str
+    seed: int
+    clean: float
+    robust: float
+    train_seconds: float
+    epochs: int
+    kept_epoch: int
+    overfit: bool = False
+
+
+@dataclass
+class Summary:
+    """A method over its seeds: means and spreads (fractions), time ratio to the reference."""
+
+    label: str
+    clean: float
+    clean_std: float
+    robust: float
+    robust_std: float
+    train_seconds: float
+    ratio: float = math.nan
+    at_chance: bool = False
+    pareto: bool = False
+    runs: list = field(default_factory=list)
+
+
+def method_for(label: str, eps: float, epochs: int):
+    """(method, epochs, weight-average tau or None) for a protocol label ``NAME[+wa]``."""
+    name, _, suffix = label.partition("+")
+    if suffix not in ("", "wa"):
+        raise ValueError(f"--methods: {label!r}: the protocol's only suffix is +wa")
+    method = make_method(name, eps=eps)
+    if hasattr(method, "replays"):  # Free-AT: twice the minibatch passes of the others, in m replays
+        epochs = max(1, 2 * epochs // method.replays)
+    return method, epochs, suffix == "wa"
+
+
+def train_one(make_model: Callable[[int], nn.Module], label: str, seed: int, recipe: Recipe, train, val,
+              score: Callable[[nn.Module], tuple[float, float]], progress: bool) -> RunResult:
+    """Train ``make_model(seed)`` with the method of ``label`` under the recipe and score it."""
+    method, epochs, averaged = method_for(label, recipe.eps, recipe.epochs)
+    model = make_model(seed)
+    history = fit(model, method, train, val_data=val, epochs=epochs, batch_size=recipe.batch_size, lr=recipe.lr,
+                  optimizer="sgd", momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+                  schedule=recipe.schedule, augment=recipe.augment,
+                  augmentations=[f"label_smoothing:{recipe.label_smoothing}"],
+                  weight_average=recipe.tau if averaged else None, keep="best-robust", seed=seed,
+                  fast=recipe.fast, progress=progress)
+    clean, robust = score(model.eval())
+    kept = next((r["epoch"] for r in history if r.get("kept")), len(history))
+    return RunResult(label, seed, clean, robust, sum(r["train_seconds"] for r in history), epochs, kept,
+                     any(r.get("overfit") for r in history))
+
+
+def run_protocol(make_model, labels: Sequence[str], recipe: Recipe, train, val, score, out: str, *,
+                 progress: bool = True, on_run: Callable[[RunResult], None] | None = None) -> list[RunResult]:
+    """Every label with every seed (seeds outermost, so a partial run has whole seeds); a run
+    already written in ``out/runs`` is read back instead of trained again."""
+    for label in labels:
+        method_for(label, recipe.eps, recipe.epochs)  # refuse a bad label before any training
+    folder = os.path.join(out, "runs")
+    os.makedirs(folder, exist_ok=True)
+    results = []
+    jobs = [(seed, label) for seed in recipe.seeds for label in labels]
+    for seed, label in progress_bar(jobs, desc="fastat protocol", enabled=progress):
+        path = os.path.join(folder, f"{label}-seed{seed}.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                result = RunResult(**json.load(f))
+        else:
+            result = train_one(make_model, label, seed, recipe, train, val, score, progress=False)
+            with open(path + ".tmp", "w") as f:
+                json.dump(asdict(result), f)
+            os.replace(path + ".tmp", path)
+        results.append(result)
+        if on_run is not None:
+            on_run(result)
+    return results
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    return float(t.mean()), float(t.std()) if len(values) > 1 else 0.0
+
+
+def summarize(results: Sequence[RunResult], classes: int) -> list[Summary]:
+    """One :class:`Summary` per label in first-seen order; a method under twice chance clean
+    accuracy (2 / ``classes``) is marked and kept off the Pareto front."""
+    labels = list(dict.fromkeys(r.label for r in results))
+    rows = []
+    for label in labels:
+        runs = [r for r in results if r.label == label]
+        clean, robust = _mean_std([r.clean for r in runs]), _mean_std([r.robust for r in runs])
+        seconds = _mean_std([r.train_seconds for r in runs])[0]
+        rows.append(Summary(label, *clean, *robust, seconds, at_chance=clean[0] < 2.0 / classes, runs=runs))
+    ref = next((r for r in rows if r.label == REFERENCE), None)
+    for row in rows:
+        row.ratio = row.train_seconds / ref.train_seconds if ref is not None else math.nan
+    for row in rows:
+        row.pareto = not row.at_chance and not any(
+            o is not row and not o.at_chance and o.robust >= row.robust and o.train_seconds <= row.train_seconds
+            and (o.robust > row.robust or o.train_seconds < row.train_seconds) for o in rows)
+    return rows
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation (average ranks for ties); NaN for fewer than 3 pairs."""
+    if len(a) != len(b):
+        raise ValueError(f"spearman: {len(a)} and {len(b)} values")
+    if len(a) < 3:
+        return math.nan
+
+    def ranks(values):
+        order = sorted(range(len(values)), key=lambda i: values[i])
+        out = [0.0] * len(values)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                out[order[k]] = (i + j) / 2.0 + 1.0
+            i = j + 1
+        return torch.tensor(out, dtype=torch.float64)
+
+    ra, rb = ranks(list(a)), ranks(list(b))
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denominator = float((ra.square().sum() * rb.square().sum()).sqrt())
+    return float((ra * rb).sum()) / denominator if denominator > 0 else math.nan
+
+
+def rank_agreement(rows: Sequence[Summary]) -> tuple[float, int]:
+    """(Spearman of our AutoAttack means against the benchmark's, methods in both) over the
+    methods that learned."""
+    both = [r for r in rows if r.label in PUBLISHED and not r.at_chance]
+    return spearman([r.robust for r in both], [PUBLISHED[r.label][0] for r in both]), len(both)
+
+
+def to_markdown(rows: Sequence[Summary]) -> str:
+    """The protocol's table: ours (mean ± std over seeds) beside the benchmark's published figures."""
+    lines = ["| method | clean | AutoAttack | train s | time vs " + REFERENCE + " | Pareto | "
+             "benchmark AA (ResNet-18) | benchmark time ratio |",
+             "|---|---:|---:|---:|---:|:---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: -r.robust):
+        published = PUBLISHED.get(r.label)
+        theirs = f"{published[0]:.2f}% | {published[1]:.2f}x" if published else "- | -"
+        flags = (" (at chance)" if r.at_chance else "") + (
+            " (catastrophic overfitting in a seed)" if any(x.overfit for x in r.runs) else "")
+        lines.append(f"| {r.label}{flags} | {100 * r.clean:.1f} ± {100 * r.clean_std:.1f}% | "
+                     f"{100 * r.robust:.1f} ± {100 * r.robust_std:.1f}% | {r.train_seconds:.0f} | {r.ratio:.2f}x | "
+                     f"{'yes' if r.pareto else ''} | {theirs} |")
+    rho, n = rank_agreement(rows)
+    lines.append(f"\nSpearman rank correlation of the AutoAttack accuracies with the benchmark's: {rho:.2f} "
+                 f"over {n} methods.")
+    return "\n".join(lines)
+
+
+def plot(rows: Sequence[Summary], path: str, title: str) -> str:
+    """AutoAttack accuracy (mean ± std over seeds) against the training-time ratio, the Pareto front joined."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        ax.errorbar(r.ratio, 100 * r.robust, yerr=100 * r.robust_std, fmt="o", color="C3" if r.pareto else "C0",
+                    markersize=5, capsize=2, zorder=3)
+        ax.annotate(r.label, (r.ratio, 100 * r.robust), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    front = sorted((r for r in rows if r.pareto), key=lambda r: r.ratio)
+    ax.plot([r.ratio for r in front], [100 * r.robust for r in front], "--", color="C3", label="Pareto front")
+    ax.set(xlabel=f"training time / {REFERENCE}'s", ylabel="AutoAttack accuracy (%)", title=title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def header(recipe: Recipe, *, model: str, data: str, train_size: int, val_size: int, test_size: int,
+           aa: str, machine: str) -> str:
+    """What the table was measured on, stated at its top."""
+    return (f"FastAT protocol at this machine's scale: {model} on {data} ({train_size} training images, "
+            f"{val_size} held out for validation), {recipe.epochs} epochs, seeds {list(recipe.seeds)}; "
+            f"SGD lr {recipe.lr} momentum {recipe.momentum} weight decay {recipe.weight_decay}, batch "
+            f"{recipe.batch_size}, onecycle, {'crop and flip, ' if recipe.augment else ''}label smoothing "
+            f"{recipe.label_smoothing}, weight averaging tau {recipe.tau} (+wa), best epoch by validation PGD-10; "
+            f"eps {recipe.eps:.4g}; {aa} on {test_size} test images; {'fast levers on; ' if recipe.fast else ''}"
+            f"machine: {machine}. Benchmark columns: ResNet-18, CIFAR-10, 100 epochs (Pan & Yao 2026).")

@@ -75,3 +75,19 @@ def test_protocol_end_to_end_on_digits(tmp_path, capsys):
     assert "n-fgsm+wa seed 0" in capsys.readouterr().err
     assert main(argv[:8] + ["nope+wa"] + argv[9:]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_compare_figure_tick_labels_do_not_run_together(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from robustkernels.recipes.compare import CompareRow, plot
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    rows = [CompareRow(f"m{i}", 4, False, t, 0.8, 0.3, 1.0) for i, t in enumerate((35, 48, 80, 92, 101, 300))]
+    plot(rows, tmp_path / "c.png", "ticks")
+    axis = figures[0].axes[0].xaxis
+    figures[0].canvas.draw()
+    boxes = [t.get_window_extent() for t in axis.get_ticklabels(which="both") if t.get_text() and t.get_visible()]
+    assert len(boxes) >= 2
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])

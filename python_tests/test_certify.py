@@ -178,3 +178,40 @@ def test_stochastic_layers_are_refused():
     with pytest.raises(TypeError, match="stochastic"):
         certified_accuracy(build_model("cnn", activation="lwta", in_channels=1, image_size=8).eval(),
                            (torch.rand(2, 1, 8, 8), torch.tensor([0, 1])), 0.01)
+
+
+def test_certified_accuracy_works_inside_no_grad_and_inference_mode():
+    """The same report (and CROWN-IBP bounds) inside either mode, data made there included; the
+    model's flags come back."""
+    model, x, y = trained_digits_cnn()
+    x, y = x[:40], y[:40]
+    expected = certified_accuracy(model, (x, y), 0.01)
+    lower, upper = (x - 0.01).clamp(0, 1), (x + 0.01).clamp(0, 1)
+    bounds = margin_bounds(model, lower, upper, y).detach()
+    flags = [p.requires_grad for p in model.parameters()]
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode():
+            assert certified_accuracy(model, (x.clone(), y.clone()), 0.01) == expected
+            assert torch.equal(margin_bounds(model, lower.clone(), upper.clone(), y.clone()), bounds)
+            assert torch.equal(crown_ibp_margins(model, lower, upper, y), crown_ibp_margins(model, lower, upper, y))
+    assert [p.requires_grad for p in model.parameters()] == flags
+
+
+def test_bounds_ignore_autocast():
+    """Half-precision rounding would make the bounds unsound: autocast is off inside."""
+    model, x, y = trained_digits_cnn()
+    x, y = x[:40], y[:40]
+    lower, upper = (x - 0.01).clamp(0, 1), (x + 0.01).clamp(0, 1)
+    expected = margin_bounds(model, lower, upper, y).detach(), certified_accuracy(model, (x, y), 0.01)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(margin_bounds(model, lower, upper, y).detach(), expected[0])
+        assert certified_accuracy(model, (x, y), 0.01) == expected[1]
+
+
+def test_a_certified_report_prints_as_a_one_line_summary():
+    from robustkernels.certify import CertifiedReport
+
+    report = CertifiedReport(0.01, 3, 2 / 3, 1 / 3, [True, False, False], "ibp")
+    assert str(report) == repr(report) == ("CertifiedReport(method='ibp', eps=0.01, n_samples=3, clean=66.67%, "
+                                           "certified=33.33%)")
+    assert report.certified == [True, False, False]

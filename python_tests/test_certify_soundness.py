@@ -4,12 +4,15 @@ accepts checks that no certified sample falls to PGD with restarts or to random 
 box, and that the margins' bounds hold at every point tried; every shape it does not know is
 refused with one clear error naming the module's path."""
 
+import copy
+import types
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 from robustkernels.attacks import PGD
 from robustkernels.certify import NotBoundable, certified_accuracy, interval_bounds, margin_bounds
@@ -17,6 +20,7 @@ from robustkernels.data import Fields
 from robustkernels.eval import evaluate
 from robustkernels.models.preact import PreActBlock, norm_act_factory
 from robustkernels.nn import IBPConv2d, IBPLinear
+from robustkernels.threat import normalize
 
 from .helpers import DictDataset
 from .models import trained_digits_cnn
@@ -25,7 +29,8 @@ FUZZ = settings(max_examples=40, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))
 ACTIVATIONS = [nn.ReLU, lambda: nn.LeakyReLU(0.1), lambda: nn.LeakyReLU(-0.5),
                lambda: nn.LeakyReLU(1.5), nn.Tanh, nn.Sigmoid, nn.ELU, nn.ReLU6, lambda: nn.Hardtanh(-0.5, 0.3),
-               nn.Softplus]
+               nn.Softplus, lambda: nn.Softplus(1.0, 0.5), lambda: nn.Softplus(2.0, -0.2),
+               lambda: nn.Softplus(-1.5, 0.3)]  # thresholds where softplus jumps down to the identity
 
 
 def _randomise(model: nn.Module, seed: int) -> nn.Module:
@@ -43,14 +48,22 @@ def _randomise(model: nn.Module, seed: int) -> nn.Module:
     return model.eval()
 
 
+def _activations(layers: list) -> list:
+    return [m for m in layers if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.Hardtanh,
+                                                nn.Softplus))]
+
+
 @st.composite
 def networks(draw):
-    """(model, input shape, normalization): conv stages, residual blocks, pooling, BN, IBP layers."""
+    """(model, input shape, normalization): conv stages, residual blocks, pooling, BN, IBP layers,
+    modules used at two places (an activation, a square Linear with its activation)."""
     channels, side = draw(st.integers(1, 3)), draw(st.integers(5, 8))
     layers, c, input_side = [], channels, side
     for _ in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["conv", "conv", "ibpconv", "block", "bn", "act", "maxpool", "avgpool"]))
-        if kind in ("conv", "ibpconv"):
+        kind = draw(st.sampled_from(["conv", "conv", "ibpconv", "block", "bn", "act", "maxpool", "avgpool", "again"]))
+        if kind == "again":  # an activation object already in the network, used once more
+            layers.append(draw(st.sampled_from(_activations(layers) or [nn.ReLU()])))
+        elif kind in ("conv", "ibpconv"):
             out, k = draw(st.integers(1, 4)), draw(st.integers(1, 3))
             pad = draw(st.integers(0, min(1, side - 1)))
             mode = draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))
@@ -83,8 +96,11 @@ def networks(draw):
     features = c if head == "gap" else c * side * side
     hidden = draw(st.integers(3, 8))
     linear = IBPLinear if draw(st.booleans()) else nn.Linear
-    layers += [linear(features, hidden), nn.Dropout(0.3), draw(st.sampled_from(ACTIVATIONS))(),
-               nn.Linear(hidden, draw(st.integers(2, 5)))]
+    layers += [linear(features, hidden), nn.Dropout(0.3), draw(st.sampled_from(ACTIVATIONS))()]
+    if draw(st.booleans()):
+        square, activation = nn.Linear(hidden, hidden), draw(st.sampled_from(ACTIVATIONS))()
+        layers += [square, activation, square, activation]
+    layers.append(nn.Linear(hidden, draw(st.integers(2, 5))))
     if draw(st.booleans()):  # a nested Sequential and an Identity, as users write them
         layers = [nn.Sequential(*layers[:2]), nn.Identity(), *layers[2:]]
     model = _randomise(nn.Sequential(*layers).double(), draw(st.integers(0, 2**16)))
@@ -119,16 +135,49 @@ def _broken(model, x, y, eps, normalization, seed):
     return fooled, torch.stack(margins_seen)
 
 
+def _outputs_inside(model, lower, upper, normalization=None, points=256, seed=0):
+    """The model's outputs at random points and vertices of each box lie within its interval
+    bounds."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        lo, hi = interval_bounds(model, lower, upper, normalization=normalization)
+        for i in range(len(lower)):
+            u = torch.rand(points, *lower.shape[1:], generator=g, dtype=lower.dtype)
+            u[: points // 2] = u[: points // 2].round()
+            z = model(normalize(lower[i] + u * (upper[i] - lower[i]), normalization))
+            assert (z >= lo[i] - 1e-9).all() and (z <= hi[i] + 1e-9).all(), "an output outside its bounds"
+
+
+# about one network in four gets an instance forward on one of its modules (picked by index)
+SOMETIMES_REPLACED = st.sampled_from([False, False, False, True]).flatmap(
+    lambda replace: st.integers(0, 99) if replace else st.none())
+
+
+def _replace_forward(model: nn.Module, which: int) -> None:
+    """Give one module (picked by ``which``) an instance forward that doubles its class's."""
+    modules = list(model.modules())
+    victim = modules[which % len(modules)]
+    victim.forward = types.MethodType(lambda self, t: 2 * type(self).forward(self, t), victim)
+
+
 @FUZZ
-@given(networks(), st.sampled_from([1e-3, 1e-2, 5e-2]), st.integers(0, 2**16))
-def test_certificates_hold_on_random_networks(net, eps, seed):
+@given(networks(), st.sampled_from([1e-3, 1e-2, 5e-2]), st.integers(0, 2**16), SOMETIMES_REPLACED)
+def test_certificates_hold_on_random_networks(net, eps, seed, replaced):
+    """Every network the graph accepts: bounds contain the real outputs and margins, and no
+    certified sample falls; one with an instance-level forward is refused by name."""
     model, shape, normalization = net
     x = torch.rand(6, *shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     with torch.no_grad():
-        norm_x = x if normalization is None else (x - 0.5) / normalization[1][0]
-        y = model(norm_x).argmax(1)  # correct by construction, so certification is possible
-    fooled, seen = _broken(model, x, y, eps, normalization, seed)
+        y = model(normalize(x, normalization)).argmax(1)  # correct by construction, so certification is possible
     lower, upper = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
+    if replaced is not None:
+        _replace_forward(model, replaced)
+        for method in ("ibp", "crown-ibp"):
+            with pytest.raises(NotBoundable, match="its instance replaces the method 'forward'"):
+                certified_accuracy(model, (x, y), eps, method=method, normalization=normalization)
+        return
+    _outputs_inside(model, lower, upper, normalization, seed=seed)
+    fooled, seen = _broken(model, x, y, eps, normalization, seed)
     for method in ("ibp", "crown-ibp"):
         with torch.no_grad():
             bound = margin_bounds(model, lower, upper, y, method, normalization=normalization)
@@ -219,6 +268,21 @@ def _hooked(kind):
     return model
 
 
+def _replaced(what):
+    """A model with a method replaced on one instance: the class's semantics no longer apply."""
+    model = _head(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU())
+    if what == "forward":
+        model[1].forward = lambda t: -t
+    elif what == "_conv_forward":
+        model[0]._conv_forward = types.MethodType(lambda self, t, w, b: -nn.Conv2d._conv_forward(self, t, w, b),
+                                                  model[0])
+    elif what == "Sequential forward":
+        model.forward = types.MethodType(lambda self, t: -nn.Sequential.forward(self, t), model)
+    else:
+        model[1]._compiled_call_impl = lambda t: -t
+    return model
+
+
 REFUSED = {
     "layer subclass": (_head(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), _Doubled(72, 72)),
                        r"^3 \(_Doubled\): a subclass of Linear may change its function"),
@@ -234,6 +298,13 @@ REFUSED = {
     "max pool indices": (_head(nn.MaxPool2d(2, return_indices=True), features=9),
                          r"^0 \(MaxPool2d\): return_indices=True"),
     "ELU negative alpha": (_head(nn.Conv2d(1, 2, 3, padding=1), nn.ELU(-1.0)), r"^1 \(ELU\): ELU with alpha=-1"),
+    "instance forward": (_replaced("forward"), r"^1 \(ReLU\): its instance replaces the method 'forward'"),
+    "instance method": (_replaced("_conv_forward"), r"^0 \(Conv2d\): its instance replaces the method '_conv_forward'"),
+    "instance Sequential forward": (_replaced("Sequential forward"),
+                                    r"^model \(Sequential\): its instance replaces the method 'forward'"),
+    "instance compiled call": (_replaced("compiled"), r"^1 \(ReLU\): _compiled_call_impl is not torch.compile"),
+    "Softplus beta 0": (_head(nn.Conv2d(1, 2, 3, padding=1), nn.Softplus(0.0)),
+                        r"^1 \(Softplus\): Softplus with beta=0.0 is not a finite function"),
     "PNI": (None, r"\(PNIConv2d\): a stochastic layer"),
     "LWTA": (None, r"\(LWTA\): a stochastic layer"),
 }
@@ -341,3 +412,113 @@ def test_evaluate_certifies_a_normalised_model():
     with pytest.raises(NotBoundable, match=r"^1 \(GELU\)"):
         evaluate(_head(nn.Conv2d(1, 2, 3, padding=1), nn.GELU(), features=2 * 8 * 8), (x[:8], y[:8] % 3), eps=0.01,
                  certify="ibp", checks=False, progress=False)
+
+
+def _shared(which: int) -> nn.Sequential:
+    """A Linear and a ReLU used twice, or a whole nested Sequential used twice."""
+    linear, relu, head = nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 3)
+    if which == 0:
+        return nn.Sequential(nn.Flatten(), linear, relu, linear, relu, head)
+    block = nn.Sequential(nn.Linear(6, 6), nn.Tanh())
+    return nn.Sequential(nn.Flatten(), block, block, relu, head)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_a_module_used_twice_is_bounded_at_each_use(which):
+    """Bounds, margins and verdicts equal those of the same network with a separate copy at
+    each position; the real outputs stay inside and no certified sample falls."""
+    model = _randomise(_shared(which).double(), which)
+    copies = nn.Sequential(*[copy.deepcopy(m) for m in model])
+    x = torch.rand(16, 1, 2, 3, generator=torch.Generator().manual_seed(which), dtype=torch.float64)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+        assert torch.equal(copies(x), model(x))
+    eps = 0.02
+    lower, upper = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
+    _outputs_inside(model, lower, upper)
+    with torch.no_grad():
+        for method in ("ibp", "crown-ibp"):
+            torch.testing.assert_close(margin_bounds(model, lower, upper, y, method),
+                                       margin_bounds(copies, lower, upper, y, method), rtol=0, atol=0)
+    report = certified_accuracy(model, (x, y), eps)
+    fooled, _ = _broken(model, x, y, eps, None, which)
+    assert report.certified == certified_accuracy(copies, (x, y), eps).certified
+    assert any(report.certified) and not (torch.tensor(report.certified) & fooled).any()
+
+
+@pytest.mark.parametrize("beta, threshold", [(1.0, 1.0), (1.0, 20.0), (2.0, -0.5), (-1.5, 0.6), (0.5, 3.0)])
+def test_softplus_is_bounded_exactly_across_its_switch_to_the_identity(beta, threshold):
+    """torch's softplus jumps down where it switches to the identity (beta x > threshold): the
+    bounds contain it on a dense grid of each interval and are its range there, to the grid's step."""
+    layer = nn.Softplus(beta, threshold)
+    g = torch.Generator().manual_seed(0)
+    centre = threshold / beta + torch.randn(200, 1, generator=g, dtype=torch.float64) * 0.5
+    radius = torch.rand(200, 1, generator=g, dtype=torch.float64) * 0.5
+    lower, upper = centre - radius, centre + radius
+    lo, hi = interval_bounds(layer, lower, upper)
+    values = layer(lower + torch.linspace(0, 1, 20001, dtype=torch.float64) * (upper - lower))
+    assert (values >= lo - 1e-12).all() and (values <= hi + 1e-12).all()
+    assert (lo >= values.amin(1, keepdim=True) - 1e-3).all() and (hi <= values.amax(1, keepdim=True) + 1e-3).all()
+
+
+def test_a_sample_across_the_softplus_jump_is_not_certified():
+    """softplus(x; threshold=0.8) is 1.07 at 0.65 but 0.84 at 0.84: a class-0 logit softplus(x)
+    against a constant 1.0 falls inside the box [0.65, 0.85]."""
+    model = nn.Sequential(nn.Flatten(), nn.Softplus(1.0, 0.8), nn.Linear(1, 2)).double().eval()
+    with torch.no_grad():
+        model[2].weight.copy_(torch.tensor([[1.0], [0.0]]))
+        model[2].bias.copy_(torch.tensor([0.0, 1.0]))
+        x, y = torch.full((1, 1, 1, 1), 0.75, dtype=torch.float64), torch.tensor([0])
+        assert model(x).argmax(1).item() == 0 and model(x + 0.09).argmax(1).item() == 1
+    for method in ("ibp", "crown-ibp"):
+        assert certified_accuracy(model, (x, y), 0.1, method=method).certified == [False]
+
+
+@pytest.mark.parametrize("normalization, error, message", [
+    ((0.5, 0.0), ValueError, "normalization std must be finite and > 0"),
+    ((float("nan"), 0.5), ValueError, "normalization mean must be finite"),
+    (("0.5", "0.2"), TypeError, "normalization mean must be a number"),
+    (([0.5] * 3, [0.2] * 3), ValueError, "normalization has 3 values per channel but the input has shape"),
+])
+def test_bad_normalization_is_refused(normalization, error, message):
+    model, x, y = trained_digits_cnn()
+    with pytest.raises(error, match=message):
+        certified_accuracy(model, (x[:4], y[:4]), 0.01, normalization=normalization)
+
+
+def test_non_finite_logits_are_refused_naming_the_model():
+    model, x, y = trained_digits_cnn()
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken[-1].bias[3] = float("nan")
+    with pytest.raises(ValueError, match=r"^model: logits hold NaN or inf for 4 of 4 samples of batch 0"):
+        certified_accuracy(broken, (x[:4], y[:4]), 0.01)
+
+
+def _without_nines(items):
+    """A collate that filters samples out (here label 9), as users write to skip bad ones."""
+    x, y = default_collate(items)
+    return x[y != 9], y[y != 9]
+
+
+def test_no_samples_are_refused_and_an_empty_batch_is_skipped():
+    model, x, y = trained_digits_cnn()
+    with pytest.raises(ValueError, match=r"^data: no samples$"):
+        certified_accuracy(model, (x[:0], y[:0]), 0.01)
+    nines, others = ((y == 9).nonzero().flatten()[:3].tolist(), (y != 9).nonzero().flatten()[:12].tolist())
+    loader = DataLoader(TensorDataset(x, y), batch_sampler=[others[:5], nines, others[5:]], collate_fn=_without_nines)
+    report = certified_accuracy(model, loader, 0.01)
+    assert report == certified_accuracy(model, (x[others], y[others]), 0.01) and report.n_samples == 12
+
+
+def test_dtype_mismatch_and_half_precision_are_refused_by_name():
+    model, x, y = trained_digits_cnn()
+    with pytest.raises(TypeError, match=r"^data: x is torch.float64 but the model's parameters are torch.float32"):
+        certified_accuracy(model, (x[:4].double(), y[:4]), 0.01)
+    for half in (torch.float16, torch.bfloat16):
+        with pytest.raises(TypeError, match=rf"^model: {half} parameters; certification needs float32 or float64"):
+            certified_accuracy(copy.deepcopy(model).to(half), (x[:4].to(half), y[:4]), 0.01)
+        with pytest.raises(TypeError, match=rf"^data: x is {half}; certification needs float32 or float64"):
+            certified_accuracy(nn.Sequential(nn.Flatten()), (x[:4].to(half), y[:4]), 0.01)
+    double = certified_accuracy(copy.deepcopy(model).double(), (x[:20].double(), y[:20]), 0.01)
+    assert double.certified == certified_accuracy(model, (x[:20], y[:20]), 0.01).certified

@@ -5,6 +5,7 @@ prediction."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -18,10 +19,11 @@ from .crown import bound_method, margin_bounds
 from .graph import model_steps
 
 
-@dataclass
+@dataclass(repr=False)
 class CertifiedReport:
     """What :func:`certified_accuracy` found: clean and certified accuracy over ``n_samples`` at
-    ``eps``, the per-sample verdicts in data order, and the bound method."""
+    ``eps``, the per-sample verdicts in data order, and the bound method. Printed as a one-line
+    summary (the verdicts stay in ``certified``)."""
 
     eps: float
     n_samples: int
@@ -29,6 +31,47 @@ class CertifiedReport:
     certified_accuracy: float
     certified: list[bool]  # per sample, in data order
     method: str  # "ibp" or "crown-ibp"
+
+    def __repr__(self) -> str:
+        return (f"CertifiedReport(method={self.method!r}, eps={self.eps:g}, n_samples={self.n_samples}, "
+                f"clean={self.clean_accuracy:.2%}, certified={self.certified_accuracy:.2%})")
+
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype | None:
+    """The one floating dtype of the model's parameters and buffers (None without any). Half
+    precision is refused: the bounds would be computed with its rounding errors, far larger than
+    the margins they certify, and a float copy's certificate is not the half model's."""
+    dtypes = {t.dtype for t in itertools.chain(model.parameters(), model.buffers()) if t.is_floating_point()}
+    if len(dtypes) > 1:
+        raise TypeError(f"model: parameters and buffers mix dtypes {sorted(map(str, dtypes))}; cast it to one "
+                        "(model.float() or model.double())")
+    dtype = next(iter(dtypes), None)
+    if dtype in _HALF:
+        raise TypeError(f"model: {dtype} parameters; certification needs float32 or float64 (half-precision "
+                        "rounding makes the bounds unsound): a float copy (model.float(), data in float32) can be "
+                        "certified, for that copy only")
+    return dtype
+
+
+def _check_dtype(x: torch.Tensor, model_dtype: torch.dtype | None) -> None:
+    """x in the model's dtype, and never half precision (see :func:`_model_dtype`)."""
+    if x.dtype in _HALF:
+        raise TypeError(f"data: x is {x.dtype}; certification needs float32 or float64 inputs (x.float())")
+    if model_dtype is not None and x.dtype != model_dtype:
+        raise TypeError(f"data: x is {x.dtype} but the model's parameters are {model_dtype}: cast one to the "
+                        f"other (x.to({model_dtype}) or model.to({x.dtype}))")
+
+
+def _check_logits(logits: torch.Tensor, n: int, index: int) -> None:
+    """Logits [n, K], all finite (a NaN would count as a class and an accuracy)."""
+    if logits.dim() != 2 or logits.shape[0] != n:
+        raise ValueError(f"model: expected logits [{n}, K], got {list(logits.shape)}")
+    bad = ~logits.isfinite().all(1)
+    if bool(bad.any()):
+        raise ValueError(f"model: logits hold NaN or inf for {int(bad.sum())} of {n} samples of batch {index}")
 
 
 def _check_inside(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, index: int) -> None:
@@ -54,7 +97,11 @@ def certified_accuracy(model: nn.Module, data, eps: float, *, bounds=(0.0, 1.0),
 
     Only models whose every module has known exact semantics are bounded (see
     :mod:`robustkernels.certify.graph`); anything else raises
-    :class:`~robustkernels.certify.NotBoundable` naming the module, before any work."""
+    :class:`~robustkernels.certify.NotBoundable` naming the module, before any work. The model
+    and x are float32 or float64 (the same); half-precision models are refused (certify a
+    ``model.float()`` copy, whose certificate is that copy's); autocast is off inside. Works
+    inside ``torch.no_grad()`` and ``torch.inference_mode()``; empty batches are skipped, data
+    without samples is refused."""
     eps = non_negative("eps", eps)
     if not math.isfinite(eps):
         raise ValueError(f"eps must be finite, got {eps!r}")
@@ -63,17 +110,19 @@ def certified_accuracy(model: nn.Module, data, eps: float, *, bounds=(0.0, 1.0),
     check_normalization(normalization)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    device = model_device(model)
+    device, dtype = model_device(model), _model_dtype(model)
     certified, correct = [], 0
-    with frozen_model(model, "eval"), torch.no_grad():
+    with frozen_model(model, "eval"), torch.no_grad(), torch.autocast(device.type, enabled=False):
         model_steps(model, normalization)  # refuse an unknown module before reading any data
         for xb, yb, index in batches(data, batch_size):
+            if len(yb) == 0:
+                continue
+            _check_dtype(xb, dtype)
             xb, yb = xb.to(device), yb.to(device)
             lo, hi = broadcast_bounds(bounds, xb)
             _check_inside(xb, lo, hi, index)
             logits = model(normalize(xb, normalization))
-            if logits.dim() != 2 or logits.shape[0] != len(xb):
-                raise ValueError(f"model: expected logits [{len(xb)}, K], got {list(logits.shape)}")
+            _check_logits(logits, len(xb), index)
             check_label_range(yb, logits.shape[1])
             right = logits.argmax(1) == yb
             box = torch.maximum(xb - eps, lo), torch.minimum(xb + eps, hi)

@@ -17,10 +17,13 @@ Neither CROWN-IBP nor IBP is always the tighter (Zhang et al. 2020, Sec. 3), so
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..common import grad_enabled, normal_tensor
 from .graph import Affine, Block, Monotone, model_steps
 from .ibp import Box, ibp_margins, input_boxes, split_last_linear, step_bounds
 
@@ -32,6 +35,20 @@ def bound_method(name: str, value: str) -> str:
     if value not in BOUND_METHODS:
         raise ValueError(f"{name} must be one of {BOUND_METHODS}, got {value!r}")
     return value
+
+
+def _bounding_mode(bound):
+    """Run ``bound(model, lower, ...)`` in the inputs' own precision (autocast off: half-precision
+    rounding would make the bounds unsound) with autograd usable even inside
+    ``torch.inference_mode()`` / ``torch.no_grad()`` (the backward pass takes transposes by
+    autograd), recording gradients only when the caller does; the caller's inference-mode
+    tensors are copied into normal ones."""
+    @functools.wraps(bound)
+    def run(model, lower, *args, **kwargs):
+        record = torch.is_grad_enabled()
+        with grad_enabled(), torch.set_grad_enabled(record), torch.autocast(lower.device.type, enabled=False):
+            return bound(model, *map(normal_tensor, (lower, *args)), **kwargs)
+    return run
 
 
 def _sum_last(t: torch.Tensor) -> torch.Tensor:
@@ -135,6 +152,7 @@ def _crown_margins(steps: list, boxes: list[Box], lower: torch.Tensor, upper: to
     return c if A is None else concretize(A, c, (lower, upper))
 
 
+@_bounding_mode
 def crown_ibp_margins(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, y: torch.Tensor, *,
                       normalization=None) -> torch.Tensor:
     """[B, K]: CROWN-IBP lower bounds on ``z_y - z_j`` over the box ``[lower, upper]``; column y is 0."""
@@ -142,6 +160,7 @@ def crown_ibp_margins(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor
     return _crown_margins(steps, input_boxes(steps, lower, upper), lower, upper, y)
 
 
+@_bounding_mode
 def margin_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, y: torch.Tensor,
                   method: str = "crown-ibp", *, normalization=None) -> torch.Tensor:
     """[B, K] sound lower bounds on ``z_y - z_j`` over the box: ``"ibp"`` (last layer folded

@@ -3,19 +3,25 @@ the module tree, or a :class:`NotBoundable` error that names the first module we
 
 A module is accepted only when its *exact* class is one listed here (a subclass may change the
 function through its own ``forward`` or any helper, so it is refused), it has no forward hooks
-or pre-hooks, and every option that changes its function is handled exactly or refused. Steps:
+or pre-hooks, no method replaced on the instance (``m.forward = ...``), and every option that
+changes its function is handled exactly or refused. A module used at several places of a
+Sequential is bounded at each of them. Steps:
 
 - :class:`Affine`: ``center -> f(center)``, ``radius -> |f|(radius)`` (Linear, Conv2d with any
   padding mode, BatchNorm in eval with running statistics, the IBP layers with their eval
   masks, input normalisation, average pooling, Flatten, Identity, Dropout in eval);
 - :class:`Monotone`: a non-decreasing map, bounds map to bounds (ReLU, LeakyReLU with slope
-  >= 0, ReLU6, Hardtanh, Tanh, Sigmoid, ELU with alpha in [0, 1], Softplus, max pooling);
-- :class:`LeakyNegative`: LeakyReLU with a negative slope, bounded exactly piecewise;
+  >= 0, ReLU6, Hardtanh, Tanh, Sigmoid, ELU with alpha in [0, 1], max pooling);
+- :class:`Elementwise`: an elementwise map that is not monotone, with its own exact interval
+  function (LeakyReLU with a negative slope; Softplus, which jumps down where torch switches it
+  to the identity);
 - :class:`Block`: a pre-activation residual block ``main(head(x)) + (x | shortcut(head(x)))``.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -59,8 +65,10 @@ class Monotone:
 
 
 @dataclass
-class LeakyNegative:
-    slope: float
+class Elementwise:
+    """An elementwise map that is not monotone; ``bounds(lower, upper)`` -> ``(low, high)`` its
+    exact range on each interval (same shapes as the input)."""
+    bounds: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -125,7 +133,7 @@ def _activation(path, m):
         return Monotone(F.relu, "relu")
     if t is nn.LeakyReLU:
         slope = float(m.negative_slope)
-        return Monotone(lambda h: F.leaky_relu(h, slope)) if slope >= 0 else LeakyNegative(slope)
+        return Monotone(lambda h: F.leaky_relu(h, slope)) if slope >= 0 else Elementwise(_leaky_negative(slope))
     if t in (nn.ReLU6, nn.Hardtanh):
         if not m.min_val <= m.max_val:
             _refuse(path, m, "min_val above max_val")
@@ -135,12 +143,41 @@ def _activation(path, m):
             _refuse(path, m, f"ELU with alpha={m.alpha} is not monotone")
         return Monotone(lambda h: F.elu(h, m.alpha))
     if t is nn.Softplus:
-        return Monotone(lambda h: F.softplus(h, m.beta, m.threshold))
+        return _softplus(path, m)
     if t is nn.Tanh:
         return Monotone(torch.tanh)
     if t is nn.Sigmoid:
         return Monotone(torch.sigmoid)
     return None
+
+
+def _leaky_negative(slope: float):
+    """Interval function of a LeakyReLU with slope < 0: decreasing below 0, minimum 0 at 0."""
+    def bounds(lower, upper):
+        low = torch.where(lower >= 0, lower, torch.where(upper <= 0, slope * upper, torch.zeros_like(lower)))
+        high = torch.where(lower >= 0, upper, torch.where(upper <= 0, slope * lower,
+                                                          torch.maximum(upper, slope * lower)))
+        return low, high
+    return bounds
+
+
+def _softplus(path, m) -> Elementwise:
+    """torch's softplus is ``log1p(exp(beta x)) / beta`` where ``beta x <= threshold`` and ``x``
+    where ``beta x > threshold``: both pieces increase, but it jumps down at the switch
+    ``s = threshold / beta`` (by ``log1p(exp(-threshold)) / beta``). An interval across the
+    switch therefore reaches the values of both pieces there."""
+    beta, threshold = float(m.beta), float(m.threshold)
+    if beta == 0 or not math.isfinite(beta):
+        _refuse(path, m, f"Softplus with beta={m.beta} is not a finite function")
+
+    def bounds(lower, upper):
+        low, high = F.softplus(lower, beta, threshold), F.softplus(upper, beta, threshold)
+        crossing = (lower * beta > threshold) != (upper * beta > threshold)
+        switch = torch.tensor(threshold / beta, dtype=lower.dtype, device=lower.device)
+        pieces = torch.stack([switch, F.softplus(switch, beta, math.inf)])  # identity, smooth piece at s
+        return (torch.where(crossing, torch.minimum(low, pieces.min()), low),
+                torch.where(crossing, torch.maximum(high, pieces.max()), high))
+    return Elementwise(bounds)
 
 
 def _pool(path, m):
@@ -189,6 +226,18 @@ def _check_hooks(path: str, m: nn.Module) -> None:
         _refuse(path, m, "it has forward hooks, which may change its output")
 
 
+def _check_own_methods(path: str, m: nn.Module) -> None:
+    """The bound code follows the class; an instance attribute that shadows one of its methods
+    (``m.forward = ...``, ``m._conv_forward = ...``) or a compiled call that is not the module's
+    own (``module.compile()`` is) would run instead."""
+    for name in vars(m):
+        if callable(inspect.getattr_static(type(m), name, None)):
+            _refuse(path, m, f"its instance replaces the method {name!r}, which may change its function")
+    compiled = vars(m).get("_compiled_call_impl")
+    if compiled is not None and getattr(compiled, "_torchdynamo_orig_callable", None) != m._call_impl:
+        _refuse(path, m, "_compiled_call_impl is not torch.compile of its own call")
+
+
 def _children(path: str, m: nn.Module, names) -> list:
     out = []
     for name in names:
@@ -203,11 +252,12 @@ def steps_of(m: nn.Module, path: str = "") -> list:
     if not isinstance(m, nn.Module):
         raise TypeError(f"{where}: expected an nn.Module, got {type(m).__name__}")
     _check_hooks(where, m)
+    _check_own_methods(where, m)
     if is_stochastic(m):
         _refuse(where, m, "a stochastic layer; its output is not a function of the input")
     t = type(m)
-    if t is nn.Sequential:
-        return [s for name, child in m.named_children() for s in steps_of(child, f"{path}.{name}" if path else name)]
+    if t is nn.Sequential:  # _modules, not named_children(), which skips a module's second use
+        return [s for name, child in m._modules.items() for s in steps_of(child, f"{path}.{name}" if path else name)]
     if t in (PreActResNet, WideResNet):
         return _children(path, m, ("conv1", "blocks", "bn", "act", "pool", "flatten", "fc"))
     if t is PreActBlock:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .graph import Affine, Block, LeakyNegative, Monotone, model_steps
+from .graph import Affine, Block, Elementwise, Monotone, model_steps
 
 Box = tuple[torch.Tensor, torch.Tensor]
 
@@ -19,11 +19,8 @@ def step_bounds(step, lower: torch.Tensor, upper: torch.Tensor) -> Box:
         return center - radius, center + radius
     if isinstance(step, Monotone):
         return step.f(lower), step.f(upper)
-    if isinstance(step, LeakyNegative):  # slope s < 0: decreasing below 0, minimum 0 at 0
-        s = step.slope
-        low = torch.where(lower >= 0, lower, torch.where(upper <= 0, s * upper, torch.zeros_like(lower)))
-        high = torch.where(lower >= 0, upper, torch.where(upper <= 0, s * lower, torch.maximum(upper, s * lower)))
-        return low, high
+    if isinstance(step, Elementwise):
+        return step.bounds(lower, upper)
     if isinstance(step, Block):
         pre = steps_bounds(step.head, lower, upper)
         main = steps_bounds(step.main, *pre)

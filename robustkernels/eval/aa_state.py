@@ -1,48 +1,137 @@
 """A resumable AutoAttack run: per-batch verdicts in a JSON state file, written atomically after
-every batch and tied to what produced them (the model's weights, the data batch by batch, the
-version, attacks, norm, eps, seed and settings). A run killed at any moment (kill -9 included)
-and started again with ``resume=True`` skips the batches already done and gives the verdicts of
-an uninterrupted run; a state file written for anything else is refused, saying what differs.
-JSON holds numbers and strings only: reading it runs no code."""
+every batch and tied to what produced them (the model's weights, modules and outputs, the data
+batch by batch, the version, attacks, norm, eps, seed and settings). A run killed at any moment
+(kill -9 included) and started again with ``resume=True`` skips the batches already done and
+gives the verdicts of an uninterrupted run; a state file written for anything else is refused,
+saying what differs, and one whose content does not hold together (a batch's records not one per
+sample in order, or edited) is refused as damaged, naming the batch.
+JSON holds numbers and strings only: reading it runs no code.
+
+The model is identified three ways, because its weights alone do not fix its function (ReLU and
+Sigmoid networks share a ``state_dict``): the weights' digest, the digest of its module tree
+(each module's name, class and ``extra_repr``), and its fp32 logits on a fixed input drawn in
+the bounds with the data's sample shape from a seeded generator (:func:`outputs_fingerprint`,
+compared within :data:`OUTPUT_TOLERANCE` of the logits' scale, so that another thread count or
+backend does not refuse a file). A stochastic model's outputs differ from call to call: for it the
+fingerprint is the word ``"stochastic"``, and its weights and modules identify it."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import os
 import tempfile
 
 import torch
 from torch import nn
 
-FORMAT = "robustkernels-autoattack-state-1"
+from ..common import frozen_model, is_number
+from ..threat import broadcast_bounds
+
+FORMAT = "robustkernels-autoattack-state-2"
+FINGERPRINT_ROWS, FINGERPRINT_SEED = 4, 20240607
+OUTPUT_TOLERANCE = 1e-2  # of max(1, the largest |logit|): rounding of bf16 models passes, another function not
+# what differs, for identity entries that are not autoattack() arguments (those get "pass name=value")
+_DESCRIBED = {"model": "the model's weights", "model_structure": "the model's modules: their types or settings",
+              "model_outputs": "the model's outputs on a fixed input: the same weights and modules computing "
+                               "another function",
+              "world": "the number of processes", "fast": "fast's schedule, of another release"}
+_SHOWN_AS_WRITTEN = ("bounds", "normalization")  # kept as their repr in the file
+
+
+def _tensor_digest(h, t: torch.Tensor) -> None:
+    t = t.detach().cpu().contiguous()
+    h.update(f"{t.dtype}:{tuple(t.shape)}".encode())
+    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
 
 
 def model_digest(model: nn.Module) -> str:
     """SHA-256 of the model's parameters and buffers (names, dtypes, shapes, values)."""
     h = hashlib.sha256()
     for name, tensor in model.state_dict().items():
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(f"{name}:".encode())
+        _tensor_digest(h, tensor)
+    return h.hexdigest()
+
+
+def structure_digest(model: nn.Module) -> str:
+    """SHA-256 of the module tree: each module's name, class and ``extra_repr`` (a ReLU swapped
+    for a Sigmoid, or an LWTA of another temperature, changes it; the weights do not enter)."""
+    h = hashlib.sha256()
+    for name, module in model.named_modules():
+        kind = type(module)
+        h.update(f"{name}:{kind.__module__}.{kind.__qualname__}({module.extra_repr()})\n".encode())
     return h.hexdigest()
 
 
 def batch_digest(x: torch.Tensor, y: torch.Tensor) -> str:
     h = hashlib.sha256()
     for t in (x, y):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        _tensor_digest(h, t)
     return h.hexdigest()
 
 
-class RunState:
-    """The state of one resumable run (``path`` None: a no-op)."""
+def outputs_fingerprint(model: nn.Module, forward, x: torch.Tensor, bounds, stochastic: bool) -> list | str:
+    """The fp32 logits (a list of rows) of ``forward`` (the model behind its normalisation), in
+    eval mode, on :data:`FINGERPRINT_ROWS` inputs with ``x``'s sample shape, dtype and device,
+    uniform in ``bounds`` from a generator seeded with :data:`FINGERPRINT_SEED` (the global RNG
+    untouched; the data's values play no part: a changed batch is told by its digest);
+    ``"stochastic"`` for a stochastic model, whose outputs differ from call to call."""
+    if stochastic:
+        return "stochastic"
+    u = torch.rand((FINGERPRINT_ROWS, *x.shape[1:]), generator=torch.Generator().manual_seed(FINGERPRINT_SEED))
+    u = u.to(device=x.device, dtype=x.dtype if x.is_floating_point() else torch.float32)
+    lo, hi = broadcast_bounds(bounds, u)
+    with frozen_model(model, "eval"), torch.no_grad():
+        return forward((lo + (hi - lo) * u).to(u.dtype)).float().cpu().tolist()
 
-    def __init__(self, path, identity: dict, resume: bool):
+
+def same_outputs(written, now) -> bool:
+    """Whether two :func:`outputs_fingerprint` values agree (logits within the tolerance)."""
+    if not (isinstance(written, list) and isinstance(now, list)):
+        return written == now
+    try:
+        a, b = torch.tensor(written, dtype=torch.float64), torch.tensor(now, dtype=torch.float64)
+    except (TypeError, ValueError):  # not a table of numbers
+        return False
+    scale = max(1.0, float(b.abs().max())) if b.numel() else 1.0
+    return a.shape == b.shape and bool(((a - b).abs() <= OUTPUT_TOLERANCE * scale).all())
+
+
+def _records_check(digest: str, records: list) -> str:
+    """A checksum of a batch's records and data digest: an edited record no longer matches it."""
+    return hashlib.sha256(json.dumps([digest, records], separators=(",", ":")).encode()).hexdigest()
+
+
+def _is_flags(value, length: int) -> bool:
+    return isinstance(value, list) and len(value) == length and all(isinstance(v, bool) for v in value)
+
+
+def records_problem(records, index: int, size: int, attacks: int, passes: int) -> str | None:
+    """What is wrong with the stored records of batch ``index`` (``size`` samples), or None: one
+    record per sample, in order - ``[index, j, fell_at (0 .. attacks + 1), clean [passes],
+    robust [passes], fooled_by [attacks]]``."""
+    if not isinstance(records, list) or len(records) != size:
+        held = len(records) if isinstance(records, list) else type(records).__name__
+        return f"batch {index} holds {held} records for its {size} samples"
+    for j, r in enumerate(records):
+        if not isinstance(r, list) or len(r) != 6 or r[:2] != [index, j]:
+            return f"batch {index}: record {j} is not sample {j} of the batch ({json.dumps(r)[:60]})"
+        fell_at = r[2]
+        if not (isinstance(fell_at, int) and not isinstance(fell_at, bool) and 0 <= fell_at <= attacks + 1
+                and _is_flags(r[3], passes) and _is_flags(r[4], passes) and _is_flags(r[5], attacks)):
+            return f"batch {index}: record {j} is malformed ({json.dumps(r)[:60]})"
+    return None
+
+
+class RunState:
+    """The state of one resumable run (``path`` None: a no-op). ``later``: identity entries known
+    only once data arrive (:meth:`confirm`); a loaded file is compared on the others at once."""
+
+    def __init__(self, path, identity: dict, resume: bool, later: tuple[str, ...] = ()):
         self.path, self.identity, self.batches = None if path is None else os.fspath(path), identity, {}
-        self.seconds, self.attacked = {}, {}
+        self.seconds, self.attacked, self.written = {}, {}, None
         self.channels_last: bool | None = None  # the layout "auto" chose, kept for the resumed run (None: none yet)
         self.autocast: str | None = None  # the precision "auto" chose, recorded with the layout
         if self.path is None:
@@ -53,9 +142,17 @@ class RunState:
             if not resume:
                 raise ValueError(f"state_path {self.path!r} exists: pass resume=True (--resume) to continue that "
                                  "run, or remove the file")
-            self._load()
+            self._load(later)
 
-    def _load(self) -> None:
+    @property
+    def active(self) -> bool:
+        """Whether a state file is kept."""
+        return self.path is not None
+
+    def _damaged(self, what: str) -> ValueError:
+        return ValueError(f"the state file {self.path!r} is damaged: {what}; remove it to start the run afresh")
+
+    def _load(self, later: tuple[str, ...]) -> None:
         try:
             with open(self.path) as f:
                 state = json.load(f)
@@ -63,30 +160,88 @@ class RunState:
             raise ValueError(f"state_path {self.path!r} is not a readable AutoAttack state file ({exc})") from None
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise ValueError(f"state_path {self.path!r} is not an AutoAttack state file of this version")
-        differs = sorted(k for k in set(self.identity) | set(state.get("identity", {}))
-                         if self.identity.get(k) != state["identity"].get(k))
+        self._parse(state)
+        differs = sorted(k for k in set(self.identity) | set(self.written)
+                         if k not in later and self.identity.get(k) != self.written.get(k))
         if differs:
-            raise ValueError(f"state_path {self.path!r} was written by another run: {', '.join(differs)} differ")
-        self.batches = {int(k): v for k, v in state["batches"].items()}
-        self.seconds, self.attacked = state["seconds"], state["attacked"]
-        self.channels_last = state.get("channels_last") is True
-        self.autocast = state.get("autocast") if state.get("autocast") in ("bf16", "fp16") else None
+            raise self._another_run(differs)
 
-    def done(self, index: int, digest: str) -> list | None:
-        """The stored records of batch ``index``, or None when it is still to do; a batch whose
-        data changed is refused."""
+    def _parse(self, state: dict) -> None:
+        """The loaded file's parts, each checked for its type (not yet against the batches)."""
+        identity, batches = state.get("identity"), state.get("batches")
+        if not isinstance(identity, dict):
+            raise self._damaged("its 'identity' is missing or not a mapping")
+        if not isinstance(batches, dict):
+            raise self._damaged("its 'batches' are missing or not a mapping")
+        for key, entry in batches.items():
+            if not key.isdigit():
+                raise self._damaged(f"batch {key!r} is not a batch number")
+            if not (isinstance(entry, dict) and isinstance(entry.get("digest"), str)
+                    and isinstance(entry.get("check"), str) and isinstance(entry.get("records"), list)):
+                raise self._damaged(f"batch {key} lacks its digest, check or records")
+        counters = [state.get("seconds"), state.get("attacked")]
+        if not all(isinstance(c, dict) and all(is_number(v) and v >= 0 for v in c.values()) for c in counters):
+            raise self._damaged("its 'seconds' and 'attacked' must map attacks to numbers >= 0")
+        if state.get("channels_last") not in (True, False, None) or state.get("autocast") not in ("bf16", "fp16", None):
+            raise self._damaged("its 'channels_last' or 'autocast' holds no lever's value")
+        self.written, self.batches = identity, {int(k): v for k, v in batches.items()}
+        self.seconds, self.attacked = counters
+        self.channels_last, self.autocast = state.get("channels_last"), state.get("autocast")
+
+    def _another_run(self, keys) -> ValueError:
+        """The refusal of a file written by another run: each entry that differs, and for a
+        setting of autoattack() the value to pass."""
+        parts = []
+        for key in keys:
+            written = self.written.get(key)
+            if key in _DESCRIBED:
+                parts.append(f"{key} differs ({_DESCRIBED[key]})")
+            else:
+                shown = written if key in _SHOWN_AS_WRITTEN else repr(written)
+                parts.append(f"{key} differs (pass {key}={shown} as when the state file was written)")
+        return ValueError(f"state_path {self.path!r} was written by another run: {'; '.join(parts)}")
+
+    def confirm(self, key: str, value, same=operator.eq) -> None:
+        """Add ``key`` (one of ``later``) to the identity; a loaded file must agree with it
+        (``same(written, value)``)."""
+        if not self.active:
+            return
+        if self.written is not None and not same(self.written.get(key), value):
+            raise self._another_run([key])
+        self.identity[key] = value
+
+    def check_counters(self, attacks) -> None:
+        """A resumed file's time and point counts are the ``attacks``' (none before a first batch)."""
+        names = set(attacks) if self.batches else set()
+        if self.active and not set(self.seconds) == set(self.attacked) == names:
+            raise self._damaged(f"its 'seconds' and 'attacked' name {sorted(self.seconds)} and "
+                                f"{sorted(self.attacked)}, not the run's attacks {sorted(names)}")
+
+    def done(self, index: int, digest: str, size: int, attacks: int, passes: int) -> list | None:
+        """The stored records of batch ``index`` (``size`` samples, ``attacks`` attacks and
+        ``passes`` evaluation passes), or None when it is still to do. A batch whose data changed
+        is refused; records that are not one per sample in order, or were edited, are damage."""
         entry = self.batches.get(index)
         if entry is None:
             return None
         if entry["digest"] != digest:
+            stored = len(entry["records"])
+            sizes = "" if stored == size else (f" ({size} samples here, {stored} there: pass the batch size of the run "
+                                               "that wrote it)")
             raise ValueError(f"state_path {self.path!r}: batch {index} of the data differs from the run that "
-                             "wrote the state")
+                             f"wrote the state{sizes}")
+        problem = records_problem(entry["records"], index, size, attacks, passes)
+        if problem is None and entry["check"] != _records_check(digest, entry["records"]):
+            problem = f"batch {index}: its records were edited (their checksum differs)"
+        if problem is not None:
+            raise self._damaged(problem)
         return [tuple(r) for r in entry["records"]]
 
     def add(self, index: int, digest: str, records: list, seconds: dict, attacked: dict) -> None:
         if self.path is None:
             return
-        self.batches[index] = {"digest": digest, "records": records}
+        records = json.loads(json.dumps(records))  # as the file holds them (lists), for the checksum
+        self.batches[index] = {"digest": digest, "check": _records_check(digest, records), "records": records}
         self.seconds, self.attacked = dict(seconds), dict(attacked)
         payload = {"format": FORMAT, "identity": self.identity, "seconds": self.seconds, "attacked": self.attacked,
                    "channels_last": self.channels_last, "autocast": self.autocast,

@@ -41,13 +41,13 @@ import torch
 from torch import nn
 
 from ..attacks.losses import objective
-from ..common import frozen_model, model_device, positive_int, progress_bar, rank_and_world
+from ..common import frozen_model, grad_enabled, model_device, normal_tensor, positive_int, progress_bar, rank_and_world
 from ..data import batches, check_label_range
 from ..machine import native_bf16
 from ..ops import draw_seed
 from ..threat import ThreatModel, normalize
 from .aa_report import AutoAttackReport
-from .aa_state import RunState, batch_digest, model_digest
+from .aa_state import RunState, batch_digest, model_digest, outputs_fingerprint, same_outputs, structure_digest
 from .levers import check_autocast, check_lever
 from .probe import check_classes_for, checked_logits
 from .setup import AUTO_EOT, eot_and_repeats, model_setup
@@ -169,8 +169,10 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
         state_path, resume: a JSON state file of per-batch verdicts, written atomically after every
             batch (:mod:`robustkernels.eval.aa_state`); with ``resume=True`` a killed run
             continues where it stopped and gives the verdicts of an uninterrupted one. The file
-            is tied to the model's weights, the data, the version, attacks, norm, eps, seed and
-            settings: anything else is refused.
+            is tied to the model (its weights, modules and outputs on a fixed input), the data
+            batch by batch, the version, attacks, norm, eps, seed, batch size and settings: a file
+            of another run is refused, saying what differs and which setting to pass; a damaged
+            one (records not one per sample of their batch, or edited) is refused naming the batch.
         autocast: ``"bf16"``/``"fp16"``: the gradient attacks (APGD, smoothed PGD) run the model in that
             precision (FAB and Square stay in fp32); a point counts as fooled, inside an attack
             and in the report, only if an fp32 pass agrees. ``"auto"`` (the default): bf16 for
@@ -204,7 +206,7 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
                              repeats=repeats, steps=steps, n_queries=n_queries, n_target_classes=n_target_classes,
                              progress=progress, bpda=bpda, attacks=attacks, individual=individual,
                              state_path=state_path, resume=resume, channels_last=channels_last, compile=compile,
-                             rank=rank, world=world)
+                             rank=rank, world=world, batch_size=batch_size)
         for x, y, index in progress_bar(batches(data, batch_size, rank, world), desc="autoattack", enabled=progress,
                                         leave=False):
             run.add(x, y, index)
@@ -218,10 +220,11 @@ def autoattack_run(model: nn.Module, *, eps: float, norm: str = "linf", version:
                    eot_batched="auto", repeats="auto", steps: int = 100, n_queries: int = 5000,
                    n_target_classes: int = 9, progress: bool = True, bpda="auto", attacks=None,
                    individual: bool = False, state_path=None, resume: bool = False, channels_last="auto",
-                   compile=False, rank: int = 0, world: int = 1) -> AutoAttackRun:
+                   compile=False, rank: int = 0, world: int = 1, batch_size: int | None = None) -> AutoAttackRun:
     """An :class:`AutoAttackRun` with :func:`autoattack`'s settings checked, to feed batches to
-    (``rank`` / ``world``: this process's share of a ``torch.distributed`` run). A seed left None
-    is drawn from the global RNG."""
+    (``rank`` / ``world``: this process's share of a ``torch.distributed`` run; ``batch_size``:
+    the batches' size where the caller fixes it, kept in the state file). A seed left None is
+    drawn from the global RNG."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     threat = ThreatModel.build(eps, norm, bounds, normalization)
@@ -241,7 +244,7 @@ def autoattack_run(model: nn.Module, *, eps: float, norm: str = "linf", version:
     check_autocast(autocast)
     plan = dict(version=version, attacks=attacks, individual=individual, repeats=repeats, bpda=bpda,
                 progress=progress, autocast=autocast, state_path=state_path, resume=resume,
-                channels_last=channels_last, compile=compile)
+                channels_last=channels_last, compile=compile, batch_size=batch_size)
     options = dict(autocast=autocast, active_set=active_set, eot_batched=eot_batched,
                    steps=positive_int("steps", steps), n_queries=positive_int("n_queries", n_queries),
                    n_target_classes=positive_int("n_target_classes", n_target_classes))
@@ -294,7 +297,8 @@ class AutoAttackRun:
         self.layout = bool(channels_last)
 
     def _start(self, x) -> None:
-        """The model's setup and the cascade, from the first batch."""
+        """The model's setup and the cascade, from the first batch with samples (the probes,
+        the probabilities check and the levers' timing mean nothing on an empty one)."""
         recorded = self.state.channels_last is not None  # a resumed run keeps the levers chosen
         layout = self.state.channels_last if recorded else self.layout
         autocast = self.state.autocast if recorded else self._autocast()
@@ -302,8 +306,13 @@ class AutoAttackRun:
         self.state.channels_last, self.state.autocast = self.setup.levers.channels_last, self.setup.levers.autocast
         self.options["autocast"] = self.setup.levers.autocast
         self.probabilities = _outputs_probabilities(self.model, self.setup, x)
+        if self.state.active:  # the model's function, beyond its weights and modules
+            fingerprint = outputs_fingerprint(self.model, self.setup.forward, x, self.threat.bounds,
+                                              self.setup.stochastic)
+            self.state.confirm("model_outputs", fingerprint, same_outputs)
         self.cascade = _cascade_for(self.model, self.setup, self.threat, self.seed, self.plan, self.options)
         self.reps = eot_and_repeats(self.setup.stochastic, repeats=self.plan["repeats"])[1]
+        self.state.check_counters(self.cascade.names)
         self.cascade.seconds.update(self.state.seconds)
         self.cascade.attacked.update(self.state.attacked)
 
@@ -319,16 +328,20 @@ class AutoAttackRun:
         return ("bf16" if native_bf16(self.device) else None) if self.world > 1 else "auto"
 
     def add(self, x, y, index: int) -> torch.Tensor:
-        """Batch ``index`` (x [B, ...], y [B]): its verdicts recorded; robust [B] bool (CPU)."""
+        """Batch ``index`` (x [B, ...], y [B]): its verdicts recorded; robust [B] bool (CPU). An
+        empty batch has nothing to attack or record."""
+        if len(y) == 0:
+            return torch.zeros(0, dtype=torch.bool)
         digest = batch_digest(x, y)
-        x, y = x.to(self.device), y.to(self.device)
-        if self.cascade is None:
-            self._start(x)
-        check_label_range(y, self.setup.classes, f"data (batch {index})")
-        batch = self.state.done(index, digest)
-        if batch is None:  # not in the state file: attack it
-            batch = self._attack(x, y, index)
-            self.state.add(index, digest, batch, self.cascade.seconds, self.cascade.attacked)
+        with grad_enabled():  # inside the caller's torch.inference_mode() too
+            x, y = normal_tensor(x.to(self.device)), normal_tensor(y.to(self.device))
+            if self.cascade is None:
+                self._start(x)
+            check_label_range(y, self.setup.classes, f"data (batch {index})")
+            batch = self.state.done(index, digest, len(y), len(self.cascade.names), self.reps)
+            if batch is None:  # not in the state file: attack it
+                batch = self._attack(x, y, index)
+                self.state.add(index, digest, batch, self.cascade.seconds, self.cascade.attacked)
         self.records += batch
         return torch.tensor([r[2] > len(self.cascade.names) for r in batch], dtype=torch.bool)
 
@@ -349,6 +362,8 @@ class AutoAttackRun:
                  fooled_by[j].tolist()) for j in range(len(y))]
 
     def report(self) -> AutoAttackReport:
+        if self.cascade is None:
+            raise ValueError("autoattack: every batch was empty; there are no samples to evaluate")
         records = sorted(_all_processes(self.records, self.world))
         setup = self.setup
         report = _report(self.cascade, self.threat, setup.stochastic, self.reps, self.options["autocast"], records,
@@ -365,20 +380,23 @@ def _state(model, threat, seed, plan, options, rank, world) -> RunState:
         return RunState(None, {}, False)
     if world > 1:
         path = f"{os.fspath(path)}.rank{rank}"
-    identity = {"model": model_digest(model), "norm": threat.norm, "eps": threat.eps, "seed": seed,
+    identity = {"model": model_digest(model), "model_structure": structure_digest(model),
+                "norm": threat.norm, "eps": threat.eps, "seed": seed,
                 "bounds": repr(threat.bounds), "normalization": repr(threat.normalization),
                 "version": plan["version"], "attacks": list(plan["attacks"] or []), "individual": plan["individual"],
-                "repeats": str(plan["repeats"]), "world": world, "autocast": plan["autocast"],
-                "channels_last": plan["channels_last"], "compile": plan["compile"],
+                "repeats": plan["repeats"], "world": world, "autocast": plan["autocast"],
+                "channels_last": plan["channels_last"], "compile": plan["compile"], "batch_size": plan["batch_size"],
                 # fast's schedule changes between releases: a state file of another one is refused
                 "fast": FAST_DESCRIPTION[threat.norm] if plan["version"] == "fast" else None,
                 **{k: options[k] for k in ("steps", "n_queries", "n_target_classes")}}
-    return RunState(path, identity, plan["resume"])
+    return RunState(path, identity, plan["resume"], later=("model_outputs",))
 
 
 def _outputs_probabilities(model, setup, x) -> bool:
     """The original's check: a model whose rows are non-negative and sum to 1 returns
     probabilities, not logits - the CE gradient through a softmax of them is masked."""
+    if len(x) == 0:  # no rows: nothing to judge (all() of nothing is True)
+        return False
     with frozen_model(model, "eval"), torch.no_grad():  # eval mode: BatchNorm statistics untouched
         out = setup.forward(x[:64]).float()
     if bool((out >= 0).all()) and bool(((out.sum(dim=1) - 1).abs() < 1e-4).all()):

@@ -46,9 +46,6 @@ FAST_MEASURED = {
            "CNN (L1 eps 12) in 1/14.1 (seed 0, 500 test images, 2-core AMD EPYC, bf16 as timed; fp32 +1.6 / +0.2 in "
            "1/6.6 / 1/12.5): in L1 fast is a coarse screen"),
 }
-# what a masking sign means for fast's figure (the same measurements)
-FAST_IF_MASKED = ("in Linf, on the model where these signs showed, fast measured -0.2 to +0.2 points against "
-                  "standard in bf16 and +0.0 to +0.2 in fp32")
 
 ATTACKS = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr", "md", "smoothed-pgd", "square")
 WHITE_BOX = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr", "md", "smoothed-pgd")

@@ -151,3 +151,25 @@ def test_real_data_tests_skip_or_fail_by_one_setting(require, tmp_path):
     assert where in proc.stdout, proc.stdout
     assert (proc.returncode != 0) == (require == "1"), proc.stdout
     assert ("1 skipped" in proc.stdout) == (require == "")
+
+
+def test_evaluate_probes_the_first_batch_with_samples():
+    from torch.utils.data import TensorDataset
+
+    from robustkernels.models import build_model
+
+    def collate(items):  # a loader whose sampler may hand out an empty batch
+        if not items:
+            return torch.empty(0, 1, 8, 8), torch.empty(0, dtype=torch.int64)
+        return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+
+    torch.manual_seed(0)
+    model = build_model("cnn", activation="lwta", in_channels=1, image_size=8).eval()  # stochastic
+    _, x, y = trained_digits_cnn()
+    data = TensorDataset(x[:16], y[:16])
+    loader = DataLoader(data, batch_sampler=[[], list(range(8)), list(range(8, 16))], collate_fn=collate)
+    report = evaluate(model, loader, eps=0.1, attacks=["fgsm"], checks=False, progress=False, repeats=1, eot_iter=2)
+    assert report.stochastic and report.n_samples == 16
+    with pytest.raises(ValueError, match="data: no samples"):
+        evaluate(model, DataLoader(data, batch_sampler=[[]], collate_fn=collate), eps=0.1, attacks=["fgsm"],
+                 checks=False, progress=False)

@@ -164,8 +164,11 @@ def _check_model(model: nn.Module, setup: ModelSetup, opts: EvalOptions) -> None
 def _one_pass(model, data, opts: EvalOptions, threat: ThreatModel, bpda, gen) -> tuple[RobustnessReport, ModelSetup]:
     """One pass over the data: each batch through the clean passes, every attack and the
     extras; then the report and the checks on the kept samples."""
-    stream = ((normal_tensor(x), normal_tensor(y), index) for x, y, index in batches(data, opts.batch_size))
-    first = next(stream)
+    # empty batches (a custom batch_sampler may yield them) carry nothing: the set-up probes the first with samples
+    stream = ((normal_tensor(x), normal_tensor(y), index) for x, y, index in batches(data, opts.batch_size) if len(y))
+    first = next(stream, None)
+    if first is None:
+        raise ValueError("data: no samples (every batch is empty)")
     setup = model_setup(model, threat, first[0], bpda, opts.channels_last, opts.compile)
     _check_model(model, setup, opts)
     runner = _Runner(model, setup, threat, opts, gen)
@@ -209,7 +212,8 @@ class _Extras:
             setup.base, eps=opts.eps, norm=opts.norm, version=opts.version, bounds=opts.bounds,
             normalization=opts.normalization, seed=draw_seed(gen), autocast=opts.autocast, progress=opts.progress,
             channels_last=opts.channels_last, compile=opts.compile, attacks=opts.aa_attacks,
-            individual=opts.aa_individual, state_path=opts.aa_state_path, resume=opts.aa_resume)
+            individual=opts.aa_individual, state_path=opts.aa_state_path, resume=opts.aa_resume,
+            batch_size=opts.batch_size)
         if self.aa is not None:
             self.aa.use_layout(setup.levers.channels_last)  # measured once, above
         names = CORRUPTIONS if opts.corruptions == "all" else tuple(opts.corruptions)

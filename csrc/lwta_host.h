@@ -31,4 +31,11 @@ inline LwtaLayout check_lwta_args(const at::Tensor& h, int64_t competitors, int6
   return {h.numel() / per_outer, dim_size, positions > 0 ? 1 : inner, positions, competitors};
 }
 
+// The backward's incoming gradient: h's shape, dtype and device, contiguous.
+inline void check_lwta_grad(const at::Tensor& grad, const at::Tensor& h) {
+  TORCH_CHECK(grad.device() == h.device(), "lwta_backward: grad is on ", grad.device(), " but h is on ", h.device());
+  TORCH_CHECK(grad.sizes() == h.sizes() && grad.scalar_type() == h.scalar_type() && grad.is_contiguous(),
+              "lwta_backward: grad must match h");
+}
+
 }  // namespace rk

@@ -3,6 +3,9 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <string>
+
 #include "cpu/simd.h"
 
 extern "C" {
@@ -26,8 +29,23 @@ bool cuda_built() {
 
 int64_t cpu_isa() { return simd_level(); }
 
+// "<TORCH_CUDA_ARCH_LIST> <source>" of a CUDA build (setup.py passes the list with ',' for ';'
+// and the source: env | visible | default); "" for a CPU-only build.
+#define RK_STRINGIFY_ARGS(...) #__VA_ARGS__
+#define RK_STRINGIFY(...) RK_STRINGIFY_ARGS(__VA_ARGS__)
+std::string cuda_arch_list() {
+#if defined(RK_WITH_CUDA) && defined(RK_CUDA_ARCHS) && defined(RK_CUDA_ARCH_SOURCE)
+  std::string archs = RK_STRINGIFY(RK_CUDA_ARCHS);
+  std::replace(archs.begin(), archs.end(), ',', ';');
+  return archs + " " + RK_STRINGIFY(RK_CUDA_ARCH_SOURCE);
+#else
+  return "";
+#endif
+}
+
 TORCH_LIBRARY(robustkernels_C, m) {
   m.def("cuda_built() -> bool", &cuda_built);
+  m.def("cuda_arch_list() -> str", &cuda_arch_list);
   // The ISA variant the CPU kernels run: 0 baseline, 1 AVX2, 2 AVX-512 (ROBUSTKERNELS_CPU_ISA caps it).
   m.def("cpu_isa() -> int", &cpu_isa);
   // Fills a contiguous float32 tensor with element offset + i of the uniform or normal stream;

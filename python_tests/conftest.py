@@ -4,7 +4,26 @@ set here, before robustkernels (or triton) is imported."""
 import os
 import pathlib
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+os.environ.setdefault("TRITON_INTERPRET", "1")  # the CPU tests' default; cuda tests refuse it (below)
+
+
+def triton_interpreted() -> bool:
+    """Whether our Triton kernels were decorated under TRITON_INTERPRET=1 (the setting is read
+    when a kernel is defined, so it is the kernels, not the variable, that say)."""
+    from robustkernels.kernels.triton import noise
+
+    return type(noise._noise_add_kernel).__name__ == "InterpretedFunction"
+
+
+def pytest_runtest_setup(item):
+    """cuda-marked tests are there to check the compiled kernels on the GPU: under Triton's
+    interpreter they would check the interpreter, so they fail at once and say how to run them."""
+    if "cuda" not in item.keywords or not torch.cuda.is_available():
+        return
+    if "triton" in robustkernels.available_backends("cuda") and (
+            os.environ.get("TRITON_INTERPRET") == "1" or triton_interpreted()):
+        pytest.fail("cuda tests check compiled Triton kernels, not the interpreter: run them with "
+                    "TRITON_INTERPRET=0 (e.g. TRITON_INTERPRET=0 pytest -m cuda)", pytrace=False)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

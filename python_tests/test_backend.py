@@ -198,3 +198,50 @@ def test_every_compiled_op_has_the_schema_of_its_python_twin():
         ours = _normalised_schema(op.op._opoverload._schema)
         theirs = _normalised_schema(getattr(torch.ops.robustkernels_C, op.compiled).default._schema)
         assert ours[1:] == theirs[1:], (op.name, ours, theirs)
+
+
+def test_cuda_tests_refuse_the_triton_interpreter(monkeypatch):
+    """On a GPU machine, a cuda-marked test run under TRITON_INTERPRET=1 (conftest's CPU default)
+    fails at set-up and says to run with TRITON_INTERPRET=0; other tests are left alone."""
+    from types import SimpleNamespace
+
+    from . import conftest
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(robustkernels, "available_backends", lambda device="cpu": ["reference", "triton"])
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    with pytest.raises(pytest.fail.Exception, match="TRITON_INTERPRET=0"):
+        conftest.pytest_runtest_setup(SimpleNamespace(keywords={"cuda": True}))
+    conftest.pytest_runtest_setup(SimpleNamespace(keywords={}))  # not a cuda test: runs
+    # the kernels, not only the variable: these were decorated by the interpreter in this process
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    if conftest.triton_interpreted():
+        with pytest.raises(pytest.fail.Exception, match="not the interpreter"):
+            conftest.pytest_runtest_setup(SimpleNamespace(keywords={"cuda": True}))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2, reason="needs two GPUs")
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_tensors_on_the_second_gpu(backend):
+    """Inputs on cuda:1 while cuda:0 is current: every op runs there (launch guards), outputs on
+    cuda:1, the same values as on the CPU reference backend."""
+    torch.manual_seed(13)
+    x, g = torch.rand(4, 6, 5, 5), torch.randn(4, 6, 5, 5)
+    one = torch.device("cuda", 1)
+    assert torch.cuda.current_device() == 0
+    with use_backend(backend):
+        pgd = ops.pgd_step(x.to(one), x.flip(0).to(one), g.to(one), step=0.01, eps=0.03)
+        lwta = ops.lwta(g.to(one), generator=torch.Generator().manual_seed(1))
+        noisy = ops.noisy_weight(g.to(one), 0.25, generator=torch.Generator().manual_seed(2))
+        draws = ops.philox_normal(1000, 5, 7, device=one, per_block=4)
+    with use_backend("reference"):
+        expected = (ops.pgd_step(x, x.flip(0), g, step=0.01, eps=0.03),
+                    ops.lwta(g, generator=torch.Generator().manual_seed(1)),
+                    ops.philox_normal(1000, 5, 7, per_block=4))
+    for got in (pgd, lwta, noisy, draws):
+        assert got.device == one
+    assert torch.equal(pgd.cpu(), expected[0]) and torch.equal(lwta.cpu(), expected[1])
+    assert torch.equal(draws.cpu(), expected[2])
+    torch.testing.assert_close(noisy.cpu(), ops.noisy_weight(g, 0.25, generator=torch.Generator().manual_seed(2)),
+                               rtol=1e-6, atol=1e-6)  # std: the device's torch.std, last bit

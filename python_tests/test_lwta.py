@@ -311,3 +311,95 @@ def test_non_finite_blocks_are_nan_and_the_others_untouched(backend, shape, comp
     assert torch.equal(y[~bad], clean_y[~bad]) and torch.equal(grad[~bad], clean_grad[~bad])
     ref_y, ref_grad, _ = run("reference", h, competitors=competitors, dim=dim, **kwargs)
     assert torch.equal(y.isnan(), ref_y.isnan()) and torch.equal(grad.isnan(), ref_grad.isnan())
+
+
+@pytest.mark.parametrize("backend", backend_params(("cpp", "triton")))
+@pytest.mark.parametrize("features, competitors", [(2 * 600, 2), (3 * 300, 3), (4 * 7, 4), (2 * 3, 2)], ids=str)
+@pytest.mark.parametrize("offset", [0, 3, 2**32 - 5])
+@pytest.mark.parametrize("mode", [0, 1])
+def test_features_layout_matches_reference_at_any_offset(backend, features, competitors, offset, mode):
+    """[B, F] features (inner 1), where the CPU kernel's tiles run along the blocks of a row: more
+    blocks than one tile holds, few, and counters that start mid Philox block or cross 2**32."""
+    torch.manual_seed(14)
+    h, g = torch.randn(3, features), torch.randn(3, features)
+    args = (competitors, features, 1, 0, 0.67, mode, 2**40 + 3, offset)
+    with robustkernels.use_backend("reference"):
+        expected = (lwta_forward(h, *args), lwta_backward(g, h, *args))
+    with robustkernels.use_backend(backend):
+        got = (lwta_forward(h, *args), lwta_backward(g, h, *args))
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+
+
+# ---- compiled kernels on a GPU: what the interpreter alone vouches for on the CPU ----
+
+def run_cuda(backend, h, **kwargs):
+    """:func:`run` with ``h`` on the GPU (its layout kept) on ``backend``; results on the CPU."""
+    x = h.detach().clone().cuda().requires_grad_(True)
+    weights = torch.linspace(-1, 1, h.numel()).view(h.shape).cuda()
+    with robustkernels.use_backend(backend):
+        y = ops.lwta(x, generator=seeded(), **kwargs)
+        (grad,) = torch.autograd.grad((y.float() * weights).sum(), x)
+    assert y.stride() == x.stride()  # the layout kept
+    return y.detach().cpu(), grad.cpu()
+
+
+GPU_LAYOUTS = {  # name: (h, competitors)
+    "channels_last": (lambda: torch.randn(4, 12, 9, 7).contiguous(memory_format=torch.channels_last), 2),
+    "channels_last U=3": (lambda: torch.randn(2, 9, 5, 6).contiguous(memory_format=torch.channels_last), 3),
+    "flat [B, F]": (lambda: torch.randn(64, 24), 2),
+    "flat [B, F] U=4": (lambda: torch.randn(33, 40), 4),
+    "U=3 padded to 4": (lambda: torch.randn(2, 9, 5, 5), 3),
+    "inner > 256": (lambda: torch.randn(2, 4, 17, 19), 2),
+    "inner > 256 U=3": (lambda: torch.randn(3, 6, 600), 3),
+}
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+@pytest.mark.parametrize("layout", list(GPU_LAYOUTS))
+@pytest.mark.parametrize("mode", ["soft", "hard", "argmax"])
+def test_cuda_layouts_match_reference(backend, layout, mode):
+    torch.manual_seed(11)
+    make, competitors = GPU_LAYOUTS[layout]
+    h = make()
+    kwargs = dict(competitors=competitors, hard=mode == "hard", mode="argmax" if mode == "argmax" else "sample")
+    y, grad = run_cuda(backend, h, **kwargs)
+    y_ref, grad_ref, _ = run("reference", h.contiguous(), **kwargs)
+    assert torch.equal(y, y_ref) and torch.equal(grad, grad_ref)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("competitors", [2, 3])
+def test_cuda_low_precision_matches_reference(backend, dtype, competitors):
+    """fp32 math, one rounding to bf16/fp16 (round to nearest even, as torch): the same bits as the
+    reference backend, forward and backward."""
+    torch.manual_seed(12)
+    h = torch.randn(4, 6, 7, 5).to(dtype)
+    y, grad = run_cuda(backend, h, competitors=competitors)
+    y_ref, grad_ref, _ = run("reference", h, competitors=competitors)
+    assert y.dtype == dtype and torch.equal(y, y_ref) and torch.equal(grad, grad_ref)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+@pytest.mark.parametrize("shape, competitors, dim", [CASES[0], CASES[1], CASES[3]], ids=str)
+@pytest.mark.parametrize("mode", ["soft", "hard", "argmax"])
+def test_cuda_non_finite_blocks(backend, shape, competitors, dim, mode):
+    kwargs = {"soft": {}, "hard": {"hard": True}, "argmax": {"mode": "argmax"}}[mode]
+    h, bad = _poisoned(shape, competitors, dim, torch.float32)
+    y, grad = run_cuda(backend, h, competitors=competitors, dim=dim, **kwargs)
+    y_ref, grad_ref, _ = run("reference", h, competitors=competitors, dim=dim, **kwargs)
+    assert y.isnan()[bad].all() and grad.isnan()[bad].all()
+    assert torch.equal(y.isnan(), y_ref.isnan()) and torch.equal(grad.isnan(), grad_ref.isnan())
+    assert torch.equal(y[~bad], y_ref[~bad]) and torch.equal(grad[~bad], grad_ref[~bad])
+
+
+@pytest.mark.cuda
+def test_cuda_backward_refuses_a_gradient_on_another_device():
+    """The CUDA kernel reads grad through a raw pointer: a grad left on the CPU is an error that
+    says so, not a read of host memory from the GPU."""
+    h = torch.randn(2, 4, 3, 3, device="cuda")
+    with robustkernels.use_backend("cuda"), pytest.raises(RuntimeError, match="grad is on cpu but h is on cuda"):
+        lwta_backward(torch.randn(2, 4, 3, 3), h, 2, 4, 9, 0, 0.67, 0, 5, 0)

@@ -229,29 +229,92 @@ def test_bad_channel_dim():
         ops.inject_noise(torch.randn(2, 3), 0.1, channel_dim=2)
 
 
+def assert_close_given_std(got, ref_lowp, ref_fp32, noise_scale, std_gap):
+    """:func:`assert_lowp_close`, widened by what a different std allows: a noisy weight is
+    ``x + std * alpha * eta``, so a std that differs by ``std_gap`` moves it by at most
+    ``max |alpha * eta| * std_gap`` (``noise_scale`` = ``max |alpha * eta|``) before its rounding,
+    which the bound's one ulp already covers."""
+    slack = noise_scale * std_gap * (1 + 1e-6)
+    error = (got.float() - ref_fp32.float()).abs().max().item()
+    own = (ref_lowp.float() - ref_fp32.float()).abs().max().item()
+    ulp = torch.finfo(got.dtype).eps * ref_fp32.abs().max().item()
+    assert error <= 2 * own + ulp + slack, f"error {error:.3g} vs own {own:.3g} + ulp {ulp:.3g} + std slack {slack:.3g}"
+
+
+@pytest.mark.parametrize("backend", backend_params(("cpp", "triton")))
+@pytest.mark.parametrize("layout", [(1, 231, False), (3, 77, False), (7, 33, False), (3, 8, False), (231, 1, True)],
+                         ids=["layer", "channel inner 77", "channel inner 33", "channel inner 8", "element"])
+@pytest.mark.parametrize("offset", [0, 1, 3, 2**32 - 2])
+def test_kernels_read_whole_philox_blocks_at_any_alignment(backend, layout, offset):
+    """The kernels compute each Philox block once for the (up to) four elements it serves: rows
+    that start mid block (inner not a multiple of 4, offsets 1 and 3), a stream across 2**32;
+    values and alpha gradients as the reference's."""
+    channels, inner, elementwise = layout
+    torch.manual_seed(10)
+    x, g = torch.randn(231 if inner != 8 else 24 * 3), torch.randn(231 if inner != 8 else 24 * 3)
+    alpha = torch.rand(x.numel() if elementwise else channels) + 0.1
+    args = (alpha, x.std(), channels, inner, elementwise, 2**40 + 5, offset)
+    with robustkernels.use_backend(backend):
+        y, ga = noise_add(x, *args), noise_alpha_grad(g, *args)
+    assert torch.equal(y, reference.noise.noise_add(x, *args))
+    torch.testing.assert_close(ga, reference.noise.noise_alpha_grad(g, *args), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("granularity", GRANULARITIES)
+def test_std_gap_bound_covers_a_device_std(dtype, granularity):
+    """What the CUDA test below allows for: a std a few ulp off the CPU's (a GPU's torch.std) moves
+    a noisy weight past :func:`assert_lowp_close`'s bound in fp32, never past the widened one."""
+    from robustkernels.ops.noise import _alpha_layout
+
+    torch.manual_seed(6)
+    w = torch.randn(64, 32, 3, 3).to(dtype)
+    alpha = make_alpha(w, granularity).detach()
+    seed, flat = seed_of(), alpha.float().reshape(-1)
+    layout = _alpha_layout(w, alpha, 0)
+    eta = reference.philox_normal(w.numel(), seed, 0, per_block=4)
+    scale = (reference.noise._flat_alpha(flat, w.numel(), *layout) * eta).abs().max().item()
+    std = w.float().std()
+    ref_lowp, ref_fp32 = reference.noisy_weight(w, alpha, seed), reference.noisy_weight(w.float(), alpha, seed)
+    for ulps in (1, -1, 4, -4):
+        off = std * (1 + ulps * torch.finfo(torch.float32).eps)  # a "device" std
+        device = reference.noise.noise_add(w, flat, off, *layout, seed, 0)
+        assert_close_given_std(device, ref_lowp, ref_fp32, scale, abs(off.item() - std.item()))
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("backend", ["cuda", "triton"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("granularity", GRANULARITIES)
 def test_cuda_backends_match_reference(backend, dtype, granularity):
-    w = torch.randn(64, 32, 3, 3, device="cuda").to(dtype).requires_grad_()
-    alpha = make_alpha(w, granularity).detach().cuda().requires_grad_()
+    from robustkernels.ops.noise import _alpha_layout, tensor_std
+
+    torch.manual_seed(6)  # drawn on the CPU: the same weights and alpha on every machine
+    w_cpu = torch.randn(64, 32, 3, 3).to(dtype)
+    alpha_cpu = make_alpha(w_cpu, granularity).detach()
+    w, alpha = w_cpu.cuda().requires_grad_(), alpha_cpu.cuda().requires_grad_()
     with robustkernels.use_backend(backend):
         y = ops.noisy_weight(w, alpha, generator=seeded())
         (ga,) = torch.autograd.grad(y.float().sum(), alpha)
+        std_device = tensor_std(w.detach()).cpu()
     seed = seed_of()
-    y_ref = reference.noisy_weight(w.detach().cpu().float(), alpha.detach().cpu(), seed)
-    assert_lowp_close(y.cpu(), reference.noisy_weight(w.detach().cpu(), alpha.detach().cpu(), seed), y_ref)
-    # given the device's std (its last bit is per device, see ops.noise), the kernel is exact
-    from robustkernels.ops.noise import _alpha_layout, tensor_std
-
-    std = tensor_std(w.detach())
-    channels, inner, elementwise = _alpha_layout(w, alpha.detach(), 0)
-    flat = reference.noise.noise_add(w.detach().cpu(), alpha.detach().cpu().float().reshape(-1), std.cpu(), channels,
-                                     inner, elementwise, seed, 0)
-    assert torch.equal(y.detach().cpu(), flat)
-    a_ref = alpha.detach().cpu().requires_grad_()
-    (ga_ref,) = torch.autograd.grad(reference.noisy_weight(w.detach().cpu().float(), a_ref, seed).sum(), a_ref)
+    channels, inner, elementwise = _alpha_layout(w_cpu, alpha_cpu, 0)
+    flat_alpha = alpha_cpu.float().reshape(-1)
+    # exact: given the device's std, the kernel is the reference bit for bit
+    exact = reference.noise.noise_add(w_cpu, flat_alpha, std_device, channels, inner, elementwise, seed, 0)
+    assert torch.equal(y.detach().cpu(), exact)
+    # against the CPU's std (torch.std may differ in its last bits between devices): as good as
+    # the reference in this dtype, within what the std difference moves the noise
+    std_cpu = w_cpu.float().std()
+    assert abs(std_device.item() - std_cpu.item()) <= 8 * torch.finfo(torch.float32).eps * std_cpu.item()
+    eta = reference.philox_normal(w_cpu.numel(), seed, 0, per_block=4).view(w_cpu.shape)
+    scale = (reference.noise._flat_alpha(flat_alpha, w_cpu.numel(), channels, inner, elementwise).view(w_cpu.shape)
+             * eta).abs().max().item()
+    assert_close_given_std(y.detach().cpu(), reference.noisy_weight(w_cpu, alpha_cpu, seed),
+                           reference.noisy_weight(w_cpu.float(), alpha_cpu, seed), scale,
+                           abs(std_device.item() - std_cpu.item()))
+    a_ref = alpha_cpu.clone().requires_grad_()
+    (ga_ref,) = torch.autograd.grad(reference.noisy_weight(w_cpu.float(), a_ref, seed).sum(), a_ref)
     torch.testing.assert_close(ga.cpu(), ga_ref, rtol=1e-3, atol=1e-3)
 
 
@@ -268,3 +331,102 @@ def test_tensor_std_matches_float64(backend, dtype, n):
     assert got.shape == () and got.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
     exact = x.double().std()
     torch.testing.assert_close(got.double(), exact, rtol=1e-5 if dtype != torch.float64 else 1e-12, atol=0)
+
+
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("granularity", GRANULARITIES)
+def test_channels_last_stays_channels_last(backend, granularity):
+    """inject_noise reads channels_last activations in place and returns channels_last; the draws
+    follow memory order (NHWC), on every backend as on the reference."""
+    torch.manual_seed(7)
+    x = torch.randn(3, 5, 4, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
+    alpha = make_alpha(x, granularity, channel_dim=1)
+    if granularity == "element":
+        alpha = alpha.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    g = torch.randn(x.shape)
+    with robustkernels.use_backend(backend):
+        y = ops.inject_noise(x, alpha, generator=seeded())
+        gx, ga = grads(y, (x, alpha), g)
+    assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    y_ref = reference.inject_noise(x, alpha, seed_of())
+    gx_ref, ga_ref = grads(y_ref, (x, alpha), g)
+    torch.testing.assert_close(y, y_ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(gx, gx_ref)
+    torch.testing.assert_close(ga, ga_ref, rtol=1e-5, atol=1e-5)
+    # memory order: the NHWC buffer gets the draws a contiguous [B, H, W, C] tensor would
+    nhwc = x.detach().permute(0, 2, 3, 1)
+    a_nhwc = alpha.detach().reshape(-1) if granularity != "element" else alpha.detach().permute(0, 2, 3, 1)
+    with robustkernels.use_backend(backend):
+        y_nhwc = ops.inject_noise(nhwc.contiguous(), a_nhwc, channel_dim=3, generator=seeded())
+    torch.testing.assert_close(y.detach().permute(0, 2, 3, 1), y_nhwc, rtol=1e-6, atol=1e-6)
+
+
+def test_channels_last_is_not_copied():
+    x = torch.randn(2, 4, 3, 3).contiguous(memory_format=torch.channels_last)
+    seen = []
+    real = noise_add.op
+
+    def spy(physical, *args):
+        seen.append(physical)
+        return real(physical, *args)
+
+    from unittest import mock
+
+    with mock.patch.object(noise_add, "op", spy):
+        y = ops.inject_noise(x, 0.1)
+    assert seen[0].data_ptr() == x.data_ptr() and y.stride() == x.stride()
+
+
+def test_noise_reads_no_tensor_value_on_the_host():
+    """alpha's finiteness is checked without a GPU-to-host sync (torch._assert_async on a
+    device): on meta tensors, where any read of a value fails, the op runs through."""
+    meta = torch.device("meta")
+    x = torch.empty(4, 3, 5, 5, device=meta)
+    for alpha in (torch.full((1,), 0.1, device=meta), torch.full((3,), 0.1, device=meta)):
+        assert ops.inject_noise(x, alpha).device.type == "meta"
+    with pytest.raises(ValueError, match="alpha must be finite"):  # on the CPU: at once, a ValueError
+        ops.noisy_weight(torch.randn(4, 3), torch.tensor([float("nan")]))
+
+
+# ---- compiled kernels on a GPU: what the interpreter alone vouches for on the CPU ----
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+@pytest.mark.parametrize("granularity", GRANULARITIES)
+@pytest.mark.parametrize("offset", [2**32 - 6, 2**33 + 3], ids=["across 2**32", "past 2**33"])
+def test_cuda_offsets_past_2_32(backend, granularity, offset):
+    """The Philox counter's high word: noise_add and its alpha gradient at offsets past 2**32
+    equal the reference (given the same std), bit for bit and to float64 rounding."""
+    torch.manual_seed(8)
+    x = torch.randn(6, 5, 7, 3)
+    alpha = make_alpha(x, granularity).detach().reshape(-1)
+    channels, inner, elementwise = {"layer": (1, x.numel(), False), "channel": (6, 105, False),
+                                    "element": (x.numel(), 1, True)}[granularity]
+    std, g, seed = x.std(), torch.randn(x.shape), 2**40 + 7
+    args = (alpha, std, channels, inner, elementwise, seed, offset)
+    with robustkernels.use_backend(backend):
+        y = noise_add(x.cuda(), *(a.cuda() if isinstance(a, torch.Tensor) else a for a in args))
+        ga = noise_alpha_grad(g.cuda(), *(a.cuda() if isinstance(a, torch.Tensor) else a for a in args))
+    assert torch.equal(y.cpu(), reference.noise.noise_add(x, *args))
+    torch.testing.assert_close(ga.cpu(), reference.noise.noise_alpha_grad(g, *args), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+@pytest.mark.parametrize("granularity", ["layer", "channel"])
+def test_cuda_channels_last_in_place_matches_reference(backend, granularity):
+    """channels_last activations on the GPU: read in place, returned channels_last, and given the
+    device's std exactly the reference on the NHWC buffer."""
+    from robustkernels.ops.noise import tensor_std
+
+    torch.manual_seed(9)
+    x = torch.randn(4, 6, 5, 7).contiguous(memory_format=torch.channels_last)
+    alpha = make_alpha(x, granularity, channel_dim=1).detach()
+    with robustkernels.use_backend(backend):
+        y = ops.inject_noise(x.cuda(), alpha.cuda(), generator=seeded())
+        std = tensor_std(x.cuda().permute(0, 2, 3, 1)).cpu()
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    nhwc = x.permute(0, 2, 3, 1)  # the memory, as a contiguous tensor
+    channels, inner = (1, x.numel()) if granularity == "layer" else (6, 1)
+    expected = reference.noise.noise_add(nhwc, alpha.reshape(-1), std, channels, inner, False, seed_of(), 0)
+    assert torch.equal(y.cpu().permute(0, 2, 3, 1), expected)

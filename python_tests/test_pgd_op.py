@@ -285,3 +285,142 @@ def test_l2_non_finite_perturbation_is_the_same_everywhere(backend, bad, eps):
     torch.testing.assert_close(got, expected, equal_nan=True)
     assert got[0].isnan() if eps < float("inf") or bad != bad else got[0] == 1.0
     torch.testing.assert_close(got[1:], torch.tensor([0.43, 0.37]) if eps == 0.03 else torch.tensor([0.49, 0.21]))
+
+
+def meta_args(shape=(4, 3, 6, 6), tensors=True):
+    """pgd_step arguments on the meta device: tensors with no values, so any host read of one
+    (``.item()``, ``bool()``, ``.tolist()``, a sync) raises."""
+    meta = torch.device("meta")
+    x = torch.empty(shape, device=meta)
+    b, c = shape[0], shape[1]
+    if not tensors:
+        return x, dict(step=0.01, eps=0.03, bounds=(0.0, 1.0))
+    return x, dict(step=torch.full((b,), 0.01, device=meta), eps=torch.full((b,), 0.03, device=meta),
+                   bounds=(torch.zeros(c, device=meta), torch.ones(c, device=meta)))
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("tensors", [False, True], ids=["floats", "tensors"])
+def test_the_step_reads_no_tensor_value_on_the_host(norm, tensors):
+    """The per-step path checks device tensors without a GPU-to-host sync (torch._assert_async),
+    so it stays asynchronous and CUDA-graph capturable: on meta tensors, where any read of a
+    value fails, pgd_step, project and an in-place update all run through."""
+    x, kwargs = meta_args(tensors=tensors)
+    assert ops.pgd_step(x, x, x, norm=norm, **kwargs).device.type == "meta"
+    assert ops.pgd_step(x, x, x, norm=norm, out=x, **kwargs) is x
+    ops.project(x, x, eps=kwargs["eps"], norm=norm, bounds=kwargs["bounds"])
+    ops.pgd_step(x.reshape(-1), x.reshape(-1), x.reshape(-1), step=0.01, eps=0.03, norm=norm)  # the flat path
+
+
+@pytest.mark.parametrize("backend", backend_params(("reference", "cpp")))
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_compiles_fullgraph_with_tensor_bounds_and_per_sample_values(backend, norm):
+    x_adv, x_nat, grad = inputs((4, 3, 5, 5))
+    bounds = (torch.tensor([0.0, 0.1, 0.2]), torch.tensor([1.0, 0.9, 0.8]))
+    step, eps = torch.full((4,), 0.01), torch.tensor([0.03, 0.0, 0.05, 0.02])
+
+    def update(x_adv, x_nat, grad, step, eps, lo, hi):
+        return ops.pgd_step(x_adv, x_nat, grad, step=step, eps=eps, norm=norm, bounds=(lo, hi))
+
+    torch._dynamo.reset()
+    with robustkernels.use_backend(backend):
+        compiled = torch.compile(update, fullgraph=True)(x_adv, x_nat, grad, step, eps, *bounds)
+        eager = update(x_adv, x_nat, grad, step, eps, *bounds)
+        # the checks are in the graph (torch._assert_async): a negative eps still fails
+        with pytest.raises(RuntimeError, match="eps must be >= 0"):
+            torch.compile(update, fullgraph=True)(x_adv, x_nat, grad, step, -eps, *bounds)
+    assert torch.equal(compiled, eager)
+
+
+# ---- compiled kernels on a GPU: what the interpreter alone vouches for on the CPU ----
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("shape", [(8, 3, 32, 32), (5, 1000), (100_003,)], ids=str)
+def test_cuda_flat_path_matches_reference(backend, dtype, shape):
+    """Linf with one step, one eps and scalar bounds runs as one flat sample, whatever the shape
+    (1-D included): elementwise, the same bits as the reference in every dtype."""
+    x_adv, x_nat, grad = (t.to(dtype) for t in inputs(shape))
+    with robustkernels.use_backend(backend):
+        got = ops.pgd_step(x_adv.cuda(), x_nat.cuda(), grad.cuda(), step=0.01, eps=0.03, bounds=(0.05, 0.95))
+    flat = [t.reshape(1, -1) for t in (x_adv, x_nat, grad)]
+    expected = reference_step(*flat, 0.01, 0.03, "linf", (0.05, 0.95)).view(shape)
+    assert got.dtype == dtype and torch.equal(got.cpu(), expected)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_cuda_fp16_per_sample_matches_reference(backend, norm):
+    x_adv, x_nat, grad = (t.half() for t in inputs((6, 3, 9, 11)))
+    step, eps = torch.linspace(0.0, 0.02, 6), torch.tensor([0.03, 0.0, 0.5, float("inf"), 0.01, 0.2])
+    bounds = (torch.tensor([0.0, 0.1, 0.2]), torch.tensor([1.0, 0.9, 0.8]))
+    with robustkernels.use_backend(backend):
+        got = ops.pgd_step(x_adv.cuda(), x_nat.cuda(), grad.cuda(), step=step.cuda(), eps=eps.cuda(), norm=norm,
+                           bounds=tuple(b.cuda() for b in bounds))
+    expected = reference_step(x_adv, x_nat, grad, step, eps, norm, bounds)
+    if norm == "linf":
+        assert torch.equal(got.cpu(), expected)
+    else:  # the per-sample norms are float64 sums in another order
+        assert_lowp_close(got.cpu(), expected, reference_step(*(t.float() for t in (x_adv, x_nat, grad)), step, eps,
+                                                              norm, bounds))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_cuda_graph_replay(backend, norm):
+    """pgd_step with device tensors for step, eps and bounds has no host sync, so a CUDA graph
+    captures it; each replay computes the step of the inputs' current contents."""
+    x_adv, x_nat, grad = (t.cuda() for t in inputs((8, 3, 16, 16)))
+    step, eps = torch.full((8,), 0.01).cuda(), torch.linspace(0.01, 0.5, 8).cuda()
+    lo, hi = torch.tensor([0.0, 0.1, 0.2]).cuda(), torch.tensor([1.0, 0.9, 0.8]).cuda()
+    out = torch.empty_like(x_adv)
+
+    def update():
+        ops.pgd_step(x_adv, x_nat, grad, step=step, eps=eps, norm=norm, bounds=(lo, hi), out=out)
+
+    with robustkernels.use_backend(backend):
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up (Triton compiles) outside the capture
+            update()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            update()
+    for seed in (1, 2, 3):
+        new = inputs((8, 3, 16, 16), seed=seed)
+        for target, value in zip((x_adv, x_nat, grad), new):
+            target.copy_(value)
+        graph.replay()
+        torch.cuda.synchronize()
+        expected = reference_step(*new, 0.01, eps.cpu(), norm, (lo.cpu(), hi.cpu()))
+        if norm == "linf":
+            assert torch.equal(out.cpu(), expected)
+        else:
+            torch.testing.assert_close(out.cpu(), expected, rtol=1e-6, atol=1e-6)
+
+
+def free_gpu_bytes() -> int:
+    free, _ = torch.cuda.mem_get_info()
+    return free
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_cuda_tensor_over_2_31_elements(backend):
+    """Indices past int32 (a flat Linf step of 2**31 + 2**20 fp16 elements, 4 GiB a tensor):
+    the last elements equal the reference's on the same slice."""
+    n, tail = 2**31 + 2**20, 2**21
+    if free_gpu_bytes() < 5 * 2 * n:
+        pytest.skip("needs 20 GiB of free GPU memory")
+    x_nat = torch.rand(n, device="cuda", dtype=torch.float16)
+    grad = torch.randn(n, device="cuda", dtype=torch.float16)
+    with robustkernels.use_backend(backend):
+        out = ops.pgd_step(x_nat, x_nat, grad, step=0.01, eps=0.03)
+    for part in (slice(0, tail), slice(n - tail, n)):  # both ends: the indices past 2**31 at the end
+        xs, gs = x_nat[part].cpu().view(1, -1), grad[part].cpu().view(1, -1)
+        expected = reference_step(xs, xs, gs, 0.01, 0.03, "linf", (0.0, 1.0)).view(-1)
+        assert torch.equal(out[part].cpu(), expected)

@@ -117,3 +117,31 @@ def test_no_kernel_is_launched_around_the_launch_helper():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Subscript):
                 pytest.fail(f"{path.name}:{node.lineno} launches a kernel directly; use launch.launch")
+
+
+SPECIALISATION_SCRIPT = r"""
+from robustkernels.kernels.triton import aot, launch, lwta, noise, philox
+kernels = [k for m in (lwta, noise, philox) for name, k in vars(m).items() if name.endswith("_kernel")
+           and any(p.name == "seed" for p in k.params)]  # the launched kernels, not their helpers
+assert len(kernels) == 5, [k.__name__ for k in kernels]
+for k in kernels:
+    fixed = {p.name for p in k.params if p.do_not_specialize}
+    assert fixed == {"seed", "offset"}, (k.__name__, fixed)
+# a seed or offset equal to 1 stays a runtime argument in the ahead-of-time signature too
+import torch
+x = torch.empty(8, device="meta")
+with launch.recording() as launches:
+    philox.philox_draw(8, 1, 1, True, 4, torch.device("meta"))
+name, signature, constexprs = aot.specialisation(launches[0])
+assert signature["seed"] == "i32" and signature["offset"] == "i32" and "seed" not in constexprs, signature
+print("ok")
+"""
+
+
+def test_random_state_is_not_specialised():
+    """A fresh seed per call must not mean a fresh compile: every kernel that takes (seed,
+    offset) marks them do_not_specialize (compiled mode, where the JIT specialises)."""
+    from .helpers import run_python
+
+    result = run_python(SPECIALISATION_SCRIPT, env={"TRITON_INTERPRET": "0"})
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]

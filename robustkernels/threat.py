@@ -43,9 +43,24 @@ def check_logits_shape(logits, rows: int, min_classes: int = 1) -> None:
                          f"got {list(logits.shape)}")
 
 
+def check_all(valid: torch.Tensor, message: str) -> None:
+    """Every entry of the bool tensor ``valid`` is True, checked without a GPU-to-host sync:
+    on a CPU tensor in eager mode at once (a ``ValueError(message)``); on a GPU, and under
+    ``torch.compile``, with ``torch._assert_async`` - a ``RuntimeError(message)`` on the CPU, and
+    on a GPU a device-side assert, reported at the next synchronisation (and fatal to the CUDA
+    context, as every device-side assert is). So a per-step call stays asynchronous and
+    capturable by CUDA graphs: validate values on the CPU where an error must be recoverable."""
+    if valid.device.type == "cpu" and not torch.compiler.is_compiling():
+        if not bool(valid.all()):
+            raise ValueError(message)
+    else:
+        torch._assert_async(valid.all(), message)
+
+
 def per_sample(value, name: str, x: torch.Tensor, *, finite: bool = False) -> torch.Tensor:
     """A float or a [B] tensor >= 0 (and < inf if ``finite``) -> contiguous [B] tensor in the
-    op-math dtype."""
+    op-math dtype, on x's device. Floats are checked on the host; tensor values with
+    :func:`check_all` (at once on the CPU; asynchronously on a GPU, no sync)."""
     batch = x.shape[0]
     if is_number(value):
         if value < 0 or value != value or (finite and value == float("inf")):
@@ -61,34 +76,48 @@ def per_sample(value, name: str, x: torch.Tensor, *, finite: bool = False) -> to
         raise ValueError(f"{name} is on {value.device} but x_adv is on {x.device}")
     if not value.is_floating_point() and value.dtype not in (torch.int32, torch.int64):
         raise TypeError(f"{name} must be a float tensor, got {value.dtype}")
-    if bool((value < 0).any()) or bool(value.isnan().any()) or (finite and bool(value.isinf().any())):
-        raise ValueError(f"{name} must be >= 0{' and finite' if finite else ''} (and not NaN)")
+    valid = (value >= 0) & (value < float("inf")) if finite else value >= 0  # NaN fails both
+    check_all(valid, f"{name} must be >= 0{' and finite' if finite else ''} (and not NaN)")
     return value.to(opmath_dtype(x.dtype)).contiguous()
 
 
+def _bound_tensor(name: str, value, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """One side of ``bounds`` as a 1-D tensor (a number becomes one element on ``device``)."""
+    if is_number(value):
+        return torch.full((1,), float(value), dtype=dtype, device=device)
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"bounds {name} must be a float or a tensor, got {type(value).__name__}")
+    return value.reshape(-1).to(dtype)
+
+
 def channel_bounds(bounds, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(lo, hi) floats or per-channel tensors ([C] or [1, C, 1, 1] along dim 1) -> two [C] (or [1])
-    tensors in the op-math dtype, checked lo <= hi."""
+    """(lo, hi) floats or per-channel tensors ([C] or [1, C, 1, 1] along dim 1) -> two contiguous
+    [C] (or [1]) tensors in the op-math dtype on x's device, checked not NaN and lo <= hi. Floats
+    are checked on the host; tensors on the CPU before they move, tensors already on a GPU with
+    :func:`check_all` (no sync)."""
     if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
         raise TypeError(f"bounds must be a (lo, hi) pair, got {bounds!r}")
-    out = []
-    for name, value in zip(("lo", "hi"), bounds):
-        if is_number(value):
-            value = torch.tensor([float(value)])
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(f"bounds {name} must be a float or a tensor, got {type(value).__name__}")
-        out.append(value.reshape(-1).to(device=x.device, dtype=opmath_dtype(x.dtype)).contiguous())
-    lo, hi = out
+    compute = opmath_dtype(x.dtype)
+    if all(is_number(v) for v in bounds):
+        lo, hi = (float(v) for v in bounds)
+        if lo != lo or hi != hi:
+            raise ValueError("bounds must not be NaN")
+        if lo > hi:
+            raise ValueError("bounds must satisfy lo <= hi")
+        return (torch.full((1,), lo, dtype=compute, device=x.device),
+                torch.full((1,), hi, dtype=compute, device=x.device))
+    on_cpu = all(v.device.type == "cpu" for v in bounds if isinstance(v, torch.Tensor))
+    where = torch.device("cpu") if on_cpu else x.device  # checked where they are, or on x's device
+    lo, hi = (_bound_tensor(name, v, compute, where).to(where) for name, v in zip(("lo", "hi"), bounds))
     if lo.numel() != hi.numel():
-        lo, hi = (lo.expand(hi.numel()) if lo.numel() == 1 else lo), (hi.expand(lo.numel()) if hi.numel() == 1 else hi)
-        lo, hi = lo.contiguous(), hi.contiguous()
+        if 1 not in (lo.numel(), hi.numel()):
+            raise ValueError(f"bounds lo and hi need as many values, got {lo.numel()} and {hi.numel()}")
+        lo, hi = lo.expand(max(lo.numel(), hi.numel())), hi.expand(max(lo.numel(), hi.numel()))
     if lo.numel() != 1 and (x.dim() < 2 or lo.numel() != x.shape[1]):
         raise ValueError(f"per-channel bounds need {lo.numel()} channels along dim 1, x has shape {list(x.shape)}")
-    if bool(lo.isnan().any()) or bool(hi.isnan().any()):
-        raise ValueError("bounds must not be NaN")
-    if bool((lo > hi).any()):
-        raise ValueError("bounds must satisfy lo <= hi")
-    return lo, hi
+    check_all(~(lo.isnan() | hi.isnan()), "bounds must not be NaN")
+    check_all(lo <= hi, "bounds must satisfy lo <= hi")
+    return lo.to(x.device).contiguous(), hi.to(x.device).contiguous()
 
 
 def broadcast_bounds(bounds, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -121,6 +121,18 @@ RK_HOST_DEVICE float select4(const Draws4& d, uint64_t index) {
   return k == 0 ? d.v0 : (k == 1 ? d.v1 : (k == 2 ? d.v2 : d.v3));
 }
 
+// Reading the four-per-block stream a Philox block at a time (each block's four outputs used,
+// not one): the elements [begin, end) of a draw at `offset` lie in the blocks first_block(...)
+// onwards, block_count(...) of them; output k of block b is element element_of(offset, b, k),
+// to be skipped outside [begin, end).
+RK_HOST_DEVICE uint64_t first_block(uint64_t offset, int64_t begin) { return (offset + begin) >> 2; }
+RK_HOST_DEVICE int64_t block_count(uint64_t offset, int64_t begin, int64_t end) {
+  return end > begin ? static_cast<int64_t>(((offset + end - 1) >> 2) - ((offset + begin) >> 2) + 1) : 0;
+}
+RK_HOST_DEVICE int64_t element_of(uint64_t offset, uint64_t block, int k) {
+  return static_cast<int64_t>(4 * block + static_cast<uint64_t>(k) - offset);
+}
+
 // Element `index` (= offset + i) of the four-per-block streams.
 RK_HOST_DEVICE float philox_uniform4_at(uint64_t seed, uint64_t index) {
   return select4(philox_uniform4(seed, index >> 2), index);

@@ -4,8 +4,9 @@
 //
 // Work unit: a tile = the U competing rows of one block for up to kTile positions, gathered into
 // small arrays [U][kTile] so every stage is a vectorisable loop over positions (AVX2/AVX-512
-// clones). Layouts: contiguous [outer, D, inner] (positions along inner), or channels_last
-// [B, P, D] for dim = 1 (positions along P, units contiguous). The random counter of an element
+// clones). Layouts: contiguous [outer, D, inner] (positions along inner), channels_last
+// [B, P, D] for dim = 1 (positions along P, units contiguous), or [B, F] (inner 1: the tile's
+// "positions" are up to kTile consecutive blocks of a row). The random counter of an element
 // is always its row-major (NCHW) index, so both layouts give the same draws.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -31,29 +32,42 @@ namespace {
 
 constexpr int64_t kTile = 256;
 
+// A tile: `length` positions j of `units` rows u; element (u, j) is at memory index
+// mem_base + u * mem_unit_stride + j * mem_pos_stride and has the random counter offset +
+// logical_base + u * logical_unit_stride + j * logical_pos_stride (its NCHW index).
 struct Tile {
-  int64_t mem_base, mem_unit_stride, mem_pos_stride, logical_base, logical_unit_stride, length;
+  int64_t mem_base, mem_unit_stride, mem_pos_stride, logical_base, logical_unit_stride, logical_pos_stride, length;
 };
 
+// [outer, D, 1] ([B, F] features): a row of positions would be one position long, so a tile is
+// up to kTile consecutive blocks of one row instead (position j = block j, units adjacent).
+bool blocks_along_row(const LwtaLayout& l) { return l.positions == 0 && l.inner == 1; }
+
+int64_t tiles_per_row(const LwtaLayout& l) {
+  const int64_t along = blocks_along_row(l) ? l.dim_size / l.competitors : (l.positions ? l.positions : l.inner);
+  return (along + kTile - 1) / kTile;
+}
+
 Tile tile_at(const LwtaLayout& l, int64_t t) {
-  const int64_t blocks = l.dim_size / l.competitors;
-  if (l.positions == 0) {  // contiguous [outer, D, inner]
-    const int64_t tiles_per_row = (l.inner + kTile - 1) / kTile;
-    const int64_t chunk = t % tiles_per_row, block = (t / tiles_per_row) % blocks, o = t / tiles_per_row / blocks;
-    const int64_t base = (o * l.dim_size + block * l.competitors) * l.inner + chunk * kTile;
-    return {base, l.inner, 1, base, l.inner, std::min(kTile, l.inner - chunk * kTile)};
+  const int64_t blocks = l.dim_size / l.competitors, per_row = tiles_per_row(l), chunk = t % per_row;
+  if (blocks_along_row(l)) {  // [outer, D]: blocks chunk * kTile ... of row o
+    const int64_t o = t / per_row, b0 = chunk * kTile;
+    const int64_t base = o * l.dim_size + b0 * l.competitors;
+    return {base, 1, l.competitors, base, 1, l.competitors, std::min(kTile, blocks - b0)};
   }
-  const int64_t tiles_per_row = (l.positions + kTile - 1) / kTile;  // channels_last [B, P, D]
-  const int64_t chunk = t % tiles_per_row, block = (t / tiles_per_row) % blocks, b = t / tiles_per_row / blocks;
-  const int64_t p0 = chunk * kTile, unit0 = block * l.competitors;
-  return {(b * l.positions + p0) * l.dim_size + unit0, 1, l.dim_size,
-          (b * l.dim_size + unit0) * l.positions + p0, l.positions, std::min(kTile, l.positions - p0)};
+  const int64_t block = (t / per_row) % blocks, o = t / per_row / blocks;
+  if (l.positions == 0) {  // contiguous [outer, D, inner]
+    const int64_t base = (o * l.dim_size + block * l.competitors) * l.inner + chunk * kTile;
+    return {base, l.inner, 1, base, l.inner, 1, std::min(kTile, l.inner - chunk * kTile)};
+  }
+  const int64_t p0 = chunk * kTile, unit0 = block * l.competitors;  // channels_last [B, P, D]
+  return {(o * l.positions + p0) * l.dim_size + unit0, 1, l.dim_size,
+          (o * l.dim_size + unit0) * l.positions + p0, l.positions, 1, std::min(kTile, l.positions - p0)};
 }
 
 int64_t tile_count(const LwtaLayout& l) {
-  const int64_t blocks = l.dim_size / l.competitors;
-  if (l.positions == 0) return l.outer * blocks * ((l.inner + kTile - 1) / kTile);
-  return l.outer * blocks * ((l.positions + kTile - 1) / kTile);
+  const int64_t blocks = blocks_along_row(l) ? 1 : l.dim_size / l.competitors;
+  return l.outer * blocks * tiles_per_row(l);
 }
 
 // Per-thread scratch in the accumulation type A, [units][kTile] for h, g, z (xi), w; per
@@ -61,11 +75,30 @@ int64_t tile_count(const LwtaLayout& l) {
 template <typename A>
 struct Scratch {
   std::vector<A> h, g, z, w, max, sum, winner, bad;
-  std::vector<float> uniform;
+  std::vector<float> uniform, span;  // uniform: [units][kTile]; span: the tile's counters in a row
   explicit Scratch(int64_t units)
       : h(units * kTile), g(units * kTile), z(units * kTile), w(units * kTile), max(kTile), sum(kTile),
-        winner(kTile), bad(kTile), uniform(kTile) {}
+        winner(kTile), bad(kTile), uniform(units * kTile), span(units * kTile) {}
 };
+
+// s.uniform[u * kTile + j] = the uniform of unit u at position j, for u < units (the pair path
+// asks for unit 0 only). Positions with consecutive counters: one fill per unit row. Otherwise
+// (the [B, F] tiles) one fill of the tile's whole span of counters, so each Philox block's four
+// outputs serve four elements, then picked out per unit.
+template <typename A>
+void tile_uniforms(Scratch<A>& s, const Tile& t, int64_t units, const LwtaParams& p) {
+  const uint64_t first = p.offset + static_cast<uint64_t>(t.logical_base);
+  if (t.logical_pos_stride == 1) {
+    for (int64_t u = 0; u < units; ++u)
+      fill_uniform4(s.uniform.data() + u * kTile, t.length, p.seed, first + u * t.logical_unit_stride);
+    return;
+  }
+  const int64_t count = (t.length - 1) * t.logical_pos_stride + (units - 1) * t.logical_unit_stride + 1;
+  fill_uniform4(s.span.data(), count, p.seed, first);
+  for (int64_t u = 0; u < units; ++u)
+    for (int64_t j = 0; j < t.length; ++j)
+      s.uniform[u * kTile + j] = s.span[u * t.logical_unit_stride + j * t.logical_pos_stride];
+}
 
 template <typename scalar_t, typename A>
 void gather(const scalar_t* src, const Tile& t, int64_t units, A* dst) {
@@ -275,8 +308,8 @@ RK_TILE_LOOP(pair_backward,
 // g * w + xi * (g * h - S) / T, S the in-order block sum of (g * h) * xi (argmax: g * w);
 // NaN for every unit of a block with a non-finite input.
 template <typename A>
-void lwta_tile(Scratch<A>& s, int64_t units, int64_t n, const LwtaParams& p, int64_t logical_base,
-               int64_t logical_stride, bool backward) {
+void lwta_tile(Scratch<A>& s, int64_t units, const Tile& t, const LwtaParams& p, bool backward) {
+  const int64_t n = t.length;
   auto row = [&](std::vector<A>& v, int64_t u) { return v.data() + u * kTile; };
   A *max = s.max.data(), *sum = s.sum.data(), *winner = s.winner.data();
   const A temperature = static_cast<A>(p.temperature);
@@ -286,10 +319,8 @@ void lwta_tile(Scratch<A>& s, int64_t units, int64_t n, const LwtaParams& p, int
   std::fill(bad, bad + n, A(0));
   for (int64_t u = 0; u < units; ++u) mark_non_finite(row(s.h, u), bad, n);
   if (relaxed) {
-    for (int64_t u = 0; u < units; ++u) {
-      fill_uniform4(s.uniform.data(), n, p.seed, p.offset + static_cast<uint64_t>(logical_base + u * logical_stride));
-      gumbel_logits(row(s.h, u), s.uniform.data(), row(s.z, u), n, temperature);
-    }
+    tile_uniforms(s, t, units, p);
+    for (int64_t u = 0; u < units; ++u) gumbel_logits(row(s.h, u), s.uniform.data() + u * kTile, row(s.z, u), n, temperature);
   }
   std::copy(row(ranked, 0), row(ranked, 0) + n, max);
   std::fill(winner, winner + n, A(0));
@@ -329,7 +360,7 @@ void run_tiles(const LwtaLayout& l, const LwtaParams& p, const scalar_t* h, cons
       const Tile t = tile_at(l, ti);
       gather(h, t, l.competitors, s.h.data());
       if (g != nullptr) gather(g, t, l.competitors, s.g.data());
-      lwta_tile(s, l.competitors, t.length, p, t.logical_base, t.logical_unit_stride, g != nullptr);
+      lwta_tile(s, l.competitors, t, p, g != nullptr);
       scatter(s.h.data(), t, l.competitors, out);
     }
   });
@@ -346,7 +377,7 @@ void run_pair_tiles(const LwtaLayout& l, const LwtaParams& p, const scalar_t* h,
     Scratch<A> s(2);
     for (int64_t ti = first; ti < last; ++ti) {
       const Tile t = tile_at(l, ti);
-      fill_uniform4(s.uniform.data(), t.length, p.seed, p.offset + static_cast<uint64_t>(t.logical_base));
+      tile_uniforms(s, t, 1, p);  // unit 0's: one logistic per pair
       A *z = s.w.data(), *e = s.max.data();  // scratch rows the pair path leaves free
       logistic_noise(s.uniform.data(), z, t.length);
       const A *h0 = s.h.data(), *g0 = s.g.data();
@@ -397,8 +428,7 @@ at::Tensor lwta_backward_cpu(const at::Tensor& grad, const at::Tensor& h, int64_
                              int64_t inner, int64_t positions, double temperature, int64_t mode, int64_t seed,
                              int64_t offset) {
   const LwtaLayout l = check_lwta_args(h, competitors, dim_size, inner, positions, mode);
-  TORCH_CHECK(grad.sizes() == h.sizes() && grad.scalar_type() == h.scalar_type() && grad.is_contiguous(),
-              "lwta_backward: grad must match h");
+  check_lwta_grad(grad, h);
   const LwtaParams p{temperature, static_cast<int>(mode), static_cast<uint64_t>(seed), static_cast<uint64_t>(offset)};
   at::Tensor out = at::empty_like(h);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, h.scalar_type(), "lwta_backward_cpu", [&] {

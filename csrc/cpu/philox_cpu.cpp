@@ -171,14 +171,22 @@ void normal4_blocks(float* out, int64_t blocks, uint64_t seed, uint64_t first) {
 }
 
 // Four-per-block stream for elements offset .. offset + n - 1: whole blocks in the vectorised
-// loop, the unaligned head and tail one element at a time.
+// loop; a partial block at either end is computed once and its outputs shared out (not once per
+// element: a short fill, e.g. a small LWTA tile, is mostly ends).
 void fill4(float* out, int64_t n, uint64_t seed, uint64_t offset, void (*blocks)(float*, int64_t, uint64_t, uint64_t),
-           float (*element)(uint64_t, uint64_t)) {
+           Draws4 (*block)(uint64_t, uint64_t)) {
   int64_t i = 0;
-  for (; i < n && ((offset + i) & 3); ++i) out[i] = element(seed, offset + i);
+  if ((offset & 3) != 0 && n > 0) {
+    const Draws4 head = block(seed, offset >> 2);
+    for (; i < n && ((offset + i) & 3); ++i) out[i] = select4(head, offset + i);
+  }
   const int64_t full = (n - i) / 4;
   blocks(out + i, full, seed, (offset + i) >> 2);
-  for (i += 4 * full; i < n; ++i) out[i] = element(seed, offset + i);
+  i += 4 * full;
+  if (i < n) {
+    const Draws4 tail = block(seed, (offset + i) >> 2);
+    for (; i < n; ++i) out[i] = select4(tail, offset + i);
+  }
 }
 
 void philox_fill_cpu(at::Tensor& out, int64_t seed, int64_t offset, bool normal, int64_t per_block) {
@@ -203,11 +211,11 @@ void philox_fill_cpu(at::Tensor& out, int64_t seed, int64_t offset, bool normal,
 }  // namespace
 
 void fill_normal4(float* out, int64_t n, uint64_t seed, uint64_t offset) {
-  fill4(out, n, seed, offset, normal4_blocks, philox_normal4_at);
+  fill4(out, n, seed, offset, normal4_blocks, philox_normal4);
 }
 
 void fill_uniform4(float* out, int64_t n, uint64_t seed, uint64_t offset) {
-  fill4(out, n, seed, offset, uniform4_blocks, philox_uniform4_at);
+  fill4(out, n, seed, offset, uniform4_blocks, philox_uniform4);
 }
 
 TORCH_LIBRARY_IMPL(robustkernels_C, CPU, m) { m.impl("philox_fill_", &philox_fill_cpu); }

@@ -124,8 +124,7 @@ at::Tensor lwta_forward_cuda(const at::Tensor& h, int64_t competitors, int64_t d
 at::Tensor lwta_backward_cuda(const at::Tensor& grad, const at::Tensor& h, int64_t competitors, int64_t dim_size,
                               int64_t inner, int64_t positions, double temperature, int64_t mode, int64_t seed,
                               int64_t offset) {
-  TORCH_CHECK(grad.sizes() == h.sizes() && grad.scalar_type() == h.scalar_type() && grad.is_contiguous(),
-              "lwta_backward: grad must match h");
+  check_lwta_grad(grad, h);
   return lwta_cuda(&grad, h, competitors, dim_size, inner, positions, temperature, mode, seed, offset);
 }
 

@@ -10,16 +10,23 @@ namespace rk {
 
 namespace {
 
-__global__ void philox_fill_kernel(float* out, int64_t n, uint64_t seed, uint64_t offset,
-                                   bool normal, bool four_per_block) {
+// One draw per block: a thread per element. Four per block: a thread per Philox block, its four
+// outputs written to the up to four elements it covers.
+__global__ void philox_fill_kernel(float* out, int64_t n, uint64_t seed, uint64_t offset, bool normal) {
   const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += stride) {
-    const uint64_t index = offset + i;
-    if (four_per_block) {
-      out[i] = normal ? philox_normal4_at(seed, index) : philox_uniform4_at(seed, index);
-    } else {
-      out[i] = normal ? philox_normal(seed, index) : philox_uniform(seed, index);
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    out[i] = normal ? philox_normal(seed, offset + i) : philox_uniform(seed, offset + i);
+}
+
+__global__ void philox_fill4_kernel(float* out, int64_t n, uint64_t seed, uint64_t offset, bool normal) {
+  const uint64_t first = first_block(offset, 0);
+  const int64_t count = block_count(offset, 0, n), stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
+  for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < count; j += stride) {
+    const Draws4 d = normal ? philox_normal4(seed, first + j) : philox_uniform4(seed, first + j);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const int64_t i = element_of(offset, first + j, k);
+      if (i >= 0 && i < n) out[i] = select4(d, k);
     }
   }
 }
@@ -30,9 +37,13 @@ cudaError_t launch_philox_fill(float* out, int64_t n, uint64_t seed, uint64_t of
                                int per_block, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   constexpr int kThreads = 256;
-  const int64_t blocks_needed = (n + kThreads - 1) / kThreads;
+  const int64_t work = per_block == 4 ? block_count(offset, 0, n) : n;  // threads: one per block or per draw
+  const int64_t blocks_needed = (work + kThreads - 1) / kThreads;
   const int blocks = static_cast<int>(blocks_needed < 65535 * 8 ? blocks_needed : 65535 * 8);
-  philox_fill_kernel<<<blocks, kThreads, 0, stream>>>(out, n, seed, offset, normal, per_block == 4);
+  if (per_block == 4)
+    philox_fill4_kernel<<<blocks, kThreads, 0, stream>>>(out, n, seed, offset, normal);
+  else
+    philox_fill_kernel<<<blocks, kThreads, 0, stream>>>(out, n, seed, offset, normal);
   return cudaGetLastError();
 }
 

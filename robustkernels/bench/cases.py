@@ -109,6 +109,7 @@ def op_cases(ops, quick: bool) -> list[Case]:
             cases.append(_pgd_case((16_777_216,), "linf", "1-D"))  # L2 of 1-D: each element a sample
     if "lwta" in ops:
         cases.append(_lwta_case((32, 160, 16, 16) if quick else (128, 160, 32, 32), "conv"))
+        cases.append(_lwta_case((256, 512) if quick else (4096, 2048), "features"))  # [B, F]: one position a block
     if "noise" in ops:
         cases.append(_noise_case((640, 640, 3, 3), torch.float32, "weight"))
         if not quick:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 
 import torch
 from torch.nn import functional as F
@@ -67,16 +68,32 @@ def spawn_variant(case: str, variant: str, device: str, quick: bool) -> dict:
     """One end-to-end case in a fresh process (``python -m robustkernels.bench CASE VARIANT ...``),
     so the two variants do not share caches or allocator state."""
     out = subprocess.run([sys.executable, "-m", "robustkernels.bench", case, variant, device, "1" if quick else "0"],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"{case} {variant} on {device} exited {out.returncode}: {last}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_e2e(device: str, quick: bool) -> list[dict]:
+def run_e2e(device: str, quick: bool, on_row: Callable[[dict], None] | None = None,
+            on_error: Callable[[str, BaseException], None] | None = None) -> list[dict]:
+    """Every end-to-end case, ours against eager; ``on_row(row)`` after each case. With
+    ``on_error``, a case that fails is reported there (``on_error(case, error)``) and the others
+    still run; without, it raises."""
     rows = []
     for case in E2E_CASES:
-        ours, base = spawn_variant(case, "ours", device, quick), spawn_variant(case, "eager", device, quick)
-        rows.append({"case": case, "model": ours["model"], "eager_s": base["seconds"], "ours_s": ours["seconds"],
-                     "speedup": base["seconds"] / ours["seconds"], "peak_mib_eager": base["peak_kib"] / 1024,
-                     "peak_mib_ours": ours["peak_kib"] / 1024,
-                     "peak_ratio": ours["peak_kib"] / max(base["peak_kib"], 1)})
+        try:
+            ours, base = spawn_variant(case, "ours", device, quick), spawn_variant(case, "eager", device, quick)
+        except (RuntimeError, ValueError) as error:
+            if on_error is None:
+                raise
+            on_error(f"end to end {case}", error)
+            continue
+        row = {"case": case, "model": ours["model"], "eager_s": base["seconds"], "ours_s": ours["seconds"],
+               "speedup": base["seconds"] / ours["seconds"], "peak_mib_eager": base["peak_kib"] / 1024,
+               "peak_mib_ours": ours["peak_kib"] / 1024,
+               "peak_ratio": ours["peak_kib"] / max(base["peak_kib"], 1)}
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
     return rows

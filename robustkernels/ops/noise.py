@@ -9,6 +9,12 @@ materialised or kept; the op saves only the 0-dim ``std``.
 Gradients: ``d/dx = grad``; ``d/dalpha = sum(grad * eta) * std`` over what each alpha covers
 (the products in the op-math type, summed in float64, on every backend).
 
+Draw ``offset + i`` goes to the element at position ``i`` of ``x``'s memory: row-major for a
+contiguous tensor, NHWC for channels_last (which the kernels read and write in place, and the
+result keeps), in general the order of :func:`memory_order`; a tensor that is not dense (a
+strided slice) is read from a row-major copy. So a channels_last tensor and its contiguous copy
+get different (equally distributed) noise, and every backend, reference included, the same.
+
 Same seed, same bits: the draws and the arithmetic given ``std`` are identical on every backend.
 ``std`` itself is per device: the CPU kernel's two-pass sums (float chunks, float64 totals),
 ``torch.std`` on the reference and on GPUs; they agree to about 1e-7 relative and can differ in
@@ -19,6 +25,7 @@ import torch
 
 from .. import reference
 from ..common import is_number
+from ..threat import check_all
 from ._random import draw_seed
 from ._registry import KernelOp
 from ._validation import check_float_tensor, check_int, opmath_dtype
@@ -91,7 +98,7 @@ noise_add.register_autograd(_backward, setup_context=_setup_context)
 
 
 def _alpha_layout(x: torch.Tensor, alpha: torch.Tensor, channel_dim: int) -> tuple[int, int, bool]:
-    """(channels, inner, elementwise) for the kernels, from alpha's shape."""
+    """(channels, inner, elementwise) for the kernels, from alpha's shape (x row-major)."""
     if alpha.numel() == 1:
         return 1, x.numel(), False
     if alpha.shape == x.shape:
@@ -105,6 +112,18 @@ def _alpha_layout(x: torch.Tensor, alpha: torch.Tensor, channel_dim: int) -> tup
         f"alpha must have one element (layer-wise), shape [{channels}] or {per_channel} (per channel along "
         f"dim {channel_dim}), or x's shape {list(x.shape)} (element-wise); got {list(alpha.shape)}"
     )
+
+
+def memory_order(x: torch.Tensor) -> list[int]:
+    """The dims of ``x`` from the outermost in memory to the innermost when ``x`` is dense in
+    that order (``x.permute(order)`` is contiguous: row-major, channels_last, a transpose ...);
+    the identity for anything else (which the kernels read from a row-major copy)."""
+    order = sorted(range(x.dim()), key=lambda d: -x.stride(d))  # stable: ties keep their order
+    return order if x.permute(order).is_contiguous() else list(range(x.dim()))
+
+
+def _inverse(order: list[int]) -> list[int]:
+    return sorted(range(len(order)), key=order.__getitem__)
 
 
 def _add_noise(x, alpha, channel_dim, generator, name):
@@ -122,14 +141,20 @@ def _add_noise(x, alpha, channel_dim, generator, name):
         raise TypeError(f"alpha must be a floating-point tensor, got {alpha.dtype}")
     if alpha.device != x.device:
         raise ValueError(f"alpha is on {alpha.device} but {name} is on {x.device}")
-    if not torch.compiler.is_compiling() and not bool(torch.isfinite(alpha.detach()).all()):
-        raise ValueError(f"alpha must be finite (a NaN or inf noise scale makes every entry of {name} NaN)")
+    check_all(torch.isfinite(alpha.detach()),
+              f"alpha must be finite (a NaN or inf noise scale makes every entry of {name} NaN)")
     channels, inner, elementwise = _alpha_layout(x, alpha, channel_dim)
-    x = x.contiguous()
-    std = tensor_std(x.detach())
-    out = noise_add(x, alpha.to(compute).reshape(-1).contiguous(), std, channels, inner, elementwise,
+    # The kernels run on x's memory in its own order (channels_last stays channels_last, no copy)
+    order = memory_order(x)
+    physical = x.permute(order).contiguous()  # a view, unless x is not dense
+    if elementwise:
+        alpha = alpha.permute(order)
+    elif channels > 1:
+        inner = physical[(0,) * (order.index(channel_dim) + 1)].numel()
+    std = tensor_std(physical.detach())
+    out = noise_add(physical, alpha.to(compute).reshape(-1).contiguous(), std, channels, inner, elementwise,
                     draw_seed(generator), 0)
-    return out
+    return out.permute(_inverse(order))
 
 
 def noisy_weight(weight: torch.Tensor, alpha, *, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -141,7 +166,8 @@ def noisy_weight(weight: torch.Tensor, alpha, *, generator: torch.Generator | No
             ``[C_out, 1, ...]`` (per output channel, dim 0), or weight's shape (element-wise).
         generator: where the Philox seed comes from (default generator if None).
     Returns:
-        A new tensor like ``weight`` (contiguous), differentiable in weight and alpha.
+        A new tensor like ``weight``, in its memory format (channels_last stays channels_last),
+        differentiable in weight and alpha.
     """
     return _add_noise(weight, alpha, 0, generator, "weight")
 

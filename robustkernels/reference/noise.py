@@ -1,8 +1,10 @@
 """Noise injection (PNI, He et al. 2019) in eager PyTorch: ``x + alpha * std(x) * eta``.
 
-``eta`` is the shared Philox normal stream, four draws per block (``tl.randn4x``; element ``i``
-of ``x`` in row-major order is draw ``offset + i``), the cheapest form of the stream; ``std``
-is the unbiased std over the whole tensor, treated as a constant, as in the paper's code. Autograd gives the gradients.
+``eta`` is the shared Philox normal stream, four draws per block (``tl.randn4x``), the cheapest
+form of the stream; draw ``offset + i`` goes to the element at position ``i`` of ``x``'s memory
+(row-major for a contiguous tensor, NHWC for channels_last; a tensor that is not dense in any
+order of its dims, row-major), as the kernels read it. ``std`` is the unbiased std over the
+whole tensor, treated as a constant, as in the paper's code. Autograd gives the gradients.
 """
 
 from __future__ import annotations
@@ -16,11 +18,27 @@ def _opmath(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _memory_order(x: torch.Tensor) -> list[int]:
+    """The dims from the outermost in memory to the innermost if x is dense in that order, else
+    the identity (row-major)."""
+    order = sorted(range(x.dim()), key=lambda d: -x.stride(d))
+    return order if x.permute(order).is_contiguous() else list(range(x.dim()))
+
+
+def memory_order_normal(x: torch.Tensor, seed: int, offset: int = 0) -> torch.Tensor:
+    """[x's shape] float32: draw ``offset + i`` of the four-per-block normal stream at the element
+    in memory position ``i`` (see the module docstring)."""
+    order = _memory_order(x)
+    physical_shape = [x.shape[d] for d in order]
+    eta = philox_normal(x.numel(), seed, offset, device=x.device, per_block=4).view(physical_shape)
+    return eta.permute(sorted(range(x.dim()), key=order.__getitem__))
+
+
 def add_noise(x: torch.Tensor, alpha: torch.Tensor, seed: int, offset: int = 0, channel_dim: int = 0) -> torch.Tensor:
     """``x + alpha * std(x) * eta`` with alpha of numel 1, ``[C]`` (C = x.shape[channel_dim]),
     broadcastable to x, or x's shape. Math in fp32 (fp64 for fp64 x); result in x's dtype."""
     compute = _opmath(x.dtype)
-    eta = philox_normal(x.numel(), seed, offset, device=x.device, per_block=4).to(compute).view(x.shape)
+    eta = memory_order_normal(x, seed, offset).to(compute)
     if alpha.numel() != 1 and alpha.dim() == 1 and x.dim() > 1:  # per-channel [C]
         alpha = alpha.view([-1] + [1] * (x.dim() - channel_dim - 1))
     std = x.detach().to(compute).std()

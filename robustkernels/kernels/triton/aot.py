@@ -90,14 +90,15 @@ def recorded_launches() -> list:
     return launches
 
 
-def _arg_type(value) -> str | int:
-    """The signature entry the JIT would give ``value`` (an int equal to 1 is specialised)."""
+def _arg_type(value, specialise: bool = True) -> str | int:
+    """The signature entry the JIT would give ``value`` (an int equal to 1 is specialised, unless
+    the kernel says ``do_not_specialize`` for it)."""
     if isinstance(value, torch.Tensor):
         return POINTER[value.dtype]
     if isinstance(value, bool):
         return "i1"
     if isinstance(value, int):
-        if value == 1:
+        if value == 1 and specialise:
             return 1
         return "i32" if -(2**31) <= value < 2**31 else ("u64" if value >= 2**63 else "i64")
     if isinstance(value, float):
@@ -109,9 +110,10 @@ def specialisation(launch) -> tuple[str, dict, dict]:
     """(kernel name, signature, constexprs) of one recorded launch."""
     fn = launch.kernel
     names = fn.arg_names
+    fixed = {p.name for p in fn.params if getattr(p, "do_not_specialize", False)}
     signature, constexprs = {}, dict(launch.constexprs)
     for name, value in zip(names, launch.args):
-        kind = _arg_type(value)
+        kind = _arg_type(value, name not in fixed)
         if isinstance(kind, int):
             signature[name], constexprs[name] = "constexpr", kind
         else:

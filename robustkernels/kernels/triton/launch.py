@@ -13,6 +13,10 @@ from dataclasses import dataclass
 import torch
 
 MAX_GRID = (2**31 - 1, 65535, 65535)  # CUDA's limits on gridDim.x, .y, .z
+# Kernels taking the random state declare @triton.jit(do_not_specialize=RANDOM_STATE): Triton
+# would otherwise compile one variant per class of value (== 1, divisible by 16) of a fresh
+# seed, a recompile on the first call of each class.
+RANDOM_STATE = ("seed", "offset")
 _recorded: list | None = None
 
 

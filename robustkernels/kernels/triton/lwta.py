@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from ..modes import LwtaMode
-from .launch import launch, programs
+from .launch import RANDOM_STATE, launch, programs
 from .philox import _log_poly, uniform4_at
 
 _MAX_BLOCK = 256
@@ -134,7 +134,7 @@ def _poison_non_finite(values, h, units, U: tl.constexpr):
     return tl.where(bad[None, :], float("nan"), values)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=RANDOM_STATE)
 def _lwta_forward_kernel(h_ptr, out_ptr, dim_size, inner, positions, chunks, temperature, seed, offset,
                          U: tl.constexpr, U_POW2: tl.constexpr, BLOCK: tl.constexpr, MODE: tl.constexpr,
                          LAYOUT: tl.constexpr):
@@ -147,7 +147,7 @@ def _lwta_forward_kernel(h_ptr, out_ptr, dim_size, inner, positions, chunks, tem
     tl.store(out_ptr + mem, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=RANDOM_STATE)
 def _lwta_backward_kernel(g_ptr, h_ptr, out_ptr, dim_size, inner, positions, chunks, temperature, seed, offset,
                           U: tl.constexpr, U_POW2: tl.constexpr, BLOCK: tl.constexpr, MODE: tl.constexpr,
                           LAYOUT: tl.constexpr):

@@ -6,14 +6,16 @@ Normals use Triton's Box-Muller formula with the shared fp32 polynomials for log
 Launch these kernels with ``enable_fp_fusion=False``: no a*b+c is contracted into an FMA.
 
 One draw per block: element i uses counter offset + i. Four per block: output (offset + i) % 4
-of the block with counter (offset + i) // 4.
+of the block with counter (offset + i) // 4; the kernels compute each block once
+(``normal4_blocks`` / ``uniform4_blocks``: a program's draws start on a block) rather than once
+per element (``normal4_at``: for elements scattered in the stream, as LWTA's units).
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from .launch import launch, programs
+from .launch import RANDOM_STATE, launch, programs
 
 _BLOCK = 1024
 
@@ -103,24 +105,55 @@ def normal4_at(seed, index):
 
 
 @triton.jit
+def _interleave4(v0, v1, v2, v3, BLOCK: tl.constexpr):
+    """[BLOCK] with element 4 k + j = v_j[k] (v_j: [BLOCK // 4]): the outputs of consecutive
+    Philox blocks in stream order."""
+    return tl.reshape(tl.join(tl.join(v0, v2), tl.join(v1, v3)), (BLOCK,))
+
+
+@triton.jit
+def uniform4_blocks(seed, first_block, BLOCK: tl.constexpr):
+    """Draws ``4 * first_block`` .. ``+ BLOCK - 1`` of the four-per-block uniform stream: BLOCK // 4
+    Philox blocks, each one's four outputs used (not one block per draw)."""
+    i0, i1, i2, i3 = tl.randint4x(seed, first_block + tl.arange(0, BLOCK // 4))
+    return _interleave4(tl.uint_to_uniform_float(i0), tl.uint_to_uniform_float(i1), tl.uint_to_uniform_float(i2),
+                        tl.uint_to_uniform_float(i3), BLOCK)
+
+
+@triton.jit
+def normal4_blocks(seed, first_block, BLOCK: tl.constexpr):
+    """Draws ``4 * first_block`` .. ``+ BLOCK - 1`` of the four-per-block normal stream: BLOCK // 4
+    Philox blocks, each one's four normals (both Box-Muller pairs) used."""
+    i0, i1, i2, i3 = tl.randint4x(seed, first_block + tl.arange(0, BLOCK // 4))
+    n0, n1 = box_muller(tl.uint_to_uniform_float(i0), tl.uint_to_uniform_float(i1))
+    n2, n3 = box_muller(tl.uint_to_uniform_float(i2), tl.uint_to_uniform_float(i3))
+    return _interleave4(n0, n1, n2, n3, BLOCK)
+
+
+@triton.jit(do_not_specialize=RANDOM_STATE)
 def _philox_fill_kernel(out_ptr, n, seed, offset, NORMAL: tl.constexpr, PER_BLOCK: tl.constexpr, BLOCK: tl.constexpr):
-    idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    counter = idx + offset  # int64, so the high word of the Philox counter is used past 2**32
-    if PER_BLOCK == 4:
+    pid = tl.program_id(0).to(tl.int64)
+    if PER_BLOCK == 4:  # program p: the BLOCK counters from 4 (offset // 4) + p BLOCK, whole Philox blocks
+        first = offset // 4 + pid * (BLOCK // 4)
+        idx = (first * 4 - offset) + tl.arange(0, BLOCK)  # no int64 overflow near 2**63
         if NORMAL:
-            value = normal4_at(seed, counter)
+            value = normal4_blocks(seed, first, BLOCK)
         else:
-            value = uniform4_at(seed, counter)
-    elif NORMAL:
-        value = normal_at(seed, counter)
+            value = uniform4_blocks(seed, first, BLOCK)
     else:
-        value = uniform_at(seed, counter)
-    tl.store(out_ptr + idx, value, mask=idx < n)
+        idx = pid * BLOCK + tl.arange(0, BLOCK)
+        counter = idx + offset  # int64, so the high word of the Philox counter is used past 2**32
+        if NORMAL:
+            value = normal_at(seed, counter)
+        else:
+            value = uniform_at(seed, counter)
+    tl.store(out_ptr + idx, value, mask=(idx >= 0) & (idx < n))
 
 
 def philox_draw(n: int, seed: int, offset: int, normal: bool, per_block: int, device: torch.device) -> torch.Tensor:
     out = torch.empty(n, dtype=torch.float32, device=device)
     if n:
-        launch(_philox_fill_kernel, programs(triton.cdiv(n, _BLOCK), 1), out, n, seed, offset, NORMAL=normal,
+        span = n + (offset % 4 if per_block == 4 else 0)  # four per block: programs start on a block
+        launch(_philox_fill_kernel, programs(triton.cdiv(span, _BLOCK), 1), out, n, seed, offset, NORMAL=normal,
                PER_BLOCK=per_block, BLOCK=_BLOCK)
     return out

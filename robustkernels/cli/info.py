@@ -43,6 +43,7 @@ def info_lines() -> list[str]:
 
     import robustkernels
     from robustkernels import _backend, _extension, machine
+    from robustkernels.kernels.cuda_arch import built_cuda_arch_list
 
     cuda = torch.version.cuda or "none (CPU build of torch)"
     devices = ["cpu"]
@@ -63,6 +64,7 @@ def info_lines() -> list[str]:
         f"nvcc          {_nvcc_version()}",
         f"machine       {machine.describe()}",
         f"extension     {extension}",
+        f"CUDA archs    {built_cuda_arch_list()}",
         f"backend       {_backend.requested_backend()} (set with {_backend.ENV_VAR} or use_backend())",
     ]
     for device in devices:

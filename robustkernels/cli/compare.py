@@ -22,7 +22,8 @@ def add_compare(commands) -> None:
     p.add_argument("--data-dir", default="../shared/data/cifar-10-batches-py",
                    help="the data set's files (the MNIST IDX files, the CIFAR python batches, SVHN's .mat files, "
                         "your image folder or tensor files)")
-    add_model_options(p, "wrn-10-1", "cnn | lenet5 | preact-resnet18 | wrn-DEPTH-WIDTH (preact-resnet18 on a GPU)")
+    add_model_options(p, "wrn-10-1",
+                      "cnn | cnn-bn | lenet5 | preact-resnet18 | wrn-DEPTH-WIDTH (preact-resnet18 on a GPU)")
     p.add_argument("--methods", default=None,
                    help=f"comma-separated methods; NAME+fast trains that one with --fast's levers (default: "
                         f"{DEFAULT_METHODS}; with --protocol fastat every benchmark method, NAME+wa with averaging)")

@@ -27,8 +27,8 @@ def add_eval(commands) -> None:
                 "any model from an import path", run_eval)
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint.pt written by `robustkernels train` (of your own model: with the same --model)")
-    add_model_options(p, None, "instead of --checkpoint, with --weights and --dataset: a built-in name (cnn, lenet5, "
-                                "preact-resnet18, wrn-D-W)")
+    add_model_options(p, None, "instead of --checkpoint, with --weights and --dataset: a built-in name (cnn, "
+                                "cnn-bn, lenet5, preact-resnet18, wrn-D-W)")
     p.add_argument("--weights", default=None,
                    help="--model: a state_dict file (plain, or under 'state_dict'/'model'; DDP prefixes stripped), "
                         "loaded with weights_only")

@@ -29,8 +29,9 @@ def _split(args, train, test):
     held = args.val_samples or (500 if args.dataset.startswith("cifar") else 1000)
     if held >= n_train:
         raise ValueError(f"--val-samples {held}: the training set has only {n_train} images")
+    used = min(n_train - held, args.train_samples or n_train)  # the first images train, the last are held out
     scored = args.eval_samples or 1000
-    return take(train, 0, n_train - held), take(train, n_train - held), take(test, 0, scored)
+    return take(train, 0, used), take(train, n_train - held), take(test, 0, scored)
 
 
 def run_fastat(args) -> int:

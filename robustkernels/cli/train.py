@@ -29,7 +29,7 @@ def add_train(commands) -> None:
     from ..train import LR_SCHEDULES, METHODS
 
     p = command(commands, "train", "train a model with a robust training method (torchrun for DDP)", run_train)
-    add_model_options(p, "cnn", "cnn | lenet5 | preact-resnet18 | wrn-DEPTH-WIDTH (e.g. wrn-34-1)")
+    add_model_options(p, "cnn", "cnn | cnn-bn | lenet5 | preact-resnet18 | wrn-DEPTH-WIDTH (e.g. wrn-34-1)")
     p.add_argument("--activation", choices=("relu", "lwta"), default="relu", help="ReLU or Stochastic LWTA")
     p.add_argument("--pni", action="store_true", help="Parametric Noise Injection on every conv/linear layer")
     p.add_argument("--method", default="pgd-at",

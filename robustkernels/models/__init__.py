@@ -13,12 +13,13 @@ from .preact import PreActResNet, preact_resnet18
 from .small import lenet5, small_cnn
 from .wide_resnet import WideResNet, wide_resnet
 
-MODEL_NAMES = ("cnn", "lenet5", "preact-resnet18", "wrn-DEPTH-WIDTH")
+MODEL_NAMES = ("cnn", "cnn-bn", "lenet5", "preact-resnet18", "wrn-DEPTH-WIDTH")
 
 
 def build_model(name: str, *, activation: str = "relu", pni: bool = False, in_channels: int = 3,
                 num_classes: int = 10, image_size: int = 32, competitors: int = 2) -> nn.Module:
-    """``"cnn"`` (:func:`small_cnn`), ``"lenet5"``, ``"preact-resnet18"`` or ``"wrn-34-10"`` style WideResNets, with
+    """``"cnn"`` / ``"cnn-bn"`` (:func:`small_cnn`, with BatchNorm), ``"lenet5"``, ``"preact-resnet18"`` or
+    ``"wrn-34-10"`` style WideResNets, with
     ``activation="relu"|"lwta"`` and optionally PNI on every conv/linear layer (``pni=True``)."""
     if activation not in ("relu", "lwta"):
         raise ValueError(f"activation must be 'relu' or 'lwta', got {activation!r}")
@@ -27,8 +28,8 @@ def build_model(name: str, *, activation: str = "relu", pni: bool = False, in_ch
         model = wide_resnet(int(wrn.group(1)), int(wrn.group(2)), num_classes, activation, competitors, in_channels)
     elif name in ("preact-resnet18", "preact_resnet18"):
         model = preact_resnet18(num_classes, activation, competitors, in_channels)
-    elif name == "cnn":
-        model = small_cnn(in_channels, num_classes, image_size)
+    elif name in ("cnn", "cnn-bn"):
+        model = small_cnn(in_channels, num_classes, image_size, batch_norm=name == "cnn-bn")
     elif name == "lenet5":
         model = lenet5(in_channels, num_classes, image_size)
     else:

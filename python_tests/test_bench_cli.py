@@ -5,6 +5,7 @@ import json
 import pathlib
 
 import pytest
+import torch
 
 import robustkernels
 from robustkernels.bench import main_bench, spawn_variant
@@ -24,6 +25,25 @@ def test_quick_ops_table_and_json(tmp_path, capsys):
         assert 0 < row["share_of_copy"] and row["gb_per_s"] > 0
     noise = next(r for r in saved["ops"] if r["op"] == "noisy_weight")
     assert noise["kept_mib_ours"] < 0.01 < noise["kept_mib_eager"]  # no noise kept for the backward
+
+
+def test_the_profiler_prints_nothing_into_the_tables(capfd):
+    from robustkernels.bench.timing import peak_memory_kib
+
+    assert peak_memory_kib(lambda: torch.ones(1000) + 1) >= 0
+    captured = capfd.readouterr()  # file-descriptor level: the profiler's C++ side wrote USDT lines there
+    assert "USDT" not in captured.err and "profiler_start" not in captured.err + captured.out
+
+
+def test_quick_end_to_end_rows_say_why_they_are_noise(capsys):
+    from robustkernels.bench import _print_e2e
+
+    row = {"case": "pgd10", "model": "m", "eager_s": 1.0, "ours_s": 1.1, "speedup": 0.91, "peak_mib_eager": 1,
+           "peak_mib_ours": 1}
+    _print_e2e([row], quick=True)
+    assert "quick sizes: each side is one short run" in capsys.readouterr().out
+    _print_e2e([row], quick=False)
+    assert "quick sizes" not in capsys.readouterr().out
 
 
 def test_without_compiled_backends_says_so(monkeypatch, capsys):

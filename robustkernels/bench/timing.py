@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -63,6 +66,21 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     )
 
 
+@contextlib.contextmanager
+def _stderr_to_devnull():
+    """File descriptor 2 to /dev/null: the profiler's C++ side prints ``USDT ... profiler_start`` /
+    ``profiler_stop`` lines there, which ran into the bench tables. Python exceptions still raise."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def peak_memory_kib(fn: Callable[[], object], device: str = "cpu") -> int:
     """Peak extra memory while ``fn()`` runs, in KiB. CUDA: the allocator's peak above the start.
     CPU: from the profiler's allocation and free records, the running sum's maximum (ordered by
@@ -76,7 +94,7 @@ def peak_memory_kib(fn: Callable[[], object], device: str = "cpu") -> int:
         return (torch.cuda.max_memory_allocated() - start) // 1024
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _stderr_to_devnull(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = sorted(prof.events(), key=lambda e: e.time_range.start)
     running = peak = 0

@@ -215,3 +215,18 @@ def test_the_log_and_table_give_every_percentage_with_one_decimal():
     shares = re.findall(r"\d+(?:\.\d+)?%", text)
     assert shares and all(re.fullmatch(r"\d+\.\d%", s) for s in shares), shares
     assert "57.5%" in text and "88.5%" in text
+
+
+def test_resume_refuses_other_gradient_settings_and_needs_a_state_path(tmp_path):
+    from robustkernels.defences import BitDepthReduction
+
+    model = nn.Sequential(BitDepthReduction(bits=2), nn.Flatten(), nn.Linear(64, 10))
+    path = tmp_path / "s.json"
+    kwargs = dict(eps=0.1, steps=2, n_queries=10, progress=False, seed=1, batch_size=8)
+    autoattack(model, (X[:8], Y[:8]), bpda=False, state_path=path, **kwargs)
+    with pytest.raises(ValueError, match=r"bpda differs \(pass bpda=False as when the state file was written\)"):
+        autoattack(model, (X[:16], Y[:16]), bpda=True, state_path=path, resume=True, **kwargs)
+    with pytest.raises(ValueError, match="active_set differs"):
+        autoattack(model, (X[:16], Y[:16]), bpda=False, active_set=False, state_path=path, resume=True, **kwargs)
+    with pytest.raises(ValueError, match="resume=True continues the run recorded in state_path"):
+        autoattack(model, (X[:8], Y[:8]), resume=True, **kwargs)

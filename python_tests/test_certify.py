@@ -4,9 +4,10 @@ and CROWN-IBP training."""
 
 import pytest
 import torch
+from torch import nn
 
 from robustkernels.attacks import PGD
-from robustkernels.certify import crown_ibp_margins, interval_bounds, margin_bounds, margin_lower_bounds
+from robustkernels.certify import NotBoundable, crown_ibp_margins, interval_bounds, margin_bounds, margin_lower_bounds
 from robustkernels.data import load_digits
 from robustkernels.eval import autoattack, certified_accuracy, evaluate
 from robustkernels.models import build_model, lenet5, wide_resnet
@@ -215,3 +216,19 @@ def test_a_certified_report_prints_as_a_one_line_summary():
     assert str(report) == repr(report) == ("CertifiedReport(method='ibp', eps=0.01, n_samples=3, clean=66.67%, "
                                            "certified=33.33%)")
     assert report.certified == [True, False, False]
+
+
+def test_a_method_replaced_on_the_class_or_in_torch_is_refused(monkeypatch):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 3)).double()
+    x = torch.rand(4, 1, 8, 8, dtype=torch.float64)
+    y = model(x).argmax(1)
+    assert certified_accuracy(model, (x, y), 0.01).n_samples == 4
+    with monkeypatch.context() as patch:
+        patch.setattr(nn.ReLU, "forward", lambda self, h: h.abs() * 3 - 1)  # as a patching library would
+        with pytest.raises(NotBoundable, match=r"2 \(ReLU\): ReLU.forward is not torch's or ours"):
+            certified_accuracy(model, (x, y), 0.01)
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.nn.functional, "relu", lambda h, inplace=False: h.abs())
+        with pytest.raises(NotBoundable, match="torch.nn.functional.relu is replaced"):
+            certified_accuracy(model, (x, y), 0.01)
+    assert certified_accuracy(model, (x, y), 0.01).n_samples == 4

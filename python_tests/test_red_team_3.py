@@ -173,3 +173,37 @@ def test_evaluate_probes_the_first_batch_with_samples():
     with pytest.raises(ValueError, match="data: no samples"):
         evaluate(model, DataLoader(data, batch_sampler=[[]], collate_fn=collate), eps=0.1, attacks=["fgsm"],
                  checks=False, progress=False)
+
+
+BOOM = '''
+import torch.nn as nn
+
+class Boom(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+
+    def forward(self, x):
+        if self.training:
+            raise RuntimeError("boom in training")
+        return self.body(x)
+
+def net():
+    return Boom()
+'''
+
+
+def test_a_train_failing_mid_run_leaves_nothing_half_done(tmp_path, monkeypatch, capsys):
+    (tmp_path / "boom_rk.py").write_text(BOOM)
+    monkeypatch.chdir(tmp_path)
+    fresh = tmp_path / "fresh"
+    with pytest.raises(RuntimeError, match="boom in training"):
+        main(TRAIN + ["--model", "boom_rk:net", "--eps", "0.1", "--out", str(fresh)])
+    assert not fresh.exists()  # the folder it created held only the empty log: gone
+    out = tmp_path / "run"
+    assert main(TRAIN + ["--out", str(out), "--val-samples", "50"]) == 0
+    capsys.readouterr()
+    with pytest.raises(RuntimeError, match="boom in training"):
+        main(TRAIN + ["--model", "boom_rk:net", "--eps", "0.1", "--out", str(out), "--overwrite"])
+    assert not (out / "checkpoint.pt").exists()  # replaced together: no old checkpoint beside an emptied log
+    assert main(TRAIN + ["--out", str(out), "--val-samples", "50"]) == 0  # an empty log is not a run

@@ -125,3 +125,17 @@ def test_averaging_runs_with_the_levers(data):
 def test_bad_taus_are_refused_by_name(tau, error, data):
     with pytest.raises(error, match="weight_average"):
         _fit(bn_cnn(), data, weight_average=tau)
+
+
+def test_resume_refuses_dropping_or_adding_weight_averaging(tmp_path, data):
+    path = tmp_path / "ckpt.pt"
+    torch.manual_seed(0)
+    _fit(bn_cnn(), data, epochs=1, checkpoint_path=path)
+    with pytest.raises(ValueError, match="weight_average: 0.9 in the checkpoint, None now"):
+        _fit(bn_cnn(), data, checkpoint_path=path, resume=True, weight_average=None)
+    plain = tmp_path / "plain.pt"
+    _fit(bn_cnn(), data, epochs=1, checkpoint_path=plain, weight_average=None)
+    with pytest.raises(ValueError, match="weight_average: None in the checkpoint, 0.9 now"):
+        _fit(bn_cnn(), data, checkpoint_path=plain, resume=True)
+    history = _fit(bn_cnn(), data, checkpoint_path=plain, resume="force")  # forced: the average starts there
+    assert len(history) == 2

@@ -238,6 +238,33 @@ def _check_own_methods(path: str, m: nn.Module) -> None:
         _refuse(path, m, "_compiled_call_impl is not torch.compile of its own call")
 
 
+# what the known layers' forwards call: a replacement of any of these changes every such layer
+_FUNCTIONS = [(F, n) for n in ("relu", "relu6", "hardtanh", "leaky_relu", "elu", "softplus", "linear", "conv2d",
+                               "batch_norm", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
+                               "pad", "dropout")] + [(torch, n) for n in ("sigmoid", "tanh", "flatten", "relu")]
+
+
+def _ours_or_torchs(fn) -> bool:
+    module = getattr(fn, "__module__", None) or ""
+    return module.split(".")[0] in ("torch", "robustkernels")
+
+
+def _check_class_methods(path: str, m: nn.Module) -> None:
+    """A method of the module's class (or a base) or a functional it calls, replaced on the class or
+    in torch by code from elsewhere (``nn.ReLU.forward = ...``, ``F.relu = ...``), would run in place
+    of the semantics bounded here."""
+    for cls in type(m).__mro__[:-1]:  # object's own methods are not torch's
+        for name, fn in vars(cls).items():
+            if inspect.isfunction(fn) and not _ours_or_torchs(fn):
+                _refuse(path, m, f"{cls.__name__}.{name} is not torch's or ours (replaced by {fn.__module__}), "
+                                 "which may change its function")
+    for owner, name in _FUNCTIONS:
+        fn = getattr(owner, name, None)
+        if fn is not None and not _ours_or_torchs(fn):
+            _refuse(path, m, f"{owner.__name__}.{name} is replaced by {getattr(fn, '__module__', '?')}, which may "
+                             "change what every such layer computes")
+
+
 def _children(path: str, m: nn.Module, names) -> list:
     out = []
     for name in names:
@@ -253,6 +280,8 @@ def steps_of(m: nn.Module, path: str = "") -> list:
         raise TypeError(f"{where}: expected an nn.Module, got {type(m).__name__}")
     _check_hooks(where, m)
     _check_own_methods(where, m)
+    if type(m) in _KNOWN + (nn.ReLU6, WideResNet, IBPLinear, IBPConv2d):  # a subclass: refused below, by name
+        _check_class_methods(where, m)
     if is_stochastic(m):
         _refuse(where, m, "a stochastic layer; its output is not a function of the input")
     t = type(m)

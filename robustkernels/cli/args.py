@@ -99,9 +99,19 @@ def held_folder(path: str | None, option: str = "--out"):
         with run_lock(output_folder(path, option), option):
             yield
     except BaseException:
-        if created and os.path.isdir(path) and not os.listdir(path):
-            os.rmdir(path)
+        if created and os.path.isdir(path):
+            _remove_if_nothing_written(path)
         raise
+
+
+def _remove_if_nothing_written(path: str) -> None:
+    """The folder a failed run created, gone again if all it holds is empty files (the log opened
+    before the first epoch); anything with content - a checkpoint to resume from - stays."""
+    names = os.listdir(path)
+    if all(os.path.isfile(os.path.join(path, n)) and os.path.getsize(os.path.join(path, n)) == 0 for n in names):
+        for name in names:
+            os.remove(os.path.join(path, name))
+        os.rmdir(path)
 
 
 def device(text: str | None):

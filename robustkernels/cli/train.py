@@ -130,12 +130,21 @@ RUN_FILES = ("checkpoint.pt", "metrics.jsonl")
 def run_train(args) -> int:
     if args.resume and args.overwrite:
         raise ValueError("--resume continues the run in --out and --overwrite replaces it: give one")
-    found = [name for name in RUN_FILES if os.path.exists(os.path.join(args.out, name))]
+    found = [name for name in RUN_FILES if _holds(os.path.join(args.out, name))]
     if found and not (args.resume or args.overwrite):
         raise ValueError(f"--out {args.out!r} already holds a run ({', '.join(found)}): pass --resume to continue "
                          f"it, --overwrite to replace it, or choose a fresh --out")
     with held_folder(args.out):
+        if args.overwrite:  # both files go together: a replacing run that fails leaves no half of the old one
+            for name in RUN_FILES:
+                if os.path.exists(os.path.join(args.out, name)):
+                    os.remove(os.path.join(args.out, name))
         return _train(args)
+
+
+def _holds(path: str) -> bool:
+    """A run file with something in it (a run that failed before its first epoch leaves an empty log)."""
+    return os.path.isfile(path) and os.path.getsize(path) > 0
 
 
 def _train(args) -> int:

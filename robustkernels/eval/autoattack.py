@@ -242,6 +242,8 @@ def autoattack_run(model: nn.Module, *, eps: float, norm: str = "linf", version:
     check_lever("channels_last", channels_last)
     check_lever("compile", compile)
     check_autocast(autocast)
+    if resume and state_path is None:
+        raise ValueError("resume=True continues the run recorded in state_path: pass state_path= too")
     plan = dict(version=version, attacks=attacks, individual=individual, repeats=repeats, bpda=bpda,
                 progress=progress, autocast=autocast, state_path=state_path, resume=resume,
                 channels_last=channels_last, compile=compile, batch_size=batch_size)
@@ -386,6 +388,7 @@ def _state(model, threat, seed, plan, options, rank, world) -> RunState:
                 "version": plan["version"], "attacks": list(plan["attacks"] or []), "individual": plan["individual"],
                 "repeats": plan["repeats"], "world": world, "autocast": plan["autocast"],
                 "channels_last": plan["channels_last"], "compile": plan["compile"], "batch_size": plan["batch_size"],
+                "bpda": plan["bpda"], "active_set": options["active_set"], "eot_batched": options["eot_batched"],
                 # fast's schedule changes between releases: a state file of another one is refused
                 "fast": FAST_DESCRIPTION[threat.norm] if plan["version"] == "fast" else None,
                 **{k: options[k] for k in ("steps", "n_queries", "n_target_classes")}}

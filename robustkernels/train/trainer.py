@@ -48,11 +48,10 @@ def run_fingerprint(model: nn.Module, method: Method, *, train_size: int, batch_
                     meta: dict | None, weight_average: float | None = None) -> dict:
     """What a checkpoint must match to be resumed by this run (``epochs`` may grow: a resumed run
     may train for longer)."""
-    fingerprint = {"method": method.name, "seed": seed, "train_size": train_size, "batch_size": batch_size,
-                   "parameters": {k: list(v.shape) for k, v in model.state_dict().items()}, "meta": meta or {}}
-    if weight_average is not None:  # absent otherwise: checkpoints written before averaging still match
-        fingerprint["weight_average"] = weight_average
-    return fingerprint
+    # weight_average None matches checkpoints written before averaging existed (no such key: None)
+    return {"method": method.name, "seed": seed, "train_size": train_size, "batch_size": batch_size,
+            "parameters": {k: list(v.shape) for k, v in model.state_dict().items()}, "meta": meta or {},
+            "weight_average": weight_average}
 
 
 def check_resumable(path: str, saved: dict | None, current: dict) -> None:
@@ -321,8 +320,10 @@ def resume(run: Run, opts: FitOptions) -> None:
     run.epoch, run.batch, run.step = state["epoch"], state["batch"], state["step"]
     run.history, run.sums = state["history"], EpochSums.from_state(state["partial"])
     run.best = state.get("best")
-    if run.average is not None:
+    if run.average is not None and state.get("average"):
         run.average.load_state_dict(state["average"])
+    elif run.average is not None:  # resume="force" from a run without averaging: start the average here
+        run.average = WeightAverage(run.model, run.average.tau)
 
 
 def save_checkpoint(run: Run, opts: FitOptions, epoch: int, batch: int) -> None:

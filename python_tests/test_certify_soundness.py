@@ -478,7 +478,7 @@ def test_a_sample_across_the_softplus_jump_is_not_certified():
     ((0.5, 0.0), ValueError, "normalization std must be finite and > 0"),
     ((float("nan"), 0.5), ValueError, "normalization mean must be finite"),
     (("0.5", "0.2"), TypeError, "normalization mean must be a number"),
-    (([0.5] * 3, [0.2] * 3), ValueError, "normalization has 3 values per channel but the input has shape"),
+    (([0.5] * 3, [0.2] * 3), ValueError, r"normalization has 3 values \(one per channel\) but the input has 1 channel"),
 ])
 def test_bad_normalization_is_refused(normalization, error, message):
     model, x, y = trained_digits_cnn()

@@ -207,3 +207,22 @@ def test_a_train_failing_mid_run_leaves_nothing_half_done(tmp_path, monkeypatch,
         main(TRAIN + ["--model", "boom_rk:net", "--eps", "0.1", "--out", str(out), "--overwrite"])
     assert not (out / "checkpoint.pt").exists()  # replaced together: no old checkpoint beside an emptied log
     assert main(TRAIN + ["--out", str(out), "--val-samples", "50"]) == 0  # an empty log is not a run
+
+
+def test_review_messages_name_what_is_wrong(tmp_path):
+    from robustkernels.data import load
+    from robustkernels.models import load_weights
+
+    with pytest.raises(TypeError, match=r"make_method\('elle'\): unexpected argument 'lam'; it takes .*lin_reg"):
+        make_method("elle", eps=0.1, lam=3)
+    with pytest.raises(ValueError, match="--data-dir '.*nope' does not exist"):
+        load("imagefolder", str(tmp_path / "nope"))
+    (tmp_path / "f.png").write_bytes(b"x")
+    with pytest.raises(ValueError, match="is a file; give the folder of images"):
+        load("imagefolder", str(tmp_path / "f.png"))
+    path = tmp_path / "c.pt"
+    model = small_cnn()
+    _, x, y = trained_digits_cnn()
+    fit(model, make_method("standard"), (x[:32], y[:32]), epochs=1, progress=False, checkpoint_path=path)
+    with pytest.raises(ValueError, match="is a checkpoint written by `robustkernels train`: pass it as --checkpoint"):
+        load_weights(small_cnn(), str(path))

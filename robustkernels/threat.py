@@ -165,8 +165,9 @@ def normalize(x: torch.Tensor, normalization: Sequence | None) -> torch.Tensor:
     mean, std = (torch.as_tensor(v, dtype=x.dtype, device=x.device).reshape(-1) for v in normalization)
     channels = max(mean.numel(), std.numel())
     if channels > 1 and (x.dim() < 2 or x.shape[1] != channels):
-        raise ValueError(f"normalization has {channels} values per channel but the input has shape "
-                         f"{list(x.shape)} (channels along dim 1)")
+        have = x.shape[1] if x.dim() >= 2 else 0
+        raise ValueError(f"normalization has {channels} values (one per channel) but the input has {have} "
+                         f"channel{'s' if have != 1 else ''}: shape {list(x.shape)}, channels along dim 1")
     shape = (1, -1, *[1] * (x.dim() - 2)) if channels > 1 else (1,) * max(x.dim(), 1)
     return (x - mean.view(shape)) / std.view(shape)
 

@@ -87,6 +87,10 @@ def _split_path(root: str, train: bool, train_names, test_names, exists, kind: s
     """The path of the split in ``root``: one of its names inside the folder ``root``, or for the
     test split ``root`` itself when it holds no named split."""
     names = train_names if train else test_names
+    if not os.path.exists(root):
+        raise ValueError(f"--data-dir {root!r} does not exist")
+    if kind == "folder" and not os.path.isdir(root):
+        raise ValueError(f"--data-dir {root!r} is a file; give the folder of images (one subfolder per class)")
     if os.path.isdir(root):
         found = [os.path.join(root, n) for n in names if exists(os.path.join(root, n))]
         if found:

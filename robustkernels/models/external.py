@@ -48,6 +48,9 @@ def model_from_import(spec: str, kwargs: dict | None = None) -> nn.Module:
 
 
 def _state_dict_of(obj, path: str) -> dict:
+    if isinstance(obj, dict) and {"format", "checksum", "state"} <= set(obj):
+        raise ValueError(f"--weights {path!r} is a checkpoint written by `robustkernels train`: pass it as "
+                         f"--checkpoint {path} (with --model for your own model's code)")
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

@@ -211,8 +211,8 @@ def to_markdown(rows: Sequence[Summary]) -> str:
                      f"{100 * r.robust:.1f} ± {100 * r.robust_std:.1f}% | {r.train_seconds:.0f} | {r.ratio:.2f}x | "
                      f"{'yes' if r.pareto else ''} | {theirs} |")
     rho, n = rank_agreement(rows)
-    lines.append(f"\nSpearman rank correlation of the AutoAttack accuracies with the benchmark's: {rho:.2f} "
-                 f"over {n} methods.")
+    agreement = f"{rho:.2f} over {n} methods" if n >= 3 else f"n/a ({n} of the benchmark's methods learned here)"
+    lines.append(f"\nSpearman rank correlation of the AutoAttack accuracies with the benchmark's: {agreement}.")
     return "\n".join(lines)
 
 

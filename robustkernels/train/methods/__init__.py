@@ -38,7 +38,28 @@ def make_method(name: str, **kwargs) -> Method:
     key = name.replace("-", "_") if isinstance(name, str) else name
     if key not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {name!r}")
-    return METHODS[key](**kwargs)
+    try:
+        return METHODS[key](**kwargs)
+    except TypeError as error:
+        if "unexpected keyword argument" not in str(error):
+            raise
+        accepted = sorted(_keywords(METHODS[key]))
+        unknown = str(error).split("unexpected keyword argument ")[-1]
+        raise TypeError(f"make_method({name!r}): unexpected argument {unknown}; it takes {', '.join(accepted)}") \
+            from None
+
+
+def _keywords(cls) -> set[str]:
+    """The keyword arguments a method class takes: its own and those of its bases' ``__init__``."""
+    import inspect
+
+    names = set()
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        if init is not None:
+            names |= {p.name for p in inspect.signature(init).parameters.values()
+                      if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"}
+    return names
 
 
 __all__ = ["ATTA", "FAT", "FGSMRS", "IBP", "METHODS", "NFGSM", "PGDAT", "PNIAT", "TRADES", "BatchResult", "FreeAT",

@@ -170,7 +170,8 @@ def test_an_empty_first_batch_does_not_decide_the_set_up():
 @pytest.mark.parametrize("normalization,why", [
     (((0.5,), (0.0,)), "normalization std must be finite and > 0"),
     (((0.5,), (float("nan"),)), "normalization std must be finite and > 0"),
-    (((0.5, 0.5, 0.5), (0.2, 0.2, 0.2)), r"normalization has 3 values \(one per channel\) but the input has 1 channel: shape \[8"),
+    (((0.5, 0.5, 0.5), (0.2, 0.2, 0.2)),
+     r"normalization has 3 values \(one per channel\) but the input has 1 channel: shape \[8"),
 ])
 def test_a_bad_normalization_is_named_not_blamed_on_the_model(normalization, why):
     with pytest.raises(ValueError, match=f"^{why}") as error:

@@ -224,7 +224,13 @@ def plot(rows: Sequence[Summary], path: str, title: str) -> str:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    chance = [r for r in rows if r.at_chance]  # drawn, not labelled: their accuracy ranks nothing
+    if chance:
+        ax.scatter([r.ratio for r in chance], [100 * r.robust for r in chance], marker="x", color="0.6",
+                   label=f"under 2x chance clean ({len(chance)})", zorder=2)
     for r in rows:
+        if r.at_chance:
+            continue
         ax.errorbar(r.ratio, 100 * r.robust, yerr=100 * r.robust_std, fmt="o", color="C3" if r.pareto else "C0",
                     markersize=5, capsize=2, zorder=3)
         ax.annotate(r.label, (r.ratio, 100 * r.robust), textcoords="offset points", xytext=(4, 3), fontsize=7)

@@ -25,9 +25,8 @@ import torch
 from torch.nn import functional as F
 
 from ...common import non_negative
-from ...ops.pgd import pgd_step
-from .base import BatchResult, Method, cross_entropy
-from .nuat import bernoulli_start, share_in_unit, single_step_alpha
+from .base import BatchResult, cross_entropy
+from .nuat import AlternatelyGuided, share_in_unit
 
 
 def softmax_distance(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
@@ -35,7 +34,7 @@ def softmax_distance(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Te
     return (F.softmax(logits_a.float(), dim=1) - F.softmax(logits_b.float(), dim=1)).pow(2).sum(1)
 
 
-class GAT(Method):
+class GAT(AlternatelyGuided):
     """Guided adversarial training (Sriramanan et al., NeurIPS 2020).
 
     Args:
@@ -52,61 +51,28 @@ class GAT(Method):
     """
 
     name = "gat"
-    single_step = True
 
     def __init__(self, *, l2_reg: float = 10.0, mul: float = 4.0, mul_from: float = 0.86, noise_factor: float = 0.5,
                  step_factor: float = 1.0, **kwargs):
-        kwargs.setdefault("steps", 1)
-        alpha_given = kwargs.get("alpha") is not None
-        super().__init__(**kwargs)
-        single_step_alpha(self, step_factor, alpha_given)
+        super().__init__(noise_factor=noise_factor, step_factor=step_factor, **kwargs)
         self.l2_reg = non_negative("l2_reg", l2_reg)
         self.mul = non_negative("mul", mul)
         self.mul_from = share_in_unit("mul_from", mul_from)
-        self.noise_factor = non_negative("noise_factor", noise_factor)
         self.weight = self.l2_reg  # lambda in force
-        self.batches = 0  # batches of this epoch so far: odd ones attack with the regulariser
 
     def set_progress(self, epochs_done, epochs):
         super().set_progress(epochs_done, epochs)
         late = int(epochs_done) / epochs >= self.mul_from  # changes at an epoch boundary
         self.weight = self.l2_reg * (self.mul if late else 1.0)
 
-    def start_epoch(self, epoch, epochs):
-        self.batches = 0
-
-    def guided(self) -> bool:
-        """Whether this batch's attack maximises the regulariser too (every second batch)."""
-        return self.batches % 2 == 1
-
-    def perturbed(self, x: torch.Tensor, y: torch.Tensor, logits_clean: torch.Tensor) -> torch.Tensor:
-        """One signed-gradient step of size alpha from the Bernoulli start, in the eps-ball."""
-        clean = logits_clean.detach().float()
-
-        def loss(logits):  # the authors' batch-mean loss times B: the same sign
-            ce = F.cross_entropy(logits, y, reduction="sum")
-            return ce + self.weight * softmax_distance(clean, logits).sum() if self.guided() else ce
-
-        start = bernoulli_start(x, self.noise_factor * self.eps, self.bounds, self.generator) \
-            if self.random_start else x.detach()
-        _, grad = self.input_gradient(start, loss)
-        return pgd_step(start, x, grad, step=self.alpha, eps=self.eps, norm="linf", bounds=self.bounds)
+    def guidance(self, clean, logits):
+        return softmax_distance(clean, logits).sum()
 
     def batch_loss(self, model, x, y, ctx):
-        with ctx.autocast():
-            logits_clean = self.forward(model, x)
-            x_adv = self.run_attack(lambda x, y: self.perturbed(x, y, logits_clean), x, y)
-            logits_adv = self.forward(model, x_adv)
-        self.batches += 1
+        logits_clean, logits_adv = self.clean_and_adversarial(model, x, y, ctx)
         loss = cross_entropy(logits_clean, y, ctx.targets) + self.weight * softmax_distance(logits_clean,
                                                                                             logits_adv).mean()
         return BatchResult(loss + self.regularizer(), logits_adv)
 
     def epoch_metrics(self):
         return {**super().epoch_metrics(), "l2_weight": self.weight}
-
-    def state_dict(self):
-        return {"batches": self.batches}
-
-    def load_state_dict(self, state):
-        self.batches = int(state.get("batches", 0))

@@ -58,7 +58,68 @@ def nuclear_norm(matrix: torch.Tensor) -> torch.Tensor:
     return torch.linalg.matrix_norm(matrix.float(), ord="nuc")
 
 
-class NuAT(Method):
+class AlternatelyGuided(Method):
+    """What NuAT and GAT share: one signed-gradient step of size alpha from a Bernoulli start
+    (magnitude ``noise_factor * eps``) in eval mode; on every second batch of an epoch the attack
+    also maximises ``weight * guidance(clean logits, logits)``. The batch count within the epoch
+    is running state, in :meth:`state_dict` for an exact mid-epoch resume."""
+
+    single_step = True
+
+    def __init__(self, *, noise_factor: float, step_factor: float, **kwargs):
+        kwargs.setdefault("steps", 1)
+        alpha_given = kwargs.get("alpha") is not None
+        super().__init__(**kwargs)
+        single_step_alpha(self, step_factor, alpha_given)
+        self.noise_factor = non_negative("noise_factor", noise_factor)
+        self.weight = 0.0  # lambda in force
+        self.batches = 0  # batches of this epoch so far: odd ones attack with the regulariser
+
+    def guidance(self, clean: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The term the guided attack adds (summed over the batch), from [B, K] clean and current logits."""
+        raise NotImplementedError
+
+    def start_epoch(self, epoch, epochs):
+        self.batches = 0
+
+    def guided(self) -> bool:
+        """Whether this batch's attack maximises the regulariser too (every second batch)."""
+        return self.batches % 2 == 1
+
+    def start(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.random_start:
+            return x.detach()
+        return bernoulli_start(x, self.noise_factor * self.eps, self.bounds, self.generator)
+
+    def perturbed(self, x: torch.Tensor, y: torch.Tensor, logits_clean: torch.Tensor) -> torch.Tensor:
+        """One signed-gradient step of size alpha from the Bernoulli start, in the eps-ball."""
+        clean = logits_clean.detach().float()
+
+        def loss(logits):  # the authors' batch-mean loss times B: the same sign
+            ce = F.cross_entropy(logits, y, reduction="sum")
+            return ce + self.weight * self.guidance(clean, logits) if self.guided() else ce
+
+        start = self.start(x)
+        _, grad = self.input_gradient(start, loss)
+        return pgd_step(start, x, grad, step=self.alpha, eps=self.eps, norm="linf", bounds=self.bounds)
+
+    def clean_and_adversarial(self, model, x, y, ctx) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's clean and adversarial training logits; counts the batch."""
+        with ctx.autocast():
+            logits_clean = self.forward(model, x)
+            x_adv = self.run_attack(lambda x, y: self.perturbed(x, y, logits_clean), x, y)
+            logits_adv = self.forward(model, x_adv)
+        self.batches += 1
+        return logits_clean, logits_adv
+
+    def state_dict(self):
+        return {"batches": self.batches}
+
+    def load_state_dict(self, state):
+        self.batches = int(state.get("batches", 0))
+
+
+class NuAT(AlternatelyGuided):
     """Nuclear-norm adversarial training (Sriramanan et al., NeurIPS 2021).
 
     Args:
@@ -75,54 +136,25 @@ class NuAT(Method):
     """
 
     name = "nuat"
-    single_step = True
 
     def __init__(self, *, nuc_max: float = 4.0, ramp_share: float = 1.0, noise_factor: float = 0.5,
                  step_factor: float = 1.0, **kwargs):
-        kwargs.setdefault("steps", 1)
-        alpha_given = kwargs.get("alpha") is not None
-        super().__init__(**kwargs)
-        single_step_alpha(self, step_factor, alpha_given)
+        super().__init__(noise_factor=noise_factor, step_factor=step_factor, **kwargs)
         self.nuc_max = non_negative("nuc_max", nuc_max)
         self.ramp_share = share_in_unit("ramp_share", ramp_share)
-        self.noise_factor = non_negative("noise_factor", noise_factor)
-        self.weight = 0.0  # lambda in force
-        self.batches = 0  # batches of this epoch so far: odd ones attack with the regulariser
 
     def set_progress(self, epochs_done, epochs):
         super().set_progress(epochs_done, epochs)
         self.weight = self.nuc_max * min(1.0, int(epochs_done) / (self.ramp_share * epochs))
 
-    def start_epoch(self, epoch, epochs):
-        self.batches = 0
-
     def guided(self) -> bool:
-        """Whether this batch's attack maximises the regulariser too (every second batch)."""
-        return self.batches % 2 == 1 and self.weight > 0
+        return super().guided() and self.weight > 0
 
-    def start(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.random_start:
-            return x.detach()
-        return bernoulli_start(x, self.noise_factor * self.eps, self.bounds, self.generator)
-
-    def perturbed(self, x: torch.Tensor, y: torch.Tensor, logits_clean: torch.Tensor) -> torch.Tensor:
-        """One signed-gradient step of size alpha from the Bernoulli start, in the eps-ball."""
-        clean = logits_clean.detach().float()
-
-        def loss(logits):  # the authors' batch-mean loss times B: the same sign
-            ce = F.cross_entropy(logits, y, reduction="sum")
-            return ce + self.weight * nuclear_norm(clean - logits) if self.guided() else ce
-
-        start = self.start(x)
-        _, grad = self.input_gradient(start, loss)
-        return pgd_step(start, x, grad, step=self.alpha, eps=self.eps, norm="linf", bounds=self.bounds)
+    def guidance(self, clean, logits):
+        return nuclear_norm(clean - logits)
 
     def batch_loss(self, model, x, y, ctx):
-        with ctx.autocast():
-            logits_clean = self.forward(model, x)
-            x_adv = self.run_attack(lambda x, y: self.perturbed(x, y, logits_clean), x, y)
-            logits_adv = self.forward(model, x_adv)
-        self.batches += 1
+        logits_clean, logits_adv = self.clean_and_adversarial(model, x, y, ctx)
         loss = cross_entropy(logits_clean, y, ctx.targets)
         if self.weight > 0:
             loss = loss + self.weight * nuclear_norm(logits_adv.float() - logits_clean.float()) / len(x)
@@ -130,9 +162,3 @@ class NuAT(Method):
 
     def epoch_metrics(self):
         return {**super().epoch_metrics(), "nuc_weight": self.weight}
-
-    def state_dict(self):
-        return {"batches": self.batches}
-
-    def load_state_dict(self, state):
-        self.batches = int(state.get("batches", 0))

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 
 
@@ -67,3 +68,29 @@ def assert_reaches_exact_linf(build) -> None:
     # fp32 rounds x + delta (x in [0, 1]) by at most 2^-24: the ball's edge, up to that rounding
     assert (adv - x).abs().amax(1).max() <= eps + 2**-24
     assert fooled[exact < eps * 0.999].all() and not fooled[exact > eps * 1.001].any()
+
+
+def assert_resumes_exactly(make, fit, data, stop_at: int, path, **options) -> list[dict]:
+    """``make()`` -> (fresh model, method), trained uninterrupted by ``fit(model, method, data,
+    **options)``; then again, checkpointing every 5 steps and interrupted at step ``stop_at``, and
+    resumed from ``path`` with a fresh ``make()``: the weights must be bit-identical and the
+    losses equal (to 1e-6). Returns the uninterrupted run's history."""
+
+    class Interrupt(Exception):
+        pass
+
+    def stop(info):
+        if info["step"] == stop_at:
+            raise Interrupt
+
+    reference, method = make()
+    expected = fit(reference, method, data, **options)
+    model, method = make()
+    with pytest.raises(Interrupt):
+        fit(model, method, data, checkpoint_path=path, checkpoint_every=5, callback=stop, **options)
+    model, method = make()
+    history = fit(model, method, data, checkpoint_path=path, resume=True, **options)
+    for a, b in zip(reference.state_dict().values(), model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert [r["loss"] for r in history] == pytest.approx([r["loss"] for r in expected], rel=1e-6)
+    return expected

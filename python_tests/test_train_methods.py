@@ -14,6 +14,8 @@ from robustkernels.train import fit, make_method
 from robustkernels.train.methods import StepContext
 from robustkernels.train.overfit import overfit_message
 
+from .helpers import assert_resumes_exactly
+
 EPS = 0.1
 
 
@@ -168,26 +170,8 @@ def test_eps_warmup_is_linear_from_zero_and_survives_a_mid_epoch_resume(tmp_path
         torch.manual_seed(0)
         return build_model("cnn", in_channels=1, image_size=8), make_method("atta", eps=EPS, eps_warmup_epochs=2)
 
-    reference, method = make()
-    expected = _fit(reference, method, data, **kwargs)
+    expected = assert_resumes_exactly(make, _fit, data, 13, tmp_path / "ckpt.pt", **kwargs)
     assert [r["eps"] for r in expected] == pytest.approx([EPS * 7 / 16, EPS * 15 / 16, EPS])
-
-    class Interrupt(Exception):
-        pass
-
-    def stop(info):
-        if info["step"] == 13:
-            raise Interrupt
-
-    path = tmp_path / "ckpt.pt"
-    model, method = make()
-    with pytest.raises(Interrupt):
-        _fit(model, method, data, checkpoint_path=path, checkpoint_every=5, callback=stop, **kwargs)
-    model, method = make()
-    history = _fit(model, method, data, checkpoint_path=path, resume=True, **kwargs)
-    for a, b in zip(reference.state_dict().values(), model.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert [r["loss"] for r in history] == pytest.approx([r["loss"] for r in expected], rel=1e-6)
 
 
 def test_overfit_message_reads_a_collapse_off_the_history():

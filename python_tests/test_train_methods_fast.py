@@ -20,6 +20,7 @@ from robustkernels.train import fit, make_method
 from robustkernels.train.methods import StepContext
 
 from .dist_worker import exit_now
+from .helpers import assert_resumes_exactly
 from .models import accuracy, small_cnn
 
 EPS = 0.1
@@ -435,25 +436,7 @@ def test_a_run_resumed_mid_epoch_ends_where_the_uninterrupted_one_does(name, tmp
         torch.manual_seed(0)
         return small_cnn(), make_method(name, eps=EPS, **RESUMABLE[name])
 
-    reference, method = make()
-    expected = _fit(reference, method, data, **kwargs)
-
-    class Interrupt(Exception):
-        pass
-
-    def stop(info):
-        if info["step"] == 21:
-            raise Interrupt
-
-    path = tmp_path / "ckpt.pt"
-    model, method = make()
-    with pytest.raises(Interrupt):
-        _fit(model, method, data, checkpoint_path=path, checkpoint_every=5, callback=stop, **kwargs)
-    model, method = make()
-    history = _fit(model, method, data, checkpoint_path=path, resume=True, **kwargs)
-    for a, b in zip(reference.state_dict().values(), model.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert [r["loss"] for r in history] == pytest.approx([r["loss"] for r in expected], rel=1e-6)
+    assert_resumes_exactly(make, _fit, data, 21, tmp_path / "ckpt.pt", **kwargs)
 
 
 @pytest.mark.parametrize("name", FAST)

@@ -20,6 +20,7 @@ from robustkernels.ops.philox import philox_uniform
 from robustkernels.train import make_method
 from robustkernels.train.methods import StepContext
 
+from .helpers import assert_resumes_exactly
 from .models import accuracy
 from .test_train_methods import _fit
 
@@ -377,26 +378,8 @@ def test_an_interrupted_run_resumes_exactly(name, kwargs, tmp_path, digits):
         torch.manual_seed(0)
         return build_model("cnn", in_channels=1, image_size=8), make_method(name, eps=EPS, **kwargs)
 
-    reference, method = make()
-    expected = _fit(reference, method, data, **options)
-
-    class Interrupt(Exception):
-        pass
-
-    def stop(info):
-        if info["step"] == 7:
-            raise Interrupt
-
-    path = tmp_path / "ckpt.pt"
-    model, method = make()
-    with pytest.raises(Interrupt):
-        # the checkpoint of step 5 lies after the first batch of epoch 2: NuAT's next batch is a guided one
-        _fit(model, method, data, checkpoint_path=path, checkpoint_every=5, callback=stop, **options)
-    model, method = make()
-    history = _fit(model, method, data, checkpoint_path=path, resume=True, **options)
-    for a, b in zip(reference.state_dict().values(), model.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert [r["loss"] for r in history] == pytest.approx([r["loss"] for r in expected], rel=1e-6)
+    # the checkpoint of step 5 lies after the first batch of epoch 2: NuAT's next batch is a guided one
+    assert_resumes_exactly(make, _fit, data, 7, tmp_path / "ckpt.pt", **options)
 
 
 # -- DDP: the double backward and ELLE-A's shared lambda under DistributedDataParallel --------------

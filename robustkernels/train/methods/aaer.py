@@ -33,9 +33,9 @@ from torch.nn import functional as F
 from ...common import non_negative
 from ...ops import draw_seed
 from ...ops.pgd import pgd_step, random_init
-from .base import BatchResult, Method, cross_entropy
+from .base import BatchResult, cross_entropy
 from .grad_align import train_mode_gradient
-from .nuat import single_step_alpha
+from .nuat import SingleStep
 
 VARIATION_CLIP = 100.0  # the benchmark's clip of V_A - V_N ("to prevent numerical instability")
 
@@ -45,7 +45,7 @@ def squared_variation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).pow(2).sum(1).mean()
 
 
-class AAER(Method):
+class AAER(SingleStep):
     """FGSM-RS training with abnormal adversarial examples regularisation (Lin et al., NeurIPS 2023).
 
     Args:
@@ -59,14 +59,10 @@ class AAER(Method):
     """
 
     name = "aaer"
-    single_step = True
 
     def __init__(self, *, lambda1: float = 1.0, lambda2: float = 2.5, lambda3: float = 1.5, step_factor: float = 1.25,
                  noise_factor: float = 1.0, project: bool = True, **kwargs):
-        kwargs.setdefault("steps", 1)
-        alpha_given = kwargs.get("alpha") is not None
-        super().__init__(**kwargs)
-        single_step_alpha(self, step_factor, alpha_given)
+        super().__init__(step_factor=step_factor, **kwargs)
         self.lambda1 = non_negative("lambda1", lambda1)
         self.lambda2 = non_negative("lambda2", lambda2)
         self.lambda3 = non_negative("lambda3", lambda3)

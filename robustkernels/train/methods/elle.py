@@ -35,9 +35,9 @@ from ...common import non_negative
 from ...ops import draw_seed
 from ...ops.pgd import pgd_step, random_init
 from ...ops.philox import philox_uniform
-from .base import BatchResult, Method, cross_entropy
+from .base import BatchResult, cross_entropy
 from .grad_align import train_mode_gradient
-from .nuat import single_step_alpha
+from .nuat import SingleStep
 
 
 def linearity_points(x: torch.Tensor, eps: float, generator: torch.Generator):
@@ -52,7 +52,7 @@ def linearity_points(x: torch.Tensor, eps: float, generator: torch.Generator):
     return x_a, x_b, (1 - a) * x_a + a * x_b, a.flatten()
 
 
-class ELLE(Method):
+class ELLE(SingleStep):
     """FGSM-RS training with the ELLE regulariser (Abad Rocamora et al., ICLR 2024).
 
     Args:
@@ -70,15 +70,11 @@ class ELLE(Method):
     """
 
     name = "elle"
-    single_step = True
 
     def __init__(self, *, lin_reg: float = 1.0, step_factor: float = 1.25, project: bool = False,
                  adaptive: bool = False, lambda_aux: float = 10.0, decay_rate: float = 0.99,
                  sensitivity: float = 2.0, **kwargs):
-        kwargs.setdefault("steps", 1)
-        alpha_given = kwargs.get("alpha") is not None
-        super().__init__(**kwargs)
-        single_step_alpha(self, step_factor, alpha_given)
+        super().__init__(step_factor=step_factor, **kwargs)
         for flag, value in (("project", project), ("adaptive", adaptive)):
             if not isinstance(value, bool):
                 raise TypeError(f"{flag} must be a bool, got {type(value).__name__}")

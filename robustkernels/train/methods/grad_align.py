@@ -24,7 +24,7 @@ from ...common import frozen_model, non_negative
 from ...ops import draw_seed
 from ...ops.pgd import pgd_step, random_init
 from .base import BatchResult, Method, cross_entropy
-from .nuat import single_step_alpha
+from .nuat import SingleStep
 
 
 def train_mode_gradient(method: Method, x: torch.Tensor, loss_fn, scale: float = 1.0):
@@ -51,7 +51,7 @@ def cosine_alignment(grad1: torch.Tensor, grad2: torch.Tensor) -> torch.Tensor:
     return cos.mean()
 
 
-class GradAlign(Method):
+class GradAlign(SingleStep):
     """FGSM training with the GradAlign regulariser (Andriushchenko & Flammarion, NeurIPS 2020).
 
     Args:
@@ -66,14 +66,10 @@ class GradAlign(Method):
     """
 
     name = "grad_align"
-    single_step = True
 
     def __init__(self, *, cos_lambda: float = 0.2, step_factor: float = 1.0, **kwargs):
-        kwargs.setdefault("steps", 1)
         kwargs.setdefault("random_start", False)
-        alpha_given = kwargs.get("alpha") is not None
-        super().__init__(**kwargs)
-        single_step_alpha(self, step_factor, alpha_given)
+        super().__init__(step_factor=step_factor, **kwargs)
         self.cos_lambda = non_negative("cos_lambda", cos_lambda)
 
     def perturbed(self, x: torch.Tensor, y: torch.Tensor, scale: float = 1.0):

@@ -36,13 +36,21 @@ def share_in_unit(name: str, value) -> float:
     return value
 
 
-def single_step_alpha(method: Method, step_factor: float, alpha_given: bool) -> None:
-    """The step ``step_factor * eps`` unless the caller gave ``alpha``; Linf only."""
-    if method.norm != "linf":
-        raise ValueError(f"method {method.name} is defined for norm='linf'")
-    step_factor = non_negative("step_factor", step_factor)
-    if not alpha_given:
-        method.target_alpha = step_factor * method.target_eps
+class SingleStep(Method):
+    """A method with one input gradient per batch, whose step is ``step_factor * eps`` unless the
+    caller gives ``alpha``; ``steps`` defaults to 1. Linf only."""
+
+    single_step = True
+
+    def __init__(self, *, step_factor: float, **kwargs):
+        kwargs.setdefault("steps", 1)
+        alpha_given = kwargs.get("alpha") is not None
+        super().__init__(**kwargs)
+        if self.norm != "linf":
+            raise ValueError(f"method {self.name} is defined for norm='linf'")
+        step_factor = non_negative("step_factor", step_factor)
+        if not alpha_given:
+            self.target_alpha = step_factor * self.target_eps
 
 
 def bernoulli_start(x: torch.Tensor, magnitude: float, bounds, generator: torch.Generator) -> torch.Tensor:
@@ -58,19 +66,14 @@ def nuclear_norm(matrix: torch.Tensor) -> torch.Tensor:
     return torch.linalg.matrix_norm(matrix.float(), ord="nuc")
 
 
-class AlternatelyGuided(Method):
+class AlternatelyGuided(SingleStep):
     """What NuAT and GAT share: one signed-gradient step of size alpha from a Bernoulli start
     (magnitude ``noise_factor * eps``) in eval mode; on every second batch of an epoch the attack
     also maximises ``weight * guidance(clean logits, logits)``. The batch count within the epoch
     is running state, in :meth:`state_dict` for an exact mid-epoch resume."""
 
-    single_step = True
-
     def __init__(self, *, noise_factor: float, step_factor: float, **kwargs):
-        kwargs.setdefault("steps", 1)
-        alpha_given = kwargs.get("alpha") is not None
-        super().__init__(**kwargs)
-        single_step_alpha(self, step_factor, alpha_given)
+        super().__init__(step_factor=step_factor, **kwargs)
         self.noise_factor = non_negative("noise_factor", noise_factor)
         self.weight = 0.0  # lambda in force
         self.batches = 0  # batches of this epoch so far: odd ones attack with the regulariser

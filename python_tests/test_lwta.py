@@ -330,6 +330,28 @@ def test_features_layout_matches_reference_at_any_offset(backend, features, comp
     assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
 
 
+@pytest.mark.parametrize("backend", backend_params(("cpp", "triton")))
+@pytest.mark.parametrize("shape, competitors, args", [
+    ((2, 6, 7), 3, (6, 7, 0)),             # contiguous [outer, D, inner], inner odd: rows start mid block
+    ((1, 4, 300), 2, (4, 300, 0)),         # inner past one tile (256): the second tile's rows
+    ((2, 5, 3, 4), 4, (4, 1, 15)),         # channels_last [B, P, D], P = 15 positions
+], ids=str)
+@pytest.mark.parametrize("offset", [1, 2**32 - 5])
+@pytest.mark.parametrize("mode", [0, 1])
+def test_row_layouts_match_reference_at_any_offset(backend, shape, competitors, args, offset, mode):
+    """Contiguous and channels_last tiles, whose rows (one unit, consecutive positions) read whole
+    Philox blocks and shift them into place: rows starting at every phase of a block, counters
+    crossing 2**32, more positions than one tile holds."""
+    torch.manual_seed(15)
+    h, g = torch.randn(shape), torch.randn(shape)
+    full = (competitors, *args, 0.67, mode, 2**40 + 3, offset)
+    with robustkernels.use_backend("reference"):
+        expected = (lwta_forward(h, *full), lwta_backward(g, h, *full))
+    with robustkernels.use_backend(backend):
+        got = (lwta_forward(h, *full), lwta_backward(g, h, *full))
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+
+
 # ---- compiled kernels on a GPU: what the interpreter alone vouches for on the CPU ----
 
 def run_cuda(backend, h, **kwargs):

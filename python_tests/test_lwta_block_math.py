@@ -1,7 +1,9 @@
-"""The CUDA LWTA kernel's per-block math (csrc/common/lwta_math.h, templated on the op-math type)
-compiled for the host and run on the CPU: float64 blocks compute in double, and both float32 and
-float64 agree bit for bit with the CPU kernel (and float32 with the reference), so a GPU run of
-the same header cannot fall back to float32 arithmetic unnoticed."""
+"""The CUDA LWTA kernel's thread work (csrc/common/lwta_math.h's ``lwta_group``: a group of
+positions whose draws share whole Philox blocks, and the per-block math templated on the op-math
+type) compiled for the host and run on the CPU over every group of a launch: float64 blocks
+compute in double, and both float32 and float64 agree bit for bit with the CPU kernel (and
+float32 with the reference) on every layout and random-stream phase, so a GPU run of the same
+header cannot fall back to float32 arithmetic or misplace a draw unnoticed."""
 
 import pathlib
 
@@ -20,37 +22,48 @@ SOURCE = r"""
 #include "common/lwta_math.h"
 
 template <typename A>
-torch::Tensor run(torch::Tensor h, c10::optional<torch::Tensor> g, int64_t units, double temperature, int64_t mode,
-                  int64_t seed) {
-  // h: contiguous [outer, D], blocks of `units` along D (inner = 1), logical index = memory index
+struct HostIo {
+  const A* grad;
+  const A* input;
+  A* out;
+  bool backward;
+  A h(int64_t i) const { return input[i]; }
+  A g(int64_t i) const { return grad[i]; }
+  void put(int64_t i, A v) { out[i] = v; }
+};
+
+template <int kMax, typename A>
+void run_groups(HostIo<A>& io, const rk::LwtaGeometry& geo, double temperature, int64_t mode, int64_t seed,
+                int64_t offset) {
+  for (int64_t t = 0; t < geo.groups(rk::kLwtaGroup<kMax>); ++t)  // each CUDA thread's work, in turn
+    rk::lwta_group<kMax, A>(io, geo, static_cast<A>(temperature), static_cast<int>(mode),
+                            static_cast<uint64_t>(seed), static_cast<uint64_t>(offset), t);
+}
+
+template <typename A>
+torch::Tensor run(torch::Tensor h, c10::optional<torch::Tensor> g, int64_t units, int64_t dim_size, int64_t inner,
+                  int64_t positions, double temperature, int64_t mode, int64_t seed, int64_t offset) {
   auto out = torch::empty_like(h);
-  const A* hp = h.data_ptr<A>();
-  const A* gp = g ? g->data_ptr<A>() : nullptr;
-  A* op = out.data_ptr<A>();
-  for (int64_t b = 0; b < h.numel() / units; ++b) {
-    A hb[32], gb[32], w[32], xi[32], y[32];
-    int64_t logical[32];
-    for (int u = 0; u < units; ++u) {
-      logical[u] = b * units + u;
-      hb[u] = hp[logical[u]];
-      if (gp) gb[u] = gp[logical[u]];
-    }
-    rk::block_weights<32, A>(hb, logical, static_cast<int>(units), static_cast<A>(temperature),
-                             static_cast<int>(mode), static_cast<uint64_t>(seed), 0, w, xi);
-    if (gp)
-      rk::block_backward(gb, hb, w, xi, static_cast<int>(units), static_cast<A>(temperature),
-                         static_cast<int>(mode), y);
-    else
-      rk::block_forward(hb, w, static_cast<int>(units), y);
-    for (int u = 0; u < units; ++u) op[logical[u]] = y[u];
-  }
+  HostIo<A> io{g ? g->data_ptr<A>() : nullptr, h.data_ptr<A>(), out.data_ptr<A>(), g.has_value()};
+  const int64_t length = positions > 0 ? positions : inner;
+  const rk::LwtaGeometry geo{h.numel() / (dim_size * length), dim_size, inner, positions, units};
+  if (units == 2)  // the CUDA launcher's dispatch on U
+    run_groups<2, A>(io, geo, temperature, mode, seed, offset);
+  else if (units <= 4)
+    run_groups<4, A>(io, geo, temperature, mode, seed, offset);
+  else if (units <= 8)
+    run_groups<8, A>(io, geo, temperature, mode, seed, offset);
+  else
+    run_groups<32, A>(io, geo, temperature, mode, seed, offset);
   return out;
 }
 
-torch::Tensor block_lwta(torch::Tensor h, c10::optional<torch::Tensor> g, int64_t units, double temperature,
-                         int64_t mode, int64_t seed) {
-  return h.scalar_type() == torch::kDouble ? run<double>(h, g, units, temperature, mode, seed)
-                                           : run<float>(h, g, units, temperature, mode, seed);
+torch::Tensor block_lwta(torch::Tensor h, c10::optional<torch::Tensor> g, int64_t units, int64_t dim_size,
+                         int64_t inner, int64_t positions, double temperature, int64_t mode, int64_t seed,
+                         int64_t offset) {
+  return h.scalar_type() == torch::kDouble
+             ? run<double>(h, g, units, dim_size, inner, positions, temperature, mode, seed, offset)
+             : run<float>(h, g, units, dim_size, inner, positions, temperature, mode, seed, offset);
 }
 """
 
@@ -76,9 +89,9 @@ def test_cuda_block_math_matches_the_cpu_kernel(block_math, backend, dtype, unit
     h[2, 1] = float("inf")  # one non-finite block: NaN in all its units
     grad = torch.randn(h.shape, generator=g, dtype=dtype)
     seed, temperature = 12345, 0.67
-    ours_fwd = block_math(h, None, units, temperature, mode, seed)
-    ours_bwd = block_math(h, grad, units, temperature, mode, seed)
     layout = KernelLayout(h, 1)
+    ours_fwd = block_math(h, None, units, *layout.args, temperature, mode, seed, 0)
+    ours_bwd = block_math(h, grad, units, *layout.args, temperature, mode, seed, 0)
     with robustkernels.use_backend(backend):
         cpu_fwd = lwta_forward(h, units, *layout.args, temperature, mode, seed, 0)
         cpu_bwd = lwta_backward(grad, h, units, *layout.args, temperature, mode, seed, 0)
@@ -94,3 +107,31 @@ def test_cuda_block_math_matches_the_cpu_kernel(block_math, backend, dtype, unit
                                   mode="argmax" if mode == 2 else "sample")
         torch.testing.assert_close(ours_fwd, ref, rtol=1e-12, atol=1e-12, equal_nan=True)
 
+
+@pytest.mark.parametrize("backend", backend_params(("cpp",)))
+@pytest.mark.parametrize("shape, dim, channels_last, units", [
+    ((3, 6, 7), 1, False, 3),        # contiguous, inner 7: groups of 4 positions end mid row
+    ((2, 4, 5, 3), 1, True, 2),      # channels_last, 15 positions
+    ((5, 24), 1, False, 4),          # flat [B, F]: groups of 4 blocks, one run of 16 draws
+    ((3, 30), 1, False, 10),         # U > 8: one position per thread
+    ((2, 20, 3), 1, False, 10),      # U > 8 in a contiguous layout
+], ids=str)
+@pytest.mark.parametrize("offset", [0, 1, 2, 3, 2**32 - 3])
+@pytest.mark.parametrize("mode", [0, 1], ids=["soft", "hard"])
+def test_cuda_groups_read_the_right_draws_at_every_phase(block_math, backend, shape, dim, channels_last, units,
+                                                         offset, mode):
+    """A CUDA thread's positions share Philox blocks: rows and flat runs starting at every phase of
+    a block, groups cut short by the end of a row, U > 8, counters crossing 2**32: every element
+    gets the draw of its logical index, as on the CPU kernel."""
+    g = torch.Generator().manual_seed(offset % 97)
+    h = torch.randn(shape, generator=g)
+    grad = torch.randn(shape, generator=g)
+    if channels_last:
+        h, grad = (t.contiguous(memory_format=torch.channels_last) for t in (h, grad))
+    layout = KernelLayout(h, dim)
+    physical_h, physical_g = layout.physical(h), layout.physical(grad)
+    args = (units, *layout.args, 0.67, mode, 2**40 + 9, offset)
+    ours = (block_math(physical_h, None, *args), block_math(physical_h, physical_g, *args))
+    with robustkernels.use_backend(backend):
+        cpu = (lwta_forward(physical_h, *args), lwta_backward(physical_g, physical_h, *args))
+    assert torch.equal(ours[0], cpu[0]) and torch.equal(ours[1], cpu[1])

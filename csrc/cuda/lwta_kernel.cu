@@ -1,6 +1,9 @@
 // CUDA Stochastic LWTA, forward and backward (raw pointers; csrc/common and CUDA headers only).
-// One thread per (block of U units, position); the same operations in the same order as the CPU
-// and Triton kernels (shared log/exp polynomials, in-order sums, IEEE division).
+// One thread per group of kGroup positions of a block of U units (flat [B, F]: kGroup blocks):
+// the group's draws come from whole Philox blocks, each computed once and its four outputs used
+// (csrc/common/lwta_math.h's lwta_group, which a CPU test runs too). The same operations in the
+// same order as the CPU and Triton kernels (shared log/exp polynomials, in-order sums, IEEE
+// division).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -17,65 +20,27 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kMaxUnits = 32;  // larger U is rejected by the host glue
 
-struct Geometry {
-  int64_t outer, dim_size, inner, positions, competitors;
-  __device__ int64_t length() const { return positions > 0 ? positions : inner; }
-  __device__ int64_t tasks() const { return outer * (dim_size / competitors) * length(); }
-  // Memory and logical (NCHW) index of unit u of task t.
-  __device__ void locate(int64_t t, int64_t u, int64_t* mem, int64_t* logical) const {
-    const int64_t pos = t % length(), block = (t / length()) % (dim_size / competitors),
-                  o = t / length() / (dim_size / competitors), unit = block * competitors + u;
-    if (positions > 0) {
-      *mem = (o * positions + pos) * dim_size + unit;
-      *logical = (o * dim_size + unit) * positions + pos;
-    } else {
-      *mem = (o * dim_size + unit) * inner + pos;
-      *logical = *mem;
-    }
-  }
+// Storage T read and written in op math A (float, or double for float64 storage, whose block
+// math then runs in double as on the CPU); g == nullptr: the forward.
+template <typename T>
+struct DeviceIo {
+  using A = typename OpMath<T>::type;
+  const T* grad;
+  const T* input;
+  T* out;
+  bool backward;
+  __device__ A h(int64_t i) const { return static_cast<A>(to_opmath(input[i])); }
+  __device__ A g(int64_t i) const { return static_cast<A>(to_opmath(grad[i])); }
+  __device__ void put(int64_t i, A v) { out[i] = from_opmath<T>(v); }
 };
 
-// One thread per (block, position). kMax bounds the per-thread arrays (2, 4, 8 or 32: sized to
-// U, not to the largest U); A is the op-math type (float, or double for float64 storage, whose
-// block math then runs in double as on the CPU). The block math is csrc/common/lwta_math.h.
 template <int kMax, typename T>
-__global__ void lwta_forward_kernel(const T* h_in, T* out, Geometry geo, double temperature, int mode, uint64_t seed,
-                                    uint64_t offset) {
+__global__ void lwta_kernel(DeviceIo<T> io, LwtaGeometry geo, double temperature, int mode, uint64_t seed,
+                            uint64_t offset) {
   using A = typename OpMath<T>::type;
-  const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
-  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < geo.tasks(); t += stride) {
-    const int units = static_cast<int>(geo.competitors);
-    int64_t mem[kMax], logical[kMax];
-    A h[kMax], w[kMax], xi[kMax], y[kMax];
-    for (int u = 0; u < units; ++u) {
-      geo.locate(t, u, &mem[u], &logical[u]);
-      h[u] = static_cast<A>(to_opmath(h_in[mem[u]]));
-    }
-    block_weights<kMax, A>(h, logical, units, static_cast<A>(temperature), mode, seed, offset, w, xi);
-    block_forward(h, w, units, y);
-    for (int u = 0; u < units; ++u) out[mem[u]] = from_opmath<T>(y[u]);
-  }
-}
-
-template <int kMax, typename T>
-__global__ void lwta_backward_kernel(const T* g_in, const T* h_in, T* out, Geometry geo, double temperature, int mode,
-                                     uint64_t seed, uint64_t offset) {
-  using A = typename OpMath<T>::type;
-  const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
-  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < geo.tasks(); t += stride) {
-    const int units = static_cast<int>(geo.competitors);
-    int64_t mem[kMax], logical[kMax];
-    A h[kMax], g[kMax], w[kMax], xi[kMax], d[kMax];
-    for (int u = 0; u < units; ++u) {
-      geo.locate(t, u, &mem[u], &logical[u]);
-      h[u] = static_cast<A>(to_opmath(h_in[mem[u]]));
-      g[u] = static_cast<A>(to_opmath(g_in[mem[u]]));
-    }
-    const A temp = static_cast<A>(temperature);
-    block_weights<kMax, A>(h, logical, units, temp, mode, seed, offset, w, xi);
-    block_backward(g, h, w, xi, units, temp, mode, d);
-    for (int u = 0; u < units; ++u) out[mem[u]] = from_opmath<T>(d[u]);
-  }
+  const int64_t groups = geo.groups(kLwtaGroup<kMax>), stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < groups; t += stride)
+    lwta_group<kMax, A>(io, geo, static_cast<A>(temperature), mode, seed, offset, t);
 }
 
 int grid_for(int64_t work) {
@@ -84,29 +49,25 @@ int grid_for(int64_t work) {
 }
 
 template <int kMax, typename T>
-void launch_sized(const void* g, const void* h, void* out, Geometry geo, int64_t tasks, double temperature, int mode,
-                  uint64_t seed, uint64_t offset, cudaStream_t stream) {
-  if (g == nullptr)
-    lwta_forward_kernel<kMax, T><<<grid_for(tasks), kThreads, 0, stream>>>(
-        static_cast<const T*>(h), static_cast<T*>(out), geo, temperature, mode, seed, offset);
-  else
-    lwta_backward_kernel<kMax, T><<<grid_for(tasks), kThreads, 0, stream>>>(
-        static_cast<const T*>(g), static_cast<const T*>(h), static_cast<T*>(out), geo, temperature, mode, seed,
-        offset);
+void launch_sized(DeviceIo<T> io, LwtaGeometry geo, double temperature, int mode, uint64_t seed, uint64_t offset,
+                  cudaStream_t stream) {
+  lwta_kernel<kMax, T><<<grid_for(geo.groups(kLwtaGroup<kMax>)), kThreads, 0, stream>>>(io, geo, temperature, mode,
+                                                                                         seed, offset);
 }
 
 template <typename T>
-cudaError_t launch_typed(const void* g, const void* h, void* out, Geometry geo, int64_t tasks, double temperature,
-                         int mode, uint64_t seed, uint64_t offset, cudaStream_t stream) {
+cudaError_t launch_typed(const void* g, const void* h, void* out, LwtaGeometry geo, double temperature, int mode,
+                         uint64_t seed, uint64_t offset, cudaStream_t stream) {
+  const DeviceIo<T> io{static_cast<const T*>(g), static_cast<const T*>(h), static_cast<T*>(out), g != nullptr};
   const int64_t u = geo.competitors;
   if (u == 2)
-    launch_sized<2, T>(g, h, out, geo, tasks, temperature, mode, seed, offset, stream);
+    launch_sized<2, T>(io, geo, temperature, mode, seed, offset, stream);
   else if (u <= 4)
-    launch_sized<4, T>(g, h, out, geo, tasks, temperature, mode, seed, offset, stream);
+    launch_sized<4, T>(io, geo, temperature, mode, seed, offset, stream);
   else if (u <= 8)
-    launch_sized<8, T>(g, h, out, geo, tasks, temperature, mode, seed, offset, stream);
+    launch_sized<8, T>(io, geo, temperature, mode, seed, offset, stream);
   else
-    launch_sized<kMaxUnits, T>(g, h, out, geo, tasks, temperature, mode, seed, offset, stream);
+    launch_sized<kMaxUnits, T>(io, geo, temperature, mode, seed, offset, stream);
   return cudaGetLastError();
 }
 
@@ -118,10 +79,9 @@ int64_t lwta_max_units_cuda() { return kMaxUnits; }
 cudaError_t launch_lwta(DType dtype, const void* grad, const void* h, void* out, int64_t outer, int64_t dim_size,
                         int64_t inner, int64_t positions, int64_t competitors, double temperature, int mode,
                         uint64_t seed, uint64_t offset, cudaStream_t stream) {
-  const Geometry geo{outer, dim_size, inner, positions, competitors};
-  const int64_t tasks = outer * (dim_size / competitors) * (positions > 0 ? positions : inner);
-  if (tasks == 0) return cudaSuccess;
-  return RK_DISPATCH_DTYPE(dtype, launch_typed, grad, h, out, geo, tasks, temperature, mode, seed, offset, stream);
+  const LwtaGeometry geo{outer, dim_size, inner, positions, competitors};
+  if (geo.blocks() * geo.length() == 0) return cudaSuccess;
+  return RK_DISPATCH_DTYPE(dtype, launch_typed, grad, h, out, geo, temperature, mode, seed, offset, stream);
 }
 
 }  // namespace rk

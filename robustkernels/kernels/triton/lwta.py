@@ -5,7 +5,9 @@ tile. Layouts: contiguous [outer, D, inner], channels_last [B, P, D] (dim 1 of N
 (inner = 1, e.g. [B, F]: the tile's columns are BLOCK consecutive blocks). The
 random counter is the element's row-major NCHW index in both. The same fp32 operations as the
 C++ kernel (shared log/exp polynomials, sums over the block in order, round-to-nearest
-divisions), so the outputs are bit-identical.
+divisions), so the outputs are bit-identical. The uniforms of a tile come from whole Philox
+blocks (four draws each), gathered into place: about a quarter of the Philox work of one block
+per unit.
 """
 
 import torch
@@ -14,7 +16,7 @@ import triton.language as tl
 
 from ..modes import LwtaMode
 from .launch import RANDOM_STATE, launch, programs
-from .philox import _log_poly, uniform4_at
+from .philox import _log_poly, uniform4_rows, uniform4_span
 
 _MAX_BLOCK = 256
 HARD: tl.constexpr = tl.constexpr(int(LwtaMode.HARD))
@@ -54,11 +56,13 @@ def _row_sum(values, units, U: tl.constexpr):
 
 
 @triton.jit
-def _tile(h_ptr, program, chunk, dim_size, inner, positions, U: tl.constexpr, U_POW2: tl.constexpr,
+def _tile(program, chunk, dim_size, inner, positions, U: tl.constexpr, U_POW2: tl.constexpr,
           BLOCK: tl.constexpr, LAYOUT: tl.constexpr):
-    """Memory offsets, logical (NCHW) indices, mask and unit index of a tile. FLAT (inner == 1,
-    e.g. [B, F]): the tile's columns are BLOCK consecutive blocks (``positions`` of them in all),
-    not BLOCK positions of one block, so a program does not idle on a single block."""
+    """Memory offsets, mask and unit index of a tile, and ``start``: the logical (NCHW) index of
+    its first element, per row ([U_POW2, 1]; the row's others follow it) or, FLAT, for the whole
+    tile (element (u, j) is ``start + j U + u``). FLAT (inner == 1, e.g. [B, F]): the tile's
+    columns are BLOCK consecutive blocks (``positions`` of them in all), not BLOCK positions of
+    one block, so a program does not idle on a single block."""
     blocks = dim_size // U
     outer, block = program // blocks, program % blocks
     units = tl.arange(0, U_POW2)[:, None]
@@ -66,17 +70,28 @@ def _tile(h_ptr, program, chunk, dim_size, inner, positions, U: tl.constexpr, U_
     unit = (block * U + units).to(tl.int64)
     if LAYOUT == FLAT:
         mem = pos.to(tl.int64) * U + units
-        logical = mem
+        start = chunk * BLOCK * U
         mask = (units < U) & (pos < positions)
     elif LAYOUT == CHANNELS_LAST:
         mem = (outer * positions + pos) * dim_size + unit
-        logical = (outer * dim_size + unit) * positions + pos
+        start = (outer * dim_size + unit) * positions + chunk * BLOCK
         mask = (units < U) & (pos < positions)
     else:
         mem = (outer * dim_size + unit) * inner + pos
-        logical = mem
+        start = (outer * dim_size + unit) * inner + chunk * BLOCK
         mask = (units < U) & (pos < inner)
-    return mem, logical, mask, units
+    return mem, start, mask, units
+
+
+@triton.jit
+def _uniforms(seed, offset, start, units, U: tl.constexpr, U_POW2: tl.constexpr, BLOCK: tl.constexpr,
+              LAYOUT: tl.constexpr):
+    """[U_POW2, BLOCK]: the four-per-block uniform of every element, draw offset + its logical index."""
+    if LAYOUT == FLAT:
+        u = uniform4_span(seed, offset + start, units + tl.arange(0, BLOCK)[None, :] * U, U_POW2 * BLOCK)
+    else:
+        u = uniform4_rows(seed, offset + start, U_POW2, BLOCK)
+    return u
 
 
 @triton.jit
@@ -86,13 +101,12 @@ def _pair_rows(values, units):
 
 
 @triton.jit
-def _pair_weights(h, logical, units, seed, offset, temperature, MODE: tl.constexpr):
+def _pair_weights(h, uniforms, units, temperature, MODE: tl.constexpr):
     """Two competitors: one logistic draw per block (unit 0's uniform), d = (h0 - h1 + L) / T,
     xi0 = b = 1 / (1 + e) and xi1 = e * b with e = exp(-|d|) when d >= 0 (swapped otherwise)."""
     first_row = units == 0
     h0, h1 = _pair_rows(h, units)
-    logical0, _ = _pair_rows(logical, units)
-    u = uniform4_at(seed, logical0 + offset)
+    u, _ = _pair_rows(uniforms, units)
     noise = _log_poly(tl.math.div_rn(u + 1.0e-10, (1.0 - u) + 1.0e-10))
     d = tl.math.div_rn((h0 - h1) + noise, temperature)
     first = d >= 0.0
@@ -107,23 +121,32 @@ def _pair_weights(h, logical, units, seed, offset, temperature, MODE: tl.constex
 
 
 @triton.jit
-def _weights(h, logical, mask, units, seed, offset, temperature, MODE: tl.constexpr, U: tl.constexpr):
-    """(w, xi): the forward weights (xi, or the one-hot winner) and the relaxed xi."""
-    real_unit = units < U  # padding rows (U not a power of two) never win; padded positions are 0
-    if U == 2 and MODE != ARGMAX:
-        return _pair_weights(h, logical, units, seed, offset, temperature, MODE)
-    if MODE == ARGMAX:
-        winner = tl.argmax(tl.where(real_unit, h, float("-inf")), axis=0)
-        w = (units == winner[None, :]).to(tl.float32)
-        return w, w
-    u = uniform4_at(seed, logical + offset)
+def _gumbel_weights(h, u, units, temperature, MODE: tl.constexpr, U: tl.constexpr):
+    """U > 2: xi = softmax((h + G) / T) with one Gumbel per unit (padding rows never win)."""
     g = -_log_poly(-_log_poly(u + 1.0e-10) + 1.0e-10)
-    z = tl.where(real_unit, tl.math.div_rn(h + g, temperature), float("-inf"))
+    z = tl.where(units < U, tl.math.div_rn(h + g, temperature), float("-inf"))
     e = _exp_poly(z - tl.max(z, axis=0)[None, :])
     xi = tl.math.div_rn(e, _row_sum(e, units, U)[None, :])
     if MODE == HARD:
         return (units == tl.argmax(z, axis=0)[None, :]).to(tl.float32), xi
     return xi, xi
+
+
+@triton.jit
+def _weights(h, start, units, seed, offset, temperature, MODE: tl.constexpr, U: tl.constexpr,
+             U_POW2: tl.constexpr, BLOCK: tl.constexpr, LAYOUT: tl.constexpr):
+    """(w, xi): the forward weights (xi, or the one-hot winner) and the relaxed xi. (if/else, not
+    early returns: the compiler builds the statements after a taken constexpr return too.)"""
+    if MODE == ARGMAX:  # padding rows never win; padded positions are 0
+        w = (units == tl.argmax(tl.where(units < U, h, float("-inf")), axis=0)[None, :]).to(tl.float32)
+        xi = w
+    else:
+        u = _uniforms(seed, offset, start, units, U, U_POW2, BLOCK, LAYOUT)
+        if U == 2:
+            w, xi = _pair_weights(h, u, units, temperature, MODE)
+        else:
+            w, xi = _gumbel_weights(h, u, units, temperature, MODE, U)
+    return w, xi
 
 
 @triton.jit
@@ -139,10 +162,10 @@ def _lwta_forward_kernel(h_ptr, out_ptr, dim_size, inner, positions, chunks, tem
                          U: tl.constexpr, U_POW2: tl.constexpr, BLOCK: tl.constexpr, MODE: tl.constexpr,
                          LAYOUT: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
-    mem, logical, mask, units = _tile(h_ptr, pid // chunks, pid % chunks, dim_size, inner, positions, U, U_POW2,
-                                      BLOCK, LAYOUT)
+    mem, start, mask, units = _tile(pid // chunks, pid % chunks, dim_size, inner, positions, U, U_POW2, BLOCK,
+                                    LAYOUT)
     h = tl.load(h_ptr + mem, mask=mask, other=0.0).to(tl.float32)
-    w, _ = _weights(h, logical, mask, units, seed, offset, temperature, MODE, U)
+    w, _ = _weights(h, start, units, seed, offset, temperature, MODE, U, U_POW2, BLOCK, LAYOUT)
     out = _poison_non_finite(h * w, h, units, U)
     tl.store(out_ptr + mem, out.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -152,11 +175,11 @@ def _lwta_backward_kernel(g_ptr, h_ptr, out_ptr, dim_size, inner, positions, chu
                           U: tl.constexpr, U_POW2: tl.constexpr, BLOCK: tl.constexpr, MODE: tl.constexpr,
                           LAYOUT: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
-    mem, logical, mask, units = _tile(h_ptr, pid // chunks, pid % chunks, dim_size, inner, positions, U, U_POW2,
-                                      BLOCK, LAYOUT)
+    mem, start, mask, units = _tile(pid // chunks, pid % chunks, dim_size, inner, positions, U, U_POW2, BLOCK,
+                                    LAYOUT)
     h = tl.load(h_ptr + mem, mask=mask, other=0.0).to(tl.float32)
     g = tl.load(g_ptr + mem, mask=mask, other=0.0).to(tl.float32)
-    w, xi = _weights(h, logical, mask, units, seed, offset, temperature, MODE, U)
+    w, xi = _weights(h, start, units, seed, offset, temperature, MODE, U, U_POW2, BLOCK, LAYOUT)
     grad = g * w
     if U == 2 and MODE != ARGMAX:  # c = xi0 xi1 (g0 h0 - g1 h1) / T; g0 w0 + c and g1 w1 - c
         xi0, xi1 = _pair_rows(xi, units)
@@ -182,7 +205,7 @@ def _launch(kernel, tensors, competitors, dim_size, inner, positions, temperatur
     else:
         length = positions if positions > 0 else inner
         rows = h.numel() // (dim_size * length) * (dim_size // competitors)
-    block = min(_MAX_BLOCK, triton.next_power_of_2(length))
+    block = min(_MAX_BLOCK, max(4, triton.next_power_of_2(length)))  # >= 4: whole Philox blocks
     chunks = triton.cdiv(length, block)
     launch(kernel, programs(rows, chunks), *tensors, dim_size, inner, positions, chunks, temperature, seed, offset,
            U=competitors, U_POW2=triton.next_power_of_2(competitors), BLOCK=block, MODE=mode, LAYOUT=layout)

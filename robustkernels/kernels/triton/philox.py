@@ -6,9 +6,9 @@ Normals use Triton's Box-Muller formula with the shared fp32 polynomials for log
 Launch these kernels with ``enable_fp_fusion=False``: no a*b+c is contracted into an FMA.
 
 One draw per block: element i uses counter offset + i. Four per block: output (offset + i) % 4
-of the block with counter (offset + i) // 4; the kernels compute each block once
-(``normal4_blocks`` / ``uniform4_blocks``: a program's draws start on a block) rather than once
-per element (``normal4_at``: for elements scattered in the stream, as LWTA's units).
+of the block with counter (offset + i) // 4; the kernels compute each block once and use its
+four outputs (``normal4_blocks`` / ``uniform4_blocks`` when a program's draws start on a block;
+``uniform4_span`` / ``uniform4_rows`` gather draws that start anywhere, as LWTA's units).
 """
 
 import torch
@@ -89,22 +89,6 @@ def normal_at(seed, index):
 
 
 @triton.jit
-def uniform4_at(seed, index):
-    i0, i1, i2, i3 = tl.randint4x(seed, index // 4)
-    return select4(index, tl.uint_to_uniform_float(i0), tl.uint_to_uniform_float(i1),
-                   tl.uint_to_uniform_float(i2), tl.uint_to_uniform_float(i3))
-
-
-@triton.jit
-def normal4_at(seed, index):
-    """Element ``index`` of the four-per-block normal stream."""
-    i0, i1, i2, i3 = tl.randint4x(seed, index // 4)
-    n0, n1 = box_muller(tl.uint_to_uniform_float(i0), tl.uint_to_uniform_float(i1))
-    n2, n3 = box_muller(tl.uint_to_uniform_float(i2), tl.uint_to_uniform_float(i3))
-    return select4(index, n0, n1, n2, n3)
-
-
-@triton.jit
 def _interleave4(v0, v1, v2, v3, BLOCK: tl.constexpr):
     """[BLOCK] with element 4 k + j = v_j[k] (v_j: [BLOCK // 4]): the outputs of consecutive
     Philox blocks in stream order."""
@@ -118,6 +102,42 @@ def uniform4_blocks(seed, first_block, BLOCK: tl.constexpr):
     i0, i1, i2, i3 = tl.randint4x(seed, first_block + tl.arange(0, BLOCK // 4))
     return _interleave4(tl.uint_to_uniform_float(i0), tl.uint_to_uniform_float(i1), tl.uint_to_uniform_float(i2),
                         tl.uint_to_uniform_float(i3), BLOCK)
+
+
+@triton.jit
+def _uniforms4(first_block, seed):
+    i0, i1, i2, i3 = tl.randint4x(seed, first_block)
+    return (tl.uint_to_uniform_float(i0), tl.uint_to_uniform_float(i1), tl.uint_to_uniform_float(i2),
+            tl.uint_to_uniform_float(i3))
+
+
+@triton.jit
+def uniform4_span(seed, start, index, N: tl.constexpr):
+    """Draws ``start + index`` of the four-per-block uniform stream (``start``: an int64 scalar;
+    ``index``: int32, any 2-D shape, values in [0, N)). Reads the N // 4 + 1 Philox blocks from
+    the one holding draw ``start`` on, each block's four outputs used, and gathers."""
+    shift = (start % 4).to(tl.int32)
+    main = uniform4_blocks(seed, start // 4, N)
+    t0, t1, t2, t3 = _uniforms4(start // 4 + N // 4, seed)
+    m = index + shift
+    flat = tl.reshape(tl.minimum(m, N - 1), (N,))
+    inside = tl.reshape(tl.gather(main, flat, axis=0), m.shape)
+    return tl.where(m < N, inside, select4(m, t0, t1, t2, t3))
+
+
+@triton.jit
+def uniform4_rows(seed, start, ROWS: tl.constexpr, BLOCK: tl.constexpr):
+    """[ROWS, BLOCK]: element (r, j) is draw ``start[r] + j`` of the four-per-block uniform stream
+    (``start``: int64 [ROWS, 1], BLOCK >= 4). Each row reads BLOCK // 4 + 1 Philox blocks, each
+    block's four outputs used (not one block per draw), and shifts them into place."""
+    first = start // 4
+    shift = (start % 4).to(tl.int32)
+    v0, v1, v2, v3 = _uniforms4(first + tl.arange(0, BLOCK // 4)[None, :], seed)
+    main = tl.reshape(tl.join(tl.join(v0, v2), tl.join(v1, v3)), (ROWS, BLOCK))
+    t0, t1, t2, t3 = _uniforms4(first + BLOCK // 4, seed)
+    m = tl.arange(0, BLOCK)[None, :] + shift
+    inside = tl.gather(main, tl.minimum(m, BLOCK - 1), axis=1)
+    return tl.where(m < BLOCK, inside, select4(m, t0, t1, t2, t3))
 
 
 @triton.jit

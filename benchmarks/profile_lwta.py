@@ -22,6 +22,7 @@ import torch
 
 from robustkernels import machine, ops
 from robustkernels.bench.timing import format_table, median_seconds
+from robustkernels.ops import seed_tensor
 from robustkernels.ops.philox import philox_uniform
 
 SHAPE = (128, 160, 32, 32)
@@ -31,7 +32,7 @@ TEMPERATURE = 0.67
 def _lwta_backward(g, h, seed=1234):
     """The backward kernel alone (soft sampling, 2 competitors along dim 1, NCHW)."""
     inner = h[0, 0].numel()
-    return torch.ops.robustkernels_C.lwta_backward(g, h, 2, h.shape[1], inner, 0, TEMPERATURE, 0, seed, 0)
+    return torch.ops.robustkernels_C.lwta_backward(g, h, 2, h.shape[1], inner, 0, TEMPERATURE, 0, seed_tensor(seed), 0)
 
 
 def passes(repeat: int) -> list[list[str]]:

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "seed_host.h"
+
 namespace rk {
 
 enum LwtaMode : int { kLwtaSoft = 0, kLwtaHard = 1, kLwtaArgmax = 2 };

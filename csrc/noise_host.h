@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "common/piece_layout.h"
+#include "seed_host.h"
 
 namespace rk {
 

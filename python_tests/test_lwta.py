@@ -7,6 +7,7 @@ from scipy import stats
 
 import robustkernels
 from robustkernels import ops, reference
+from robustkernels.ops import seed_tensor
 from robustkernels.ops.lwta import lwta_backward, lwta_forward
 
 from .conftest import backend_params
@@ -184,7 +185,8 @@ def test_gradcheck_float64(backend, mode, competitors):
     torch.manual_seed(6)
     h = torch.randn(2, 6, 3, 3, dtype=torch.float64, requires_grad=True)
     with robustkernels.use_backend(backend):
-        assert torch.autograd.gradcheck(lambda x: lwta_forward(x, competitors, 6, 9, 0, 0.67, mode, 5, 0), (h,))
+        key = seed_tensor(5)
+        assert torch.autograd.gradcheck(lambda x: lwta_forward(x, competitors, 6, 9, 0, 0.67, mode, key, 0), (h,))
 
 
 @pytest.mark.parametrize("backend", backend_params())
@@ -192,9 +194,10 @@ def test_gradcheck_float64(backend, mode, competitors):
 def test_opcheck(backend, mode):
     h, g = torch.randn(2, 6, 3, 3), torch.randn(2, 6, 3, 3)
     with robustkernels.use_backend(backend):
-        torch.library.opcheck(lwta_forward.op, (h.requires_grad_(), 2, 6, 9, 0, 0.67, mode, 5, 0))
-        torch.library.opcheck(lwta_backward.op, (g, h.detach(), 2, 6, 9, 0, 0.67, mode, 5, 0))
-        torch.library.opcheck(lwta_forward.op, (torch.randn(2, 3, 3, 6), 3, 6, 1, 9, 0.5, mode, 5, 0))  # channels_last
+        torch.library.opcheck(lwta_forward.op, (h.requires_grad_(), 2, 6, 9, 0, 0.67, mode, seed_tensor(5), 0))
+        torch.library.opcheck(lwta_backward.op, (g, h.detach(), 2, 6, 9, 0, 0.67, mode, seed_tensor(5), 0))
+        torch.library.opcheck(lwta_forward.op, (torch.randn(2, 3, 3, 6), 3, 6, 1, 9, 0.5, mode, seed_tensor(5),
+                                                0))  # channels_last
 
 
 @pytest.mark.parametrize("backend", backend_params())
@@ -322,7 +325,7 @@ def test_features_layout_matches_reference_at_any_offset(backend, features, comp
     blocks than one tile holds, few, and counters that start mid Philox block or cross 2**32."""
     torch.manual_seed(14)
     h, g = torch.randn(3, features), torch.randn(3, features)
-    args = (competitors, features, 1, 0, 0.67, mode, 2**40 + 3, offset)
+    args = (competitors, features, 1, 0, 0.67, mode, seed_tensor(2**40 + 3), offset)
     with robustkernels.use_backend("reference"):
         expected = (lwta_forward(h, *args), lwta_backward(g, h, *args))
     with robustkernels.use_backend(backend):
@@ -344,7 +347,7 @@ def test_row_layouts_match_reference_at_any_offset(backend, shape, competitors, 
     crossing 2**32, more positions than one tile holds."""
     torch.manual_seed(15)
     h, g = torch.randn(shape), torch.randn(shape)
-    full = (competitors, *args, 0.67, mode, 2**40 + 3, offset)
+    full = (competitors, *args, 0.67, mode, seed_tensor(2**40 + 3), offset)
     with robustkernels.use_backend("reference"):
         expected = (lwta_forward(h, *full), lwta_backward(g, h, *full))
     with robustkernels.use_backend(backend):
@@ -424,4 +427,4 @@ def test_cuda_backward_refuses_a_gradient_on_another_device():
     says so, not a read of host memory from the GPU."""
     h = torch.randn(2, 4, 3, 3, device="cuda")
     with robustkernels.use_backend("cuda"), pytest.raises(RuntimeError, match="grad is on cpu but h is on cuda"):
-        lwta_backward(torch.randn(2, 4, 3, 3), h, 2, 4, 9, 0, 0.67, 0, 5, 0)
+        lwta_backward(torch.randn(2, 4, 3, 3), h, 2, 4, 9, 0, 0.67, 0, seed_tensor(5), 0)

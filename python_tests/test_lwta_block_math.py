@@ -12,6 +12,7 @@ import torch
 
 import robustkernels
 from robustkernels import reference
+from robustkernels.ops import seed_tensor
 from robustkernels.ops.lwta import KernelLayout, lwta_backward, lwta_forward
 
 from .conftest import backend_params
@@ -93,8 +94,8 @@ def test_cuda_block_math_matches_the_cpu_kernel(block_math, backend, dtype, unit
     ours_fwd = block_math(h, None, units, *layout.args, temperature, mode, seed, 0)
     ours_bwd = block_math(h, grad, units, *layout.args, temperature, mode, seed, 0)
     with robustkernels.use_backend(backend):
-        cpu_fwd = lwta_forward(h, units, *layout.args, temperature, mode, seed, 0)
-        cpu_bwd = lwta_backward(grad, h, units, *layout.args, temperature, mode, seed, 0)
+        cpu_fwd = lwta_forward(h, units, *layout.args, temperature, mode, seed_tensor(seed), 0)
+        cpu_bwd = lwta_backward(grad, h, units, *layout.args, temperature, mode, seed_tensor(seed), 0)
     assert torch.equal(ours_fwd.isnan(), cpu_fwd.isnan()) and ours_fwd.isnan().sum() == units
     torch.testing.assert_close(ours_fwd, cpu_fwd, rtol=0, atol=0, equal_nan=True)
     torch.testing.assert_close(ours_bwd, cpu_bwd, rtol=0, atol=0, equal_nan=True)
@@ -130,8 +131,10 @@ def test_cuda_groups_read_the_right_draws_at_every_phase(block_math, backend, sh
         h, grad = (t.contiguous(memory_format=torch.channels_last) for t in (h, grad))
     layout = KernelLayout(h, dim)
     physical_h, physical_g = layout.physical(h), layout.physical(grad)
-    args = (units, *layout.args, 0.67, mode, 2**40 + 9, offset)
-    ours = (block_math(physical_h, None, *args), block_math(physical_h, physical_g, *args))
+    args = (units, *layout.args, 0.67, mode)
+    ours = (block_math(physical_h, None, *args, 2**40 + 9, offset),
+            block_math(physical_h, physical_g, *args, 2**40 + 9, offset))
+    key = (seed_tensor(2**40 + 9), offset)
     with robustkernels.use_backend(backend):
-        cpu = (lwta_forward(physical_h, *args), lwta_backward(physical_g, physical_h, *args))
+        cpu = (lwta_forward(physical_h, *args, *key), lwta_backward(physical_g, physical_h, *args, *key))
     assert torch.equal(ours[0], cpu[0]) and torch.equal(ours[1], cpu[1])

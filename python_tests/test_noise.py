@@ -7,6 +7,7 @@ import torch
 
 import robustkernels
 from robustkernels import ops, reference
+from robustkernels.ops import seed_tensor
 from robustkernels.ops.noise import noise_add, noise_alpha_grad
 
 from .conftest import backend_params
@@ -132,7 +133,7 @@ def test_gradcheck_float64(backend, granularity):
     std = x.detach().std()
     with robustkernels.use_backend(backend):
         assert torch.autograd.gradcheck(
-            lambda x, a: noise_add(x, a, std, channels, inner, elementwise, 123, 7), (x, alpha)
+            lambda x, a: noise_add(x, a, std, channels, inner, elementwise, seed_tensor(123), 7), (x, alpha)
         )
 
 
@@ -147,9 +148,9 @@ def test_opcheck(backend, dtype, granularity):
     alpha = torch.rand(1 if granularity == "layer" else (4 if granularity == "channel" else 24), requires_grad=True)
     std = x.float().std()
     with robustkernels.use_backend(backend):
-        torch.library.opcheck(noise_add.op, (x, alpha, std, channels, inner, elementwise, 3, 11))
+        torch.library.opcheck(noise_add.op, (x, alpha, std, channels, inner, elementwise, seed_tensor(3), 11))
         torch.library.opcheck(noise_alpha_grad.op, (torch.randn(4, 6, dtype=dtype), alpha.detach(), std, channels,
-                                                    inner, elementwise, 3, 11))
+                                                    inner, elementwise, seed_tensor(3), 11))
 
 
 @pytest.mark.parametrize("backend", backend_params())
@@ -253,7 +254,7 @@ def test_kernels_read_whole_philox_blocks_at_any_alignment(backend, layout, offs
     torch.manual_seed(10)
     x, g = torch.randn(231 if inner != 8 else 24 * 3), torch.randn(231 if inner != 8 else 24 * 3)
     alpha = torch.rand(x.numel() if elementwise else channels) + 0.1
-    args = (alpha, x.std(), channels, inner, elementwise, 2**40 + 5, offset)
+    args = (alpha, x.std(), channels, inner, elementwise, seed_tensor(2**40 + 5), offset)
     with robustkernels.use_backend(backend):
         y, ga = noise_add(x, *args), noise_alpha_grad(g, *args)
     assert torch.equal(y, reference.noise.noise_add(x, *args))
@@ -402,7 +403,7 @@ def test_cuda_offsets_past_2_32(backend, granularity, offset):
     alpha = make_alpha(x, granularity).detach().reshape(-1)
     channels, inner, elementwise = {"layer": (1, x.numel(), False), "channel": (6, 105, False),
                                     "element": (x.numel(), 1, True)}[granularity]
-    std, g, seed = x.std(), torch.randn(x.shape), 2**40 + 7
+    std, g, seed = x.std(), torch.randn(x.shape), seed_tensor(2**40 + 7)
     args = (alpha, std, channels, inner, elementwise, seed, offset)
     with robustkernels.use_backend(backend):
         y = noise_add(x.cuda(), *(a.cuda() if isinstance(a, torch.Tensor) else a for a in args))

@@ -28,8 +28,9 @@ def _lwta_calls(shape, dim, channels_last=False):
     layout = KernelLayout(h, dim)
     physical = layout.physical(h)
     for mode in (0, 1, 2):
-        yield lambda: lwta.lwta_forward(physical, 2, *layout.args, 0.67, mode, 1, 0)
-        yield lambda: lwta.lwta_backward(torch.empty_like(physical), physical, 2, *layout.args, 0.67, mode, 1, 0)
+        yield lambda: lwta.lwta_forward(physical, 2, *layout.args, 0.67, mode, _meta(dtype=torch.int64), 0)
+        yield lambda: lwta.lwta_backward(torch.empty_like(physical), physical, 2, *layout.args, 0.67, mode,
+                                           _meta(dtype=torch.int64), 0)
 
 
 def _noise_calls(shape):
@@ -39,8 +40,8 @@ def _noise_calls(shape):
     for alpha, channels_, inner, elementwise in ((_meta(1), 1, n, False),
                                                  (_meta(channels), channels, n // (shape[0] * channels), False),
                                                  (_meta(n), 1, 1, True)):
-        yield lambda: noise.noise_add(x, alpha, std, channels_, inner, elementwise, 1, 0)
-        yield lambda: noise.noise_alpha_grad(x, alpha, std, channels_, inner, elementwise, 1, 0)
+        yield lambda: noise.noise_add(x, alpha, std, channels_, inner, elementwise, _meta(dtype=torch.int64), 0)
+        yield lambda: noise.noise_alpha_grad(x, alpha, std, channels_, inner, elementwise, _meta(dtype=torch.int64), 0)
 
 
 def _pgd_calls(shape):
@@ -122,18 +123,23 @@ def test_no_kernel_is_launched_around_the_launch_helper():
 SPECIALISATION_SCRIPT = r"""
 from robustkernels.kernels.triton import aot, launch, lwta, noise, philox
 kernels = [k for m in (lwta, noise, philox) for name, k in vars(m).items() if name.endswith("_kernel")
-           and any(p.name == "seed" for p in k.params)]  # the launched kernels, not their helpers
+           and any(p.name in ("seed", "seed_ptr") for p in k.params)]  # the launched kernels, not their helpers
 assert len(kernels) == 5, [k.__name__ for k in kernels]
 for k in kernels:
     fixed = {p.name for p in k.params if p.do_not_specialize}
-    assert fixed == {"seed", "offset"}, (k.__name__, fixed)
+    key = "seed" if k.__name__ == "_philox_fill_kernel" else "seed_ptr"  # the stochastic ops read a tensor
+    assert fixed == {key, "offset"}, (k.__name__, fixed)
 # a seed or offset equal to 1 stays a runtime argument in the ahead-of-time signature too
 import torch
 x = torch.empty(8, device="meta")
 with launch.recording() as launches:
     philox.philox_draw(8, 1, 1, True, 4, torch.device("meta"))
+    lwta.lwta_forward(torch.empty(2, 4, 8, device="meta"), 2, 4, 8, 0, 0.67, 0,
+                      torch.empty((), dtype=torch.int64, device="meta"), 1)
 name, signature, constexprs = aot.specialisation(launches[0])
 assert signature["seed"] == "i32" and signature["offset"] == "i32" and "seed" not in constexprs, signature
+name, signature, constexprs = aot.specialisation(launches[1])
+assert signature["seed_ptr"] == "*i64" and signature["offset"] == "i32", signature
 print("ok")
 """
 

@@ -414,9 +414,11 @@ void run(const LwtaLayout& l, const LwtaParams& p, const scalar_t* h, const scal
 }
 
 at::Tensor lwta_forward_cpu(const at::Tensor& h, int64_t competitors, int64_t dim_size, int64_t inner,
-                            int64_t positions, double temperature, int64_t mode, int64_t seed, int64_t offset) {
+                            int64_t positions, double temperature, int64_t mode, const at::Tensor& seed,
+                            int64_t offset) {
   const LwtaLayout l = check_lwta_args(h, competitors, dim_size, inner, positions, mode);
-  const LwtaParams p{temperature, static_cast<int>(mode), static_cast<uint64_t>(seed), static_cast<uint64_t>(offset)};
+  const LwtaParams p{temperature, static_cast<int>(mode), cpu_seed(seed, h, "lwta_forward"),
+                     static_cast<uint64_t>(offset)};
   at::Tensor out = at::empty_like(h);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, h.scalar_type(), "lwta_forward_cpu", [&] {
     run<scalar_t>(l, p, h.const_data_ptr<scalar_t>(), nullptr, out.data_ptr<scalar_t>());
@@ -425,11 +427,12 @@ at::Tensor lwta_forward_cpu(const at::Tensor& h, int64_t competitors, int64_t di
 }
 
 at::Tensor lwta_backward_cpu(const at::Tensor& grad, const at::Tensor& h, int64_t competitors, int64_t dim_size,
-                             int64_t inner, int64_t positions, double temperature, int64_t mode, int64_t seed,
-                             int64_t offset) {
+                             int64_t inner, int64_t positions, double temperature, int64_t mode,
+                             const at::Tensor& seed, int64_t offset) {
   const LwtaLayout l = check_lwta_args(h, competitors, dim_size, inner, positions, mode);
   check_lwta_grad(grad, h);
-  const LwtaParams p{temperature, static_cast<int>(mode), static_cast<uint64_t>(seed), static_cast<uint64_t>(offset)};
+  const LwtaParams p{temperature, static_cast<int>(mode), cpu_seed(seed, h, "lwta_backward"),
+                     static_cast<uint64_t>(offset)};
   at::Tensor out = at::empty_like(h);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, h.scalar_type(), "lwta_backward_cpu", [&] {
     run<scalar_t>(l, p, h.const_data_ptr<scalar_t>(), grad.const_data_ptr<scalar_t>(),

@@ -40,8 +40,9 @@ double dot(const scalar_t* g, const float* eta, int64_t count) {
 }
 
 at::Tensor noise_add_cpu(const at::Tensor& x, const at::Tensor& alpha, const at::Tensor& std, int64_t channels,
-                         int64_t inner, bool elementwise, int64_t seed, int64_t offset) {
+                         int64_t inner, bool elementwise, const at::Tensor& seed_tensor, int64_t offset) {
   check_noise_args(x, alpha, std, channels, inner, elementwise);
+  const uint64_t seed = cpu_seed(seed_tensor, x, "noise_add");
   at::Tensor out = at::empty_like(x);
   if (x.numel() == 0) return out;
   const PieceLayout layout(x.numel(), channels, inner, elementwise, kPiece);
@@ -73,8 +74,10 @@ at::Tensor noise_add_cpu(const at::Tensor& x, const at::Tensor& alpha, const at:
 // d loss / d alpha (flat, op-math dtype): the sum of grad * eta over what each alpha covers, times
 // std; elementwise (grad * eta) * std - one association on every backend.
 at::Tensor noise_alpha_grad_cpu(const at::Tensor& grad, const at::Tensor& alpha, const at::Tensor& std,
-                                int64_t channels, int64_t inner, bool elementwise, int64_t seed, int64_t offset) {
+                                int64_t channels, int64_t inner, bool elementwise, const at::Tensor& seed_tensor,
+                                int64_t offset) {
   check_noise_args(grad, alpha, std, channels, inner, elementwise);
+  const uint64_t seed = cpu_seed(seed_tensor, grad, "noise_alpha_grad");
   const PieceLayout layout(grad.numel(), channels, inner, elementwise, kPiece);
   at::Tensor result;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, grad.scalar_type(), "noise_alpha_grad_cpu", [&] {

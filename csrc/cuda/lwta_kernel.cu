@@ -35,9 +35,10 @@ struct DeviceIo {
 };
 
 template <int kMax, typename T>
-__global__ void lwta_kernel(DeviceIo<T> io, LwtaGeometry geo, double temperature, int mode, uint64_t seed,
+__global__ void lwta_kernel(DeviceIo<T> io, LwtaGeometry geo, double temperature, int mode, const int64_t* seed_at,
                             uint64_t offset) {
   using A = typename OpMath<T>::type;
+  const uint64_t seed = static_cast<uint64_t>(*seed_at);  // read on the device: graph-safe
   const int64_t groups = geo.groups(kLwtaGroup<kMax>), stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
   for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < groups; t += stride)
     lwta_group<kMax, A>(io, geo, static_cast<A>(temperature), mode, seed, offset, t);
@@ -49,25 +50,25 @@ int grid_for(int64_t work) {
 }
 
 template <int kMax, typename T>
-void launch_sized(DeviceIo<T> io, LwtaGeometry geo, double temperature, int mode, uint64_t seed, uint64_t offset,
+void launch_sized(DeviceIo<T> io, LwtaGeometry geo, double temperature, int mode, const int64_t* seed_at, uint64_t offset,
                   cudaStream_t stream) {
   lwta_kernel<kMax, T><<<grid_for(geo.groups(kLwtaGroup<kMax>)), kThreads, 0, stream>>>(io, geo, temperature, mode,
-                                                                                         seed, offset);
+                                                                                         seed_at, offset);
 }
 
 template <typename T>
 cudaError_t launch_typed(const void* g, const void* h, void* out, LwtaGeometry geo, double temperature, int mode,
-                         uint64_t seed, uint64_t offset, cudaStream_t stream) {
+                         const int64_t* seed_at, uint64_t offset, cudaStream_t stream) {
   const DeviceIo<T> io{static_cast<const T*>(g), static_cast<const T*>(h), static_cast<T*>(out), g != nullptr};
   const int64_t u = geo.competitors;
   if (u == 2)
-    launch_sized<2, T>(io, geo, temperature, mode, seed, offset, stream);
+    launch_sized<2, T>(io, geo, temperature, mode, seed_at, offset, stream);
   else if (u <= 4)
-    launch_sized<4, T>(io, geo, temperature, mode, seed, offset, stream);
+    launch_sized<4, T>(io, geo, temperature, mode, seed_at, offset, stream);
   else if (u <= 8)
-    launch_sized<8, T>(io, geo, temperature, mode, seed, offset, stream);
+    launch_sized<8, T>(io, geo, temperature, mode, seed_at, offset, stream);
   else
-    launch_sized<kMaxUnits, T>(io, geo, temperature, mode, seed, offset, stream);
+    launch_sized<kMaxUnits, T>(io, geo, temperature, mode, seed_at, offset, stream);
   return cudaGetLastError();
 }
 
@@ -78,10 +79,10 @@ int64_t lwta_max_units_cuda() { return kMaxUnits; }
 // grad == nullptr: forward (out = h * w); otherwise the backward into out.
 cudaError_t launch_lwta(DType dtype, const void* grad, const void* h, void* out, int64_t outer, int64_t dim_size,
                         int64_t inner, int64_t positions, int64_t competitors, double temperature, int mode,
-                        uint64_t seed, uint64_t offset, cudaStream_t stream) {
+                        const int64_t* seed_at, uint64_t offset, cudaStream_t stream) {
   const LwtaGeometry geo{outer, dim_size, inner, positions, competitors};
   if (geo.blocks() * geo.length() == 0) return cudaSuccess;
-  return RK_DISPATCH_DTYPE(dtype, launch_typed, grad, h, out, geo, temperature, mode, seed, offset, stream);
+  return RK_DISPATCH_DTYPE(dtype, launch_typed, grad, h, out, geo, temperature, mode, seed_at, offset, stream);
 }
 
 }  // namespace rk

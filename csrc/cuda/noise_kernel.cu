@@ -23,8 +23,9 @@ constexpr int64_t kPieceCuda = 2048;  // elements per block in the alpha reducti
 
 template <typename T>
 __global__ void noise_add_kernel(const T* x, const typename OpMath<T>::type* alpha,
-                                 const typename OpMath<T>::type* std, T* out, PieceLayout layout, uint64_t seed,
+                                 const typename OpMath<T>::type* std, T* out, PieceLayout layout, const int64_t* seed_at,
                                  uint64_t offset) {
+  const uint64_t seed = static_cast<uint64_t>(*seed_at);  // read on the device: graph-safe
   using A = typename OpMath<T>::type;
   const A scale = *std;
   const uint64_t first = first_block(offset, 0);
@@ -43,8 +44,9 @@ __global__ void noise_add_kernel(const T* x, const typename OpMath<T>::type* alp
 
 template <typename T>
 __global__ void noise_alpha_grad_elementwise_kernel(const T* grad, const typename OpMath<T>::type* std,
-                                                    typename OpMath<T>::type* out, int64_t n, uint64_t seed,
+                                                    typename OpMath<T>::type* out, int64_t n, const int64_t* seed_at,
                                                     uint64_t offset) {
+  const uint64_t seed = static_cast<uint64_t>(*seed_at);  // read on the device: graph-safe
   using A = typename OpMath<T>::type;
   const A scale = *std;
   const uint64_t first = first_block(offset, 0);
@@ -61,8 +63,9 @@ __global__ void noise_alpha_grad_elementwise_kernel(const T* grad, const typenam
 
 // One CUDA block per piece: partial[piece] = sum of grad * eta over the piece (float64).
 template <typename T>
-__global__ void noise_alpha_partial_kernel(const T* grad, double* partial, PieceLayout layout, uint64_t seed,
+__global__ void noise_alpha_partial_kernel(const T* grad, double* partial, PieceLayout layout, const int64_t* seed_at,
                                            uint64_t offset) {
+  const uint64_t seed = static_cast<uint64_t>(*seed_at);  // read on the device: graph-safe
   __shared__ double shared[kThreads];
   for (int64_t p = blockIdx.x; p < layout.pieces(); p += gridDim.x) {
     const int64_t begin = layout.begin_of(p), end = layout.end_of(p);
@@ -95,25 +98,25 @@ int blocks_for(int64_t work) {
 
 template <typename T>
 cudaError_t noise_add_typed(const void* x, const void* alpha, const void* std, void* out, PieceLayout layout,
-                            uint64_t seed, uint64_t offset, cudaStream_t stream) {
+                            const int64_t* seed_at, uint64_t offset, cudaStream_t stream) {
   using A = typename OpMath<T>::type;
   noise_add_kernel<T><<<blocks_for(block_count(offset, 0, layout.n)), kThreads, 0, stream>>>(
       static_cast<const T*>(x), static_cast<const A*>(alpha), static_cast<const A*>(std), static_cast<T*>(out), layout,
-      seed, offset);
+      seed_at, offset);
   return cudaGetLastError();
 }
 
 template <typename T>
-cudaError_t noise_alpha_grad_typed(const void* grad, const void* std, void* out, PieceLayout layout, uint64_t seed,
+cudaError_t noise_alpha_grad_typed(const void* grad, const void* std, void* out, PieceLayout layout, const int64_t* seed_at,
                                    uint64_t offset, cudaStream_t stream) {
   using A = typename OpMath<T>::type;
   if (layout.elementwise) {
     noise_alpha_grad_elementwise_kernel<T><<<blocks_for(block_count(offset, 0, layout.n)), kThreads, 0, stream>>>(
-        static_cast<const T*>(grad), static_cast<const A*>(std), static_cast<A*>(out), layout.n, seed, offset);
+        static_cast<const T*>(grad), static_cast<const A*>(std), static_cast<A*>(out), layout.n, seed_at, offset);
   } else {
     const int64_t pieces = layout.pieces();
     noise_alpha_partial_kernel<T><<<static_cast<int>(pieces < 65535 * 16 ? pieces : 65535 * 16), kThreads, 0, stream>>>(
-        static_cast<const T*>(grad), static_cast<double*>(out), layout, seed, offset);
+        static_cast<const T*>(grad), static_cast<double*>(out), layout, seed_at, offset);
   }
   return cudaGetLastError();
 }
@@ -123,17 +126,17 @@ cudaError_t noise_alpha_grad_typed(const void* grad, const void* std, void* out,
 int64_t noise_piece_cuda() { return kPieceCuda; }
 
 cudaError_t launch_noise_add(DType dtype, const void* x, const void* alpha, const void* std, void* out,
-                             PieceLayout layout, uint64_t seed, uint64_t offset, cudaStream_t stream) {
+                             PieceLayout layout, const int64_t* seed_at, uint64_t offset, cudaStream_t stream) {
   if (layout.n == 0) return cudaSuccess;
-  return RK_DISPATCH_DTYPE(dtype, noise_add_typed, x, alpha, std, out, layout, seed, offset, stream);
+  return RK_DISPATCH_DTYPE(dtype, noise_add_typed, x, alpha, std, out, layout, seed_at, offset, stream);
 }
 
 // Element-wise: out[i] (op-math dtype) = std * grad[i] * eta_i. Otherwise out[piece] (float64)
 // holds per-piece partial sums of grad * eta, reduced on the host side.
 cudaError_t launch_noise_alpha_grad(DType dtype, const void* grad, const void* std, void* out, PieceLayout layout,
-                                    uint64_t seed, uint64_t offset, cudaStream_t stream) {
+                                    const int64_t* seed_at, uint64_t offset, cudaStream_t stream) {
   if (layout.n == 0) return cudaSuccess;
-  return RK_DISPATCH_DTYPE(dtype, noise_alpha_grad_typed, grad, std, out, layout, seed, offset, stream);
+  return RK_DISPATCH_DTYPE(dtype, noise_alpha_grad_typed, grad, std, out, layout, seed_at, offset, stream);
 }
 
 }  // namespace rk

@@ -21,9 +21,9 @@ cudaError_t launch_philox_fill(float* out, int64_t n, uint64_t seed, uint64_t of
 
 int64_t noise_piece_cuda();
 cudaError_t launch_noise_add(DType dtype, const void* x, const void* alpha, const void* std, void* out,
-                             PieceLayout layout, uint64_t seed, uint64_t offset, cudaStream_t stream);
+                             PieceLayout layout, const int64_t* seed_at, uint64_t offset, cudaStream_t stream);
 cudaError_t launch_noise_alpha_grad(DType dtype, const void* grad, const void* std, void* out, PieceLayout layout,
-                                    uint64_t seed, uint64_t offset, cudaStream_t stream);
+                                    const int64_t* seed_at, uint64_t offset, cudaStream_t stream);
 
 int64_t pgd_piece_cuda();
 cudaError_t launch_pgd_step(DType dtype, void* out, const void* xa, const void* xn, const void* g, const void* a,
@@ -36,7 +36,7 @@ cudaError_t launch_pgd_l2_scales(DType dtype, const void* xa, const void* xn, co
 int64_t lwta_max_units_cuda();
 cudaError_t launch_lwta(DType dtype, const void* grad, const void* h, void* out, int64_t outer, int64_t dim_size,
                         int64_t inner, int64_t positions, int64_t competitors, double temperature, int mode,
-                        uint64_t seed, uint64_t offset, cudaStream_t stream);
+                        const int64_t* seed_at, uint64_t offset, cudaStream_t stream);
 
 namespace {
 
@@ -55,26 +55,29 @@ void check_launch(cudaError_t err, const char* what) {
 }
 
 at::Tensor noise_add_cuda(const at::Tensor& x, const at::Tensor& alpha, const at::Tensor& std, int64_t channels,
-                          int64_t inner, bool elementwise, int64_t seed, int64_t offset) {
+                          int64_t inner, bool elementwise, const at::Tensor& seed, int64_t offset) {
   check_noise_args(x, alpha, std, channels, inner, elementwise);
+  check_seed(seed, x, "noise_add");
   const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor out = at::empty_like(x);
   const PieceLayout layout(x.numel(), channels, inner, elementwise, noise_piece_cuda());
   check_launch(launch_noise_add(kernel_dtype(x.scalar_type()), x.data_ptr(), alpha.data_ptr(), std.data_ptr(),
-                                out.data_ptr(), layout, static_cast<uint64_t>(seed), static_cast<uint64_t>(offset),
+                                out.data_ptr(), layout, seed.const_data_ptr<int64_t>(), static_cast<uint64_t>(offset),
                                 c10::cuda::getCurrentCUDAStream().stream()),
                "noise_add");
   return out;
 }
 
 at::Tensor noise_alpha_grad_cuda(const at::Tensor& grad, const at::Tensor& alpha, const at::Tensor& std,
-                                 int64_t channels, int64_t inner, bool elementwise, int64_t seed, int64_t offset) {
+                                 int64_t channels, int64_t inner, bool elementwise, const at::Tensor& seed,
+                                 int64_t offset) {
   check_noise_args(grad, alpha, std, channels, inner, elementwise);
+  check_seed(seed, grad, "noise_alpha_grad");
   const c10::cuda::CUDAGuard guard(grad.device());
   const PieceLayout layout(grad.numel(), channels, inner, elementwise, noise_piece_cuda());
   at::Tensor out = elementwise ? at::empty_like(alpha) : at::empty({layout.pieces()}, grad.options().dtype(at::kDouble));
   check_launch(launch_noise_alpha_grad(kernel_dtype(grad.scalar_type()), grad.data_ptr(), std.data_ptr(),
-                                       out.data_ptr(), layout, static_cast<uint64_t>(seed),
+                                       out.data_ptr(), layout, seed.const_data_ptr<int64_t>(),
                                        static_cast<uint64_t>(offset), c10::cuda::getCurrentCUDAStream().stream()),
                "noise_alpha_grad");
   return elementwise ? out : reduce_alpha_partials(out, layout, std, alpha.scalar_type());
@@ -102,28 +105,30 @@ void pgd_step_cuda(at::Tensor& out, const at::Tensor& x_adv, const at::Tensor& x
 }
 
 at::Tensor lwta_cuda(const at::Tensor* grad, const at::Tensor& h, int64_t competitors, int64_t dim_size, int64_t inner,
-                     int64_t positions, double temperature, int64_t mode, int64_t seed, int64_t offset) {
+                     int64_t positions, double temperature, int64_t mode, const at::Tensor& seed, int64_t offset) {
   const LwtaLayout l = check_lwta_args(h, competitors, dim_size, inner, positions, mode);
+  check_seed(seed, h, "lwta");
   TORCH_CHECK(competitors <= lwta_max_units_cuda(), "lwta: the CUDA kernel takes at most ", lwta_max_units_cuda(),
               " competitors");
   const c10::cuda::CUDAGuard guard(h.device());
   at::Tensor out = at::empty_like(h);
   check_launch(launch_lwta(kernel_dtype(h.scalar_type()), grad ? grad->data_ptr() : nullptr, h.data_ptr(),
                            out.data_ptr(), l.outer, dim_size, l.inner, positions, competitors,
-                           temperature, static_cast<int>(mode), static_cast<uint64_t>(seed),
+                           temperature, static_cast<int>(mode), seed.const_data_ptr<int64_t>(),
                            static_cast<uint64_t>(offset), c10::cuda::getCurrentCUDAStream().stream()),
                "lwta");
   return out;
 }
 
 at::Tensor lwta_forward_cuda(const at::Tensor& h, int64_t competitors, int64_t dim_size, int64_t inner,
-                             int64_t positions, double temperature, int64_t mode, int64_t seed, int64_t offset) {
+                             int64_t positions, double temperature, int64_t mode, const at::Tensor& seed,
+                             int64_t offset) {
   return lwta_cuda(nullptr, h, competitors, dim_size, inner, positions, temperature, mode, seed, offset);
 }
 
 at::Tensor lwta_backward_cuda(const at::Tensor& grad, const at::Tensor& h, int64_t competitors, int64_t dim_size,
-                              int64_t inner, int64_t positions, double temperature, int64_t mode, int64_t seed,
-                              int64_t offset) {
+                              int64_t inner, int64_t positions, double temperature, int64_t mode,
+                              const at::Tensor& seed, int64_t offset) {
   check_lwta_grad(grad, h);
   return lwta_cuda(&grad, h, competitors, dim_size, inner, positions, temperature, mode, seed, offset);
 }

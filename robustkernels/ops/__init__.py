@@ -2,7 +2,7 @@
 with a fake implementation, autograd where it is differentiable, and one implementation per
 backend."""
 
-from ._random import draw_seed
+from ._random import draw_seed, draw_seed_tensor, seed_tensor
 from .batch_norm_lwta import batch_norm_lwta
 from .l1 import project_l1
 from .lwta import lwta
@@ -13,6 +13,7 @@ from .philox import philox_normal, philox_uniform
 __all__ = [
     "batch_norm_lwta",
     "draw_seed",
+    "draw_seed_tensor",
     "inject_noise",
     "lwta",
     "noisy_weight",
@@ -22,4 +23,5 @@ __all__ = [
     "project",
     "project_l1",
     "random_init",
+    "seed_tensor",
 ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from ._random import draw_seed
+from ._random import draw_seed_tensor
 from ._validation import check_float_tensor
 from .lwta import KernelLayout, check_lwta_args, lwta_backward, lwta_forward, mode_code
 
@@ -104,5 +104,6 @@ def batch_norm_lwta(x: torch.Tensor, weight: torch.Tensor | None = None, bias: t
     if not training and running_mean is None:
         raise ValueError("training=False needs running_mean and running_var")
     code = mode_code(hard, "sample")
+    seed = draw_seed_tensor(generator, x.device)
     return _BatchNormLWTA.apply(x, weight, bias, running_mean, running_var, bool(training), float(momentum),
-                                float(eps), competitors, float(temperature), code, draw_seed(generator))
+                                float(eps), competitors, float(temperature), code, seed)

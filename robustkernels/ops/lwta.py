@@ -17,7 +17,7 @@ import torch
 
 from .. import reference
 from ..kernels.modes import LwtaMode
-from ._random import draw_seed
+from ._random import draw_seed_tensor
 from ._registry import KernelOp
 from ._validation import check_float_tensor, check_int
 
@@ -25,12 +25,12 @@ MODES = {"sample": LwtaMode.SOFT, "argmax": LwtaMode.ARGMAX}  # the user-facing 
 
 
 def _forward_schema(h: torch.Tensor, competitors: int, dim_size: int, inner: int, positions: int, temperature: float,
-                    mode: int, seed: int, offset: int) -> torch.Tensor:
+                    mode: int, seed: torch.Tensor, offset: int) -> torch.Tensor:
     raise NotImplementedError
 
 
 def _backward_schema(grad: torch.Tensor, h: torch.Tensor, competitors: int, dim_size: int, inner: int, positions: int,
-                     temperature: float, mode: int, seed: int, offset: int) -> torch.Tensor:
+                     temperature: float, mode: int, seed: torch.Tensor, offset: int) -> torch.Tensor:
     raise NotImplementedError
 
 
@@ -49,7 +49,7 @@ def _reference(function, tensors, competitors, dim_size, inner, positions, tempe
     """Run a reference function on the logical [outer, D, L] views and return the physical layout."""
     views = [_logical(t, dim_size, inner, positions) for t in tensors]
     y = function(*views, competitors, temperature, 1, hard=mode == 1, mode="argmax" if mode == 2 else "sample",
-                 seed=seed, offset=offset)
+                 seed=int(seed), offset=offset)
     return (y.transpose(1, 2) if positions > 0 else y).contiguous().view(tensors[-1].shape)
 
 
@@ -157,10 +157,10 @@ def lwta(h: torch.Tensor, *, competitors: int = 2, temperature: float = 0.67, di
     """
     dim = check_lwta_args(h, competitors, temperature, dim, mode)
     code = mode_code(hard, mode)
-    seed = draw_seed(generator) if code != LwtaMode.ARGMAX else 0
     if h.numel() == 0:
         return h.clone()
     layout = KernelLayout(h, dim)
+    seed = draw_seed_tensor(generator, h.device) if code != LwtaMode.ARGMAX else h.new_zeros((), dtype=torch.int64)
     out = lwta_forward(layout.physical(h), competitors, *layout.args, float(temperature), code, seed, 0)
     return layout.logical(out)
 

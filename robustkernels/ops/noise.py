@@ -26,18 +26,18 @@ import torch
 from .. import reference
 from ..common import is_number
 from ..threat import check_all
-from ._random import draw_seed
+from ._random import draw_seed_tensor
 from ._registry import KernelOp
 from ._validation import check_float_tensor, check_int, opmath_dtype
 
 
 def _noise_add_schema(x: torch.Tensor, alpha: torch.Tensor, std: torch.Tensor, channels: int, inner: int,
-                      elementwise: bool, seed: int, offset: int) -> torch.Tensor:
+                      elementwise: bool, seed: torch.Tensor, offset: int) -> torch.Tensor:
     raise NotImplementedError
 
 
 def _noise_alpha_grad_schema(grad: torch.Tensor, alpha: torch.Tensor, std: torch.Tensor, channels: int, inner: int,
-                             elementwise: bool, seed: int, offset: int) -> torch.Tensor:
+                             elementwise: bool, seed: torch.Tensor, offset: int) -> torch.Tensor:
     raise NotImplementedError
 
 
@@ -153,7 +153,7 @@ def _add_noise(x, alpha, channel_dim, generator, name):
         inner = physical[(0,) * (order.index(channel_dim) + 1)].numel()
     std = tensor_std(physical.detach())
     out = noise_add(physical, alpha.to(compute).reshape(-1).contiguous(), std, channels, inner, elementwise,
-                    draw_seed(generator), 0)
+                    draw_seed_tensor(generator, x.device), 0)
     return out.permute(_inverse(order))
 
 

@@ -66,13 +66,13 @@ def _flat_alpha(alpha: torch.Tensor, n: int, channels: int, inner: int, elementw
 
 
 def noise_add(x, alpha, std, channels, inner, elementwise, seed, offset):
-    eta = philox_normal(x.numel(), seed, offset, device=x.device, per_block=4).to(alpha.dtype)
+    eta = philox_normal(x.numel(), int(seed), offset, device=x.device, per_block=4).to(alpha.dtype)
     scale = std * _flat_alpha(alpha, x.numel(), channels, inner, elementwise)
     return (x.reshape(-1).to(alpha.dtype) + scale * eta).to(x.dtype).view(x.shape)
 
 
 def noise_alpha_grad(grad, alpha, std, channels, inner, elementwise, seed, offset):
-    eta = philox_normal(grad.numel(), seed, offset, device=grad.device, per_block=4).to(alpha.dtype)
+    eta = philox_normal(grad.numel(), int(seed), offset, device=grad.device, per_block=4).to(alpha.dtype)
     per_element = grad.reshape(-1).to(alpha.dtype) * eta * std
     if elementwise:
         return per_element

@@ -53,8 +53,8 @@ def _record_noise():
             n = x.numel()
             for alpha, channels, inner, elementwise in ((_m(1), 1, n, False), (_m(shape[0]), shape[0],
                                                         n // shape[0], False), (_m(n), 1, 1, True)):
-                noise_add(x, alpha, std, channels, inner, elementwise, 2**40 + 1, 0)
-                noise_alpha_grad(x, alpha, std, channels, inner, elementwise, 2**40 + 1, 0)
+                noise_add(x, alpha, std, channels, inner, elementwise, _m(dtype=torch.int64), 0)
+                noise_alpha_grad(x, alpha, std, channels, inner, elementwise, _m(dtype=torch.int64), 0)
 
 
 def _record_lwta():
@@ -64,13 +64,14 @@ def _record_lwta():
     # contiguous NCHW, channels_last NCHW (as [B, H, W, C]), [B, F] and a long inner row
     layouts = (((2, 12, 5, 7), (12, 35, 0)), ((2, 5, 7, 12), (12, 1, 35)), ((8, 12), (12, 1, 0)),
                ((3, 12, 600), (12, 600, 0)))
+    seed = _m(dtype=torch.int64)
     for dtype in DTYPES:
         for shape, args in layouts:
             physical = _m(*shape, dtype=dtype)
             for competitors in (2, 3, 4):
                 for mode in (0, 1, 2):
-                    lwta_forward(physical, competitors, *args, 0.67, mode, 2**40 + 1, 0)
-                    lwta_backward(torch.empty_like(physical), physical, competitors, *args, 0.67, mode, 2**40 + 1, 0)
+                    lwta_forward(physical, competitors, *args, 0.67, mode, seed, 0)
+                    lwta_backward(torch.empty_like(physical), physical, competitors, *args, 0.67, mode, seed, 0)
 
 
 def _record_philox():

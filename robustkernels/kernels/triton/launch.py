@@ -17,6 +17,9 @@ MAX_GRID = (2**31 - 1, 65535, 65535)  # CUDA's limits on gridDim.x, .y, .z
 # would otherwise compile one variant per class of value (== 1, divisible by 16) of a fresh
 # seed, a recompile on the first call of each class.
 RANDOM_STATE = ("seed", "offset")
+# The stochastic ops' kernels read their key from a one-element int64 tensor (``seed_ptr``) when
+# they run, so a CUDA graph replays them with the key drawn for that replay.
+RANDOM_KEY = ("seed_ptr", "offset")
 _recorded: list | None = None
 
 

@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 
 from ..modes import LwtaMode
-from .launch import RANDOM_STATE, launch, programs
+from .launch import RANDOM_KEY, launch, programs
 from .philox import _log_poly, uniform4_rows, uniform4_span
 
 _MAX_BLOCK = 256
@@ -157,21 +157,21 @@ def _poison_non_finite(values, h, units, U: tl.constexpr):
     return tl.where(bad[None, :], float("nan"), values)
 
 
-@triton.jit(do_not_specialize=RANDOM_STATE)
-def _lwta_forward_kernel(h_ptr, out_ptr, dim_size, inner, positions, chunks, temperature, seed, offset,
+@triton.jit(do_not_specialize=RANDOM_KEY)
+def _lwta_forward_kernel(h_ptr, out_ptr, dim_size, inner, positions, chunks, temperature, seed_ptr, offset,
                          U: tl.constexpr, U_POW2: tl.constexpr, BLOCK: tl.constexpr, MODE: tl.constexpr,
                          LAYOUT: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     mem, start, mask, units = _tile(pid // chunks, pid % chunks, dim_size, inner, positions, U, U_POW2, BLOCK,
                                     LAYOUT)
     h = tl.load(h_ptr + mem, mask=mask, other=0.0).to(tl.float32)
-    w, _ = _weights(h, start, units, seed, offset, temperature, MODE, U, U_POW2, BLOCK, LAYOUT)
+    w, _ = _weights(h, start, units, tl.load(seed_ptr), offset, temperature, MODE, U, U_POW2, BLOCK, LAYOUT)
     out = _poison_non_finite(h * w, h, units, U)
     tl.store(out_ptr + mem, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit(do_not_specialize=RANDOM_STATE)
-def _lwta_backward_kernel(g_ptr, h_ptr, out_ptr, dim_size, inner, positions, chunks, temperature, seed, offset,
+@triton.jit(do_not_specialize=RANDOM_KEY)
+def _lwta_backward_kernel(g_ptr, h_ptr, out_ptr, dim_size, inner, positions, chunks, temperature, seed_ptr, offset,
                           U: tl.constexpr, U_POW2: tl.constexpr, BLOCK: tl.constexpr, MODE: tl.constexpr,
                           LAYOUT: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
@@ -179,7 +179,7 @@ def _lwta_backward_kernel(g_ptr, h_ptr, out_ptr, dim_size, inner, positions, chu
                                     LAYOUT)
     h = tl.load(h_ptr + mem, mask=mask, other=0.0).to(tl.float32)
     g = tl.load(g_ptr + mem, mask=mask, other=0.0).to(tl.float32)
-    w, xi = _weights(h, start, units, seed, offset, temperature, MODE, U, U_POW2, BLOCK, LAYOUT)
+    w, xi = _weights(h, start, units, tl.load(seed_ptr), offset, temperature, MODE, U, U_POW2, BLOCK, LAYOUT)
     grad = g * w
     if U == 2 and MODE != ARGMAX:  # c = xi0 xi1 (g0 h0 - g1 h1) / T; g0 w0 + c and g1 w1 - c
         xi0, xi1 = _pair_rows(xi, units)

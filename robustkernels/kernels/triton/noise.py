@@ -8,7 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .launch import RANDOM_STATE, launch, programs
+from .launch import RANDOM_KEY, launch, programs
 from .philox import normal4_blocks
 
 _MAX_BLOCK = 1024
@@ -27,8 +27,8 @@ def _row_piece(pid, inner, pieces, offset, BLOCK: tl.constexpr):
     return row, idx, (idx >= start) & (idx < start + inner), first
 
 
-@triton.jit(do_not_specialize=RANDOM_STATE)
-def _noise_add_kernel(x_ptr, alpha_ptr, std_ptr, out_ptr, inner, channels, pieces, seed, offset,
+@triton.jit(do_not_specialize=RANDOM_KEY)
+def _noise_add_kernel(x_ptr, alpha_ptr, std_ptr, out_ptr, inner, channels, pieces, seed_ptr, offset,
                       ELEMENTWISE: tl.constexpr, BLOCK: tl.constexpr):
     row, idx, mask, first = _row_piece(tl.program_id(0).to(tl.int64), inner, pieces, offset, BLOCK)
     x = tl.load(x_ptr + idx, mask=mask).to(tl.float32)
@@ -36,18 +36,18 @@ def _noise_add_kernel(x_ptr, alpha_ptr, std_ptr, out_ptr, inner, channels, piece
         alpha = tl.load(alpha_ptr + idx, mask=mask)
     else:
         alpha = tl.load(alpha_ptr + row % channels)
-    eta = normal4_blocks(seed, first, BLOCK)
+    eta = normal4_blocks(tl.load(seed_ptr), first, BLOCK)
     out = x + tl.load(std_ptr) * alpha * eta
     tl.store(out_ptr + idx, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit(do_not_specialize=RANDOM_STATE)
-def _noise_alpha_grad_kernel(grad_ptr, std_ptr, out_ptr, inner, pieces, seed, offset,
+@triton.jit(do_not_specialize=RANDOM_KEY)
+def _noise_alpha_grad_kernel(grad_ptr, std_ptr, out_ptr, inner, pieces, seed_ptr, offset,
                              ELEMENTWISE: tl.constexpr, BLOCK: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     row, idx, mask, first = _row_piece(pid, inner, pieces, offset, BLOCK)
     g = tl.load(grad_ptr + idx, mask=mask, other=0.0).to(tl.float32)
-    product = g * normal4_blocks(seed, first, BLOCK)
+    product = g * normal4_blocks(tl.load(seed_ptr), first, BLOCK)
     if ELEMENTWISE:
         tl.store(out_ptr + idx, product * tl.load(std_ptr), mask=mask)
     else:  # one float64 partial sum per program, reduced by the caller

@@ -72,16 +72,49 @@ def test_the_kernels_read_the_key_when_they_run(backend):
         assert torch.equal(b, c) and not torch.equal(a, b)
 
 
-@pytest.mark.parametrize("backend", backend_params(("cpp",)))
-@pytest.mark.parametrize("bad, message", [(torch.tensor([1, 2]), "one-element int64"),
-                                          (torch.tensor(1.0), "one-element int64"),
-                                          (torch.tensor(1, dtype=torch.int32), "one-element int64")])
-def test_a_malformed_key_is_refused_by_the_compiled_kernels(backend, bad, message):
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("bad", [torch.tensor([1, 2]), torch.tensor(1.0), torch.tensor(1, dtype=torch.int32),
+                                 torch.empty((), dtype=torch.int64, device="meta")], ids=str)
+def test_a_malformed_key_is_refused_on_every_backend(backend, bad):
     h = torch.randn(2, 4, 3)
-    with robustkernels.use_backend(backend), pytest.raises(RuntimeError, match=message):
+    with robustkernels.use_backend(backend), pytest.raises((TypeError, ValueError), match="seed"):
         lwta_forward(h, 2, 4, 3, 0, 0.67, 0, bad, 0)
-    with robustkernels.use_backend(backend), pytest.raises(RuntimeError, match=message):
+    with robustkernels.use_backend(backend), pytest.raises((TypeError, ValueError), match="seed"):
         noise_add(torch.randn(2, 6), torch.tensor([0.1]), torch.tensor(1.0), 1, 12, False, bad, 0)
+
+
+@pytest.mark.parametrize("backend", backend_params(("cpp",)))
+def test_the_compiled_kernels_check_the_key_themselves(backend):
+    with pytest.raises(RuntimeError, match="one-element int64"):
+        torch.ops.robustkernels_C.lwta_forward(torch.randn(2, 4, 3), 2, 4, 3, 0, 0.67, 0, torch.tensor(1.0), 0)
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_a_key_changed_in_place_before_backward_is_an_autograd_error(backend):
+    """The backward regenerates the forward's draws from the key: a key written over in between
+    would give the gradient of other draws, so autograd refuses it."""
+    h = torch.randn(3, 4, 5, requires_grad=True)
+    x, alpha = torch.randn(3, 20), torch.tensor([0.3], requires_grad=True)
+    key = seed_tensor(11)
+    with robustkernels.use_backend(backend):
+        y = lwta_forward(h, 2, 4, 5, 0, 0.67, 0, key, 0).sum()
+        y = y + noise_add(x, alpha, x.std(), 1, 60, False, key, 0).sum()
+        key.fill_(12)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            y.backward()
+
+
+def test_the_generator_advances_alike_for_an_empty_input():
+    """An empty input still takes its key, so the draws after it do not depend on batch sizes;
+    argmax takes none (it draws nothing) but checks the generator."""
+    a, b = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    ops.lwta(torch.empty(0, 4), generator=a)
+    ops.lwta(torch.randn(3, 4), mode="argmax", generator=a)
+    draw_seed(b)
+    x = torch.zeros(2, 4)
+    assert torch.equal(ops.inject_noise(x, 0.1, generator=a), ops.inject_noise(x, 0.1, generator=b))
+    with pytest.raises(TypeError, match="generator"):
+        ops.lwta(torch.randn(2, 4), mode="argmax", generator=5)
 
 
 @pytest.mark.cuda

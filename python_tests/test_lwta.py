@@ -208,7 +208,8 @@ def test_saves_only_the_input(backend):
             lambda t: saved.append(t) or t, lambda t: t):
         y = ops.lwta(h)
     y.sum().backward()
-    assert len(saved) == 1 and saved[0].numel() == h.numel()  # no noise, no softmax, no mask kept
+    # the input and the 0-dim key: no noise, no softmax, no mask kept
+    assert [t.numel() for t in saved] == [h.numel(), 1] and saved[1].dtype == torch.int64
 
 
 def test_compiles_fullgraph():

@@ -12,11 +12,15 @@ import torch
 from ._validation import INT64_MAX, check_int
 
 
+def check_generator(generator: object) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+
+
 def draw_seed(generator: torch.Generator | None = None) -> int:
     """A Philox seed in [0, 2**63) drawn from ``generator`` (the default CPU generator if None),
     so ``torch.manual_seed`` makes every op reproducible. Advances the generator by one draw."""
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    check_generator(generator)
     device = generator.device if generator is not None else "cpu"
     return int(torch.randint(0, INT64_MAX, (), generator=generator, device=device))
 
@@ -29,12 +33,22 @@ def seed_tensor(seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
 
 
 def draw_seed_tensor(generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """:func:`draw_seed` as a 0-dim int64 tensor on ``device``, drawn there when ``generator`` is
-    None (the device's default generator) or lives on ``device``: no host sync, capturable in a
-    CUDA graph. A generator on another device draws there and the key is copied over. The
-    same value as :func:`draw_seed` from the same generator state."""
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    """A key like :func:`draw_seed`'s as a 0-dim int64 tensor on ``device``, drawn there when
+    ``generator`` is None (``device``'s default generator: on a GPU the CUDA one, so a CPU and a
+    GPU run after ``torch.manual_seed`` draw different keys) or lives on ``device``: no host
+    sync, capturable in a CUDA graph. A generator on another device draws there and the key is
+    copied over (a blocking copy). From an explicit generator, the value :func:`draw_seed` gives
+    from the same state."""
+    check_generator(generator)
     where = generator.device if generator is not None else torch.device(device)
     key = torch.randint(0, INT64_MAX, (), generator=generator, device=where)
-    return key.to(device, non_blocking=True)
+    return key.to(device)  # blocking: a CPU kernel reads the key at once
+
+
+def check_key(seed: object, like: torch.Tensor, op: str) -> None:
+    """``seed`` is a stochastic op's key: a one-element int64 tensor on ``like``'s device."""
+    if not isinstance(seed, torch.Tensor) or seed.dtype != torch.int64 or seed.numel() != 1:
+        got = f"{seed.dtype} with {seed.numel()} elements" if isinstance(seed, torch.Tensor) else type(seed).__name__
+        raise TypeError(f"{op}: seed must be a one-element int64 tensor (ops.seed_tensor(n)), got {got}")
+    if seed.device != like.device:
+        raise ValueError(f"{op}: seed is on {seed.device} but the input is on {like.device}")

@@ -4,7 +4,8 @@ A :class:`KernelOp` is one ``torch.library`` custom op ``robustkernels::<name>``
 picks a backend (see ``_backend.py``) from the device of one argument and calls that backend's
 implementation. Each op file registers its implementations, fake (meta) function and autograd
 formula on it. Because the backend is chosen inside the op's body, ``torch.compile`` sees one
-opaque op whatever runs underneath, and random state crosses the graph as plain ``int``s.
+opaque op whatever runs underneath; random state crosses the graph as a one-element int64 key
+tensor (the stochastic ops) or plain ``int``s (the Philox fill).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .. import _backend
+from ._random import check_key
 
 NAMESPACE = "robustkernels"
 REGISTERED: list[KernelOp] = []  # every op built here, in creation order (for the schema test)
@@ -38,9 +40,12 @@ class KernelOp:
         stub: a function whose annotated signature is the op's schema (body unused).
         device_arg: the argument (a tensor or a device) whose device picks the backend.
         mutates_args: as for ``torch.library.custom_op``.
+        key_arg: the argument holding a stochastic op's Philox key, checked on every backend to
+            be a one-element int64 tensor on ``device_arg``'s device.
     """
 
-    def __init__(self, name: str, stub: Callable, *, device_arg: str, mutates_args: Sequence[str] = ()):
+    def __init__(self, name: str, stub: Callable, *, device_arg: str, mutates_args: Sequence[str] = (),
+                 key_arg: str | None = None):
         self.name = name
         self.compiled: str | None = None  # the robustkernels_C kernel of the cpp / cuda backends
         self._impls: dict[str, Callable] = {}
@@ -49,15 +54,25 @@ class KernelOp:
         if device_arg not in signature.parameters:
             raise ValueError(f"device_arg {device_arg!r} is not a parameter of {stub.__name__}")
 
-        position = list(signature.parameters).index(device_arg)
+        names = list(signature.parameters)
+        position = names.index(device_arg)
+        key = names.index(key_arg) if key_arg is not None else None
+
+        def check(args, kwargs) -> torch.Tensor:
+            """The device argument, after checking the key against it."""
+            where = args[position] if position < len(args) else kwargs[device_arg]
+            if key is not None:
+                check_key(args[key] if key < len(args) else kwargs[key_arg], where, name)
+            return where
 
         @functools.wraps(stub)
         def dispatch(*args, **kwargs):
-            where = args[position] if position < len(args) else kwargs[device_arg]
+            where = check(args, kwargs)
             dtype = where.dtype if isinstance(where, torch.Tensor) else None
             return self._impls[self.backend_for(_device_of(where), dtype)](*args, **kwargs)
 
         self._dispatch = dispatch
+        self._check = check
         self.op = torch.library.custom_op(f"{NAMESPACE}::{name}", dispatch, mutates_args=tuple(mutates_args))
 
     def backend_for(self, device: torch.device, dtype: torch.dtype | None = None) -> str:
@@ -97,7 +112,14 @@ class KernelOp:
         return tuple(self._impls)
 
     def register_fake(self, fn: Callable) -> Callable:
-        self.op.register_fake(fn)
+        """The meta / fake implementation (which a meta key also reaches: it checks the key too)."""
+
+        @functools.wraps(fn)
+        def fake(*args, **kwargs):
+            self._check(args, kwargs)
+            return fn(*args, **kwargs)
+
+        self.op.register_fake(fake)
         return fn
 
     def register_autograd(self, backward: Callable, *, setup_context: Callable) -> None:

@@ -52,15 +52,15 @@ class _BatchNormLWTA(torch.autograd.Function):
         layout = KernelLayout(h, 1)
         y = layout.logical(lwta_forward.call_untracked(layout.physical(h), competitors, *layout.args, temperature,
                                                        code, seed, 0))
-        ctx.save_for_backward(x, weight, running_mean, running_var, mean, invstd, scale, shift)
-        ctx.config = (training, eps, competitors, temperature, code, seed, bias is not None, layout)
+        ctx.save_for_backward(x, weight, running_mean, running_var, mean, invstd, scale, shift, seed)
+        ctx.config = (training, eps, competitors, temperature, code, bias is not None, layout)
         return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y):
-        x, weight, running_mean, running_var, mean, invstd, scale, shift = ctx.saved_tensors
-        training, eps, competitors, temperature, code, seed, has_bias, layout = ctx.config
+        x, weight, running_mean, running_var, mean, invstd, scale, shift, seed = ctx.saved_tensors
+        training, eps, competitors, temperature, code, has_bias, layout = ctx.config
         h = _normalize(x, scale, shift)  # the forward's h, recomputed (same shape and layout)
         grad_h = layout.logical(lwta_backward.call_untracked(layout.physical(grad_y), layout.physical(h), competitors,
                                                              *layout.args, temperature, code, seed, 0))

@@ -17,7 +17,7 @@ import torch
 
 from .. import reference
 from ..kernels.modes import LwtaMode
-from ._random import draw_seed_tensor
+from ._random import check_generator, draw_seed_tensor
 from ._registry import KernelOp
 from ._validation import check_float_tensor, check_int
 
@@ -34,8 +34,8 @@ def _backward_schema(grad: torch.Tensor, h: torch.Tensor, competitors: int, dim_
     raise NotImplementedError
 
 
-lwta_forward = KernelOp("lwta_forward", _forward_schema, device_arg="h")
-lwta_backward = KernelOp("lwta_backward", _backward_schema, device_arg="h")
+lwta_forward = KernelOp("lwta_forward", _forward_schema, device_arg="h", key_arg="seed")
+lwta_backward = KernelOp("lwta_backward", _backward_schema, device_arg="h", key_arg="seed")
 
 
 def _logical(h, dim_size, inner, positions):
@@ -79,14 +79,17 @@ def _backward_fake(grad, h, *args):
 
 
 def _setup_context(ctx, inputs, output):
-    h, *layout = inputs
-    ctx.save_for_backward(h)  # the input only: noise and winner weights are recomputed
-    ctx.layout = layout
+    h, competitors, dim_size, inner, positions, temperature, mode, seed, offset = inputs
+    # the input and the 0-dim key only (saved, so a key changed in place is an autograd error):
+    # noise and winner weights are recomputed
+    ctx.save_for_backward(h, seed)
+    ctx.layout = (competitors, dim_size, inner, positions, temperature, mode)
+    ctx.offset = offset
 
 
 def _backward(ctx, grad):
-    (h,) = ctx.saved_tensors
-    return (lwta_backward(grad.contiguous(), h, *ctx.layout),) + (None,) * 8
+    h, seed = ctx.saved_tensors
+    return (lwta_backward(grad.contiguous(), h, *ctx.layout, seed, ctx.offset),) + (None,) * 8
 
 
 lwta_forward.register_autograd(_backward, setup_context=_setup_context)
@@ -157,10 +160,14 @@ def lwta(h: torch.Tensor, *, competitors: int = 2, temperature: float = 0.67, di
     """
     dim = check_lwta_args(h, competitors, temperature, dim, mode)
     code = mode_code(hard, mode)
+    if code != LwtaMode.ARGMAX:  # drawn for an empty h too: the generator advances alike
+        seed = draw_seed_tensor(generator, h.device)
+    else:
+        check_generator(generator)  # argmax draws nothing from it
+        seed = torch.zeros((), dtype=torch.int64, device=h.device)
     if h.numel() == 0:
         return h.clone()
     layout = KernelLayout(h, dim)
-    seed = draw_seed_tensor(generator, h.device) if code != LwtaMode.ARGMAX else h.new_zeros((), dtype=torch.int64)
     out = lwta_forward(layout.physical(h), competitors, *layout.args, float(temperature), code, seed, 0)
     return layout.logical(out)
 

@@ -45,9 +45,9 @@ def _tensor_std_schema(x: torch.Tensor) -> torch.Tensor:
     raise NotImplementedError
 
 
-noise_add = KernelOp("noise_add", _noise_add_schema, device_arg="x")
+noise_add = KernelOp("noise_add", _noise_add_schema, device_arg="x", key_arg="seed")
 tensor_std = KernelOp("tensor_std", _tensor_std_schema, device_arg="x")
-noise_alpha_grad = KernelOp("noise_alpha_grad", _noise_alpha_grad_schema, device_arg="grad")
+noise_alpha_grad = KernelOp("noise_alpha_grad", _noise_alpha_grad_schema, device_arg="grad", key_arg="seed")
 
 for _op, _name in ((noise_add, "noise_add"), (noise_alpha_grad, "noise_alpha_grad")):
     _op.register_backend("reference", getattr(reference.noise, _name))
@@ -82,15 +82,18 @@ def _noise_alpha_grad_fake(grad, alpha, std, channels, inner, elementwise, seed,
 
 def _setup_context(ctx, inputs, output):
     _, alpha, std, channels, inner, elementwise, seed, offset = inputs
-    ctx.save_for_backward(alpha, std)  # alpha is a parameter, std is 0-dim: no noise is kept
-    ctx.layout = (channels, inner, elementwise, seed, offset)
+    # alpha is a parameter, std and the key are 0-dim: no noise is kept (the key saved, so one
+    # changed in place is an autograd error)
+    ctx.save_for_backward(alpha, std, seed)
+    ctx.layout = (channels, inner, elementwise)
+    ctx.offset = offset
 
 
 def _backward(ctx, grad):
-    alpha, std = ctx.saved_tensors
+    alpha, std, seed = ctx.saved_tensors
     grad_alpha = None
     if ctx.needs_input_grad[1]:
-        grad_alpha = noise_alpha_grad(grad.contiguous(), alpha, std, *ctx.layout)
+        grad_alpha = noise_alpha_grad(grad.contiguous(), alpha, std, *ctx.layout, seed, ctx.offset)
     return grad, grad_alpha, None, None, None, None, None, None
 
 

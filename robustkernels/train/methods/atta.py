@@ -88,8 +88,8 @@ class ATTA(Method):
 
     def batch_loss(self, model, x, y, ctx):
         if ctx.index is None:
-            raise ValueError("method atta keeps a perturbation per training sample: it needs the samples' "
-                             "positions in the training set (RobustLoss(...)(x, y, index=...), or fit)")
+            raise ValueError("method atta keeps a perturbation per training sample: it needs the sample "
+                             "indices, their positions in the training set (RobustLoss(...)(x, y, index=...), or fit)")
         with ctx.autocast():
             x_adv = self.run_attack(lambda x, y: self.perturbed(x, y, ctx), x, y)
             logits_adv = self.forward(model, x_adv)

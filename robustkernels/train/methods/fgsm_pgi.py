@@ -92,8 +92,8 @@ class PriorGuided(Method):
     def prior(self, x: torch.Tensor, ctx) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch's stored (perturbation, momentum), the perturbation in the current eps-ball."""
         if ctx.index is None:
-            raise ValueError(f"method {self.name} keeps a perturbation per training sample: it needs the samples' "
-                             "positions in the training set (RobustLoss(...)(x, y, index=...), or fit)")
+            raise ValueError(f"method {self.name} keeps a perturbation per training sample: it needs the sample "
+                             "indices, their positions in the training set (RobustLoss(...)(x, y, index=...), or fit)")
         if self.delta is None:
             n = self.dataset_size
             self.delta = torch.empty(n, *x.shape[1:], device=x.device)

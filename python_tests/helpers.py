@@ -1,4 +1,4 @@
-"""Assertions shared by the op and attack tests."""
+"""Assertions and set-ups shared by the op and attack tests."""
 
 import subprocess
 import sys
@@ -94,3 +94,17 @@ def assert_resumes_exactly(make, fit, data, stop_at: int, path, **options) -> li
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert [r["loss"] for r in history] == pytest.approx([r["loss"] for r in expected], rel=1e-6)
     return expected
+
+
+def capture_cuda_graph(fn):
+    """(graph, fn's outputs) with ``fn`` captured in a CUDA graph after one warm-up call on a side
+    stream (Triton compiles there, outside the capture); ``graph.replay()`` reruns it."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        outputs = fn()
+    return graph, outputs

@@ -13,6 +13,7 @@ from robustkernels.ops.lwta import lwta_forward
 from robustkernels.ops.noise import noise_add
 
 from .conftest import backend_params
+from .helpers import capture_cuda_graph
 
 
 def test_a_seed_tensor_is_the_int_seed_of_the_same_generator_state():
@@ -130,14 +131,7 @@ def test_cuda_graph_replays_draw_fresh_noise(backend):
         return ops.lwta(h), ops.inject_noise(h, alpha)
 
     with robustkernels.use_backend(backend):
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up (Triton compiles) outside the capture
-            stochastic()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            y, noisy = stochastic()
+        graph, (y, noisy) = capture_cuda_graph(stochastic)
     outputs = []
     for _ in range(3):
         graph.replay()

@@ -8,7 +8,7 @@ from robustkernels import ops, reference
 from robustkernels.ops.pgd import pgd_step_op
 
 from .conftest import backend_params
-from .helpers import assert_lowp_close
+from .helpers import assert_lowp_close, capture_cuda_graph
 
 SHAPES = [(4, 3, 5, 5), (1, 3, 7, 9), (3, 1, 8, 8), (5, 17), (2, 3, 1, 1), (6, 2, 3, 4, 5)]
 
@@ -382,14 +382,7 @@ def test_cuda_graph_replay(backend, norm):
         ops.pgd_step(x_adv, x_nat, grad, step=step, eps=eps, norm=norm, bounds=(lo, hi), out=out)
 
     with robustkernels.use_backend(backend):
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up (Triton compiles) outside the capture
-            update()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            update()
+        graph, _ = capture_cuda_graph(update)
     for seed in (1, 2, 3):
         new = inputs((8, 3, 16, 16), seed=seed)
         for target, value in zip((x_adv, x_nat, grad), new):

@@ -41,20 +41,13 @@ class GAT(AlternatelyGuided):
         l2_reg: the regulariser's weight (benchmark and authors: 10).
         mul: factor on ``l2_reg`` late in training (4).
         mul_from: share of the run from which the factor applies (0.86: the epoch after 85 of 100).
-        noise_factor: Bernoulli start magnitude in units of eps (0.5).
-        step_factor: attack step in units of eps (1.0); an explicit ``alpha`` wins.
-        random_start: False starts the attack at x itself.
-        other keyword arguments: as for :class:`Method`.
-
-    Running state: the number of batches of the current epoch so far (which batches attack with the
-    regulariser), in :meth:`state_dict` for an exact mid-epoch resume.
+        other keyword arguments and running state: as for :class:`AlternatelyGuided`.
     """
 
     name = "gat"
 
-    def __init__(self, *, l2_reg: float = 10.0, mul: float = 4.0, mul_from: float = 0.86, noise_factor: float = 0.5,
-                 step_factor: float = 1.0, **kwargs):
-        super().__init__(noise_factor=noise_factor, step_factor=step_factor, **kwargs)
+    def __init__(self, *, l2_reg: float = 10.0, mul: float = 4.0, mul_from: float = 0.86, **kwargs):
+        super().__init__(**kwargs)
         self.l2_reg = non_negative("l2_reg", l2_reg)
         self.mul = non_negative("mul", mul)
         self.mul_from = share_in_unit("mul_from", mul_from)

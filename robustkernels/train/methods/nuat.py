@@ -69,10 +69,19 @@ def nuclear_norm(matrix: torch.Tensor) -> torch.Tensor:
 class AlternatelyGuided(SingleStep):
     """What NuAT and GAT share: one signed-gradient step of size alpha from a Bernoulli start
     (magnitude ``noise_factor * eps``) in eval mode; on every second batch of an epoch the attack
-    also maximises ``weight * guidance(clean logits, logits)``. The batch count within the epoch
-    is running state, in :meth:`state_dict` for an exact mid-epoch resume."""
+    also maximises ``weight * guidance(clean logits, logits)``.
 
-    def __init__(self, *, noise_factor: float, step_factor: float, **kwargs):
+    Args:
+        noise_factor: Bernoulli start magnitude in units of eps (0.5, both benchmark configs).
+        step_factor: attack step in units of eps (1.0); an explicit ``alpha`` wins.
+        random_start: False starts the attack at x itself.
+        other keyword arguments: as for :class:`Method`.
+
+    Running state: the number of batches of the current epoch so far (which batches attack with the
+    regulariser), in :meth:`state_dict` for an exact mid-epoch resume.
+    """
+
+    def __init__(self, *, noise_factor: float = 0.5, step_factor: float = 1.0, **kwargs):
         super().__init__(step_factor=step_factor, **kwargs)
         self.noise_factor = non_negative("noise_factor", noise_factor)
         self.weight = 0.0  # lambda in force
@@ -129,20 +138,13 @@ class NuAT(AlternatelyGuided):
         nuc_max: the regulariser's weight at the end of the ramp (benchmark: 4.0).
         ramp_share: share of the run over which the weight ramps from 0 (1.0: the benchmark's
             ``nuc_reg += nuc_max / total_epoch`` after every epoch; 0.9: the authors' script).
-        noise_factor: Bernoulli start magnitude in units of eps (0.5).
-        step_factor: attack step in units of eps (1.0); an explicit ``alpha`` wins.
-        random_start: False starts the attack at x itself.
-        other keyword arguments: as for :class:`Method`.
-
-    Running state: the number of batches of the current epoch so far (which batches attack with the
-    regulariser), in :meth:`state_dict` for an exact mid-epoch resume.
+        other keyword arguments and running state: as for :class:`AlternatelyGuided`.
     """
 
     name = "nuat"
 
-    def __init__(self, *, nuc_max: float = 4.0, ramp_share: float = 1.0, noise_factor: float = 0.5,
-                 step_factor: float = 1.0, **kwargs):
-        super().__init__(noise_factor=noise_factor, step_factor=step_factor, **kwargs)
+    def __init__(self, *, nuc_max: float = 4.0, ramp_share: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
         self.nuc_max = non_negative("nuc_max", nuc_max)
         self.ramp_share = share_in_unit("ramp_share", ramp_share)
 

@@ -99,9 +99,8 @@ def _interleave4(v0, v1, v2, v3, BLOCK: tl.constexpr):
 def uniform4_blocks(seed, first_block, BLOCK: tl.constexpr):
     """Draws ``4 * first_block`` .. ``+ BLOCK - 1`` of the four-per-block uniform stream: BLOCK // 4
     Philox blocks, each one's four outputs used (not one block per draw)."""
-    i0, i1, i2, i3 = tl.randint4x(seed, first_block + tl.arange(0, BLOCK // 4))
-    return _interleave4(tl.uint_to_uniform_float(i0), tl.uint_to_uniform_float(i1), tl.uint_to_uniform_float(i2),
-                        tl.uint_to_uniform_float(i3), BLOCK)
+    v0, v1, v2, v3 = _uniforms4(first_block + tl.arange(0, BLOCK // 4), seed)
+    return _interleave4(v0, v1, v2, v3, BLOCK)
 
 
 @triton.jit

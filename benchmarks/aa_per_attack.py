@@ -23,6 +23,7 @@ from robustkernels import machine
 from robustkernels.bench.aa_models import EPS, train_pgd_at
 from robustkernels.bench.autoattack import FOLDERS, save_rows, script_parser
 from robustkernels.data import load_dataset
+from robustkernels.eval.aa_versions import version_for
 from robustkernels.eval.suite import autoattack_attack
 from robustkernels.threat import ThreatModel
 
@@ -45,8 +46,8 @@ MODELS = {"mnist": ("LeNet-like CNN", lenet_like), "cifar10": ("BatchNorm/ELU CN
 
 def ours(name: str, model, eps: float):
     """Our attack as our AutoAttack standard runs it."""
-    return autoattack_attack(name, model, ThreatModel.build(eps, "linf"), "standard",
-                             generator=torch.Generator().manual_seed(0))
+    stage = next(s for s in version_for("standard", "linf").stages if s.name == name)
+    return autoattack_attack(stage, model, ThreatModel.build(eps, "linf"), generator=torch.Generator().manual_seed(0))
 
 
 def original(name: str, model, eps: float):

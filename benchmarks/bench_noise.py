@@ -14,7 +14,7 @@ import torch
 
 import robustkernels
 from robustkernels import ops
-from robustkernels.bench.eager import noisy_weight as eager_noisy_weight
+from robustkernels.bench.baselines import official_noisy_weight as eager_noisy_weight
 from robustkernels.bench.timing import format_table, median_seconds
 from robustkernels.models import wide_resnet
 

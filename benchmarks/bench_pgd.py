@@ -16,8 +16,8 @@ from torch import nn
 import robustkernels
 from robustkernels import ops
 from robustkernels.attacks import PGD
-from robustkernels.bench.eager import pgd_attack as eager_pgd
-from robustkernels.bench.eager import pgd_step as eager_step
+from robustkernels.bench.baselines import torchattacks_pgd as eager_pgd
+from robustkernels.bench.baselines import torchattacks_step as eager_step
 from robustkernels.bench.timing import copy_bandwidth, format_table, median_seconds
 from robustkernels.models import wide_resnet
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import robustkernels
-from robustkernels.bench.eager import lwta as eager_lwta
+from robustkernels.bench.baselines import official_lwta as eager_lwta
 
 IMPLS = ["relu", "eager"] + [b for b in ("reference", "cpp") if b in robustkernels.available_backends("cpu")]
 

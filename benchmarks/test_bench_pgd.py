@@ -8,7 +8,7 @@ import torch
 
 import robustkernels
 from robustkernels import ops
-from robustkernels.bench.eager import pgd_step as eager_step
+from robustkernels.bench.baselines import torchattacks_step as eager_step
 
 IMPLS = ["eager"] + [b for b in ("reference", "cpp") if b in robustkernels.available_backends("cpu")]
 

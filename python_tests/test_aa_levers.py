@@ -11,8 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from robustkernels.eval import autoattack, evaluate
-from robustkernels.eval.levers import MIN_GAIN, with_levers
+from robustkernels.eval import AutoAttackOptions, autoattack, evaluate
+from robustkernels.levers import MIN_GAIN, with_levers
+from robustkernels.threat import ThreatModel
 
 from .models import IndexPutNet, NaNInBf16, ViewNet, trained_digits_cnn
 
@@ -115,17 +116,20 @@ def test_a_resumed_run_keeps_the_layout_it_chose(tmp_path):
 def test_evaluate_resumes_its_autoattack_part_when_the_timing_chooses_otherwise(tmp_path, monkeypatch):
     """The state records the request ("auto"), not the measured layout: a second measurement that
     chooses the other layout must not make the resumed run 'another run' (CI saw this flake)."""
-    import robustkernels.eval.levers as levers
+    import robustkernels.levers as levers
 
     model, x, y = _data(40)
-    kwargs = dict(eps=0.1, attacks=("fgsm",), suite="autoattack", version="fast", checks=False, progress=False,
-                  batch_size=20, aa_state_path=tmp_path / "aa.json", autocast=None)
+    options = dict(version="fast", state_path=tmp_path / "aa.json")
+    kwargs = dict(eps=0.1, attacks=("fgsm",), suite="autoattack", checks=False, progress=False, batch_size=20,
+                  autocast=None)
     times = iter([[2.0, 1.0], [1.0, 2.0]])  # the first run measures channels_last faster, the resumed one slower
     monkeypatch.setattr(levers, "_fastest", lambda sides, x_, **_: (next(times), [None, None]) if len(sides) > 1
                         else ([float("inf")], [None]))  # one side: the check of a layout on record
-    first = evaluate(model, (x, y), generator=torch.Generator().manual_seed(0), **kwargs)
+    first = evaluate(model, (x, y), generator=torch.Generator().manual_seed(0),
+                     autoattack=AutoAttackOptions(**options), **kwargs)
     assert first.levers.startswith("channels_last")
-    resumed = evaluate(model, (x, y), generator=torch.Generator().manual_seed(0), aa_resume=True, **kwargs)
+    resumed = evaluate(model, (x, y), generator=torch.Generator().manual_seed(0),
+                       autoattack=AutoAttackOptions(**options, resume=True), **kwargs)
     assert not resumed.levers.startswith("channels_last")  # evaluate's own attacks: the new timing
     assert resumed.autoattack["robust_accuracy"] == first.autoattack["robust_accuracy"]
     assert resumed.autoattack["levers"].startswith("channels_last")  # the AutoAttack part: the layout on record
@@ -148,7 +152,7 @@ def test_compile_runs_the_attacks_on_a_compiled_copy():
 def test_the_layout_timing_takes_turns_and_keeps_each_sides_fastest_pass(monkeypatch):
     """``"auto"``'s measurement: passes of the sides alternate (a drift of the machine favours
     none) and a slow outlier pass (another process) does not decide."""
-    import robustkernels.eval.levers as levers
+    import robustkernels.levers as levers
 
     plain, converted = nn.Linear(3, 2), nn.Linear(3, 2)
     calls = []
@@ -175,7 +179,7 @@ def test_the_layout_timing_takes_turns_and_keeps_each_sides_fastest_pass(monkeyp
     ([2.0, 1.0, 2.0, 2.0], (False, "bf16")),
 ])
 def test_auto_autocast_keeps_bf16_and_the_layout_only_where_each_pays(monkeypatch, times, chosen):
-    import robustkernels.eval.levers as levers
+    import robustkernels.levers as levers
 
     model, x, _ = _data(8)
     monkeypatch.setattr(levers, "native_bf16", lambda device: True)
@@ -194,7 +198,7 @@ def test_auto_autocast_keeps_bf16_and_the_layout_only_where_each_pays(monkeypatc
 
 
 def test_auto_autocast_is_fp32_without_native_bf16_and_for_fixed_settings(monkeypatch):
-    import robustkernels.eval.levers as levers
+    import robustkernels.levers as levers
 
     model, x, _ = _data(8)
     monkeypatch.setattr(levers, "native_bf16", lambda device: False)
@@ -207,7 +211,7 @@ def test_auto_autocast_is_fp32_without_native_bf16_and_for_fixed_settings(monkey
 
 
 def test_fast_times_bf16_and_reports_it_while_the_other_versions_stay_fp32(monkeypatch):
-    import robustkernels.eval.levers as levers
+    import robustkernels.levers as levers
 
     model, x, y = _data(30)
     monkeypatch.setattr(levers, "native_bf16", lambda device: True)
@@ -224,7 +228,7 @@ def test_fast_times_bf16_and_reports_it_while_the_other_versions_stay_fp32(monke
 
 
 def test_a_resumed_run_keeps_the_precision_it_chose(tmp_path, monkeypatch):
-    import robustkernels.eval.levers as levers
+    import robustkernels.levers as levers
 
     model, x, y = _data(40)
     monkeypatch.setattr(levers, "native_bf16", lambda device: True)
@@ -255,18 +259,20 @@ def test_under_torch_distributed_auto_autocast_is_the_same_untimed_choice_on_eve
     depend on the world size. There "auto" follows the device's native bf16 alone."""
     import sys
 
-    import robustkernels.eval.levers as levers
+    import robustkernels.levers as levers
 
     aa = sys.modules["robustkernels.eval.autoattack"]
     model, x, y = _data(20)
     monkeypatch.setattr(aa, "native_bf16", lambda device: native)
     monkeypatch.setattr(levers, "native_bf16", lambda device: pytest.fail("timed under torch.distributed"))
+    threat = ThreatModel.build(0.1)
     for rank in (0, 1):
-        run = aa.autoattack_run(model, eps=0.1, version="fast", seed=0, progress=False, channels_last=False,
-                                steps=4, n_queries=20, rank=rank, world=2)
+        options = AutoAttackOptions(version="fast", seed=0, progress=False, channels_last=False, steps=4, n_queries=20)
+        run = aa.AutoAttackRun(model, threat, options, rank=rank, world=2)
         run.add(x, y, rank)
-        assert run.options["autocast"] == ("bf16" if native else None)
-    single = aa.autoattack_run(model, eps=0.1, version="standard", seed=0, progress=False, rank=0, world=2)
+        assert run.autocast == ("bf16" if native else None)
+    single = aa.AutoAttackRun(model, threat, AutoAttackOptions(version="standard", seed=0, progress=False), rank=0,
+                              world=2)
     assert single._autocast() is None  # the other versions stay fp32
 
 
@@ -278,7 +284,7 @@ def test_under_torch_distributed_auto_autocast_is_the_same_untimed_choice_on_eve
 def test_auto_leaves_out_a_lever_the_model_fails_on_and_refuses_it_when_asked_for(monkeypatch, net, lever, asked):
     """A model built elsewhere that fails with a lever (or gives a non-finite gradient) still runs
     under the defaults, without that lever, the report saying why; asked for, it is refused."""
-    import robustkernels.eval.levers as levers
+    import robustkernels.levers as levers
 
     monkeypatch.setattr(levers, "native_bf16", lambda device: True)
     torch.manual_seed(0)

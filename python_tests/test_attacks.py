@@ -140,9 +140,9 @@ def test_eot_averages_gradients_over_forward_passes(trained):
     # averaging over more passes gives a gradient closer to the expected one
     attack_1, attack_50 = PGD(stochastic, eps=EPS, eot_iter=1), PGD(stochastic, eps=EPS, eot_iter=50)
     torch.manual_seed(0)
-    reference = PGD(stochastic, eps=EPS, eot_iter=400).loss_and_grad(x, y, None)[1]
-    noisy = attack_1.loss_and_grad(x, y, None)[1]
-    averaged = attack_50.loss_and_grad(x, y, None)[1]
+    reference = PGD(stochastic, eps=EPS, eot_iter=400).oracle().loss_and_grad(x, y, None)[1]
+    noisy = attack_1.oracle().loss_and_grad(x, y, None)[1]
+    averaged = attack_50.oracle().loss_and_grad(x, y, None)[1]
     assert (averaged - reference).norm() < (noisy - reference).norm()
 
 
@@ -167,8 +167,8 @@ def test_normalization_and_per_channel_bounds():
     # the attack's objective is computed on the normalised input
     plain = PGD(nn.Sequential(), eps=0.1)
     attack = PGD(model, eps=0.1, normalization=(mean, std))
-    torch.testing.assert_close(attack.logits(x), model((x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)))
-    assert plain.logits(x) is x
+    torch.testing.assert_close(attack.oracle().logits(x), model((x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)))
+    assert plain.oracle().logits(x) is x
 
 
 def test_losses_have_the_right_sign():

@@ -9,6 +9,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from robustkernels.attacks import APGD, APGDT, CW, FAB, PGD, Square, objective
+from robustkernels.attacks.context import Context
 from robustkernels.attacks.fab import project_onto_hyperplane, solve_breakpoints
 from robustkernels.eval import autoattack
 
@@ -127,21 +128,21 @@ class _PrecisionFlip(nn.Module):
 def test_low_precision_success_needs_fp32_agreement():
     model, x, y = _PrecisionFlip(), torch.full((4, 1, 2, 2), 0.6), torch.zeros(4, dtype=torch.long)
     attack = APGD(model, eps=0.1, steps=5, autocast="bf16", early_stop=True)
-    attack._check_inputs(x, y, None)
+    oracle = attack.oracle()
     with torch.no_grad():
-        low = attack.logits(x)
-    assert (low.argmax(1) == 1).all() and (attack.logits(x, fp32=True).argmax(1) == 0).all()
-    assert not attack.succeeded(low, y, None, x).any()  # fp32 disagrees: not fooled
-    assert attack.succeeded(low, y, None).all()  # without x there is nothing to check against
+        low = oracle.logits(x)
+    assert (low.argmax(1) == 1).all() and (oracle.logits(x, fp32=True).argmax(1) == 0).all()
+    assert not oracle.succeeded(low, y, None, x).any()  # fp32 disagrees: not fooled
+    assert oracle.succeeded(low, y, None).all()  # without x there is nothing to check against
     calls = []
     model.register_forward_hook(lambda *a: calls.append(1))
     x_adv = attack(x, y)
     assert len(calls) > 5  # not stopped at the first (bf16-only) success
     assert (model(x_adv).argmax(1) == 0).all()
     square = Square(model, eps=0.1, n_queries=20, autocast="bf16")
-    square._check_inputs(x, y, None)
+    ctx = Context(square.threat, square.threat.prepare(x), square.oracle(), square.generator)
     with torch.no_grad():
-        assert (square._margin(x, y, None) > 0).all()  # the fp32 margin: not fooled
+        assert (square._margin(ctx, x, y, None) > 0).all()  # the fp32 margin: not fooled
 
 
 def test_apgd_t_targets_and_loss_by_hand():
@@ -153,8 +154,8 @@ def test_apgd_t_targets_and_loss_by_hand():
 
     attack = APGDT(Fixed(), eps=0.1, n_target_classes=3)
     x = torch.zeros(2, 3)
-    assert attack.ranked_class(x, 2).tolist() == [2, 4]  # second-highest logit
-    assert attack.ranked_class(x, 3).tolist() == [3, 1]
+    assert attack.oracle().ranked_class(x, 2).tolist() == [2, 4]  # second-highest logit
+    assert attack.oracle().ranked_class(x, 3).tolist() == [3, 1]
     y, t = torch.tensor([0, 3]), torch.tensor([2, 4])
     # -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)
     expected = torch.tensor([-(5 - 4) / (5 - (3 + 1) / 2), -(7 - 6) / (7 - (2 + 1) / 2)])
@@ -255,7 +256,7 @@ def test_batched_eot_gives_the_sequential_gradient(trained):
     for batched in (False, True):
         bank = NoiseBank(model, 20, 30)
         attack = PGD(bank, eps=EPS, eot_iter=20, eot_batched=batched)
-        loss, grad, logits = attack.loss_and_grad(x, y, None)
+        loss, grad, logits = attack.oracle().loss_and_grad(x, y, None)
         grads.append((loss, grad, logits))
         assert bank.calls == 20
     for a, b in zip(*grads):

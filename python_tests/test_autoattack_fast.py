@@ -6,6 +6,7 @@ plainly in the report and the log; and ``fit(val_attack="fast", keep="best-robus
 weights of the best validation robust accuracy. Speed and the gap to standard are measured in
 ``robustkernels bench --ops autoattack``, not asserted here."""
 
+import dataclasses
 import importlib
 import math
 
@@ -13,19 +14,25 @@ import pytest
 import torch
 
 from robustkernels.data import load_digits
-from robustkernels.eval import AutoAttackReport, Stat, autoattack, suite
-from robustkernels.eval.suite import (
-    FAST_APGD,
-    FAST_GUARD_SHARE,
-    FAST_LAST_RESTARTS,
-    FAST_LAST_STEPS,
-    FAST_SMOOTH_DRAWS,
-)
+from robustkernels.eval import AutoAttackReport, Stat, aa_versions, autoattack, suite
+from robustkernels.eval.aa_versions import version_for
 from robustkernels.threat import ThreatModel
 from robustkernels.train import fit, make_method
 from robustkernels.train.checkpoint import load
 
 from .models import small_cnn, trained_digits_cnn
+
+_ROW = version_for("fast", "linf")
+FAST_LINF = dict(not_autoattack=_ROW.not_autoattack, measured=_ROW.measured)
+
+
+def stage(norm: str, name: str):
+    """fast's stage ``name`` in ``norm``, from the version table."""
+    return next(s for s in version_for("fast", norm).stages if s.name == name)
+
+
+def build(norm: str, name: str, model, threat, **options):
+    return suite.autoattack_attack(stage(norm, name), model, threat, generator=torch.Generator(), **options)
 
 
 def test_fast_is_standards_first_attacks_shorter_on_fewer_targets_and_says_so():
@@ -36,23 +43,25 @@ def test_fast_is_standards_first_attacks_shorter_on_fewer_targets_and_says_so():
     assert fast.attacks == ["apgd-ce", "apgd-t", "square", "smoothed-pgd"] and fast.version == "fast"
     assert fast.attacked["apgd-ce"] == standard.attacked["apgd-ce"]  # every clean-correct point
     assert fast.attacked["apgd-t"] == round(fast.robust_after[0] * 150)  # APGD-CE's survivors
-    threat, g = ThreatModel.build(0.1, "linf", (0.0, 1.0), None), torch.Generator()
-    ce, t = (suite.autoattack_attack(n, model, threat, "fast", generator=g) for n in ("apgd-ce", "apgd-t"))
-    linf = FAST_APGD["linf"]
-    assert (ce.loss, ce.steps) == ("ce", linf.ce_steps) == ("ce", 50)
-    assert (t.n_target_classes, t.first_target_steps, t.steps) == linf[1:] == (2, 100, 50)
+    threat = ThreatModel.build(0.1, "linf", (0.0, 1.0), None)
+    ce, t = (build("linf", n, model, threat) for n in ("apgd-ce", "apgd-t"))
+    assert (ce.loss, ce.steps) == ("ce", 50)
+    assert (t.n_target_classes, t.first_target_steps, t.steps) == (2, 100, 50)
+    assert fast.not_autoattack == version_for("fast", "linf").not_autoattack  # the report quotes its row
     for norm, eps in (("l2", 1.0), ("l1", 5.0)):  # the same change measured further from standard there
         other = ThreatModel.build(eps, norm, (0.0, 1.0), None)
-        ce, t = (suite.autoattack_attack(n, model, other, "fast", generator=g) for n in ("apgd-ce", "apgd-t"))
-        assert (ce.steps, t.n_target_classes, t.first_target_steps, t.steps) == FAST_APGD[norm] == (100, 3, 50, 50)
-        report = AutoAttackReport("fast", norm, eps, 10, ["apgd-ce"], Stat(0.9), [0.5], Stat(0.5), {}, {})
+        ce, t = (build(norm, n, model, other) for n in ("apgd-ce", "apgd-t"))
+        assert (ce.steps, t.n_target_classes, t.first_target_steps, t.steps) == (100, 3, 50, 50)
+        row = version_for("fast", norm)
+        report = autoattack(model, (x[:20], y[:20]), eps=eps, norm=norm, version="fast", seed=0, progress=False,
+                            steps=2, n_queries=2)
         text = report.log() + report.to_markdown()
-        assert suite.FAST_MEASURED[norm] in text and suite.FAST_MEASURED["linf"] not in text
-        assert suite.FAST_DESCRIPTION[norm] in text and "smoothed PGD on every survivor" not in text
-    short = suite.autoattack_attack("apgd-t", model, threat, "fast", generator=g, steps=20)
+        assert row.measured in text and version_for("fast", "linf").measured not in text
+        assert row.not_autoattack in text and "smoothed PGD on every survivor" not in text
+    short = build("linf", "apgd-t", model, threat, steps=20)
     assert (short.first_target_steps, short.steps) == (20, 20)  # autoattack(steps=...) caps both
     survivors = round(fast.robust_after[1] * 150)
-    assert fast.attacked["square"] == math.ceil(FAST_GUARD_SHARE * survivors)  # the guard: a share
+    assert fast.attacked["square"] == math.ceil(stage("linf", "square").share * survivors)  # the guard: a share
     assert abs(fast.robust_accuracy.mean - standard.robust_accuracy.mean) <= 2 / 150
     text, log = fast.to_markdown(), fast.log()
     assert "NOT AutoAttack standard" in text and "NOT AutoAttack standard" in log
@@ -64,13 +73,15 @@ def test_fast_says_to_run_standard_when_its_guard_finds_masking():
     masking signs), fast's figure may be above standard's: the report says to run standard; where
     neither fools any, not."""
     names = ["apgd-ce", "apgd-t", "square", "smoothed-pgd"]
-    masked = AutoAttackReport("fast", "linf", 0.3, 500, names, Stat(0.9), [0.4, 0.33, 0.32, 0.32], Stat(0.32), {}, {})
-    clean = AutoAttackReport("fast", "linf", 0.3, 500, names, Stat(0.9), [0.4, 0.33, 0.33, 0.33], Stat(0.33), {}, {})
+    masked = AutoAttackReport("fast", "linf", 0.3, 500, names, Stat(0.9), [0.4, 0.33, 0.32, 0.32], Stat(0.32), {}, {},
+                              **FAST_LINF)
+    clean = AutoAttackReport("fast", "linf", 0.3, 500, names, Stat(0.9), [0.4, 0.33, 0.33, 0.33], Stat(0.33), {}, {},
+                             **FAST_LINF)
     assert any("run version='standard'" in w for w in masked.warnings())
     assert "run version='standard'" in masked.log() and "run version='standard'" in masked.to_markdown()
     assert not any("standard" in w for w in clean.warnings())
     smoothed = AutoAttackReport("fast", "linf", 0.3, 500, names, Stat(0.9), [0.4, 0.33, 0.33, 0.31], Stat(0.31), {},
-                                {})  # the guard fooled none, smoothed PGD 2% more: the masking sign too
+                                {}, **FAST_LINF)  # the guard fooled none, smoothed PGD 2% more: the masking sign too
     assert any("smoothed PGD" in w and "gradient masking" in w for w in smoothed.warnings())
     assert "run version='standard'" in smoothed.log()
     as_standard = AutoAttackReport("standard", "linf", 0.3, 500, names[:3], Stat(0.9), [0.4, 0.33, 0.32], Stat(0.32),
@@ -119,21 +130,25 @@ def test_keep_and_val_attack_need_validation_data_and_known_names():
         fit(small_cnn(), method, train, val_data=val, keep="best", progress=False)
 
 
-def test_rank_targets_at_ranks_on_the_given_points_for_one_call(monkeypatch):
+def test_rank_at_ranks_on_the_given_points_for_one_call(monkeypatch):
     from robustkernels.attacks import APGDT
+    from robustkernels.attacks.oracle import Oracle
 
     model, x, y = trained_digits_cnn()
     x, y = x[:8], y[:8]
     attack = APGDT(model, eps=0.05, steps=2, n_target_classes=2)
     seen = []
-    original = attack.ranked_class
-    monkeypatch.setattr(attack, "ranked_class", lambda at, rank: seen.append(at.clone()) or original(at, rank))
+    original = Oracle.ranked_class
+    monkeypatch.setattr(Oracle, "ranked_class",
+                        lambda self, at, rank: seen.append(at.clone()) or original(self, at, rank))
     points = (x + 0.3).clamp(0, 1)
-    attack.rank_targets_at(points)(x, y)
+    attack(x, y, rank_at=points)
     assert torch.equal(seen[0], points)  # the first target rank, on every sample
     seen.clear()
     attack(x, y)  # the next call ranks at the clean inputs again
     assert torch.equal(seen[0], x)
+    with pytest.raises(ValueError, match="rank_at must be a tensor of x's shape"):
+        attack(x, y, rank_at=points[:3])
 
 
 def test_the_guard_attacks_the_survivors_nearest_to_falling(monkeypatch):
@@ -144,15 +159,11 @@ def test_the_guard_attacks_the_survivors_nearest_to_falling(monkeypatch):
         def __init__(self, attack, name):
             self.attack, self.name = attack, name
 
-        def rank_targets_at(self, points):
-            self.attack.rank_targets_at(points)
-            return self
-
-        def __call__(self, x, y):
-            seen[self.name] = (x, y, self.attack(x, y))
+        def __call__(self, x, y, rank_at=None):
+            seen[self.name] = (x, y, self.attack(x, y, rank_at=rank_at))
             return seen[self.name][2]
 
-    monkeypatch.setattr(aa, "autoattack_attack", lambda name, *a, **k: Spy(build(name, *a, **k), name))
+    monkeypatch.setattr(aa, "autoattack_attack", lambda st, *a, **k: Spy(build(st, *a, **k), st.name))
     model, x, y = trained_digits_cnn()
     autoattack(model, (x[:150], y[:150]), eps=0.1, version="fast", seed=0, progress=False)
     x_t, y_t, out = seen["apgd-t"]
@@ -161,7 +172,7 @@ def test_the_guard_attacks_the_survivors_nearest_to_falling(monkeypatch):
     others = logits.masked_fill(torch.nn.functional.one_hot(y_t, 10).bool(), float("-inf")).amax(1)
     margin = logits.gather(1, y_t[:, None]).squeeze(1) - others
     alive = (margin > 0).nonzero().squeeze(1)
-    k = math.ceil(FAST_GUARD_SHARE * len(alive))
+    k = math.ceil(stage("linf", "square").share * len(alive))
     nearest = set(alive[margin[alive].argsort()[:k]].tolist())
     guarded = [int((x_t == row).flatten(1).all(1).nonzero()[0]) for row in seen["square"][0]]
     assert len(guarded) == k and set(guarded) == nearest
@@ -170,10 +181,7 @@ def test_the_guard_attacks_the_survivors_nearest_to_falling(monkeypatch):
 class _Blind:
     """An attack that returns its inputs unchanged: fools nothing."""
 
-    def rank_targets_at(self, points):
-        return self
-
-    def __call__(self, x, y):
+    def __call__(self, x, y, rank_at=None):
         return x.clone()
 
 
@@ -184,9 +192,9 @@ def test_the_last_stage_runs_on_every_survivor_in_linf_and_follows_the_guard_in_
     aa = importlib.import_module("robustkernels.eval.autoattack")
     build, built = aa.autoattack_attack, {}
 
-    def spy(name, *args, **kwargs):
-        built[name] = build(name, *args, **kwargs)
-        return _Blind() if name == "square" and blind else built[name]
+    def spy(st, *args, **kwargs):
+        built[st.name] = build(st, *args, **kwargs)
+        return _Blind() if st.name == "square" and blind else built[st.name]
 
     monkeypatch.setattr(aa, "autoattack_attack", spy)
     model, x, y = trained_digits_cnn()
@@ -195,15 +203,17 @@ def test_the_last_stage_runs_on_every_survivor_in_linf_and_follows_the_guard_in_
     linf = autoattack(model, data, eps=0.1, version="fast", seed=0, progress=False, batch_size=150)
     assert linf.attacked["smoothed-pgd"] == round(linf.robust_after[2] * 150) > 0
     smoothed = built["smoothed-pgd"]
-    assert (smoothed.steps, smoothed.draws, smoothed.sigma) == (FAST_LAST_STEPS, FAST_SMOOTH_DRAWS, 0.05)
+    assert (smoothed.steps, smoothed.draws, smoothed.sigma) == (25, 2, 0.05)
     quiet = autoattack(model, data, eps=0.7, norm="l2", version="fast", seed=0, progress=False, batch_size=150)
     assert quiet.attacked["apgd-dlr"] == 0 and "apgd-dlr" not in built
     blind = False
-    monkeypatch.setitem(suite.FAST_IF_FOOLED, "apgd-dlr", "apgd-t")  # make the trigger fire on this model
+    row = aa_versions.TABLE[("fast", "l2")]  # make the trigger fire on this model: wait for APGD-T instead
+    stages = row.stages[:-1] + (dataclasses.replace(row.stages[-1], after="apgd-t"),)
+    monkeypatch.setitem(aa_versions.TABLE, ("fast", "l2"), dataclasses.replace(row, stages=stages))
     fired = autoattack(model, data, eps=0.7, norm="l2", version="fast", seed=0, progress=False, batch_size=150)
     assert fired.robust_after[1] < fired.robust_after[0]  # APGD-T fooled a point: the runs are due
     assert fired.attacked["apgd-dlr"] == round(fired.robust_after[2] * 150)  # every survivor of the guard
-    assert (built["apgd-dlr"].restarts, built["apgd-dlr"].steps) == (FAST_LAST_RESTARTS, FAST_LAST_STEPS)
+    assert (built["apgd-dlr"].restarts, built["apgd-dlr"].steps) == (4, 25)
 
 
 @pytest.mark.parametrize("steps", [1, 2, 7])
@@ -213,5 +223,5 @@ def test_the_last_stage_scales_with_fewer_steps(steps):
     report = autoattack(model, (x[:60], y[:60]), eps=0.1, version="fast", steps=steps, seed=0, progress=False)
     assert report.attacked["smoothed-pgd"] == round(report.robust_after[2] * 60) > 0
     threat = ThreatModel.build(0.1, "linf", (0.0, 1.0), None)
-    smoothed = suite.autoattack_attack("smoothed-pgd", model, threat, "fast", generator=torch.Generator(), steps=steps)
-    assert smoothed.steps == min(steps, FAST_LAST_STEPS)
+    smoothed = build("linf", "smoothed-pgd", model, threat, steps=steps)
+    assert smoothed.steps == min(steps, 25)

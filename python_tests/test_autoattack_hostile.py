@@ -12,9 +12,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from robustkernels.eval import AutoAttackReport, Stat, autoattack, suite
-from robustkernels.eval.autoattack import autoattack_run
+from robustkernels.eval import AutoAttackOptions, AutoAttackReport, AutoAttackRun, Stat, autoattack
+from robustkernels.eval.aa_versions import version_for
 from robustkernels.nn import LWTA
+from robustkernels.threat import ThreatModel
 
 SETTINGS = dict(eps=0.1, steps=2, n_queries=10, seed=3, batch_size=8, progress=False)
 X = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -137,8 +138,9 @@ def test_resuming_with_another_seed_or_batch_size_says_what_to_pass(written, tmp
         resume(path, seed=None)
     with pytest.raises(ValueError, match=r"batch_size differs \(pass batch_size=8 as when the state file was"):
         resume(path, batch_size=16)
-    run = autoattack_run(mlp(nn.ReLU()), **{k: v for k, v in SETTINGS.items() if k != "batch_size"},
-                         state_path=path, resume=True, batch_size=8)
+    options = {k: v for k, v in SETTINGS.items() if k != "eps"}
+    run = AutoAttackRun(mlp(nn.ReLU()), ThreatModel.build(SETTINGS["eps"]),
+                        AutoAttackOptions(**options, state_path=path, resume=True))
     with pytest.raises(ValueError, match=r"batch 0 of the data differs .* \(16 samples here, 8 there: pass the "
                                          "batch size"):
         run.add(X, Y, 0)  # a caller that feeds its own batches (evaluate) is told too
@@ -185,16 +187,18 @@ NAMES = ["apgd-ce", "apgd-t", "square", "smoothed-pgd"]
 
 
 def fast_report(after) -> AutoAttackReport:
-    return AutoAttackReport("fast", "linf", 0.3, 500, NAMES, Stat(0.9), after, Stat(after[-1]), {}, {})
+    row = version_for("fast", "linf")
+    return AutoAttackReport("fast", "linf", 0.3, 500, NAMES, Stat(0.9), after, Stat(after[-1]), {}, {},
+                            not_autoattack=row.not_autoattack, measured=row.measured)
 
 
 def test_fast_does_not_quote_its_usual_gap_where_it_found_masking():
     masked, clean = fast_report([0.6, 0.5, 0.42, 0.3]), fast_report([0.6, 0.5, 0.5, 0.5])
     for text in (masked.log(), masked.to_markdown()):
-        assert suite.FAST_MEASURED["linf"] not in text and "-0.2 to +0.2" not in text
+        assert version_for("fast", "linf").measured not in text and "-0.2 to +0.6" not in text
         assert "does not apply here" in text and "many points above standard's" in text
         assert "run version='standard'" in text
-    assert all(suite.FAST_MEASURED["linf"] in text for text in (clean.log(), clean.to_markdown()))
+    assert all(version_for("fast", "linf").measured in text for text in (clean.log(), clean.to_markdown()))
 
 
 def test_print_of_a_report_is_a_summary_with_the_fields_kept():

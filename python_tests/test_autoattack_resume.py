@@ -2,6 +2,7 @@
 gives the verdicts of an uninterrupted run; a state file of another model, data, eps or seed is
 refused; ``eval --resume`` continues the AutoAttack part of an evaluation."""
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from robustkernels.cli import main
-from robustkernels.eval import autoattack, suite
+from robustkernels.eval import aa_versions, autoattack
 
 from .models import trained_digits_cnn
 
@@ -21,7 +22,7 @@ SCRIPT = """
 import sys, torch
 sys.path.insert(0, {root!r})
 from python_tests.models import small_cnn
-from robustkernels.eval import autoattack, suite
+from robustkernels.eval import aa_versions, autoattack
 model = small_cnn(); model.load_state_dict(torch.load({weights!r}, weights_only=True)); model.eval()
 x, y = torch.load({data!r}, weights_only=True)
 autoattack(model, (x, y), state_path={state!r}, **{settings!r})
@@ -89,7 +90,8 @@ def test_a_fast_state_file_of_another_fast_schedule_is_refused(tmp_path, monkeyp
     state, fast = tmp_path / "fast.json", {**SETTINGS, "version": "fast"}
     expected = autoattack(model, (x, y), state_path=state, **fast)
     assert autoattack(model, (x, y), state_path=state, resume=True, **fast).robust == expected.robust
-    monkeypatch.setitem(suite.FAST_DESCRIPTION, "linf", "an earlier schedule")
+    row = aa_versions.TABLE[("fast", "linf")]
+    monkeypatch.setitem(aa_versions.TABLE, ("fast", "linf"), dataclasses.replace(row, not_autoattack="an earlier one"))
     with pytest.raises(ValueError, match="written by another run: fast differ"):
         autoattack(model, (x, y), state_path=state, resume=True, **fast)
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from robustkernels import ops
-from robustkernels.bench import eager
+from robustkernels.bench import baselines
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -18,7 +18,7 @@ def test_official_pni_formulation_matches_noisy_weight(dtype, granularity):
                             generator=torch.Generator().manual_seed(7))
     shaped = alpha.detach().view(-1, *[1] * 3) if granularity == "channel" else alpha.detach()
     eta = ((ours.detach() - w.detach()) / (shaped * w.detach().std())).detach()  # our draws, recovered
-    theirs = eager.noisy_weight(w, alpha, eta=eta)
+    theirs = baselines.official_noisy_weight(w, alpha, eta=eta)
     torch.testing.assert_close(theirs, ours)
     g = torch.randn_like(ours)
     grads_ours = torch.autograd.grad(ours, (w, alpha), g)
@@ -35,7 +35,7 @@ def test_torchattacks_step_matches_pgd_step(norm):
     x_adv = (x_nat + 0.05 * torch.randn_like(x_nat)).clamp(0, 1)
     grad = torch.randn_like(x_nat)
     step, eps = (2 / 255, 8 / 255) if norm == "linf" else (0.1, 0.5)
-    theirs = eager.pgd_step(x_adv, x_nat, grad, step, eps, norm)
+    theirs = baselines.torchattacks_step(x_adv, x_nat, grad, step, eps, norm)
     ours = ops.pgd_step(x_adv, x_nat, grad, step=step, eps=eps, norm=norm)
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)  # torchattacks adds 1e-10 to ||g||
 
@@ -49,7 +49,7 @@ def test_eager_lwta_formulation_matches_lwta_in_distribution():
     batch = h.expand(reps, -1, -1, -1).clone().requires_grad_()
     g = torch.ones_like(batch)
     means = []
-    for fn in (lambda x: eager.lwta(x, 2, 0.67), lambda x: ops.lwta(x, competitors=2, temperature=0.67)):
+    for fn in (lambda x: baselines.official_lwta(x, 2, 0.67), lambda x: ops.lwta(x, competitors=2, temperature=0.67)):
         out = fn(batch)
         (grad,) = torch.autograd.grad(out, batch, g)
         means.append((out.detach().mean(0), grad.mean(0)))

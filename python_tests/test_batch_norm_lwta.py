@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 import robustkernels
 from robustkernels import ops
-from robustkernels.bench import eager
+from robustkernels.bench import baselines
 from robustkernels.bench.timing import kept_for_backward_bytes
 from robustkernels.models import wide_resnet
 from robustkernels.nn import LWTA, BatchNormLWTA, convert_activations, lwta_kl
@@ -155,8 +155,8 @@ def test_module_runs_unfused_when_tracking_kl_or_on_another_lwta():
     x = torch.randn(3, 4, 2, 2, requires_grad=True)
     layer(x).sum().backward()
     assert lwta_kl(layer) > 0 and x.grad is not None
-    model = eager.to_eager(nn.Sequential(BatchNormLWTA(4)))
-    assert type(model[0].lwta) is eager.EagerLWTA
+    model = baselines.with_official_layers(nn.Sequential(BatchNormLWTA(4)))
+    assert type(model[0].lwta) is baselines.EagerLWTA
     assert model(x).shape == x.shape
 
 

@@ -232,3 +232,25 @@ def test_a_method_replaced_on_the_class_or_in_torch_is_refused(monkeypatch):
         with pytest.raises(NotBoundable, match="torch.nn.functional.relu is replaced"):
             certified_accuracy(model, (x, y), 0.01)
     assert certified_accuracy(model, (x, y), 0.01).n_samples == 4
+
+
+def test_every_layer_the_refusal_lists_is_bounded():
+    """``SUPPORTED`` (what a refusal lists) is built from the table the bound code dispatches on:
+    each layer it names is accepted, and a refusal names them all."""
+    from torch import nn
+
+    from robustkernels.certify.graph import LAYERS, SUPPORTED, steps_of
+    from robustkernels.models import build_model
+    from robustkernels.models.preact import preact_resnet18
+    from robustkernels.nn import IBPConv2d, IBPLinear
+
+    wrn, resnet = build_model("wrn-10-1", in_channels=1, image_size=8), preact_resnet18()
+    built = {nn.Linear: nn.Linear(2, 2), nn.Conv2d: nn.Conv2d(1, 1, 3), nn.BatchNorm1d: nn.BatchNorm1d(2),
+             nn.BatchNorm2d: nn.BatchNorm2d(2), nn.MaxPool2d: nn.MaxPool2d(2), nn.AvgPool2d: nn.AvgPool2d(2),
+             nn.AdaptiveMaxPool2d: nn.AdaptiveMaxPool2d(1), nn.AdaptiveAvgPool2d: nn.AdaptiveAvgPool2d(1),
+             IBPLinear: IBPLinear(2, 2), IBPConv2d: IBPConv2d(1, 1, 3), type(wrn): wrn, type(resnet): resnet,
+             type(wrn.blocks[0]): wrn.blocks[0]}
+    for layer in LAYERS:
+        module = built[layer] if layer in built else layer()
+        assert isinstance(steps_of(module.eval()), list), layer  # bounded, not refused
+    assert all(name in SUPPORTED for name in LAYERS.values())

@@ -9,6 +9,7 @@ import pathlib
 import re
 
 import pytest
+import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -56,3 +57,40 @@ def test_every_docs_page_is_in_the_nav():
     nav = (ROOT / "mkdocs.yml").read_text()
     pages = [p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")]
     assert [p for p in pages if f": {p}" not in nav] == []
+
+
+def test_every_attack_docstring_follows_one_template():
+    """torchattacks' way: the threat model, the arguments, the shapes and an example, in that order."""
+    import robustkernels.attacks as A
+
+    sections = ("Threat model:", "Args:", "Shapes:", "Example:")
+    for name in A.__all__:
+        cls = getattr(A, name)
+        if not (isinstance(cls, type) and issubclass(cls, A.Attack)) or cls in (A.Attack, A.Iterative):
+            continue
+        doc = cls.__doc__ or ""
+        at = [doc.find(s) for s in sections]
+        assert -1 not in at and at == sorted(at), f"{name}: the docstring needs {sections} in order"
+        assert f"{name}(model" in doc, f"{name}: the example builds the attack"
+
+
+def test_the_attacks_guides_own_attack_runs_on_the_contract():
+    """The attacks guide writes an attack on ``Iterative`` in full: it runs, stays in the ball and
+    the bounds, and fools a trained model where PGD on the margin does."""
+    from robustkernels.attacks import PGD
+
+    from .models import trained_digits_cnn
+
+    text = (ROOT / "docs" / "guides" / "attacks.md").read_text()
+    block = r"```python\n(import torch\nfrom robustkernels.attacks import Iterative.*?)```"
+    code = re.search(block, text, re.S).group(1)
+    scope = {}
+    exec(compile(code, "attacks.md", "exec"), scope)  # noqa: S102 (our own guide's code)
+    model, x, y = trained_digits_cnn()
+    x, y = x[:60], y[:60]
+    x_adv = scope["DecayingPGD"](model, eps=0.1, steps=20, early_stop=True)(x, y)
+    assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    with torch.no_grad():
+        ours = (model(x_adv).argmax(1) != y).float().mean()
+        pgd = (model(PGD(model, eps=0.1, alpha=0.01, steps=20, loss="margin")(x, y)).argmax(1) != y).float().mean()
+    assert ours > 0.1 and ours >= pgd - 0.1

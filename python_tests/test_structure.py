@@ -104,3 +104,66 @@ def test_no_function_body_over_sixty_lines():
                 if node.end_lineno - start + 1 > 60:
                     long.append(f"{module}.{node.name}: {node.end_lineno - start + 1} lines")
     assert not long, long
+
+
+def test_no_attack_class_over_fifteen_methods():
+    """An attack's parts stay small enough to hold one at a time (the oracle, the starts, the loop
+    and the attack itself): no class in ``attacks/`` defines more than 15 methods."""
+    big = []
+    for module, path in MODULES.items():
+        if not module.startswith("robustkernels.attacks"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                methods = [n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+                if len(methods) > 15:
+                    big.append(f"{module}.{node.name}: {len(methods)} methods")
+    assert not big, big
+
+
+def _params(node) -> list[str]:
+    a = node.args
+    return [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs if x.arg not in ("self", "cls")]
+
+
+def test_at_most_one_function_over_twelve_parameters_and_no_copied_signatures():
+    """Outside kernels and autograd Functions, one public entry point (``autoattack``) may take
+    more than 12 parameters; settings that travel further go as one record. No two long
+    signatures are copies of each other (an op's backends and its fake take its schema's
+    arguments by construction: ``ops`` and ``reference`` are its kernels)."""
+    long, signatures = [], collections.Counter()
+    for module, path in MODULES.items():
+        if any(f".{part}." in module + "." for part in ("kernels", "ops", "reference")):
+            continue
+        tree = ast.parse(path.read_text())
+        functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        autograd = {id(f) for c in ast.walk(tree) if isinstance(c, ast.ClassDef)
+                    and any("Function" in ast.unparse(b) for b in c.bases) for f in c.body}
+        for f in functions:
+            params = _params(f)
+            if len(params) > 8:
+                signatures[tuple(params)] += 1
+            if len(params) > 12 and id(f) not in autograd:
+                long.append(f"{module}.{f.name}: {len(params)}")
+    assert len(long) <= 1, long
+    copied = [sig for sig, n in signatures.items() if n > 1]
+    assert not copied, copied
+
+
+def test_no_version_fast_test_outside_the_version_table_and_the_report():
+    """A version's behaviour lives in its row of ``eval/aa_versions`` (the report reads the row's
+    text): no ``version == "fast"`` (or ``in (..., "fast")``) anywhere else."""
+    allowed = {"robustkernels.eval.aa_versions", "robustkernels.eval.aa_report"}
+    found = []
+    for module, path in MODULES.items():
+        if module in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Compare):
+                continue
+            sides = [node.left, *node.comparators]
+            names = [ast.unparse(s) for s in sides]
+            if any(n.split(".")[-1].endswith("version") for n in names) and any(
+                    isinstance(c, ast.Constant) and c.value == "fast" for s in sides for c in ast.walk(s)):
+                found.append(f"{module}:{node.lineno}: {ast.unparse(node)}")
+    assert not found, found

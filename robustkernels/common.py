@@ -6,11 +6,36 @@ is piped to a log)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+AUTOCAST = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}  # a precision's name -> its dtype
+
+
+def input_gradient(value: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
+    """``d value / d x_in``, zeros where ``value`` does not depend on ``x_in`` (a front-end that cuts
+    the graph, e.g. JPEG): what a naive attack sees there, rather than an error."""
+    if not value.requires_grad:
+        return torch.zeros_like(x_in)
+    (grad,) = torch.autograd.grad(value, x_in, allow_unused=True)
+    return torch.zeros_like(x_in) if grad is None else grad
+
+
+def typed_options(cls, options, fields: dict, where: str):
+    """``options`` (an instance of the dataclass ``cls``, or None) with ``fields`` (keywords named
+    after its fields) applied on top: what :func:`~robustkernels.train.fit` and
+    :func:`~robustkernels.eval.evaluate` take as typed options or as keywords."""
+    if options is not None and not isinstance(options, cls):
+        raise TypeError(f"options must be a {cls.__name__}, got {type(options).__name__}")
+    unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r} (its options are the fields "
+                        f"of {cls.__name__})")
+    return dataclasses.replace(options, **fields) if options is not None else cls(**fields)
 
 
 def opmath_dtype(dtype: torch.dtype) -> torch.dtype:

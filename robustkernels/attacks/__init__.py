@@ -7,9 +7,10 @@ attack returns is the contract in :mod:`robustkernels.attacks.base`.
 """
 
 from .apgd import APGD, APGDT
-from .base import ActiveSet, Attack
+from .base import Attack
 from .cw import CW
 from .fab import FAB
+from .loop import ActiveSet, Iterative
 from .losses import objective
 from .md import MD
 from .mifgsm import MIFGSM
@@ -30,6 +31,7 @@ __all__ = [
     "PGD",
     "SmoothedPGD",
     "Attack",
+    "Iterative",
     "Square",
     "objective",
 ]

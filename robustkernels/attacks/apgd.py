@@ -12,7 +12,8 @@ import torch
 
 from ..common import non_negative, positive_int
 from .apgd_l1 import run_l1
-from .base import ActiveSet, Attack, RowState, checked_start
+from .loop import Iterative, RowState, runs_on_unfooled
+from .starts import checked_start, start_point
 
 LOSSES = ("ce", "dlr", "dlr-targeted")
 
@@ -34,7 +35,6 @@ def checkpoints(steps: int) -> list[int]:
 class _APGDState(RowState):
     """One APGD run's iterate, momentum point, gradients, best point and step-size bookkeeping."""
 
-    x_adv: torch.Tensor
     x_prev: torch.Tensor
     grad: torch.Tensor
     x_best: torch.Tensor
@@ -45,29 +45,40 @@ class _APGDState(RowState):
     step: torch.Tensor
     increases: torch.Tensor
     reduced: torch.Tensor
-    fooled: torch.Tensor
+    logits: torch.Tensor  # at x_adv
+    marks: frozenset  # the checkpoints' iterations
+    last_mark: int = 0
 
 
-class APGD(Attack):
-    """Auto-PGD: ``APGD(model, eps=8/255, steps=100, loss="ce"|"dlr"|"dlr-targeted", restarts=1)``.
+class APGD(Iterative):
+    """Auto-PGD (Croce & Hein 2020), following fra31/auto-attack: PGD with momentum 0.75 and a
+    step (2 eps at first) that halves at checkpoints where the loss stopped improving (``rho``),
+    restarting from the best point. ``loss="dlr-targeted"`` is APGD-T: one run per target, the
+    classes ranked 2nd, 3rd, ... at x (or at ``rank_at``); a sample counts as fooled when
+    misclassified as any class. Restarts and later targets run on the samples not fooled yet.
+    Without ``early_stop`` fooled samples go on, as in the original, and the first fooling point
+    is kept.
 
-    ``loss="dlr-targeted"`` is APGD-T: for each of ``n_target_classes`` targets (the classes
-    ranked 2nd, 3rd, ... on the clean input) a run on the targeted DLR loss; a sample counts as
-    fooled when misclassified as any class. Restarts and later targets run only on the samples
-    not fooled yet (as in the original); ``first_target_steps`` gives the top-ranked target's run
-    another length than ``steps`` (AutoAttack ``version="fast"``: 100, then 50). ``rho = 0.75``
-    is the oscillation threshold of the checkpoints. With ``early_stop`` fooled samples stop at
-    once (and leave the batch with ``active_set``); without it they go on, as in the original,
-    and the first fooling point is kept.
+    Threat model: Linf, L2 or L1 (``norm``; L1: :mod:`~robustkernels.attacks.apgd_l1`, sparse
+    steps and the joint ball-and-box projection), untargeted or targeted.
 
-    ``start="stripes"`` starts every run (and restart) at a vertex of the Linf ball, Square's
-    vertical stripes of +-eps, instead of the original's uniform point: on a model whose gradient
-    is masked near the clean input (MNIST PGD-AT CNNs) short DLR runs from there break some of the
-    points that only Square's 5000 queries break otherwise (AutoAttack ``version="fast"``).
+    Args:
+        model: returns logits [B, K].
+        eps: radius of the ball; steps: iterations per run; restarts: runs.
+        loss: ``"ce"``, ``"dlr"`` or ``"dlr-targeted"`` (APGD-T).
+        rho: the checkpoints' oscillation threshold; n_target_classes: APGD-T's targets.
+        use_largereps: the L1 schedule (3 / 2 / 1 x eps), as AutoAttack runs L1.
+        start: ``"uniform"`` (the original's) or ``"stripes"`` (Square's vertex of the Linf
+            ball: on a model whose gradient is masked near x, short DLR runs from there break
+            points that otherwise only Square's 5000 queries break).
+        first_target_steps: the top-ranked target's run length (AutoAttack fast: 100, then 50).
+        **kwargs: the base's settings (bounds, normalization, eot_iter, early_stop,
+            generator and the levers): see :class:`~robustkernels.attacks.Attack`.
 
-    ``norm="l1"`` runs the L1 version (:mod:`~robustkernels.attacks.apgd_l1`: sparse steps, the
-    joint ball-and-box projection); ``use_largereps`` its 3 / 2 / 1 x eps schedule, as AutoAttack
-    does in L1.
+    Shapes: x [B, ...] in ``bounds``, y [B] integer labels; returns x_adv of x's shape.
+
+    Example:
+        >>> x_adv = APGD(model, eps=8/255, steps=100, loss="ce")(x, y)
     """
 
     NORMS = ("linf", "l2", "l1")
@@ -96,56 +107,55 @@ class APGD(Attack):
         self.first_target_steps = None if first_target_steps is None else positive_int("first_target_steps",
                                                                                         first_target_steps)
 
-    def perturb(self, x, y, target):
+    def perturb(self, ctx, x, y, target):
         ranks = range(2, self.n_target_classes + 2) if self.loss == "dlr-targeted" else [None]
-        return self.runs_on_unfooled(x, y, target, ranks, self.restarts,
-                                     lambda xs, ys, ts, rank, _: self._run(xs, ys, ts, self.steps_for(rank)))
+        return runs_on_unfooled(ctx, x, y, target, ranks, self.restarts, lambda xs, ys, ts, rank, _: self._run(
+            ctx, xs, ys, ts, self.steps_for(rank)))
 
     def steps_for(self, rank: int | None) -> int:
         """A run's length: ``first_target_steps`` on the top-ranked target (rank 2), else ``steps``."""
         return self.first_target_steps if rank == 2 and self.first_target_steps else self.steps
 
-    def start(self, x):
-        """The run's start: the original's uniform one, or Square's stripes (``start``)."""
-        return self.start_point(x, self.start_at)
-
-    def _run(self, x, y, target, steps: int):
+    def _run(self, ctx, x, y, target, steps: int):
         """One run of ``steps`` iterations on (x, y[, target]): (x_adv, fooled) per the attack's contract."""
         if self.norm == "l1":
-            return run_l1(self, x, y, target, steps)
+            return run_l1(self, ctx, x, y, target, steps)
+        return self.iterate(ctx, x, y, target, steps, steps_in_run=steps)
+
+    def start_state(self, ctx, x, y, target, steps_in_run):
         batch, dev = x.shape[0], x.device
-        x_adv = self.start(x)
-        loss, grad, logits = self.loss_and_grad(x_adv, y, target)
-        out, fooled_out = x_adv.clone(), torch.zeros(batch, dtype=torch.bool, device=dev)
-        rows = ActiveSet(batch, dev, enabled=self.early_stop and self.active_set)
-        s = _APGDState(x, y, target, x_adv=x_adv, x_prev=x_adv.clone(), grad=grad, x_best=x_adv.clone(),
-                       grad_best=grad.clone(), loss_best=loss.clone(), loss_prev=loss.clone(), loss_check=loss.clone(),
-                       step=torch.full((batch,), 2 * self.eps, dtype=self._bounds.lo.dtype, device=dev),
-                       increases=torch.zeros(batch, device=dev),
-                       reduced=torch.ones(batch, dtype=torch.bool, device=dev),
-                       fooled=torch.zeros(batch, dtype=torch.bool, device=dev))
-        self.record_fooled(s, rows, out, fooled_out, logits)
-        marks, last_mark = set(checkpoints(steps)), 0
-        for i in range(steps):
-            if self.early_stop and not rows.any_live():
-                break
-            s = rows.compact(s)
+        x_adv = start_point(ctx, x, self.start_at)
+        loss, grad, logits = ctx.oracle.loss_and_grad(x_adv, y, target)
+        return _APGDState(x, y, target, x_adv=x_adv, fooled=torch.zeros(batch, dtype=torch.bool, device=dev),
+                          x_prev=x_adv.clone(), grad=grad, x_best=x_adv.clone(), grad_best=grad.clone(),
+                          loss_best=loss.clone(), loss_prev=loss.clone(), loss_check=loss.clone(),
+                          step=torch.full((batch,), 2 * self.eps, dtype=ctx.bounds.lo.dtype, device=dev),
+                          increases=torch.zeros(batch, device=dev),
+                          reduced=torch.ones(batch, dtype=torch.bool, device=dev), logits=logits,
+                          marks=frozenset(checkpoints(steps_in_run)))
+
+    def verdict(self, ctx, s, i):
+        if i > 0:  # the start was measured by start_state
+            loss, s.grad, s.logits = ctx.oracle.loss_and_grad(s.x_adv, s.y, s.target)
             with torch.no_grad():
-                live = rows.live.view(-1, *[1] * (x.dim() - 1))
-                z = self.step(s.x_adv, s.x, s.grad, torch.where(rows.live, s.step, 0.0))
-                a = self.momentum if i > 0 else 1.0
-                moved = s.x_adv + a * (z - s.x_adv) + (1 - a) * (s.x_adv - s.x_prev)
-                s.x_prev, s.x_adv = s.x_adv, torch.where(live, self.project(moved, s.x), s.x_adv)
-            loss, s.grad, logits = self.loss_and_grad(s.x_adv, s.y, s.target)
-            with torch.no_grad():
-                self.record_fooled(s, rows, out, fooled_out, logits)
                 self._track_best(s, loss)
-                if i + 1 in marks:
-                    self._checkpoint(s, i + 1 - last_mark)
-                    last_mark = i + 1
+        return ctx.oracle.succeeded(s.logits, s.y, s.target, s.x_adv)
+
+    @torch.no_grad()
+    def advance(self, ctx, s, i, live):
+        if i in s.marks:  # the window since the last checkpoint ends with iterate i
+            self._checkpoint(s, i - s.last_mark)
+            s.last_mark = i
+        z = ctx.step(s.x_adv, s.x, s.grad, torch.where(live, s.step, 0.0))
+        a = self.momentum if i > 0 else 1.0
+        moved = s.x_adv + a * (z - s.x_adv) + (1 - a) * (s.x_adv - s.x_prev)
+        s.x_prev, s.x_adv = s.x_adv, torch.where(live.view(-1, *[1] * (s.x.dim() - 1)), ctx.project(moved, s.x),
+                                                 s.x_adv)
+
+    def finish(self, s, rows, out, fooled):
+        """Never-fooled rows end at their highest-loss point."""
         never = ~s.fooled
         out[rows.index[never]] = s.x_best[never]
-        return out, fooled_out
 
     @staticmethod
     def _track_best(s, loss) -> None:
@@ -169,7 +179,21 @@ class APGD(Attack):
 
 
 class APGDT(APGD):
-    """APGD-T: ``APGD(..., loss="dlr-targeted")`` with AutoAttack's defaults (9 target classes)."""
+    """APGD-T: ``APGD(..., loss="dlr-targeted")`` with AutoAttack's defaults (9 target classes).
+
+    Threat model: Linf, L2 or L1 (``norm``); picks its own targets, success is any misclassification.
+
+    Args:
+        model: returns logits [B, K].
+        eps: radius of the ball; steps: iterations per target; n_target_classes: targets.
+        **kwargs: APGD's and the base's settings (bounds, normalization, eot_iter, early_stop,
+            generator and the levers): see :class:`~robustkernels.attacks.Attack`.
+
+    Shapes: x [B, ...] in ``bounds``, y [B] integer labels; returns x_adv of x's shape.
+
+    Example:
+        >>> x_adv = APGDT(model, eps=8/255, n_target_classes=9)(x, y)
+    """
 
     def __init__(self, model, eps: float = 8 / 255, steps: int = 100, n_target_classes: int = 9, **kwargs):
         if "loss" in kwargs:

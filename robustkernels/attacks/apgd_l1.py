@@ -19,7 +19,7 @@ import math
 import torch
 
 from ..ops import draw_seed, philox_normal, project_l1
-from .base import ActiveSet, RowState
+from .loop import ActiveSet, RowState, record
 
 TOPK_START = 0.2  # share of coordinates in the first sparse step (a start without a given point)
 SPARSER = 0.95  # the best point got this much sparser: reset the step and restart from it
@@ -28,7 +28,6 @@ STEP_SHRINK, STEP_FLOOR = 1.5, 10.0
 
 @dataclasses.dataclass
 class _L1State(RowState):
-    x_adv: torch.Tensor
     grad: torch.Tensor
     x_best: torch.Tensor
     grad_best: torch.Tensor
@@ -36,7 +35,6 @@ class _L1State(RowState):
     step: torch.Tensor
     topk: torch.Tensor
     sparsity: torch.Tensor  # ||x_best - x||_0 at the last check
-    fooled: torch.Tensor
 
 
 def schedule(steps: int, largereps: bool) -> list[tuple[float, int]]:
@@ -63,36 +61,36 @@ def l0(delta: torch.Tensor) -> torch.Tensor:
     return (delta.flatten(1) != 0).sum(1).to(torch.float64)
 
 
-def run_l1(attack, x: torch.Tensor, y: torch.Tensor, target, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One APGD-L1 run (all stages, ``steps`` iterations) of ``attack`` (an APGD) on (x, y[, target]):
-    (x_adv, fooled)."""
+def run_l1(attack, ctx, x: torch.Tensor, y: torch.Tensor, target, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One APGD-L1 run (all stages, ``steps`` iterations) of ``attack`` (an APGD) in the call
+    ``ctx`` on (x, y[, target]): (x_adv, fooled)."""
     stages = schedule(steps, attack.use_largereps)
-    noise = philox_normal(x.numel(), draw_seed(attack.generator), 0, device=x.device, per_block=4)
+    noise = philox_normal(x.numel(), draw_seed(ctx.generator), 0, device=x.device, per_block=4)
     x_init = x + noise.view(x.shape).to(x.dtype)  # the original's start: x + N(0, 1), projected
     out, fooled = x.clone(), torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     for k, (multiple, iterations) in enumerate(stages):
         eps = multiple * attack.eps
         x_init = project_l1(x_init, x, eps=eps, bounds=attack.bounds)
         last = k == len(stages) - 1
-        x_init = _stage(attack, x, y, target, x_init, eps, iterations, out if last else None,
+        x_init = _stage(attack, ctx, x, y, target, x_init, eps, iterations, out if last else None,
                         fooled if last else None, given=attack.use_largereps)
     return out, fooled
 
 
-def _stage(attack, x, y, target, x_adv, eps: float, iterations: int, out, fooled_out, given: bool):
+def _stage(attack, ctx, x, y, target, x_adv, eps: float, iterations: int, out, fooled_out, given: bool):
     """``iterations`` L1 steps at radius ``eps`` from ``x_adv``; records first fooling points
     into ``out`` / ``fooled_out`` (None: a larger-eps stage, which fools nothing). Returns the
     best point of every row: the next stage's start (only the last stage, whose return is not
     used, compacts its rows)."""
     batch, dev, n = x.shape[0], x.device, x[0].numel()
-    loss, grad, logits = attack.loss_and_grad(x_adv, y, target)
+    loss, grad, logits = ctx.oracle.loss_and_grad(x_adv, y, target)
     sparsity = l0(x_adv - x) if given else torch.full((batch,), float(n), dtype=torch.float64, device=dev)
     s = _L1State(x, y, target, x_adv=x_adv, grad=grad, x_best=x_adv.clone(), grad_best=grad.clone(),
                  loss_best=loss.clone(), step=torch.full((batch,), eps, dtype=torch.float64, device=dev),
                  topk=sparsity / n / 1.5 if given else torch.full_like(sparsity, TOPK_START), sparsity=sparsity,
                  fooled=torch.zeros(batch, dtype=torch.bool, device=dev))
     rows = ActiveSet(batch, dev, enabled=out is not None and attack.early_stop and attack.active_set)
-    _record(attack, s, rows, out, fooled_out, logits)
+    _record(attack, ctx, s, rows, out, fooled_out, logits)
     every = max(int(0.04 * iterations), 1)
     for i in range(iterations):
         if out is not None and attack.early_stop and not rows.any_live():
@@ -102,9 +100,9 @@ def _stage(attack, x, y, target, x_adv, eps: float, iterations: int, out, fooled
             moved = s.x_adv + sparse_sign_step(s.grad, s.topk, s.step).to(s.x_adv.dtype)
             live = rows.live.view(-1, *[1] * (x.dim() - 1))
             s.x_adv = torch.where(live, project_l1(moved, s.x, eps=eps, bounds=attack.bounds), s.x_adv)
-        loss, s.grad, logits = attack.loss_and_grad(s.x_adv, s.y, s.target)
+        loss, s.grad, logits = ctx.oracle.loss_and_grad(s.x_adv, s.y, s.target)
         with torch.no_grad():
-            _record(attack, s, rows, out, fooled_out, logits)
+            _record(attack, ctx, s, rows, out, fooled_out, logits)
             better = loss > s.loss_best
             s.x_best[better], s.grad_best[better], s.loss_best[better] = s.x_adv[better], s.grad[better], loss[better]
             if (i + 1) % every == 0:
@@ -115,9 +113,9 @@ def _stage(attack, x, y, target, x_adv, eps: float, iterations: int, out, fooled
     return s.x_best
 
 
-def _record(attack, s, rows, out, fooled_out, logits) -> None:
+def _record(attack, ctx, s, rows, out, fooled_out, logits) -> None:
     if out is not None:  # a larger-eps stage fools nothing
-        attack.record_fooled(s, rows, out, fooled_out, logits)
+        record(s, rows, out, fooled_out, ctx.oracle.succeeded(logits, s.y, s.target, s.x_adv), attack.early_stop)
 
 
 def _check(s: _L1State, eps: float, n: int) -> None:

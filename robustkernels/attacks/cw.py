@@ -4,16 +4,32 @@ from __future__ import annotations
 
 import torch
 
-from ..common import non_negative, positive_int
-from .base import Attack, input_gradient
+from ..common import input_gradient, non_negative, positive_int
+from .base import Attack
 
 
 class CW(Attack):
-    """Minimise ``||x' - x||_2^2 + c * max(z_y - max_{j != y} z_j, -kappa)`` over
-    ``x' = lo + (hi - lo) (tanh(w) + 1) / 2`` with Adam; a per-sample binary search over ``c``
-    (``binary_search_steps`` rounds from ``c``) keeps, per sample, the smallest successful
-    perturbation. It is a minimum-norm L2 attack: a success counts only within ``eps`` (default
-    infinity, i.e. any success); samples not fooled within eps are returned unchanged."""
+    """Carlini & Wagner's L2 attack (2017): minimise ``||x' - x||_2^2 + c * max(z_y - max_{j != y}
+    z_j, -kappa)`` over ``x' = lo + (hi - lo) (tanh(w) + 1) / 2`` with Adam; a per-sample binary
+    search over ``c`` (``binary_search_steps`` rounds from ``c``) keeps the smallest successful
+    perturbation. A minimum-norm attack: a success counts only within ``eps`` (default infinity,
+    any success); samples not fooled within eps are returned unchanged.
+
+    Threat model: L2 (minimum norm), untargeted or targeted.
+
+    Args:
+        model: returns logits [B, K].
+        eps: the radius within which a success counts.
+        c, kappa: the margin term's initial weight and confidence; steps, lr: Adam's per round.
+        binary_search_steps: rounds of the search over c.
+        **kwargs: the base's settings (bounds, normalization, eot_iter, early_stop,
+            generator and the levers): see :class:`~robustkernels.attacks.Attack`.
+
+    Shapes: x [B, ...] in ``bounds``, y [B] integer labels; returns x_adv of x's shape.
+
+    Example:
+        >>> x_adv = CW(model, c=1.0, steps=100)(x, y)
+    """
 
     def __init__(self, model, eps: float = float("inf"), c: float = 1.0, kappa: float = 0.0, steps: int = 100,
                  lr: float = 0.01, binary_search_steps: int = 5, **kwargs):
@@ -32,16 +48,16 @@ class CW(Attack):
         self.lr = non_negative("lr", lr)
         self.binary_search_steps = positive_int("binary_search_steps", binary_search_steps)
 
-    def _margin(self, logits, y, target):
-        self.check_output(logits, y, target)
+    def _margin(self, ctx, logits, y, target):
+        ctx.oracle.check_output(logits, y, target)
         labels = target if self.targeted else y
         own = logits.gather(1, labels[:, None]).squeeze(1)
         other = logits.scatter(1, labels[:, None], float("-inf")).max(dim=1).values
         gap = other - own if self.targeted else own - other
         return gap.clamp_min(-self.kappa)
 
-    def perturb(self, x, y, target):
-        lo, hi = self._bounds.lo_b.to(x.dtype), self._bounds.hi_b.to(x.dtype)
+    def perturb(self, ctx, x, y, target):
+        lo, hi = ctx.bounds.lo_b.to(x.dtype), ctx.bounds.hi_b.to(x.dtype)
         span = (hi - lo).clamp_min(1e-12)
         to_tanh = lambda v: torch.atanh(((v - lo) / span * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6))  # noqa: E731
         from_tanh = lambda w: lo + span * (torch.tanh(w) + 1) / 2  # noqa: E731
@@ -61,15 +77,15 @@ class CW(Attack):
                     l2 = (x_adv - x).flatten(1).pow(2).sum(dim=1)
                     margin, logits = 0.0, 0.0
                     for _ in range(self.eot_iter):
-                        out = self.logits(x_adv)
-                        margin = margin + self._margin(out, y, target)
+                        out = ctx.oracle.logits(x_adv)
+                        margin = margin + self._margin(ctx, out, y, target)
                         logits = logits + out.detach()
                     loss = (l2 + const * margin / self.eot_iter).sum()
                     grad = input_gradient(loss, w)
                 w.grad = grad
                 optimizer.step()
                 with torch.no_grad():
-                    success = self.succeeded(logits, y, target, x_adv.detach())
+                    success = ctx.oracle.succeeded(logits, y, target, x_adv.detach())
                     found |= success
                     improved = success & (l2 < best_l2) & (l2 <= self.eps**2 * (1 + 1e-6))
                     best_l2 = torch.where(improved, l2.detach(), best_l2)

@@ -14,9 +14,10 @@ import dataclasses
 
 import torch
 
-from ..common import non_negative, positive_int
+from ..common import input_gradient, non_negative, positive_int
 from ..threat import lp_norms
-from .base import ActiveSet, Attack, RowState, input_gradient
+from .loop import Iterative, RowState, runs_on_unfooled
+from .starts import random_direction
 
 
 def project_onto_hyperplane(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
@@ -95,24 +96,36 @@ def _solve_sorted(breaks, g, h, need) -> torch.Tensor:
 
 @dataclasses.dataclass
 class _FABState(RowState):
-    """One FAB run: x the clean rows, x1 the iterate, adv / res the best adversarial point and
+    """One FAB run: x the clean rows, x1 the iterate, x_adv / res the best adversarial point and
     its distance."""
 
     x1: torch.Tensor
-    adv: torch.Tensor
     res: torch.Tensor
 
 
-class FAB(Attack):
-    """``FAB(model, eps=8/255, norm="linf", steps=100, targeted=False, n_target_classes=9)``.
-
+class FAB(Iterative):
+    """The Fast Adaptive Boundary attack (Croce & Hein 2020), with fra31/auto-attack's defaults.
     A minimum-norm attack: a sample counts as fooled only if FAB finds a misclassified point
-    within ``eps``; then that (smallest found) point is returned, else x. ``targeted=True`` is
-    FAB-T as in AutoAttack: one run per target, the classes ranked 2nd, 3rd, ... on the clean
-    input, each on the samples not fooled yet; success is any misclassification. Restarts after
-    the first start at a random point at distance eps/2. With ``early_stop`` a sample stops (and
-    leaves the batch) once fooled within eps; without it, FAB keeps shrinking the perturbation
-    for all ``steps``, as in the original.
+    within ``eps``; then that (smallest found) point is returned, else x. Restarts after the first
+    start at a random point at distance eps / 2. With ``early_stop`` a sample stops (and leaves
+    the batch) once fooled within eps; without it, FAB keeps shrinking the perturbation for all
+    ``steps``, as in the original.
+
+    Threat model: Linf, L2 or L1 (``norm``); untargeted, or FAB-T (``targeted=True``: one run per
+    target, the classes ranked 2nd, 3rd, ... at x or ``rank_at``; success is any misclassification).
+
+    Args:
+        model: returns logits [B, K].
+        eps: the radius within which a success counts; steps: iterations per run; restarts: runs.
+        targeted: FAB-T (it picks its own targets: the call takes none); n_target_classes: its targets.
+        alpha_max, eta, beta: the original's step bias, overshoot and pull-back (0.1, 1.05, 0.9).
+        **kwargs: the base's settings (bounds, normalization, eot_iter, early_stop,
+            generator and the levers): see :class:`~robustkernels.attacks.Attack`.
+
+    Shapes: x [B, ...] in ``bounds``, y [B] integer labels; returns x_adv of x's shape.
+
+    Example:
+        >>> x_adv = FAB(model, eps=8/255, norm="linf", steps=100)(x, y)
     """
 
     NORMS = ("linf", "l2", "l1")
@@ -136,29 +149,31 @@ class FAB(Attack):
         if restarts > 1 and self.eps == float("inf"):
             raise ValueError("eps: FAB's random restarts need a finite eps")
 
-    def perturb(self, x, y, target):
+    def perturb(self, ctx, x, y, target):
         with torch.no_grad():
-            self.check_output(self.logits(x), y, None)
+            ctx.oracle.check_output(ctx.oracle.logits(x), y, None)
         ranks = range(2, self.n_target_classes + 2) if self.fab_targeted else [None]
-        return self.runs_on_unfooled(x, y, None, ranks, self.restarts, self._run)
+        return runs_on_unfooled(ctx, x, y, None, ranks, self.restarts, lambda xs, ys, ts, rank, restart: self.iterate(
+            ctx, xs, ys, ts, self.steps, restart=restart))
 
     # -- the linearisation ------------------------------------------------------------------
-    def boundary(self, x, y, target):
+    @staticmethod
+    def boundary(ctx, x, y, target):
         """(df [B, M], dg [B, M, D]): logit differences f_j - f_y and their input gradients, for
         every class j (untargeted; f_y - f_y is set to 1e10 so it is never chosen) or the target."""
         batch = x.shape[0]
         if target is not None:
             x_in = x.detach().requires_grad_(True)
             with torch.enable_grad():
-                logits = self.logits(x_in).float()
+                logits = ctx.oracle.logits(x_in).float()
                 diff = logits.gather(1, target[:, None]).squeeze(1) - logits.gather(1, y[:, None]).squeeze(1)
                 grad = input_gradient(diff.sum(), x_in)
             return diff.detach()[:, None], grad.flatten(1)[:, None].float()
         with torch.no_grad():
-            classes = self.logits(x[:1]).shape[1]
+            classes = ctx.oracle.logits(x[:1]).shape[1]
         x_in = x.detach().repeat(classes, *[1] * (x.dim() - 1)).requires_grad_(True)
         with torch.enable_grad():  # one pass over K copies: copy j gives the gradient of logit j
-            logits = self.logits(x_in).float()
+            logits = ctx.oracle.logits(x_in).float()
             picked = logits.view(classes, batch, classes).diagonal(dim1=0, dim2=2)  # [B, K]
             grad = input_gradient(picked.sum(), x_in)
         f = logits.detach()[:batch]
@@ -169,43 +184,41 @@ class FAB(Attack):
         df[rows, y] = 1e10
         return df, dg
 
-    def start(self, x0, restart: int):
-        """x0 for the first run; later restarts at distance eps / 2 in a random direction."""
-        if restart == 0:
-            return x0.clone()
-        return self._bounds.clamp(x0 + 0.5 * self.eps * self.random_direction(x0))
+    # -- one run: the loop's hooks ----------------------------------------------------------------
+    def start_state(self, ctx, x, y, target, restart):
+        """x itself for the first run; later restarts at distance eps / 2 in a random direction."""
+        x1 = x.clone() if restart == 0 else ctx.bounds.clamp(x + 0.5 * self.eps * random_direction(ctx, x))
+        return _FABState(x, y, target, x_adv=x.clone(), fooled=torch.zeros(x.shape[0], dtype=torch.bool,
+                                                                           device=x.device),
+                         x1=x1, res=torch.full((x.shape[0],), float("inf"), device=x.device))
 
-    # -- one run ------------------------------------------------------------------------------
-    def _run(self, x, y, target, rank, restart):
-        batch, dev = x.shape[0], x.device
-        out, fooled_out = x.clone(), torch.zeros(batch, dtype=torch.bool, device=dev)
-        rows = ActiveSet(batch, dev, enabled=self.early_stop and self.active_set)
-        s = _FABState(x, y, target, x1=self.start(x, restart), adv=x.clone(),
-                      res=torch.full((batch,), float("inf"), device=dev))
-        lo, hi = self._flat_bounds(x)
-        for _ in range(self.steps):
-            if not rows.any_live():
-                break
-            s = rows.compact(s)
-            with torch.no_grad():
-                s.x1 = self._iterate(s.x, s.x1, *self.boundary(s.x1, s.y, s.target), lo, hi)
-                is_adv = self.succeeded(self.mean_logits(s.x1), s.y, None, s.x1)
-                dist = lp_norms(s.x1 - s.x, self.norm)
-                better = is_adv & (dist < s.res)
-                s.adv[better], s.res[better] = s.x1[better], dist[better].to(s.res.dtype)
-                pulled = s.x + (s.x1 - s.x) * self.beta
-                s.x1 = torch.where(is_adv.view(-1, *[1] * (x.dim() - 1)), pulled, s.x1)
-                if self.early_stop:
-                    done = rows.live & (s.res <= self.eps * (1 + 1e-6))
-                    out[rows.index[done]], fooled_out[rows.index[done]] = s.adv[done], True
-                    rows.retire(done)
+    @torch.no_grad()
+    def verdict(self, ctx, s, i):
+        """After a step: track the smallest adversarial point, pull a successful iterate back
+        towards x; with early_stop a row is done once that point lies within eps."""
+        if i == 0:  # FAB judges its iterates, not its start
+            return torch.zeros_like(s.fooled)
+        is_adv = ctx.oracle.succeeded(ctx.oracle.mean_logits(s.x1), s.y, None, s.x1)
+        dist = lp_norms(s.x1 - s.x, self.norm)
+        better = is_adv & (dist < s.res)
+        s.x_adv[better], s.res[better] = s.x1[better], dist[better].to(s.res.dtype)
+        pulled = s.x + (s.x1 - s.x) * self.beta
+        s.x1 = torch.where(is_adv.view(-1, *[1] * (s.x.dim() - 1)), pulled, s.x1)
+        return s.res <= self.eps * (1 + 1e-6) if self.early_stop else torch.zeros_like(s.fooled)
+
+    @torch.no_grad()
+    def advance(self, ctx, s, i, live):
+        s.x1 = self._iterate(s.x, s.x1, *self.boundary(ctx, s.x1, s.y, s.target), *self._flat_bounds(ctx, s.x))
+
+    def finish(self, s, rows, out, fooled):
+        """Rows whose smallest adversarial point lies within eps end there; the others at x."""
         within = rows.live & (s.res <= self.eps * (1 + 1e-6))
-        out[rows.index[within]], fooled_out[rows.index[within]] = s.adv[within], True
-        return out, fooled_out
+        out[rows.index[within]], fooled[rows.index[within]] = s.x_adv[within], True
 
-    def _flat_bounds(self, x):
+    @staticmethod
+    def _flat_bounds(ctx, x):
         """Bounds as [1, D] (per channel) or [1, 1] rows for the flattened inputs."""
-        lo_b, hi_b = self._bounds.lo_b, self._bounds.hi_b
+        lo_b, hi_b = ctx.bounds.lo_b, ctx.bounds.hi_b
         shape = (1, *x.shape[1:])
         return lo_b.expand(shape).reshape(1, -1).float(), hi_b.expand(shape).reshape(1, -1).float()
 

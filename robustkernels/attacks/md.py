@@ -17,30 +17,47 @@ import math
 import torch
 
 from ..common import positive_int
-from .base import ActiveSet, Attack, RowState, checked_start, margin_only
+from .base import margin_only
+from .loop import Iterative, RowState, runs_on_unfooled
+from .starts import checked_start, start_point
 
 TERMS = {"true": "true-logit", "other": "other-logit"}  # a term of the margin -> its objective
 
 
 @dataclasses.dataclass
 class _MDState(RowState):
-    x_adv: torch.Tensor
-    fooled: torch.Tensor
+    term: str
+    grad: torch.Tensor | None = None
 
 
-class MD(Attack):
-    """``MD(model, eps=8/255, steps=50, change_point=None, restarts=1)``; Linf, untargeted;
-    ``change_point`` defaults to half the steps (the original's 25 of 50).
+class MD(Iterative):
+    """The margin-decomposition attack (Ma et al. 2023): each run first ascends one term of the
+    margin alone (``terms``), then the whole margin, from ``change_point`` (default: half the
+    steps, the original's 25 of 50). Later runs attack only the samples not fooled yet; a sample
+    counts as fooled at any iterate (its first fooling point is returned).
 
-    ``terms``: the margin terms the first stage ascends, one run each per restart (the
-    original: both, ``("true", "other")``). ``start="stripes"`` starts every run at Square's
-    vertical stripes of +-eps instead of the uniform point; ``climb=False`` drops the original's
-    first step up ``z_y``. Measured on the 13 hardest points of a PGD-AT MNIST CNN (Linf 0.3, 12
-    draws each): 4 restarts of 25 steps on ``"true"`` from the stripes broke 5.2 of them per draw
-    without the climb and 3.8 with it; APGD-DLR from the stripes (4 x 25) broke 3.6.
+    Measured on the 13 hardest points of a PGD-AT MNIST CNN (Linf 0.3, 12 draws each): 4
+    restarts of 25 steps on ``"true"`` from the stripes broke 5.2 of them per draw without the
+    climb and 3.8 with it; APGD-DLR from the stripes (4 x 25) broke 3.6.
 
-    Later runs attack only the samples not fooled yet; a sample counts as fooled at any iterate
-    (its first fooling point is returned, and with ``early_stop`` it stops there)."""
+    Threat model: Linf, untargeted (the margin loss only).
+
+    Args:
+        model: returns logits [B, K].
+        eps: radius of the ball; steps: iterations per run; restarts: rounds of ``terms``.
+        change_point: the step at which the margin takes over (below ``steps``).
+        terms: the margin terms the first stage ascends, one run each (the original: both,
+            ``("true", "other")``).
+        start: ``"uniform"`` or ``"stripes"`` (Square's vertical stripes of +-eps).
+        climb: the original's first step up ``z_y`` (False drops it).
+        **kwargs: the base's settings (bounds, normalization, eot_iter, early_stop,
+            generator and the levers): see :class:`~robustkernels.attacks.Attack`.
+
+    Shapes: x [B, ...] in ``bounds``, y [B] integer labels; returns x_adv of x's shape.
+
+    Example:
+        >>> x_adv = MD(model, eps=8/255, steps=50)(x, y)
+    """
 
     NORMS = ("linf",)
 
@@ -62,10 +79,10 @@ class MD(Attack):
         self.start_at = checked_start(start, self.norm)
         self.climb = bool(climb)
 
-    def perturb(self, x, y, target):
+    def perturb(self, ctx, x, y, target):
         runs = [term for _ in range(self.restarts) for term in self.terms]
-        return self.runs_on_unfooled(x, y, target, [None], len(runs),
-                                     lambda xs, ys, ts, _, k: self._run(xs, ys, ts, runs[k]))
+        return runs_on_unfooled(ctx, x, y, target, [None], len(runs),
+                                lambda xs, ys, ts, _, k: self.iterate(ctx, xs, ys, ts, self.steps, term=runs[k]))
 
     def stage(self, i: int, term: str) -> tuple[str, float, float]:
         """Step ``i``'s (objective, sign of its gradient, step size)."""
@@ -75,22 +92,17 @@ class MD(Attack):
             return TERMS["true"], -1.0, size  # climb z_y
         return (TERMS[term] if i < cp else "margin"), 1.0, size
 
-    def _run(self, x, y, target, term: str):
-        """One run: (x_adv, fooled) per the attack's contract."""
-        batch, dev = x.shape[0], x.device
-        s = _MDState(x, y, target, self.start_point(x, self.start_at), torch.zeros(batch, dtype=torch.bool, device=dev))
-        out, fooled_out = s.x_adv.clone(), torch.zeros(batch, dtype=torch.bool, device=dev)
-        rows = ActiveSet(batch, dev, enabled=self.early_stop and self.active_set)
-        for i in range(self.steps):
-            loss, sign, size = self.stage(i, term)
-            _, grad, logits = self.loss_and_grad(s.x_adv, s.y, s.target, loss=loss)
-            self.record_fooled(s, rows, out, fooled_out, logits)
-            if not rows.any_live():
-                return out, fooled_out
-            step = torch.where(rows.live, size, 0.0).to(self._bounds.lo.dtype)
-            self.step(s.x_adv, s.x, sign * grad, step, out=s.x_adv)
-            s = rows.compact(s)
-        self.record_fooled(s, rows, out, fooled_out, self.mean_logits(s.x_adv))
-        never = ~s.fooled
-        out[rows.index[never]] = s.x_adv[never]
-        return out, fooled_out
+    def start_state(self, ctx, x, y, target, term):
+        fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        return _MDState(x, y, target, x_adv=start_point(ctx, x, self.start_at), fooled=fooled, term=term)
+
+    def verdict(self, ctx, s, i):
+        if i == self.steps:  # the end point: a verdict, no gradient
+            return ctx.oracle.succeeded(ctx.oracle.mean_logits(s.x_adv), s.y, s.target, s.x_adv)
+        _, s.grad, logits = ctx.oracle.loss_and_grad(s.x_adv, s.y, s.target, loss=self.stage(i, s.term)[0])
+        return ctx.oracle.succeeded(logits, s.y, s.target, s.x_adv)
+
+    def advance(self, ctx, s, i, live):
+        _, sign, size = self.stage(i, s.term)
+        step = torch.where(live, size, 0.0).to(ctx.bounds.lo.dtype)
+        ctx.step(s.x_adv, s.x, sign * s.grad, step, out=s.x_adv)

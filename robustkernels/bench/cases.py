@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import ops as rk_ops
-from . import eager
+from . import baselines
 
 OPS = ("pgd", "lwta", "noise")
 
@@ -34,7 +34,7 @@ def _pgd_case(shape, norm, label):
         x_nat = torch.rand(shape, device=device)
         x_adv, grad = (x_nat + 0.01).clamp(0, 1), torch.randn(shape, device=device)
         if backend is None:
-            return lambda: eager.pgd_step(x_adv, x_nat, grad, 2 / 255, eps, norm)
+            return lambda: baselines.torchattacks_step(x_adv, x_nat, grad, 2 / 255, eps, norm)
         out = torch.empty_like(x_adv)
         return lambda: rk_ops.pgd_step(x_adv, x_nat, grad, step=2 / 255, eps=eps, norm=norm, out=out)
 
@@ -58,7 +58,7 @@ def _lwta_case(shape, label):
         torch.manual_seed(0)
         h = torch.randn(shape, device=device, requires_grad=True)
         g = torch.randn(shape, device=device)
-        fn = eager.lwta if backend is None else (lambda x: rk_ops.lwta(x))
+        fn = baselines.official_lwta if backend is None else (lambda x: rk_ops.lwta(x))
         return _fwd_bwd(fn, h, g)
 
     def extra(device):
@@ -78,7 +78,7 @@ def _noise_case(shape, dtype, label):
         w = (torch.randn(shape, device=device) * 0.05).to(dtype).requires_grad_()
         alpha = torch.full((1,), 0.25, device=device, requires_grad=True)
         g = torch.randn(shape, device=device).to(dtype)
-        fn = eager.noisy_weight if backend is None else rk_ops.noisy_weight
+        fn = baselines.official_noisy_weight if backend is None else rk_ops.noisy_weight
 
         def run():
             w.grad = alpha.grad = None

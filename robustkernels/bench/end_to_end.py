@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from ..attacks import PGD
 from ..models import wide_resnet
 from ..nn import convert_to_pni
-from . import eager
+from . import baselines
 from .timing import median_seconds, peak_memory_kib
 
 E2E_CASES = ("pgd10", "pgd_at_lwta", "pgd_at_pni")
@@ -38,7 +38,7 @@ def measure_variant(case: str, variant: str, device: str, quick: bool) -> dict:
     """Median seconds and peak extra memory (KiB) of one case on ``variant`` = ours | eager."""
     model, name = _model(case, quick)
     if variant == "eager":
-        eager.to_eager(model)
+        baselines.with_official_layers(model)
     model = model.to(device)
     batch = 8 if quick else 32
     x = torch.rand(batch, 3, 32, 32, device=device)
@@ -46,7 +46,7 @@ def measure_variant(case: str, variant: str, device: str, quick: bool) -> dict:
     if case == "pgd10":
         model.eval()
         attack = PGD(model, eps=8 / 255, alpha=2 / 255, steps=10)
-        step = (lambda: attack(x, y)) if variant == "ours" else (lambda: eager.pgd_attack(model, x, y))
+        step = (lambda: attack(x, y)) if variant == "ours" else (lambda: baselines.torchattacks_pgd(model, x, y))
     else:  # the same PGD-AT step; only the LWTA / PNI layers differ between the variants
         attack = PGD(model, eps=8 / 255, alpha=2 / 255, steps=10)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)

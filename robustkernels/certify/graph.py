@@ -35,10 +35,18 @@ from ..models.wide_resnet import WideResNet
 from ..nn import IBPConv2d, IBPLinear, is_stochastic
 from ..threat import check_normalization, normalize
 
-SUPPORTED = ("nn.Sequential, Linear, Conv2d (any padding mode), BatchNorm1d/2d (eval, running statistics), "
-             "ReLU, LeakyReLU, ReLU6, Hardtanh, Tanh, Sigmoid, ELU, Softplus, MaxPool2d, AvgPool2d, adaptive "
-             "pooling, Flatten, Dropout (eval), Identity, IBPLinear/IBPConv2d (eval) and the library's "
-             "PreActResNet/WideResNet")
+# every module the bound code knows (by exact type: a subclass may change its function), with what
+# it needs; the refusal message lists them, so the two cannot differ
+_EVAL = " (eval, running statistics)"
+LAYERS = {nn.Sequential: "nn.Sequential", nn.Linear: "Linear", nn.Conv2d: "Conv2d (any padding mode)",
+          nn.BatchNorm1d: "BatchNorm1d" + _EVAL, nn.BatchNorm2d: "BatchNorm2d" + _EVAL, nn.ReLU: "ReLU",
+          nn.LeakyReLU: "LeakyReLU", nn.ReLU6: "ReLU6", nn.Hardtanh: "Hardtanh", nn.Tanh: "Tanh", nn.Sigmoid: "Sigmoid",
+          nn.ELU: "ELU", nn.Softplus: "Softplus", nn.MaxPool2d: "MaxPool2d", nn.AdaptiveMaxPool2d: "AdaptiveMaxPool2d",
+          nn.AvgPool2d: "AvgPool2d", nn.AdaptiveAvgPool2d: "AdaptiveAvgPool2d", nn.Flatten: "Flatten",
+          nn.Identity: "Identity", nn.Dropout: "Dropout (eval)", nn.Dropout2d: "Dropout2d (eval)",
+          IBPLinear: "IBPLinear (eval)", IBPConv2d: "IBPConv2d (eval)", PreActResNet: "the library's PreActResNet",
+          PreActBlock: "its PreActBlock", WideResNet: "WideResNet"}
+SUPPORTED = ", ".join(LAYERS.values())
 
 
 class NotBoundable(ValueError, TypeError):
@@ -280,7 +288,7 @@ def steps_of(m: nn.Module, path: str = "") -> list:
         raise TypeError(f"{where}: expected an nn.Module, got {type(m).__name__}")
     _check_hooks(where, m)
     _check_own_methods(where, m)
-    if type(m) in _KNOWN + (nn.ReLU6, WideResNet, IBPLinear, IBPConv2d):  # a subclass: refused below, by name
+    if type(m) in LAYERS:  # a subclass: refused below, by name
         _check_class_methods(where, m)
     if is_stochastic(m):
         _refuse(where, m, "a stochastic layer; its output is not a function of the input")
@@ -295,16 +303,11 @@ def steps_of(m: nn.Module, path: str = "") -> list:
                       shortcut)]
     step = _leaf(where, m)
     if step is None:
-        if isinstance(m, tuple(_KNOWN)):
-            _refuse(where, m, f"a subclass of {next(k for k in _KNOWN if isinstance(m, k)).__name__} "
+        if isinstance(m, tuple(LAYERS)):
+            _refuse(where, m, f"a subclass of {next(k for k in LAYERS if isinstance(m, k)).__name__} "
                               "may change its function, so it is not a known layer")
         _refuse(where, m, "forward is not a known layer")
     return [step]
-
-
-_KNOWN = (nn.Sequential, nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.LeakyReLU, nn.Hardtanh,
-          nn.ELU, nn.Softplus, nn.Tanh, nn.Sigmoid, nn.MaxPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d,
-          nn.AdaptiveAvgPool2d, nn.Flatten, nn.Identity, nn.Dropout, nn.Dropout2d, PreActResNet, PreActBlock)
 
 
 def model_steps(model: nn.Module, normalization=None) -> list:

@@ -16,6 +16,9 @@ SUMMARY = "train several methods on the same model and data; AutoAttack accuracy
 def add_compare(commands) -> None:
     p = command(commands, "compare", SUMMARY, run_compare)
     from ..data import DATASETS, USER_DATASETS
+    from ..recipes.fastat import AA_VERSIONS, PROTOCOLS
+    from ..train import LR_SCHEDULES
+    from ..train.options import KEEP, VAL_ATTACKS
 
     p.add_argument("--dataset", choices=DATASETS + USER_DATASETS, default="cifar10",
                    help="training data (imagefolder / tensors: your own files, as for `train`)")
@@ -35,16 +38,16 @@ def add_compare(commands) -> None:
     p.add_argument("--eps-warmup-epochs", type=number(), default=0.0, help="eps ramp for every method")
     p.add_argument("--batch-size", type=integer(), default=128, help="training batch")
     p.add_argument("--lr", type=number(positive=True), default=0.1, help="peak learning rate (SGD, momentum 0.9)")
-    p.add_argument("--schedule", default="cyclic", choices=("constant", "step", "cyclic", "cosine", "onecycle"),
+    p.add_argument("--schedule", default="cyclic", choices=LR_SCHEDULES,
                    help="one schedule for every method (cyclic: Wong et al.'s fast-AT schedule)")
     p.add_argument("--weight-average", type=number(positive=True), default=None,
                    help="EMA decay tau of the weights for every method, e.g. 0.9995 (default: none)")
-    p.add_argument("--protocol", choices=("fastat",), default=None,
+    p.add_argument("--protocol", choices=PROTOCOLS, default=None,
                    help="fastat: the FastAT Benchmark's recipe (onecycle SGD, label smoothing 0.4, weight averaging "
                         "0.9995, best epoch by validation on held-out training images) for its methods over --seeds, "
                         "with the benchmark's published figures and the rank correlation")
     p.add_argument("--seeds", default="0,1,2", help="--protocol fastat: comma-separated seeds")
-    p.add_argument("--aa-version", choices=("auto", "standard", "fast"), default=None,
+    p.add_argument("--aa-version", choices=AA_VERSIONS, default=None,
                    help="AutoAttack version that scores the models (default: auto; standard with --protocol)")
     p.add_argument("--no-augment", action="store_true", help="no random crop and flip")
     p.add_argument("--train-samples", type=integer(), default=None, help="use the first N training samples")
@@ -54,9 +57,9 @@ def add_compare(commands) -> None:
     p.add_argument("--eval-samples", type=integer(), default=None,
                    help="test samples AutoAttack runs on (default 200; with --protocol 1000, or all of a smaller "
                         "test set)")
-    p.add_argument("--val-attack", choices=("pgd", "fast"), default="pgd",
+    p.add_argument("--val-attack", choices=VAL_ATTACKS, default="pgd",
                    help="per-epoch validation: PGD, or also AutoAttack's fast version (val_fast_acc)")
-    p.add_argument("--keep", choices=("last", "best-robust"), default="last",
+    p.add_argument("--keep", choices=KEEP, default="last",
                    help="score the last epoch's weights, or those of the best validation robust accuracy "
                         "(robust-overfitting early stopping); the table gives the epoch kept")
     p.add_argument("--seed", type=integer(minimum=0), default=0, help="seed of every random choice")

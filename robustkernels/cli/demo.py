@@ -8,7 +8,9 @@ from .args import command, integer
 def add_demo(commands) -> None:
     p = command(commands, "demo", "train standard / PGD-AT / LWTA / PNI models on digits; robustness table",
                  run_demo)
-    p.add_argument("--dataset", choices=("digits", "cifar10"), default="digits",
+    from ..recipes.demo import DATASETS
+
+    p.add_argument("--dataset", choices=DATASETS, default="digits",
                    help="cifar10: the seed report's eight rows on the CIFAR-10 files of --data-dir (about 30 min)")
     p.add_argument("--data-dir", default="../shared/data/cifar-10-batches-py", help="for --dataset cifar10")
     p.add_argument("--epochs", type=integer(), default=None, help="training epochs per model (15 digits, 6 cifar10)")

@@ -21,7 +21,10 @@ from .modelspec import check_fits, is_import_path
 
 
 def add_eval(commands) -> None:
-    from ..eval import ATTACKS
+    from ..certify import BOUND_METHODS
+    from ..common import AUTOCAST
+    from ..eval import ATTACKS, VERSIONS
+    from ..eval.options import NORMS, SUITES
 
     p = command(commands, "eval", "robustness report of a checkpoint written by `robustkernels train`, or of "
                 "any model from an import path", run_eval)
@@ -39,13 +42,13 @@ def add_eval(commands) -> None:
     p.add_argument("--data-dir", help="the data set's files: the MNIST IDX files, the CIFAR-10 / CIFAR-100 python "
                    "batches, SVHN's .mat files, your image folder or tensor file")
     p.add_argument("--eps", type=number(fraction=True), default=None, help="default: the training eps")
-    p.add_argument("--norm", choices=("linf", "l2"), default=None, help="default: the training norm")
+    p.add_argument("--norm", choices=NORMS, default=None, help="default: the training norm")
     p.add_argument("--attacks", default="fgsm,pgd,cw,apgd-ce,apgd-dlr", help="comma-separated: " + ",".join(ATTACKS))
     p.add_argument("--samples", type=integer(), default=None,
                    help="evaluate the first N test samples (default: all)")
-    p.add_argument("--suite", choices=("default", "autoattack"), default="default",
+    p.add_argument("--suite", choices=SUITES, default="default",
                    help="autoattack: also run AutoAttack (the field's standard number) with its log")
-    p.add_argument("--version", choices=("auto", "standard", "plus", "rand", "custom", "fast"), default="auto",
+    p.add_argument("--version", choices=("auto", *VERSIONS), default="auto",
                    help="AutoAttack version (auto: rand for a stochastic model, else standard; custom: --aa-attacks; "
                         "fast: ours, not AutoAttack, with its measured gap in the report)")
     p.add_argument("--aa-attacks", default=None,
@@ -54,7 +57,7 @@ def add_eval(commands) -> None:
                    help="--suite autoattack with --out: continue a killed run from --out/autoattack_state.json")
     p.add_argument("--individual", action="store_true",
                    help="AutoAttack: every attack on every point (each attack's robust accuracy), not the cascade")
-    p.add_argument("--autocast", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+    p.add_argument("--autocast", choices=("auto", "fp32", *(k for k in AUTOCAST if k)), default="auto",
                    help="the model's precision inside AutoAttack's gradient attacks (verdicts in fp32); auto: bf16 "
                         "for --version fast where a timed pass on the first batch is faster, else fp32")
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
@@ -72,7 +75,7 @@ def add_eval(commands) -> None:
                         "jpeg_compression,pixelate)")
     p.add_argument("--surrogate", default=None,
                    help="checkpoint of another model: its PGD examples are tried on this one (transfer check)")
-    p.add_argument("--certify", choices=("ibp", "crown-ibp"), default=None,
+    p.add_argument("--certify", choices=BOUND_METHODS, default=None,
                    help="also report the certified accuracy from these bounds (deterministic models, linf)")
     p.add_argument("--batch-size", type=integer(), default=256, help="samples per attacked batch")
     p.add_argument("--seed", type=integer(minimum=0), default=0, help="seed of the attacks' random starts")
@@ -157,11 +160,7 @@ def _eval(args) -> int:
                       norm=args.norm or meta.get("norm", "linf"), attacks=[a for a in args.attacks.split(",") if a],
                       eot_iter=args.eot_iter, batch_size=args.batch_size, checks=not args.no_checks,
                       check_samples=args.check_samples, generator=torch.Generator().manual_seed(args.seed),
-                      progress=not args.no_progress, suite=args.suite, version=args.version,
-                      aa_attacks=None if args.aa_attacks is None else [a for a in args.aa_attacks.split(",") if a],
-                      aa_individual=args.individual, aa_resume=args.resume,
-                      aa_state_path=os.path.join(args.out, "autoattack_state.json")
-                      if args.out and args.suite == "autoattack" else None,
+                      progress=not args.no_progress, suite=args.suite, autoattack=_autoattack_options(args),
                       autocast=None if args.autocast == "fp32" else args.autocast,
                       channels_last={"on": True, "off": False}.get(args.channels_last, "auto"),
                       compile=args.compile, surrogate=surrogate, corruptions=corruptions,
@@ -175,3 +174,14 @@ def _eval(args) -> int:
         for path in report.plot(args.out):
             print(f"wrote {path}")
     return 0
+
+
+def _autoattack_options(args):
+    """AutoAttack's settings from ``--version``, ``--aa-attacks``, ``--individual`` and ``--resume``
+    (the state file lives in ``--out``)."""
+    from ..eval import AutoAttackOptions
+
+    state = os.path.join(args.out, "autoattack_state.json") if args.out and args.suite == "autoattack" else None
+    attacks = None if args.aa_attacks is None else tuple(a for a in args.aa_attacks.split(",") if a)
+    return AutoAttackOptions(version=args.version, attacks=attacks, individual=args.individual, state_path=state,
+                             resume=args.resume)

@@ -26,11 +26,14 @@ LR_DEFAULTS = {"sgd": 0.1, "adam": 3e-3}
 
 
 def add_train(commands) -> None:
+    from ..common import AUTOCAST
+    from ..models.preact import ACTIVATIONS
     from ..train import LR_SCHEDULES, METHODS
+    from ..train.options import ON_OVERFIT, OPTIMIZERS
 
     p = command(commands, "train", "train a model with a robust training method (torchrun for DDP)", run_train)
     add_model_options(p, "cnn", "cnn | cnn-bn | lenet5 | preact-resnet18 | wrn-DEPTH-WIDTH (e.g. wrn-34-1)")
-    p.add_argument("--activation", choices=("relu", "lwta"), default="relu", help="ReLU or Stochastic LWTA")
+    p.add_argument("--activation", choices=ACTIVATIONS, default="relu", help="ReLU or Stochastic LWTA")
     p.add_argument("--pni", action="store_true", help="Parametric Noise Injection on every conv/linear layer")
     p.add_argument("--method", default="pgd-at",
                    help="training method: " + " | ".join(m.replace("_", "-") for m in METHODS))
@@ -46,24 +49,32 @@ def add_train(commands) -> None:
                    help="global batch (default: 32 on digits, else 128)")
     p.add_argument("--lr", type=number(positive=True), default=None,
                    help="peak learning rate (default: 0.1 for sgd, 3e-3 for adam)")
-    p.add_argument("--optimizer", choices=("sgd", "adam"), default=None,
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                    help="default: adam on digits, else sgd (momentum 0.9)")
     p.add_argument("--schedule", choices=LR_SCHEDULES, default=None,
                    help="learning-rate schedule (default: the method's, else step: x0.1 at 50%%, x0.01 at 75%%)")
     p.add_argument("--weight-decay", type=number(), default=5e-4, help="L2 weight decay (sgd)")
     _method_arguments(p)
-    p.add_argument("--on-overfit", choices=("warn", "stop", "restore"), default="warn",
+    p.add_argument("--on-overfit", choices=ON_OVERFIT, default="warn",
                    help="on catastrophic overfitting (validation PGD accuracy collapsing while FGSM accuracy "
                         "rises): warn, stop, or restore the last good epoch and stop")
     p.add_argument("--augment", action="store_true", help="random crop (padding 4) and horizontal flip")
     p.add_argument("--augmentations", default="",
                    help="comma-separated, with any method: label_smoothing[:0.1], gaussian_noise[:0.1], "
                         "mixup[:1.0], cutmix[:1.0]")
-    p.add_argument("--autocast", choices=("bf16", "fp16"), default=None, help="mixed precision for the model")
+    p.add_argument("--autocast", choices=tuple(k for k in AUTOCAST if k), default=None,
+                   help="mixed precision for the model")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--fast", action="store_true",
                    help="the levers among bf16 autocast, channels_last and torch.compile that pay off on this device")
+    _run_arguments(p)
+
+
+def _run_arguments(p) -> None:
+    """Where the run goes and what it keeps: device, seed, output folder, checkpoints, validation."""
+    from ..train.options import KEEP, VAL_ATTACKS
+
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available, per local rank)")
     p.add_argument("--seed", type=integer(minimum=0), default=0, help="seed of every random choice")
     p.add_argument("--out", default="runs/train", help="folder for checkpoint.pt and metrics.jsonl")
@@ -76,12 +87,12 @@ def add_train(commands) -> None:
                    help="with --resume: load the checkpoint even if it was written by a different run")
     p.add_argument("--val-samples", type=integer(), default=1000,
                    help="test samples for the per-epoch clean and PGD validation")
-    p.add_argument("--val-attack", choices=("pgd", "fast"), default="pgd",
+    p.add_argument("--val-attack", choices=VAL_ATTACKS, default="pgd",
                    help="per-epoch validation: PGD, or also AutoAttack's fast version (val_fast_acc)")
     p.add_argument("--weight-average", type=number(positive=True), default=None,
                    help="keep an EMA of the weights with this decay tau, e.g. 0.9995 (validated, checkpointed and "
                         "evaluated in place of the last weights)")
-    p.add_argument("--keep", choices=("last", "best-robust"), default="last",
+    p.add_argument("--keep", choices=KEEP, default="last",
                    help="the checkpoint's final weights: the last epoch's, or those of the best validation robust "
                         "accuracy (robust-overfitting early stopping)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (they are off when piped anyway)")
@@ -89,6 +100,10 @@ def add_train(commands) -> None:
 
 def _method_arguments(p) -> None:
     """The threat model and the training methods' own options."""
+    from ..certify import BOUND_METHODS
+    from ..eval.options import NORMS
+    from ..train.methods.atta import LOSSES as ATTA_LOSSES
+
     p.add_argument("--eps", type=number(fraction=True), default=None,
                    help="threat radius, e.g. 8/255 (default: 0.1 digits, 0.3 mnist, 8/255 cifar10, cifar100 and svhn; "
                         "your own data: required)")
@@ -96,7 +111,7 @@ def _method_arguments(p) -> None:
                    help="attack step size (default: 2.5 eps / steps)")
     p.add_argument("--steps", type=integer(), default=None,
                    help="attack steps per training batch (default: 1 for fgsm-rs, n-fgsm and atta, else 10)")
-    p.add_argument("--norm", choices=("linf", "l2"), default="linf", help="threat model")
+    p.add_argument("--norm", choices=NORMS, default="linf", help="threat model")
     p.add_argument("--beta", type=number(), default=6.0, help="TRADES weight of the robustness term")
     p.add_argument("--replays", type=integer(), default=4, help="free-AT minibatch replays m")
     p.add_argument("--sensitivity-weight", type=number(), default=1e-3,
@@ -106,9 +121,9 @@ def _method_arguments(p) -> None:
                    help="ramp eps linearly from 0 over this many epochs (any method)")
     p.add_argument("--tau", type=integer(minimum=0), default=None,
                    help="fat: steps after the first misclassification (default: the dynamic 0/1/2 schedule)")
-    p.add_argument("--bound", choices=("ibp", "crown-ibp"), default="ibp",
+    p.add_argument("--bound", choices=BOUND_METHODS, default="ibp",
                    help="ibp: the bounds trained on (crown-ibp: Zhang et al. 2020's beta schedule from 1 to 0)")
-    p.add_argument("--atta-loss", choices=("ce", "trades"), default="ce", help="atta: the training objective")
+    p.add_argument("--atta-loss", choices=ATTA_LOSSES, default="ce", help="atta: the training objective")
     p.add_argument("--reset-every", type=integer(), default=10, help="atta: epochs between buffer resets")
 
 

@@ -2,13 +2,14 @@
 plots) and :func:`autoattack` -> :class:`AutoAttackReport` (the field's standard number)."""
 
 from ..certify import CertifiedReport, certified_accuracy
-from .autoattack import VERSIONS, AutoAttackReport, autoattack
+from .autoattack import VERSIONS, AutoAttackOptions, AutoAttackReport, AutoAttackRun, autoattack
 from .corruptions import CORRUPTIONS, CorruptionReport, corruption_accuracy
 from .evaluate import evaluate
 from .probe import is_stochastic
 from .report import AttackResult, Check, RobustnessReport, Stat
 from .suite import ATTACKS, make_attack
 
-__all__ = ["ATTACKS", "CORRUPTIONS", "VERSIONS", "AttackResult", "AutoAttackReport", "CertifiedReport", "Check",
+__all__ = ["ATTACKS", "CORRUPTIONS", "VERSIONS", "AttackResult", "AutoAttackOptions", "AutoAttackReport",
+           "AutoAttackRun", "CertifiedReport", "Check",
            "CorruptionReport", "RobustnessReport", "Stat", "autoattack", "certified_accuracy", "corruption_accuracy",
            "evaluate", "is_stochastic", "make_attack"]

@@ -22,6 +22,7 @@ import json
 import operator
 import os
 import tempfile
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -104,6 +105,17 @@ def _records_check(digest: str, records: list) -> str:
     return hashlib.sha256(json.dumps([digest, records], separators=(",", ":")).encode()).hexdigest()
 
 
+class Verdict(NamedTuple):
+    """One sample's AutoAttack verdict, as the state file holds it (a JSON list in this order)."""
+
+    batch: int
+    row: int  # position in its batch
+    fell_at: int  # 0 clean-misclassified, i first fooled by attack i, attacks + 1 robust
+    clean: list  # [passes] classified correctly, clean
+    passes: list  # [passes] robust in each evaluation pass
+    fooled_by: list  # [attacks] which attacks fooled it
+
+
 def _is_flags(value, length: int) -> bool:
     return isinstance(value, list) and len(value) == length and all(isinstance(v, bool) for v in value)
 
@@ -118,9 +130,9 @@ def records_problem(records, index: int, size: int, attacks: int, passes: int) -
     for j, r in enumerate(records):
         if not isinstance(r, list) or len(r) != 6 or r[:2] != [index, j]:
             return f"batch {index}: record {j} is not sample {j} of the batch ({json.dumps(r)[:60]})"
-        fell_at = r[2]
-        if not (isinstance(fell_at, int) and not isinstance(fell_at, bool) and 0 <= fell_at <= attacks + 1
-                and _is_flags(r[3], passes) and _is_flags(r[4], passes) and _is_flags(r[5], attacks)):
+        v = Verdict(*r)
+        if not (isinstance(v.fell_at, int) and not isinstance(v.fell_at, bool) and 0 <= v.fell_at <= attacks + 1
+                and _is_flags(v.clean, passes) and _is_flags(v.passes, passes) and _is_flags(v.fooled_by, attacks)):
             return f"batch {index}: record {j} is malformed ({json.dumps(r)[:60]})"
     return None
 
@@ -217,7 +229,7 @@ class RunState:
             raise self._damaged(f"its 'seconds' and 'attacked' name {sorted(self.seconds)} and "
                                 f"{sorted(self.attacked)}, not the run's attacks {sorted(names)}")
 
-    def done(self, index: int, digest: str, size: int, attacks: int, passes: int) -> list | None:
+    def done(self, index: int, digest: str, size: int, attacks: int, passes: int) -> list[Verdict] | None:
         """The stored records of batch ``index`` (``size`` samples, ``attacks`` attacks and
         ``passes`` evaluation passes), or None when it is still to do. A batch whose data changed
         is refused; records that are not one per sample in order, or were edited, are damage."""
@@ -235,7 +247,7 @@ class RunState:
             problem = f"batch {index}: its records were edited (their checksum differs)"
         if problem is not None:
             raise self._damaged(problem)
-        return [tuple(r) for r in entry["records"]]
+        return [Verdict(*r) for r in entry["records"]]
 
     def add(self, index: int, digest: str, records: list, seconds: dict, attacked: dict) -> None:
         if self.path is None:

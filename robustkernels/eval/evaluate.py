@@ -20,71 +20,33 @@ import torch
 from torch import nn
 
 from ..certify import certified_accuracy, model_steps
-from ..common import frozen_model, grad_enabled, normal_tensor, progress_bar
+from ..common import frozen_model, grad_enabled, normal_tensor, progress_bar, typed_options
 from ..data import batches, check_label_range
 from ..defences import with_bpda
 from ..ops import draw_seed
 from ..threat import ThreatModel, lp_norms
-from . import checks as C
-from .autoattack import ATTACKS as AUTOATTACK_ATTACKS
-from .autoattack import autoattack_run
+from .aa_versions import version_for
+from .autoattack import AutoAttackRun
+from .checks import MASKING_CHECKS, above_chance, certified_below_empirical
 from .corruptions import CORRUPTIONS, CorruptionTally
 from .masking import naive_gap, run_checks
 from .options import EvalOptions, check_eval_options
-from .probe import check_classes_for, checked_logits
+from .probe import check_classes_for
 from .report import Check, RobustnessReport, Stat
-from .setup import ModelSetup, eot_and_repeats, model_setup
+from .runner import EvalRunner
+from .setup import ModelSetup, model_setup
 from .suite import make_attack
 from .tally import PassTally
 
 
-class _Runner:
-    """Batched forward passes and attacks over (x, y) on the model's device, and this
-    evaluation's attacks by name."""
-
-    def __init__(self, model: nn.Module, setup: ModelSetup, threat: ThreatModel, opts: EvalOptions, generator):
-        self.model, self.attacked, self.device, self.forward = model, setup.attacked, setup.device, setup.forward
-        self.threat = threat
-        self.bs, self.progress, self.generator = opts.batch_size, opts.progress, generator
-        self.steps, self.restarts = opts.steps, opts.restarts
-        self.eot, self.reps = eot_and_repeats(setup.stochastic, opts.eot_iter, opts.repeats)
-
-    def build(self, name: str, eps: float, eot: int | None = None):
-        return make_attack(name, self.attacked, eps=eps, eot_iter=self.eot if eot is None else eot,
-                           generator=self.generator, steps=self.steps, restarts=self.restarts,
-                           **self.threat.space_kwargs())
-
-    def fresh_noise(self) -> None:
-        """Reseed the global RNG (LWTA / PNI noise) from the evaluation's generator: each pass
-        draws new noise; the attacks restore the RNG on exit, which would replay their draws."""
-        torch.manual_seed(draw_seed(self.generator))
-
-    def predict(self, x) -> tuple[torch.Tensor, torch.Tensor]:
-        """(predicted labels, max softmax) for every row of x, eval mode."""
-        self.fresh_noise()
-        labels, probs = [], []
-        with frozen_model(self.model, "eval"), torch.no_grad():
-            for xb in x.split(self.bs):
-                p = checked_logits(self.forward(xb.to(self.device)), len(xb)).float().softmax(dim=1)
-                conf, pred = p.max(dim=1)
-                labels.append(pred.cpu())
-                probs.append(conf.cpu())
-        return torch.cat(labels), torch.cat(probs)
-
-    def attack(self, attack, x, y, desc) -> tuple[torch.Tensor, float]:
-        out, tic = [], time.perf_counter()
-        for xb, yb in progress_bar(list(zip(x.split(self.bs), y.split(self.bs))), desc=desc, enabled=self.progress,
-                                   leave=False):
-            self.fresh_noise()
-            out.append(attack(xb.to(self.device), yb.to(self.device)).cpu())
-        return torch.cat(out), time.perf_counter() - tic
-
-
-def evaluate(model: nn.Module, data, *, eps: float, **options) -> RobustnessReport:
+def evaluate(model: nn.Module, data, options: EvalOptions | None = None, **fields) -> RobustnessReport:
     """Evaluate ``model`` against ``attacks`` within the ``norm`` ball of radius ``eps``.
 
     Args:
         data: a DataLoader of ``(x, y)`` batches or a pair of tensors; x in ``bounds``.
+        options: an :class:`~robustkernels.eval.options.EvalOptions` (typed: its fields are the
+            arguments below), or those fields as keywords (which override it where both are given).
+        eps: the radius of the threat model (required).
         attacks: names among ``fgsm, pgd, cw, apgd-ce, apgd-dlr, md, square`` (``md``: Linf).
         eot_iter: gradient/prediction averaging passes per attack step; ``"auto"``: 20 if the
             model is stochastic (two forward passes differ), else 1.
@@ -93,15 +55,16 @@ def evaluate(model: nn.Module, data, *, eps: float, **options) -> RobustnessRepo
         checks: run the gradient-masking checks and the eps curves on the first
             ``check_samples`` samples; ``curve_eps`` are multiples of ``eps``.
         steps: override attack lengths, e.g. ``{"pgd": 50, "apgd": 100, "cw": 30, "md": 50, "square": 1000}``.
-        suite: ``"autoattack"`` also runs :func:`~robustkernels.eval.autoattack` (``version``:
-            standard | plus | rand | custom | auto; ``aa_attacks`` for custom, ``aa_individual``
-            for every attack on every point) on the same data; its log is part of the report and
-            its verdicts part of the worst case.
+        suite: ``"autoattack"`` also runs :func:`~robustkernels.eval.autoattack` on the same data,
+            as ``autoattack`` (an :class:`~robustkernels.eval.AutoAttackOptions`: version, attacks,
+            individual, state file...) sets it; its log is part of the report and its verdicts
+            part of the worst case. ``autocast``, ``channels_last``, ``compile``, ``progress``
+            and ``batch_size`` are evaluate's own and AutoAttack's at once.
         autocast: ``"bf16"``/``"fp16"`` for the model inside AutoAttack's gradient attacks (fp32
             verdicts); ``"auto"``: as :func:`~robustkernels.eval.autoattack` (timed bf16 for the
             fast version only).
         channels_last, compile: the attacks run a channels_last and / or ``torch.compile`` copy of
-            the model (:mod:`~robustkernels.eval.levers`; fp32; clean passes and verdicts on the
+            the model (:mod:`~robustkernels.levers`; fp32; clean passes and verdicts on the
             model itself); ``"auto"``: channels_last for a CNN on images, no compile.
         bpda: ``"auto"``: if the input gradient through the model is missing or zero, attack
             through every non-differentiable :class:`~robustkernels.defences.Preprocessing`
@@ -126,10 +89,9 @@ def evaluate(model: nn.Module, data, *, eps: float, **options) -> RobustnessRepo
     caller's is modified. A sample is robust to an attack if it is classified correctly both
     clean and attacked; worst case: robust to every attack.
     """
-    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(EvalOptions)})
-    if unknown:
-        raise TypeError(f"evaluate() got unexpected keyword argument(s): {', '.join(unknown)}")
-    opts = check_eval_options(model, EvalOptions(eps=eps, **options))
+    if options is None and "eps" not in fields:
+        raise TypeError("evaluate() needs eps= (the radius of the threat model), or options=EvalOptions(eps=...)")
+    opts = check_eval_options(model, typed_options(EvalOptions, options, fields, "evaluate"))
     rng_state = torch.get_rng_state()  # before the data: a shuffling DataLoader draws from it
     try:
         threat = ThreatModel.build(opts.eps, opts.norm, opts.bounds, opts.normalization)
@@ -138,7 +100,7 @@ def evaluate(model: nn.Module, data, *, eps: float, **options) -> RobustnessRepo
         for _ in range(2):  # a second pass only to go through BPDA when the model's own gradients mislead
             with grad_enabled():  # inside the caller's torch.inference_mode() too
                 report, setup = _one_pass(model, data, opts, threat, bpda, gen)
-            failed = [c.name for c in report.checks if c.name in C.MASKING_CHECKS and c.status == "warn"]
+            failed = [c.name for c in report.checks if c.name in MASKING_CHECKS and c.status == "warn"]
             if bpda != "auto" or not failed or setup.fronts or not with_bpda(model)[1]:
                 break
             bpda, note = True, f" (the model's own gradients failed the masking checks: {', '.join(failed)})"
@@ -152,8 +114,10 @@ def _check_model(model: nn.Module, setup: ModelSetup, opts: EvalOptions) -> None
     """What the model must be for these options, before any attack runs."""
     check_classes_for(opts.attacks, setup.classes)
     if opts.suite == "autoattack":
-        chosen = ("rand" if setup.stochastic else "standard") if opts.version == "auto" else opts.version
-        check_classes_for(AUTOATTACK_ATTACKS.get(chosen, ()), setup.classes, 9)
+        aa = opts.autoattack
+        chosen = ("rand" if setup.stochastic else "standard") if aa.version == "auto" else aa.version
+        stages = version_for(chosen, opts.norm, aa.attacks).stages
+        check_classes_for([s.name for s in stages], setup.classes, aa.n_target_classes)
     if opts.certify is not None:
         if setup.stochastic:
             raise ValueError("certify needs a deterministic model: bounds do not hold for a stochastic one")
@@ -171,7 +135,7 @@ def _one_pass(model, data, opts: EvalOptions, threat: ThreatModel, bpda, gen) ->
         raise ValueError("data: no samples (every batch is empty)")
     setup = model_setup(model, threat, first[0], bpda, opts.channels_last, opts.compile)
     _check_model(model, setup, opts)
-    runner = _Runner(model, setup, threat, opts, gen)
+    runner = EvalRunner(model, setup, threat, opts, gen)
     crafted = _crafted_attacks(runner, opts)
     tally = PassTally([name for name, _ in crafted], opts.norm, opts.check_samples if opts.checks else 0,
                       opts.examples)
@@ -208,12 +172,15 @@ class _Extras:
 
     def __init__(self, model: nn.Module, setup: ModelSetup, opts: EvalOptions, gen):
         self.model, self.setup, self.opts, self.certified = model, setup, opts, []
-        self.aa = None if opts.suite != "autoattack" else autoattack_run(
-            setup.base, eps=opts.eps, norm=opts.norm, version=opts.version, bounds=opts.bounds,
-            normalization=opts.normalization, seed=draw_seed(gen), autocast=opts.autocast, progress=opts.progress,
-            channels_last=opts.channels_last, compile=opts.compile, attacks=opts.aa_attacks,
-            individual=opts.aa_individual, state_path=opts.aa_state_path, resume=opts.aa_resume,
-            batch_size=opts.batch_size)
+        self.aa = None
+        if opts.suite == "autoattack":
+            drawn = draw_seed(gen)  # drawn either way: the generator's later draws stay the same
+            seed = drawn if opts.autoattack.seed is None else opts.autoattack.seed
+            aa = dataclasses.replace(opts.autoattack, seed=seed,
+                                     autocast=opts.autocast, progress=opts.progress, channels_last=opts.channels_last,
+                                     compile=opts.compile, batch_size=opts.batch_size)
+            self.aa = AutoAttackRun(setup.base, ThreatModel.build(opts.eps, opts.norm, opts.bounds, opts.normalization),
+                                    aa)
         if self.aa is not None:
             self.aa.use_layout(setup.levers.channels_last)  # measured once, above
         names = CORRUPTIONS if opts.corruptions == "all" else tuple(opts.corruptions)
@@ -241,7 +208,7 @@ class _Extras:
         cert_acc = sum(self.certified) / len(self.certified)
         fell = torch.nonzero(torch.tensor(self.certified) & ~robust_all[0]).flatten().tolist()
         report.certified = {"method": self.opts.certify, "accuracy": None if fell else cert_acc, "broken": fell}
-        report.checks.append(C.certified_below_empirical(cert_acc, report.worst_case.mean, fell))
+        report.checks.append(certified_below_empirical(cert_acc, report.worst_case.mean, fell))
         if fell:
             warnings.warn(f"certify: {report.checks[-1].detail}", stacklevel=4)
 
@@ -271,10 +238,10 @@ def _assemble(runner, opts: EvalOptions, setup: ModelSetup, tally: PassTally, ex
 
 def _checks(report, runner, model, setup: ModelSetup, tally: PassTally, opts: EvalOptions) -> None:
     """Clean accuracy above chance first; then the masking checks and the BPDA gap."""
-    report.checks.append(C.above_chance(report.clean_accuracy.mean, setup.classes, tally.n))
+    report.checks.append(above_chance(report.clean_accuracy.mean, setup.classes, tally.n))
     n = opts.check_samples
     if report.checks[-1].status != "pass":
-        report.checks += [Check(c, "n/a", "the model is at chance") for c in C.MASKING_CHECKS] if opts.checks else []
+        report.checks += [Check(c, "n/a", "the model is at chance") for c in MASKING_CHECKS] if opts.checks else []
     elif opts.checks:
         x, y = tally.kept()
         x, y, clean = x[:n], y[:n], tally.clean_correct()[0, :n]

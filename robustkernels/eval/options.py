@@ -3,18 +3,20 @@ once: :class:`EvalOptions` and :func:`check_eval_options` (as ``FitOptions`` ser
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import nn
 
 from ..certify import bound_method
 from ..common import non_negative, positive_int
+from ..levers import check_autocast, check_lever
 from ..threat import check_norm
-from .levers import check_autocast, check_lever
+from .aa_options import AutoAttackOptions
 from .suite import ATTACKS, LINF_ONLY, STEP_KEYS
 
 SUITES = ("default", "autoattack")
+NORMS = ("linf", "l2")  # evaluate's threat models (L1: autoattack(norm="l1"))
 
 
 @dataclass
@@ -38,11 +40,7 @@ class EvalOptions:
     title: str = ""
     progress: bool = True
     suite: str = "default"
-    version: str = "auto"
-    aa_attacks: tuple | None = None  # version="custom": AutoAttack's attacks to run
-    aa_individual: bool = False  # every AutoAttack attack on every point, not the cascade
-    aa_state_path: str | None = None  # AutoAttack's resumable state file (see autoattack)
-    aa_resume: bool = False
+    autoattack: AutoAttackOptions = field(default_factory=AutoAttackOptions)  # with suite="autoattack"
     autocast: str | None = "auto"
     channels_last: bool | str = "auto"
     compile: bool | str = False
@@ -63,6 +61,21 @@ def _check_steps(steps) -> dict:
     return {k: positive_int(f"steps[{k!r}]", v) for k, v in steps.items()}
 
 
+# what evaluate gives AutoAttack from its own options (one setting for both)
+SHARED_WITH_AUTOATTACK = ("autocast", "channels_last", "compile", "progress", "batch_size")
+
+
+def _check_autoattack(aa) -> None:
+    if not isinstance(aa, AutoAttackOptions):
+        raise TypeError(f"autoattack must be an AutoAttackOptions, got {type(aa).__name__}")
+    defaults = AutoAttackOptions()
+    shared = [f.name for f in fields(aa) if f.name in SHARED_WITH_AUTOATTACK
+              and getattr(aa, f.name) != getattr(defaults, f.name)]
+    if shared:
+        raise ValueError(f"autoattack: set {', '.join(shared)} on evaluate(...) itself, which gives "
+                         f"{'it' if len(shared) == 1 else 'them'} to AutoAttack too")
+
+
 def check_eval_options(model: nn.Module, o: EvalOptions) -> EvalOptions:
     """``o`` validated (a ValueError / TypeError naming the argument), normalised in place."""
     if not isinstance(model, nn.Module):
@@ -71,7 +84,7 @@ def check_eval_options(model: nn.Module, o: EvalOptions) -> EvalOptions:
         raise TypeError("surrogate must be another nn.Module (a model of the same task), not the model itself")
     if o.suite not in SUITES:
         raise ValueError(f"suite must be one of {SUITES}, got {o.suite!r}")
-    check_norm(o.norm, ("linf", "l2"), "evaluate (L1: robustkernels.eval.autoattack(norm='l1'))")
+    check_norm(o.norm, NORMS, "evaluate (L1: robustkernels.eval.autoattack(norm='l1'))")
     o.eps = non_negative("eps", o.eps)
     o.attacks = (o.attacks,) if isinstance(o.attacks, str) else tuple(o.attacks)
     unknown = [a for a in o.attacks if a not in ATTACKS]
@@ -92,6 +105,7 @@ def check_eval_options(model: nn.Module, o: EvalOptions) -> EvalOptions:
     check_lever("channels_last", o.channels_last)
     check_lever("compile", o.compile)
     check_autocast(o.autocast)
+    _check_autoattack(o.autoattack)
     if o.certify is not None:
         bound_method("certify", o.certify)
         if o.norm != "linf":

@@ -2,7 +2,7 @@
 a model before attacking it, in one place: its device, its forward behind the normalisation,
 its number of classes, whether it is stochastic (EOT and repeated passes then), whether its
 input gradient is masked (BPDA through its non-differentiable front-ends then), and the speed
-levers of the model the attacks run (:mod:`~robustkernels.eval.levers`)."""
+levers of the model the attacks run (:mod:`~robustkernels.levers`)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from torch import nn
 
 from ..common import dtype_hint, model_device
 from ..defences import with_bpda
+from ..levers import Levers, with_levers
 from ..threat import ThreatModel, normalize
-from .levers import Levers, with_levers
 from .probe import gradient_masked, probe
 
 AUTO_EOT, AUTO_REPEATS = 20, 5  # a stochastic model: EOT-20 and 5 passes, as AutoAttack's "rand"
@@ -42,7 +42,7 @@ def model_setup(model: nn.Module, threat: ThreatModel, x: torch.Tensor, bpda="au
                 compile=False, autocast=None) -> ModelSetup:
     """Probe ``model`` on the first inputs ``x``; ``bpda``: ``"auto"`` (through BPDA when the
     gradient is masked), ``True`` or ``False``; ``channels_last``, ``compile``, ``autocast``: the
-    levers of :func:`~robustkernels.eval.levers.with_levers`."""
+    levers of :func:`~robustkernels.levers.with_levers`."""
     device = model_device(model)
     x = x.to(device)
 

@@ -14,6 +14,7 @@ from ..eval import evaluate
 from ..models import build_model
 from ..train import fit, make_method
 
+DATASETS = ("digits", "cifar10")  # digits: this demo; cifar10: the seed report (recipes.seed_report)
 EPS = 0.1  # digits pixels are multiples of 1/16; 0.1 is about 1.6 grey levels
 DEMO_MODELS = {  # label: (activation, pni, method)
     "standard": ("relu", False, "standard"),

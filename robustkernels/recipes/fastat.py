@@ -24,6 +24,8 @@ from torch import nn
 from ..common import progress_bar
 from ..train import fit, make_method
 
+PROTOCOLS = ("fastat",)  # compare --protocol
+AA_VERSIONS = ("auto", "standard", "fast")  # what scores the compared models
 REFERENCE = "pgd-at+wa"  # the time ratios' denominator, as in the benchmark
 # label -> (AutoAttack %, training time / PGD-10 AT + WA's, clean %): CIFAR-10, ResNet-18, mean of
 # three seeds, from the benchmark's benchmark_data.json (commit b99c0de)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..common import model_device
-from ..eval.levers import lever_error, lever_failure
+from ..levers import lever_error, lever_failure
 from ..machine import native_bf16
 
 

@@ -6,8 +6,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-
+from ..common import AUTOCAST as PRECISIONS
 from ..common import non_negative, positive_int
 from . import checkpoint as ckpt
 from .augment import Augmentation, make_augmentation
@@ -15,7 +14,7 @@ from .averaging import check_tau
 from .schedules import LR_SCHEDULES
 
 OPTIMIZERS = ("sgd", "adam")
-AUTOCAST = {None: None, "none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AUTOCAST = {**PRECISIONS, "none": None}  # the common precisions, "none" spelled out too
 ON_OVERFIT = ("warn", "stop", "restore")
 VAL_ATTACKS = ("pgd", "fast")  # fast: autoattack(version="fast") joins the per-epoch validation
 KEEP = ("last", "best-robust")

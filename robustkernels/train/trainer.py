@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..attacks import FGSM, PGD
-from ..common import dtype_hint, frozen_model, model_device, progress_bar, rank_and_world
+from ..common import dtype_hint, frozen_model, model_device, progress_bar, rank_and_world, typed_options
 from ..data import CropFlip, IndexedData, check_label_range
 from ..nn import pni_param_groups
 from ..threat import default_step
@@ -98,12 +98,13 @@ def validate(model: nn.Module, method: Method, data: IndexedData, *, steps: int,
         xb, yb = xb.to(device), yb.to(device)
         for i, x_in in enumerate((xb, fgsm(xb, yb), pgd(xb, yb))):
             with frozen_model(model, "eval"), torch.no_grad():
-                correct[i] += int((pgd.logits(x_in).argmax(1) == yb).sum())
+                correct[i] += int((pgd.oracle().logits(x_in).argmax(1) == yb).sum())
     *totals, n = all_sum([*correct, len(idx)], device)
     return dict(zip(("val_clean_acc", "val_fgsm_acc", "val_pgd_acc"), (c / n for c in totals)))
 
 
-def fit(model: nn.Module, method: Method, train_data, *, val_data=None, **options) -> list[dict]:
+def fit(model: nn.Module, method: Method, train_data, options: FitOptions | None = None, *, val_data=None,
+        **fields) -> list[dict]:
     """Train ``model`` **in place** with ``method`` on ``train_data``; returns the
     per-epoch history (also written as JSON lines to ``log_path``).
 
@@ -111,6 +112,8 @@ def fit(model: nn.Module, method: Method, train_data, *, val_data=None, **option
         model: on its training device; its parameters are updated (and, with ``channels_last``,
             its memory format changed). Under ``torchrun`` it is wrapped in DDP internally.
         method: a :class:`~robustkernels.train.methods.Method`, e.g. ``make_method("pgd_at", eps=8/255)``.
+        options: a :class:`~robustkernels.train.options.FitOptions` (typed: its fields are the
+            arguments below), or those fields as keywords (which override it where both are given).
         train_data / val_data: ``(x [N, C, H, W] in bounds, y [N] int64)`` tensors (CPU is fine),
             or a map-style Dataset or DataLoader of ``(x, y)`` samples, read batch by batch in the
             trainer's order (a DataLoader's workers and collate_fn are used; its shuffle is
@@ -172,10 +175,7 @@ def fit(model: nn.Module, method: Method, train_data, *, val_data=None, **option
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if not isinstance(method, Method):
         raise TypeError(f"method must be a robustkernels.train.Method, got {type(method).__name__}")
-    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(FitOptions)})
-    if unknown:
-        raise TypeError(f"fit() got unexpected keyword argument(s): {', '.join(unknown)}")
-    opts = FitOptions(**options)
+    opts = typed_options(FitOptions, options, fields, "fit")
     train = IndexedData("train_data", train_data)
     if opts.batch_size is None:
         opts.batch_size = train.loader_batch_size or 128

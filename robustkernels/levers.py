@@ -10,7 +10,7 @@ depends on the model and the device - measured on 2 AVX-512 cores, a forward and
 (slower) on a LeNet-like CNN - so ``"auto"`` (the default, on every device) times both layouts on
 the first batch and keeps channels_last only where it is at least :data:`MIN_GAIN` faster.
 torch.compile (inductor, dynamic batch: the active set shrinks the batch) was slower than eager on
-CPU and costs its compile time; it stays off unless asked for (docs/guides/benchmarks.md, the
+CPU and costs its compile time; it stays off unless asked for (docs/results/benchmarks.md, the
 levers table).
 
 ``autocast="auto"`` (AutoAttack's ``fast`` version) times a bf16 pass against fp32 in the same
@@ -33,13 +33,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..attacks.base import AUTOCAST, input_gradient
-from ..common import frozen_model, model_device
-from ..machine import native_bf16
+from .common import AUTOCAST, frozen_model, input_gradient, model_device
+from .machine import native_bf16
 
 MIN_GAIN = 1.1  # "auto" adopts channels_last when a pass is at least this many times faster
 # "auto" times the fastest of 5 passes on at most 128 rows: the size of the attacks' active sets
-# (survivors of a 250-row batch), and steadier than 256 rows at half the cost (benchmarks guide)
+# (survivors of a 250-row batch), and steadier than 256 rows at half the cost (docs/results)
 TIMED_ROWS, TIMED_PASSES = 128, 5
 
 

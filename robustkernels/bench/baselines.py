@@ -1,4 +1,6 @@
-"""The eager formulations users compare us with: what attack libraries and the papers' code do."""
+"""The baselines: the formulations users run and compare us with - torchattacks' PGD, the LWTA
+and PNI papers' own code - written out in eager PyTorch (``reference/`` holds our ops' exact
+restatements; these are the other side of every speed ratio)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from ..nn.lwta import LWTA
 from ..nn.pni import PNIConv2d, PNILinear
 
 
-def pgd_step(x_adv, x_nat, grad, step, eps, norm="linf"):
+def torchattacks_step(x_adv, x_nat, grad, step, eps, norm="linf"):
     """The PGD update as torchattacks writes it (PGD / PGDL2)."""
     if norm == "linf":
         x_adv = x_adv + step * grad.sign()
@@ -23,17 +25,17 @@ def pgd_step(x_adv, x_nat, grad, step, eps, norm="linf"):
     return torch.clamp(x_nat + delta, 0, 1)
 
 
-def pgd_attack(model, x, y, eps=8 / 255, alpha=2 / 255, steps=10):
+def torchattacks_pgd(model, x, y, eps=8 / 255, alpha=2 / 255, steps=10):
     """PGD-k written with eager ops (torchattacks-style), the model as it is."""
     x_adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
     for _ in range(steps):
         x_adv.requires_grad_(True)
         (grad,) = torch.autograd.grad(F.cross_entropy(model(x_adv), y), x_adv)
-        x_adv = pgd_step(x_adv.detach(), x, grad, alpha, eps)
+        x_adv = torchattacks_step(x_adv.detach(), x, grad, alpha, eps)
     return x_adv
 
 
-def lwta(h, competitors=2, temperature=0.67):
+def official_lwta(h, competitors=2, temperature=0.67):
     """The LWTA reference code's formulation: Gumbel noise, tempered softmax, product."""
     shape = h.shape
     logits = h.view(shape[0], shape[1] // competitors, competitors, *shape[2:])
@@ -43,7 +45,7 @@ def lwta(h, competitors=2, temperature=0.67):
     return (logits * xi).view(shape)
 
 
-def noisy_weight(w, alpha, eta=None):
+def official_noisy_weight(w, alpha, eta=None):
     """The PNI authors' formulation (elliothe/CVPR_2019_PNI, ``noise_layer.py``): the std (a host
     sync, ``.item()``) and the noise drawn without gradient, then ``w + alpha * noise``; the noise
     is kept for the backward. ``eta``: standard-normal draws to use instead of fresh ones (tests)."""
@@ -57,12 +59,12 @@ def noisy_weight(w, alpha, eta=None):
 
 class EagerLWTA(LWTA):
     def forward(self, h):
-        return lwta(h, self.competitors, self.temperature)
+        return official_lwta(h, self.competitors, self.temperature)
 
 
 class _EagerPNI:
     def noisy_weight(self):
-        return noisy_weight(self.weight, self.alpha) if self.noise_enabled else self.weight
+        return official_noisy_weight(self.weight, self.alpha) if self.noise_enabled else self.weight
 
 
 class EagerPNIConv2d(_EagerPNI, PNIConv2d):
@@ -73,7 +75,7 @@ class EagerPNILinear(_EagerPNI, PNILinear):
     pass
 
 
-def to_eager(model: nn.Module) -> nn.Module:
+def with_official_layers(model: nn.Module) -> nn.Module:
     """The same model (same parameters) with every fused LWTA / PNI layer on the eager formulation."""
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):

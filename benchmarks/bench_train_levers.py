@@ -5,7 +5,7 @@ ratios (median times; > 1 means faster than the baseline).
 Levers: bf16 autocast, channels_last, torch.compile, and the attack never computing parameter
 gradients (the baseline for that row is a torchattacks-style loop whose attack leaves
 ``requires_grad`` on, so every attack backward also fills the weights' gradients). The last row is
-``fast=True``: the levers :func:`robustkernels.train.fast.fast_levers` picks for the device.
+``auto_levers=True``: the levers :func:`robustkernels.train.auto_levers.device_levers` picks for the device.
 
     python benchmarks/bench_train_levers.py [--model wrn-16-2] [--batch 64] [--steps 5] [--repeat 5] [--compile]
                                             [--device cpu|cuda]
@@ -21,7 +21,7 @@ from robustkernels.bench.timing import format_table, median_seconds
 from robustkernels.machine import describe
 from robustkernels.models import build_model
 from robustkernels.ops import pgd_step
-from robustkernels.train.fast import fast_levers
+from robustkernels.train.auto_levers import device_levers
 from robustkernels.train.methods import StepContext, make_method
 
 
@@ -98,10 +98,10 @@ def main():
                              [("torch.compile", dict(compile=True))] if args.compile else []):
         t = timed(make_step(args, **kwargs))
         rows.append([label, f"{1000 * t:.0f}", f"{base / t:.2f}x"])
-    levers = fast_levers(torch.device(args.device))
+    levers = device_levers(torch.device(args.device))
     t = timed(make_step(args, **levers))
     chosen = ", ".join(f"{k}={v}" for k, v in levers.items())
-    rows.append([f"fast=True ({chosen})", f"{1000 * t:.0f}", f"{base / t:.2f}x"])
+    rows.append([f"auto_levers=True ({chosen})", f"{1000 * t:.0f}", f"{base / t:.2f}x"])
     print(f"{args.model}, batch {args.batch}, PGD-{args.steps}, median of {args.repeat}; {describe()}")
     print(format_table(["variant", "ms / step", "speed vs fp32 step"], rows))
 

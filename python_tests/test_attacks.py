@@ -231,7 +231,7 @@ def test_bad_inputs(trained):
         attack(x.clone().fill_(float("nan")), y)
     with pytest.raises(ValueError, match="needs target labels"):
         PGD(model, targeted=True)(x, y)
-    with pytest.raises(ValueError, match="untargeted attack"):
+    with pytest.raises(ValueError, match="target labels given to an attack that takes none"):
         attack(x, y, y)
     with pytest.raises(ValueError, match="y is on meta"):
         attack(x, y.to("meta"))

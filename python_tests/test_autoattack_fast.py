@@ -2,7 +2,7 @@
 end points (100 iterations on the first, 50 on the second), a
 Square guard on the share of the survivors nearest to the boundary, and smoothed PGD on every
 survivor (in L2 / L1 APGD-DLR, only on batches where the guard fooled a point) - close to standard, said
-plainly in the report and the log; and ``fit(val_attack="fast", keep="best-robust")`` keeping the
+plainly in the report and the log; and ``fit(val_attack="autoattack-fast", keep="best-robust")`` keeping the
 weights of the best validation robust accuracy. Speed and the gap to standard are measured in
 ``robustkernels bench --ops autoattack``, not asserted here."""
 
@@ -108,7 +108,7 @@ def test_fit_keeps_the_best_robust_epoch(tmp_path):
     torch.manual_seed(0)
     model = small_cnn()
     history = fit(model, make_method("pgd_at", eps=0.1, steps=3), train, val_data=val, epochs=3, batch_size=64,
-                  lr=3e-3, optimizer="adam", val_attack="fast", keep="best-robust", progress=False,
+                  lr=3e-3, optimizer="adam", val_attack="autoattack-fast", keep="best-robust", progress=False,
                   checkpoint_path=tmp_path / "ck.pt")
     scores = [r["val_fast_acc"] for r in history]
     kept = [r["epoch"] for r in history if r["kept"]]

@@ -25,14 +25,14 @@ def test_pareto_front_keeps_what_nothing_beats_on_both_axes():
 def test_compare_trains_evaluates_and_writes_the_table_and_figure(tmp_path, capsys):
     out = tmp_path / "cmp"
     code = main(["compare", "--dataset", "digits", "--model", "cnn", "--epochs", "2", "--train-samples", "512",
-                 "--batch-size", "16", "--methods", "standard,fgsm-rs,free-at+fast", "--eval-samples", "40",
+                 "--batch-size", "16", "--methods", "standard,fgsm-rs,free-at+levers", "--eval-samples", "40",
                  "--val-samples", "40", "--lr", "0.1", "--no-progress", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
-    assert "| free-at+fast | 1 |" in printed  # free-at: epochs / replays, at least 1
+    assert "| free-at+levers | 1 |" in printed  # free-at: epochs / replays, at least 1
     result = json.loads((out / "compare.json").read_text())
-    assert [r["name"] for r in result["rows"]] == ["standard", "fgsm-rs", "free-at+fast"]
-    assert [r["fast"] for r in result["rows"]] == [False, False, True]
+    assert [r["name"] for r in result["rows"]] == ["standard", "fgsm-rs", "free-at+levers"]
+    assert [r["auto_levers"] for r in result["rows"]] == [False, False, True]
     for r in result["rows"]:
         assert 0 <= r["robust_accuracy"] <= r["clean_accuracy"] <= 1 and r["train_seconds"] > 0
         assert not r["at_chance"]  # models that learned: a Pareto front of chance-level rows means nothing
@@ -41,7 +41,7 @@ def test_compare_trains_evaluates_and_writes_the_table_and_figure(tmp_path, caps
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--methods", "pgd-at+slow"], "the only suffix is +fast"),
+    (["--methods", "pgd-at+slow"], "the only suffix is +levers"),
     (["--methods", "nope"], "method must be one of"),
     (["--methods", ","], "--methods is empty"),
     (["--model", "wrn-5-1", "--dataset", "digits"], "depth must be"),

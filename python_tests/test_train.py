@@ -117,17 +117,17 @@ def test_cost_levers_run(digits):
 @pytest.mark.parametrize("net, lever, asked", [(ViewNet, "channels_last", dict(channels_last=True)),
                                                 (IndexPutNet, "autocast", dict(autocast="bf16"))])
 def test_fast_drops_a_lever_the_model_fails_on_and_an_asked_one_is_refused(digits, monkeypatch, net, lever, asked):
-    """fast=True on a user model that fails with one of its levers (a .view of a channels_last
+    """auto_levers=True on a user model that fails with one of its levers (a .view of a channels_last
     activation, an op without bf16) trains without it, with a warning naming it; asking for that
     lever is refused before any step, naming the argument."""
-    import robustkernels.train.fast as fast
+    import robustkernels.train.auto_levers as auto
 
-    monkeypatch.setattr(fast, "native_bf16", lambda device: True)  # fast=True picks bf16 on any CPU
+    monkeypatch.setattr(auto, "native_bf16", lambda device: True)  # auto_levers picks bf16 on any CPU
     (x, y), _ = digits
     torch.manual_seed(0)
     model = net()
-    with pytest.warns(RuntimeWarning, match=f"fast=True: {lever} off, the model fails"):
-        history = _fit(model, make_method("pgd_at", eps=EPS, steps=2), (x[:64], y[:64]), epochs=1, fast=True)
+    with pytest.warns(RuntimeWarning, match=f"auto_levers=True: {lever} off, the model fails"):
+        history = _fit(model, make_method("pgd_at", eps=EPS, steps=2), (x[:64], y[:64]), epochs=1, auto_levers=True)
     assert torch.isfinite(torch.tensor(history[-1]["loss"]))  # with the lever, the first step would raise
     untouched = net()
     before = {k: v.clone() for k, v in untouched.state_dict().items()}

@@ -61,6 +61,14 @@ def non_negative(name: str, value) -> float:
     return float(value)
 
 
+def flag(name: str, value) -> bool:
+    """``value`` as a bool if it is one (a numpy bool too); a TypeError naming ``name`` otherwise
+    (``"no"`` is not False)."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
 def is_number(value) -> bool:
     """A Python int or float (not a bool, which is an int to Python)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -112,6 +112,12 @@ class APGD(Iterative):
         return runs_on_unfooled(ctx, x, y, target, ranks, self.restarts, lambda xs, ys, ts, rank, _: self._run(
             ctx, xs, ys, ts, self.steps_for(rank)))
 
+    def oracle(self):
+        oracle = super().oracle()
+        if self.loss == "dlr-targeted":  # refused on the first logits, whatever the data
+            oracle.classes_needed = self.n_target_classes + 2
+        return oracle
+
     def steps_for(self, rank: int | None) -> int:
         """A run's length: ``first_target_steps`` on the top-ranked target (rank 2), else ``steps``."""
         return self.first_target_steps if rank == 2 and self.first_target_steps else self.steps

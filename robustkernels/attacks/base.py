@@ -21,7 +21,7 @@ from typing import TypedDict, Unpack
 import torch
 from torch import nn
 
-from ..common import AUTOCAST, dtype_hint, frozen_model, grad_enabled, normal_tensor, positive_int
+from ..common import AUTOCAST, dtype_hint, flag, frozen_model, grad_enabled, normal_tensor, positive_int
 from ..ops import draw_seed
 from ..threat import Bounds, ThreatModel, check_norm, per_sample
 from .context import Context
@@ -105,7 +105,8 @@ class Attack:
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         self.model, self.loss = model, loss
-        self.targeted, self.early_stop, self.active_set = bool(targeted), bool(early_stop), bool(active_set)
+        self.targeted, self.early_stop = flag("targeted", targeted), flag("early_stop", early_stop)
+        self.active_set = flag("active_set", active_set)
         self.model_mode, self.autocast = model_mode, autocast
         if eot_batched not in (True, False, "auto"):
             raise ValueError(f"eot_batched must be True, False or 'auto', got {eot_batched!r}")
@@ -125,8 +126,11 @@ class Attack:
         own targets (APGD-T, FAB-T), the inputs (x's shape, e.g. an earlier attack's end points)
         at which they rank them, instead of x; the other attacks ignore it."""
         bounds = check_call(self.threat, x, y, target, self.targeted)
-        if rank_at is not None and (not isinstance(rank_at, torch.Tensor) or rank_at.shape != x.shape):
-            raise ValueError(f"rank_at must be a tensor of x's shape {list(x.shape)}")
+        if rank_at is not None and (not isinstance(rank_at, torch.Tensor) or rank_at.shape != x.shape
+                                    or rank_at.dtype != x.dtype or rank_at.device != x.device):
+            raise ValueError(f"rank_at must be a tensor of x's shape {list(x.shape)}, dtype and device")
+        if rank_at is not None and not bool(rank_at.isfinite().all()):
+            raise ValueError("rank_at contains NaN or infinity")
         with grad_enabled(), frozen_model(self.model, self.model_mode), dtype_hint(self.model, x):
             x, y, target = (normal_tensor(t) for t in (x, y, target))
             ctx = Context(self.threat, bounds, self.oracle(), self.generator,
@@ -167,7 +171,8 @@ def check_call(threat: ThreatModel, x, y, target, targeted: bool) -> Bounds:
     if targeted and target is None:
         raise ValueError("a targeted attack needs target labels: attack(x, y, target)")
     if not targeted and target is not None:
-        raise ValueError("target labels given to an untargeted attack (build it with targeted=True)")
+        raise ValueError("target labels given to an attack that takes none: an untargeted one (build it with "
+                         "targeted=True), or one that picks its own targets (APGD-T, FAB-T: call it as atk(x, y))")
     if bool(x.isnan().any()):
         raise ValueError("x contains NaN")
     bounds = threat.prepare(x)

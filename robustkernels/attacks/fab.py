@@ -156,6 +156,12 @@ class FAB(Iterative):
         return runs_on_unfooled(ctx, x, y, None, ranks, self.restarts, lambda xs, ys, ts, rank, restart: self.iterate(
             ctx, xs, ys, ts, self.steps, restart=restart))
 
+    def oracle(self):
+        oracle = super().oracle()
+        if self.fab_targeted:  # refused on the first logits, whatever the data
+            oracle.classes_needed = self.n_target_classes + 2
+        return oracle
+
     # -- the linearisation ------------------------------------------------------------------
     @staticmethod
     def boundary(ctx, x, y, target):

@@ -43,14 +43,15 @@ class Oracle:
         autocast: ``None``, ``"bf16"`` or ``"fp16"``: the model's precision inside the attack.
         training: the model runs in train mode (never batch the EOT copies: BatchNorm sees them).
 
-    The first logits of the call are checked to be [B, K] with every label a class of K.
+    The first logits of the call are checked to be [B, K] with K >= 2 (K >= ``classes_needed``,
+    the targets an attack that ranks its own needs) and every label a class of K.
     """
 
     def __init__(self, model: nn.Module, *, normalization, loss: str, targeted: bool, eot_iter: int,
                  eot_batched: bool, autocast: str | None, training: bool):
         self.model, self.normalization, self.loss, self.targeted = model, normalization, loss, targeted
         self.eot_iter, self.eot_batched, self.autocast, self.training = eot_iter, eot_batched, autocast, training
-        self.checked = False
+        self.checked, self.classes_needed = False, 2
 
     def logits(self, x: torch.Tensor, fp32: bool = False) -> torch.Tensor:
         """The model's logits on x (inputs in the bounds), under the autocast unless ``fp32``."""
@@ -63,8 +64,10 @@ class Oracle:
         """Once per call: the model returns [B, K] logits and the labels are classes of it."""
         if self.checked:
             return
-        check_logits_shape(logits, y.shape[0])
+        check_logits_shape(logits, y.shape[0], min_classes=2)
         classes = logits.shape[1]
+        if classes < self.classes_needed:
+            raise ValueError(f"n_target_classes: target rank {self.classes_needed} needs more than {classes} classes")
         for name, labels in (("y", y), ("target", target)):
             if labels is not None and labels.numel() and int(labels.max()) >= classes:
                 raise ValueError(f"{name} has labels >= the model's {classes} classes")

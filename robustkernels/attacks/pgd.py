@@ -7,7 +7,7 @@ import dataclasses
 
 import torch
 
-from ..common import non_negative, positive_int
+from ..common import flag, non_negative, positive_int
 from ..ops.pgd import random_init
 from .loop import Iterative, RowState
 
@@ -53,7 +53,7 @@ class PGD(Iterative):
         self.alpha = non_negative("alpha", alpha)
         self.steps = positive_int("steps", steps)
         self.restarts = positive_int("restarts", restarts)
-        self.random_start = bool(random_start)
+        self.random_start = flag("random_start", random_start)
 
     def perturb(self, ctx, x, y, target):
         best, best_score = None, None

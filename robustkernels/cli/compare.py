@@ -9,7 +9,7 @@ import os
 from .args import add_model_options, command, held_folder, integer, number
 from .args import device as parse_device
 
-DEFAULT_METHODS = "pgd-at,fgsm-rs,n-fgsm,free-at,atta,fat,n-fgsm+fast,atta+fast"
+DEFAULT_METHODS = "pgd-at,fgsm-rs,n-fgsm,free-at,atta,fat,n-fgsm+levers,atta+levers"
 SUMMARY = "train several methods on the same model and data; AutoAttack accuracy against training time"
 
 
@@ -28,11 +28,12 @@ def add_compare(commands) -> None:
     add_model_options(p, "wrn-10-1",
                       "cnn | cnn-bn | lenet5 | preact-resnet18 | wrn-DEPTH-WIDTH (preact-resnet18 on a GPU)")
     p.add_argument("--methods", default=None,
-                   help=f"comma-separated methods; NAME+fast trains that one with --fast's levers (default: "
+                   help=f"comma-separated methods; NAME+levers trains that one with --auto-levers (default: "
                         f"{DEFAULT_METHODS}; with --protocol fastat every benchmark method, NAME+wa with averaging)")
     p.add_argument("--epochs", type=integer(), default=4,
                    help="epochs per method (free-at: epochs / replays, the same number of minibatch steps)")
-    p.add_argument("--fast", action="store_true", help="train every method with the fast levers")
+    p.add_argument("--auto-levers", action="store_true",
+                   help="train every method with the speed levers that pay off on this device")
     p.add_argument("--eps", type=number(fraction=True), default=None,
                    help="default: 0.1 digits, 0.3 mnist, 8/255 cifar10, cifar100 and svhn; your own data: required")
     p.add_argument("--eps-warmup-epochs", type=number(), default=0.0, help="eps ramp for every method")
@@ -75,11 +76,11 @@ def contenders(spec: str, args, eps: float, normalization=None) -> list:
     out = []
     for item in (s.strip() for s in spec.split(",") if s.strip()):
         name, _, suffix = item.partition("+")
-        if suffix not in ("", "fast"):
-            raise ValueError(f"--methods: {item!r}: the only suffix is +fast")
+        if suffix not in ("", "levers"):
+            raise ValueError(f"--methods: {item!r}: the only suffix is +levers")
         method = make_method(name, eps=eps, eps_warmup_epochs=args.eps_warmup_epochs, normalization=normalization)
         epochs = max(1, args.epochs // method.replays) if hasattr(method, "replays") else args.epochs
-        out.append(Contender(item, method, epochs, fast=args.fast or suffix == "fast"))
+        out.append(Contender(item, method, epochs, auto_levers=args.auto_levers or suffix == "levers"))
     if not out:
         raise ValueError("--methods is empty")
     return out

@@ -48,7 +48,8 @@ def run_fastat(args) -> int:
     device, eps, seeds = parse_device(args.device), eps_for(args), _seeds(args.seeds)
     labels = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(fastat.METHODS)
     recipe = fastat.Recipe(epochs=args.epochs, eps=eps, augment=args.dataset in ("cifar10", "cifar100") and
-                           not args.no_augment, fast=args.fast, seeds=seeds, batch_size=args.batch_size, lr=args.lr)
+                           not args.no_augment, auto_levers=args.auto_levers, seeds=seeds, batch_size=args.batch_size,
+                           lr=args.lr)
     for label in labels:
         fastat.method_for(label, eps, args.epochs)  # a bad label fails before the data is read
     train, test = load_data(args)

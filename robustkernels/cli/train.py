@@ -66,7 +66,7 @@ def add_train(commands) -> None:
                    help="mixed precision for the model")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--fast", action="store_true",
+    p.add_argument("--auto-levers", action="store_true",
                    help="the levers among bf16 autocast, channels_last and torch.compile that pay off on this device")
     _run_arguments(p)
 
@@ -199,7 +199,8 @@ def _train(args) -> int:
                   optimizer=optimizer, weight_decay=args.weight_decay, schedule=args.schedule,
                   augment=args.augment, augmentations=augmentations,
                   val_data=take(test, 0, args.val_samples),
-                  autocast=args.autocast, channels_last=args.channels_last, compile=args.compile, fast=args.fast,
+                  autocast=args.autocast, channels_last=args.channels_last, compile=args.compile,
+                  auto_levers=args.auto_levers,
                   on_overfit=args.on_overfit, seed=args.seed, val_attack=args.val_attack, keep=args.keep,
                   log_path=os.path.join(out, "metrics.jsonl"), checkpoint_path=checkpoint_path,
                   checkpoint_every=args.checkpoint_every, resume="force" if args.force_resume else args.resume,

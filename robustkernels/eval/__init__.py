@@ -5,11 +5,11 @@ from ..certify import CertifiedReport, certified_accuracy
 from .autoattack import VERSIONS, AutoAttackOptions, AutoAttackReport, AutoAttackRun, autoattack
 from .corruptions import CORRUPTIONS, CorruptionReport, corruption_accuracy
 from .evaluate import evaluate
+from .options import EvalOptions
 from .probe import is_stochastic
 from .report import AttackResult, Check, RobustnessReport, Stat
 from .suite import ATTACKS, make_attack
 
 __all__ = ["ATTACKS", "CORRUPTIONS", "VERSIONS", "AttackResult", "AutoAttackOptions", "AutoAttackReport",
-           "AutoAttackRun", "CertifiedReport", "Check",
-           "CorruptionReport", "RobustnessReport", "Stat", "autoattack", "certified_accuracy", "corruption_accuracy",
-           "evaluate", "is_stochastic", "make_attack"]
+           "AutoAttackRun", "CertifiedReport", "Check", "CorruptionReport", "EvalOptions", "RobustnessReport", "Stat",
+           "autoattack", "certified_accuracy", "corruption_accuracy", "evaluate", "is_stochastic", "make_attack"]

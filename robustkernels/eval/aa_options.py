@@ -7,7 +7,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, fields
 
-from ..common import positive_int
+from ..common import flag, positive_int
 from ..levers import check_autocast, check_lever
 from .aa_versions import ALL_ATTACKS, VERSIONS
 
@@ -41,10 +41,12 @@ class AutoAttackOptions:
         if self.version not in VERSIONS + ("auto",):
             raise ValueError(f"version must be one of {VERSIONS + ('auto',)}, got {self.version!r}")
         object.__setattr__(self, "attacks", _custom_attacks(self.version, self.attacks))
-        if not isinstance(self.individual, bool):
-            raise TypeError(f"individual must be a bool, got {type(self.individual).__name__}")
-        if self.seed is not None:
-            positive_int("seed", self.seed + 1 if isinstance(self.seed, int) else self.seed)
+        for name in ("individual", "active_set", "progress", "resume"):
+            flag(name, getattr(self, name))
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.bpda not in (True, False, "auto"):
+            raise ValueError(f"bpda must be True, False or 'auto', got {self.bpda!r}")
         if self.repeats != "auto":
             positive_int("repeats", self.repeats)
         for name in ("steps", "n_queries", "n_target_classes"):

@@ -259,6 +259,9 @@ class AutoAttackRun:
                                               self.setup.stochastic)
             self.state.confirm("model_outputs", fingerprint, same_outputs)
         self.cascade = self._cascade()
+        if "square" in self.cascade.names and x.dim() != 4:  # before any attack runs, not at Square
+            raise ValueError(f"data: version {self.cascade.version!r} runs Square, which needs images [B, C, H, W]; "
+                             f"got inputs of shape {list(x.shape)} (version='custom' without 'square' runs the rest)")
         self.reps = eot_and_repeats(self.setup.stochastic, repeats=self.options.repeats)[1]
         self.state.check_counters(self.cascade.names)
         self.cascade.seconds.update(self.state.seconds)

@@ -106,6 +106,8 @@ def check_eval_options(model: nn.Module, o: EvalOptions) -> EvalOptions:
     check_lever("compile", o.compile)
     check_autocast(o.autocast)
     _check_autoattack(o.autoattack)
+    if o.suite != "autoattack" and o.autoattack != AutoAttackOptions():
+        raise ValueError("autoattack= sets the AutoAttack part, which runs with suite='autoattack' only: pass that too")
     if o.certify is not None:
         bound_method("certify", o.certify)
         if o.norm != "linf":

@@ -23,7 +23,7 @@ class CompareRow:
 
     name: str
     epochs: int
-    fast: bool
+    auto_levers: bool
     train_seconds: float  # the training steps' time (fit's per-epoch train_seconds summed)
     clean_accuracy: float
     robust_accuracy: float
@@ -37,12 +37,12 @@ class CompareRow:
 
 @dataclass
 class Contender:
-    """What to train: a label, a fresh method, the epochs and whether ``fast=True``."""
+    """What to train: a label, a fresh method, the epochs and whether ``auto_levers=True``."""
 
     label: str
     method: Method
     epochs: int
-    fast: bool = False
+    auto_levers: bool = False
 
 
 def pareto_front(rows: Sequence[CompareRow]) -> None:
@@ -68,12 +68,14 @@ def compare(make_model: Callable[[], nn.Module], contenders: Sequence[Contender]
     for c in contenders:
         model = make_model()
         tic = time.perf_counter()
-        history = fit(model, c.method, train_data, epochs=c.epochs, fast=c.fast, progress=progress, **fit_options)
+        history = fit(model, c.method, train_data, epochs=c.epochs, auto_levers=c.auto_levers, progress=progress,
+                      **fit_options)
         wall = time.perf_counter() - tic
         model.eval()
         tic = time.perf_counter()
         clean, robust, scored = evaluate(model, test_data)
-        rows.append(CompareRow(c.label, c.epochs, c.fast, sum(r["train_seconds"] for r in history), clean, robust,
+        seconds = sum(r["train_seconds"] for r in history)
+        rows.append(CompareRow(c.label, c.epochs, c.auto_levers, seconds, clean, robust,
                                time.perf_counter() - tic, fit_seconds=wall,
                                overfit=any(r.get("overfit") for r in history),
                                kept_epoch=next((r["epoch"] for r in history if r.get("kept")), len(history)),

@@ -53,7 +53,7 @@ class Recipe:
     schedule: str = "onecycle"
     label_smoothing: float = 0.4
     tau: float = 0.9995
-    fast: bool = False  # the library's speed levers (fit(fast=True)) on top
+    auto_levers: bool = False  # the library's speed levers (fit(auto_levers=True)) on top
     seeds: tuple = (0, 1, 2)
 
 
@@ -108,7 +108,7 @@ def train_one(make_model: Callable[[int], nn.Module], label: str, seed: int, rec
                   schedule=recipe.schedule, augment=recipe.augment,
                   augmentations=[f"label_smoothing:{recipe.label_smoothing}"],
                   weight_average=recipe.tau if averaged else None, keep="best-robust", seed=seed,
-                  fast=recipe.fast, progress=progress)
+                  auto_levers=recipe.auto_levers, progress=progress)
     clean, robust = score(model.eval())
     kept = next((r["epoch"] for r in history if r.get("kept")), len(history))
     return RunResult(label, seed, clean, robust, sum(r["train_seconds"] for r in history), epochs, kept,
@@ -254,5 +254,5 @@ def header(recipe: Recipe, *, model: str, data: str, train_size: int, val_size: 
             f"SGD lr {recipe.lr} momentum {recipe.momentum} weight decay {recipe.weight_decay}, batch "
             f"{recipe.batch_size}, onecycle, {'crop and flip, ' if recipe.augment else ''}label smoothing "
             f"{recipe.label_smoothing}, weight averaging tau {recipe.tau} (+wa), best epoch by validation PGD-10; "
-            f"eps {recipe.eps:.4g}; {aa} on {test_size} test images; {'fast levers on; ' if recipe.fast else ''}"
+            f"eps {recipe.eps:.4g}; {aa} on {test_size} test images; {'auto levers on; ' if recipe.auto_levers else ''}"
             f"machine: {machine}. Benchmark columns: ResNet-18, CIFAR-10, 100 epochs (Pan & Yao 2026).")

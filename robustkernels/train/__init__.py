@@ -9,9 +9,10 @@ or, in a loop you own, ``loss_fn = RobustLoss(model, "pgd-at", eps=8/255)`` and
 
 from .losses import interval_bounds, sensitivity, trades_loss
 from .methods import METHODS, Method, make_method, scheduled_eps
+from .options import FitOptions
 from .robust_loss import RobustLoss
 from .schedules import LR_SCHEDULES, lr_factor
 from .trainer import fit, validate
 
-__all__ = ["LR_SCHEDULES", "METHODS", "Method", "RobustLoss", "fit", "interval_bounds", "lr_factor", "make_method",
-           "validate", "scheduled_eps", "sensitivity", "trades_loss"]
+__all__ = ["LR_SCHEDULES", "METHODS", "FitOptions", "Method", "RobustLoss", "fit", "interval_bounds", "lr_factor",
+           "make_method", "validate", "scheduled_eps", "sensitivity", "trades_loss"]

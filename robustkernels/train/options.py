@@ -16,7 +16,7 @@ from .schedules import LR_SCHEDULES
 OPTIMIZERS = ("sgd", "adam")
 AUTOCAST = {**PRECISIONS, "none": None}  # the common precisions, "none" spelled out too
 ON_OVERFIT = ("warn", "stop", "restore")
-VAL_ATTACKS = ("pgd", "fast")  # fast: autoattack(version="fast") joins the per-epoch validation
+VAL_ATTACKS = ("pgd", "autoattack-fast")  # autoattack-fast: autoattack(version="fast") joins the validation
 KEEP = ("last", "best-robust")
 
 
@@ -39,7 +39,7 @@ class FitOptions:
     autocast: str | None = None
     channels_last: bool = False
     compile: bool = False
-    fast: bool = False
+    auto_levers: bool = False
     seed: int = 0
     log_path: str | os.PathLike | None = None
     checkpoint_path: str | os.PathLike | None = None
@@ -93,8 +93,8 @@ def check_options(options: FitOptions, default_schedule: str, has_val: bool) -> 
     for name in ("callback", "on_epoch"):
         if getattr(o, name) is not None and not callable(getattr(o, name)):
             raise TypeError(f"{name} must be callable, got {type(getattr(o, name)).__name__}")
-    if not isinstance(o.fast, bool):
-        raise TypeError(f"fast must be a bool, got {type(o.fast).__name__}")
+    if not isinstance(o.auto_levers, bool):
+        raise TypeError(f"auto_levers must be a bool, got {type(o.auto_levers).__name__}")
     if o.checkpoint_path is not None:
         o.checkpoint_path = ckpt.check_path(o.checkpoint_path)
     if o.log_path is not None:

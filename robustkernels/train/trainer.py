@@ -27,9 +27,9 @@ from ..data import CropFlip, IndexedData, check_label_range
 from ..nn import pni_param_groups
 from ..threat import default_step
 from . import checkpoint as ckpt
+from .auto_levers import checked_levers
 from .averaging import WeightAverage
 from .distributed import all_sum, barrier, init_from_env, shard
-from .fast import checked_levers
 from .methods import Method, StepContext
 from .options import AUTOCAST, FitOptions, check_options
 from .overfit import overfit_message
@@ -133,24 +133,24 @@ def fit(model: nn.Module, method: Method, train_data, options: FitOptions | None
             ``"gaussian_noise:0.05"``, ``"mixup:1.0"``, ``"cutmix:1.0"``). Mixing ones train on
             soft targets; the method's attack uses the label of the larger share.
         val_attack_steps: PGD steps of the per-epoch validation (clean, FGSM and PGD accuracy).
-        val_attack: ``"pgd"`` (that validation) or ``"fast"``: also the robust accuracy of
+        val_attack: ``"pgd"`` (that validation) or ``"autoattack-fast"``: also the robust accuracy of
             :func:`~robustkernels.eval.autoattack` ``version="fast"`` (``val_fast_acc``).
         keep: ``"last"`` (default) or ``"best-robust"``: at the end the model (and the last
             checkpoint) holds the weights of the epoch with the best validation robust accuracy
-            (``val_fast_acc`` with ``val_attack="fast"``, else ``val_pgd_acc``): robust-overfitting
+            (``val_fast_acc`` with ``val_attack="autoattack-fast"``, else ``val_pgd_acc``): robust-overfitting
             early stopping (Rice et al. 2020). That epoch's record gets ``"kept": true``.
         weight_average: a decay tau in (0, 1) (the FastAT Benchmark's 0.9995) keeps an
             exponential moving average of the weights after every batch, with a warm-up of the
             decay and BatchNorm statistics averaged alike (:mod:`~robustkernels.train.averaging`).
-            Validation, ``keep="best-robust"`` and ``val_attack="fast"`` read the average, the
+            Validation, ``keep="best-robust"`` and ``val_attack="autoattack-fast"`` read the average, the
             checkpoint holds both (resume is exact), and the model ends holding the average.
         autocast: ``None``, ``"bf16"`` or ``"fp16"`` (with a gradient scaler).
         channels_last, compile: memory format and ``torch.compile`` for training and attacks.
-        fast: the levers among autocast / channels_last / compile that pay off on this device
-            (:func:`~robustkernels.train.fast.fast_levers`); explicit settings win. A lever the
-            model fails a forward and backward pass with is dropped with a warning if ``fast``
+        auto_levers: the levers among autocast / channels_last / compile that pay off on this device
+            (:func:`~robustkernels.train.auto_levers.device_levers`); explicit settings win. A lever the
+            model fails a forward and backward pass with is dropped with a warning if ``auto_levers``
             chose it and refused with a ValueError if asked for
-            (:func:`~robustkernels.train.fast.checked_levers`).
+            (:func:`~robustkernels.train.auto_levers.checked_levers`).
         on_overfit: ``"warn"`` (default), ``"stop"`` or ``"restore"``: what to do when the
             validation history shows catastrophic overfitting (PGD accuracy collapsing while FGSM
             accuracy rises). It is always logged (``"overfit": true``) and warned about;
@@ -219,7 +219,7 @@ def track_best(run: Run, opts: FitOptions, record: dict) -> None:
     """keep="best-robust": remember the weights of the best validation robust accuracy so far."""
     if opts.keep != "best-robust":
         return
-    score = record["val_fast_acc" if opts.val_attack == "fast" else "val_pgd_acc"]
+    score = record["val_fast_acc" if opts.val_attack == "autoattack-fast" else "val_pgd_acc"]
     if run.best is None or score > run.best["score"]:
         weights = (run.average.model if run.average is not None else run.model).state_dict()
         run.best = {"epoch": record["epoch"], "score": score, "model": copy.deepcopy(weights)}
@@ -272,7 +272,7 @@ def restore(run: Run, good: dict | None, record: dict) -> None:
 
 
 def setup(model: nn.Module, method: Method, opts: FitOptions, train_size: int, example: torch.Tensor) -> Run:
-    """Device, process group, the fast levers (checked on ``example`` inputs [B, ...]), memory
+    """Device, process group, the speed levers (checked on ``example`` inputs [B, ...]), memory
     format, compile, DDP, optimizer, schedule and autocast: the :class:`Run` every later step
     works on."""
     device = model_device(model)
@@ -442,7 +442,7 @@ def end_epoch(run: Run, opts: FitOptions, val: IndexedData | None, epoch: int) -
                           seed=mix_seed(opts.seed, epoch, 7), device=run.device)
         run.method.end_validation(scores["val_clean_acc"], scores["val_pgd_acc"])
         record.update(scores)
-        if opts.val_attack == "fast":
+        if opts.val_attack == "autoattack-fast":
             record["val_fast_acc"] = validate_fast(run.evaluated, run.method, val, batch_size=opts.batch_size,
                                                    seed=mix_seed(opts.seed, epoch, 11))
     run.history.append(record)

@@ -1,5 +1,5 @@
-"""``fast=True``: the speed levers that pay off on the device at hand (see
-``benchmarks/fast_levers.py`` for each one's share)."""
+"""``auto_levers=True``: the speed levers that pay off on the device at hand (see
+``benchmarks/bench_train_levers.py`` for each one's share)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from ..levers import lever_error, lever_failure
 from ..machine import native_bf16
 
 
-def fast_levers(device: torch.device) -> dict:
-    """``{"autocast", "channels_last", "compile"}`` for ``fast=True`` on ``device``.
+def device_levers(device: torch.device) -> dict:
+    """``{"autocast", "channels_last", "compile"}`` for ``auto_levers=True`` on ``device``.
 
     CUDA: bf16 autocast (fp16 with a scaler on GPUs without bf16), channels_last and
     torch.compile. CPU: bf16 autocast only where the CPU has native bf16 and channels_last;
@@ -26,10 +26,10 @@ def fast_levers(device: torch.device) -> dict:
 
 
 def checked_levers(model: nn.Module, x: torch.Tensor, opts) -> None:
-    """Set ``opts.autocast / channels_last / compile``: the ones asked for, then ``fast=True``'s
+    """Set ``opts.autocast / channels_last / compile``: the ones asked for, then ``auto_levers=True``'s
     device defaults. One forward and backward pass on ``x`` [B, ...] checks each: a lever asked
     for that the model fails on (a ``.view`` of a channels_last activation, an op without bf16
-    support) is refused with a ValueError naming it; one that ``fast=True`` chose is dropped with
+    support) is refused with a ValueError naming it; one that ``auto_levers=True`` chose is dropped with
     a warning."""
     device = model_device(model)
     x = x.to(device)
@@ -37,7 +37,7 @@ def checked_levers(model: nn.Module, x: torch.Tensor, opts) -> None:
     why = lever_failure(model, x, levers["channels_last"], levers["autocast"])
     if why is not None:
         raise lever_error(levers, why)
-    chosen = fast_levers(device) if opts.fast else {}
+    chosen = device_levers(device) if opts.auto_levers else {}
     opts.compile = opts.compile or chosen.get("compile", False)
     for name in ("channels_last", "autocast"):
         if levers[name] or not chosen.get(name):
@@ -47,6 +47,6 @@ def checked_levers(model: nn.Module, x: torch.Tensor, opts) -> None:
         if why is None:
             levers = trial
         else:
-            warnings.warn(f"fast=True: {name} off, the model fails a forward and backward pass with it ({why})",
+            warnings.warn(f"auto_levers=True: {name} off, the model fails a forward and backward pass with it ({why})",
                           RuntimeWarning, stacklevel=4)
     opts.channels_last, opts.autocast = levers["channels_last"], levers["autocast"]

@@ -115,7 +115,7 @@ class APGD(Iterative):
     def oracle(self):
         oracle = super().oracle()
         if self.loss == "dlr-targeted":  # refused on the first logits, whatever the data
-            oracle.classes_needed = self.n_target_classes + 2
+            oracle.classes_needed = self.n_target_classes + 1  # the last target rank
         return oracle
 
     def steps_for(self, rank: int | None) -> int:

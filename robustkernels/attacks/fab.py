@@ -159,7 +159,7 @@ class FAB(Iterative):
     def oracle(self):
         oracle = super().oracle()
         if self.fab_targeted:  # refused on the first logits, whatever the data
-            oracle.classes_needed = self.n_target_classes + 2
+            oracle.classes_needed = self.n_target_classes + 1  # the last target rank
         return oracle
 
     # -- the linearisation ------------------------------------------------------------------

@@ -51,7 +51,7 @@ class Oracle:
                  eot_batched: bool, autocast: str | None, training: bool):
         self.model, self.normalization, self.loss, self.targeted = model, normalization, loss, targeted
         self.eot_iter, self.eot_batched, self.autocast, self.training = eot_iter, eot_batched, autocast, training
-        self.checked, self.classes_needed = False, 2
+        self.checked, self.classes_needed = False, 2  # K >= 2; an attack ranking targets needs its last rank
 
     def logits(self, x: torch.Tensor, fp32: bool = False) -> torch.Tensor:
         """The model's logits on x (inputs in the bounds), under the autocast unless ``fp32``."""

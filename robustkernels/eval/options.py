@@ -21,6 +21,10 @@ NORMS = ("linf", "l2")  # evaluate's threat models (L1: autoattack(norm="l1"))
 
 @dataclass
 class EvalOptions:
+    """Everything :func:`~robustkernels.eval.evaluate` takes besides the model and the data (each
+    field is documented there); ``evaluate(model, data, options=EvalOptions(eps=8/255, ...))`` or
+    the same fields as keywords."""
+
     eps: float
     norm: str = "linf"
     attacks: tuple = ("fgsm", "pgd", "cw", "apgd-ce", "apgd-dlr")

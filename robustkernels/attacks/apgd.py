@@ -108,15 +108,12 @@ class APGD(Iterative):
                                                                                         first_target_steps)
 
     def perturb(self, ctx, x, y, target):
-        ranks = range(2, self.n_target_classes + 2) if self.loss == "dlr-targeted" else [None]
+        ranks = self.target_ranks() or [None]
         return runs_on_unfooled(ctx, x, y, target, ranks, self.restarts, lambda xs, ys, ts, rank, _: self._run(
             ctx, xs, ys, ts, self.steps_for(rank)))
 
-    def oracle(self):
-        oracle = super().oracle()
-        if self.loss == "dlr-targeted":  # refused on the first logits, whatever the data
-            oracle.classes_needed = self.n_target_classes + 1  # the last target rank
-        return oracle
+    def target_ranks(self) -> range:
+        return range(2, self.n_target_classes + 2) if self.loss == "dlr-targeted" else range(0)
 
     def steps_for(self, rank: int | None) -> int:
         """A run's length: ``first_target_steps`` on the top-ranked target (rank 2), else ``steps``."""

@@ -141,9 +141,18 @@ class Attack:
     def oracle(self) -> Oracle:
         """A fresh :class:`~robustkernels.attacks.oracle.Oracle`: the model as this attack queries
         it (its loss, EOT passes, precision and mode)."""
-        return Oracle(self.model, normalization=self.normalization, loss=self.loss, targeted=self.targeted,
-                      eot_iter=self.eot_iter, eot_batched=self.eot_batched, autocast=self.autocast,
-                      training=self.model_mode == "train")
+        oracle = Oracle(self.model, normalization=self.normalization, loss=self.loss, targeted=self.targeted,
+                        eot_iter=self.eot_iter, eot_batched=self.eot_batched, autocast=self.autocast,
+                        training=self.model_mode == "train")
+        ranks = self.target_ranks()
+        if ranks:  # the last rank is checked on the call's first logits, whatever the data
+            oracle.classes_needed = max(ranks)
+        return oracle
+
+    def target_ranks(self) -> range:
+        """The target ranks an attack that picks its own targets runs (APGD-T, FAB-T: the 2nd,
+        3rd, ... class); empty for the others."""
+        return range(0)
 
     def perturb(self, ctx: Context, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         """The attack itself, on checked inputs: x_adv [B, ...] per the contract."""

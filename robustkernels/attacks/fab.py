@@ -152,15 +152,12 @@ class FAB(Iterative):
     def perturb(self, ctx, x, y, target):
         with torch.no_grad():
             ctx.oracle.check_output(ctx.oracle.logits(x), y, None)
-        ranks = range(2, self.n_target_classes + 2) if self.fab_targeted else [None]
+        ranks = self.target_ranks() or [None]
         return runs_on_unfooled(ctx, x, y, None, ranks, self.restarts, lambda xs, ys, ts, rank, restart: self.iterate(
             ctx, xs, ys, ts, self.steps, restart=restart))
 
-    def oracle(self):
-        oracle = super().oracle()
-        if self.fab_targeted:  # refused on the first logits, whatever the data
-            oracle.classes_needed = self.n_target_classes + 1  # the last target rank
-        return oracle
+    def target_ranks(self) -> range:
+        return range(2, self.n_target_classes + 2) if self.fab_targeted else range(0)
 
     # -- the linearisation ------------------------------------------------------------------
     @staticmethod

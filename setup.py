@@ -19,6 +19,7 @@ from setuptools import setup
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+CSRC = os.path.join(ROOT, "csrc")  # sources include "common/...", "<op>/..." from here
 ARCH = runpy.run_path(os.path.join(ROOT, "robustkernels", "kernels", "cuda_arch.py"))
 
 
@@ -61,14 +62,15 @@ def extension():
     # -fno-trapping-math lets float selects (clamps, max) become vector blends; it changes no value.
     # cpp_extension picks the C++ standard.
     cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
-    srcs = sources("csrc/ops.cpp") + sources("csrc/cpu/*.cpp")
+    srcs = sources("csrc/ops.cpp") + sources("csrc/*/*.cpp")
     if build_cuda():
         archs, source = cuda_arch_list()
         # recorded for `robustkernels info` (csrc/ops.cpp); ',' for ';', which the build's shell splits
         recorded = [f"-DRK_CUDA_ARCHS={archs.replace(';', ',')}", f"-DRK_CUDA_ARCH_SOURCE={source}"]
         return CUDAExtension(
             "robustkernels._C",
-            srcs + sources("csrc/cuda/*.cu"),
+            srcs + sources("csrc/*/*.cu"),
+            include_dirs=[CSRC],
             define_macros=[("RK_WITH_CUDA", None)],
             extra_compile_args={"cxx": cxx_flags + recorded, "nvcc": ["-O3", "-fmad=false"]},
             extra_link_args=["-fopenmp"],
@@ -76,6 +78,7 @@ def extension():
     return CppExtension(
         "robustkernels._C",
         srcs,
+        include_dirs=[CSRC],
         extra_compile_args={"cxx": cxx_flags},
         extra_link_args=["-fopenmp"],
     )

@@ -1,4 +1,4 @@
-"""Compile every csrc/cuda/*.cu to PTX for sm_80 and sm_90 with the flags the real build uses
+"""Compile every csrc/<op>/*.cu to PTX for sm_80 and sm_90 with the flags the real build uses
 (torch's cpp_extension nvcc flags, -O3 -fmad=false) and check each float32 / bf16 / fp16 kernel:
 no fma., no .approx or .ftz arithmetic (their bits must match the CPU and the reference). The
 float64 instantiations are exempt: libdevice's log / exp there are not claimed bit-equal to libm.
@@ -40,8 +40,9 @@ def main() -> int:
         os.makedirs(stub)
         with open(os.path.join(stub, "cuda_cmake_macros.h"), "w") as f:
             f.write("#pragma once\n")  # generated in CUDA builds of torch; the CPU wheel lacks it
-        includes = [f"-I{os.path.join(work, 'stub')}"] + [f"-I{p}" for p in include_paths()]
-        for source in sorted(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu"))):
+        includes = [f"-I{os.path.join(work, 'stub')}", f"-I{os.path.join(ROOT, 'csrc')}"]
+        includes += [f"-I{p}" for p in include_paths()]
+        for source in sorted(glob.glob(os.path.join(ROOT, "csrc", "*", "*.cu"))):
             for arch in (80, 90):
                 out = os.path.join(work, f"{os.path.basename(source)}.sm{arch}.ptx")
                 result = subprocess.run(["nvcc", "-ptx", f"-arch=sm_{arch}", *FLAGS, *includes, source, "-o", out],

@@ -1,6 +1,6 @@
 """The fused PGD step and PGD-10 end to end vs eager PyTorch, one process. Prints ratio tables.
 
-Step: our kernels vs the eager reference (reference/pgd.py, what attack code does today), with
+Step: our kernels vs the eager reference (ops/pgd/reference.py, what attack code does today), with
 effective bandwidth (bytes read + written / time) next to the measured copy bandwidth. End to
 end: PGD-10 on a small CNN and on WideResNet-16-4 with our attack vs the same loop written
 with eager ops (torchattacks-style).

@@ -10,7 +10,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")  # the CPU tests' default; cuda t
 def triton_interpreted() -> bool:
     """Whether our Triton kernels were decorated under TRITON_INTERPRET=1 (the setting is read
     when a kernel is defined, so it is the kernels, not the variable, that say)."""
-    from robustkernels.kernels.triton import noise
+    from robustkernels.ops.noise import triton as noise
 
     return type(noise._noise_add_kernel).__name__ == "InterpretedFunction"
 

@@ -11,6 +11,8 @@ import robustkernels
 from robustkernels import BackendUnavailableError, _backend, _extension, ops, use_backend
 from robustkernels.ops.philox import philox as philox_op
 
+from .helpers import run_python
+
 
 def test_cpu_backends_listed():
     names = robustkernels.available_backends("cpu")
@@ -176,17 +178,9 @@ def test_auto_runs_every_dtype_on_a_gpu(dtype):
     assert ops.lwta(h).dtype == dtype and ops.noisy_weight(h, 0.25).dtype == dtype
 
 
-def _normalised_schema(schema) -> tuple:
-    """(name without namespace, [(type, argument name, mutable)], returns): SymInt is int in C++,
-    alias-set names differ between the two registrations."""
-    args = [(str(a.type).replace("SymInt", "int"), a.name, bool(a.alias_info and a.alias_info.is_write))
-            for a in schema.arguments]
-    return schema.name.split("::")[1], args, [str(r.type) for r in schema.returns]
-
-
-def test_every_compiled_op_has_the_schema_of_its_python_twin():
-    """Each KernelOp with a compiled backend: its torch.library schema (from the Python stub) and
-    the C++ ``m.def`` of csrc/ops.cpp agree argument for argument."""
+def test_every_compiled_kernel_is_declared_once_and_implemented_on_the_cpu():
+    """Each KernelOp with a compiled backend declares ``robustkernels_C::<kernel>`` from its own
+    schema (csrc/ writes none) and csrc/<op>/cpu.cpp implements it."""
     import robustkernels.ops  # noqa: F401 (registers every op)
     from robustkernels.ops._registry import REGISTERED
 
@@ -194,16 +188,41 @@ def test_every_compiled_op_has_the_schema_of_its_python_twin():
         pytest.skip(f"the compiled extension is not loaded: {robustkernels._extension.REASON}")
     compiled = [op for op in REGISTERED if op.compiled]
     assert len(compiled) >= 6, [op.name for op in REGISTERED]
-    for op in compiled:
-        ours = _normalised_schema(op.op._opoverload._schema)
-        theirs = _normalised_schema(getattr(torch.ops.robustkernels_C, op.compiled).default._schema)
-        assert ours[1:] == theirs[1:], (op.name, ours, theirs)
+    for op in compiled + [None]:
+        kernel = "philox_fill_" if op is None else op.compiled
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"robustkernels_C::{kernel}", "CPU"), kernel
+        if op is not None:
+            ours = str(op.op._opoverload._schema).split("(", 1)[1].replace("SymInt", "int")
+            theirs = str(getattr(torch.ops.robustkernels_C, kernel).default._schema).split("(", 1)[1]
+            assert ours == theirs, (op.name, ours, theirs)
+
+
+def test_a_schema_the_cpp_kernel_disagrees_with_is_refused_when_declared():
+    """The dispatcher checks each C++ kernel's signature against the one Python declaration: a
+    declaration that disagrees (here ``l2`` an int) fails at import, never at a call."""
+    if not robustkernels._extension.LOADED:
+        pytest.skip(f"the compiled extension is not loaded: {robustkernels._extension.REASON}")
+    code = f"""
+import torch
+torch.ops.load_library({robustkernels._C.__file__!r})
+lib = torch.library.Library("robustkernels_C", "FRAGMENT")
+try:
+    lib.define("pgd_step_(Tensor(a!) out, Tensor x_adv, Tensor x_nat, Tensor grad, Tensor step, Tensor eps, "
+               "Tensor lo, Tensor hi, int l2) -> ()")
+except RuntimeError as exc:
+    assert "doesn't match the expected function schema" in str(exc), exc
+    print("refused")
+"""
+    result = run_python(code)
+    assert result.stdout.strip() == "refused", result.stderr
 
 
 def test_cuda_tests_refuse_the_triton_interpreter(monkeypatch):
     """On a GPU machine, a cuda-marked test run under TRITON_INTERPRET=1 (conftest's CPU default)
     fails at set-up and says to run with TRITON_INTERPRET=0; other tests are left alone."""
     from types import SimpleNamespace
+
+    from robustkernels.ops.noise import triton  # noqa: F401 (decorated now, under conftest's TRITON_INTERPRET=1)
 
     from . import conftest
 

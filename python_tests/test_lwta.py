@@ -6,9 +6,11 @@ import torch
 from scipy import stats
 
 import robustkernels
-from robustkernels import ops, reference
+from robustkernels import ops
 from robustkernels.ops import seed_tensor
 from robustkernels.ops.lwta import lwta_backward, lwta_forward
+from robustkernels.ops.lwta import reference as lwta_ref
+from robustkernels.ops.philox import reference as philox_ref
 
 from .conftest import backend_params
 from .helpers import assert_lowp_close
@@ -40,7 +42,7 @@ def run(backend, h, **kwargs):
 def reference_autograd(h, weights, competitors, dim, **kwargs):
     x = h.detach().clone().requires_grad_(True)
     dim = dim % h.dim()
-    y = reference.lwta.lwta(x, competitors, dim=dim, seed=ops.draw_seed(seeded()), **kwargs)
+    y = lwta_ref.lwta(x, competitors, dim=dim, seed=ops.draw_seed(seeded()), **kwargs)
     (grad,) = torch.autograd.grad((y.float() * weights).sum(), x)
     return y, grad
 
@@ -81,8 +83,8 @@ def test_low_precision(backend, dtype):
         y = ops.lwta(h, generator=seeded())
     assert y.dtype == dtype
     seed = ops.draw_seed(seeded())
-    ref_fp32 = reference.lwta.lwta(h.float(), 2, seed=seed)
-    assert_lowp_close(y, reference.lwta.lwta(h, 2, seed=seed), ref_fp32)
+    ref_fp32 = lwta_ref.lwta(h.float(), 2, seed=seed)
+    assert_lowp_close(y, lwta_ref.lwta(h, 2, seed=seed), ref_fp32)
     if backend != "triton":  # the Triton interpreter rounds fp32 -> bf16/fp16 its own way
         with robustkernels.use_backend("reference"):
             assert torch.equal(y, ops.lwta(h, generator=seeded()))
@@ -139,13 +141,13 @@ def test_pair_winners_follow_sigmoid_of_h_difference():
 
 
 def test_logistic_noise_matches_its_distribution():
-    u = reference.philox_uniform(200000, 12345, per_block=4)
-    noise = reference.lwta.logistic(u).double()
+    u = philox_ref.philox_uniform(200000, 12345, per_block=4)
+    noise = lwta_ref.logistic(u).double()
     assert stats.kstest(noise.numpy(), stats.logistic.cdf).pvalue > 1e-4
     assert abs(noise.mean().item()) < 5 * (np.pi**2 / 3 / noise.numel()) ** 0.5
     assert abs(noise.var().item() - np.pi**2 / 3) < 0.05  # sd of the variance estimate: about 0.01
     # the two Gumbels it replaces: G0 - G1 has the same law
-    gumbels = reference.lwta.gumbel(reference.philox_uniform(400000, 999, per_block=4)).double().view(-1, 2)
+    gumbels = lwta_ref.gumbel(philox_ref.philox_uniform(400000, 999, per_block=4)).double().view(-1, 2)
     assert stats.ks_2samp(noise.numpy(), (gumbels[:, 0] - gumbels[:, 1]).numpy()).pvalue > 1e-4
 
 
@@ -154,9 +156,9 @@ def test_zero_temperature_limit_pair_is_sign_of_difference_plus_logistic():
     h = torch.randn(4, 6, 5, 5)
     y = ops.lwta(h, competitors=2, temperature=1e-6, generator=seeded(9))
     seed = ops.draw_seed(seeded(9))
-    u0 = reference.philox_uniform(h.numel(), seed, per_block=4).view(4, 3, 2, 5, 5)[:, :, 0]
+    u0 = philox_ref.philox_uniform(h.numel(), seed, per_block=4).view(4, 3, 2, 5, 5)[:, :, 0]
     blocks = h.view(4, 3, 2, 5, 5)
-    first = (blocks[:, :, 0] - blocks[:, :, 1] + reference.lwta.logistic(u0)) >= 0
+    first = (blocks[:, :, 0] - blocks[:, :, 1] + lwta_ref.logistic(u0)) >= 0
     mask = torch.stack([first, ~first], dim=2).float().view(h.shape)
     assert torch.equal(y, h * mask)
 
@@ -166,7 +168,7 @@ def test_zero_temperature_limit_is_masked_argmax_of_h_plus_gumbel():
     h = torch.randn(4, 6, 5, 5)
     y = ops.lwta(h, competitors=3, temperature=1e-6, generator=seeded(9))
     seed = ops.draw_seed(seeded(9))
-    g = reference.lwta.gumbel(reference.philox_uniform(h.numel(), seed, per_block=4).view(h.shape))
+    g = lwta_ref.gumbel(philox_ref.philox_uniform(h.numel(), seed, per_block=4).view(h.shape))
     blocks = (h + g).view(4, 2, 3, 5, 5)
     mask = torch.zeros_like(blocks).scatter_(2, blocks.argmax(dim=2, keepdim=True), 1.0).view(h.shape)
     assert torch.equal(y, h * mask)

@@ -1,4 +1,4 @@
-"""The CUDA LWTA kernel's thread work (csrc/common/lwta_math.h's ``lwta_group``: a group of
+"""The CUDA LWTA kernel's thread work (csrc/lwta/math.h's ``lwta_group``: a group of
 positions whose draws share whole Philox blocks, and the per-block math templated on the op-math
 type) compiled for the host and run on the CPU over every group of a launch: float64 blocks
 compute in double, and both float32 and float64 agree bit for bit with the CPU kernel (and
@@ -11,16 +11,16 @@ import pytest
 import torch
 
 import robustkernels
-from robustkernels import reference
 from robustkernels.ops import seed_tensor
 from robustkernels.ops.lwta import KernelLayout, lwta_backward, lwta_forward
+from robustkernels.ops.lwta import reference as lwta_ref
 
 from .conftest import backend_params
 
 CSRC = pathlib.Path(__file__).resolve().parents[1] / "csrc"
 SOURCE = r"""
 #include <torch/extension.h>
-#include "common/lwta_math.h"
+#include "lwta/math.h"
 
 template <typename A>
 struct HostIo {
@@ -101,10 +101,10 @@ def test_cuda_block_math_matches_the_cpu_kernel(block_math, backend, dtype, unit
     torch.testing.assert_close(ours_bwd, cpu_bwd, rtol=0, atol=0, equal_nan=True)
     if dtype == torch.float32:
         kwargs = {"hard": mode == 1, "mode": "argmax" if mode == 2 else "sample"}
-        ref = reference.lwta.lwta(h, units, 0.67, 1, seed=seed, **kwargs)
+        ref = lwta_ref.lwta(h, units, 0.67, 1, seed=seed, **kwargs)
         torch.testing.assert_close(ours_fwd, ref, rtol=0, atol=0, equal_nan=True)
     else:  # double arithmetic: far closer to the float64 reference than float32 could be
-        ref = reference.lwta.lwta(h, units, 0.67, 1, seed=seed, hard=mode == 1,
+        ref = lwta_ref.lwta(h, units, 0.67, 1, seed=seed, hard=mode == 1,
                                   mode="argmax" if mode == 2 else "sample")
         torch.testing.assert_close(ours_fwd, ref, rtol=1e-12, atol=1e-12, equal_nan=True)
 

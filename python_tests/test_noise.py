@@ -6,9 +6,11 @@ import pytest
 import torch
 
 import robustkernels
-from robustkernels import ops, reference
+from robustkernels import ops
 from robustkernels.ops import seed_tensor
 from robustkernels.ops.noise import noise_add, noise_alpha_grad
+from robustkernels.ops.noise import reference as noise_ref
+from robustkernels.ops.philox import reference as philox_ref
 
 from .conftest import backend_params
 from .helpers import assert_lowp_close
@@ -48,7 +50,7 @@ def test_noisy_weight_matches_reference_fp32(backend, shape, granularity):
     with robustkernels.use_backend(backend):
         y = ops.noisy_weight(w, alpha, generator=seeded())
         gw, ga = grads(y, (w, alpha), g)
-    y_ref = reference.noisy_weight(w, alpha, seed_of())
+    y_ref = noise_ref.noisy_weight(w, alpha, seed_of())
     gw_ref, ga_ref = grads(y_ref, (w, alpha), g)
     assert y.shape == w.shape and y.dtype == w.dtype
     torch.testing.assert_close(y, y_ref, rtol=1e-6, atol=1e-6)
@@ -68,8 +70,8 @@ def test_low_precision_within_reference_error(backend, dtype, granularity):
         y = ops.noisy_weight(w, alpha, generator=seeded())
     assert y.dtype == dtype
     seed = seed_of()
-    ref_fp32 = reference.noisy_weight(w.float(), alpha, seed)  # same input values, fp32 math and storage
-    assert_lowp_close(y, reference.noisy_weight(w, alpha, seed), ref_fp32)
+    ref_fp32 = noise_ref.noisy_weight(w.float(), alpha, seed)  # same input values, fp32 math and storage
+    assert_lowp_close(y, noise_ref.noisy_weight(w, alpha, seed), ref_fp32)
 
 
 @pytest.mark.parametrize("backend", backend_params())
@@ -82,7 +84,7 @@ def test_low_precision_alpha_gradient(backend, dtype):
     with robustkernels.use_backend(backend):
         (ga,) = grads(ops.noisy_weight(w, alpha, generator=seeded()), (alpha,), g.to(dtype).float())
     seed = seed_of()
-    (ga_fp32,) = grads(reference.noisy_weight(w.detach().float(), alpha, seed), (alpha,), g.to(dtype).float())
+    (ga_fp32,) = grads(noise_ref.noisy_weight(w.detach().float(), alpha, seed), (alpha,), g.to(dtype).float())
     # the incoming gradient is bf16/fp16 but alpha and its gradient are fp32 on every path
     assert ga.dtype == torch.float32
     torch.testing.assert_close(ga, ga_fp32, rtol=1e-5, atol=1e-5)
@@ -101,7 +103,7 @@ def test_inject_noise_activations_non_contiguous(backend, granularity):
     with robustkernels.use_backend(backend):
         y = ops.inject_noise(x, alpha, generator=seeded())
         (ga,) = grads(y, (alpha,), torch.ones(x.shape))
-    y_ref = reference.inject_noise(x, alpha, seed_of())
+    y_ref = noise_ref.inject_noise(x, alpha, seed_of())
     (ga_ref,) = grads(y_ref, (alpha,), torch.ones(x.shape))
     torch.testing.assert_close(y, y_ref, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(ga, ga_ref, rtol=1e-5, atol=1e-5)
@@ -257,8 +259,8 @@ def test_kernels_read_whole_philox_blocks_at_any_alignment(backend, layout, offs
     args = (alpha, x.std(), channels, inner, elementwise, seed_tensor(2**40 + 5), offset)
     with robustkernels.use_backend(backend):
         y, ga = noise_add(x, *args), noise_alpha_grad(g, *args)
-    assert torch.equal(y, reference.noise.noise_add(x, *args))
-    torch.testing.assert_close(ga, reference.noise.noise_alpha_grad(g, *args), rtol=1e-6, atol=1e-6)
+    assert torch.equal(y, noise_ref.noise_add(x, *args))
+    torch.testing.assert_close(ga, noise_ref.noise_alpha_grad(g, *args), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
@@ -273,13 +275,13 @@ def test_std_gap_bound_covers_a_device_std(dtype, granularity):
     alpha = make_alpha(w, granularity).detach()
     seed, flat = seed_of(), alpha.float().reshape(-1)
     layout = _alpha_layout(w, alpha, 0)
-    eta = reference.philox_normal(w.numel(), seed, 0, per_block=4)
-    scale = (reference.noise._flat_alpha(flat, w.numel(), *layout) * eta).abs().max().item()
+    eta = philox_ref.philox_normal(w.numel(), seed, 0, per_block=4)
+    scale = (noise_ref._flat_alpha(flat, w.numel(), *layout) * eta).abs().max().item()
     std = w.float().std()
-    ref_lowp, ref_fp32 = reference.noisy_weight(w, alpha, seed), reference.noisy_weight(w.float(), alpha, seed)
+    ref_lowp, ref_fp32 = noise_ref.noisy_weight(w, alpha, seed), noise_ref.noisy_weight(w.float(), alpha, seed)
     for ulps in (1, -1, 4, -4):
         off = std * (1 + ulps * torch.finfo(torch.float32).eps)  # a "device" std
-        device = reference.noise.noise_add(w, flat, off, *layout, seed, 0)
+        device = noise_ref.noise_add(w, flat, off, *layout, seed, 0)
         assert_close_given_std(device, ref_lowp, ref_fp32, scale, abs(off.item() - std.item()))
 
 
@@ -302,20 +304,20 @@ def test_cuda_backends_match_reference(backend, dtype, granularity):
     channels, inner, elementwise = _alpha_layout(w_cpu, alpha_cpu, 0)
     flat_alpha = alpha_cpu.float().reshape(-1)
     # exact: given the device's std, the kernel is the reference bit for bit
-    exact = reference.noise.noise_add(w_cpu, flat_alpha, std_device, channels, inner, elementwise, seed, 0)
+    exact = noise_ref.noise_add(w_cpu, flat_alpha, std_device, channels, inner, elementwise, seed, 0)
     assert torch.equal(y.detach().cpu(), exact)
     # against the CPU's std (torch.std may differ in its last bits between devices): as good as
     # the reference in this dtype, within what the std difference moves the noise
     std_cpu = w_cpu.float().std()
     assert abs(std_device.item() - std_cpu.item()) <= 8 * torch.finfo(torch.float32).eps * std_cpu.item()
-    eta = reference.philox_normal(w_cpu.numel(), seed, 0, per_block=4).view(w_cpu.shape)
-    scale = (reference.noise._flat_alpha(flat_alpha, w_cpu.numel(), channels, inner, elementwise).view(w_cpu.shape)
+    eta = philox_ref.philox_normal(w_cpu.numel(), seed, 0, per_block=4).view(w_cpu.shape)
+    scale = (noise_ref._flat_alpha(flat_alpha, w_cpu.numel(), channels, inner, elementwise).view(w_cpu.shape)
              * eta).abs().max().item()
-    assert_close_given_std(y.detach().cpu(), reference.noisy_weight(w_cpu, alpha_cpu, seed),
-                           reference.noisy_weight(w_cpu.float(), alpha_cpu, seed), scale,
+    assert_close_given_std(y.detach().cpu(), noise_ref.noisy_weight(w_cpu, alpha_cpu, seed),
+                           noise_ref.noisy_weight(w_cpu.float(), alpha_cpu, seed), scale,
                            abs(std_device.item() - std_cpu.item()))
     a_ref = alpha_cpu.clone().requires_grad_()
-    (ga_ref,) = torch.autograd.grad(reference.noisy_weight(w_cpu.float(), a_ref, seed).sum(), a_ref)
+    (ga_ref,) = torch.autograd.grad(noise_ref.noisy_weight(w_cpu.float(), a_ref, seed).sum(), a_ref)
     torch.testing.assert_close(ga.cpu(), ga_ref, rtol=1e-3, atol=1e-3)
 
 
@@ -349,7 +351,7 @@ def test_channels_last_stays_channels_last(backend, granularity):
         y = ops.inject_noise(x, alpha, generator=seeded())
         gx, ga = grads(y, (x, alpha), g)
     assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
-    y_ref = reference.inject_noise(x, alpha, seed_of())
+    y_ref = noise_ref.inject_noise(x, alpha, seed_of())
     gx_ref, ga_ref = grads(y_ref, (x, alpha), g)
     torch.testing.assert_close(y, y_ref, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(gx, gx_ref)
@@ -408,8 +410,8 @@ def test_cuda_offsets_past_2_32(backend, granularity, offset):
     with robustkernels.use_backend(backend):
         y = noise_add(x.cuda(), *(a.cuda() if isinstance(a, torch.Tensor) else a for a in args))
         ga = noise_alpha_grad(g.cuda(), *(a.cuda() if isinstance(a, torch.Tensor) else a for a in args))
-    assert torch.equal(y.cpu(), reference.noise.noise_add(x, *args))
-    torch.testing.assert_close(ga.cpu(), reference.noise.noise_alpha_grad(g, *args), rtol=1e-6, atol=1e-6)
+    assert torch.equal(y.cpu(), noise_ref.noise_add(x, *args))
+    torch.testing.assert_close(ga.cpu(), noise_ref.noise_alpha_grad(g, *args), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.cuda
@@ -429,5 +431,5 @@ def test_cuda_channels_last_in_place_matches_reference(backend, granularity):
     assert y.is_contiguous(memory_format=torch.channels_last)
     nhwc = x.permute(0, 2, 3, 1)  # the memory, as a contiguous tensor
     channels, inner = (1, x.numel()) if granularity == "layer" else (6, 1)
-    expected = reference.noise.noise_add(nhwc, alpha.reshape(-1), std, channels, inner, False, seed_of(), 0)
+    expected = noise_ref.noise_add(nhwc, alpha.reshape(-1), std, channels, inner, False, seed_of(), 0)
     assert torch.equal(y.cpu().permute(0, 2, 3, 1), expected)

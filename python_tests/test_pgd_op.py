@@ -4,8 +4,9 @@ import pytest
 import torch
 
 import robustkernels
-from robustkernels import ops, reference
+from robustkernels import ops
 from robustkernels.ops.pgd import pgd_step_op
+from robustkernels.ops.pgd import reference as pgd_ref
 
 from .conftest import backend_params
 from .helpers import assert_lowp_close, capture_cuda_graph
@@ -25,7 +26,7 @@ def reference_step(x_adv, x_nat, grad, step, eps, norm, bounds):
     b = x_adv.shape[0]
     as_batch = lambda v: torch.as_tensor(v, dtype=torch.float32).reshape(-1).expand(b)  # noqa: E731
     lo, hi = (torch.as_tensor(v, dtype=torch.float32).reshape(-1) for v in bounds)
-    return reference.pgd.pgd_step(x_adv, x_nat, grad, as_batch(step), as_batch(eps), lo, hi, norm == "l2")
+    return pgd_ref.pgd_step(x_adv, x_nat, grad, as_batch(step), as_batch(eps), lo, hi, norm == "l2")
 
 
 @pytest.mark.parametrize("backend", backend_params())

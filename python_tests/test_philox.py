@@ -8,9 +8,11 @@ import torch
 from scipy import stats
 
 import robustkernels
-from robustkernels import ops, reference
+from robustkernels import ops
+from robustkernels.ops.lwta import reference as lwta_ref
 from robustkernels.ops.philox import philox as philox_op
-from robustkernels.reference.philox import uint_to_uniform
+from robustkernels.ops.philox import reference as philox_ref
+from robustkernels.ops.philox.reference import uint_to_uniform
 
 from .conftest import backend_params
 from .helpers import ulp_distance
@@ -41,7 +43,7 @@ STREAMS = [  # (n, seed, offset): n not a multiple of 4 or of a block, counters 
     ],
 )
 def test_reference_philox_matches_random123_known_answers(counter, key, expected):
-    words = reference.philox4x32_10(tuple(torch.tensor([c]) for c in counter), key)
+    words = philox_ref.philox4x32_10(tuple(torch.tensor([c]) for c in counter), key)
     assert tuple(int(w) for w in words) == expected
 
 
@@ -50,7 +52,7 @@ PER_BLOCK = pytest.mark.parametrize("per_block", [1, 4], ids=["x1", "x4"])
 
 DRAWS = pytest.mark.parametrize(
     "draw, expected_draw",
-    [(ops.philox_uniform, reference.philox_uniform), (ops.philox_normal, reference.philox_normal)],
+    [(ops.philox_uniform, philox_ref.philox_uniform), (ops.philox_normal, philox_ref.philox_normal)],
     ids=["uniform", "normal"],
 )
 
@@ -70,25 +72,25 @@ def test_bit_identical_to_reference(backend, n, seed, offset, per_block, draw, e
 @pytest.mark.parametrize("backend", backend_params(("cpp", "triton")))
 @PER_BLOCK
 def test_normal_bit_identical_on_a_large_draw(backend, per_block):
-    expected = reference.philox_normal(1 << 18, 99, 3, per_block=per_block)
+    expected = philox_ref.philox_normal(1 << 18, 99, 3, per_block=per_block)
     with robustkernels.use_backend(backend):
         got = ops.philox_normal(1 << 18, 99, 3, per_block=per_block)
     assert torch.equal(got, expected)
 
 
 def test_polynomial_log_and_sincos_are_accurate():
-    u = reference.philox_uniform(1 << 18, 5).clamp_min(1e-7)
+    u = philox_ref.philox_uniform(1 << 18, 5).clamp_min(1e-7)
     exact_log = torch.log(u.double())
-    assert (ulp_distance(reference.philox.log_poly(u), exact_log.float()) <= 2).all()
+    assert (ulp_distance(philox_ref.log_poly(u), exact_log.float()) <= 2).all()
     theta = 6.283185307179586 * u
-    sin, cos = reference.philox.sincos_poly(theta)
+    sin, cos = philox_ref.sincos_poly(theta)
     eps = torch.finfo(torch.float32).eps
     assert ((sin.double() - torch.sin(theta.double())).abs() <= 2 * eps).all()
     assert ((cos.double() - torch.cos(theta.double())).abs() <= 2 * eps).all()
     x = torch.linspace(-86.0, 88.0, 100_001)
     exact_exp = torch.exp(x.double())
-    assert ((reference.lwta.exp_poly(x).double() - exact_exp).abs() <= 2 * eps * exact_exp).all()
-    assert reference.lwta.exp_poly(torch.tensor([-88.0, -1e4, float("-inf")])).eq(0).all()  # underflow to 0
+    assert ((lwta_ref.exp_poly(x).double() - exact_exp).abs() <= 2 * eps * exact_exp).all()
+    assert lwta_ref.exp_poly(torch.tensor([-88.0, -1e4, float("-inf")])).eq(0).all()  # underflow to 0
 
 
 def _exact_box_muller(u1, u2):
@@ -103,21 +105,21 @@ def _exact_box_muller(u1, u2):
 
 def test_reference_normal_is_box_muller_of_reference_uniforms():
     n, seed = 1 << 16, 31337
-    c0, c1, _, _ = reference.philox_block(seed, torch.arange(n))
+    c0, c1, _, _ = philox_ref.philox_block(seed, torch.arange(n))
     exact_cos, _, bound = _exact_box_muller(c0, c1)
-    assert ((reference.philox_normal(n, seed).double() - exact_cos).abs() <= bound).all()
+    assert ((philox_ref.philox_normal(n, seed).double() - exact_cos).abs() <= bound).all()
 
 
 def test_reference_four_per_block_uses_all_words_in_order():
     blocks, seed, offset = 4096, 99, 8  # offset 8 = block 2, output 0
-    c0, c1, c2, c3 = reference.philox_block(seed, torch.arange(2, 2 + blocks))
+    c0, c1, c2, c3 = philox_ref.philox_block(seed, torch.arange(2, 2 + blocks))
     cos01, sin01, bound01 = _exact_box_muller(c0, c1)
     cos23, sin23, bound23 = _exact_box_muller(c2, c3)
-    draws = reference.philox_normal(4 * blocks, seed, offset, per_block=4).double().view(blocks, 4)
+    draws = philox_ref.philox_normal(4 * blocks, seed, offset, per_block=4).double().view(blocks, 4)
     for got, exact, bound in ((draws[:, 0], cos01, bound01), (draws[:, 1], sin01, bound01),
                               (draws[:, 2], cos23, bound23), (draws[:, 3], sin23, bound23)):
         assert ((got - exact).abs() <= bound).all()
-    uniforms = reference.philox_uniform(4 * blocks, seed, offset, per_block=4).view(blocks, 4)
+    uniforms = philox_ref.philox_uniform(4 * blocks, seed, offset, per_block=4).view(blocks, 4)
     assert torch.equal(uniforms, torch.stack([uint_to_uniform(c) for c in (c0, c1, c2, c3)], dim=1))
 
 
@@ -258,6 +260,6 @@ def test_cuda_backends_match_reference(backend, per_block):
     with robustkernels.use_backend(backend):
         u = ops.philox_uniform(n, seed, offset, device="cuda", per_block=per_block)
         z = ops.philox_normal(n, seed, offset, device="cuda", per_block=per_block)
-    assert torch.equal(u.cpu(), reference.philox_uniform(n, seed, offset, per_block=per_block))
+    assert torch.equal(u.cpu(), philox_ref.philox_uniform(n, seed, offset, per_block=per_block))
     # no FMA contraction anywhere (nvcc -fmad=false, enable_fp_fusion=False): the same bits
-    assert torch.equal(z.cpu(), reference.philox_normal(n, seed, offset, per_block=per_block))
+    assert torch.equal(z.cpu(), philox_ref.philox_normal(n, seed, offset, per_block=per_block))

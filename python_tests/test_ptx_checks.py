@@ -48,7 +48,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from robustkernels.kernels.ptx import bad_ptx_lines
-from robustkernels.kernels.triton import aot
+from robustkernels.ops import aot
 
 launches = [l for l in aot.recorded_launches() if l.kernel.__name__ == "_l2_sums_kernel"]
 name, signature, constexprs = aot.specialisation(launches[0])

@@ -1,10 +1,12 @@
 """The package's shape, checked: no import circle between modules, arrows between packages only
-going one way, no private name imported across packages, ``reference/`` importing nothing of
-ours."""
+going one way, no private name imported across packages, each op's ``reference`` importing
+nothing of ours but other references."""
 
 import ast
 import collections
 import pathlib
+
+import pytest
 
 import robustkernels
 
@@ -74,16 +76,20 @@ def test_no_import_circle_between_modules():
     _assert_no_circle(graph, "import")
 
 
-def test_packages_import_one_way_and_reference_imports_nothing_of_ours():
+def test_packages_import_one_way_and_references_import_nothing_of_ours():
     """Arrows between the top-level packages and modules form no circle (the package root's
-    __init__, which re-exports the API, stands apart)."""
+    __init__, which re-exports the API, stands apart); an op's ground truth
+    (``ops/<op>/reference.py``) imports only other ops' references."""
     edges = collections.defaultdict(set)
     for importer, imported, _ in _imports():
         a, b = _top(importer), _top(imported)
         if a and b and a != b:
             edges[a].add(b)
-    assert not edges["reference"], edges["reference"]
     _assert_no_circle(edges, "package")
+    references = [m for m in MODULES if m.endswith(".reference")]
+    assert len(references) >= 4, references
+    leaks = [(a, b) for a, b, _ in _imports() if a in references and not b.endswith(".reference")]
+    assert not leaks, leaks
 
 
 def test_no_private_name_crosses_a_package():
@@ -167,3 +173,22 @@ def test_no_version_fast_test_outside_the_version_table_and_the_report():
                     isinstance(c, ast.Constant) and c.value == "fast" for s in sides for c in ast.walk(s)):
                 found.append(f"{module}:{node.lineno}: {ast.unparse(node)}")
     assert not found, found
+
+
+def test_an_op_is_one_room_on_each_side():
+    """Each op with compiled kernels lives in ``ops/<op>/`` (its checks and custom op, its reference)
+    and ``csrc/<op>/`` (its CPU kernel, CUDA kernel and CUDA registration); no kernel source lies
+    outside a room, and no C++ file writes a kernel's schema (``m.def`` is for the build facts)."""
+    csrc = ROOT.parent / "csrc"
+    if not csrc.is_dir():
+        pytest.skip("csrc/ is not beside the package (an installed wheel)")
+    rooms = sorted(p.name for p in (ROOT / "ops").iterdir() if (p / "__init__.py").is_file())
+    assert rooms == ["lwta", "noise", "pgd", "philox"], rooms
+    for room in rooms:
+        assert (ROOT / "ops" / room / "reference.py").is_file(), room
+        assert {"cpu.cpp", "kernel.cu", "cuda.cu"} <= {p.name for p in (csrc / room).iterdir()}, room
+    sources = [p.relative_to(csrc).as_posix() for p in csrc.rglob("*") if p.suffix in (".cpp", ".cu")]
+    stray = [s for s in sources if s != "ops.cpp" and s.split("/")[0] not in rooms]
+    assert not stray, stray
+    defs = [s for s in sources if "m.def(" in (csrc / s).read_text() and s != "ops.cpp"]
+    assert not defs, defs

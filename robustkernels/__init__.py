@@ -8,7 +8,6 @@ from . import (
     models,
     nn,
     ops,
-    reference,
     threat,
     train,
 )
@@ -30,7 +29,6 @@ __all__ = [
     "available_backends",
     "nn",
     "ops",
-    "reference",
     "threat",
     "train",
     "requested_backend",

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "macros.h"
+#include "common/macros.h"
 
 namespace rk {
 

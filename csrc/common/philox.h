@@ -8,8 +8,8 @@
 #include <cmath>
 #include <cstdint>
 
-#include "fast_math.h"
-#include "macros.h"
+#include "common/fast_math.h"
+#include "common/macros.h"
 
 namespace rk {
 

@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "macros.h"
+#include "common/macros.h"
 
 namespace rk {
 

@@ -1,6 +1,6 @@
 """The baselines: the formulations users run and compare us with - torchattacks' PGD, the LWTA
-and PNI papers' own code - written out in eager PyTorch (``reference/`` holds our ops' exact
-restatements; these are the other side of every speed ratio)."""
+and PNI papers' own code - written out in eager PyTorch (each ``ops/<op>/reference.py`` holds
+our op's exact restatement; these are the other side of every speed ratio)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import enum
 
 
 class LwtaMode(enum.IntEnum):
-    """The LWTA kernels' modes, shared by the Python, Triton and C++ (``LwtaMode`` in lwta_host.h)
+    """The LWTA kernels' modes, shared by the Python, Triton and C++ (``LwtaMode`` in csrc/lwta/host.h)
     code: relaxed sampling, hard (one-hot, straight-through) sampling, deterministic argmax."""
 
     SOFT = 0

@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
-from ..ops.batch_norm_lwta import batch_norm_lwta
 from ..ops.lwta import lwta
+from ..ops.lwta.batch_norm import batch_norm_lwta
 from .conversion import functional_calls, report
 
 

@@ -3,9 +3,9 @@ with a fake implementation, autograd where it is differentiable, and one impleme
 backend."""
 
 from ._random import draw_seed, draw_seed_tensor, seed_tensor
-from .batch_norm_lwta import batch_norm_lwta
 from .l1 import project_l1
 from .lwta import lwta
+from .lwta.batch_norm import batch_norm_lwta
 from .noise import inject_noise, noisy_weight
 from .pgd import pgd_step, project, random_init
 from .philox import philox_normal, philox_uniform

@@ -21,7 +21,20 @@ from .. import _backend
 from ._random import check_key
 
 NAMESPACE = "robustkernels"
-REGISTERED: list[KernelOp] = []  # every op built here, in creation order (for the schema test)
+COMPILED_NAMESPACE = "robustkernels_C"  # the C++/CUDA kernels (csrc/<op>/), private building blocks
+REGISTERED: list[KernelOp] = []  # every op built here, in creation order
+_COMPILED = torch.library.Library(COMPILED_NAMESPACE, "FRAGMENT")
+
+
+def declare_kernel(kernel: str, stub: Callable, mutates_args: Sequence[str] = ()) -> str:
+    """Declare ``robustkernels_C::<kernel>`` with the schema of ``stub``'s annotated signature: the
+    one place a compiled kernel's schema is written. csrc/<op>/ only registers implementations
+    (``TORCH_LIBRARY_IMPL``), loaded before this runs; the dispatcher checks each C++ signature
+    against this schema. Declared whether or not the extension loaded (then nothing implements
+    it, and the cpp / cuda backends are off). Returns the schema."""
+    schema = torch.library.infer_schema(stub, mutates_args=tuple(mutates_args))
+    _COMPILED.define(kernel + schema.replace("SymInt", "int"))  # C++ kernels take int64_t
+    return schema
 
 
 def _device_of(value: object) -> torch.device:
@@ -47,6 +60,7 @@ class KernelOp:
     def __init__(self, name: str, stub: Callable, *, device_arg: str, mutates_args: Sequence[str] = (),
                  key_arg: str | None = None):
         self.name = name
+        self.stub, self.mutates_args = stub, tuple(mutates_args)
         self.compiled: str | None = None  # the robustkernels_C kernel of the cpp / cuda backends
         self._impls: dict[str, Callable] = {}
         REGISTERED.append(self)
@@ -97,8 +111,10 @@ class KernelOp:
             self._impls[backend] = impl
 
     def register_compiled(self, kernel: str) -> None:
-        """Use ``torch.ops.robustkernels_C.<kernel>`` (same schema as this op) for the cpp and cuda
-        backends; the dispatcher picks the CPU or CUDA kernel from the tensors' device."""
+        """Declare ``torch.ops.robustkernels_C.<kernel>`` with this op's schema (:func:`declare_kernel`)
+        and use it for the cpp and cuda backends; the dispatcher picks the CPU or CUDA kernel from
+        the tensors' device."""
+        declare_kernel(kernel, self.stub, self.mutates_args)
 
         def compiled(*args, **kwargs):
             return getattr(torch.ops.robustkernels_C, kernel)(*args, **kwargs)

@@ -2,7 +2,7 @@
 has none), the launch made on the tensors' own device (Triton uses the current one), FMA
 contraction off (the bits must match the other backends). Under :func:`recording` launches are
 recorded instead of run, so the grids of huge shapes can be checked and every specialisation
-compiled ahead of time (:mod:`robustkernels.kernels.triton.aot`) without a GPU."""
+compiled ahead of time (:mod:`robustkernels.ops.aot`) without a GPU."""
 
 from __future__ import annotations
 

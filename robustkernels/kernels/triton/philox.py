@@ -21,7 +21,7 @@ _BLOCK = 1024
 
 
 @triton.jit
-def _log_poly(x):
+def log_poly(x):
     bits = x.to(tl.int32, bitcast=True)
     exponent = (bits >> 23) - 127
     m = ((bits & 0x007FFFFF) | 0x3F800000).to(tl.float32, bitcast=True)
@@ -63,7 +63,7 @@ def _sincos_poly(theta):
 @triton.jit
 def box_muller(u1, u2):
     """(r cos(theta), r sin(theta)), r = sqrt(-2 log max(u1, 1e-7)), theta = 2 pi u2."""
-    radius = tl.sqrt_rn(-2.0 * _log_poly(tl.maximum(u1, 1.0e-7)))
+    radius = tl.sqrt_rn(-2.0 * log_poly(tl.maximum(u1, 1.0e-7)))
     sin, cos = _sincos_poly(6.283185307179586 * u2)
     return radius * cos, radius * sin
 

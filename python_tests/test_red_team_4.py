@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from robustkernels.attacks import APGDT, FAB, PGD
+from robustkernels.attacks import APGD, APGDT, FAB, MD, PGD, Square
 from robustkernels.eval import AutoAttackOptions, autoattack, evaluate
 
 
@@ -72,3 +72,59 @@ def test_flags_take_bools_only():
     with pytest.raises(ValueError, match="seed must be a non-negative integer, got -1"):
         AutoAttackOptions(seed=-1)
     assert AutoAttackOptions(seed=0).seed == 0
+
+
+def test_autoattack_fast_validation_of_a_few_class_model_is_checked_before_training():
+    """fast attacks 2 targets in Linf: a 4-class model validates; a 3-class one (too few for
+    APGD-T's loss) is refused at set-up, naming val_attack, before any epoch is trained."""
+    import torch.nn as nn
+
+    from robustkernels.train import fit, make_method
+
+    for classes in (4, 3):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, classes))
+        x, y = torch.rand(32, 1, 4, 4), torch.randint(0, classes, (32,))
+        before = [p.detach().clone() for p in model.parameters()]
+        run = lambda: fit(model, make_method("pgd-at", eps=0.1, steps=2), (x, y), val_data=(x[:16], y[:16]),  # noqa: E731
+                          epochs=1, batch_size=16, progress=False, val_attack="autoattack-fast")
+        if classes == 4:
+            assert 0.0 <= run()[-1]["val_fast_acc"] <= 1.0
+        else:
+            with pytest.raises(ValueError, match="val_attack='autoattack-fast'.*at least 4 classes"):
+                run()
+            assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("make", [
+    lambda m: FAB(m, eps=0.1, targeted="False"),
+    lambda m: APGD(m, eps=0.1, norm="l1", use_largereps="no"),
+    lambda m: MD(m, eps=0.1, climb="False"),
+    lambda m: Square(m, eps=0.1, rescale_schedule=1),
+])
+def test_attack_switches_take_bools_only(make):
+    """A string "False" is truthy: a switch given one is refused by name, not run the other way."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    with pytest.raises(TypeError, match="must be True or False"):
+        make(model)
+
+
+@pytest.mark.parametrize("options, error, match", [
+    (dict(state_path=123), TypeError, "state_path must be a path"),
+    (dict(bpda=1), ValueError, "bpda must be True, False or 'auto'"),
+    (dict(eot_batched=1), ValueError, "eot_batched must be True, False or 'auto'"),
+])
+def test_autoattack_options_refuse_what_only_compares_equal(options, error, match):
+    with pytest.raises(error, match=match):
+        AutoAttackOptions(**options)
+
+
+def test_project_l1_takes_one_element_samples_as_a_1d_batch():
+    """A 1-D x is B samples of one element (as pgd_step and project take it): each clipped to its
+    own ball and the box, the same as the [B, 1] call."""
+    from robustkernels.ops import project_l1
+
+    x, nat = torch.tensor([0.9, 0.1, 0.5, 1.0]), torch.tensor([0.5, 0.5, 0.5, 0.95])
+    flat = project_l1(x, nat, eps=0.2)
+    assert torch.equal(flat, project_l1(x[:, None], nat[:, None], eps=0.2).view(-1))
+    torch.testing.assert_close(flat, torch.tensor([0.7, 0.3, 0.5, 1.0]))

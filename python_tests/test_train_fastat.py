@@ -48,7 +48,7 @@ def test_spearman_against_its_definition():
 
 
 def test_summary_marks_chance_rows_and_ratios():
-    from robustkernels.recipes.fastat import RunResult, summarize
+    from robustkernels.recipes.fastat import RunResult, summarize, to_markdown
 
     runs = [RunResult("pgd-at+wa", s, 0.9, 0.5 + s / 100, 100.0, 4, 4) for s in range(3)]
     runs += [RunResult("n-fgsm+wa", s, 0.9, 0.45, 30.0, 4, 4) for s in range(3)]
@@ -58,6 +58,10 @@ def test_summary_marks_chance_rows_and_ratios():
     assert rows["n-fgsm+wa"].ratio == pytest.approx(0.3)
     assert rows["elle+wa"].at_chance and not rows["elle+wa"].pareto
     assert rows["pgd-at+wa"].pareto and rows["n-fgsm+wa"].pareto
+    table = to_markdown(list(rows.values()))
+    assert "| 51.0 ± 1.0% |" in table  # the sample std of 50, 51, 52
+    one_seed = to_markdown(summarize(runs[:1] + runs[3:4], classes=10))
+    assert "| 50.0% (1 seed) |" in one_seed and "±" not in one_seed  # one seed has no spread
 
 
 def test_protocol_end_to_end_on_digits(tmp_path, capsys):

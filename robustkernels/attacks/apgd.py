@@ -10,7 +10,7 @@ import dataclasses
 
 import torch
 
-from ..common import non_negative, positive_int
+from ..common import flag, non_negative, positive_int
 from .apgd_l1 import run_l1
 from .loop import Iterative, RowState, runs_on_unfooled
 from .starts import checked_start, start_point
@@ -100,7 +100,7 @@ class APGD(Iterative):
         self.momentum = 0.75
         if use_largereps and norm != "l1":
             raise ValueError("use_largereps is the L1 schedule (norm='l1')")
-        self.use_largereps = bool(use_largereps)
+        self.use_largereps = flag("use_largereps", use_largereps)
         self.start_at = checked_start(start, norm)
         if first_target_steps is not None and loss != "dlr-targeted":
             raise ValueError("first_target_steps is APGD-T's (loss='dlr-targeted')")

@@ -14,7 +14,7 @@ import dataclasses
 
 import torch
 
-from ..common import input_gradient, non_negative, positive_int
+from ..common import flag, input_gradient, non_negative, positive_int
 from ..threat import lp_norms
 from .loop import Iterative, RowState, runs_on_unfooled
 from .starts import random_direction
@@ -140,7 +140,7 @@ class FAB(Iterative):
         kwargs["loss"] = "margin"
         # FAB-T picks its own targets: the contract's ``targeted`` (caller-given targets) stays off
         super().__init__(model, eps=eps, norm=norm, **kwargs)
-        self.fab_targeted = bool(targeted)
+        self.fab_targeted = flag("targeted", targeted)
         self.steps = positive_int("steps", steps)
         self.restarts = positive_int("restarts", restarts)
         self.n_target_classes = positive_int("n_target_classes", n_target_classes)

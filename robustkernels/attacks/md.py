@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from ..common import positive_int
+from ..common import flag, positive_int
 from .base import margin_only
 from .loop import Iterative, RowState, runs_on_unfooled
 from .starts import checked_start, start_point
@@ -77,7 +77,7 @@ class MD(Iterative):
             raise ValueError(f"terms must list some of {tuple(TERMS)}, got {terms}")
         self.terms = terms
         self.start_at = checked_start(start, self.norm)
-        self.climb = bool(climb)
+        self.climb = flag("climb", climb)
 
     def perturb(self, ctx, x, y, target):
         runs = [term for _ in range(self.restarts) for term in self.terms]

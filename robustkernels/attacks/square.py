@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from ..common import positive_int
+from ..common import flag, positive_int
 from ..ops import project_l1
 from .base import Attack
 from .starts import random_signs, stripes_start
@@ -73,7 +73,7 @@ class Square(Attack):
         self.n_queries = positive_int("n_queries", n_queries)
         if not 0 < p_init <= 1:
             raise ValueError(f"p_init must be in (0, 1], got {p_init}")
-        self.p_init, self.rescale_schedule = float(p_init), bool(rescale_schedule)
+        self.p_init, self.rescale_schedule = float(p_init), flag("rescale_schedule", rescale_schedule)
 
     @staticmethod
     def _margin(ctx, x, y, target):

@@ -6,10 +6,11 @@ from .autoattack import VERSIONS, AutoAttackOptions, AutoAttackReport, AutoAttac
 from .corruptions import CORRUPTIONS, CorruptionReport, corruption_accuracy
 from .evaluate import evaluate
 from .options import EvalOptions
-from .probe import is_stochastic
+from .probe import check_version_classes, is_stochastic
 from .report import AttackResult, Check, RobustnessReport, Stat
 from .suite import ATTACKS, make_attack
 
 __all__ = ["ATTACKS", "CORRUPTIONS", "VERSIONS", "AttackResult", "AutoAttackOptions", "AutoAttackReport",
            "AutoAttackRun", "CertifiedReport", "Check", "CorruptionReport", "EvalOptions", "RobustnessReport", "Stat",
-           "autoattack", "certified_accuracy", "corruption_accuracy", "evaluate", "is_stochastic", "make_attack"]
+           "autoattack", "certified_accuracy", "check_version_classes", "corruption_accuracy", "evaluate",
+           "is_stochastic", "make_attack"]

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, fields
 
@@ -45,19 +46,19 @@ class AutoAttackOptions:
             flag(name, getattr(self, name))
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if self.bpda not in (True, False, "auto"):
-            raise ValueError(f"bpda must be True, False or 'auto', got {self.bpda!r}")
+        check_lever("bpda", self.bpda)
         if self.repeats != "auto":
             positive_int("repeats", self.repeats)
         for name in ("steps", "n_queries", "n_target_classes"):
             positive_int(name, getattr(self, name))
         if self.batch_size is not None:
             positive_int("batch_size", self.batch_size)
-        if self.eot_batched not in (True, False, "auto"):
-            raise ValueError(f"eot_batched must be True, False or 'auto', got {self.eot_batched!r}")
+        check_lever("eot_batched", self.eot_batched)
         check_lever("channels_last", self.channels_last)
         check_lever("compile", self.compile)
         check_autocast(self.autocast)
+        if self.state_path is not None and not isinstance(self.state_path, str | os.PathLike):
+            raise TypeError(f"state_path must be a path (str or os.PathLike), got {type(self.state_path).__name__}")
         if self.resume and self.state_path is None:
             raise ValueError("resume=True continues the run recorded in state_path: pass state_path= too")
 

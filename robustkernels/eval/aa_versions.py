@@ -49,6 +49,15 @@ class Stage:
     after: str | None = None
     rank_at_previous: bool = False
 
+    def target_count(self, n_target_classes: int) -> int:
+        """The target classes this stage attacks for a run's ``n_target_classes``."""
+        return n_target_classes if self.targets is None else min(n_target_classes, self.targets)
+
+
+def stage_targets(stages, n_target_classes: int) -> list[tuple[str, int]]:
+    """``(name, target classes)`` of each stage, for the class check before a run."""
+    return [(s.name, s.target_count(n_target_classes)) for s in stages]
+
 
 @dataclass(frozen=True)
 class Version:

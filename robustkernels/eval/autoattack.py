@@ -47,7 +47,7 @@ from ..threat import ThreatModel, normalize
 from .aa_options import AutoAttackOptions
 from .aa_report import AutoAttackReport
 from .aa_state import RunState, Verdict, batch_digest, model_digest, outputs_fingerprint, same_outputs, structure_digest
-from .aa_versions import VERSIONS, Version, version_for
+from .aa_versions import VERSIONS, Version, stage_targets, version_for
 from .probe import check_classes_for, checked_logits
 from .setup import AUTO_EOT, eot_and_repeats, model_setup
 from .suite import autoattack_attack
@@ -290,7 +290,7 @@ class AutoAttackRun:
     def _cascade(self) -> _Cascade:
         """The version's stages for this model, after the original's checks."""
         name, row = self._version()
-        check_classes_for([s.name for s in row.stages], self.setup.classes, self.options.n_target_classes)
+        check_classes_for(stage_targets(row.stages, self.options.n_target_classes), self.setup.classes)
         eot = AUTO_EOT if row.eot == "always" or (row.eot == "stochastic" and self.setup.stochastic) else 1
         o = self.options
         attack_options = dict(autocast=self.autocast, active_set=o.active_set, eot_batched=o.eot_batched,

@@ -25,13 +25,12 @@ from ..data import batches, check_label_range
 from ..defences import with_bpda
 from ..ops import draw_seed
 from ..threat import ThreatModel, lp_norms
-from .aa_versions import version_for
 from .autoattack import AutoAttackRun
 from .checks import MASKING_CHECKS, above_chance, certified_below_empirical
 from .corruptions import CORRUPTIONS, CorruptionTally
 from .masking import naive_gap, run_checks
 from .options import EvalOptions, check_eval_options
-from .probe import check_classes_for
+from .probe import check_classes_for, check_version_classes
 from .report import Check, RobustnessReport, Stat
 from .runner import EvalRunner
 from .setup import ModelSetup, model_setup
@@ -116,8 +115,7 @@ def _check_model(model: nn.Module, setup: ModelSetup, opts: EvalOptions) -> None
     if opts.suite == "autoattack":
         aa = opts.autoattack
         chosen = ("rand" if setup.stochastic else "standard") if aa.version == "auto" else aa.version
-        stages = version_for(chosen, opts.norm, aa.attacks).stages
-        check_classes_for([s.name for s in stages], setup.classes, aa.n_target_classes)
+        check_version_classes(chosen, opts.norm, setup.classes, aa.n_target_classes, aa.attacks)
     if opts.certify is not None:
         if setup.stochastic:
             raise ValueError("certify needs a deterministic model: bounds do not hold for a stochastic one")

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..common import frozen_model
 from ..threat import check_logits_shape
+from .aa_versions import stage_targets, version_for
 
 STOCHASTIC_PASSES = 6  # a model noisy on one call in k (k <= 5) differs within these passes
 
@@ -59,11 +60,21 @@ def gradient_masked(model: nn.Module, forward: Callable[[torch.Tensor], torch.Te
     return grad is None or not bool(grad.ne(0).any()) or not bool(torch.isfinite(grad).all())
 
 
-def check_classes_for(attacks, classes: int, n_target_classes: int | None = None) -> None:
+def check_version_classes(version: str, norm: str, classes: int, n_target_classes: int = 9,
+                          attacks=None) -> None:
+    """:func:`check_classes_for` on the attacks of an AutoAttack version (``attacks``: a custom
+    version's), with the target classes each runs."""
+    check_classes_for(stage_targets(version_for(version, norm, attacks).stages, n_target_classes), classes)
+
+
+def check_classes_for(attacks, classes: int) -> None:
     """Before any attack runs: a ValueError naming every attack in ``attacks`` that a model with
-    ``classes`` outputs cannot run, and what to pass instead (the original's sanity check)."""
+    ``classes`` outputs cannot run, and what to pass instead (the original's sanity check).
+    ``attacks``: names, or ``(name, target classes)`` for the targeted attacks of a version
+    (:func:`~robustkernels.eval.aa_versions.stage_targets`)."""
     problems = []
-    for name in attacks:
+    for item in attacks:
+        name, n_target_classes = (item, None) if isinstance(item, str) else item
         if name == "apgd-t" and classes < 4:
             problems.append("apgd-t needs at least 4 classes (its targeted DLR loss)")
         elif name == "apgd-dlr" and classes < 3:

@@ -76,7 +76,7 @@ def autoattack_attack(stage: Stage, model: nn.Module, threat: ThreatModel, *, ge
     if stage.name in ("apgd-ce", "apgd-dlr"):
         return APGD(model, loss=stage.name.split("-")[1], restarts=stage.restarts, use_largereps=stage.largereps,
                     **gradient)
-    targets = _capped(n_target_classes, stage.targets)
+    targets = stage.target_count(n_target_classes)
     if stage.name == "apgd-t":
         first = None if stage.first_target_steps is None else _capped(steps, stage.first_target_steps)
         return APGDT(model, n_target_classes=targets, first_target_steps=first, use_largereps=stage.largereps,

@@ -56,9 +56,10 @@ def project_l1(x: torch.Tensor, x_nat: torch.Tensor, *, eps, bounds=(0.0, 1.0)) 
     nat = x_nat.double()
     v = x.double() - nat
     room = torch.where(v >= 0, hi - nat, nat - lo).clamp_min(0).expand_as(v)
-    magnitude, flat_room = v.abs().flatten(1), room.flatten(1)
+    rows = x.shape[0]  # a 1-D x is B samples of one element, as for pgd_step
+    magnitude, flat_room = v.abs().reshape(rows, -1), room.reshape(rows, -1)
     magnitude = torch.where(torch.isfinite(magnitude), magnitude, flat_room)  # +-inf: as far as the box allows
     lam = l1_threshold(magnitude, flat_room, eps_t)
-    d = torch.sign(v).flatten(1) * torch.minimum((magnitude - lam).clamp_min(0), flat_room)
+    d = torch.sign(v).reshape(rows, -1) * torch.minimum((magnitude - lam).clamp_min(0), flat_room)
     return (nat + d.view(x.shape)).to(x.dtype)
 

@@ -199,6 +199,11 @@ def rank_agreement(rows: Sequence[Summary]) -> tuple[float, int]:
     return spearman([r.robust for r in both], [PUBLISHED[r.label][0] for r in both]), len(both)
 
 
+def _spread(mean: float, std: float, row: Summary) -> str:
+    """``mean ± std`` in percent; the mean alone for one seed, which has no spread to show."""
+    return f"{100 * mean:.1f} ± {100 * std:.1f}%" if len(row.runs) > 1 else f"{100 * mean:.1f}% (1 seed)"
+
+
 def to_markdown(rows: Sequence[Summary]) -> str:
     """The protocol's table: ours (mean ± std over seeds) beside the benchmark's published figures."""
     lines = ["| method | clean | AutoAttack | train s | time vs " + REFERENCE + " | Pareto | "
@@ -209,8 +214,8 @@ def to_markdown(rows: Sequence[Summary]) -> str:
         theirs = f"{published[0]:.2f}% | {published[1]:.2f}x" if published else "- | -"
         flags = (" (at chance)" if r.at_chance else "") + (
             " (catastrophic overfitting in a seed)" if any(x.overfit for x in r.runs) else "")
-        lines.append(f"| {r.label}{flags} | {100 * r.clean:.1f} ± {100 * r.clean_std:.1f}% | "
-                     f"{100 * r.robust:.1f} ± {100 * r.robust_std:.1f}% | {r.train_seconds:.0f} | {r.ratio:.2f}x | "
+        accuracies = f"{_spread(r.clean, r.clean_std, r)} | {_spread(r.robust, r.robust_std, r)}"
+        lines.append(f"| {r.label}{flags} | {accuracies} | {r.train_seconds:.0f} | {r.ratio:.2f}x | "
                      f"{'yes' if r.pareto else ''} | {theirs} |")
     rho, n = rank_agreement(rows)
     agreement = f"{rho:.2f} over {n} methods" if n >= 3 else f"n/a ({n} of the benchmark's methods learned here)"

@@ -183,7 +183,7 @@ def fit(model: nn.Module, method: Method, train_data, options: FitOptions | None
     train.refuse_ignored_loader_settings(opts.batch_size)
     val = IndexedData("val_data", val_data) if val_data is not None else None
     run = setup(model, method, opts, len(train), train.example)
-    check_labels(run, train, val)
+    check_labels(run, opts, train, val)
     if opts.resume and os.path.isfile(opts.checkpoint_path):
         resume(run, opts)
     if opts.log_path is not None and run.rank == 0:
@@ -410,14 +410,22 @@ def train_batch(run: Run, opts: FitOptions, epoch: int, b: int, index: torch.Ten
     return loss
 
 
-def check_labels(run: Run, train: IndexedData, val: IndexedData | None) -> None:
+def check_labels(run: Run, opts: FitOptions, train: IndexedData, val: IndexedData | None) -> None:
     """Labels must be classes of the model: all of them up front for tensors (a Dataset's are
-    checked batch by batch in :func:`train_batch`)."""
+    checked batch by batch in :func:`train_batch`); and a model AutoAttack's fast version can
+    attack, when it validates."""
     with dtype_hint(run.model, train.example, train.name):
         classes = num_classes(run, train.example.to(run.device))
     for data in (train, val):
         if data is not None and data.tensors is not None:
             check_label_range(data.tensors[1], classes, data.name)
+    if val is not None and opts.val_attack == "autoattack-fast":  # before the first epoch, not after it
+        from ..eval import check_version_classes
+
+        try:
+            check_version_classes("fast", run.method.space.norm, classes)
+        except ValueError as exc:
+            raise ValueError(f"val_attack='autoattack-fast' cannot validate this model: {exc}") from None
 
 
 def num_classes(run: Run, x: torch.Tensor) -> int:

@@ -12,10 +12,10 @@ pytest.importorskip("triton", reason="triton is not installed")
 
 from robustkernels.kernels.triton import launch as L  # noqa: E402
 from robustkernels.kernels.triton import philox  # noqa: E402
+from robustkernels.ops.lwta import KernelLayout  # noqa: E402
 from robustkernels.ops.lwta import triton as lwta  # noqa: E402
 from robustkernels.ops.noise import triton as noise  # noqa: E402
 from robustkernels.ops.pgd import triton as pgd  # noqa: E402
-from robustkernels.ops.lwta import KernelLayout  # noqa: E402
 
 META = torch.device("meta")
 

@@ -32,11 +32,19 @@ def check_norm(norm: str, allowed: tuple = NORMS, who: str = "") -> bool:
     return norm == "l2"
 
 
+def _output_hint(result) -> str | int:
+    """The ``output=`` a wrapper would most likely need for this model output (a suggestion only)."""
+    if isinstance(result, tuple | list):
+        return 0
+    return "logits"
+
+
 def check_logits_shape(logits, rows: int, min_classes: int = 1) -> None:
     """The model contract every attack and evaluation relies on: a ``[rows, K]`` logits tensor,
     K >= ``min_classes``; anything else is an error saying what the model returned."""
     if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"model must return a logits tensor, got {type(logits).__name__}")
+        raise TypeError(f"model must return a logits tensor, got {type(logits).__name__}: name the logits with "
+                        f"robustkernels.nn.LogitsOf(model, output={_output_hint(logits)!r})")
     if logits.dim() != 2 or logits.shape[0] != rows or logits.shape[1] < min_classes:
         classes = "" if min_classes <= 1 else f" (K >= {min_classes} classes)"
         raise ValueError(f"model must return logits of shape [B, K]{classes} for a batch of B = {rows}, "

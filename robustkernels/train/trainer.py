@@ -25,7 +25,7 @@ from ..attacks import FGSM, PGD
 from ..common import dtype_hint, frozen_model, model_device, progress_bar, rank_and_world, typed_options
 from ..data import CropFlip, IndexedData, check_label_range
 from ..nn import pni_param_groups
-from ..threat import default_step
+from ..threat import check_logits_shape, default_step
 from . import checkpoint as ckpt
 from .auto_levers import checked_levers
 from .averaging import WeightAverage
@@ -432,7 +432,9 @@ def num_classes(run: Run, x: torch.Tensor) -> int:
     """The model's number of outputs (one eval-mode forward of one sample, the first time)."""
     if run.classes is None:
         with frozen_model(run.model, "eval"), torch.no_grad():
-            run.classes = int(run.method.forward(run.model, x[:1]).shape[1])
+            logits = run.method.forward(run.model, x[:1])
+            check_logits_shape(logits, 1)
+            run.classes = int(logits.shape[1])
     return run.classes
 
 

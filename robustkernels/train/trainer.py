@@ -271,6 +271,11 @@ def restore(run: Run, good: dict | None, record: dict) -> None:
     record["restored_epoch"] = good["epoch"]
 
 
+def optimizer_steps(opts: FitOptions, batches_per_epoch: int, method: Method) -> int:
+    """The optimizer steps of the whole run: the length a schedule spans, set up and resumed alike."""
+    return opts.epochs * batches_per_epoch * method.steps_per_batch
+
+
 def setup(model: nn.Module, method: Method, opts: FitOptions, train_size: int, example: torch.Tensor) -> Run:
     """Device, process group, the speed levers (checked on ``example`` inputs [B, ...]), memory
     format, compile, DDP, optimizer, schedule and autocast: the :class:`Run` every later step
@@ -291,7 +296,7 @@ def setup(model: nn.Module, method: Method, opts: FitOptions, train_size: int, e
         trained = torch.compile(ddp) if opts.compile else ddp
     optimizer = _make_optimizer(model, opts.optimizer, opts.lr, opts.momentum, opts.weight_decay)
     batches_per_epoch = -(-train_size // opts.batch_size)
-    scheduler = make_scheduler(optimizer, opts.schedule, opts.epochs * batches_per_epoch * method.steps_per_batch)
+    scheduler = make_scheduler(optimizer, opts.schedule, optimizer_steps(opts, batches_per_epoch, method))
     dtype = AUTOCAST[opts.autocast]
     ctx = StepContext(
         autocast=(lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else contextlib.nullcontext,
@@ -312,7 +317,7 @@ def resume(run: Run, opts: FitOptions) -> None:
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
-    check_same_length(run.scheduler, opts.epochs * run.batches_per_epoch * run.method.steps_per_batch,
+    check_same_length(run.scheduler, optimizer_steps(opts, run.batches_per_epoch, run.method),
                       opts.checkpoint_path)
     if run.ctx.scaler is not None and state.get("scaler"):
         run.ctx.scaler.load_state_dict(state["scaler"])

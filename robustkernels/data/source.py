@@ -105,17 +105,21 @@ def _stream(name: str, data) -> tuple[Iterator, bool]:
                     f"got {type(data).__name__}")
 
 
-def batches(data, batch_size: int, rank: int = 0, world: int = 1, name: str = "data"
+def batches(data, batch_size: int, rank: int = 0, world: int = 1, name: str = "data", every=None
             ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
     """The streaming view: ``(x, y, index)``, the ``index``-th batch of at most ``batch_size``
     rows of ``data``, the batches of this process only (every ``world``-th, from ``rank``) unless
     the DataLoader's sampler already shards. Batch indices are global, so a sample's batch (and
-    the random draws made for it) do not depend on the number of processes."""
+    the random draws made for it) do not depend on the number of processes. ``every(x, y,
+    index)``, if given, sees every batch, this process's or not (a shard's digest of the whole
+    data)."""
     source, sharded = _stream(name, data)
     index, seen = 0, 0
     for x, y in source:
         x, y = check_xy(name, x, y)
         for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
+            if every is not None:
+                every(xb, yb, index)
             if sharded or index % world == rank:
                 yield xb, yb, index
             index += 1

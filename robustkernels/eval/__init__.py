@@ -2,6 +2,7 @@
 plots) and :func:`autoattack` -> :class:`AutoAttackReport` (the field's standard number)."""
 
 from ..certify import CertifiedReport, certified_accuracy
+from .aa_merge import merge_shards
 from .autoattack import VERSIONS, AutoAttackOptions, AutoAttackReport, AutoAttackRun, autoattack
 from .corruptions import CORRUPTIONS, CorruptionReport, corruption_accuracy
 from .evaluate import evaluate
@@ -13,4 +14,4 @@ from .suite import ATTACKS, make_attack
 __all__ = ["ATTACKS", "CORRUPTIONS", "VERSIONS", "AttackResult", "AutoAttackOptions", "AutoAttackReport",
            "AutoAttackRun", "CertifiedReport", "Check", "CorruptionReport", "EvalOptions", "RobustnessReport", "Stat",
            "autoattack", "certified_accuracy", "check_version_classes", "corruption_accuracy", "evaluate",
-           "is_stochastic", "make_attack"]
+           "is_stochastic", "make_attack", "merge_shards"]

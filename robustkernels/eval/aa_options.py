@@ -37,6 +37,7 @@ class AutoAttackOptions:
     state_path: str | None = None
     resume: bool = False
     batch_size: int | None = None
+    shard: tuple[int, int] | None = None
 
     def __post_init__(self):
         if self.version not in VERSIONS + ("auto",):
@@ -59,6 +60,10 @@ class AutoAttackOptions:
         check_autocast(self.autocast)
         if self.state_path is not None and not isinstance(self.state_path, str | os.PathLike):
             raise TypeError(f"state_path must be a path (str or os.PathLike), got {type(self.state_path).__name__}")
+        if self.shard is not None:
+            object.__setattr__(self, "shard", _checked_shard(self.shard))
+            if self.state_path is None:
+                raise ValueError("shard=(K, N) writes the shard's verdicts to its state file: pass state_path= too")
         if self.resume and self.state_path is None:
             raise ValueError("resume=True continues the run recorded in state_path: pass state_path= too")
 
@@ -74,7 +79,16 @@ class AutoAttackOptions:
         skip = {"progress", "resume", "state_path"}
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         out["attacks"] = list(self.attacks or [])
+        out["shard"] = None if self.shard is None else list(self.shard)
         return out
+
+
+def _checked_shard(shard) -> tuple[int, int]:
+    """``(K, N)``: this run is shard K (from 0) of N, as two ints with 0 <= K < N."""
+    if not (isinstance(shard, tuple | list) and len(shard) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in shard) and 0 <= shard[0] < shard[1]):
+        raise ValueError(f"shard must be (K, N) with 0 <= K < N, got {shard!r}")
+    return int(shard[0]), int(shard[1])
 
 
 def _custom_attacks(version: str, attacks) -> tuple[str, ...] | None:

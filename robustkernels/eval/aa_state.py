@@ -73,6 +73,21 @@ def batch_digest(x: torch.Tensor, y: torch.Tensor) -> str:
     return h.hexdigest()
 
 
+class DataDigest:
+    """A running digest of a whole data stream, batch by batch: the shards of one run must read
+    the same data, and each sees all of it (its own batches and the others')."""
+
+    def __init__(self):
+        self._hash, self.batches, self.samples = hashlib.sha256(), 0, 0
+
+    def add(self, x: torch.Tensor, y: torch.Tensor, index: int) -> None:
+        self._hash.update(f"{index}:{batch_digest(x, y)};".encode())
+        self.batches, self.samples = self.batches + 1, self.samples + len(y)
+
+    def summary(self) -> dict:
+        return {"digest": self._hash.hexdigest(), "batches": self.batches, "samples": self.samples}
+
+
 def outputs_fingerprint(model: nn.Module, forward, x: torch.Tensor, bounds, stochastic: bool) -> list | str:
     """The fp32 logits (a list of rows) of ``forward`` (the model behind its normalisation), in
     eval mode, on :data:`FINGERPRINT_ROWS` inputs with ``x``'s sample shape, dtype and device,
@@ -144,6 +159,7 @@ class RunState:
     def __init__(self, path, identity: dict, resume: bool, later: tuple[str, ...] = ()):
         self.path, self.identity, self.batches = None if path is None else os.fspath(path), identity, {}
         self.seconds, self.attacked, self.written = {}, {}, None
+        self.notes: dict = {}  # what a merge of shards needs besides the verdicts (see note())
         self.channels_last: bool | None = None  # the layout "auto" chose, kept for the resumed run (None: none yet)
         self.autocast: str | None = None  # the precision "auto" chose, recorded with the layout
         if self.path is None:
@@ -199,6 +215,7 @@ class RunState:
         self.written, self.batches = identity, {int(k): v for k, v in batches.items()}
         self.seconds, self.attacked = counters
         self.channels_last, self.autocast = state.get("channels_last"), state.get("autocast")
+        self.notes = state.get("notes") if isinstance(state.get("notes"), dict) else {}
 
     def _another_run(self, keys) -> ValueError:
         """The refusal of a file written by another run: each entry that differs, and for a
@@ -255,8 +272,20 @@ class RunState:
         records = json.loads(json.dumps(records))  # as the file holds them (lists), for the checksum
         self.batches[index] = {"digest": digest, "check": _records_check(digest, records), "records": records}
         self.seconds, self.attacked = dict(seconds), dict(attacked)
+        self._write()
+
+    def note(self, **entries) -> None:
+        """Record ``entries`` (JSON values) beside the verdicts: the run's model facts and, at
+        the end, that it completed - what merging shards needs."""
+        if self.path is None:
+            return
+        self.notes.update(json.loads(json.dumps(entries)))
+        self._write()
+
+    def _write(self) -> None:
+        """The whole state, written atomically (a temporary file, then a rename)."""
         payload = {"format": FORMAT, "identity": self.identity, "seconds": self.seconds, "attacked": self.attacked,
-                   "channels_last": self.channels_last, "autocast": self.autocast,
+                   "channels_last": self.channels_last, "autocast": self.autocast, "notes": self.notes,
                    "batches": {str(k): v for k, v in sorted(self.batches.items())}}
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)

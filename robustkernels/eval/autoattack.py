@@ -46,7 +46,16 @@ from ..ops import draw_seed
 from ..threat import ThreatModel, normalize
 from .aa_options import AutoAttackOptions
 from .aa_report import AutoAttackReport
-from .aa_state import RunState, Verdict, batch_digest, model_digest, outputs_fingerprint, same_outputs, structure_digest
+from .aa_state import (
+    DataDigest,
+    RunState,
+    Verdict,
+    batch_digest,
+    model_digest,
+    outputs_fingerprint,
+    same_outputs,
+    structure_digest,
+)
 from .aa_versions import VERSIONS, Version, stage_targets, version_for
 from .probe import check_classes_for, checked_logits
 from .setup import AUTO_EOT, eot_and_repeats, model_setup
@@ -148,7 +157,7 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
                autocast: str | None = "auto", active_set: bool = True, eot_batched="auto", repeats="auto",
                steps: int = 100, n_queries: int = 5000, n_target_classes: int = 9,
                progress: bool = True, bpda="auto", attacks=None, individual: bool = False, state_path=None,
-               resume: bool = False, channels_last="auto", compile=False) -> AutoAttackReport:
+               resume: bool = False, channels_last="auto", compile=False, shard=None) -> AutoAttackReport:
     """AutoAttack's robust accuracy of ``model`` in the ``norm`` ball of radius ``eps``.
 
     Args:
@@ -191,6 +200,13 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
             go through every non-differentiable :class:`~robustkernels.defences.Preprocessing`
             front-end with BPDA (identity backward; verdicts use the unchanged forward);
             ``True`` always, ``False`` never.
+        shard: ``(K, N)``: attack only batches K, K + N, K + 2N, ... (batch indices of the whole
+            data at ``batch_size``) and keep their verdicts in ``state_path`` (required; resumable
+            as any state file); :func:`~robustkernels.eval.merge_shards` combines the N files into
+            the report of the unsharded run. Every shard reads the same data, seed and settings;
+            set ``autocast`` and ``channels_last`` explicitly for a merge equal to an unsharded
+            run (``"auto"`` is resolved without timing in a shard, as under ``torch.distributed``).
+            Returns this shard's own report.
 
     The model's modes and flags and the global RNG are restored.
     """
@@ -198,7 +214,7 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
         version=version, attacks=attacks, individual=individual, seed=seed, autocast=autocast, active_set=active_set,
         eot_batched=eot_batched, repeats=repeats, steps=steps, n_queries=n_queries, n_target_classes=n_target_classes,
         bpda=bpda, channels_last=channels_last, compile=compile, progress=progress, state_path=state_path,
-        resume=resume, batch_size=positive_int("batch_size", batch_size))
+        resume=resume, batch_size=positive_int("batch_size", batch_size), shard=shard)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     threat = ThreatModel.build(eps, norm, bounds, normalization)
@@ -206,9 +222,12 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
     try:
         rank, world = rank_and_world()
         run = AutoAttackRun(model, threat, options, rank=rank, world=world)
-        for x, y, index in progress_bar(batches(data, batch_size, rank, world), desc="autoattack", enabled=progress,
-                                        leave=False):
+        whole = DataDigest()
+        stream = batches(data, batch_size, run.rank, run.world, every=whole.add if options.shard else None)
+        for x, y, index in progress_bar(stream, desc="autoattack", enabled=progress, leave=False):
             run.add(x, y, index)
+        if options.shard is not None:
+            run.state.note(data=whole.summary(), complete=True)
         return run.report()
     finally:
         torch.set_rng_state(rng)
@@ -229,9 +248,15 @@ class AutoAttackRun:
         if not isinstance(options, AutoAttackOptions):
             raise TypeError(f"options must be an AutoAttackOptions, got {type(options).__name__}")
         options.warn_for(threat.norm)
+        if options.shard is not None:
+            if world > 1:
+                raise ValueError("shard= runs one share of the batches in one process: start the shards as separate "
+                                 "processes, not under torch.distributed")
+            rank, world = options.shard
         self.model, self.threat, self.options = model, threat, options
         self.seed = draw_seed() if options.seed is None else options.seed
-        self.world, self.device = world, model_device(model)
+        self.rank, self.world, self.device = rank, world, model_device(model)
+        self.gathered = world > 1 and options.shard is None  # torch.distributed: every process's verdicts
         self.cascade, self.setup, self.records, self.reps, self.probabilities = None, None, [], 1, False
         self.autocast = options.autocast  # resolved on the first batch
         self.state = _state(model, threat, self.seed, options, rank, world)
@@ -266,6 +291,12 @@ class AutoAttackRun:
         self.state.check_counters(self.cascade.names)
         self.cascade.seconds.update(self.state.seconds)
         self.cascade.attacked.update(self.state.attacked)
+        if self.options.shard is not None:  # what a merge reports besides the verdicts
+            self.state.note(version=self.cascade.version, attacks=list(self.cascade.names),
+                            eot_iter=self.cascade.eot_iter, stochastic=bool(self.setup.stochastic), repeats=self.reps,
+                            classes=self.setup.classes, gradients=self.setup.gradients,
+                            probabilities=self.probabilities, levers=self.setup.levers.describe(),
+                            not_autoattack=self.cascade.row.not_autoattack, measured=self.cascade.row.measured)
 
     def _autocast(self):
         """The precision asked for: ``"auto"`` is timed where the version says so (fast), fp32
@@ -335,10 +366,11 @@ class AutoAttackRun:
     def report(self) -> AutoAttackReport:
         if self.cascade is None:
             raise ValueError("autoattack: every batch was empty; there are no samples to evaluate")
-        records = sorted(_all_processes(self.records, self.world))
+        world = self.world if self.gathered else 1
+        records = sorted(_all_processes(self.records, world))
         setup = self.setup
         report = _report(self.cascade, self.threat, setup.stochastic, self.reps, self.autocast, records,
-                         setup.classes, self.world)
+                         setup.classes, world)
         report.gradients, report.probabilities = setup.gradients, self.probabilities
         report.levers = setup.levers.describe()
         report.not_autoattack, report.measured = self.cascade.row.not_autoattack, self.cascade.row.measured
@@ -350,7 +382,7 @@ def _state(model, threat, seed, options: AutoAttackOptions, rank, world) -> RunS
     path = options.state_path
     if path is None:  # no state file: nothing to hash (the weights' digest costs a pass over them)
         return RunState(None, {}, False)
-    if world > 1:
+    if world > 1 and options.shard is None:  # torch.distributed: one file per process
         path = f"{os.fspath(path)}.rank{rank}"
     schedule = None if options.version == "auto" else version_for(options.version, threat.norm,
                                                                    options.attacks).not_autoattack
@@ -378,24 +410,30 @@ def _outputs_probabilities(model, setup, x) -> bool:
 
 
 def _report(cascade, threat, stochastic, reps, autocast, records, classes, world) -> AutoAttackReport:
-    n = len(records)
+    seconds, attacked = _sum_over_processes(cascade.seconds, world), _sum_over_processes(cascade.attacked, world)
+    return AutoAttackReport(
+        version=cascade.version, norm=threat.norm, eps=threat.eps, n_samples=len(records), attacks=list(cascade.names),
+        seconds=seconds, attacked=attacked, stochastic=bool(stochastic), eot_iter=cascade.eot_iter, repeats=reps,
+        autocast=autocast, classes=classes, **figures(records, cascade.names, stochastic, cascade.individual))
+
+
+def figures(records: list, names, stochastic: bool, individual: bool) -> dict:
+    """The report's accuracies from the per-sample verdicts (sorted by batch and row): clean,
+    after each attack, final (the spread over passes for a stochastic model), per sample, and
+    each attack alone in an ``individual`` run."""
+    n, names = len(records), list(names)
     fell_at = torch.tensor([v.fell_at for v in records])
     clean = torch.tensor([v.clean for v in records], dtype=torch.float).mean(0)  # per pass
     final = torch.tensor([v.passes for v in records], dtype=torch.float).mean(0)
-    names = list(cascade.names)
     after = [float((fell_at > i).float().mean()) for i in range(1, len(names) + 1)]
     if not stochastic:  # one deterministic pass: the cascade's own verdicts
         final = torch.tensor([after[-1]]) if after else clean
-    individual = {}
-    if cascade.individual:
+    alone = {}
+    if individual:
         fooled_by = torch.tensor([v.fooled_by for v in records], dtype=torch.bool).view(n, len(names))
-        individual = {name: float(((fell_at > 0) & ~fooled_by[:, k]).float().mean()) for k, name in enumerate(names)}
-    seconds, attacked = _sum_over_processes(cascade.seconds, world), _sum_over_processes(cascade.attacked, world)
-    return AutoAttackReport(
-        version=cascade.version, norm=threat.norm, eps=threat.eps, n_samples=n, attacks=names,
-        clean_accuracy=Stat.of(clean), robust_after=after, robust_accuracy=Stat.of(final), seconds=seconds,
-        attacked=attacked, stochastic=bool(stochastic), eot_iter=cascade.eot_iter, repeats=reps, autocast=autocast,
-        robust=(fell_at > len(names)).tolist(), classes=classes, individual=individual)
+        alone = {name: float(((fell_at > 0) & ~fooled_by[:, k]).float().mean()) for k, name in enumerate(names)}
+    return dict(clean_accuracy=Stat.of(clean), robust_after=after, robust_accuracy=Stat.of(final),
+                robust=(fell_at > len(names)).tolist(), individual=alone)
 
 
 def _sum_over_processes(values: dict, world: int) -> dict:

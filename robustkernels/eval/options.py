@@ -78,6 +78,9 @@ def _check_autoattack(aa) -> None:
     if shared:
         raise ValueError(f"autoattack: set {', '.join(shared)} on evaluate(...) itself, which gives "
                          f"{'it' if len(shared) == 1 else 'them'} to AutoAttack too")
+    if aa.shard is not None:
+        raise ValueError("autoattack: shard= shards robustkernels.eval.autoattack(...) runs; evaluate does not "
+                         "shard its other parts (clean passes, checks) yet")
 
 
 def check_eval_options(model: nn.Module, o: EvalOptions) -> EvalOptions:

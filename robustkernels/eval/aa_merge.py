@@ -1,0 +1,118 @@
+"""Merging the shards of one AutoAttack run: :func:`merge_shards`.
+
+``autoattack(..., shard=(K, N), state_path=F_K)`` attacks batches K, K + N, ... of the data and
+keeps their verdicts in ``F_K``. The N files, from any machines at any time, merge into the
+report of the unsharded run with the same seed and batch size: the verdicts are per sample and
+every random draw is a function of the seed and the global batch index. A merge refuses files of
+different runs (settings, model, data), missing shards, shards given twice and shards that did
+not finish, naming them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+from .aa_report import AutoAttackReport
+from .aa_state import FORMAT, Verdict, _records_check, records_problem
+from .autoattack import figures
+
+# facts every shard notes about the model and the run (autoattack's AutoAttackRun._start)
+_RUN_FACTS = ("version", "attacks", "eot_iter", "stochastic", "repeats", "classes", "gradients", "probabilities",
+              "levers", "not_autoattack", "measured")
+
+
+def _load(path) -> dict:
+    try:
+        with open(path) as f:
+            state = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{os.fspath(path)!r} is not a readable AutoAttack state file ({exc})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{os.fspath(path)!r} is not an AutoAttack state file of this version")
+    shard = state.get("identity", {}).get("shard")
+    if not (isinstance(shard, list) and len(shard) == 2):
+        raise ValueError(f"{os.fspath(path)!r} is not a shard's state file (run autoattack with shard=(K, N))")
+    return state
+
+
+def _same(states: list[dict], paths: list[str], what: str, get) -> None:
+    """Every file's ``get(state)`` equals the first's, else a ValueError naming ``what`` and the files."""
+    first = get(states[0])
+    odd = [p for p, s in zip(paths, states) if get(s) != first]
+    if odd:
+        raise ValueError(f"the shards are not of one run: {what} differs between {paths[0]!r} and {odd}")
+
+
+def _check_run(states: list[dict], paths: list[str]) -> None:
+    """One run's settings, model, data and levers in every file, and each shard once, finished."""
+    identities = [{k: v for k, v in s["identity"].items() if k != "shard"} for s in states]
+    differ = [k for k in sorted(set().union(*identities)) if len({repr(i.get(k)) for i in identities}) > 1]
+    if differ:
+        odd = [p for p, i in zip(paths, identities) if any(i.get(k) != identities[0].get(k) for k in differ)]
+        raise ValueError(f"the shards are not of one run: {', '.join(differ)} differ between {paths[0]!r} and {odd}")
+    _same(states, paths, "N (shard=(K, N))", lambda s: s["identity"]["shard"][1])
+    notes = [s.get("notes", {}) for s in states]
+    unfinished = [p for p, n in zip(paths, notes) if n.get("complete") is not True]
+    if unfinished:
+        raise ValueError(f"shards did not finish: {unfinished} (resume them with resume=True and the same settings)")
+    _same(states, paths, "the data (its digest, batches or samples)", lambda s: s["notes"].get("data"))
+    for fact in _RUN_FACTS + ("channels_last", "autocast"):
+        _same(states, paths, fact, lambda s, fact=fact: s["notes"].get(fact, s.get(fact)))
+    n = states[0]["identity"]["shard"][1]
+    ks = [s["identity"]["shard"][0] for s in states]
+    twice = sorted({k for k in ks if ks.count(k) > 1})
+    if twice:
+        raise ValueError(f"shards given twice: {twice} ({[p for p, k in zip(paths, ks) if k in twice]})")
+    missing = sorted(set(range(n)) - set(ks))
+    if missing:
+        raise ValueError(f"shards missing: {missing} of {n}")
+
+
+def _verdicts(state: dict, path: str) -> list[Verdict]:
+    """The shard's per-sample verdicts, its batches checked complete and unedited."""
+    k, n = state["identity"]["shard"]
+    total = state["notes"]["data"]["batches"]
+    own = sorted(int(i) for i in state["batches"])
+    if own != list(range(k, total, n)):
+        raise ValueError(f"{path!r}: shard {k} of {n} holds batches {own[:8]}..., not every N-th from {k} of {total}")
+    attacks, passes = len(state["notes"]["attacks"]), state["notes"]["repeats"]
+    out = []
+    for i in own:
+        entry = state["batches"][str(i)]
+        records = entry["records"]
+        problem = records_problem(records, i, len(records), attacks, passes)
+        if problem is None and entry["check"] != _records_check(entry["digest"], records):
+            problem = f"batch {i}: its records were edited (their checksum differs)"
+        if problem is not None:
+            raise ValueError(f"{path!r} is damaged: {problem}")
+        out += [Verdict(*r) for r in records]
+    return out
+
+
+def merge_shards(paths: Sequence) -> AutoAttackReport:
+    """The report of the unsharded run from its N shards' state files (any order).
+
+    Raises:
+        ValueError: files of different runs, a shard missing, given twice or unfinished, a
+            damaged file - each named.
+    """
+    paths = [os.fspath(p) for p in paths]
+    if not paths:
+        raise ValueError("merge_shards needs the shards' state files")
+    states = [_load(p) for p in paths]
+    _check_run(states, paths)
+    records = sorted(v for s, p in zip(states, paths) for v in _verdicts(s, p))
+    first, notes = states[0], states[0]["notes"]
+    seconds = {a: sum(s["seconds"].get(a, 0.0) for s in states) for a in notes["attacks"]}
+    attacked = {a: sum(s["attacked"].get(a, 0) for s in states) for a in notes["attacks"]}
+    identity = first["identity"]
+    report = AutoAttackReport(
+        version=notes["version"], norm=identity["norm"], eps=identity["eps"], n_samples=len(records),
+        attacks=list(notes["attacks"]), seconds=seconds, attacked=attacked, stochastic=notes["stochastic"],
+        eot_iter=notes["eot_iter"], repeats=notes["repeats"], autocast=first.get("autocast"), classes=notes["classes"],
+        **figures(records, notes["attacks"], notes["stochastic"], identity["individual"]))
+    report.gradients, report.probabilities, report.levers = notes["gradients"], notes["probabilities"], notes["levers"]
+    report.not_autoattack, report.measured = notes["not_autoattack"], notes["measured"]
+    return report

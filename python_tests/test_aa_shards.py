@@ -129,3 +129,22 @@ def test_evaluate_refuses_a_sharded_autoattack_by_name(data, tmp_path):
     options = AutoAttackOptions(version="fast", shard=(0, 2), state_path=str(tmp_path / "s.json"))
     with pytest.raises(ValueError, match="evaluate does not shard"):
         evaluate(_model(), data, eps=0.05, suite="autoattack", autoattack=options, progress=False)
+
+
+def test_the_merge_command_prints_and_writes_the_merged_report(data, tmp_path, capsys):
+    from robustkernels.cli import main
+
+    model = _model()
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    paths = [folder / f"shard-{k}.json" for k in range(2)]
+    for k in range(2):
+        autoattack(model, data, version="fast", shard=(k, 2), state_path=paths[k], **SETTINGS)
+    one = autoattack(model, data, version="fast", **SETTINGS)
+    assert main(["merge", str(folder), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert str(one.robust_accuracy) in printed
+    written = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert written["robust"] == one.robust and (tmp_path / "out" / "report.md").exists()
+    assert main(["merge", str(paths[0])]) == 2
+    assert "shards missing: [1] of 2" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Command line: robustkernels demo | train | eval | compare | bench | info, one module per
+"""Command line: robustkernels demo | train | eval | compare | merge | bench | info, one module per
 command (its options and its run) over the argument types of :mod:`robustkernels.cli.args`."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from .compare import add_compare
 from .demo import add_demo
 from .eval import add_eval
 from .info import add_info
+from .merge import add_merge
 from .train import add_train
 
 DESCRIPTION = """Adversarial robustness on fused kernels: attacks, robust training, honest evaluation.
@@ -21,6 +22,7 @@ DESCRIPTION = """Adversarial robustness on fused kernels: attacks, robust traini
   robustkernels train     train a model with a robust training method
   robustkernels eval      robustness report (and AutoAttack) of a trained checkpoint
   robustkernels compare   several training methods on one model: AutoAttack accuracy against training time
+  robustkernels merge     one AutoAttack report from the state files of its shards
   robustkernels bench     our kernels and AutoAttack against the baselines users run
   robustkernels info      versions, CPU, extension and backends
 
@@ -32,7 +34,7 @@ USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError, OverflowError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robustkernels", description=DESCRIPTION, formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_demo, add_train, add_eval, add_compare, add_info, add_bench):
+    for add in (add_demo, add_train, add_eval, add_compare, add_merge, add_info, add_bench):
         add(commands)
     return parser
 

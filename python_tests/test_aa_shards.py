@@ -148,3 +148,55 @@ def test_the_merge_command_prints_and_writes_the_merged_report(data, tmp_path, c
     assert written["robust"] == one.robust and (tmp_path / "out" / "report.md").exists()
     assert main(["merge", str(paths[0])]) == 2
     assert "shards missing: [1] of 2" in capsys.readouterr().err
+
+
+KILL_SCRIPT = """
+import torch
+from torch import nn
+from robustkernels.eval import autoattack
+model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+model.load_state_dict(torch.load({weights!r}, weights_only=True))
+x, y = torch.load({data!r}, weights_only=True)
+autoattack(model, (x, y), version="fast", shard=(1, 2), state_path={state!r}, resume=True, **{settings!r})
+print("finished", flush=True)
+"""
+
+
+def test_a_shard_killed_with_kill_9_resumes_to_the_same_merge(tmp_path):
+    """Shard 1 of 2 in its own process, killed with SIGKILL after some batches: the merge refuses
+    it as unfinished; resumed, the merge equals the unsharded run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    model = _model()
+    x = torch.rand(96, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    one = autoattack(model, (x, y), version="fast", **SETTINGS)
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    torch.save((x, y), tmp_path / "d.pt")
+    paths = [tmp_path / "shard-0.json", tmp_path / "shard-1.json"]
+    autoattack(model, (x, y), version="fast", shard=(0, 2), state_path=paths[0], **SETTINGS)
+    script = KILL_SCRIPT.format(weights=str(tmp_path / "w.pt"), data=str(tmp_path / "d.pt"), state=str(paths[1]),
+                                settings=SETTINGS)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+
+    def done() -> int:
+        try:
+            return len(json.loads(paths[1].read_text())["batches"])
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    deadline = time.time() + 120
+    while done() < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # kill -9, at whatever point it is
+    proc.wait()
+    assert 0 < done() < 12, done()  # killed mid-run: 12 batches are shard 1's
+    with pytest.raises(ValueError, match="shards did not finish"):
+        merge_shards(paths)
+    autoattack(model, (x, y), version="fast", shard=(1, 2), state_path=paths[1], resume=True, **SETTINGS)
+    merged = merge_shards(paths)
+    assert merged.robust == one.robust and merged.robust_after == one.robust_after

@@ -10,30 +10,19 @@ not finish, naming them.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 
 from .aa_report import AutoAttackReport
-from .aa_state import FORMAT, Verdict, _records_check, records_problem
+from .aa_state import Verdict, read_state_file, stored_batch_problem
 from .autoattack import figures
 
-# facts every shard notes about the model and the run (autoattack's AutoAttackRun._start)
-_RUN_FACTS = ("version", "attacks", "eot_iter", "stochastic", "repeats", "classes", "gradients", "probabilities",
-              "levers", "not_autoattack", "measured")
 
-
-def _load(path) -> dict:
-    try:
-        with open(path) as f:
-            state = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{os.fspath(path)!r} is not a readable AutoAttack state file ({exc})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{os.fspath(path)!r} is not an AutoAttack state file of this version")
+def _load(path: str) -> dict:
+    state = read_state_file(path)
     shard = state.get("identity", {}).get("shard")
     if not (isinstance(shard, list) and len(shard) == 2):
-        raise ValueError(f"{os.fspath(path)!r} is not a shard's state file (run autoattack with shard=(K, N))")
+        raise ValueError(f"{path!r} is not a shard's state file (run autoattack with shard=(K, N))")
     return state
 
 
@@ -58,7 +47,8 @@ def _check_run(states: list[dict], paths: list[str]) -> None:
     if unfinished:
         raise ValueError(f"shards did not finish: {unfinished} (resume them with resume=True and the same settings)")
     _same(states, paths, "the data (its digest, batches or samples)", lambda s: s["notes"].get("data"))
-    for fact in _RUN_FACTS + ("channels_last", "autocast"):
+    facts = sorted(set().union(*notes) - {"data", "complete"})  # what the shards noted of the model and the run
+    for fact in facts + ["channels_last", "autocast"]:
         _same(states, paths, fact, lambda s, fact=fact: s["notes"].get(fact, s.get(fact)))
     n = states[0]["identity"]["shard"][1]
     ks = [s["identity"]["shard"][0] for s in states]
@@ -81,13 +71,10 @@ def _verdicts(state: dict, path: str) -> list[Verdict]:
     out = []
     for i in own:
         entry = state["batches"][str(i)]
-        records = entry["records"]
-        problem = records_problem(records, i, len(records), attacks, passes)
-        if problem is None and entry["check"] != _records_check(entry["digest"], records):
-            problem = f"batch {i}: its records were edited (their checksum differs)"
+        problem = stored_batch_problem(entry, i, len(entry["records"]), attacks, passes)
         if problem is not None:
             raise ValueError(f"{path!r} is damaged: {problem}")
-        out += [Verdict(*r) for r in records]
+        out += [Verdict(*r) for r in entry["records"]]
     return out
 
 

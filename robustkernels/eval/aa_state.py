@@ -152,6 +152,29 @@ def records_problem(records, index: int, size: int, attacks: int, passes: int) -
     return None
 
 
+def read_state_file(path: str, label: str = "") -> dict:
+    """The JSON of an AutoAttack state file of this version (``label`` prefixes the path in the
+    errors, e.g. ``"state_path "``)."""
+    try:
+        with open(path) as f:
+            state = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{label}{path!r} is not a readable AutoAttack state file ({exc})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{label}{path!r} is not an AutoAttack state file of this version")
+    return state
+
+
+def stored_batch_problem(entry: dict, index: int, size: int, attacks: int, passes: int) -> str | None:
+    """What is wrong with a state file's batch ``index`` of ``size`` samples (its records not one
+    per sample in order, or edited after writing), or None."""
+    records = entry["records"]
+    problem = records_problem(records, index, size, attacks, passes)
+    if problem is None and entry["check"] != _records_check(entry["digest"], records):
+        problem = f"batch {index}: its records were edited (their checksum differs)"
+    return problem
+
+
 class RunState:
     """The state of one resumable run (``path`` None: a no-op). ``later``: identity entries known
     only once data arrive (:meth:`confirm`); a loaded file is compared on the others at once."""
@@ -181,14 +204,7 @@ class RunState:
         return ValueError(f"the state file {self.path!r} is damaged: {what}; remove it to start the run afresh")
 
     def _load(self, later: tuple[str, ...]) -> None:
-        try:
-            with open(self.path) as f:
-                state = json.load(f)
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"state_path {self.path!r} is not a readable AutoAttack state file ({exc})") from None
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise ValueError(f"state_path {self.path!r} is not an AutoAttack state file of this version")
-        self._parse(state)
+        self._parse(read_state_file(self.path, "state_path "))
         differs = sorted(k for k in set(self.identity) | set(self.written)
                          if k not in later and self.identity.get(k) != self.written.get(k))
         if differs:
@@ -259,9 +275,7 @@ class RunState:
                                                "that wrote it)")
             raise ValueError(f"state_path {self.path!r}: batch {index} of the data differs from the run that "
                              f"wrote the state{sizes}")
-        problem = records_problem(entry["records"], index, size, attacks, passes)
-        if problem is None and entry["check"] != _records_check(digest, entry["records"]):
-            problem = f"batch {index}: its records were edited (their checksum differs)"
+        problem = stored_batch_problem(entry, index, size, attacks, passes)
         if problem is not None:
             raise self._damaged(problem)
         return [Verdict(*r) for r in entry["records"]]

@@ -127,7 +127,7 @@ def test_evaluate_refuses_a_sharded_autoattack_by_name(data, tmp_path):
     from robustkernels.eval import AutoAttackOptions, evaluate
 
     options = AutoAttackOptions(version="fast", shard=(0, 2), state_path=str(tmp_path / "s.json"))
-    with pytest.raises(ValueError, match="evaluate does not shard"):
+    with pytest.raises(ValueError, match="set shard= on evaluate"):
         evaluate(_model(), data, eps=0.05, suite="autoattack", autoattack=options, progress=False)
 
 

@@ -387,7 +387,7 @@ def test_evaluate_never_prints_a_certificate_an_attack_broke(monkeypatch):
 
     from robustkernels.certify import CertifiedReport
 
-    evaluate_module = importlib.import_module("robustkernels.eval.evaluate")
+    evaluate_module = importlib.import_module("robustkernels.eval.eval_pass")
 
     model, x, y = trained_digits_cnn()
     n = 60

@@ -54,7 +54,12 @@ def add_eval(commands) -> None:
     p.add_argument("--aa-attacks", default=None,
                    help="--version custom: comma-separated among apgd-ce,apgd-dlr,apgd-t,fab,fab-t,square")
     p.add_argument("--resume", action="store_true",
-                   help="--suite autoattack with --out: continue a killed run from --out/autoattack_state.json")
+                   help="--suite autoattack with --out: continue a killed run from --out/autoattack_state.json; "
+                        "with --shard: continue the killed shard from its state file")
+    p.add_argument("--shard", type=shard_arg, default=None, metavar="K/N",
+                   help="evaluate shard K of N (from 0): every N-th batch from K, with --out (its state file "
+                        "eval_state.json goes there); `robustkernels merge` makes the whole report from the N "
+                        "folders. Give every shard the same --seed, --batch-size and settings (default: no shards)")
     p.add_argument("--individual", action="store_true",
                    help="AutoAttack: every attack on every point (each attack's robust accuracy), not the cascade")
     p.add_argument("--autocast", choices=("auto", "fp32", *(k for k in AUTOCAST if k)), default="auto",
@@ -81,6 +86,16 @@ def add_eval(commands) -> None:
     p.add_argument("--seed", type=integer(minimum=0), default=0, help="seed of the attacks' random starts")
     p.add_argument("--out", default=None, help="write report.md, report.json and the plots here")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (they are off when piped anyway)")
+
+
+def shard_arg(text: str) -> tuple[int, int]:
+    """``K/N`` -> (K, N) with 0 <= K < N."""
+    import argparse
+
+    k, _, n = text.partition("/")
+    if not (k.isdigit() and n.isdigit() and int(k) < int(n)):
+        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N (e.g. 0/4), got {text!r}")
+    return int(k), int(n)
 
 
 def _title(meta: dict, normalization) -> str:
@@ -139,8 +154,11 @@ def _eval(args) -> int:
     from ..eval.corruptions import CORRUPTIONS
     from ..train.checkpoint import model_from_checkpoint
 
-    if args.resume and not (args.out and args.suite == "autoattack"):
-        raise ValueError("--resume continues AutoAttack's state: it needs --suite autoattack and --out")
+    if args.shard is not None and not args.out:
+        raise ValueError("--shard keeps the shard's state file in --out: pass --out")
+    if args.resume and not (args.out and (args.suite == "autoattack" or args.shard is not None)):
+        raise ValueError("--resume continues a killed run from its state file: it needs --out and --suite autoattack "
+                         "or --shard")
     corruptions = "all" if args.corruptions == "all" else [c for c in args.corruptions.split(",") if c]
     unknown = [c for c in ([] if corruptions == "all" else corruptions) if c not in CORRUPTIONS]
     if unknown:
@@ -156,6 +174,11 @@ def _eval(args) -> int:
                          f"trained on {meta['dataset']})")
     check_fits(model, test, normalization)
     test = take(test, 0, args.samples)  # a Dataset stays lazy: evaluate streams it
+    if args.shard is None:  # under torchrun the processes share the batches (one report, from rank 0)
+        from ..common import model_device
+        from ..train.distributed import init_from_env
+
+        init_from_env(model_device(model))
     report = evaluate(model, test, eps=meta["eps"] if args.eps is None else args.eps,
                       norm=args.norm or meta.get("norm", "linf"), attacks=[a for a in args.attacks.split(",") if a],
                       eot_iter=args.eot_iter, batch_size=args.batch_size, checks=not args.no_checks,
@@ -164,8 +187,15 @@ def _eval(args) -> int:
                       autocast=None if args.autocast == "fp32" else args.autocast,
                       channels_last={"on": True, "off": False}.get(args.channels_last, "auto"),
                       compile=args.compile, surrogate=surrogate, corruptions=corruptions,
-                      certify=args.certify, normalization=normalization, title=_title(meta, normalization))
+                      certify=args.certify, normalization=normalization, title=_title(meta, normalization),
+                      **_shard_options(args))
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: every process holds the report; the first writes it
+        return 0
     print(report.to_markdown())
+    if args.shard is not None:
+        print(f"shard {args.shard[0]} of {args.shard[1]}: its state is {os.path.join(args.out, STATE_FILE)}; "
+              "`robustkernels merge` the N shards' folders for the report")
+        return 0
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         report.to_json(os.path.join(args.out, "report.json"))
@@ -176,12 +206,22 @@ def _eval(args) -> int:
     return 0
 
 
+STATE_FILE = "eval_state.json"  # a shard's state file in --out
+
+
+def _shard_options(args) -> dict:
+    if args.shard is None:
+        return {}
+    return {"shard": args.shard, "state_path": os.path.join(args.out, STATE_FILE), "resume": args.resume}
+
+
 def _autoattack_options(args):
     """AutoAttack's settings from ``--version``, ``--aa-attacks``, ``--individual`` and ``--resume``
     (the state file lives in ``--out``)."""
     from ..eval import AutoAttackOptions
 
-    state = os.path.join(args.out, "autoattack_state.json") if args.out and args.suite == "autoattack" else None
+    keeps = args.out and args.suite == "autoattack" and args.shard is None  # a shard keeps it beside its own state
+    state = os.path.join(args.out, "autoattack_state.json") if keeps else None
     attacks = None if args.aa_attacks is None else tuple(a for a in args.aa_attacks.split(",") if a)
     return AutoAttackOptions(version=args.version, attacks=attacks, individual=args.individual, state_path=state,
-                             resume=args.resume)
+                             resume=args.resume and state is not None)

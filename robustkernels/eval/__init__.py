@@ -5,6 +5,7 @@ from ..certify import CertifiedReport, certified_accuracy
 from .aa_merge import merge_shards
 from .autoattack import VERSIONS, AutoAttackOptions, AutoAttackReport, AutoAttackRun, autoattack
 from .corruptions import CORRUPTIONS, CorruptionReport, corruption_accuracy
+from .eval_state import merge_eval_shards
 from .evaluate import evaluate
 from .options import EvalOptions
 from .probe import check_version_classes, is_stochastic
@@ -14,4 +15,4 @@ from .suite import ATTACKS, make_attack
 __all__ = ["ATTACKS", "CORRUPTIONS", "VERSIONS", "AttackResult", "AutoAttackOptions", "AutoAttackReport",
            "AutoAttackRun", "CertifiedReport", "Check", "CorruptionReport", "EvalOptions", "RobustnessReport", "Stat",
            "autoattack", "certified_accuracy", "check_version_classes", "corruption_accuracy", "evaluate",
-           "is_stochastic", "make_attack", "merge_shards"]
+           "is_stochastic", "make_attack", "merge_eval_shards", "merge_shards"]

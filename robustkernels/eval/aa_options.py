@@ -61,7 +61,7 @@ class AutoAttackOptions:
         if self.state_path is not None and not isinstance(self.state_path, str | os.PathLike):
             raise TypeError(f"state_path must be a path (str or os.PathLike), got {type(self.state_path).__name__}")
         if self.shard is not None:
-            object.__setattr__(self, "shard", _checked_shard(self.shard))
+            object.__setattr__(self, "shard", checked_shard(self.shard))
             if self.state_path is None:
                 raise ValueError("shard=(K, N) writes the shard's verdicts to its state file: pass state_path= too")
         if self.resume and self.state_path is None:
@@ -83,7 +83,7 @@ class AutoAttackOptions:
         return out
 
 
-def _checked_shard(shard) -> tuple[int, int]:
+def checked_shard(shard) -> tuple[int, int]:
     """``(K, N)``: this run is shard K (from 0) of N, as two ints with 0 <= K < N."""
     if not (isinstance(shard, tuple | list) and len(shard) == 2
             and all(isinstance(v, int) and not isinstance(v, bool) for v in shard) and 0 <= shard[0] < shard[1]):

@@ -152,16 +152,17 @@ def records_problem(records, index: int, size: int, attacks: int, passes: int) -
     return None
 
 
-def read_state_file(path: str, label: str = "") -> dict:
-    """The JSON of an AutoAttack state file of this version (``label`` prefixes the path in the
+def read_state_file(path: str, label: str = "", fmt: str = FORMAT, kind: str = "AutoAttack") -> dict:
+    """The JSON of a ``kind`` state file of format ``fmt`` (``label`` prefixes the path in the
     errors, e.g. ``"state_path "``)."""
     try:
         with open(path) as f:
             state = json.load(f)
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{label}{path!r} is not a readable AutoAttack state file ({exc})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{label}{path!r} is not an AutoAttack state file of this version")
+        raise ValueError(f"{label}{path!r} is not a readable {kind} state file ({exc})") from None
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        article = "an" if kind[0].lower() in "aeiou" else "a"
+        raise ValueError(f"{label}{path!r} is not {article} {kind} state file of this version")
     return state
 
 
@@ -177,7 +178,11 @@ def stored_batch_problem(entry: dict, index: int, size: int, attacks: int, passe
 
 class RunState:
     """The state of one resumable run (``path`` None: a no-op). ``later``: identity entries known
-    only once data arrive (:meth:`confirm`); a loaded file is compared on the others at once."""
+    only once data arrive (:meth:`confirm`); a loaded file is compared on the others at once.
+    A batch's ``records`` are AutoAttack's verdicts here; a subclass stores other JSON values
+    under its own ``FORMAT`` and checks them in :meth:`done`."""
+
+    FORMAT, KIND = FORMAT, "AutoAttack"
 
     def __init__(self, path, identity: dict, resume: bool, later: tuple[str, ...] = ()):
         self.path, self.identity, self.batches = None if path is None else os.fspath(path), identity, {}
@@ -204,7 +209,7 @@ class RunState:
         return ValueError(f"the state file {self.path!r} is damaged: {what}; remove it to start the run afresh")
 
     def _load(self, later: tuple[str, ...]) -> None:
-        self._parse(read_state_file(self.path, "state_path "))
+        self._parse(read_state_file(self.path, "state_path ", self.FORMAT, self.KIND))
         differs = sorted(k for k in set(self.identity) | set(self.written)
                          if k not in later and self.identity.get(k) != self.written.get(k))
         if differs:
@@ -221,7 +226,7 @@ class RunState:
             if not key.isdigit():
                 raise self._damaged(f"batch {key!r} is not a batch number")
             if not (isinstance(entry, dict) and isinstance(entry.get("digest"), str)
-                    and isinstance(entry.get("check"), str) and isinstance(entry.get("records"), list)):
+                    and isinstance(entry.get("check"), str) and isinstance(entry.get("records"), (list, dict))):
                 raise self._damaged(f"batch {key} lacks its digest, check or records")
         counters = [state.get("seconds"), state.get("attacked")]
         if not all(isinstance(c, dict) and all(is_number(v) and v >= 0 for v in c.values()) for c in counters):
@@ -266,19 +271,28 @@ class RunState:
         """The stored records of batch ``index`` (``size`` samples, ``attacks`` attacks and
         ``passes`` evaluation passes), or None when it is still to do. A batch whose data changed
         is refused; records that are not one per sample in order, or were edited, are damage."""
-        entry = self.batches.get(index)
+        entry = self.entry(index, digest, size)
         if entry is None:
             return None
-        if entry["digest"] != digest:
-            stored = len(entry["records"])
-            sizes = "" if stored == size else (f" ({size} samples here, {stored} there: pass the batch size of the run "
-                                               "that wrote it)")
-            raise ValueError(f"state_path {self.path!r}: batch {index} of the data differs from the run that "
-                             f"wrote the state{sizes}")
         problem = stored_batch_problem(entry, index, size, attacks, passes)
         if problem is not None:
             raise self._damaged(problem)
         return [Verdict(*r) for r in entry["records"]]
+
+    def stored_size(self, entry: dict) -> int:
+        """How many samples a stored batch holds."""
+        return len(entry["records"])
+
+    def entry(self, index: int, digest: str, size: int) -> dict | None:
+        """Batch ``index``'s stored entry (None: still to do); refused if its data changed."""
+        entry = self.batches.get(index)
+        if entry is None or entry["digest"] == digest:
+            return entry
+        stored = self.stored_size(entry)
+        sizes = "" if stored == size else (f" ({size} samples here, {stored} there: pass the batch size of the run "
+                                           "that wrote it)")
+        raise ValueError(f"state_path {self.path!r}: batch {index} of the data differs from the run that "
+                         f"wrote the state{sizes}")
 
     def add(self, index: int, digest: str, records: list, seconds: dict, attacked: dict) -> None:
         if self.path is None:
@@ -298,7 +312,7 @@ class RunState:
 
     def _write(self) -> None:
         """The whole state, written atomically (a temporary file, then a rename)."""
-        payload = {"format": FORMAT, "identity": self.identity, "seconds": self.seconds, "attacked": self.attacked,
+        payload = {"format": self.FORMAT, "identity": self.identity, "seconds": self.seconds, "attacked": self.attacked,
                    "channels_last": self.channels_last, "autocast": self.autocast, "notes": self.notes,
                    "batches": {str(k): v for k, v in sorted(self.batches.items())}}
         folder = os.path.dirname(os.path.abspath(self.path))

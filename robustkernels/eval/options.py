@@ -3,6 +3,7 @@ once: :class:`EvalOptions` and :func:`check_eval_options` (as ``FitOptions`` ser
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, fields
 
 import torch
@@ -12,7 +13,7 @@ from ..certify import bound_method
 from ..common import non_negative, positive_int
 from ..levers import check_autocast, check_lever
 from ..threat import check_norm
-from .aa_options import AutoAttackOptions
+from .aa_options import AutoAttackOptions, checked_shard
 from .suite import ATTACKS, LINF_ONLY, STEP_KEYS
 
 SUITES = ("default", "autoattack")
@@ -52,6 +53,9 @@ class EvalOptions:
     surrogate: nn.Module | None = None
     corruptions: tuple | str = ()
     certify: str | None = None
+    shard: tuple | None = None  # (K, N): this run is shard K of N (evaluate's docstring)
+    state_path: str | None = None  # a shard's state file
+    resume: bool = False  # continue a killed shard from its state file
 
 
 def _check_steps(steps) -> dict:
@@ -79,8 +83,31 @@ def _check_autoattack(aa) -> None:
         raise ValueError(f"autoattack: set {', '.join(shared)} on evaluate(...) itself, which gives "
                          f"{'it' if len(shared) == 1 else 'them'} to AutoAttack too")
     if aa.shard is not None:
-        raise ValueError("autoattack: shard= shards robustkernels.eval.autoattack(...) runs; evaluate does not "
-                         "shard its other parts (clean passes, checks) yet")
+        raise ValueError("autoattack: set shard= on evaluate(...) itself, which shards its AutoAttack part with "
+                         "the rest")
+
+
+def _check_shard(o: EvalOptions) -> None:
+    """A shard: (K, N), its state file, and nothing that streams across batches."""
+    if not isinstance(o.resume, bool):
+        raise TypeError(f"resume must be True or False, got {o.resume!r}")
+    if o.shard is None:
+        if o.state_path is not None or o.resume:
+            raise ValueError("state_path / resume keep a shard's values: pass shard=(K, N) too (a whole run that can "
+                             "resume is shard=(0, 1))")
+        return
+    o.shard = checked_shard(o.shard)
+    if o.state_path is None:
+        raise ValueError("shard= keeps the shard's values for the merge: pass state_path= (a file path) too")
+    if not isinstance(o.state_path, (str, os.PathLike)):
+        raise TypeError(f"state_path must be a file path, got {type(o.state_path).__name__}")
+    o.state_path = os.fspath(o.state_path)
+    if o.corruptions:
+        raise ValueError("corruptions: not with shard= (their noise streams across the batches); run "
+                         "robustkernels.eval.corruption_accuracy on the whole data instead")
+    if o.autoattack.state_path is not None:
+        raise ValueError("autoattack: leave state_path out with shard=: a shard keeps AutoAttack's state beside its "
+                         "own (state_path + '.autoattack.json')")
 
 
 def check_eval_options(model: nn.Module, o: EvalOptions) -> EvalOptions:
@@ -113,6 +140,7 @@ def check_eval_options(model: nn.Module, o: EvalOptions) -> EvalOptions:
     check_lever("compile", o.compile)
     check_autocast(o.autocast)
     _check_autoattack(o.autoattack)
+    _check_shard(o)
     if o.suite != "autoattack" and o.autoattack != AutoAttackOptions():
         raise ValueError("autoattack= sets the AutoAttack part, which runs with suite='autoattack' only: pass that too")
     if o.certify is not None:

@@ -26,13 +26,14 @@ class EvalRunner:
     Attributes:
         model: the model the verdicts use; ``attacked``: the copy the attacks run (BPDA, levers).
         threat: the threat model; ``eot`` / ``reps``: EOT passes per attack step and evaluation
-            passes; ``generator``: the evaluation's source of seeds.
+            passes; ``generator``: the evaluation's source of seeds, restarted per batch from
+            ``seed`` (:meth:`reseed`).
     """
 
-    def __init__(self, model: nn.Module, setup: ModelSetup, threat: ThreatModel, opts: EvalOptions, generator):
+    def __init__(self, model: nn.Module, setup: ModelSetup, threat: ThreatModel, opts: EvalOptions, seed: int):
         self.model, self.attacked, self.device, self.forward = model, setup.attacked, setup.device, setup.forward
-        self.threat = threat
-        self.bs, self.progress, self.generator = opts.batch_size, opts.progress, generator
+        self.threat, self.seed = threat, seed
+        self.bs, self.progress, self.generator = opts.batch_size, opts.progress, torch.Generator()
         self.steps, self.restarts = opts.steps, opts.restarts
         self.eot, self.reps = eot_and_repeats(setup.stochastic, opts.eot_iter, opts.repeats)
 
@@ -40,6 +41,12 @@ class EvalRunner:
         return make_attack(name, self.attacked, eps=eps, eot_iter=self.eot if eot is None else eot,
                            generator=self.generator, steps=self.steps, restarts=self.restarts,
                            **self.threat.space_kwargs())
+
+    def reseed(self, index: int) -> None:
+        """Start the draws of batch ``index`` (negative: a phase after the batches) from a seed
+        that is a function of the evaluation's seed and the index alone: a batch draws the same
+        random starts and noise whichever process, shard or order attacks it."""
+        self.generator.manual_seed((self.seed * 1_000_003 + index * 1_009 + 17) % 2**63)
 
     def fresh_noise(self) -> None:
         """Reseed the global RNG (LWTA / PNI noise) from the evaluation's generator: each pass

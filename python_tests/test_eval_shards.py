@@ -1,0 +1,210 @@
+"""``evaluate`` in shards: ``evaluate(..., shard=(K, N), state_path=...)`` attacks every N-th batch
+(shard 0 also the first samples, for the masking checks and the examples) and
+``merge_eval_shards`` gives the unsharded run's report - per-sample verdicts, accuracies, worst
+case, checks, curves, examples and the AutoAttack part - equal but for the timings; a shard
+stopped mid-run and resumed merges the same; files of other runs, missing, repeated or unfinished
+shards are refused by name."""
+
+import json
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from robustkernels.eval import AutoAttackOptions, evaluate, merge_eval_shards
+
+
+class Noisy(nn.Module):
+    """A stochastic model: Gaussian noise on its hidden layer at every call (drawn from the global RNG)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten())
+        self.head = nn.Linear(4 * 6 * 6, 10)
+
+    def forward(self, x):
+        h = self.body(x)
+        return self.head(h + 0.05 * torch.randn_like(h))
+
+
+def _model(seed=0, noisy=False):
+    torch.manual_seed(seed)
+    return Noisy() if noisy else nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+
+
+@pytest.fixture(scope="module")
+def data():
+    model = _model()
+    x = torch.rand(21, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    y[::5] = (y[::5] + 1) % 10  # some clean mistakes too
+    return x, y
+
+
+# short attacks; check_samples 6 spans batches 0 and 1, so shard 0 attacks a batch of shard 1's for the checks
+SETTINGS = dict(eps=0.05, batch_size=4, progress=False, autocast=None, channels_last=False, attacks=("fgsm", "pgd"),
+                steps={"pgd": 5}, check_samples=6, examples=5, curve_eps=(0.5, 1.0, 2.0))
+AA = AutoAttackOptions(version="fast", steps=6, n_queries=30)
+
+
+def _seed(k=7):
+    return torch.Generator().manual_seed(k)
+
+
+def _without_timings(report) -> dict:
+    out = json.loads(report.to_json())
+    out.pop("overhead")
+    for row in out["attacks"].values():
+        row.pop("seconds_per_image")
+    if out["autoattack"] is not None:
+        out["autoattack"].pop("seconds")
+    return out
+
+
+def _shards(model, data, tmp_path, order=(2, 0, 1), n=3, **extra):
+    paths = [tmp_path / f"shard-{k}.json" for k in range(n)]
+    for k in order:
+        evaluate(model, data, shard=(k, n), state_path=paths[k], generator=_seed(), **{**SETTINGS, **extra})
+    return paths
+
+
+@pytest.mark.parametrize("noisy", [False, True], ids=["deterministic", "stochastic"])
+def test_three_shards_merge_into_the_unsharded_run(noisy, data, tmp_path):
+    model = _model(noisy=noisy)
+    extra = dict(suite="autoattack", autoattack=AA) if not noisy else dict(eot_iter=2, repeats=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = evaluate(model, data, generator=_seed(), **SETTINGS, **extra)
+        merged = merge_eval_shards(_shards(model, data, tmp_path, **extra))
+    assert 0 < one.worst_case.mean < one.clean_accuracy.mean  # some samples fall, some hold
+    assert [c.status for c in one.checks].count("pass") >= 3 and one.curves and len(one.examples["images"]) == 5
+    assert _without_timings(merged) == _without_timings(one)
+    if not noisy:
+        assert merged.autoattack["robust"] == one.autoattack["robust"] and len(one.autoattack["robust"]) == 21
+
+
+def test_the_verdicts_do_not_depend_on_the_batches_each_process_attacks(data, tmp_path):
+    """Shards of 2 and of 3 and the whole run: one report (each batch's draws are its own)."""
+    model = _model()
+    one = _without_timings(evaluate(model, data, generator=_seed(), **SETTINGS))
+    two = _without_timings(merge_eval_shards(_shards(model, data, tmp_path, order=(1, 0), n=2)))
+    assert one == two
+
+
+def test_a_stopped_shard_resumes_to_the_same_merge(data, tmp_path):
+    """Shard 1 is stopped after its first batch (as kill -9 leaves it: the file holds the batches
+    done), refused by the merge as unfinished, then resumed; the merge equals the unsharded run."""
+    model = _model()
+    x, y = data
+    one = evaluate(model, data, generator=_seed(), **SETTINGS)
+    paths = _shards(model, data, tmp_path, order=(0, 2))
+    state = tmp_path / "shard-1.json"
+
+    class Stop(Exception):
+        pass
+
+    class Stopping(torch.utils.data.Dataset):
+        """The data, failing at sample 8 (batch 2 at batch_size 4): shard 1 attacks batch 1, then stops."""
+
+        def __len__(self):
+            return len(y)
+
+        def __getitem__(self, i):
+            if i >= 8:
+                raise Stop
+            return x[i], y[i]
+
+    with pytest.raises(Stop):
+        evaluate(model, torch.utils.data.DataLoader(Stopping(), batch_size=4), shard=(1, 3), state_path=state,
+                 generator=_seed(), **SETTINGS)
+    assert list(json.loads(state.read_text())["batches"]) == ["1"]
+    with pytest.raises(ValueError, match="shards did not finish"):
+        merge_eval_shards(paths)
+    evaluate(model, data, shard=(1, 3), state_path=state, resume=True, generator=_seed(), **SETTINGS)
+    assert _without_timings(merge_eval_shards(paths)) == _without_timings(one)
+
+
+def test_shards_of_other_runs_are_refused_by_name(data, tmp_path):
+    model = _model()
+    paths = _shards(model, data, tmp_path)
+    with pytest.raises(ValueError, match=r"shards missing: \[2\] of 3"):
+        merge_eval_shards(paths[:2])
+    with pytest.raises(ValueError, match=r"shards given twice: \[0\]"):
+        merge_eval_shards([paths[0], paths[0], paths[1], paths[2]])
+    other = tmp_path / "other"
+    other.mkdir()
+    for name, model_k, data_k, settings in (("eps", model, data, dict(eps=0.06)), ("model", _model(1), data, {}),
+                                            ("seed", model, data, dict(generator=_seed(8))),
+                                            ("data", model, (data[0].flip(0), data[1].flip(0)), {})):
+        path = other / f"{name}.json"
+        evaluate(model_k, data_k, shard=(2, 3), state_path=path, **{**SETTINGS, "generator": _seed(), **settings})
+        with pytest.raises(ValueError, match=f"not of one run: .*{name}"):
+            merge_eval_shards([paths[0], paths[1], path])
+    from robustkernels.eval import autoattack
+
+    aa_file = other / "autoattack.json"
+    autoattack(model, data, eps=0.05, version="fast", steps=4, n_queries=20, shard=(0, 1), state_path=aa_file,
+               progress=False, autocast=None, channels_last=False)
+    with pytest.raises(ValueError, match="is not an evaluate state file"):
+        merge_eval_shards([aa_file])
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(shard=(2, 2)), "shard must be"), (dict(shard="0/2"), "shard must be"),
+    (dict(shard=(0, 2)), "pass state_path"), (dict(state_path="s.json"), "pass shard="),
+    (dict(resume=True), "pass shard="), (dict(shard=(0, 2), state_path=3), "state_path must be a file path"),
+    (dict(shard=(0, 2), state_path="s.json", corruptions=("contrast",)), "corruptions: not with shard"),
+    (dict(shard=(0, 2), state_path="s.json", suite="autoattack",
+          autoattack=AutoAttackOptions(state_path="aa.json")), "autoattack: leave state_path out"),
+])
+def test_bad_shard_options_are_refused_by_name(options, message, data):
+    with pytest.raises((ValueError, TypeError), match=message):
+        evaluate(_model(), data, **{**SETTINGS, **options})
+
+
+def test_a_front_end_needs_bpda_set_in_a_shard(data, tmp_path):
+    from robustkernels.defences import BitDepthReduction
+
+    model = nn.Sequential(BitDepthReduction(4), _model())
+    with pytest.raises(ValueError, match="set bpda=True or False"):
+        evaluate(model, data, shard=(0, 2), state_path=tmp_path / "s.json", **SETTINGS)
+
+
+def test_the_merge_command_merges_evaluate_shards(data, tmp_path, capsys):
+    from robustkernels.cli import main
+
+    model = _model()
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    _shards(model, data, folder, order=(0, 1), n=2)
+    one = evaluate(model, data, generator=_seed(), **SETTINGS)
+    assert main(["merge", str(folder), "--out", str(tmp_path / "out")]) == 0
+    assert str(one.worst_case) in capsys.readouterr().out
+    written = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert written["clean_correct"] == one.clean_correct and (tmp_path / "out" / "report.md").exists()
+
+
+def test_eval_shard_folders_merge_into_the_whole_evaluation(tmp_path, capsys):
+    """`robustkernels eval --shard K/N` per folder, then `merge` of the folders: the report.json
+    of the unsharded `eval`, but for the timings (AutoAttack fast included)."""
+    from robustkernels.cli import main
+    from robustkernels.eval import RobustnessReport
+
+    run = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--method", "standard", "--no-progress", "--out", str(run)]) == 0
+    argv = ["eval", "--checkpoint", str(run / "checkpoint.pt"), "--samples", "24", "--attacks", "fgsm,pgd",
+            "--check-samples", "10", "--batch-size", "8", "--suite", "autoattack", "--version", "fast",
+            "--channels-last", "off", "--autocast", "fp32", "--no-progress"]
+    assert main(argv + ["--out", str(tmp_path / "whole")]) == 0
+    for k in (1, 0, 2):
+        assert main(argv + ["--shard", f"{k}/3", "--out", str(tmp_path / f"shard{k}")]) == 0
+    assert "the N shards' folders for the report" in capsys.readouterr().out
+    assert main(["merge", *(str(tmp_path / f"shard{k}") for k in range(3)), "--out", str(tmp_path / "merged")]) == 0
+    whole, merged = ((tmp_path / d / "report.json").read_text() for d in ("whole", "merged"))
+    assert _without_timings(RobustnessReport.from_json(merged)) == _without_timings(RobustnessReport.from_json(whole))
+    assert (tmp_path / "merged" / "curves.png").exists()
+    with pytest.raises(SystemExit):
+        main(argv + ["--shard", "3/3", "--out", str(tmp_path / "bad")])
+    assert "expected K/N with 0 <= K < N" in capsys.readouterr().err

@@ -1,0 +1,165 @@
+"""A shard of :func:`~robustkernels.eval.evaluate` (``shard=(K, N), state_path=F``) keeps each of
+its batches' values in a JSON state file, written atomically after every batch and tied to what
+produced them (the model's weights, modules and outputs, the data batch by batch, the seed and
+every setting), as AutoAttack's state files are (:mod:`~robustkernels.eval.aa_state`): a killed
+shard resumes with ``resume=True``. :func:`merge_eval_shards` adds the N files' values up in
+batch order into the report of the unsharded run. JSON holds numbers and strings only: reading
+it runs no code."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+from .aa_state import (
+    RunState,
+    _records_check,
+    model_digest,
+    outputs_fingerprint,
+    read_state_file,
+    same_outputs,
+    structure_digest,
+)
+from .assemble import LeadFigures, ModelFacts, assemble
+from .tally import BatchValues, PassTally, values_problem
+
+EVAL_FORMAT = "robustkernels-evaluate-state-1"
+AUTOATTACK_SUFFIX = ".autoattack.json"  # beside a shard's file: its AutoAttack part (suite="autoattack")
+_NOT_IN_IDENTITY = ("generator", "progress", "title", "state_path", "resume", "surrogate", "autoattack", "shard")
+
+
+class EvalState(RunState):
+    """A shard's state file: per batch, its :class:`~robustkernels.eval.tally.BatchValues`."""
+
+    FORMAT, KIND = EVAL_FORMAT, "evaluate"
+
+    def stored_size(self, entry: dict) -> int:
+        records = entry["records"]
+        return len(records.get("labels", [])) if isinstance(records, dict) else 0
+
+    def values(self, index: int, digest: str, size: int, passes: int, names) -> BatchValues | None:
+        """Batch ``index``'s stored values, or None when it is still to do."""
+        entry = self.entry(index, digest, size)
+        if entry is None:
+            return None
+        problem = stored_values_problem(entry, size, passes, names)
+        if problem is not None:
+            raise self._damaged(f"batch {index}: {problem}")
+        return BatchValues.from_json(entry["records"])
+
+    def confirm_model(self, model, setup, x, bounds) -> None:
+        """The model's outputs on a fixed input join the identity (the same weights and modules
+        computing another function are another model)."""
+        self.confirm("model_outputs", outputs_fingerprint(model, setup.forward, x, bounds, setup.stochastic),
+                     same_outputs)
+
+
+def stored_values_problem(entry: dict, size: int, passes: int, names) -> str | None:
+    problem = values_problem(entry["records"], size, passes, names)
+    if problem is None and entry["check"] != _records_check(entry["digest"], entry["records"]):
+        problem = "its values were edited (their checksum differs)"
+    return problem
+
+
+def eval_state(model, threat, opts, seed: int) -> EvalState:
+    """The state of shard ``opts.shard`` of an evaluation with ``seed``, in ``opts.state_path``."""
+    settings = {k: v for k, v in vars(opts).items() if k not in _NOT_IN_IDENTITY}
+    settings.update(attacks=list(opts.attacks), curve_eps=list(opts.curve_eps), bounds=repr(threat.bounds),
+                    normalization=repr(threat.normalization), corruptions=list(opts.corruptions))
+    aa = opts.autoattack.identity() if opts.suite == "autoattack" else None
+    identity = {"model": model_digest(model), "model_structure": structure_digest(model), **settings,
+                "autoattack": aa, "surrogate": None if opts.surrogate is None else model_digest(opts.surrogate),
+                "seed": seed, "shard": list(opts.shard)}
+    return EvalState(opts.state_path, identity, opts.resume, later=("model_outputs",))
+
+
+def is_eval_state(path: str) -> bool:
+    """Whether ``path`` holds an evaluate state file (False for anything else, unreadable too)."""
+    try:
+        with open(path) as f:
+            return json.load(f).get("format") == EVAL_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _load(path: str) -> dict:
+    state = read_state_file(path, "", EVAL_FORMAT, "evaluate")
+    if not isinstance(state.get("identity"), dict) or not isinstance(state["identity"].get("shard"), list):
+        raise ValueError(f"{path!r} is not a shard's state file (run evaluate with shard=(K, N))")
+    return state
+
+
+def _check_run(states: list[dict], paths: list[str]) -> None:
+    """One run's settings, model and data in every file, each shard once, every one finished."""
+    identities = [{k: v for k, v in s["identity"].items() if k != "shard"} for s in states]
+    differ = [k for k in sorted(set().union(*identities)) if len({repr(i.get(k)) for i in identities}) > 1]
+    if differ:
+        odd = [p for p, i in zip(paths, identities) if any(i.get(k) != identities[0].get(k) for k in differ)]
+        raise ValueError(f"the shards are not of one run: {', '.join(differ)} differ between {paths[0]!r} and {odd}")
+    unfinished = [p for p, s in zip(paths, states) if s.get("notes", {}).get("complete") is not True]
+    if unfinished:
+        raise ValueError(f"shards did not finish: {unfinished} (resume them with resume=True and the same settings)")
+    for what in ("data", "facts", "names"):
+        odd = [p for p, s in zip(paths, states) if s["notes"].get(what) != states[0]["notes"].get(what)]
+        if odd:
+            raise ValueError(f"the shards are not of one run: their {what} differ between {paths[0]!r} and {odd}"
+                             + (" (set channels_last and autocast explicitly)" if what == "facts" else ""))
+    n = states[0]["identity"]["shard"][1]
+    ks = [s["identity"]["shard"][0] for s in states]
+    twice = sorted({k for k in ks if ks.count(k) > 1})
+    if twice:
+        raise ValueError(f"shards given twice: {twice} ({[p for p, k in zip(paths, ks) if k in twice]})")
+    missing = sorted(set(range(n)) - set(ks))
+    if missing:
+        raise ValueError(f"shards missing: {missing} of {n}")
+
+
+def _values(state: dict, path: str, passes: int, names) -> list[tuple[int, BatchValues]]:
+    k, n = state["identity"]["shard"]
+    out = []
+    for key, entry in state["batches"].items():
+        index = int(key)
+        if index % n != k:
+            raise ValueError(f"{path!r}: shard {k} of {n} holds batch {index}, which is not its own")
+        problem = stored_values_problem(entry, len(entry["records"].get("labels", [])), passes, names)
+        if problem is not None:
+            raise ValueError(f"{path!r} is damaged: batch {index}: {problem}")
+        out.append((index, BatchValues.from_json(entry["records"])))
+    return out
+
+
+def merge_eval_shards(paths: Sequence):
+    """The :class:`~robustkernels.eval.RobustnessReport` of the unsharded evaluation from its N
+    shards' state files (any order); with ``suite="autoattack"`` each file's AutoAttack part
+    (``F + ".autoattack.json"``) is merged too.
+
+    Raises:
+        ValueError: files of different runs, a shard missing, given twice or unfinished, a
+            damaged file, samples missing - each named.
+    """
+    from .aa_merge import merge_shards
+    from .options import EvalOptions
+
+    paths = [os.fspath(p) for p in paths]
+    if not paths:
+        raise ValueError("merge_eval_shards needs the shards' state files")
+    states = [_load(p) for p in paths]
+    _check_run(states, paths)
+    notes, identity = states[0]["notes"], states[0]["identity"]
+    facts, names = ModelFacts(**notes["facts"]), notes["names"]
+    batches = sorted((iv for s, p in zip(states, paths) for iv in _values(s, p, facts.reps, names)),
+                     key=lambda iv: iv[0])
+    tally = PassTally(names)
+    for _, values in batches:
+        tally.add(values)
+    if tally.n != notes["data"]["samples"]:
+        raise ValueError(f"the shards hold {tally.n} samples of the data's {notes['data']['samples']}")
+    lead = next(s["notes"]["lead"] for s in states if s["identity"]["shard"][0] == 0)
+    opts = EvalOptions(eps=identity["eps"], norm=identity["norm"], examples=identity["examples"],
+                       checks=identity["checks"], tolerance=identity["tolerance"], certify=identity["certify"],
+                       title=states[0].get("notes", {}).get("title", ""))
+    autoattack = None
+    if identity["autoattack"] is not None:
+        autoattack = merge_shards([p + AUTOATTACK_SUFFIX for p in paths]).to_dict()
+    return assemble(tally, LeadFigures(**lead), facts, opts, autoattack)

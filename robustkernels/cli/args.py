@@ -104,6 +104,21 @@ def held_folder(path: str | None, option: str = "--out"):
         raise
 
 
+def first_process() -> bool:
+    """Whether this is the process that prints and writes: the only one, or torchrun's rank 0."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def end_distributed() -> None:
+    """Under torchrun: wait for every process, then close the process group (no process tears
+    its connections down while a peer may still use them); nothing otherwise."""
+    import torch
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def _remove_if_nothing_written(path: str) -> None:
     """The folder a failed run created, gone again if all it holds is empty files (the log opened
     before the first epoch); anything with content - a checkpoint to resume from - stays."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from .args import add_model_options, command, held_folder, integer, number
+from .args import add_model_options, command, end_distributed, first_process, held_folder, integer, number
 from .args import device as parse_device
 
 DEFAULT_METHODS = "pgd-at,fgsm-rs,n-fgsm,free-at,atta,fat,n-fgsm+levers,atta+levers"
@@ -87,12 +87,17 @@ def contenders(spec: str, args, eps: float, normalization=None) -> list:
 
 
 def _print_row(row) -> None:
+    if not first_process():
+        return
     print(f"{row.name}: trained {row.epochs} epochs in {row.train_seconds:.0f} s; "
           f"clean {100 * row.clean_accuracy:.1f}%, AutoAttack {100 * row.robust_accuracy:.1f}% "
           f"({row.eval_seconds:.0f} s)", flush=True)
 
 
 def run_compare(args) -> int:
+    from ..train.distributed import init_from_env
+
+    init_from_env(parse_device(args.device))  # under torchrun: every process trains and scores each model together
     with held_folder(args.out):
         if args.protocol == "fastat":
             from .fastat import run_fastat
@@ -135,6 +140,9 @@ def _compare(args) -> int:
              "images")
     table = to_markdown(rows, reference)
     header = f"{title}\nmachine: {machine.describe()}, device {device}\n"
+    end_distributed()
+    if not first_process():  # torchrun: every process scored the same models; the first writes
+        return 0
     print(header + "\n" + table)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "compare.md"), "w") as f:

@@ -8,8 +8,10 @@ from ..data import DATASETS, USER_DATASETS
 from .args import (
     add_model_options,
     command,
+    end_distributed,
     eot_iter,
     eps_for,
+    first_process,
     held_folder,
     integer,
     load_data,
@@ -189,7 +191,8 @@ def _eval(args) -> int:
                       compile=args.compile, surrogate=surrogate, corruptions=corruptions,
                       certify=args.certify, normalization=normalization, title=_title(meta, normalization),
                       **_shard_options(args))
-    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: every process holds the report; the first writes it
+    end_distributed()
+    if not first_process():  # torchrun: every process holds the report; the first writes it
         return 0
     print(report.to_markdown())
     if args.shard is not None:

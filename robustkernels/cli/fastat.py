@@ -9,6 +9,7 @@ import sys
 from dataclasses import asdict
 
 from .args import device as parse_device
+from .args import end_distributed, first_process
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -64,15 +65,21 @@ def run_fastat(args) -> int:
     n = [len(d[1]) if isinstance(d, tuple) else len(d) for d in (train, val, test)]
     head = fastat.header(recipe, model=args.model, data=args.dataset, train_size=n[0], val_size=n[1], test_size=n[2],
                          aa=f"AutoAttack {version}", machine=f"{machine.describe()}, device {device}")
-    print(head, flush=True)
+    if first_process():
+        print(head, flush=True)
 
     def say(run):
+        if not first_process():
+            return
         print(f"{run.label} seed {run.seed}: clean {100 * run.clean:.1f}%, AutoAttack {100 * run.robust:.1f}%, "
               f"trained {run.epochs} epochs in {run.train_seconds:.0f} s (kept epoch {run.kept_epoch})",
               file=sys.stderr, flush=True)
 
     results = fastat.run_protocol(make_model, labels, recipe, train, val, lambda m: scorer(m, test)[:2], args.out,
                                   progress=not args.no_progress, on_run=say)
+    end_distributed()
+    if not first_process():  # torchrun: every process holds the same results; the first writes
+        return 0
     rows = fastat.summarize(results, classes=NUM_CLASSES.get(args.dataset, 10))
     table = fastat.to_markdown(rows)
     print("\n" + table)

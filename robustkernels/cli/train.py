@@ -9,6 +9,7 @@ from ..data import DATASETS, USER_DATASETS
 from .args import (
     add_model_options,
     command,
+    end_distributed,
     eps_for,
     held_folder,
     integer,
@@ -209,7 +210,5 @@ def _train(args) -> int:
     if rank_and_world()[0] == 0:
         print(f"wrote {checkpoint_path} and {os.path.join(out, 'metrics.jsonl')} ({len(history)} epochs)",
               file=sys.stderr)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()  # no process tears its connections down while a peer may still use them
-        torch.distributed.destroy_process_group()
+    end_distributed()
     return 0

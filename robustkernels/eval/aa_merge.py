@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from .aa_report import AutoAttackReport
 from .aa_state import Verdict, read_state_file, stored_batch_problem
-from .autoattack import figures
+from .autoattack import report_from
 
 
 def _load(path: str) -> dict:
@@ -95,11 +95,5 @@ def merge_shards(paths: Sequence) -> AutoAttackReport:
     seconds = {a: sum(s["seconds"].get(a, 0.0) for s in states) for a in notes["attacks"]}
     attacked = {a: sum(s["attacked"].get(a, 0) for s in states) for a in notes["attacks"]}
     identity = first["identity"]
-    report = AutoAttackReport(
-        version=notes["version"], norm=identity["norm"], eps=identity["eps"], n_samples=len(records),
-        attacks=list(notes["attacks"]), seconds=seconds, attacked=attacked, stochastic=notes["stochastic"],
-        eot_iter=notes["eot_iter"], repeats=notes["repeats"], autocast=first.get("autocast"), classes=notes["classes"],
-        **figures(records, notes["attacks"], notes["stochastic"], identity["individual"]))
-    report.gradients, report.probabilities, report.levers = notes["gradients"], notes["probabilities"], notes["levers"]
-    report.not_autoattack, report.measured = notes["not_autoattack"], notes["measured"]
-    return report
+    return report_from(notes, records, identity["norm"], identity["eps"], identity["individual"], first.get("autocast"),
+                       seconds, attacked)

@@ -292,11 +292,16 @@ class AutoAttackRun:
         self.cascade.seconds.update(self.state.seconds)
         self.cascade.attacked.update(self.state.attacked)
         if self.options.shard is not None:  # what a merge reports besides the verdicts
-            self.state.note(version=self.cascade.version, attacks=list(self.cascade.names),
-                            eot_iter=self.cascade.eot_iter, stochastic=bool(self.setup.stochastic), repeats=self.reps,
-                            classes=self.setup.classes, gradients=self.setup.gradients,
-                            probabilities=self.probabilities, levers=self.setup.levers.describe(),
-                            not_autoattack=self.cascade.row.not_autoattack, measured=self.cascade.row.measured)
+            self.state.note(**self.facts())
+
+    def facts(self) -> dict:
+        """What the report says besides the verdicts, times and counts (JSON values): the same on
+        every process and shard of one run."""
+        cascade, setup = self.cascade, self.setup
+        return dict(version=cascade.version, attacks=list(cascade.names), eot_iter=cascade.eot_iter,
+                    stochastic=bool(setup.stochastic), repeats=self.reps, classes=setup.classes,
+                    gradients=setup.gradients, probabilities=self.probabilities, levers=setup.levers.describe(),
+                    not_autoattack=cascade.row.not_autoattack, measured=cascade.row.measured)
 
     def _autocast(self):
         """The precision asked for: ``"auto"`` is timed where the version says so (fast), fp32
@@ -364,17 +369,31 @@ class AutoAttackRun:
                         fooled_by[j].tolist()) for j in range(len(y))]
 
     def report(self) -> AutoAttackReport:
-        if self.cascade is None:
+        """The report over every process's verdicts (``torch.distributed``: a process that had
+        no batch of its own takes the facts of one that had)."""
+        mine = None if self.cascade is None else (self.facts(), self.cascade.seconds, self.cascade.attacked)
+        parts = _all_processes([(self.records, mine)], self.world if self.gathered else 1)
+        runs = [p[1] for p in parts if p[1] is not None]
+        if not runs:
             raise ValueError("autoattack: every batch was empty; there are no samples to evaluate")
-        world = self.world if self.gathered else 1
-        records = sorted(_all_processes(self.records, world))
-        setup = self.setup
-        report = _report(self.cascade, self.threat, setup.stochastic, self.reps, self.autocast, records,
-                         setup.classes, world)
-        report.gradients, report.probabilities = setup.gradients, self.probabilities
-        report.levers = setup.levers.describe()
-        report.not_autoattack, report.measured = self.cascade.row.not_autoattack, self.cascade.row.measured
-        return report
+        seconds = {a: sum(r[1][a] for r in runs) for a in runs[0][0]["attacks"]}
+        attacked = {a: sum(r[2][a] for r in runs) for a in runs[0][0]["attacks"]}
+        return report_from(runs[0][0], sorted(r for p in parts for r in p[0]), self.threat.norm, self.threat.eps,
+                           self.options.individual, self.autocast, seconds, attacked)
+
+
+def report_from(facts: dict, records: list, norm: str, eps: float, individual: bool, autocast, seconds: dict,
+                attacked: dict) -> AutoAttackReport:
+    """The report of a run from its :meth:`AutoAttackRun.facts`, its per-sample verdicts
+    (sorted) and its time and point counts per attack (one process, all of them, or merged shards)."""
+    report = AutoAttackReport(
+        version=facts["version"], norm=norm, eps=eps, n_samples=len(records), attacks=list(facts["attacks"]),
+        seconds=seconds, attacked=attacked, stochastic=facts["stochastic"], eot_iter=facts["eot_iter"],
+        repeats=facts["repeats"], autocast=autocast, classes=facts["classes"],
+        **figures(records, facts["attacks"], facts["stochastic"], individual))
+    report.gradients, report.probabilities, report.levers = facts["gradients"], facts["probabilities"], facts["levers"]
+    report.not_autoattack, report.measured = facts["not_autoattack"], facts["measured"]
+    return report
 
 
 def _state(model, threat, seed, options: AutoAttackOptions, rank, world) -> RunState:
@@ -409,14 +428,6 @@ def _outputs_probabilities(model, setup, x) -> bool:
     return False
 
 
-def _report(cascade, threat, stochastic, reps, autocast, records, classes, world) -> AutoAttackReport:
-    seconds, attacked = _sum_over_processes(cascade.seconds, world), _sum_over_processes(cascade.attacked, world)
-    return AutoAttackReport(
-        version=cascade.version, norm=threat.norm, eps=threat.eps, n_samples=len(records), attacks=list(cascade.names),
-        seconds=seconds, attacked=attacked, stochastic=bool(stochastic), eot_iter=cascade.eot_iter, repeats=reps,
-        autocast=autocast, classes=classes, **figures(records, cascade.names, stochastic, cascade.individual))
-
-
 def figures(records: list, names, stochastic: bool, individual: bool) -> dict:
     """The report's accuracies from the per-sample verdicts (sorted by batch and row): clean,
     after each attack, final (the spread over passes for a stochastic model), per sample, and
@@ -434,8 +445,3 @@ def figures(records: list, names, stochastic: bool, individual: bool) -> dict:
         alone = {name: float(((fell_at > 0) & ~fooled_by[:, k]).float().mean()) for k, name in enumerate(names)}
     return dict(clean_accuracy=Stat.of(clean), robust_after=after, robust_accuracy=Stat.of(final),
                 robust=(fell_at > len(names)).tolist(), individual=alone)
-
-
-def _sum_over_processes(values: dict, world: int) -> dict:
-    parts = _all_processes([values], world)
-    return {k: sum(p[k] for p in parts) for k in values}

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from ..common import progress_bar
+from ..common import progress_bar, rank_and_world
 from ..train import fit, make_method
 
 PROTOCOLS = ("fastat",)  # compare --protocol
@@ -125,20 +125,34 @@ def run_protocol(make_model, labels: Sequence[str], recipe: Recipe, train, val, 
     os.makedirs(folder, exist_ok=True)
     results = []
     jobs = [(seed, label) for seed in recipe.seeds for label in labels]
-    for seed, label in progress_bar(jobs, desc="fastat protocol", enabled=progress):
+    first = rank_and_world()[0] == 0
+    for seed, label in progress_bar(jobs, desc="fastat protocol", enabled=progress and first):
         path = os.path.join(folder, f"{label}-seed{seed}.json")
-        if os.path.isfile(path):
-            with open(path) as f:
-                result = RunResult(**json.load(f))
-        else:
+        result = _stored(path)
+        if result is None:
             result = train_one(make_model, label, seed, recipe, train, val, score, progress=False)
-            with open(path + ".tmp", "w") as f:
-                json.dump(asdict(result), f)
-            os.replace(path + ".tmp", path)
+            if first:  # under torchrun every process trained the same model; the first writes it
+                with open(path + ".tmp", "w") as f:
+                    json.dump(asdict(result), f)
+                os.replace(path + ".tmp", path)
         results.append(result)
         if on_run is not None:
             on_run(result)
     return results
+
+
+def _stored(path: str) -> RunResult | None:
+    """The run written at ``path``, or None; under ``torch.distributed`` the first process's
+    answer for every process (the others may not see its files)."""
+    stored = None
+    if rank_and_world()[0] == 0 and os.path.isfile(path):
+        with open(path) as f:
+            stored = json.load(f)
+    if rank_and_world()[1] > 1:
+        box = [stored]
+        torch.distributed.broadcast_object_list(box, src=0)
+        stored = box[0]
+    return None if stored is None else RunResult(**stored)
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -85,3 +85,20 @@ def shared_data():
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+REQUIRE_EXTRAS_ENV = "ROBUSTKERNELS_REQUIRE_EXTRAS"
+
+
+def optional_package(name: str):
+    """The module ``name`` of an optional extra (``lightning``, ``accelerate``); missing, the test
+    skips saying how to install it - or fails where ``ROBUSTKERNELS_REQUIRE_EXTRAS=1`` (CI) asks."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        message = f"{name} is not installed: pip install -e '.[{name}]' (README, 'Install')"
+        if os.environ.get(REQUIRE_EXTRAS_ENV) == "1":
+            pytest.fail(message)
+        pytest.skip(message)

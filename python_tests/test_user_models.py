@@ -238,3 +238,49 @@ def test_help_shows_the_model_and_data_options(command, capsys):
     for option in ("--model-args", "--normalization", "imagefolder", "cifar100", "svhn", "tensors"):
         assert option in text
     assert "PKG.MODULE:FACTORY" in text and "(default: {})" in text
+
+
+TIMM_LIKE = '''
+import torch.nn as nn
+
+
+class TinyNet(nn.Module):
+    """timm's conventions: forward_features / forward_head, num_classes, pretrained_cfg."""
+
+    def __init__(self, num_classes=1000, in_chans=3, width=8):
+        super().__init__()
+        self.num_classes, self.pretrained_cfg = num_classes, {"mean": (0.5,), "std": (0.5,)}
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, width, 3, padding=1), nn.BatchNorm2d(width), nn.GELU())
+        self.head = nn.Linear(width, num_classes)
+
+    def forward_features(self, x):
+        return self.stem(x)
+
+    def forward_head(self, x, pre_logits=False):
+        x = x.mean((2, 3))
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
+def create_model(model_name, pretrained=False, num_classes=1000, in_chans=3, **kwargs):
+    if pretrained:
+        raise ValueError("no downloads here")
+    return {"tinynet": TinyNet}[model_name](num_classes=num_classes, in_chans=in_chans, **kwargs)
+'''
+
+
+def test_a_timm_style_factory_trains_and_evaluates_from_the_command_line(user_dir, capsys):
+    """``--model timm:create_model --model-args '{"model_name": ...}'`` is how a timm model comes in;
+    timm needs torchvision, whose wheels for torch 2.13 here are CUDA builds that do not load
+    (libc10_cuda.so), so a factory with timm's signature and module conventions stands in."""
+    (user_dir / "timm_like_rk.py").write_text(TIMM_LIKE)
+    spec = ["--model", "timm_like_rk:create_model", "--model-args",
+            '{"model_name": "tinynet", "num_classes": 10, "in_chans": 1}']
+    assert main(["train", *spec, "--dataset", "digits", "--method", "pgd-at", "--epochs", "2", "--no-progress",
+                 "--out", "run"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", "run/checkpoint.pt", *spec, "--samples", "40", "--attacks", "fgsm,pgd",
+                 "--no-checks", "--no-progress"]) == 0
+    assert "Worst case" in capsys.readouterr().out

@@ -62,6 +62,10 @@ def test_summary_marks_chance_rows_and_ratios():
     assert "| 51.0 ± 1.0% |" in table  # the sample std of 50, 51, 52
     one_seed = to_markdown(summarize(runs[:1] + runs[3:4], classes=10))
     assert "| 50.0% (1 seed) |" in one_seed and "±" not in one_seed  # one seed has no spread
+    assert "machines" not in table  # every run from one machine (here: none recorded)
+    runs[4].machine = "another CPU"
+    assert "The training times come from 2 machines (another CPU; not recorded)" in to_markdown(
+        summarize(runs, classes=10))
 
 
 def test_protocol_end_to_end_on_digits(tmp_path, capsys):

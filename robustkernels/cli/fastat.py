@@ -76,7 +76,7 @@ def run_fastat(args) -> int:
               file=sys.stderr, flush=True)
 
     results = fastat.run_protocol(make_model, labels, recipe, train, val, lambda m: scorer(m, test)[:2], args.out,
-                                  progress=not args.no_progress, on_run=say)
+                                  progress=not args.no_progress, on_run=say, machine=machine.describe())
     end_distributed()
     if not first_process():  # torchrun: every process holds the same results; the first writes
         return 0

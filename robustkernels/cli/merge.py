@@ -14,7 +14,8 @@ def add_merge(commands) -> None:
     p = command(commands, "merge", "one report from the state files of a sharded run (eval --shard K/N, or "
                 "autoattack(..., shard=(K, N), state_path=...))", run_merge)
     p.add_argument("files", nargs="+", help="the shards' state files, or folders holding them (every *.json inside)")
-    p.add_argument("--out", default=None, help="write report.md and report.json here (and an evaluation's plots); default: print only")
+    p.add_argument("--out", default=None,
+                   help="write report.md and report.json here (and an evaluation's plots); default: print only")
 
 
 def _state_files(paths) -> list[str]:

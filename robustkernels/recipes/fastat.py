@@ -69,6 +69,7 @@ class RunResult:
     epochs: int
     kept_epoch: int
     overfit: bool = False
+    machine: str = ""  # where it trained (machine.describe()); "" in runs written before it was kept
 
 
 @dataclass
@@ -116,9 +117,11 @@ def train_one(make_model: Callable[[int], nn.Module], label: str, seed: int, rec
 
 
 def run_protocol(make_model, labels: Sequence[str], recipe: Recipe, train, val, score, out: str, *,
-                 progress: bool = True, on_run: Callable[[RunResult], None] | None = None) -> list[RunResult]:
+                 progress: bool = True, on_run: Callable[[RunResult], None] | None = None,
+                 machine: str = "") -> list[RunResult]:
     """Every label with every seed (seeds outermost, so a partial run has whole seeds); a run
-    already written in ``out/runs`` is read back instead of trained again."""
+    already written in ``out/runs`` is read back instead of trained again. ``machine`` is noted
+    in each run trained: a table whose times come from several machines says so."""
     for label in labels:
         method_for(label, recipe.eps, recipe.epochs)  # refuse a bad label before any training
     folder = os.path.join(out, "runs")
@@ -131,6 +134,7 @@ def run_protocol(make_model, labels: Sequence[str], recipe: Recipe, train, val, 
         result = _stored(path)
         if result is None:
             result = train_one(make_model, label, seed, recipe, train, val, score, progress=False)
+            result.machine = machine
             if first:  # under torchrun every process trained the same model; the first writes it
                 with open(path + ".tmp", "w") as f:
                     json.dump(asdict(result), f)
@@ -234,6 +238,10 @@ def to_markdown(rows: Sequence[Summary]) -> str:
     rho, n = rank_agreement(rows)
     agreement = f"{rho:.2f} over {n} methods" if n >= 3 else f"n/a ({n} of the benchmark's methods learned here)"
     lines.append(f"\nSpearman rank correlation of the AutoAttack accuracies with the benchmark's: {agreement}.")
+    machines = sorted({x.machine or "not recorded" for r in rows for x in r.runs})
+    if len(machines) > 1:
+        lines.append(f"\nThe training times come from {len(machines)} machines ({'; '.join(machines)}): the time "
+                     "ratios mix them; train every run on one machine to compare times.")
     return "\n".join(lines)
 
 

@@ -165,10 +165,7 @@ print("finished", flush=True)
 def test_a_shard_killed_with_kill_9_resumes_to_the_same_merge(tmp_path):
     """Shard 1 of 2 in its own process, killed with SIGKILL after some batches: the merge refuses
     it as unfinished; resumed, the merge equals the unsharded run."""
-    import signal
-    import subprocess
-    import sys
-    import time
+    from .killing import kill_after
 
     model = _model()
     x = torch.rand(96, 1, 8, 8, generator=torch.Generator().manual_seed(2))
@@ -181,20 +178,8 @@ def test_a_shard_killed_with_kill_9_resumes_to_the_same_merge(tmp_path):
     autoattack(model, (x, y), version="fast", shard=(0, 2), state_path=paths[0], **SETTINGS)
     script = KILL_SCRIPT.format(weights=str(tmp_path / "w.pt"), data=str(tmp_path / "d.pt"), state=str(paths[1]),
                                 settings=SETTINGS)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-
-    def done() -> int:
-        try:
-            return len(json.loads(paths[1].read_text())["batches"])
-        except (OSError, ValueError, KeyError):
-            return 0
-
-    deadline = time.time() + 120
-    while done() < 2 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)  # kill -9, at whatever point it is
-    proc.wait()
-    assert 0 < done() < 12, done()  # killed mid-run: 12 batches are shard 1's
+    done = kill_after(script, paths[1], 2)
+    assert 0 < done < 12, done  # killed mid-run: 12 batches are shard 1's
     with pytest.raises(ValueError, match="shards did not finish"):
         merge_shards(paths)
     autoattack(model, (x, y), version="fast", shard=(1, 2), state_path=paths[1], resume=True, **SETTINGS)

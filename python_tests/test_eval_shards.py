@@ -208,3 +208,39 @@ def test_eval_shard_folders_merge_into_the_whole_evaluation(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(argv + ["--shard", "3/3", "--out", str(tmp_path / "bad")])
     assert "expected K/N with 0 <= K < N" in capsys.readouterr().err
+
+
+KILL_SCRIPT = """
+import torch
+from torch import nn
+from robustkernels.eval import evaluate
+torch.manual_seed(0)
+model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+model.load_state_dict(torch.load({weights!r}, weights_only=True))
+x, y = torch.load({data!r}, weights_only=True)
+evaluate(model, (x, y), shard=(1, 2), state_path={state!r}, generator=torch.Generator().manual_seed(7), **{settings!r})
+"""
+
+
+def test_a_shard_killed_with_kill_9_resumes_to_the_same_merge(tmp_path):
+    """Shard 1 of 2 in its own process, killed with SIGKILL after some batches: refused by the
+    merge as unfinished; resumed, the merge equals the unsharded evaluation."""
+    from .killing import kill_after
+
+    model = _model()
+    x = torch.rand(96, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    one = evaluate(model, (x, y), generator=_seed(), **SETTINGS)
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    torch.save((x, y), tmp_path / "d.pt")
+    paths = [tmp_path / "shard-0.json", tmp_path / "shard-1.json"]
+    evaluate(model, (x, y), shard=(0, 2), state_path=paths[0], generator=_seed(), **SETTINGS)
+    script = KILL_SCRIPT.format(weights=str(tmp_path / "w.pt"), data=str(tmp_path / "d.pt"), state=str(paths[1]),
+                                settings=SETTINGS)
+    done = kill_after(script, paths[1], 2)
+    assert 0 < done < 12, done  # killed mid-run: 12 batches are shard 1's
+    with pytest.raises(ValueError, match="shards did not finish"):
+        merge_eval_shards(paths)
+    evaluate(model, (x, y), shard=(1, 2), state_path=paths[1], resume=True, generator=_seed(), **SETTINGS)
+    assert _without_timings(merge_eval_shards(paths)) == _without_timings(one)

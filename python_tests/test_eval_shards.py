@@ -244,3 +244,72 @@ def test_a_shard_killed_with_kill_9_resumes_to_the_same_merge(tmp_path):
         merge_eval_shards(paths)
     evaluate(model, (x, y), shard=(1, 2), state_path=paths[1], resume=True, generator=_seed(), **SETTINGS)
     assert _without_timings(merge_eval_shards(paths)) == _without_timings(one)
+
+
+def test_more_shards_than_batches_and_batchnorm_models_merge(tmp_path):
+    """10 shards of 6 batches (4 hold none) of a BatchNorm model (its 0-dim batch counter in the
+    digest), with the AutoAttack part: the merge equals the whole run; so does AutoAttack's own."""
+    from robustkernels.eval import autoattack, merge_shards
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10)).eval()
+    x = torch.rand(21, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    extra = dict(suite="autoattack", autoattack=AA)
+    one = evaluate(model, (x, y), generator=_seed(), **SETTINGS, **extra)
+    paths = [tmp_path / f"s{k}.json" for k in range(10)]
+    for k in range(10):
+        part = evaluate(model, (x, y), shard=(k, 10), state_path=paths[k], generator=_seed(), **SETTINGS, **extra)
+        assert (part.n_samples == 0) == (k >= 6)
+    assert _without_timings(merge_eval_shards(paths)) == _without_timings(one)
+    aa = dict(eps=0.05, version="fast", steps=6, n_queries=30, seed=1, batch_size=4, progress=False, autocast=None,
+              channels_last=False)
+    whole = autoattack(model, (x, y), **aa)
+    files = [tmp_path / f"aa{k}.json" for k in range(8)]
+    for k in range(8):
+        autoattack(model, (x, y), shard=(k, 8), state_path=files[k], **aa)
+    assert merge_shards(files).robust == whole.robust
+
+
+def test_damaged_or_mismatched_shard_files_are_refused_by_name(data, tmp_path):
+    model = _model()
+    paths = _shards(model, data, tmp_path, order=(0, 1), n=2)
+    original = json.loads(paths[0].read_text())
+    for edit, message in ((lambda s: s["notes"]["lead"].update(labels=[3, 3]), "notes .* were edited"),
+                          (lambda s: s["notes"].update(title="other"), "notes .* were edited"),
+                          (lambda s: s["identity"].update(shard=[0, 0]), "not a shard's state file"),
+                          (lambda s: s["identity"].update(shard=["0", "2"]), "not a shard's state file"),
+                          (lambda s: s.update(batches=[]), "are not mappings"),
+                          (lambda s: s["batches"].update(x={}), "batch 'x' is not a batch number")):
+        state = json.loads(json.dumps(original))
+        edit(state)
+        paths[0].write_text(json.dumps(state))
+        with pytest.raises(ValueError, match=message):
+            merge_eval_shards(paths)
+    paths[0].write_text(json.dumps(original))
+    (tmp_path / "three").mkdir()
+    three = _shards(model, data, tmp_path / "three", order=(1,), n=3)
+    with pytest.raises(ValueError, match=r"N \(shard=\(K, N\)\) differs"):
+        merge_eval_shards([paths[0], three[1]])
+    with pytest.raises(TypeError, match="must be a list of the shards' state files"):
+        merge_eval_shards(str(paths[0]))
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(examples=2.5), "examples must be an int >= 0"), (dict(examples=-1), "examples must be an int >= 0"),
+    (dict(curve_eps="12"), "curve_eps must be a sequence"), (dict(curve_eps=()), "curve_eps must be a sequence"),
+    (dict(curve_eps=(-1.0,)), "curve_eps must be a sequence"), (dict(tolerance=-1), "tolerance must be >= 0"),
+    (dict(checks="no"), "checks must be True or False"), (dict(progress="no"), "progress must be True or False"),
+    (dict(title=5), "title must be a str"), (dict(surrogate="m"), "surrogate must be an nn.Module"),
+])
+def test_bad_report_options_are_refused_by_name(options, message, data):
+    with pytest.raises((ValueError, TypeError), match=message):
+        evaluate(_model(), data, **{**SETTINGS, **options})
+
+
+def test_square_on_inputs_that_are_not_images_is_refused_before_any_attack():
+    model = nn.Sequential(nn.Linear(12, 4))
+    with pytest.raises(ValueError, match=r"square needs images \[B, C, H, W\]"):
+        evaluate(model, (torch.rand(8, 12), torch.zeros(8, dtype=torch.int64)), eps=0.1, attacks=("fgsm", "square"),
+                 progress=False)

@@ -84,6 +84,10 @@ def test_the_lightning_mixin_refuses_what_it_cannot_use():
     from robustkernels.integrations.lightning import RobustTrainingMixin
 
     module = RobustTrainingMixin()
+    with pytest.raises(ValueError, match="method must be one of"):
+        module.robust_training("nope", eps=0.1)  # at set-up, not at the first training step
+    with pytest.raises(ValueError, match="takes its own optimizer steps"):
+        module.robust_training("free-at", eps=0.1)
     with pytest.raises(TypeError, match=r"batch must be \(x, y\) or \(x, y, index\)"):
         module.robust_loss({"x": 1})
     with pytest.raises(RuntimeError, match="call self.robust_training"):
@@ -127,3 +131,9 @@ def test_accelerate_mixed_precision_is_refused_by_name(accelerate):
         robust_loss(accelerator, small_cnn(), "pgd-at", eps=0.1)
     with pytest.raises(TypeError, match="accelerator must be an accelerate.Accelerator"):
         robust_loss(object(), small_cnn(), "pgd-at", eps=0.1)
+
+
+def test_robust_loss_refuses_a_seed_that_is_not_an_int():
+    for seed, kind in (("a", TypeError), (True, TypeError), (-1, ValueError)):
+        with pytest.raises(kind, match="seed must be an int >= 0"):
+            RobustLoss(small_cnn(), "pgd-at", eps=0.1, seed=seed)

@@ -85,6 +85,8 @@ def merge_shards(paths: Sequence) -> AutoAttackReport:
         ValueError: files of different runs, a shard missing, given twice or unfinished, a
             damaged file - each named.
     """
+    if isinstance(paths, (str, os.PathLike)):
+        raise TypeError(f"paths must be a list of the shards' state files, got one path {os.fspath(paths)!r}")
     paths = [os.fspath(p) for p in paths]
     if not paths:
         raise ValueError("merge_shards needs the shards' state files")

@@ -44,7 +44,7 @@ _SHOWN_AS_WRITTEN = ("bounds", "normalization")  # kept as their repr in the fil
 def _tensor_digest(h, t: torch.Tensor) -> None:
     t = t.detach().cpu().contiguous()
     h.update(f"{t.dtype}:{tuple(t.shape)}".encode())
-    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-dim too (BatchNorm's count)
 
 
 def model_digest(model: nn.Module) -> str:

@@ -75,6 +75,15 @@ def assemble(tally: PassTally, lead: LeadFigures, facts: ModelFacts, opts, autoa
     return report
 
 
+def empty_report(facts: ModelFacts, opts, why: str) -> RobustnessReport:
+    """The report of a share of the data that holds no sample (a shard past the last batch)."""
+    none = Stat(float("nan"), 0.0, 0)
+    return RobustnessReport(eps=opts.eps, norm=opts.norm, n_samples=0, stochastic=facts.stochastic,
+                            eot_iter=facts.eot, repeats=facts.reps, clean_accuracy=none, confidence_clean=float("nan"),
+                            attacks={}, worst_case=none, overhead=0.0, checks=[Check("samples", "n/a", why)],
+                            title=opts.title, gradients=facts.gradients, levers=facts.levers)
+
+
 def _certificate(report: RobustnessReport, method: str, certified: list, robust_all: torch.Tensor) -> None:
     cert_acc = sum(certified) / len(certified)
     fell = torch.nonzero(torch.tensor(certified) & ~robust_all[0]).flatten().tolist()

@@ -222,11 +222,19 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
     try:
         rank, world = rank_and_world()
         run = AutoAttackRun(model, threat, options, rank=rank, world=world)
-        whole = DataDigest()
-        stream = batches(data, batch_size, run.rank, run.world, every=whole.add if options.shard else None)
+        whole, first = DataDigest(), []
+
+        def every(x, y, index):  # a shard reads all the data: its digest, and a batch to set up on
+            whole.add(x, y, index)
+            if not first and len(y):
+                first.append(normal_tensor(x))
+
+        stream = batches(data, batch_size, run.rank, run.world, every=every if options.shard else None)
         for x, y, index in progress_bar(stream, desc="autoattack", enabled=progress, leave=False):
             run.add(x, y, index)
         if options.shard is not None:
+            if first:
+                run.prepare(first[0])  # a shard that owns no batch still notes the model's facts
             run.state.note(data=whole.summary(), complete=True)
         return run.report()
     finally:
@@ -334,6 +342,13 @@ class AutoAttackRun:
         return _Cascade(self.model, self.setup.attacked, self.threat, name, row, self.seed, eot, attack_options,
                         o.individual)
 
+    def prepare(self, x) -> None:
+        """Set up on inputs ``x`` (a batch of the data, not necessarily this process's) if no batch
+        of its own did: a shard that holds no batch still notes the model's facts for the merge."""
+        if self.cascade is None:
+            with grad_enabled():
+                self._start(normal_tensor(x.to(self.device)))
+
     def add(self, x, y, index: int) -> torch.Tensor:
         """Batch ``index`` (x [B, ...], y [B]): its verdicts recorded; robust [B] bool (CPU). An
         empty batch has nothing to attack or record."""
@@ -433,6 +448,10 @@ def figures(records: list, names, stochastic: bool, individual: bool) -> dict:
     after each attack, final (the spread over passes for a stochastic model), per sample, and
     each attack alone in an ``individual`` run."""
     n, names = len(records), list(names)
+    if n == 0:  # a shard past the last batch: no sample, no figure
+        none = Stat(float("nan"), 0.0, 0)
+        return dict(clean_accuracy=none, robust_after=[float("nan")] * len(names), robust_accuracy=none, robust=[],
+                    individual={})
     fell_at = torch.tensor([v.fell_at for v in records])
     clean = torch.tensor([v.clean for v in records], dtype=torch.float).mean(0)  # per pass
     final = torch.tensor([v.passes for v in records], dtype=torch.float).mean(0)

@@ -24,10 +24,10 @@ from ..defences import with_bpda
 from ..ops import draw_seed
 from ..threat import ThreatModel, lp_norms
 from .aa_state import DataDigest, batch_digest
-from .assemble import LeadFigures, ModelFacts, assemble
+from .assemble import LeadFigures, ModelFacts, assemble, empty_report
 from .autoattack import AutoAttackRun
 from .corruptions import CORRUPTIONS, CorruptionTally
-from .eval_state import AUTOATTACK_SUFFIX, EvalState, eval_state
+from .eval_state import AUTOATTACK_SUFFIX, EvalState, eval_state, notes_check
 from .masking import measure_checks, naive_gap
 from .options import EvalOptions
 from .probe import check_classes_for, check_version_classes
@@ -98,8 +98,11 @@ class _Pass:
 
     def _start(self, x) -> None:
         opts = self.opts
+        self.first_x = x  # a shard that owns no batch still sets its AutoAttack part up on it
         self.setup = model_setup(self.model, self.threat, x, self.bpda, opts.channels_last, opts.compile)
         _check_model(self.model, self.setup, opts)
+        if "square" in opts.attacks and x.dim() != 4:  # before any attack runs, not at Square
+            raise ValueError(f"attacks: square needs images [B, C, H, W]; got inputs of shape {list(x.shape)}")
         if self.state is not None:
             self.state.confirm_model(self.model, self.setup, x, self.threat.bounds)
         self.runner = EvalRunner(self.model, self.setup, self.threat, opts, self.seed)
@@ -143,12 +146,15 @@ class _Pass:
             lead = _from_rank0(lead)
         lead = lead or LeadFigures({n: [] for n in self.names}, {n: [] for n in self.names}, [], None)
         facts = self.facts()
-        report = assemble(tally, lead, facts, self.opts, self.extras.autoattack_report(whole),
-                          self.extras.corruption_report())
+        autoattack = self.extras.autoattack_report(whole, self.first_x)
         if self.state is not None:
             self.state.note(data=whole.summary(), facts=facts.to_json(), names=self.names,
                             lead=None if self.share.rank else lead.to_json(), title=self.opts.title, complete=True)
-        return report
+            self.state.note(check=notes_check(self.state.notes))
+        if tally.n == 0:  # a shard that holds none of the batches (more shards than batches)
+            return empty_report(facts, self.opts, f"shard {self.share.rank} of {self.share.world} holds none of the "
+                                f"data's {whole.batches} batches: nothing to attack; merge it with the others")
+        return assemble(tally, lead, facts, self.opts, autoattack, self.extras.corruption_report())
 
     def facts(self) -> ModelFacts:
         s, r = self.setup, self.runner
@@ -293,10 +299,11 @@ class _Extras:
         if self.aa is not None:
             self.aa.add(x, y, index)
 
-    def autoattack_report(self, whole: DataDigest) -> dict | None:
+    def autoattack_report(self, whole: DataDigest, first_x) -> dict | None:
         if self.aa is None:
             return None
         if self.share.shard:
+            self.aa.prepare(first_x)
             self.aa.state.note(data=whole.summary(), complete=True)
         return self.aa.report().to_dict()
 

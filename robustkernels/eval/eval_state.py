@@ -84,28 +84,52 @@ def is_eval_state(path: str) -> bool:
 
 
 def _load(path: str) -> dict:
+    """A shard's state file, its parts checked for their types (a ValueError naming the damage)."""
     state = read_state_file(path, "", EVAL_FORMAT, "evaluate")
-    if not isinstance(state.get("identity"), dict) or not isinstance(state["identity"].get("shard"), list):
+    identity, notes, batches = state.get("identity"), state.get("notes"), state.get("batches")
+    shard = identity.get("shard") if isinstance(identity, dict) else None
+    if not (isinstance(shard, list) and len(shard) == 2 and all(type(v) is int for v in shard)
+            and 0 <= shard[0] < shard[1]):
         raise ValueError(f"{path!r} is not a shard's state file (run evaluate with shard=(K, N))")
+    if not isinstance(notes, dict) or not isinstance(batches, dict):
+        raise _damaged(path, "its 'notes' or 'batches' are not mappings")
+    for key, entry in batches.items():
+        if not (key.isdigit() and isinstance(entry, dict) and isinstance(entry.get("digest"), str)
+                and isinstance(entry.get("check"), str) and isinstance(entry.get("records"), dict)):
+            raise _damaged(path, f"batch {key!r} is not a batch number with its digest, check and values")
+    if notes.get("complete") is True and notes.get("check") != notes_check(notes):
+        raise _damaged(path, "its notes (the lead, the facts, the title) were edited: their checksum differs")
     return state
+
+
+def notes_check(notes: dict) -> str:
+    """A checksum of what a finished shard notes besides its batches: an edit no longer matches."""
+    return _records_check("notes", {k: v for k, v in notes.items() if k != "check"})
+
+
+def _damaged(path: str, what: str) -> ValueError:
+    return ValueError(f"{path!r} is damaged: {what}")
 
 
 def _check_run(states: list[dict], paths: list[str]) -> None:
     """One run's settings, model and data in every file, each shard once, every one finished."""
+    ns = {s["identity"]["shard"][1] for s in states}
+    if len(ns) > 1:
+        raise ValueError(f"the shards are not of one run: N (shard=(K, N)) differs: {sorted(ns)} in {paths}")
     identities = [{k: v for k, v in s["identity"].items() if k != "shard"} for s in states]
     differ = [k for k in sorted(set().union(*identities)) if len({repr(i.get(k)) for i in identities}) > 1]
     if differ:
         odd = [p for p, i in zip(paths, identities) if any(i.get(k) != identities[0].get(k) for k in differ)]
         raise ValueError(f"the shards are not of one run: {', '.join(differ)} differ between {paths[0]!r} and {odd}")
-    unfinished = [p for p, s in zip(paths, states) if s.get("notes", {}).get("complete") is not True]
+    unfinished = [p for p, s in zip(paths, states) if s["notes"].get("complete") is not True]
     if unfinished:
         raise ValueError(f"shards did not finish: {unfinished} (resume them with resume=True and the same settings)")
-    for what in ("data", "facts", "names"):
+    for what in ("data", "facts", "names", "title"):
         odd = [p for p, s in zip(paths, states) if s["notes"].get(what) != states[0]["notes"].get(what)]
         if odd:
             raise ValueError(f"the shards are not of one run: their {what} differ between {paths[0]!r} and {odd}"
                              + (" (set channels_last and autocast explicitly)" if what == "facts" else ""))
-    n = states[0]["identity"]["shard"][1]
+    n = ns.pop()
     ks = [s["identity"]["shard"][0] for s in states]
     twice = sorted({k for k in ks if ks.count(k) > 1})
     if twice:
@@ -141,6 +165,8 @@ def merge_eval_shards(paths: Sequence):
     from .aa_merge import merge_shards
     from .options import EvalOptions
 
+    if isinstance(paths, (str, os.PathLike)):
+        raise TypeError(f"paths must be a list of the shards' state files, got one path {os.fspath(paths)!r}")
     paths = [os.fspath(p) for p in paths]
     if not paths:
         raise ValueError("merge_eval_shards needs the shards' state files")
@@ -155,7 +181,10 @@ def merge_eval_shards(paths: Sequence):
         tally.add(values)
     if tally.n != notes["data"]["samples"]:
         raise ValueError(f"the shards hold {tally.n} samples of the data's {notes['data']['samples']}")
-    lead = next(s["notes"]["lead"] for s in states if s["identity"]["shard"][0] == 0)
+    first = next(i for i, s in enumerate(states) if s["identity"]["shard"][0] == 0)
+    lead = states[first]["notes"].get("lead")
+    if not (isinstance(lead, dict) and set(lead) == {"shown", "predictions", "labels", "measured"}):
+        raise _damaged(paths[first], "its lead (shard 0's examples and check figures) is missing or malformed")
     opts = EvalOptions(eps=identity["eps"], norm=identity["norm"], examples=identity["examples"],
                        checks=identity["checks"], tolerance=identity["tolerance"], certify=identity["certify"],
                        title=states[0].get("notes", {}).get("title", ""))

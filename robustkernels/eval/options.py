@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..certify import bound_method
-from ..common import non_negative, positive_int
+from ..common import flag, is_number, non_negative, positive_int
 from ..levers import check_autocast, check_lever
 from ..threat import check_norm
 from .aa_options import AutoAttackOptions, checked_shard
@@ -87,6 +87,22 @@ def _check_autoattack(aa) -> None:
                          "the rest")
 
 
+def _check_report_options(o: EvalOptions) -> None:
+    """The report's own options: examples, the checks' eps curve and tolerance, the flags, the title."""
+    if isinstance(o.examples, bool) or not isinstance(o.examples, int) or o.examples < 0:
+        raise (ValueError if isinstance(o.examples, int) and not isinstance(o.examples, bool) else TypeError)(
+            f"examples must be an int >= 0 (adversarial examples kept for the report), got {o.examples!r}")
+    curve = o.curve_eps
+    if isinstance(curve, (str, bytes)) or not isinstance(curve, (tuple, list)) or not curve or not all(
+            is_number(m) and m > 0 for m in curve):
+        raise ValueError(f"curve_eps must be a sequence of multiples of eps > 0, e.g. (0.5, 1.0, 2.0), got {curve!r}")
+    o.curve_eps = tuple(float(m) for m in curve)
+    o.tolerance = non_negative("tolerance", o.tolerance)
+    o.checks, o.progress = flag("checks", o.checks), flag("progress", o.progress)
+    if not isinstance(o.title, str):
+        raise TypeError(f"title must be a str, got {type(o.title).__name__}")
+
+
 def _check_shard(o: EvalOptions) -> None:
     """A shard: (K, N), its state file, and nothing that streams across batches."""
     if not isinstance(o.resume, bool):
@@ -114,8 +130,12 @@ def check_eval_options(model: nn.Module, o: EvalOptions) -> EvalOptions:
     """``o`` validated (a ValueError / TypeError naming the argument), normalised in place."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    if o.surrogate is not None and (not isinstance(o.surrogate, nn.Module) or o.surrogate is model):
-        raise TypeError("surrogate must be another nn.Module (a model of the same task), not the model itself")
+    if o.surrogate is not None and not isinstance(o.surrogate, nn.Module):
+        raise TypeError(f"surrogate must be an nn.Module (another model of the same task), got "
+                        f"{type(o.surrogate).__name__}")
+    if o.surrogate is model:
+        raise ValueError("surrogate must be another model of the same task, not the evaluated model itself")
+    _check_report_options(o)
     if o.suite not in SUITES:
         raise ValueError(f"suite must be one of {SUITES}, got {o.suite!r}")
     check_norm(o.norm, NORMS, "evaluate (L1: robustkernels.eval.autoattack(norm='l1'))")

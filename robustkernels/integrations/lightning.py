@@ -32,6 +32,7 @@ import contextlib
 import torch
 
 from ..train import RobustLoss
+from ..train.robust_loss import loop_method
 
 # Lightning's precision setting -> (RobustLoss autocast, whether a GradScaler may be present)
 _PRECISIONS = {"32-true": None, "32": None, "bf16-mixed": "bf16", "16-mixed": "fp16", "64-true": None}
@@ -46,6 +47,7 @@ class RobustTrainingMixin:
         """Choose the method: a :func:`~robustkernels.train.make_method` name with its keyword
         arguments (eps, steps, norm, normalization ...) or a ``Method``; ``seed`` fixes the
         attacks' draws; ``dataset_size`` for the methods with a per-example KL term."""
+        loop_method(method, **method_kwargs)  # a bad name, argument or method fails here, not at the first step
         self._robust_spec = (method, seed, dataset_size, method_kwargs)
         self._robust_loss = None
 

@@ -29,6 +29,19 @@ def unwrapped(model: nn.Module) -> nn.Module:
     return model
 
 
+def loop_method(method: str | Method = "pgd-at", **method_kwargs) -> Method:
+    """The :class:`Method` a loop of the user's can run: a :func:`make_method` name with its
+    keyword arguments, or a ``Method``; one that takes its own optimizer steps (Free AT) refused."""
+    if isinstance(method, Method):
+        if method_kwargs:
+            raise TypeError(f"method is a Method already: pass {sorted(method_kwargs)} to its constructor")
+    else:
+        method = make_method(method, **method_kwargs)
+    if type(method).train_step is not Method.train_step:
+        raise ValueError(f"method {method.name!r} takes its own optimizer steps per batch: train it with fit()")
+    return method
+
+
 class RobustLoss:
     """The loss of a robust training method on one batch, for a loop you own.
 
@@ -57,13 +70,10 @@ class RobustLoss:
                  **method_kwargs):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        if isinstance(method, Method):
-            if method_kwargs:
-                raise TypeError(f"method is a Method already: pass {sorted(method_kwargs)} to its constructor")
-        else:
-            method = make_method(method, **method_kwargs)
-        if type(method).train_step is not Method.train_step:
-            raise ValueError(f"method {method.name!r} takes its own optimizer steps per batch: train it with fit()")
+        method = loop_method(method, **method_kwargs)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise (TypeError if not isinstance(seed, int) or isinstance(seed, bool) else ValueError)(
+                f"seed must be an int >= 0, got {seed!r}")
         if autocast not in AUTOCAST:
             raise ValueError(f"autocast must be None, 'bf16' or 'fp16', got {autocast!r}")
         if method.kl_weight > 0 and dataset_size is None:

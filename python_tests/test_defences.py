@@ -192,5 +192,5 @@ def test_transfer_examples_come_from_the_surrogate(digits_model):
     check = next(c for c in from_twin.checks if c.name == "transfer not stronger")
     assert check.status == "pass"
     assert from_twin.worst_case.mean <= min(r.robust_accuracy.mean for r in from_twin.attacks.values())
-    with pytest.raises(TypeError, match="surrogate"):
+    with pytest.raises(ValueError, match="surrogate must be another model"):
         evaluate(model, (x, y), surrogate=model, **options)

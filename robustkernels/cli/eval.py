@@ -24,9 +24,8 @@ from .modelspec import check_fits, is_import_path
 
 def add_eval(commands) -> None:
     from ..certify import BOUND_METHODS
-    from ..common import AUTOCAST
-    from ..eval import ATTACKS, VERSIONS
-    from ..eval.options import NORMS, SUITES
+    from ..eval import ATTACKS
+    from ..eval.options import NORMS
 
     p = command(commands, "eval", "robustness report of a checkpoint written by `robustkernels train`, or of "
                 "any model from an import path", run_eval)
@@ -48,6 +47,32 @@ def add_eval(commands) -> None:
     p.add_argument("--attacks", default="fgsm,pgd,cw,apgd-ce,apgd-dlr", help="comma-separated: " + ",".join(ATTACKS))
     p.add_argument("--samples", type=integer(), default=None,
                    help="evaluate the first N test samples (default: all)")
+    _add_autoattack_options(p)
+    p.add_argument("--eot-iter", type=eot_iter, default="auto",
+                   help="gradient averaging passes per step (auto: 20 for a stochastic model, else 1)")
+    p.add_argument("--check-samples", type=integer(), default=200,
+                   help="samples for the gradient-masking checks and the eps curves")
+    p.add_argument("--no-checks", action="store_true", help="skip the gradient-masking checks")
+    p.add_argument("--corruptions", default="",
+                   help="all, or comma-separated natural corruptions at the 5 CIFAR-10-C severities "
+                        "(gaussian_noise,shot_noise,impulse_noise,defocus_blur,motion_blur,contrast,brightness,"
+                        "jpeg_compression,pixelate)")
+    p.add_argument("--surrogate", default=None,
+                   help="checkpoint of another model: its PGD examples are tried on this one (transfer check)")
+    p.add_argument("--certify", choices=BOUND_METHODS, default=None,
+                   help="also report the certified accuracy from these bounds (deterministic models, linf)")
+    p.add_argument("--batch-size", type=integer(), default=256, help="samples per attacked batch")
+    p.add_argument("--seed", type=integer(minimum=0), default=0, help="seed of the attacks' random starts")
+    p.add_argument("--out", default=None, help="write report.md, report.json and the plots here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (they are off when piped anyway)")
+
+
+def _add_autoattack_options(p) -> None:
+    """The AutoAttack part's options, its state files and the shards."""
+    from ..common import AUTOCAST
+    from ..eval import VERSIONS
+    from ..eval.options import SUITES
+
     p.add_argument("--suite", choices=SUITES, default="default",
                    help="autoattack: also run AutoAttack (the field's standard number) with its log")
     p.add_argument("--version", choices=("auto", *VERSIONS), default="auto",
@@ -71,23 +96,6 @@ def add_eval(commands) -> None:
                    help="attack a channels_last copy of the model (auto: where a timed pass on the first batch is "
                         "faster)")
     p.add_argument("--compile", action="store_true", help="attack a torch.compile copy of the model")
-    p.add_argument("--eot-iter", type=eot_iter, default="auto",
-                   help="gradient averaging passes per step (auto: 20 for a stochastic model, else 1)")
-    p.add_argument("--check-samples", type=integer(), default=200,
-                   help="samples for the gradient-masking checks and the eps curves")
-    p.add_argument("--no-checks", action="store_true", help="skip the gradient-masking checks")
-    p.add_argument("--corruptions", default="",
-                   help="all, or comma-separated natural corruptions at the 5 CIFAR-10-C severities "
-                        "(gaussian_noise,shot_noise,impulse_noise,defocus_blur,motion_blur,contrast,brightness,"
-                        "jpeg_compression,pixelate)")
-    p.add_argument("--surrogate", default=None,
-                   help="checkpoint of another model: its PGD examples are tried on this one (transfer check)")
-    p.add_argument("--certify", choices=BOUND_METHODS, default=None,
-                   help="also report the certified accuracy from these bounds (deterministic models, linf)")
-    p.add_argument("--batch-size", type=integer(), default=256, help="samples per attacked batch")
-    p.add_argument("--seed", type=integer(minimum=0), default=0, help="seed of the attacks' random starts")
-    p.add_argument("--out", default=None, help="write report.md, report.json and the plots here")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (they are off when piped anyway)")
 
 
 def shard_arg(text: str) -> tuple[int, int]:

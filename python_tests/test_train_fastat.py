@@ -1,6 +1,8 @@
 """The FastAT Benchmark's recipe pieces: the onecycle schedule (torch's OneCycleLR as the
 benchmark runs it, against a torch OneCycleLR stepped by hand) and its resume rule."""
 
+import json
+
 import pytest
 import torch
 
@@ -83,6 +85,28 @@ def test_protocol_end_to_end_on_digits(tmp_path, capsys):
     assert "n-fgsm+wa seed 0" in capsys.readouterr().err
     assert main(argv[:8] + ["nope+wa"] + argv[9:]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_the_timing_pass_gives_the_tables_times(tmp_path, capsys):
+    """--timing writes each method's seconds per epoch; the table then takes its times from it
+    (seconds per epoch x the method's epochs) and says so."""
+    from robustkernels.cli import main
+
+    argv = ["compare", "--protocol", "fastat", "--dataset", "digits", "--model", "cnn", "--methods",
+            "pgd-at+wa,free-at+wa", "--epochs", "2", "--seeds", "0", "--aa-version", "fast", "--eval-samples", "20",
+            "--val-samples", "64", "--out", str(tmp_path), "--no-progress"]
+    assert main(argv + ["--timing"]) == 0
+    timing = json.loads((tmp_path / "timing.json").read_text())
+    per_epoch = timing["seconds_per_epoch"]
+    assert set(per_epoch) == {"pgd-at+wa", "free-at+wa"} and all(v > 0 for v in per_epoch.values())
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())  # timed, not trained
+    assert main(argv) == 0
+    rows = {r["label"]: r for r in json.loads((tmp_path / "fastat.json").read_text())["rows"]}
+    assert rows["pgd-at+wa"]["train_seconds"] == pytest.approx(2 * per_epoch["pgd-at+wa"])
+    assert rows["free-at+wa"]["train_seconds"] == pytest.approx(1 * per_epoch["free-at+wa"])  # 2 x 2 / 4 replays
+    assert "Training times: a separate timing pass" in capsys.readouterr().out
+    assert main(["compare", "--timing", "--out", str(tmp_path / "x")]) == 2
+    assert "--timing times the methods of --protocol fastat" in capsys.readouterr().err
 
 
 def test_compare_figure_tick_labels_do_not_run_together(tmp_path, monkeypatch):

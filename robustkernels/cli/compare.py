@@ -48,6 +48,10 @@ def add_compare(commands) -> None:
                         "0.9995, best epoch by validation on held-out training images) for its methods over --seeds, "
                         "with the benchmark's published figures and the rank correlation")
     p.add_argument("--seeds", default="0,1,2", help="--protocol fastat: comma-separated seeds")
+    p.add_argument("--timing", action="store_true",
+                   help="--protocol fastat: instead of the runs, time each method (3 epochs, the median of the last "
+                        "2) into --out/timing.json, from which the table then takes its training times: run it on a "
+                        "quiet machine; the runs' accuracies do not depend on what else the machine does")
     p.add_argument("--aa-version", choices=AA_VERSIONS, default=None,
                    help="AutoAttack version that scores the models (default: auto; standard with --protocol)")
     p.add_argument("--no-augment", action="store_true", help="no random crop and flip")
@@ -97,6 +101,8 @@ def _print_row(row) -> None:
 def run_compare(args) -> int:
     from ..train.distributed import init_from_env
 
+    if args.timing and args.protocol != "fastat":
+        raise ValueError("--timing times the methods of --protocol fastat: pass that too")
     init_from_env(parse_device(args.device))  # under torchrun: every process trains and scores each model together
     with held_folder(args.out):
         if args.protocol == "fastat":

@@ -75,13 +75,16 @@ def run_fastat(args) -> int:
               f"trained {run.epochs} epochs in {run.train_seconds:.0f} s (kept epoch {run.kept_epoch})",
               file=sys.stderr, flush=True)
 
+    if args.timing:
+        return _timing_pass(args, make_model, labels, recipe, train)
     results = fastat.run_protocol(make_model, labels, recipe, train, val, lambda m: scorer(m, test)[:2], args.out,
                                   progress=not args.no_progress, on_run=say, machine=machine.describe())
     end_distributed()
     if not first_process():  # torchrun: every process holds the same results; the first writes
         return 0
-    rows = fastat.summarize(results, classes=NUM_CLASSES.get(args.dataset, 10))
-    table = fastat.to_markdown(rows)
+    per_epoch, timing = _read_timing(args.out)
+    rows = fastat.summarize(results, classes=NUM_CLASSES.get(args.dataset, 10), per_epoch=per_epoch)
+    table = fastat.to_markdown(rows, timing)
     print("\n" + table)
     with open(os.path.join(args.out, "fastat.md"), "w") as f:
         f.write(head + "\n\n" + table + "\n")
@@ -91,3 +94,41 @@ def run_fastat(args) -> int:
     print(f"wrote {os.path.join(args.out, 'fastat.md')}, fastat.json and {figure}", file=sys.stderr)
     return 0
 
+
+
+TIMING_FILE = "timing.json"  # in --out: the timing pass's seconds per epoch, which the table then uses
+
+
+def _timing_pass(args, make_model, labels, recipe, train) -> int:
+    """Each method's seconds per epoch (``fastat.epoch_seconds``) into ``--out/timing.json``."""
+    from .. import machine
+    from ..common import progress_bar
+    from ..recipes import fastat
+
+    path = os.path.join(args.out, TIMING_FILE)
+    per_epoch = {}
+    for label in progress_bar(labels, desc="timing", enabled=not args.no_progress):
+        per_epoch[label] = fastat.epoch_seconds(make_model, label, recipe, train)
+        epochs = fastat.method_for(label, recipe.eps, recipe.epochs)[1]
+        print(f"{label}: {per_epoch[label]:.2f} s per epoch, {epochs} epochs: {per_epoch[label] * epochs:.0f} s",
+              flush=True)
+        with open(path, "w") as f:
+            json.dump({"machine": machine.describe(), "epochs": fastat.TIMING_EPOCHS, "seconds_per_epoch": per_epoch},
+                      f, indent=1)
+    print(f"wrote {path}: the protocol's table takes its training times from it", file=sys.stderr)
+    return 0
+
+
+def _read_timing(out: str) -> tuple[dict | None, str | None]:
+    """(label -> seconds per epoch, where they come from) of ``out/timing.json``, or (None, None)."""
+    path = os.path.join(out, TIMING_FILE)
+    if not os.path.isfile(path):
+        return None, None
+    with open(path) as f:
+        timing = json.load(f)
+    per_epoch = timing.get("seconds_per_epoch") if isinstance(timing, dict) else None
+    if not (isinstance(per_epoch, dict) and all(isinstance(v, (int, float)) for v in per_epoch.values())):
+        raise ValueError(f"{path}: not a timing file of compare --protocol fastat --timing")
+    return per_epoch, (f"a separate timing pass ({TIMING_FILE}: the median seconds per epoch of epochs 2-"
+                       f"{timing.get('epochs')} of each method, times its epochs) on {timing.get('machine')}, not "
+                       "the runs' own clocks")

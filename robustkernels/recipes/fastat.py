@@ -99,17 +99,35 @@ def method_for(label: str, eps: float, epochs: int):
     return method, epochs, suffix == "wa"
 
 
+def _recipe_options(recipe: Recipe, averaged: bool) -> dict:
+    """fit's options of the benchmark's recipe (besides epochs, data, seed and what to keep)."""
+    return dict(batch_size=recipe.batch_size, lr=recipe.lr, optimizer="sgd", momentum=recipe.momentum,
+                weight_decay=recipe.weight_decay, schedule=recipe.schedule, augment=recipe.augment,
+                augmentations=[f"label_smoothing:{recipe.label_smoothing}"],
+                weight_average=recipe.tau if averaged else None, auto_levers=recipe.auto_levers)
+
+
+TIMING_EPOCHS = 3  # the timing pass: a warm-up epoch, then the median of the others
+
+
+def epoch_seconds(make_model, label: str, recipe: Recipe, train, epochs: int = TIMING_EPOCHS) -> float:
+    """Seconds per training epoch of ``label`` under the recipe: ``epochs`` epochs (no
+    validation), the median of all but the first. The protocol's time of a method is this times
+    its epochs: the accuracies do not depend on what else the machine runs, the times do, so
+    they come from a short pass on a quiet machine (``compare --protocol fastat --timing``)."""
+    method, _, averaged = method_for(label, recipe.eps, recipe.epochs)
+    history = fit(make_model(0), method, train, epochs=epochs, seed=0, progress=False,
+                  **_recipe_options(recipe, averaged))
+    return float(torch.tensor([r["train_seconds"] for r in history[1:]]).median())
+
+
 def train_one(make_model: Callable[[int], nn.Module], label: str, seed: int, recipe: Recipe, train, val,
               score: Callable[[nn.Module], tuple[float, float]], progress: bool) -> RunResult:
     """Train ``make_model(seed)`` with the method of ``label`` under the recipe and score it."""
     method, epochs, averaged = method_for(label, recipe.eps, recipe.epochs)
     model = make_model(seed)
-    history = fit(model, method, train, val_data=val, epochs=epochs, batch_size=recipe.batch_size, lr=recipe.lr,
-                  optimizer="sgd", momentum=recipe.momentum, weight_decay=recipe.weight_decay,
-                  schedule=recipe.schedule, augment=recipe.augment,
-                  augmentations=[f"label_smoothing:{recipe.label_smoothing}"],
-                  weight_average=recipe.tau if averaged else None, keep="best-robust", seed=seed,
-                  auto_levers=recipe.auto_levers, progress=progress)
+    history = fit(model, method, train, val_data=val, epochs=epochs, keep="best-robust", seed=seed, progress=progress,
+                  **_recipe_options(recipe, averaged))
     clean, robust = score(model.eval())
     kept = next((r["epoch"] for r in history if r.get("kept")), len(history))
     return RunResult(label, seed, clean, robust, sum(r["train_seconds"] for r in history), epochs, kept,
@@ -164,15 +182,21 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(t.mean()), float(t.std()) if len(values) > 1 else 0.0
 
 
-def summarize(results: Sequence[RunResult], classes: int) -> list[Summary]:
+def summarize(results: Sequence[RunResult], classes: int, per_epoch: dict | None = None) -> list[Summary]:
     """One :class:`Summary` per label in first-seen order; a method under twice chance clean
-    accuracy (2 / ``classes``) is marked and kept off the Pareto front."""
+    accuracy (2 / ``classes``) is marked and kept off the Pareto front. ``per_epoch`` (label ->
+    seconds per epoch, from :func:`epoch_seconds`) gives the training times in place of the runs'
+    own clocks."""
     labels = list(dict.fromkeys(r.label for r in results))
     rows = []
     for label in labels:
         runs = [r for r in results if r.label == label]
         clean, robust = _mean_std([r.clean for r in runs]), _mean_std([r.robust for r in runs])
         seconds = _mean_std([r.train_seconds for r in runs])[0]
+        if per_epoch is not None:
+            if label not in per_epoch:
+                raise ValueError(f"the timing pass has no {label!r}: run compare --protocol fastat --timing with it")
+            seconds = per_epoch[label] * runs[0].epochs
         rows.append(Summary(label, *clean, *robust, seconds, at_chance=clean[0] < 2.0 / classes, runs=runs))
     ref = next((r for r in rows if r.label == REFERENCE), None)
     for row in rows:
@@ -222,8 +246,9 @@ def _spread(mean: float, std: float, row: Summary) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}%" if len(row.runs) > 1 else f"{100 * mean:.1f}% (1 seed)"
 
 
-def to_markdown(rows: Sequence[Summary]) -> str:
-    """The protocol's table: ours (mean ± std over seeds) beside the benchmark's published figures."""
+def to_markdown(rows: Sequence[Summary], timing: str | None = None) -> str:
+    """The protocol's table: ours (mean ± std over seeds) beside the benchmark's published figures;
+    ``timing``: where the times come from, when not the runs' own clocks."""
     lines = ["| method | clean | AutoAttack | train s | time vs " + REFERENCE + " | Pareto | "
              "benchmark AA (ResNet-18) | benchmark time ratio |",
              "|---|---:|---:|---:|---:|:---:|---:|---:|"]
@@ -239,7 +264,9 @@ def to_markdown(rows: Sequence[Summary]) -> str:
     agreement = f"{rho:.2f} over {n} methods" if n >= 3 else f"n/a ({n} of the benchmark's methods learned here)"
     lines.append(f"\nSpearman rank correlation of the AutoAttack accuracies with the benchmark's: {agreement}.")
     machines = sorted({x.machine or "not recorded" for r in rows for x in r.runs})
-    if len(machines) > 1:
+    if timing is not None:
+        lines.append(f"\nTraining times: {timing}.")
+    elif len(machines) > 1:
         lines.append(f"\nThe training times come from {len(machines)} machines ({'; '.join(machines)}): the time "
                      "ratios mix them; train every run on one machine to compare times.")
     return "\n".join(lines)

@@ -109,6 +109,18 @@ def test_the_timing_pass_gives_the_tables_times(tmp_path, capsys):
     assert "--timing times the methods of --protocol fastat" in capsys.readouterr().err
 
 
+def test_an_eps_ramp_is_part_of_the_recipe_and_runs_of_another_recipe_are_refused(tmp_path, capsys):
+    from robustkernels.cli import main
+
+    argv = ["compare", "--protocol", "fastat", "--dataset", "digits", "--model", "cnn", "--methods", "n-fgsm+wa",
+            "--epochs", "2", "--seeds", "0", "--aa-version", "fast", "--eval-samples", "20", "--val-samples", "64",
+            "--out", str(tmp_path), "--no-progress"]
+    assert main(argv + ["--eps-warmup-epochs", "1"]) == 0
+    assert "(ramped from 0 over the first 1 epochs)" in capsys.readouterr().out
+    assert main(argv) == 2  # the same folder without the ramp: another recipe
+    assert "holds runs of another recipe: eps_warmup_epochs 1.0 there" in capsys.readouterr().err
+
+
 def test_compare_figure_tick_labels_do_not_run_together(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 

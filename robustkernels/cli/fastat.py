@@ -50,9 +50,9 @@ def run_fastat(args) -> int:
     labels = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(fastat.METHODS)
     recipe = fastat.Recipe(epochs=args.epochs, eps=eps, augment=args.dataset in ("cifar10", "cifar100") and
                            not args.no_augment, auto_levers=args.auto_levers, seeds=seeds, batch_size=args.batch_size,
-                           lr=args.lr)
+                           lr=args.lr, eps_warmup_epochs=args.eps_warmup_epochs)
     for label in labels:
-        fastat.method_for(label, eps, args.epochs)  # a bad label fails before the data is read
+        fastat.method_for(label, recipe)  # a bad label fails before the data is read
     train, test = load_data(args)
     train, val, test = _split(args, train, test)
     version = args.aa_version or "standard"
@@ -109,7 +109,7 @@ def _timing_pass(args, make_model, labels, recipe, train) -> int:
     per_epoch = {}
     for label in progress_bar(labels, desc="timing", enabled=not args.no_progress):
         per_epoch[label] = fastat.epoch_seconds(make_model, label, recipe, train)
-        epochs = fastat.method_for(label, recipe.eps, recipe.epochs)[1]
+        epochs = fastat.method_for(label, recipe)[1]
         print(f"{label}: {per_epoch[label]:.2f} s per epoch, {epochs} epochs: {per_epoch[label] * epochs:.0f} s",
               flush=True)
         with open(path, "w") as f:

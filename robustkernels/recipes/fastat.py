@@ -55,6 +55,7 @@ class Recipe:
     tau: float = 0.9995
     auto_levers: bool = False  # the library's speed levers (fit(auto_levers=True)) on top
     seeds: tuple = (0, 1, 2)
+    eps_warmup_epochs: float = 0.0  # eps (and the step) ramped from 0 over these first epochs, every method alike
 
 
 @dataclass
@@ -88,12 +89,13 @@ class Summary:
     runs: list = field(default_factory=list)
 
 
-def method_for(label: str, eps: float, epochs: int):
-    """(method, epochs, weight-average tau or None) for a protocol label ``NAME[+wa]``."""
+def method_for(label: str, recipe: Recipe):
+    """(method, epochs, whether it averages its weights) for a protocol label ``NAME[+wa]``."""
     name, _, suffix = label.partition("+")
     if suffix not in ("", "wa"):
         raise ValueError(f"--methods: {label!r}: the protocol's only suffix is +wa")
-    method = make_method(name, eps=eps)
+    method = make_method(name, eps=recipe.eps, eps_warmup_epochs=recipe.eps_warmup_epochs)
+    epochs = recipe.epochs
     if hasattr(method, "replays"):  # Free-AT: twice the minibatch passes of the others, in m replays
         epochs = max(1, 2 * epochs // method.replays)
     return method, epochs, suffix == "wa"
@@ -115,7 +117,7 @@ def epoch_seconds(make_model, label: str, recipe: Recipe, train, epochs: int = T
     validation), the median of all but the first. The protocol's time of a method is this times
     its epochs: the accuracies do not depend on what else the machine runs, the times do, so
     they come from a short pass on a quiet machine (``compare --protocol fastat --timing``)."""
-    method, _, averaged = method_for(label, recipe.eps, recipe.epochs)
+    method, _, averaged = method_for(label, recipe)
     history = fit(make_model(0), method, train, epochs=epochs, seed=0, progress=False,
                   **_recipe_options(recipe, averaged))
     return float(torch.tensor([r["train_seconds"] for r in history[1:]]).median())
@@ -124,7 +126,7 @@ def epoch_seconds(make_model, label: str, recipe: Recipe, train, epochs: int = T
 def train_one(make_model: Callable[[int], nn.Module], label: str, seed: int, recipe: Recipe, train, val,
               score: Callable[[nn.Module], tuple[float, float]], progress: bool) -> RunResult:
     """Train ``make_model(seed)`` with the method of ``label`` under the recipe and score it."""
-    method, epochs, averaged = method_for(label, recipe.eps, recipe.epochs)
+    method, epochs, averaged = method_for(label, recipe)
     model = make_model(seed)
     history = fit(model, method, train, val_data=val, epochs=epochs, keep="best-robust", seed=seed, progress=progress,
                   **_recipe_options(recipe, averaged))
@@ -141,9 +143,10 @@ def run_protocol(make_model, labels: Sequence[str], recipe: Recipe, train, val, 
     already written in ``out/runs`` is read back instead of trained again. ``machine`` is noted
     in each run trained: a table whose times come from several machines says so."""
     for label in labels:
-        method_for(label, recipe.eps, recipe.epochs)  # refuse a bad label before any training
+        method_for(label, recipe)  # refuse a bad label before any training
     folder = os.path.join(out, "runs")
     os.makedirs(folder, exist_ok=True)
+    _same_recipe(folder, recipe)
     results = []
     jobs = [(seed, label) for seed in recipe.seeds for label in labels]
     first = rank_and_world()[0] == 0
@@ -161,6 +164,24 @@ def run_protocol(make_model, labels: Sequence[str], recipe: Recipe, train, val, 
         if on_run is not None:
             on_run(result)
     return results
+
+
+def _same_recipe(folder: str, recipe: Recipe) -> None:
+    """The runs in ``folder`` are of ``recipe`` (its seeds aside): noted at the first start,
+    refused naming what differs at a later one."""
+    path, mine = os.path.join(folder, "recipe.json"), {k: v for k, v in asdict(recipe).items() if k != "seeds"}
+    if rank_and_world()[0] != 0:
+        return
+    if os.path.isfile(path):
+        with open(path) as f:
+            written = json.load(f)
+        differ = sorted(k for k in set(mine) | set(written) if mine.get(k) != written.get(k))
+        if differ:
+            there = ", ".join(f"{k} {written.get(k)!r}" for k in differ)
+            raise ValueError(f"{folder} holds runs of another recipe: {there} there; choose another --out")
+        return
+    with open(path, "w") as f:
+        json.dump(mine, f, indent=1)
 
 
 def _stored(path: str) -> RunResult | None:
@@ -300,6 +321,10 @@ def plot(rows: Sequence[Summary], path: str, title: str) -> str:
     return path
 
 
+def _ramp(recipe: Recipe) -> str:
+    return f" (ramped from 0 over the first {recipe.eps_warmup_epochs:g} epochs)" if recipe.eps_warmup_epochs else ""
+
+
 def header(recipe: Recipe, *, model: str, data: str, train_size: int, val_size: int, test_size: int,
            aa: str, machine: str) -> str:
     """What the table was measured on, stated at its top."""
@@ -308,5 +333,6 @@ def header(recipe: Recipe, *, model: str, data: str, train_size: int, val_size: 
             f"SGD lr {recipe.lr} momentum {recipe.momentum} weight decay {recipe.weight_decay}, batch "
             f"{recipe.batch_size}, onecycle, {'crop and flip, ' if recipe.augment else ''}label smoothing "
             f"{recipe.label_smoothing}, weight averaging tau {recipe.tau} (+wa), best epoch by validation PGD-10; "
-            f"eps {recipe.eps:.4g}; {aa} on {test_size} test images; {'auto levers on; ' if recipe.auto_levers else ''}"
+            f"eps {recipe.eps:.4g}{_ramp(recipe)}; {aa} on {test_size} test images; "
+            f"{'auto levers on; ' if recipe.auto_levers else ''}"
             f"machine: {machine}. Benchmark columns: ResNet-18, CIFAR-10, 100 epochs (Pan & Yao 2026).")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 from dataclasses import asdict
 
@@ -106,15 +107,19 @@ def _timing_pass(args, make_model, labels, recipe, train) -> int:
     from ..recipes import fastat
 
     path = os.path.join(args.out, TIMING_FILE)
-    per_epoch = {}
-    for label in progress_bar(labels, desc="timing", enabled=not args.no_progress):
-        per_epoch[label] = fastat.epoch_seconds(make_model, label, recipe, train)
+    samples: dict[str, list[float]] = {label: [] for label in labels}
+    jobs = [(r, label) for r in range(fastat.TIMING_ROUNDS) for label in (labels if r % 2 == 0 else labels[::-1])]
+    for r, label in progress_bar(jobs, desc="timing", enabled=not args.no_progress):
+        samples[label] += fastat.epoch_seconds(make_model, label, recipe, train)
+        if r + 1 < fastat.TIMING_ROUNDS:
+            continue
+        per_epoch = {k: statistics.median(v) for k, v in samples.items() if len(v) == len(samples[label])}
         epochs = fastat.method_for(label, recipe)[1]
-        print(f"{label}: {per_epoch[label]:.2f} s per epoch, {epochs} epochs: {per_epoch[label] * epochs:.0f} s",
-              flush=True)
+        print(f"{label}: {per_epoch[label]:.2f} s per epoch (median of {len(samples[label])}), {epochs} epochs: "
+              f"{per_epoch[label] * epochs:.0f} s", flush=True)
         with open(path, "w") as f:
-            json.dump({"machine": machine.describe(), "epochs": fastat.TIMING_EPOCHS, "seconds_per_epoch": per_epoch},
-                      f, indent=1)
+            json.dump({"machine": machine.describe(), "epochs": fastat.TIMING_EPOCHS, "rounds": fastat.TIMING_ROUNDS,
+                       "seconds_per_epoch": per_epoch}, f, indent=1)
     print(f"wrote {path}: the protocol's table takes its training times from it", file=sys.stderr)
     return 0
 
@@ -129,6 +134,7 @@ def _read_timing(out: str) -> tuple[dict | None, str | None]:
     per_epoch = timing.get("seconds_per_epoch") if isinstance(timing, dict) else None
     if not (isinstance(per_epoch, dict) and all(isinstance(v, (int, float)) for v in per_epoch.values())):
         raise ValueError(f"{path}: not a timing file of compare --protocol fastat --timing")
+    rounds = timing.get("rounds", 1)
     return per_epoch, (f"a separate timing pass ({TIMING_FILE}: the median seconds per epoch of epochs 2-"
-                       f"{timing.get('epochs')} of each method, times its epochs) on {timing.get('machine')}, not "
-                       "the runs' own clocks")
+                       f"{timing.get('epochs')} of each method over {rounds} rounds, times its epochs) on "
+                       f"{timing.get('machine')}, not the runs' own clocks")

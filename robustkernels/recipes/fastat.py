@@ -110,17 +110,19 @@ def _recipe_options(recipe: Recipe, averaged: bool) -> dict:
 
 
 TIMING_EPOCHS = 3  # the timing pass: a warm-up epoch, then the median of the others
+TIMING_ROUNDS = 2  # over the methods, in alternating order (a slow spell of the machine hits both ends)
 
 
-def epoch_seconds(make_model, label: str, recipe: Recipe, train, epochs: int = TIMING_EPOCHS) -> float:
-    """Seconds per training epoch of ``label`` under the recipe: ``epochs`` epochs (no
-    validation), the median of all but the first. The protocol's time of a method is this times
-    its epochs: the accuracies do not depend on what else the machine runs, the times do, so
-    they come from a short pass on a quiet machine (``compare --protocol fastat --timing``)."""
+def epoch_seconds(make_model, label: str, recipe: Recipe, train, epochs: int = TIMING_EPOCHS) -> list[float]:
+    """Seconds of each training epoch of ``label`` under the recipe but the first (a warm-up):
+    ``epochs`` epochs, no validation. The protocol's time of a method is their median (over
+    rounds, :data:`TIMING_ROUNDS`) times its epochs: the accuracies do not depend on what else the
+    machine runs, the times do, so they come from a short pass on a quiet machine
+    (``compare --protocol fastat --timing``)."""
     method, _, averaged = method_for(label, recipe)
     history = fit(make_model(0), method, train, epochs=epochs, seed=0, progress=False,
                   **_recipe_options(recipe, averaged))
-    return float(torch.tensor([r["train_seconds"] for r in history[1:]]).median())
+    return [float(r["train_seconds"]) for r in history[1:]]
 
 
 def train_one(make_model: Callable[[int], nn.Module], label: str, seed: int, recipe: Recipe, train, val,

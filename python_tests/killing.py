@@ -1,10 +1,33 @@
-"""Killing a resumable run with SIGKILL mid-way, as kill -9 would (shared by the shard tests)."""
+"""Stopping a resumable run mid-way: an exception from its data, or SIGKILL as kill -9 would
+(shared by the shard tests)."""
 
 import json
 import signal
 import subprocess
 import sys
 import time
+
+import torch
+
+
+class Stop(Exception):
+    """What :func:`stopping_at`'s data raise."""
+
+
+def stopping_at(x, y, stop: int, batch_size: int) -> torch.utils.data.DataLoader:
+    """A DataLoader of (x, y) whose sample ``stop`` raises :class:`Stop`: a run fed by it ends
+    there, its state file holding the batches done before."""
+
+    class Stopping(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(y)
+
+        def __getitem__(self, i):
+            if i >= stop:
+                raise Stop
+            return x[i], y[i]
+
+    return torch.utils.data.DataLoader(Stopping(), batch_size=batch_size)
 
 
 def batches_done(state) -> int:

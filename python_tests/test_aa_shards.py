@@ -12,6 +12,8 @@ from torch import nn
 
 from robustkernels.eval import autoattack, merge_shards
 
+from .killing import Stop, kill_after, stopping_at
+
 
 def _model(seed=0):
     torch.manual_seed(seed)
@@ -64,22 +66,8 @@ def test_a_stopped_shard_resumes_to_the_same_merge(data, tmp_path):
     paths = _shards(model, data, tmp_path, "fast", order=(0, 2))
     state = tmp_path / "fast-1.json"
 
-    class Stop(Exception):
-        pass
-
-    class Stopping(torch.utils.data.Dataset):
-        """The data, failing at sample 8 (batch 2 at batch_size 4): shard 1 attacks batch 1, then stops."""
-
-        def __len__(self):
-            return len(y)
-
-        def __getitem__(self, i):
-            if i >= 8:
-                raise Stop
-            return x[i], y[i]
-
-    with pytest.raises(Stop):
-        autoattack(model, torch.utils.data.DataLoader(Stopping(), batch_size=4), version="fast", shard=(1, 3),
+    with pytest.raises(Stop):  # fails at sample 8 (batch 2 at batch_size 4): shard 1 attacks batch 1, then stops
+        autoattack(model, stopping_at(x, y, 8, batch_size=4), version="fast", shard=(1, 3),
                    state_path=state, **SETTINGS)
     assert list(json.loads(state.read_text())["batches"]) == ["1"]
     with pytest.raises(ValueError, match="shards did not finish"):
@@ -165,8 +153,6 @@ print("finished", flush=True)
 def test_a_shard_killed_with_kill_9_resumes_to_the_same_merge(tmp_path):
     """Shard 1 of 2 in its own process, killed with SIGKILL after some batches: the merge refuses
     it as unfinished; resumed, the merge equals the unsharded run."""
-    from .killing import kill_after
-
     model = _model()
     x = torch.rand(96, 1, 8, 8, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():

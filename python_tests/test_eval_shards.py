@@ -14,6 +14,8 @@ from torch import nn
 
 from robustkernels.eval import AutoAttackOptions, evaluate, merge_eval_shards
 
+from .killing import Stop, kill_after, stopping_at
+
 
 class Noisy(nn.Module):
     """A stochastic model: Gaussian noise on its hidden layer at every call (drawn from the global RNG)."""
@@ -102,22 +104,8 @@ def test_a_stopped_shard_resumes_to_the_same_merge(data, tmp_path):
     paths = _shards(model, data, tmp_path, order=(0, 2))
     state = tmp_path / "shard-1.json"
 
-    class Stop(Exception):
-        pass
-
-    class Stopping(torch.utils.data.Dataset):
-        """The data, failing at sample 8 (batch 2 at batch_size 4): shard 1 attacks batch 1, then stops."""
-
-        def __len__(self):
-            return len(y)
-
-        def __getitem__(self, i):
-            if i >= 8:
-                raise Stop
-            return x[i], y[i]
-
-    with pytest.raises(Stop):
-        evaluate(model, torch.utils.data.DataLoader(Stopping(), batch_size=4), shard=(1, 3), state_path=state,
+    with pytest.raises(Stop):  # fails at sample 8 (batch 2 at batch_size 4): shard 1 attacks batch 1, then stops
+        evaluate(model, stopping_at(x, y, 8, batch_size=4), shard=(1, 3), state_path=state,
                  generator=_seed(), **SETTINGS)
     assert list(json.loads(state.read_text())["batches"]) == ["1"]
     with pytest.raises(ValueError, match="shards did not finish"):
@@ -225,8 +213,6 @@ evaluate(model, (x, y), shard=(1, 2), state_path={state!r}, generator=torch.Gene
 def test_a_shard_killed_with_kill_9_resumes_to_the_same_merge(tmp_path):
     """Shard 1 of 2 in its own process, killed with SIGKILL after some batches: refused by the
     merge as unfinished; resumed, the merge equals the unsharded evaluation."""
-    from .killing import kill_after
-
     model = _model()
     x = torch.rand(96, 1, 8, 8, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():

@@ -52,6 +52,16 @@ def positive_int(name: str, value) -> int:
     return value
 
 
+def non_negative_int(name: str, value, what: str = "") -> int:
+    """``value`` is an int >= 0 (bools refused): a TypeError / ValueError naming ``name`` (and
+    saying ``what`` it is) otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= 0{what}, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be an int >= 0{what}, got {value!r}")
+    return value
+
+
 def non_negative(name: str, value) -> float:
     """``value`` is a real number >= 0 (NaN refused) -> float."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -115,6 +125,16 @@ def rank_and_world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
+
+
+def all_processes(items: list, world: int) -> list:
+    """Every one of the ``world`` processes' ``items`` lists joined in rank order, on every
+    process (``torch.distributed``); one process: ``items`` unchanged."""
+    if world == 1:
+        return items
+    every = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(every, items)
+    return [item for part in every for item in part]
 
 
 @contextlib.contextmanager

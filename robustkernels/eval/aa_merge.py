@@ -14,50 +14,23 @@ import os
 from collections.abc import Sequence
 
 from .aa_report import AutoAttackReport
-from .aa_state import Verdict, read_state_file, stored_batch_problem
+from .aa_state import Verdict, check_shard_set, read_state_file, shard_of, stored_batch_problem
 from .autoattack import report_from
 
 
 def _load(path: str) -> dict:
     state = read_state_file(path)
-    shard = state.get("identity", {}).get("shard")
-    if not (isinstance(shard, list) and len(shard) == 2):
-        raise ValueError(f"{path!r} is not a shard's state file (run autoattack with shard=(K, N))")
+    shard_of(state, path, "autoattack")
     return state
-
-
-def _same(states: list[dict], paths: list[str], what: str, get) -> None:
-    """Every file's ``get(state)`` equals the first's, else a ValueError naming ``what`` and the files."""
-    first = get(states[0])
-    odd = [p for p, s in zip(paths, states) if get(s) != first]
-    if odd:
-        raise ValueError(f"the shards are not of one run: {what} differs between {paths[0]!r} and {odd}")
 
 
 def _check_run(states: list[dict], paths: list[str]) -> None:
     """One run's settings, model, data and levers in every file, and each shard once, finished."""
-    identities = [{k: v for k, v in s["identity"].items() if k != "shard"} for s in states]
-    differ = [k for k in sorted(set().union(*identities)) if len({repr(i.get(k)) for i in identities}) > 1]
-    if differ:
-        odd = [p for p, i in zip(paths, identities) if any(i.get(k) != identities[0].get(k) for k in differ)]
-        raise ValueError(f"the shards are not of one run: {', '.join(differ)} differ between {paths[0]!r} and {odd}")
-    _same(states, paths, "N (shard=(K, N))", lambda s: s["identity"]["shard"][1])
-    notes = [s.get("notes", {}) for s in states]
-    unfinished = [p for p, n in zip(paths, notes) if n.get("complete") is not True]
-    if unfinished:
-        raise ValueError(f"shards did not finish: {unfinished} (resume them with resume=True and the same settings)")
-    _same(states, paths, "the data (its digest, batches or samples)", lambda s: s["notes"].get("data"))
-    facts = sorted(set().union(*notes) - {"data", "complete"})  # what the shards noted of the model and the run
-    for fact in facts + ["channels_last", "autocast"]:
-        _same(states, paths, fact, lambda s, fact=fact: s["notes"].get(fact, s.get(fact)))
-    n = states[0]["identity"]["shard"][1]
-    ks = [s["identity"]["shard"][0] for s in states]
-    twice = sorted({k for k in ks if ks.count(k) > 1})
-    if twice:
-        raise ValueError(f"shards given twice: {twice} ({[p for p, k in zip(paths, ks) if k in twice]})")
-    missing = sorted(set(range(n)) - set(ks))
-    if missing:
-        raise ValueError(f"shards missing: {missing} of {n}")
+    notes = [s["notes"] for s in states if isinstance(s.get("notes"), dict)]
+    facts = sorted(set().union(*notes) - {"data", "complete"}) + ["channels_last", "autocast"]
+    noted = [("the data (its digest, batches or samples)", lambda s: s["notes"].get("data"))]
+    noted += [(fact, lambda s, fact=fact: s["notes"].get(fact, s.get(fact))) for fact in facts]
+    check_shard_set(states, paths, noted)
 
 
 def _verdicts(state: dict, path: str) -> list[Verdict]:

@@ -176,6 +176,50 @@ def stored_batch_problem(entry: dict, index: int, size: int, attacks: int, passe
     return problem
 
 
+def shard_of(state: dict, path: str, run: str) -> tuple[int, int]:
+    """(K, N) of a shard's state file (``run``: the function that writes one, for the error)."""
+    identity = state.get("identity")
+    shard = identity.get("shard") if isinstance(identity, dict) else None
+    if not (isinstance(shard, list) and len(shard) == 2 and all(type(v) is int for v in shard)
+            and 0 <= shard[0] < shard[1]):
+        raise ValueError(f"{path!r} is not a shard's state file (run {run} with shard=(K, N))")
+    return shard[0], shard[1]
+
+
+def same_in_shards(states: list[dict], paths: list[str], what: str, get) -> None:
+    """Every file's ``get(state)`` equals the first's, else a ValueError naming ``what`` and the files."""
+    first = get(states[0])
+    odd = [p for p, s in zip(paths, states) if get(s) != first]
+    if odd:
+        raise ValueError(f"the shards are not of one run: {what} differs between {paths[0]!r} and {odd}")
+
+
+def check_shard_set(states: list[dict], paths: list[str], noted) -> None:
+    """The files (checked by :func:`shard_of`) are the N shards of one run, each once and
+    finished: the same N, identity (settings, model) and what ``noted`` reads of them - pairs
+    ``(what, get)`` - else a ValueError naming what differs, what is missing or given twice."""
+    same_in_shards(states, paths, "N (shard=(K, N))", lambda s: s["identity"]["shard"][1])
+    identities = [{k: v for k, v in s["identity"].items() if k != "shard"} for s in states]
+    differ = [k for k in sorted(set().union(*identities)) if len({repr(i.get(k)) for i in identities}) > 1]
+    if differ:
+        odd = [p for p, i in zip(paths, identities) if any(i.get(k) != identities[0].get(k) for k in differ)]
+        raise ValueError(f"the shards are not of one run: {', '.join(differ)} differ between {paths[0]!r} and {odd}")
+    unfinished = [p for p, s in zip(paths, states) if not isinstance(s.get("notes"), dict)
+                  or s["notes"].get("complete") is not True]
+    if unfinished:
+        raise ValueError(f"shards did not finish: {unfinished} (resume them with resume=True and the same settings)")
+    for what, get in noted:
+        same_in_shards(states, paths, what, get)
+    n = states[0]["identity"]["shard"][1]
+    ks = [s["identity"]["shard"][0] for s in states]
+    twice = sorted({k for k in ks if ks.count(k) > 1})
+    if twice:
+        raise ValueError(f"shards given twice: {twice} ({[p for p, k in zip(paths, ks) if k in twice]})")
+    missing = sorted(set(range(n)) - set(ks))
+    if missing:
+        raise ValueError(f"shards missing: {missing} of {n}")
+
+
 class RunState:
     """The state of one resumable run (``path`` None: a no-op). ``later``: identity entries known
     only once data arrive (:meth:`confirm`); a loaded file is compared on the others at once.

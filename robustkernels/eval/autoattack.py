@@ -39,7 +39,16 @@ import torch
 from torch import nn
 
 from ..attacks.losses import objective
-from ..common import frozen_model, grad_enabled, model_device, normal_tensor, positive_int, progress_bar, rank_and_world
+from ..common import (
+    all_processes,
+    frozen_model,
+    grad_enabled,
+    model_device,
+    normal_tensor,
+    positive_int,
+    progress_bar,
+    rank_and_world,
+)
 from ..data import batches, check_label_range
 from ..machine import native_bf16
 from ..ops import draw_seed
@@ -141,15 +150,6 @@ class _Cascade:
             # a fooled point keeps the input of the first attack that fooled it, a survivor the latest
             x_adv[todo[unbroken]] = adv[unbroken]
         return fell_at, x_adv, fooled_by
-
-
-def _all_processes(records: list, world: int) -> list:
-    """All ``world`` processes' records, on every process (one process: unchanged)."""
-    if world == 1:
-        return records
-    every = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(every, records)
-    return [r for part in every for r in part]
 
 
 def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", version: str = "auto",
@@ -387,7 +387,7 @@ class AutoAttackRun:
         """The report over every process's verdicts (``torch.distributed``: a process that had
         no batch of its own takes the facts of one that had)."""
         mine = None if self.cascade is None else (self.facts(), self.cascade.seconds, self.cascade.attacked)
-        parts = _all_processes([(self.records, mine)], self.world if self.gathered else 1)
+        parts = all_processes([(self.records, mine)], self.world if self.gathered else 1)
         runs = [p[1] for p in parts if p[1] is not None]
         if not runs:
             raise ValueError("autoattack: every batch was empty; there are no samples to evaluate")

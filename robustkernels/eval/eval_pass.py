@@ -18,14 +18,15 @@ import torch
 from torch import nn
 
 from ..certify import certified_accuracy, model_steps
-from ..common import frozen_model, rank_and_world
-from ..data import check_label_range
+from ..common import all_processes, frozen_model, normal_tensor, progress_bar, rank_and_world
+from ..data import batches, check_label_range
 from ..defences import with_bpda
 from ..ops import draw_seed
 from ..threat import ThreatModel, lp_norms
 from .aa_state import DataDigest, batch_digest
 from .assemble import LeadFigures, ModelFacts, assemble, empty_report
 from .autoattack import AutoAttackRun
+from .checks import above_chance
 from .corruptions import CORRUPTIONS, CorruptionTally
 from .eval_state import AUTOATTACK_SUFFIX, EvalState, eval_state, notes_check
 from .masking import measure_checks, naive_gap
@@ -72,9 +73,6 @@ class Share:
 def one_pass(model, data, opts: EvalOptions, threat: ThreatModel, bpda, seed: int,
              share: Share) -> tuple:
     """(report, model setup) of one pass over ``data``."""
-    from ..common import normal_tensor, progress_bar
-    from ..data import batches
-
     run, whole = _Pass(model, opts, threat, bpda, seed, share), DataDigest()
     for x, y, index in progress_bar(batches(data, opts.batch_size), desc="evaluate", enabled=opts.progress):
         x, y = normal_tensor(x), normal_tensor(y)
@@ -137,13 +135,13 @@ class _Pass:
 
     def finish(self, whole: DataDigest):
         if self.share.world > 1 and not self.share.shard:
-            _same_data(whole)
+            _same_data(whole, self.share.world)
         tally = PassTally(self.names)
         for _, values in _gathered(self.own, self.share):
             tally.add(values)
         lead = self._lead_figures(tally) if self.share.rank == 0 else None
         if self.share.world > 1 and not self.share.shard:
-            lead = _from_rank0(lead)
+            lead = _from_rank0(lead, self.share.world)
         lead = lead or LeadFigures({n: [] for n in self.names}, {n: [] for n in self.names}, [], None)
         facts = self.facts()
         autoattack = self.extras.autoattack_report(whole, self.first_x)
@@ -183,8 +181,6 @@ class _Pass:
 
 
 def _above_chance(tally: PassTally, classes: int) -> bool:
-    from .checks import above_chance
-
     return above_chance(float(tally.clean_correct().double().mean(dim=1).mean()), classes, tally.n).status == "pass"
 
 
@@ -193,24 +189,20 @@ def _gathered(own: list, share: Share) -> list:
     this process's own."""
     if share.world == 1 or share.shard:
         return sorted(own, key=lambda item: item[0])
-    every = [None] * share.world
-    torch.distributed.all_gather_object(every, [(i, v.to_json()) for i, v in own])
-    return sorted(((i, BatchValues.from_json(v)) for part in every for i, v in part), key=lambda item: item[0])
+    every = all_processes([(i, v.to_json()) for i, v in own], share.world)
+    return sorted(((i, BatchValues.from_json(v)) for i, v in every), key=lambda item: item[0])
 
 
-def _same_data(whole: DataDigest) -> None:
+def _same_data(whole: DataDigest, world: int) -> None:
     """Every process read the same data (each attacks its share of one stream)."""
-    every = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(every, whole.summary())
+    every = all_processes([whole.summary()], world)
     if any(d != every[0] for d in every):
         raise ValueError("data: the processes read different data (a DistributedSampler?); evaluate shares the "
                          "batches itself: give every process the whole data")
 
 
-def _from_rank0(lead: LeadFigures | None) -> LeadFigures:
-    every = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(every, None if lead is None else lead.to_json())
-    return LeadFigures(**every[0])
+def _from_rank0(lead: LeadFigures | None, world: int) -> LeadFigures:
+    return LeadFigures(**all_processes([None if lead is None else lead.to_json()], world)[0])
 
 
 def _check_model(model: nn.Module, setup: ModelSetup, opts: EvalOptions) -> None:

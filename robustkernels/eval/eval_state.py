@@ -15,10 +15,12 @@ from collections.abc import Sequence
 from .aa_state import (
     RunState,
     _records_check,
+    check_shard_set,
     model_digest,
     outputs_fingerprint,
     read_state_file,
     same_outputs,
+    shard_of,
     structure_digest,
 )
 from .assemble import LeadFigures, ModelFacts, assemble
@@ -86,11 +88,8 @@ def is_eval_state(path: str) -> bool:
 def _load(path: str) -> dict:
     """A shard's state file, its parts checked for their types (a ValueError naming the damage)."""
     state = read_state_file(path, "", EVAL_FORMAT, "evaluate")
-    identity, notes, batches = state.get("identity"), state.get("notes"), state.get("batches")
-    shard = identity.get("shard") if isinstance(identity, dict) else None
-    if not (isinstance(shard, list) and len(shard) == 2 and all(type(v) is int for v in shard)
-            and 0 <= shard[0] < shard[1]):
-        raise ValueError(f"{path!r} is not a shard's state file (run evaluate with shard=(K, N))")
+    shard_of(state, path, "evaluate")
+    notes, batches = state.get("notes"), state.get("batches")
     if not isinstance(notes, dict) or not isinstance(batches, dict):
         raise _damaged(path, "its 'notes' or 'batches' are not mappings")
     for key, entry in batches.items():
@@ -112,31 +111,11 @@ def _damaged(path: str, what: str) -> ValueError:
 
 
 def _check_run(states: list[dict], paths: list[str]) -> None:
-    """One run's settings, model and data in every file, each shard once, every one finished."""
-    ns = {s["identity"]["shard"][1] for s in states}
-    if len(ns) > 1:
-        raise ValueError(f"the shards are not of one run: N (shard=(K, N)) differs: {sorted(ns)} in {paths}")
-    identities = [{k: v for k, v in s["identity"].items() if k != "shard"} for s in states]
-    differ = [k for k in sorted(set().union(*identities)) if len({repr(i.get(k)) for i in identities}) > 1]
-    if differ:
-        odd = [p for p, i in zip(paths, identities) if any(i.get(k) != identities[0].get(k) for k in differ)]
-        raise ValueError(f"the shards are not of one run: {', '.join(differ)} differ between {paths[0]!r} and {odd}")
-    unfinished = [p for p, s in zip(paths, states) if s["notes"].get("complete") is not True]
-    if unfinished:
-        raise ValueError(f"shards did not finish: {unfinished} (resume them with resume=True and the same settings)")
-    for what in ("data", "facts", "names", "title"):
-        odd = [p for p, s in zip(paths, states) if s["notes"].get(what) != states[0]["notes"].get(what)]
-        if odd:
-            raise ValueError(f"the shards are not of one run: their {what} differ between {paths[0]!r} and {odd}"
-                             + (" (set channels_last and autocast explicitly)" if what == "facts" else ""))
-    n = ns.pop()
-    ks = [s["identity"]["shard"][0] for s in states]
-    twice = sorted({k for k in ks if ks.count(k) > 1})
-    if twice:
-        raise ValueError(f"shards given twice: {twice} ({[p for p, k in zip(paths, ks) if k in twice]})")
-    missing = sorted(set(range(n)) - set(ks))
-    if missing:
-        raise ValueError(f"shards missing: {missing} of {n}")
+    """One run's settings, model, data and findings in every file, each shard once, finished."""
+    noted = [("the data", lambda s: s["notes"].get("data")),
+             ("the model's facts (set channels_last and autocast explicitly)", lambda s: s["notes"].get("facts")),
+             ("the attacks", lambda s: s["notes"].get("names")), ("the title", lambda s: s["notes"].get("title"))]
+    check_shard_set(states, paths, noted)
 
 
 def _values(state: dict, path: str, passes: int, names) -> list[tuple[int, BatchValues]]:

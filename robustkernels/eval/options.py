@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..certify import bound_method
-from ..common import flag, is_number, non_negative, positive_int
+from ..common import flag, is_number, non_negative, non_negative_int, positive_int
 from ..levers import check_autocast, check_lever
 from ..threat import check_norm
 from .aa_options import AutoAttackOptions, checked_shard
@@ -89,9 +89,7 @@ def _check_autoattack(aa) -> None:
 
 def _check_report_options(o: EvalOptions) -> None:
     """The report's own options: examples, the checks' eps curve and tolerance, the flags, the title."""
-    if isinstance(o.examples, bool) or not isinstance(o.examples, int) or o.examples < 0:
-        raise (ValueError if isinstance(o.examples, int) and not isinstance(o.examples, bool) else TypeError)(
-            f"examples must be an int >= 0 (adversarial examples kept for the report), got {o.examples!r}")
+    non_negative_int("examples", o.examples, " (adversarial examples kept for the report)")
     curve = o.curve_eps
     if isinstance(curve, (str, bytes)) or not isinstance(curve, (tuple, list)) or not curve or not all(
             is_number(m) and m > 0 for m in curve):

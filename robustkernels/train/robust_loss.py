@@ -15,7 +15,7 @@ import contextlib
 import torch
 from torch import nn
 
-from ..common import rank_and_world
+from ..common import non_negative_int, rank_and_world
 from .methods import Method, make_method
 from .methods.base import BatchResult, StepContext
 from .options import AUTOCAST
@@ -71,9 +71,7 @@ class RobustLoss:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         method = loop_method(method, **method_kwargs)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise (TypeError if not isinstance(seed, int) or isinstance(seed, bool) else ValueError)(
-                f"seed must be an int >= 0, got {seed!r}")
+        non_negative_int("seed", seed)
         if autocast not in AUTOCAST:
             raise ValueError(f"autocast must be None, 'bf16' or 'fp16', got {autocast!r}")
         if method.kl_weight > 0 and dataset_size is None:

@@ -183,6 +183,13 @@ def test_overfit_message_reads_a_collapse_off_the_history():
     assert overfit_message([rec(1, 0.40, 0.45), rec(2, 0.10, 0.20)]) is None  # FGSM fell too: no CO
     assert overfit_message([rec(1, 0.40, 0.45)]) is None
     assert overfit_message([{"epoch": 1}, {"epoch": 2}]) is None  # no validation
+    # eps ramping over 2 epochs: epoch 2 trained below the validation's eps and is not judged,
+    # epoch 3 (the first at full eps) is
+    ramp = [rec(1, 0.05, 0.60), rec(2, 0.10, 0.70)]
+    assert overfit_message(ramp) is not None
+    assert overfit_message(ramp, warmup_epochs=2) is None
+    assert overfit_message([*ramp, rec(3, 0.10, 0.75)], warmup_epochs=2) is not None
+    assert overfit_message([*ramp, rec(3, 0.10, 0.75)], warmup_epochs=2.5) is None
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,19 @@ REL_DROP = 0.30  # of 1,000 validation samples) and at least this share of the b
 GAP = 0.30  # FGSM accuracy this far above PGD accuracy: robustness only the training attack sees
 
 
-def overfit_message(history: list[dict]) -> str | None:
+def overfit_message(history: list[dict], warmup_epochs: float = 0) -> str | None:
     """A description of the collapse if the last epoch of ``history`` shows one, else ``None``.
 
     A collapse: FGSM accuracy rising while PGD accuracy either falls at least 10 points and 30%
     below its best earlier epoch, or stays 30 points or more below FGSM accuracy (a collapse in
     the first epochs leaves no good epoch to fall from). Both are far outside what a genuinely
-    robust model shows: PGD-AT's FGSM and PGD accuracies stay within a few points."""
+    robust model shows: PGD-AT's FGSM and PGD accuracies stay within a few points.
+
+    An epoch that trained while eps was still ramping up (its 1-based number ``k`` with
+    ``k - 1 < warmup_epochs``) is not judged: validation attacks at the full eps, which the model
+    has not trained against yet, so a PGD accuracy far below FGSM's is expected there."""
+    if history and history[-1].get("epoch", 0) - 1 < warmup_epochs:
+        return None
     scored = [r for r in history if r.get("val_pgd_acc") is not None and r.get("val_fgsm_acc") is not None]
     if len(scored) < 2 or scored[-1] is not history[-1]:
         return None

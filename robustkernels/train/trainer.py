@@ -461,7 +461,7 @@ def end_epoch(run: Run, opts: FitOptions, val: IndexedData | None, epoch: int) -
             record["val_fast_acc"] = validate_fast(run.evaluated, run.method, val, batch_size=opts.batch_size,
                                                    seed=mix_seed(opts.seed, epoch, 11))
     run.history.append(record)
-    message = overfit_message(run.history)
+    message = overfit_message(run.history, run.method.eps_warmup_epochs)
     if message is not None:
         record["overfit"] = True
         if run.rank == 0:

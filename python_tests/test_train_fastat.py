@@ -81,6 +81,8 @@ def test_protocol_end_to_end_on_digits(tmp_path, capsys):
     assert "FastAT protocol at this machine's scale: cnn on digits (1284 training images, 64 held out" in printed.out
     assert "| n-fgsm+wa" in printed.out and "47.77%" in printed.out and "Spearman" in printed.out
     assert (tmp_path / "fastat.png").exists() and (tmp_path / "runs" / "n-fgsm+wa-seed0.json").exists()
+    run = json.loads((tmp_path / "runs" / "n-fgsm+wa-seed0.json").read_text())
+    assert [p["epoch"] for p in run["curve"]] == [1] and 0 <= run["curve"][0]["val_pgd_acc"] <= 1
     assert main(argv) == 0  # the runs are read back, not trained again
     assert "n-fgsm+wa seed 0" in capsys.readouterr().err
     assert main(argv[:8] + ["nope+wa"] + argv[9:]) == 2

@@ -71,6 +71,7 @@ class RunResult:
     kept_epoch: int
     overfit: bool = False
     machine: str = ""  # where it trained (machine.describe()); "" in runs written before it was kept
+    curve: list = field(default_factory=list)  # per epoch: the validation accuracies ([] in older runs)
 
 
 @dataclass
@@ -135,7 +136,15 @@ def train_one(make_model: Callable[[int], nn.Module], label: str, seed: int, rec
     clean, robust = score(model.eval())
     kept = next((r["epoch"] for r in history if r.get("kept")), len(history))
     return RunResult(label, seed, clean, robust, sum(r["train_seconds"] for r in history), epochs, kept,
-                     any(r.get("overfit") for r in history))
+                     any(r.get("overfit") for r in history), curve=[_curve_point(r) for r in history])
+
+
+CURVE_KEYS = ("epoch", "eps", "train_acc", "val_clean_acc", "val_fgsm_acc", "val_pgd_acc", "overfit")
+
+
+def _curve_point(record: dict) -> dict:
+    """What a run keeps of an epoch's record: enough to plot and read its validation curve."""
+    return {k: record[k] for k in CURVE_KEYS if k in record}
 
 
 def run_protocol(make_model, labels: Sequence[str], recipe: Recipe, train, val, score, out: str, *,

@@ -57,7 +57,10 @@ def test_fast_is_standards_first_attacks_shorter_on_fewer_targets_and_says_so():
                             steps=2, n_queries=2)
         text = report.log() + report.to_markdown()
         assert row.measured in text and version_for("fast", "linf").measured not in text
-        assert row.not_autoattack in text and "smoothed PGD on every survivor" not in text
+        assert "smoothed PGD on every survivor" not in text
+        # the report says what ran: the run's steps=2 and n_queries=2 cap the version's lengths
+        assert row.not_autoattack not in text and row.described(2, 2, 9) in text
+        assert "APGD-CE (2 iterations)" in text and "Square (2 queries)" in text
     short = build("linf", "apgd-t", model, threat, steps=20)
     assert (short.first_target_steps, short.steps) == (20, 20)  # autoattack(steps=...) caps both
     survivors = round(fast.robust_after[1] * 150)

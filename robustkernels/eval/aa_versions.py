@@ -53,6 +53,18 @@ class Stage:
         """The target classes this stage attacks for a run's ``n_target_classes``."""
         return n_target_classes if self.targets is None else min(n_target_classes, self.targets)
 
+    def capped(self, steps: int, n_queries: int, n_target_classes: int) -> Stage:
+        """This stage at a run's ``steps``, ``n_queries`` and ``n_target_classes``: every cap
+        applied, every length a number - what runs, and what the report says ran."""
+        first = self.first_target_steps
+        return replace(self, steps=_capped(steps, self.steps), targets=self.target_count(n_target_classes),
+                       first_target_steps=None if first is None else _capped(steps, first),
+                       queries=_capped(n_queries, self.queries))
+
+
+def _capped(given: int, cap: int | None) -> int:
+    return given if cap is None else min(given, cap)
+
 
 def stage_targets(stages, n_target_classes: int) -> list[tuple[str, int]]:
     """``(name, target classes)`` of each stage, for the class check before a run."""
@@ -71,6 +83,12 @@ class Version:
     timed_bf16: bool = False
     not_autoattack: str | None = None
     measured: str | None = None  # its gap to standard, from docs/results/benchmarks.md
+
+    def described(self, steps: int, n_queries: int, n_target_classes: int) -> str | None:
+        """``not_autoattack`` at a run's lengths (a run's ``steps`` below a stage's cap shortens it)."""
+        if self.not_autoattack is None:
+            return None
+        return describe(tuple(s.capped(steps, n_queries, n_target_classes) for s in self.stages))
 
 
 # fast's gap to standard as docs/results/benchmarks.md measured it (500 test images, 2-core AMD EPYC;

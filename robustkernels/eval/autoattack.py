@@ -309,7 +309,9 @@ class AutoAttackRun:
         return dict(version=cascade.version, attacks=list(cascade.names), eot_iter=cascade.eot_iter,
                     stochastic=bool(setup.stochastic), repeats=self.reps, classes=setup.classes,
                     gradients=setup.gradients, probabilities=self.probabilities, levers=setup.levers.describe(),
-                    not_autoattack=cascade.row.not_autoattack, measured=cascade.row.measured)
+                    not_autoattack=cascade.row.described(self.options.steps, self.options.n_queries,
+                                                         self.options.n_target_classes),
+                    measured=cascade.row.measured)
 
     def _autocast(self):
         """The precision asked for: ``"auto"`` is timed where the version says so (fast), fp32

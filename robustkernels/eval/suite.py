@@ -55,10 +55,6 @@ def make_attack(name: str, model, *, eps: float, norm: str, eot_iter: int, gener
     raise ValueError(f"attacks: unknown attack {name!r}; choose among {ATTACKS}")
 
 
-def _capped(given: int, cap: int | None) -> int:
-    return given if cap is None else min(given, cap)
-
-
 def autoattack_attack(stage: Stage, model: nn.Module, threat: ThreatModel, *, generator, eot_iter: int = 1,
                       steps: int = 100, n_queries: int = 5000, n_target_classes: int = 9, autocast=None, **options):
     """One stage of an AutoAttack version (:mod:`~robustkernels.eval.aa_versions`), on our
@@ -69,22 +65,20 @@ def autoattack_attack(stage: Stage, model: nn.Module, threat: ThreatModel, *, ge
     and FAB no faster (its success checks are fp32). ``options``: active_set, eot_batched."""
     common = dict(eps=threat.eps, norm=threat.norm, bounds=threat.bounds, normalization=threat.normalization,
                   generator=generator, early_stop=True, **options)
-    n = _capped(steps, stage.steps)
-    gradient = dict(steps=n, eot_iter=eot_iter, autocast=autocast, **common)
+    stage = stage.capped(steps, n_queries, n_target_classes)
+    gradient = dict(steps=stage.steps, eot_iter=eot_iter, autocast=autocast, **common)
     if stage.name == "smoothed-pgd":
         return SmoothedPGD(model, draws=stage.draws, restarts=stage.restarts, **gradient)
     if stage.name in ("apgd-ce", "apgd-dlr"):
         return APGD(model, loss=stage.name.split("-")[1], restarts=stage.restarts, use_largereps=stage.largereps,
                     **gradient)
-    targets = stage.target_count(n_target_classes)
     if stage.name == "apgd-t":
-        first = None if stage.first_target_steps is None else _capped(steps, stage.first_target_steps)
-        return APGDT(model, n_target_classes=targets, first_target_steps=first, use_largereps=stage.largereps,
-                     **gradient)
+        return APGDT(model, n_target_classes=stage.targets, first_target_steps=stage.first_target_steps,
+                     use_largereps=stage.largereps, **gradient)
     if stage.name in ("fab", "fab-t"):
         common.pop("eot_batched", None)
-        return FAB(model, steps=n, targeted=stage.name == "fab-t", restarts=stage.restarts, n_target_classes=targets,
-                   **common)
+        return FAB(model, steps=stage.steps, targeted=stage.name == "fab-t", restarts=stage.restarts,
+                   n_target_classes=stage.targets, **common)
     if stage.name == "square":
-        return Square(model, n_queries=_capped(n_queries, stage.queries), p_init=0.8, eot_iter=eot_iter, **common)
+        return Square(model, n_queries=stage.queries, p_init=0.8, eot_iter=eot_iter, **common)
     raise ValueError(f"attack {stage.name!r} is not part of AutoAttack")

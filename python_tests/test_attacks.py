@@ -1,5 +1,6 @@
 """The attack suite on a real CNN trained on the bundled digits."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -199,6 +200,9 @@ def test_losses_have_the_right_sign():
         (lambda m: APGD(m, first_target_steps=50), ValueError, "first_target_steps is APGD-T's"),
         (lambda m: APGDT(m, first_target_steps=0), ValueError, "first_target_steps must be >= 1"),
         (lambda m: CW(m, c=-1.0), ValueError, "c must be >= 0"),
+        (lambda m: CW(m, lr=0), ValueError, "lr must be > 0"),
+        (lambda m: APGD(m, rho=2), ValueError, "rho must be >= 0 and <= 1"),
+        (lambda m: PGD(m, eps=np.bool_(True)), TypeError, "eps must be a float, got bool"),
         (lambda m: MD(m, steps=10, change_point=10), ValueError, "change_point must be below steps=10"),
         (lambda m: MD(m, change_point=2.5), TypeError, "change_point must be an int"),
         (lambda m: MD(m, terms=("true", "z")), ValueError, "terms must list some of"),
@@ -212,6 +216,14 @@ def test_losses_have_the_right_sign():
 def test_bad_construction(build, error, match):
     with pytest.raises(error, match=match):
         build(small_cnn())
+
+
+def test_numpy_scalars_are_numbers(trained):
+    """eps and alpha read from a NumPy array (np.float32) attack exactly as the Python floats."""
+    model, x, y = trained
+    ours = PGD(model, eps=np.float32(EPS), alpha=np.float32(EPS / 4), steps=3, random_start=False)(x, y)
+    plain = PGD(model, eps=float(np.float32(EPS)), alpha=float(np.float32(EPS / 4)), steps=3, random_start=False)(x, y)
+    assert torch.equal(ours, plain)
 
 
 def test_bad_inputs(trained):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import numbers
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -62,12 +63,20 @@ def non_negative_int(name: str, value, what: str = "") -> int:
     return value
 
 
-def non_negative(name: str, value) -> float:
-    """``value`` is a real number >= 0 (NaN refused) -> float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def non_negative(name: str, value, upper: float | None = None) -> float:
+    """``value`` is a real number >= 0 (a NumPy scalar too; NaN refused), at most ``upper``
+    if given -> float."""
+    if not is_number(value):
         raise TypeError(f"{name} must be a float, got {type(value).__name__}")
-    if not value >= 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
+    if not value >= 0 or (upper is not None and value > upper):
+        raise ValueError(f"{name} must be >= 0{'' if upper is None else f' and <= {upper}'}, got {value}")
+    return float(value)
+
+
+def positive(name: str, value) -> float:
+    """``value`` is a real number > 0 -> float."""
+    if non_negative(name, value) == 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
     return float(value)
 
 
@@ -80,8 +89,8 @@ def flag(name: str, value) -> bool:
 
 
 def is_number(value) -> bool:
-    """A Python int or float (not a bool, which is an int to Python)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A real number: a Python int or float or a NumPy scalar (not a bool, which is an int to Python)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def model_device(model: nn.Module) -> torch.device:

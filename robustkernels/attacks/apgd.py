@@ -95,7 +95,7 @@ class APGD(Iterative):
         super().__init__(model, eps=eps, norm=norm, loss=loss, **kwargs)
         self.steps = positive_int("steps", steps)
         self.restarts = positive_int("restarts", restarts)
-        self.rho = non_negative("rho", rho)
+        self.rho = non_negative("rho", rho, upper=1)  # a share of the window's steps
         self.n_target_classes = positive_int("n_target_classes", n_target_classes)
         self.momentum = 0.75
         if use_largereps and norm != "l1":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..common import input_gradient, non_negative, positive_int
+from ..common import input_gradient, non_negative, positive, positive_int
 from .base import Attack
 
 
@@ -45,7 +45,7 @@ class CW(Attack):
         self.c = non_negative("c", c)
         self.kappa = non_negative("kappa", kappa)
         self.steps = positive_int("steps", steps)
-        self.lr = non_negative("lr", lr)
+        self.lr = positive("lr", lr)
         self.binary_search_steps = positive_int("binary_search_steps", binary_search_steps)
 
     def _margin(self, ctx, logits, y, target):

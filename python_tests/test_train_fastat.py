@@ -83,6 +83,7 @@ def test_protocol_end_to_end_on_digits(tmp_path, capsys):
     assert (tmp_path / "fastat.png").exists() and (tmp_path / "runs" / "n-fgsm+wa-seed0.json").exists()
     run = json.loads((tmp_path / "runs" / "n-fgsm+wa-seed0.json").read_text())
     assert [p["epoch"] for p in run["curve"]] == [1] and 0 <= run["curve"][0]["val_pgd_acc"] <= 1
+    assert (tmp_path / "fastat-curves.png").exists()
     assert main(argv) == 0  # the runs are read back, not trained again
     assert "n-fgsm+wa seed 0" in capsys.readouterr().err
     assert main(argv[:8] + ["nope+wa"] + argv[9:]) == 2
@@ -137,3 +138,15 @@ def test_compare_figure_tick_labels_do_not_run_together(tmp_path, monkeypatch):
     boxes = [t.get_window_extent() for t in axis.get_ticklabels(which="both") if t.get_text() and t.get_visible()]
     assert len(boxes) >= 2
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_curves_panel_per_method_and_none_for_runs_without_curves(tmp_path):
+    from robustkernels.recipes.fastat import RunResult
+    from robustkernels.recipes.fastat_curves import plot_curves
+
+    old = RunResult("pgd-at", 0, 0.9, 0.5, 10.0, 3, 3)  # written before runs kept their curve
+    assert plot_curves([old], str(tmp_path / "none.png"), "t") is None and not (tmp_path / "none.png").exists()
+    curve = [{"epoch": e, "val_clean_acc": 0.5 + 0.1 * e, "val_pgd_acc": 0.1 * e} for e in (1, 2, 3)]
+    runs = [RunResult(label, seed, 0.9, 0.5, 10.0, 3, 2, curve=curve) for label in ("a+wa", "b+wa") for seed in (0, 1)]
+    path = plot_curves([*runs, old], str(tmp_path / "c.png"), "t", eps_warmup_epochs=1)
+    assert path == str(tmp_path / "c.png") and (tmp_path / "c.png").stat().st_size > 1000

@@ -41,6 +41,7 @@ def run_fastat(args) -> int:
     from ..data import NUM_CLASSES
     from ..recipes import fastat
     from ..recipes.compare import autoattack_scorer
+    from ..recipes.fastat_curves import plot_curves
     from .args import eps_for, load_data
     from .modelspec import build_for, check_fits
 
@@ -92,7 +93,10 @@ def run_fastat(args) -> int:
     with open(os.path.join(args.out, "fastat.json"), "w") as f:
         json.dump({"header": head, "rows": [asdict(r) for r in rows]}, f, indent=1)
     figure = fastat.plot(rows, os.path.join(args.out, "fastat.png"), f"{args.model} on {args.dataset}")
-    print(f"wrote {os.path.join(args.out, 'fastat.md')}, fastat.json and {figure}", file=sys.stderr)
+    curves = plot_curves(results, os.path.join(args.out, "fastat-curves.png"), f"{args.model} on {args.dataset}",
+                         recipe.eps_warmup_epochs)
+    print(f"wrote {os.path.join(args.out, 'fastat.md')}, fastat.json, {figure}"
+          + (f" and {curves}" if curves else ""), file=sys.stderr)
     return 0
 
 

@@ -89,10 +89,16 @@ def normal_at(seed, index):
 
 
 @triton.jit
+def _joined4(v0, v1, v2, v3):
+    """v_j [..., K] -> [..., K, 2, 2], whose last three dimensions flattened hold v_j[k] at
+    4 k + j: the outputs of consecutive Philox blocks in stream order."""
+    return tl.join(tl.join(v0, v2), tl.join(v1, v3))
+
+
+@triton.jit
 def _interleave4(v0, v1, v2, v3, BLOCK: tl.constexpr):
-    """[BLOCK] with element 4 k + j = v_j[k] (v_j: [BLOCK // 4]): the outputs of consecutive
-    Philox blocks in stream order."""
-    return tl.reshape(tl.join(tl.join(v0, v2), tl.join(v1, v3)), (BLOCK,))
+    """[BLOCK] with element 4 k + j = v_j[k] (v_j: [BLOCK // 4])."""
+    return tl.reshape(_joined4(v0, v1, v2, v3), (BLOCK,))
 
 
 @triton.jit
@@ -132,7 +138,7 @@ def uniform4_rows(seed, start, ROWS: tl.constexpr, BLOCK: tl.constexpr):
     first = start // 4
     shift = (start % 4).to(tl.int32)
     v0, v1, v2, v3 = _uniforms4(first + tl.arange(0, BLOCK // 4)[None, :], seed)
-    main = tl.reshape(tl.join(tl.join(v0, v2), tl.join(v1, v3)), (ROWS, BLOCK))
+    main = tl.reshape(_joined4(v0, v1, v2, v3), (ROWS, BLOCK))
     t0, t1, t2, t3 = _uniforms4(first + BLOCK // 4, seed)
     m = tl.arange(0, BLOCK)[None, :] + shift
     inside = tl.gather(main, tl.minimum(m, BLOCK - 1), axis=1)

@@ -286,3 +286,34 @@ def test_apgdt_first_target_runs_its_own_length(trained, norm):
     plain = APGDT(model, generator=torch.Generator().manual_seed(1), **common)(x[:40], y[:40])
     same = APGDT(model, generator=torch.Generator().manual_seed(1), first_target_steps=5, **common)(x[:40], y[:40])
     assert torch.equal(plain, same)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("build, norm, eps", [
+    (lambda m, e: PGD(m, eps=e, steps=4), "linf", 8 / 255),
+    (lambda m, e: PGD(m, eps=e, steps=4, norm="l2"), "l2", 0.5),
+    (lambda m, e: APGD(m, eps=e, steps=4), "linf", 8 / 255),
+    (lambda m, e: Square(m, eps=e, n_queries=20), "linf", 8 / 255),
+    (lambda m, e: Square(m, eps=e, n_queries=20, norm="l2"), "l2", 0.5),
+])
+def test_16_bit_points_stay_inside_the_ball_exactly(build, norm, eps, dtype):
+    """Rounding to 16 bits carries points up to an ulp outside (bf16 near 0.5: 0.004 against eps
+    0.031); the contract's last step projects them back, measured exactly in fp64."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 10 * 10, 10)).to(dtype)
+    x, y = torch.rand(16, 3, 12, 12).to(dtype), torch.randint(0, 10, (16,))
+    x_adv = build(model, eps)(x, y)
+    delta = (x_adv.double() - x.double()).flatten(1)
+    dist = delta.abs().amax(dim=1) if norm == "linf" else delta.norm(dim=1)
+    assert x_adv.dtype == dtype and float(dist.max()) <= eps and float(dist.max()) > 0.9 * eps
+    assert 0 <= float(x_adv.double().min()) and float(x_adv.double().max()) <= 1
+
+
+def test_an_attack_of_the_users_that_leaves_the_ball_is_refused_by_name():
+    class Sloppy(PGD):  # a subclass whose perturb forgets to project
+        def perturb(self, ctx, x, y, target):
+            return (x + 0.5).clamp(0, 1)
+
+    x, y = torch.rand(4, 1, 8, 8), torch.randint(0, 10, (4,))
+    with pytest.raises(RuntimeError, match="Sloppy returned 4 of 4 points outside the eps-ball"):
+        Sloppy(small_cnn(), eps=0.1)(x, y)

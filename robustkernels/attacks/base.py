@@ -4,8 +4,8 @@ caller's model and RNG as they were.
 
 The contract, for every attack: ``x_adv = attack(x, y)`` (targeted: ``attack(x, y, target)``)
 with x [B, ...] floating point inside ``bounds`` and y [B] integer labels. It returns a detached
-tensor of x's shape, dtype and device, inside the eps-ball around x and inside the bounds. Per
-sample:
+tensor of x's shape, dtype and device, inside the eps-ball around x and inside the bounds - for
+16-bit x too, measured exactly (:mod:`~robustkernels.attacks.contract`). Per sample:
 
 - fooled: a point that fools the model (with ``early_stop=True`` the first one found);
 - never fooled: the point the attack ended on: the last iterate (PGD, FGSM, MI-FGSM), the best
@@ -25,6 +25,7 @@ from ..common import AUTOCAST, dtype_hint, flag, frozen_model, grad_enabled, nor
 from ..ops import draw_seed
 from ..threat import Bounds, ThreatModel, check_norm, per_sample
 from .context import Context
+from .contract import held_to_contract
 from .losses import LOSSES
 from .oracle import Oracle, per_row_noise
 
@@ -136,7 +137,7 @@ class Attack:
             ctx = Context(self.threat, bounds, self.oracle(), self.generator,
                           None if rank_at is None else rank_at.detach())
             x_adv = self.perturb(ctx, x.detach(), y, target)
-        return x_adv.detach()
+        return held_to_contract(self.threat, x_adv.detach(), x, bounds, type(self).__name__)
 
     def oracle(self) -> Oracle:
         """A fresh :class:`~robustkernels.attacks.oracle.Oracle`: the model as this attack queries

@@ -36,12 +36,13 @@ def _split(args, train, test):
     return take(train, 0, used), take(train, n_train - held), take(test, 0, scored)
 
 
+TIMING_FILE = "timing.json"  # in --out: the timing pass's seconds per epoch, which the table then uses
+
+
 def run_fastat(args) -> int:
     from .. import machine
-    from ..data import NUM_CLASSES
     from ..recipes import fastat
     from ..recipes.compare import autoattack_scorer
-    from ..recipes.fastat_curves import plot_curves
     from .args import eps_for, load_data
     from .modelspec import build_for, check_fits
 
@@ -70,20 +71,31 @@ def run_fastat(args) -> int:
     if first_process():
         print(head, flush=True)
 
-    def say(run):
-        if not first_process():
-            return
+    if args.timing:
+        return _timing_pass(args, make_model, labels, recipe, train)
+    results = fastat.run_protocol(make_model, labels, recipe, train, val, lambda m: scorer(m, test)[:2], args.out,
+                                  progress=not args.no_progress, on_run=_say, machine=machine.describe())
+    end_distributed()
+    if not first_process():  # torchrun: every process holds the same results; the first writes
+        return 0
+    _write_outputs(args, head, results, recipe)
+    return 0
+
+
+def _say(run) -> None:
+    """One run's line on stderr (the first process's)."""
+    if first_process():
         print(f"{run.label} seed {run.seed}: clean {100 * run.clean:.1f}%, AutoAttack {100 * run.robust:.1f}%, "
               f"trained {run.epochs} epochs in {run.train_seconds:.0f} s (kept epoch {run.kept_epoch})",
               file=sys.stderr, flush=True)
 
-    if args.timing:
-        return _timing_pass(args, make_model, labels, recipe, train)
-    results = fastat.run_protocol(make_model, labels, recipe, train, val, lambda m: scorer(m, test)[:2], args.out,
-                                  progress=not args.no_progress, on_run=say, machine=machine.describe())
-    end_distributed()
-    if not first_process():  # torchrun: every process holds the same results; the first writes
-        return 0
+
+def _write_outputs(args, head: str, results, recipe) -> None:
+    """The table (printed, fastat.md, fastat.json), the front figure and the curves into --out."""
+    from ..data import NUM_CLASSES
+    from ..recipes import fastat
+    from ..recipes.fastat_curves import plot_curves
+
     per_epoch, timing = _read_timing(args.out)
     rows = fastat.summarize(results, classes=NUM_CLASSES.get(args.dataset, 10), per_epoch=per_epoch)
     table = fastat.to_markdown(rows, timing)
@@ -97,11 +109,6 @@ def run_fastat(args) -> int:
                          recipe.eps_warmup_epochs)
     print(f"wrote {os.path.join(args.out, 'fastat.md')}, fastat.json, {figure}"
           + (f" and {curves}" if curves else ""), file=sys.stderr)
-    return 0
-
-
-
-TIMING_FILE = "timing.json"  # in --out: the timing pass's seconds per epoch, which the table then uses
 
 
 def _timing_pass(args, make_model, labels, recipe, train) -> int:

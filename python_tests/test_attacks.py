@@ -309,6 +309,57 @@ def test_16_bit_points_stay_inside_the_ball_exactly(build, norm, eps, dtype):
     assert 0 <= float(x_adv.double().min()) and float(x_adv.double().max()) <= 1
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_toward_is_nextafter_on_every_16_bit_value(dtype):
+    """contract.toward (bits; CUDA lacks Half nextafter before torch 2.6) against torch.nextafter."""
+    from robustkernels.attacks.contract import toward
+
+    values = torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16).view(dtype)
+    values = values[values.isfinite()]
+    for target in (torch.zeros_like(values), values.flip(0), torch.full_like(values, 0.5)):
+        assert torch.equal(toward(values, target).view(torch.int16), torch.nextafter(values, target).view(torch.int16))
+
+
+def test_16_bit_l2_points_keep_their_budget(monkeypatch):
+    """Projecting a bf16 L2 point that rounding left just outside keeps (almost) all of eps: the
+    largest fp64 scale whose rounded point is inside, not every element moved an ulp (which lost
+    15-35% of eps on 32x32 images)."""
+    from robustkernels.attacks import base
+
+    own = {}
+
+    def spy(threat, x_adv, x, bounds, who):
+        own["distance"] = (x_adv.double() - x.double()).flatten(1).norm(dim=1)
+        return hold(threat, x_adv, x, bounds, who)
+
+    hold = base.held_to_contract
+    monkeypatch.setattr(base, "held_to_contract", spy)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 10)).bfloat16()
+    x, y = torch.rand(8, 3, 32, 32).bfloat16(), torch.randint(0, 10, (8,))
+    x_adv = PGD(model, eps=0.5, alpha=0.2, steps=5, norm="l2")(x, y)
+    distance = (x_adv.double() - x.double()).flatten(1).norm(dim=1)
+    assert bool((distance <= 0.5).all()) and bool((distance >= 0.99 * own["distance"].clamp(max=0.5)).all())
+
+
+def test_fp32_rounding_of_large_inputs_is_not_refused():
+    """Features in [0, 100] with eps 0.01: x + eps rounds up to half an ulp of |x| past eps in fp32;
+    the contract allows what rounding explains."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 3))
+    x, y = 100 * torch.rand(8, 6), torch.randint(0, 3, (8,))
+    for attack in (PGD(model, eps=0.01, steps=3, bounds=(0.0, 100.0)), FGSM(model, eps=0.01, bounds=(0.0, 100.0)),
+                   PGD(model, eps=0.01, steps=3, norm="l2", bounds=(0.0, 100.0))):
+        assert attack(x, y).shape == x.shape
+
+
+def test_non_finite_points_are_named_as_such():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10))
+    x, y = torch.rand(2, 3, 8, 8), torch.randint(0, 10, (2,))
+    with pytest.raises(RuntimeError, match="not finite"):
+        Square(model, eps=float("inf"), norm="l2", n_queries=3)(x, y)
+
+
 def test_an_attack_of_the_users_that_leaves_the_ball_is_refused_by_name():
     class Sloppy(PGD):  # a subclass whose perturb forgets to project
         def perturb(self, ctx, x, y, target):

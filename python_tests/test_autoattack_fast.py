@@ -61,6 +61,7 @@ def test_fast_is_standards_first_attacks_shorter_on_fewer_targets_and_says_so():
         # the report says what ran: the run's steps=2 and n_queries=2 cap the version's lengths
         assert row.not_autoattack not in text and row.described(2, 2, 9) in text
         assert "APGD-CE (2 iterations)" in text and "Square (2 queries)" in text
+        assert "at the version's own lengths: this run's are shorter" in text
     short = build("linf", "apgd-t", model, threat, steps=20)
     assert (short.first_target_steps, short.steps) == (20, 20)  # autoattack(steps=...) caps both
     survivors = round(fast.robust_after[1] * 150)

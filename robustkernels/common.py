@@ -45,12 +45,12 @@ def opmath_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def positive_int(name: str, value) -> int:
-    """``value`` is an int >= 1 (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """``value`` is an int >= 1 (a NumPy integer too; bools refused) -> int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
+    return int(value)
 
 
 def non_negative_int(name: str, value, what: str = "") -> int:
@@ -75,7 +75,9 @@ def non_negative(name: str, value, upper: float | None = None) -> float:
 
 def positive(name: str, value) -> float:
     """``value`` is a real number > 0 -> float."""
-    if non_negative(name, value) == 0:
+    if not is_number(value):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+    if not value > 0:
         raise ValueError(f"{name} must be > 0, got {value}")
     return float(value)
 

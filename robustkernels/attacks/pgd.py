@@ -7,7 +7,7 @@ import dataclasses
 
 import torch
 
-from ..common import flag, non_negative, positive_int
+from ..common import flag, is_number, non_negative, positive_int
 from ..ops.pgd import random_init
 from .loop import Iterative, RowState
 
@@ -97,7 +97,7 @@ class PGD(Iterative):
 
 
 def _finite_eps(eps, attack: str) -> None:
-    if isinstance(eps, float) and eps == float("inf"):
+    if is_number(eps) and eps == float("inf"):
         raise ValueError(f"eps must be finite for {attack}: its step size is derived from eps")
 
 

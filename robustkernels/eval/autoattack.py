@@ -305,13 +305,13 @@ class AutoAttackRun:
     def facts(self) -> dict:
         """What the report says besides the verdicts, times and counts (JSON values): the same on
         every process and shard of one run."""
-        cascade, setup = self.cascade, self.setup
+        cascade, setup, o = self.cascade, self.setup, self.options
+        ran = cascade.row.described(o.steps, o.n_queries, o.n_target_classes)
         return dict(version=cascade.version, attacks=list(cascade.names), eot_iter=cascade.eot_iter,
                     stochastic=bool(setup.stochastic), repeats=self.reps, classes=setup.classes,
                     gradients=setup.gradients, probabilities=self.probabilities, levers=setup.levers.describe(),
-                    not_autoattack=cascade.row.described(self.options.steps, self.options.n_queries,
-                                                         self.options.n_target_classes),
-                    measured=cascade.row.measured)
+                    not_autoattack=ran, measured=cascade.row.measured if ran == cascade.row.not_autoattack else (
+                        f"{cascade.row.measured}, at the version's own lengths: this run's are shorter"))
 
     def _autocast(self):
         """The precision asked for: ``"auto"`` is timed where the version says so (fast), fp32

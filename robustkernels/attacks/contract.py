@@ -25,7 +25,8 @@ BISECTIONS = 16  # L2 / L1: the scale to 2**-16 of its best value
 def held_to_contract(threat: ThreatModel, x_adv: torch.Tensor, x: torch.Tensor, bounds: Bounds,
                      who: str) -> torch.Tensor:
     """``x_adv`` [B, ...] checked (and for 16-bit, projected) as the module says."""
-    a, xd = x_adv.double(), x.double()
+    half = x_adv.dtype in HALF  # 16 bits: measured in fp64; else in x's dtype, within the rounding slack
+    a, xd = (x_adv.double(), x.double()) if half else (x_adv, x)
     if not bool(a.isfinite().all()):
         raise RuntimeError(f"{who} returned {int((~a.flatten(1).isfinite().all(dim=1)).sum())} of {len(a)} points that "
                            f"are not finite (NaN or inf; eps {threat.eps:g}, bounds {threat.bounds}): an eps or bounds "
@@ -33,13 +34,14 @@ def held_to_contract(threat: ThreatModel, x_adv: torch.Tensor, x: torch.Tensor, 
     slack = torch.finfo(x_adv.dtype).eps * lp_norms(a, threat.norm).clamp(min=1.0)  # what rounding explains
     distance = lp_norms(a - xd, threat.norm)
     far = distance - (threat.eps * (1 + 1e-5) + 1e-7) - slack
-    off = ((bounds.lo_b.double() - a).clamp(min=0) + (a - bounds.hi_b.double()).clamp(min=0)).flatten(1).amax(dim=1)
+    lo, hi = bounds.lo_b.to(a.dtype), bounds.hi_b.to(a.dtype)
+    off = ((lo - a).clamp(min=0) + (a - hi).clamp(min=0)).flatten(1).amax(dim=1)
     bad = (far > 0) | (off > slack + 1e-7)
     if bool(bad.any()):
         raise RuntimeError(f"{who} returned {int(bad.sum())} of {len(bad)} points outside the eps-ball or the bounds "
                            f"(largest {threat.norm} distance {float(distance.max()):.6g}, eps {threat.eps:.6g}): its "
                            "perturb must project its iterates (ops.pgd_step, or threat.prepare(x).clamp)")
-    return _projected(threat, x_adv, x, bounds) if x_adv.dtype in HALF else x_adv
+    return _projected(threat, x_adv, x, bounds) if half else x_adv
 
 
 def _projected(threat: ThreatModel, x_adv: torch.Tensor, x: torch.Tensor, bounds: Bounds) -> torch.Tensor:

@@ -53,16 +53,17 @@ def _projected(threat: ThreatModel, x_adv: torch.Tensor, x: torch.Tensor, bounds
         rounded = torch.minimum(torch.maximum(a, lo), hi).to(x_adv.dtype)  # x is inside: no further away
         return torch.where(_off(rounded, x, lo, hi, threat.eps), toward(rounded, x), rounded)
     delta = a - xd
-    low = torch.zeros(len(x), dtype=torch.float64, device=x.device)  # a scale whose rounded point is inside
-    high = torch.ones_like(low)  # 1, or a scale whose rounded point is outside
-    if _inside(threat, _at(xd, delta, high, lo, hi, x_adv.dtype), x).all():
-        return _at(xd, delta, high, lo, hi, x_adv.dtype)
+    high = torch.ones(len(x), dtype=torch.float64, device=x.device)  # 1, or a scale whose rounded point is outside
+    whole = _at(xd, delta, high, lo, hi, x_adv.dtype)
+    inside = _inside(threat, whole, x)
+    if inside.all():
+        return whole
+    low = torch.zeros_like(high)  # a scale whose rounded point is inside
     for _ in range(BISECTIONS):
         mid = (low + high) / 2
         ok = _inside(threat, _at(xd, delta, mid, lo, hi, x_adv.dtype), x)
         low, high = torch.where(ok, mid, low), torch.where(ok, high, mid)
-    done = _inside(threat, _at(xd, delta, high, lo, hi, x_adv.dtype), x)  # whole samples inside at 1
-    return _at(xd, delta, torch.where(done, high, low), lo, hi, x_adv.dtype)
+    return _at(xd, delta, torch.where(inside, 1.0, low), lo, hi, x_adv.dtype)
 
 
 def _at(xd, delta, scale, lo, hi, dtype) -> torch.Tensor:

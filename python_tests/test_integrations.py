@@ -2,6 +2,7 @@
 a few steps of robust training through each equal the plain loop with ``RobustLoss`` on the same
 batches, step for step; installing them kept the pinned torch."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -137,3 +138,9 @@ def test_robust_loss_refuses_a_seed_that_is_not_an_int():
     for seed, kind in (("a", TypeError), (True, TypeError), (-1, ValueError)):
         with pytest.raises(kind, match="seed must be an int >= 0"):
             RobustLoss(small_cnn(), "pgd-at", eps=0.1, seed=seed)
+
+
+def test_robust_loss_takes_a_numpy_seed_as_the_int():
+    """A seed read from a NumPy array (np.int64) is the Python int, and stored as one."""
+    assert RobustLoss(small_cnn(), "pgd-at", eps=0.1, seed=np.int64(3)).seed == 3
+    assert type(RobustLoss(small_cnn(), "pgd-at", eps=0.1, seed=np.int64(3)).seed) is int

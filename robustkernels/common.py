@@ -54,13 +54,13 @@ def positive_int(name: str, value) -> int:
 
 
 def non_negative_int(name: str, value, what: str = "") -> int:
-    """``value`` is an int >= 0 (bools refused): a TypeError / ValueError naming ``name`` (and
-    saying ``what`` it is) otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """``value`` is an int >= 0 (a NumPy integer too; bools refused) -> int: a TypeError /
+    ValueError naming ``name`` (and saying ``what`` it is) otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int >= 0{what}, got {value!r}")
     if value < 0:
         raise ValueError(f"{name} must be an int >= 0{what}, got {value!r}")
-    return value
+    return int(value)
 
 
 def non_negative(name: str, value, upper: float | None = None) -> float:

@@ -71,7 +71,7 @@ class RobustLoss:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         method = loop_method(method, **method_kwargs)
-        non_negative_int("seed", seed)
+        seed = non_negative_int("seed", seed)
         if autocast not in AUTOCAST:
             raise ValueError(f"autocast must be None, 'bf16' or 'fp16', got {autocast!r}")
         if method.kl_weight > 0 and dataset_size is None:

@@ -354,10 +354,32 @@ def test_fp32_rounding_of_large_inputs_is_not_refused():
 
 
 def test_non_finite_points_are_named_as_such():
-    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10))
+    class Broken(PGD):  # a subclass whose perturb divides by zero
+        def perturb(self, ctx, x, y, target):
+            return x / 0.0
+
     x, y = torch.rand(2, 3, 8, 8), torch.randint(0, 10, (2,))
-    with pytest.raises(RuntimeError, match="not finite"):
-        Square(model, eps=float("inf"), norm="l2", n_queries=3)(x, y)
+    with pytest.raises(RuntimeError, match="Broken returned 2 of 2 points that are not finite"):
+        Broken(nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10)), eps=0.1)(x, y)
+
+
+@pytest.mark.parametrize("build", [
+    lambda m: FGSM(m, eps=float("inf")), lambda m: APGD(m, eps=float("inf")),
+    lambda m: APGDT(m, eps=float("inf"), norm="l2"), lambda m: Square(m, eps=float("inf"), norm="l2"),
+], ids=["fgsm", "apgd", "apgdt-l2", "square-l2"])
+def test_eps_inf_is_refused_where_the_attack_derives_its_steps_from_eps(build):
+    """eps = inf gave NaN points (Square L2's scale, APGD's 2 eps step with per-channel bounds):
+    refused when the attack is built, naming eps."""
+    with pytest.raises(ValueError, match="eps must be finite for"):
+        build(small_cnn())
+
+
+def test_eps_inf_runs_where_the_attack_can_use_it():
+    """PGD with its own alpha, Square in Linf and CW / FAB (minimum-norm) take an unbounded ball."""
+    x, y = torch.rand(2, 1, 8, 8), torch.randint(0, 10, (2,))
+    for attack in (PGD(small_cnn(), eps=float("inf"), alpha=0.1, steps=2, random_start=False),
+                   Square(small_cnn(), eps=float("inf"), n_queries=3), CW(small_cnn(), steps=2, binary_search_steps=1)):
+        assert torch.isfinite(attack(x, y)).all()
 
 
 def test_an_attack_of_the_users_that_leaves_the_ball_is_refused_by_name():

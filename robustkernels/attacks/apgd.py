@@ -12,6 +12,7 @@ import torch
 
 from ..common import flag, non_negative, positive_int
 from .apgd_l1 import run_l1
+from .base import finite_eps
 from .loop import Iterative, RowState, runs_on_unfooled
 from .starts import checked_start, start_point
 
@@ -93,6 +94,7 @@ class APGD(Iterative):
                 "loss='dlr-targeted' picks its own targets; use targeted=True with loss='dlr' to give them"
             )
         super().__init__(model, eps=eps, norm=norm, loss=loss, **kwargs)
+        finite_eps(eps, type(self).__name__, "its step size starts at 2 eps")
         self.steps = positive_int("steps", steps)
         self.restarts = positive_int("restarts", restarts)
         self.rho = non_negative("rho", rho, upper=1)  # a share of the window's steps

@@ -21,7 +21,7 @@ from typing import TypedDict, Unpack
 import torch
 from torch import nn
 
-from ..common import AUTOCAST, dtype_hint, flag, frozen_model, grad_enabled, normal_tensor, positive_int
+from ..common import AUTOCAST, dtype_hint, flag, frozen_model, grad_enabled, is_number, normal_tensor, positive_int
 from ..ops import draw_seed
 from ..threat import Bounds, ThreatModel, check_norm, per_sample
 from .context import Context
@@ -40,6 +40,12 @@ class AttackLevers(TypedDict, total=False):
     active_set: bool
     autocast: str | None
     model_mode: str
+
+
+def finite_eps(eps, attack: str, why: str = "its step size is derived from eps") -> None:
+    """A ValueError naming eps for the attacks that cannot run at eps = inf (an unbounded ball)."""
+    if is_number(eps) and eps == float("inf"):
+        raise ValueError(f"eps must be finite for {attack}: {why}")
 
 
 def margin_only(name: str, kwargs: dict) -> dict:

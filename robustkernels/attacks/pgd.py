@@ -7,8 +7,9 @@ import dataclasses
 
 import torch
 
-from ..common import flag, is_number, non_negative, positive_int
+from ..common import flag, non_negative, positive_int
 from ..ops.pgd import random_init
+from .base import finite_eps
 from .loop import Iterative, RowState
 
 
@@ -96,11 +97,6 @@ class PGD(Iterative):
         ctx.step(s.x_adv, s.x, s.grad, torch.where(live, s.alpha, 0.0), out=s.x_adv)
 
 
-def _finite_eps(eps, attack: str) -> None:
-    if is_number(eps) and eps == float("inf"):
-        raise ValueError(f"eps must be finite for {attack}: its step size is derived from eps")
-
-
 class FGSM(PGD):
     """Fast gradient sign method (Goodfellow et al. 2015): one step of size ``eps`` from x.
 
@@ -119,7 +115,7 @@ class FGSM(PGD):
     """
 
     def __init__(self, model, eps: float = 8 / 255, **kwargs):
-        _finite_eps(eps, "FGSM")
+        finite_eps(eps, "FGSM")
         super().__init__(model, eps=eps, alpha=eps, steps=1, random_start=False, **kwargs)
 
 
@@ -142,6 +138,6 @@ class FGSM_RS(PGD):  # noqa: N801 (the name the literature uses)
 
     def __init__(self, model, eps: float = 8 / 255, alpha: float | None = None, **kwargs):
         if alpha is None:
-            _finite_eps(eps, "FGSM_RS")
+            finite_eps(eps, "FGSM_RS")
         super().__init__(model, eps=eps, alpha=1.25 * eps if alpha is None else alpha, steps=1, random_start=True,
                          **kwargs)

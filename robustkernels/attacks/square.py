@@ -20,7 +20,7 @@ import torch
 
 from ..common import flag, positive_int
 from ..ops import project_l1
-from .base import Attack
+from .base import Attack, finite_eps
 from .starts import random_signs, stripes_start
 
 # (iteration out of 10,000, divisor of p_init) from the paper's code, rescaled to n_queries
@@ -70,6 +70,8 @@ class Square(Attack):
             raise ValueError("early_stop: Square always stops querying a sample once it is fooled")
         kwargs.update(loss="margin", early_stop=True)
         super().__init__(model, eps=eps, **kwargs)
+        if self.norm == "l2":
+            finite_eps(eps, "Square in L2", "its squares' perturbations are scaled to eps")
         self.n_queries = positive_int("n_queries", n_queries)
         if not 0 < p_init <= 1:
             raise ValueError(f"p_init must be in (0, 1], got {p_init}")

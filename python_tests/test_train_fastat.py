@@ -124,6 +124,25 @@ def test_an_eps_ramp_is_part_of_the_recipe_and_runs_of_another_recipe_are_refuse
     assert "holds runs of another recipe: eps_warmup_epochs 1.0 there" in capsys.readouterr().err
 
 
+def test_weight_average_sets_the_wa_rows_tau_and_what_the_protocol_fixes_is_refused(tmp_path, capsys):
+    """--weight-average was silently ignored with --protocol fastat: now the +wa rows' tau (in the
+    header and the folder's recipe); --schedule / --keep / --val-attack, which it fixes, refused."""
+    from robustkernels.cli import main
+
+    argv = ["compare", "--protocol", "fastat", "--dataset", "digits", "--model", "cnn", "--methods", "n-fgsm+wa",
+            "--epochs", "1", "--seeds", "0", "--aa-version", "fast", "--eval-samples", "20", "--val-samples", "64",
+            "--out", str(tmp_path), "--no-progress"]
+    assert main(argv + ["--weight-average", "0.99"]) == 0
+    assert "weight averaging tau 0.99 (+wa)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "runs" / "recipe.json").read_text())["tau"] == 0.99
+    for extra, message in ((["--weight-average", "1"], "--weight-average must be a decay tau in (0, 1)"),
+                           (["--schedule", "cyclic"], "--schedule: --protocol fastat fixes it"),
+                           (["--keep", "last"], "--keep: --protocol fastat fixes it"),
+                           (["--val-attack", "pgd"], "--val-attack: --protocol fastat fixes it")):
+        assert main(argv + extra) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_compare_figure_tick_labels_do_not_run_together(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 

@@ -39,10 +39,12 @@ def add_compare(commands) -> None:
     p.add_argument("--eps-warmup-epochs", type=number(), default=0.0, help="eps ramp for every method")
     p.add_argument("--batch-size", type=integer(), default=128, help="training batch")
     p.add_argument("--lr", type=number(positive=True), default=0.1, help="peak learning rate (SGD, momentum 0.9)")
-    p.add_argument("--schedule", default="cyclic", choices=LR_SCHEDULES,
-                   help="one schedule for every method (cyclic: Wong et al.'s fast-AT schedule)")
+    p.add_argument("--schedule", default=None, choices=LR_SCHEDULES,
+                   help="one schedule for every method (default cyclic: Wong et al.'s fast-AT schedule; "
+                        "--protocol fastat: onecycle, fixed)")
     p.add_argument("--weight-average", type=number(positive=True), default=None,
-                   help="EMA decay tau of the weights for every method, e.g. 0.9995 (default: none)")
+                   help="EMA decay tau of the weights for every method, e.g. 0.9995 (default: none; --protocol "
+                        "fastat: the tau of the +wa rows, default the benchmark's 0.9995)")
     p.add_argument("--protocol", choices=PROTOCOLS, default=None,
                    help="fastat: the FastAT Benchmark's recipe (onecycle SGD, label smoothing 0.4, weight averaging "
                         "0.9995, best epoch by validation on held-out training images) for its methods over --seeds, "
@@ -62,11 +64,12 @@ def add_compare(commands) -> None:
     p.add_argument("--eval-samples", type=integer(), default=None,
                    help="test samples AutoAttack runs on (default 200; with --protocol 1000, or all of a smaller "
                         "test set)")
-    p.add_argument("--val-attack", choices=VAL_ATTACKS, default="pgd",
-                   help="per-epoch validation: PGD, or also AutoAttack's fast version (val_fast_acc)")
-    p.add_argument("--keep", choices=KEEP, default="last",
-                   help="score the last epoch's weights, or those of the best validation robust accuracy "
-                        "(robust-overfitting early stopping); the table gives the epoch kept")
+    p.add_argument("--val-attack", choices=VAL_ATTACKS, default=None,
+                   help="per-epoch validation: PGD (default), or also AutoAttack's fast version (val_fast_acc)")
+    p.add_argument("--keep", choices=KEEP, default=None,
+                   help="score the last epoch's weights (default), or those of the best validation robust accuracy "
+                        "(robust-overfitting early stopping); the table gives the epoch kept; --protocol fastat: "
+                        "best-robust, fixed")
     p.add_argument("--seed", type=integer(minimum=0), default=0, help="seed of every random choice")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
     p.add_argument("--out", default="runs/compare", help="writes compare.md, compare.json and compare.png here")
@@ -136,10 +139,10 @@ def _compare(args) -> int:
                    evaluate=autoattack_scorer(eps, samples=args.eval_samples or 200, seed=args.seed,
                                               normalization=normalization, version=args.aa_version or "auto"),
                    progress=not args.no_progress, on_row=_print_row, batch_size=args.batch_size, lr=args.lr,
-                   optimizer="sgd", schedule=args.schedule,
+                   optimizer="sgd", schedule=args.schedule or "cyclic",
                    augment=not args.no_augment and args.dataset in ("cifar10", "cifar100"),
-                   val_data=take(test, -(args.val_samples or 200)), seed=args.seed, val_attack=args.val_attack,
-                   keep=args.keep, weight_average=args.weight_average)
+                   val_data=take(test, -(args.val_samples or 200)), seed=args.seed, val_attack=args.val_attack or "pgd",
+                   keep=args.keep or "last", weight_average=args.weight_average)
     reference = next((e.label for e in entries if e.label == "pgd-at"), None)
     title = (f"{args.model} on {args.dataset} ({len(train[1]) if isinstance(train, tuple) else len(train)} "
              f"training images), {args.epochs} epochs, AutoAttack on {min(args.eval_samples or 200, len(test))} test "

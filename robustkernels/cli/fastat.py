@@ -49,11 +49,19 @@ def run_fastat(args) -> int:
     if args.normalization is not None:
         raise ValueError("--protocol fastat trains on inputs in [0, 1] as the benchmark does: leave --normalization "
                          "out")
+    fixed = {"--schedule": args.schedule, "--keep": args.keep, "--val-attack": args.val_attack}
+    for flag_name, value in fixed.items():
+        if value is not None:
+            raise ValueError(f"{flag_name}: --protocol fastat fixes it (onecycle, best-robust by validation PGD-10): "
+                             "leave it out")
+    if args.weight_average is not None and not 0 < args.weight_average < 1:
+        raise ValueError(f"--weight-average must be a decay tau in (0, 1), got {args.weight_average}")
     device, eps, seeds = parse_device(args.device), eps_for(args), _seeds(args.seeds)
     labels = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(fastat.METHODS)
     recipe = fastat.Recipe(epochs=args.epochs, eps=eps, augment=args.dataset in ("cifar10", "cifar100") and
                            not args.no_augment, auto_levers=args.auto_levers, seeds=seeds, batch_size=args.batch_size,
-                           lr=args.lr, eps_warmup_epochs=args.eps_warmup_epochs)
+                           lr=args.lr, eps_warmup_epochs=args.eps_warmup_epochs,
+                           **({} if args.weight_average is None else {"tau": args.weight_average}))
     for label in labels:
         fastat.method_for(label, recipe)  # a bad label fails before the data is read
     train, test = load_data(args)

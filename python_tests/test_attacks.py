@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from robustkernels.attacks import APGD, APGDT, CW, FGSM, FGSM_RS, MD, MIFGSM, PGD, Square, objective
+from robustkernels.attacks import APGD, APGDT, CW, FGSM, FGSM_RS, MD, MIFGSM, PGD, SmoothedPGD, Square, objective
+from robustkernels.eval import autoattack, evaluate
 
 from .models import accuracy, small_cnn, trained_digits_cnn
 
@@ -366,12 +367,44 @@ def test_non_finite_points_are_named_as_such():
 @pytest.mark.parametrize("build", [
     lambda m: FGSM(m, eps=float("inf")), lambda m: APGD(m, eps=float("inf")),
     lambda m: APGDT(m, eps=float("inf"), norm="l2"), lambda m: Square(m, eps=float("inf"), norm="l2"),
-], ids=["fgsm", "apgd", "apgdt-l2", "square-l2"])
+    lambda m: MD(m, eps=float("inf")), lambda m: SmoothedPGD(m, eps=float("inf")),
+], ids=["fgsm", "apgd", "apgdt-l2", "square-l2", "md", "smoothed-pgd"])
 def test_eps_inf_is_refused_where_the_attack_derives_its_steps_from_eps(build):
     """eps = inf gave NaN points (Square L2's scale, APGD's 2 eps step with per-channel bounds):
     refused when the attack is built, naming eps."""
     with pytest.raises(ValueError, match="eps must be finite for"):
         build(small_cnn())
+
+
+def test_eps_inf_is_refused_by_evaluate_and_autoattack_and_a_finite_eps_past_float32_by_every_attack():
+    """evaluate's suite and AutoAttack derive their steps from eps: refused up front (autoattack
+    returned 0% without error when no point was classified right); a finite eps past float32's
+    largest failed in a tensor conversion that named nothing."""
+    model, data = small_cnn(), (torch.rand(4, 1, 8, 8), torch.randint(0, 10, (4,)))
+    with pytest.raises(ValueError, match="eps must be finite for evaluate"):
+        evaluate(model, data, eps=float("inf"), attacks=("pgd",), checks=False, progress=False)
+    with pytest.raises(ValueError, match="eps must be finite for autoattack"):
+        autoattack(model, data, eps=float("inf"), version="fast", progress=False)
+    for build in (lambda: PGD(model, eps=1e39, alpha=0.1), lambda: CW(model, eps=1e308),
+                  lambda: APGD(model, eps=3.5e38)):
+        with pytest.raises(ValueError, match="eps must be inf .* or at most float32's largest"):
+            build()
+
+
+def test_a_point_of_another_shape_or_dtype_is_refused_by_name():
+    class Wide(PGD):  # a subclass whose perturb returns float64 for float32 x
+        def perturb(self, ctx, x, y, target):
+            return x.double()
+
+    class Doubled(PGD):  # ... or both copies of an EOT batch
+        def perturb(self, ctx, x, y, target):
+            return torch.cat([x, x])
+
+    x, y = torch.rand(2, 1, 8, 8), torch.randint(0, 10, (2,))
+    with pytest.raises(RuntimeError, match=r"Wide returned \[2, 1, 8, 8\] torch.float64 on cpu for x of .*float32"):
+        Wide(small_cnn(), eps=0.1)(x, y)
+    with pytest.raises(RuntimeError, match=r"Doubled returned \[4, 1, 8, 8\] .*x's shape, dtype and device"):
+        Doubled(small_cnn(), eps=0.1)(x, y)
 
 
 def test_eps_inf_runs_where_the_attack_can_use_it():

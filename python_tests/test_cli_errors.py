@@ -78,11 +78,15 @@ def test_bad_paths_and_devices_fail_before_training(tmp_path, capsys):
                                                           capsys)
     assert "--device must be cpu, cuda" in _error(TRAIN + ["--device", "tpu", "--out", str(tmp_path / "r")], capsys)
     assert "--force-resume needs --resume" in _error(TRAIN + ["--force-resume", "--out", str(tmp_path / "r")], capsys)
+    assert "--seeds: the seeds of --protocol fastat's runs; without it, --seed" in _error(
+        ["compare", "--seeds", "0,1", "--out", str(tmp_path / "c")], capsys)
 
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "--eps", "1e309"], "argument --eps: must be finite"),
     (["train", "--eps", "8/0"], "argument --eps: must be a number or a fraction"),
+    (["compare", "--eps", "1e39"], "argument --eps: must be finite (at most 3.4e38"),
+    (["train", "--weight-average", "1.5"], "argument --weight-average: must be < 1"),
     (["train", "--alpha", "-1"], "argument --alpha: must be >= 0"),
     (["train", "--lr", "0"], "argument --lr: must be > 0"),
     (["train", "--epochs", "0"], "argument --epochs: must be >= 1"),

@@ -8,6 +8,7 @@ shards are refused by name."""
 import json
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -299,3 +300,12 @@ def test_square_on_inputs_that_are_not_images_is_refused_before_any_attack():
     with pytest.raises(ValueError, match=r"square needs images \[B, C, H, W\]"):
         evaluate(model, (torch.rand(8, 12), torch.zeros(8, dtype=torch.int64)), eps=0.1, attacks=("fgsm", "square"),
                  progress=False)
+
+
+def test_numpy_integers_in_the_options_reach_the_state_file_as_ints(tmp_path, data):
+    """examples / eot_iter / repeats as NumPy integers were checked but kept: the shard's state
+    file then failed to serialise them."""
+    report = evaluate(_model(), data, shard=(0, 1), state_path=tmp_path / "s.json", generator=_seed(),
+                      **{**SETTINGS, "examples": np.int64(2), "eot_iter": np.int32(1), "repeats": np.uint8(1),
+                         "attacks": ("fgsm",), "checks": False})
+    assert json.loads((tmp_path / "s.json").read_text()) and report is not None

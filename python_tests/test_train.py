@@ -190,6 +190,9 @@ def test_pni_at_needs_pni_layers_and_skips_alpha_decay(digits):
     (lambda d: fit(small_cnn(), make_method("standard"), d, epochs=0), "epochs must be >= 1"),
     (lambda d: fit(small_cnn(), make_method("standard"), d, optimizer="lbfgs"), "optimizer"),
     (lambda d: fit(small_cnn(), make_method("standard"), d, resume=True), "checkpoint_path"),
+    (lambda d: fit(small_cnn(), make_method("standard"), d, seed=-1), "seed must be an int >= 0"),
+    (lambda d: fit(small_cnn(), make_method("standard"), d, seed=3.5), "seed must be an int >= 0"),
+    (lambda d: fit(small_cnn(), make_method("standard"), d, seed=torch.tensor(3)), "seed must be an int >= 0"),
     (lambda d: fit(small_cnn(), make_method("standard"), (d[0], d[1].float())), "y must be int64"),
 ])
 def test_bad_arguments(call, match, digits):

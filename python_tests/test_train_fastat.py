@@ -135,7 +135,10 @@ def test_weight_average_sets_the_wa_rows_tau_and_what_the_protocol_fixes_is_refu
     assert main(argv + ["--weight-average", "0.99"]) == 0
     assert "weight averaging tau 0.99 (+wa)" in capsys.readouterr().out
     assert json.loads((tmp_path / "runs" / "recipe.json").read_text())["tau"] == 0.99
-    for extra, message in ((["--weight-average", "1"], "--weight-average must be a decay tau in (0, 1)"),
+    with pytest.raises(SystemExit):  # the parser's own
+        main(argv + ["--weight-average", "1"])
+    assert "argument --weight-average: must be < 1, got 1" in capsys.readouterr().err
+    for extra, message in ((["--methods", "n-fgsm", "--weight-average", "0.9"], "--methods has none"),
                            (["--schedule", "cyclic"], "--schedule: --protocol fastat fixes it"),
                            (["--keep", "last"], "--keep: --protocol fastat fixes it"),
                            (["--val-attack", "pgd"], "--val-attack: --protocol fastat fixes it")):

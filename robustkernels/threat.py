@@ -17,6 +17,8 @@ import torch
 
 from .common import is_number, non_negative, opmath_dtype
 
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # eps travels as a float32 tensor for fp32 / 16-bit inputs
+
 NORMS = ("linf", "l2", "l1")
 
 
@@ -218,7 +220,10 @@ class ThreatModel:
         check_normalization(normalization)
         if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
             raise TypeError(f"bounds must be a (lo, hi) pair, got {bounds!r}")
-        return cls(non_negative("eps", eps), norm, tuple(bounds),
+        eps = non_negative("eps", eps)
+        if FLOAT32_MAX < eps < float("inf"):
+            raise ValueError(f"eps must be inf (an unbounded ball) or at most float32's largest, 3.4e38, got {eps:g}")
+        return cls(eps, norm, tuple(bounds),
                    None if normalization is None else tuple(normalization))
 
     @property

@@ -25,12 +25,13 @@ BISECTIONS = 16  # L2 / L1: the scale to 2**-16 of its best value
 def held_to_contract(threat: ThreatModel, x_adv: torch.Tensor, x: torch.Tensor, bounds: Bounds,
                      who: str) -> torch.Tensor:
     """``x_adv`` [B, ...] checked (and for 16-bit, projected) as the module says."""
+    _check_form(x_adv, x, who)
     half = x_adv.dtype in HALF  # 16 bits: measured in fp64; else in x's dtype, within the rounding slack
     a, xd = (x_adv.double(), x.double()) if half else (x_adv, x)
     if not bool(a.isfinite().all()):
         raise RuntimeError(f"{who} returned {int((~a.flatten(1).isfinite().all(dim=1)).sum())} of {len(a)} points that "
-                           f"are not finite (NaN or inf; eps {threat.eps:g}, bounds {threat.bounds}): an eps or bounds "
-                           "this attack cannot use, or a model that returned NaN")
+                           f"are not finite (NaN or inf; eps {threat.eps:g}, bounds {_short(threat.bounds)}): an eps "
+                           "or bounds this attack cannot use, or a model that returned NaN")
     slack = torch.finfo(x_adv.dtype).eps * lp_norms(a, threat.norm).clamp(min=1.0)  # what rounding explains
     distance = lp_norms(a - xd, threat.norm)
     far = distance - (threat.eps * (1 + 1e-5) + 1e-7) - slack
@@ -42,6 +43,25 @@ def held_to_contract(threat: ThreatModel, x_adv: torch.Tensor, x: torch.Tensor, 
                            f"(largest {threat.norm} distance {float(distance.max()):.6g}, eps {threat.eps:.6g}): its "
                            "perturb must project its iterates (ops.pgd_step, or threat.prepare(x).clamp)")
     return _projected(threat, x_adv, x, bounds) if half else x_adv
+
+
+def _check_form(x_adv, x: torch.Tensor, who: str) -> None:
+    """A RuntimeError naming the attack unless x_adv is a tensor of x's shape, dtype and device."""
+    if isinstance(x_adv, torch.Tensor) and (x_adv.shape, x_adv.dtype, x_adv.device) == (x.shape, x.dtype, x.device):
+        return
+    tensor = isinstance(x_adv, torch.Tensor)
+    got = f"{list(x_adv.shape)} {x_adv.dtype} on {x_adv.device}" if tensor else type(x_adv).__name__
+    raise RuntimeError(f"{who} returned {got} for x of {list(x.shape)} {x.dtype} on {x.device}: its perturb must "
+                       "return a tensor of x's shape, dtype and device")
+
+
+def _short(bounds) -> str:
+    """The bounds on one line: per-channel tensors as their values (or shape, when large)."""
+    def one(b):
+        if not isinstance(b, torch.Tensor):
+            return f"{b:g}" if isinstance(b, float) else repr(b)
+        return str([round(v, 6) for v in b.flatten().tolist()]) if b.numel() <= 8 else f"tensor{list(b.shape)}"
+    return f"({one(bounds[0])}, {one(bounds[1])})"
 
 
 def _projected(threat: ThreatModel, x_adv: torch.Tensor, x: torch.Tensor, bounds: Bounds) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch
 from ..common import non_negative, positive_int
 from ..ops import draw_seed
 from ..ops.philox import philox_normal
-from .base import margin_only
+from .base import finite_eps, margin_only
 from .loop import Iterative, RowState, runs_on_unfooled
 from .oracle import copies
 
@@ -55,6 +55,7 @@ class SmoothedPGD(Iterative):
     def __init__(self, model, eps: float = 8 / 255, steps: int = 25, sigma: float | None = None, draws: int = 2,
                  restarts: int = 1, **kwargs):
         super().__init__(model, eps=eps, **margin_only("SmoothedPGD", kwargs))
+        finite_eps(eps, "SmoothedPGD", "its step size and its noise (sigma = eps / 2) are derived from eps")
         self.steps = positive_int("steps", steps)
         self.draws = positive_int("draws", draws)
         self.restarts = positive_int("restarts", restarts)

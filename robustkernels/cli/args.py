@@ -9,6 +9,8 @@ import math
 import os
 from fractions import Fraction
 
+FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max, without importing torch
+
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Each option's default after its help (flags and options whose help says what happens
@@ -22,9 +24,10 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-def number(*, minimum: float | None = 0.0, positive: bool = False, fraction: bool = False):
-    """An argparse type: a finite float (or a fraction like 8/255 if ``fraction``), >= ``minimum``
-    (> 0 if ``positive``). argparse prefixes each error with ``argument OPTION:``."""
+def number(*, minimum: float | None = 0.0, positive: bool = False, fraction: bool = False, below: float | None = None):
+    """An argparse type: a finite float within float32's range (or a fraction like 8/255 if
+    ``fraction``), >= ``minimum`` (> 0 if ``positive``), < ``below`` if given. argparse prefixes
+    each error with ``argument OPTION:``."""
 
     def parse(text: str) -> float:
         try:
@@ -34,8 +37,10 @@ def number(*, minimum: float | None = 0.0, positive: bool = False, fraction: boo
         except (ValueError, ZeroDivisionError):
             kind = "a number or a fraction like 8/255" if fraction else "a number"
             raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+        if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+            raise argparse.ArgumentTypeError(f"must be finite (at most 3.4e38, float32's largest), got {text}")
+        if below is not None and not value < below:
+            raise argparse.ArgumentTypeError(f"must be < {below:g}, got {text}")
         if positive and not value > 0:
             raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
         if minimum is not None and value < minimum:

@@ -42,14 +42,14 @@ def add_compare(commands) -> None:
     p.add_argument("--schedule", default=None, choices=LR_SCHEDULES,
                    help="one schedule for every method (default cyclic: Wong et al.'s fast-AT schedule; "
                         "--protocol fastat: onecycle, fixed)")
-    p.add_argument("--weight-average", type=number(positive=True), default=None,
+    p.add_argument("--weight-average", type=number(positive=True, below=1.0), default=None,
                    help="EMA decay tau of the weights for every method, e.g. 0.9995 (default: none; --protocol "
                         "fastat: the tau of the +wa rows, default the benchmark's 0.9995)")
     p.add_argument("--protocol", choices=PROTOCOLS, default=None,
                    help="fastat: the FastAT Benchmark's recipe (onecycle SGD, label smoothing 0.4, weight averaging "
                         "0.9995, best epoch by validation on held-out training images) for its methods over --seeds, "
                         "with the benchmark's published figures and the rank correlation")
-    p.add_argument("--seeds", default="0,1,2", help="--protocol fastat: comma-separated seeds")
+    p.add_argument("--seeds", default=None, help="--protocol fastat: comma-separated seeds (default 0,1,2)")
     p.add_argument("--timing", action="store_true",
                    help="--protocol fastat: instead of the runs, time each method (3 epochs, the median of the last "
                         "2) into --out/timing.json, from which the table then takes its training times: run it on a "
@@ -106,6 +106,8 @@ def run_compare(args) -> int:
 
     if args.timing and args.protocol != "fastat":
         raise ValueError("--timing times the methods of --protocol fastat: pass that too")
+    if args.seeds is not None and args.protocol != "fastat":
+        raise ValueError("--seeds: the seeds of --protocol fastat's runs; without it, --seed")
     init_from_env(parse_device(args.device))  # under torchrun: every process trains and scores each model together
     with held_folder(args.out):
         if args.protocol == "fastat":

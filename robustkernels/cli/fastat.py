@@ -13,7 +13,15 @@ from .args import device as parse_device
 from .args import end_distributed, first_process
 
 
-def _seeds(text: str) -> tuple[int, ...]:
+def _labels(args) -> list[str]:
+    from ..recipes import fastat
+
+    return [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(fastat.METHODS)
+
+
+def _seeds(text: str | None) -> tuple[int, ...]:
+    if text is None:
+        return (0, 1, 2)
     try:
         seeds = tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
@@ -54,10 +62,10 @@ def run_fastat(args) -> int:
         if value is not None:
             raise ValueError(f"{flag_name}: --protocol fastat fixes it (onecycle, best-robust by validation PGD-10): "
                              "leave it out")
-    if args.weight_average is not None and not 0 < args.weight_average < 1:
-        raise ValueError(f"--weight-average must be a decay tau in (0, 1), got {args.weight_average}")
+    if args.weight_average is not None and not any(m.endswith("+wa") for m in _labels(args)):
+        raise ValueError("--weight-average sets the tau of the +wa rows: --methods has none")
     device, eps, seeds = parse_device(args.device), eps_for(args), _seeds(args.seeds)
-    labels = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(fastat.METHODS)
+    labels = _labels(args)
     recipe = fastat.Recipe(epochs=args.epochs, eps=eps, augment=args.dataset in ("cifar10", "cifar100") and
                            not args.no_augment, auto_levers=args.auto_levers, seeds=seeds, batch_size=args.batch_size,
                            lr=args.lr, eps_warmup_epochs=args.eps_warmup_epochs,

@@ -90,7 +90,7 @@ def _run_arguments(p) -> None:
                    help="test samples for the per-epoch clean and PGD validation")
     p.add_argument("--val-attack", choices=VAL_ATTACKS, default="pgd",
                    help="per-epoch validation: PGD, or also AutoAttack's fast version (val_fast_acc)")
-    p.add_argument("--weight-average", type=number(positive=True), default=None,
+    p.add_argument("--weight-average", type=number(positive=True, below=1.0), default=None,
                    help="keep an EMA of the weights with this decay tau, e.g. 0.9995 (validated, checkpointed and "
                         "evaluated in place of the last weights)")
     p.add_argument("--keep", choices=KEEP, default="last",

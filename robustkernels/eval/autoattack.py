@@ -38,6 +38,7 @@ import warnings
 import torch
 from torch import nn
 
+from ..attacks.base import finite_eps
 from ..attacks.losses import objective
 from ..common import (
     all_processes,
@@ -218,6 +219,7 @@ def autoattack(model: nn.Module, data, *, eps: float, norm: str = "linf", versio
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     threat = ThreatModel.build(eps, norm, bounds, normalization)
+    finite_eps(eps, "autoattack", "its attacks' steps are derived from eps")
     rng = torch.get_rng_state()
     try:
         rank, world = rank_and_world()

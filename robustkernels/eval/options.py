@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 import torch
 from torch import nn
 
+from ..attacks.base import finite_eps
 from ..certify import bound_method
 from ..common import flag, is_number, non_negative, non_negative_int, positive_int
 from ..levers import check_autocast, check_lever
@@ -89,7 +90,7 @@ def _check_autoattack(aa) -> None:
 
 def _check_report_options(o: EvalOptions) -> None:
     """The report's own options: examples, the checks' eps curve and tolerance, the flags, the title."""
-    non_negative_int("examples", o.examples, " (adversarial examples kept for the report)")
+    o.examples = non_negative_int("examples", o.examples, " (adversarial examples kept for the report)")
     curve = o.curve_eps
     if isinstance(curve, (str, bytes)) or not isinstance(curve, (tuple, list)) or not curve or not all(
             is_number(m) and m > 0 for m in curve):
@@ -138,6 +139,7 @@ def check_eval_options(model: nn.Module, o: EvalOptions) -> EvalOptions:
         raise ValueError(f"suite must be one of {SUITES}, got {o.suite!r}")
     check_norm(o.norm, NORMS, "evaluate (L1: robustkernels.eval.autoattack(norm='l1'))")
     o.eps = non_negative("eps", o.eps)
+    finite_eps(o.eps, "evaluate", "its attacks' steps are derived from eps")
     o.attacks = (o.attacks,) if isinstance(o.attacks, str) else tuple(o.attacks)
     unknown = [a for a in o.attacks if a not in ATTACKS]
     if unknown or not o.attacks:
@@ -146,7 +148,7 @@ def check_eval_options(model: nn.Module, o: EvalOptions) -> EvalOptions:
     o.check_samples = positive_int("check_samples", o.check_samples)
     for name in ("eot_iter", "repeats"):
         if getattr(o, name) != "auto":
-            positive_int(name, getattr(o, name))
+            setattr(o, name, positive_int(name, getattr(o, name)))
     o.steps = _check_steps(o.steps)
     linf_only = [a for a in o.attacks if a in LINF_ONLY]
     if linf_only and o.norm != "linf":

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..common import AUTOCAST as PRECISIONS
-from ..common import non_negative, positive_int
+from ..common import non_negative, non_negative_int, positive_int
 from . import checkpoint as ckpt
 from .augment import Augmentation, make_augmentation
 from .averaging import check_tau
@@ -90,6 +90,7 @@ def check_options(options: FitOptions, default_schedule: str, has_val: bool) -> 
     if bad:
         raise TypeError(f"augmentations must be names or robustkernels.train.augment objects, got {bad[0]!r}")
     o.weight_average = check_tau(o.weight_average)
+    o.seed = non_negative_int("seed", o.seed)
     for name in ("callback", "on_epoch"):
         if getattr(o, name) is not None and not callable(getattr(o, name)):
             raise TypeError(f"{name} must be callable, got {type(getattr(o, name)).__name__}")

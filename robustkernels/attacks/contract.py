@@ -47,9 +47,9 @@ def held_to_contract(threat: ThreatModel, x_adv: torch.Tensor, x: torch.Tensor, 
 
 def _check_form(x_adv, x: torch.Tensor, who: str) -> None:
     """A RuntimeError naming the attack unless x_adv is a tensor of x's shape, dtype and device."""
-    if isinstance(x_adv, torch.Tensor) and (x_adv.shape, x_adv.dtype, x_adv.device) == (x.shape, x.dtype, x.device):
-        return
     tensor = isinstance(x_adv, torch.Tensor)
+    if tensor and (x_adv.shape, x_adv.dtype, x_adv.device) == (x.shape, x.dtype, x.device):
+        return
     got = f"{list(x_adv.shape)} {x_adv.dtype} on {x_adv.device}" if tensor else type(x_adv).__name__
     raise RuntimeError(f"{who} returned {got} for x of {list(x.shape)} {x.dtype} on {x.device}: its perturb must "
                        "return a tensor of x's shape, dtype and device")

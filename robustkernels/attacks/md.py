@@ -64,7 +64,7 @@ class MD(Iterative):
     def __init__(self, model, eps: float = 8 / 255, steps: int = 50, change_point: int | None = None, restarts: int = 1,
                  terms=tuple(TERMS), start: str = "uniform", climb: bool = True, **kwargs):
         super().__init__(model, eps=eps, **margin_only("MD", kwargs))
-        finite_eps(eps, "MD", "its step size is derived from eps")
+        finite_eps(eps, "MD")
         self.steps = positive_int("steps", steps)
         if self.steps < 2:
             raise ValueError(f"steps must be >= 2 for MD (a first stage and a second), got {steps}")

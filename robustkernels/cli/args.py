@@ -9,7 +9,7 @@ import math
 import os
 from fractions import Fraction
 
-FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max, without importing torch
+from ..threat import FLOAT32_MAX
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -13,12 +13,6 @@ from .args import device as parse_device
 from .args import end_distributed, first_process
 
 
-def _labels(args) -> list[str]:
-    from ..recipes import fastat
-
-    return [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(fastat.METHODS)
-
-
 def _seeds(text: str | None) -> tuple[int, ...]:
     if text is None:
         return (0, 1, 2)
@@ -62,10 +56,10 @@ def run_fastat(args) -> int:
         if value is not None:
             raise ValueError(f"{flag_name}: --protocol fastat fixes it (onecycle, best-robust by validation PGD-10): "
                              "leave it out")
-    if args.weight_average is not None and not any(m.endswith("+wa") for m in _labels(args)):
+    labels = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(fastat.METHODS)
+    if args.weight_average is not None and not any(m.endswith("+wa") for m in labels):
         raise ValueError("--weight-average sets the tau of the +wa rows: --methods has none")
     device, eps, seeds = parse_device(args.device), eps_for(args), _seeds(args.seeds)
-    labels = _labels(args)
     recipe = fastat.Recipe(epochs=args.epochs, eps=eps, augment=args.dataset in ("cifar10", "cifar100") and
                            not args.no_augment, auto_levers=args.auto_levers, seeds=seeds, batch_size=args.batch_size,
                            lr=args.lr, eps_warmup_epochs=args.eps_warmup_epochs,
